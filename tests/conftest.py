@@ -1,0 +1,61 @@
+"""
+Shared pytest fixtures.
+
+* ``shared`` -- the ``../shared`` folder (captures and vectors), read in
+  place; tests that need it skip when it is absent.
+* :func:`require_tool` -- interop tests call it for every external program;
+  under ``REALTIME_INTEROP=required`` (set by ``.ci/run``) a missing tool
+  fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from realtime.testing.captures import shared_dir
+
+INTEROP_REQUIRED = os.environ.get("REALTIME_INTEROP") == "required"
+
+
+def require_tool(name: str, path: str | None = None) -> str:
+    """Return the path of executable ``name`` or skip (fail when required)."""
+    found = path if path and os.path.exists(path) else shutil.which(name)
+    if found:
+        return found
+    message = f"interop tool {name!r} is not installed"
+    if INTEROP_REQUIRED:
+        pytest.fail(message + " (REALTIME_INTEROP=required)")
+    pytest.skip(message)
+
+
+def require(condition: bool, message: str) -> None:
+    """Skip with ``message`` unless ``condition``; fail instead when interop is required."""
+    if condition:
+        return
+    if INTEROP_REQUIRED:
+        pytest.fail(message + " (REALTIME_INTEROP=required)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared/ folder with pcaps/ and vectors/, or skip."""
+    path = shared_dir()
+    if path is None:
+        pytest.skip("../shared is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vectors(shared: Path):
+    """Return a loader: ``vectors("rfc5769_stun")`` -> parsed JSON."""
+
+    def load(name: str):
+        return json.loads((shared / "vectors" / f"{name}.json").read_text())
+
+    return load
