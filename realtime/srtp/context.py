@@ -87,11 +87,15 @@ class SrtpReplayError(SrtpError):
 # libsrtp's reason -> (our exception, our wording).  Only reached on failure.
 _REASONS: dict[str, tuple[type[SrtpError], str]] = {
     "authentication failure": (SrtpError, "authentication failed"),
-    "cipher failure": (SrtpError, "decryption failed"),
+    # AEAD: the GCM tag is checked inside the cipher (RFC 7714 §9.2).
+    "cipher failure": (SrtpError, "authentication failed"),
     "replay check failed (bad index)": (SrtpReplayError, "replayed packet"),
     "replay check failed (index too old)": (SrtpReplayError, "index older than the replay window"),
+    # Version not 2, or CSRC list / header extension running past the end.
     "unsupported parameter": (SrtpError, "malformed header"),
     "error parsing data": (SrtpError, "malformed header"),
+    # AES-CM sessions encrypt SRTCP, so E=0 is refused (RFC 3711 §3.4).
+    "unable to perform desired validation": (SrtpError, "E flag clear on an encrypted session"),
 }
 
 
