@@ -1,16 +1,328 @@
 """
-``twistd realtime``: options and the service tree (placeholder, filled in by
-the foundation work).
+``twistd realtime``: the command-line options and the service tree.
+
+::
+
+    twistd -n realtime [--api ENDPOINT] [--media-interface IP] [--media-port N]
+                       [--public-ip IP] [--turn-port N] [--turns-port N]
+                       [--state-dir DIR] [--app ID:SECRET ...]
+
+:func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
+
+    RealtimeService
+     ├─ api          EndpointListener(--api, Site(RealtimeAPI.app.resource()))   HTTPS/HTTP
+     ├─ media        UDPServer(--media-port, MediaPort(BindingRouter))           all PeerConnections
+     ├─ turn-udp     UDPServer(--turn-port, MediaPort(BindingRouter, "turn"))    RFC 8656 §3.1
+     ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnStreamFactory)        RFC 8656 §3.1
+     └─ turn-tls     EndpointListener(ssl:--turns-port, TurnStreamFactory)       RFC 8656 §3.1
+
+State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps; see
+:mod:`realtime.state`) and ``tls/`` (the self-signed certificate; see
+:mod:`realtime.net.certificate`).  With no ``--app``, an app is generated on
+first start, stored, and printed at every start with a ready-to-paste curl
+line.  Port 0 means "any free port"; the bound ports are then in
+:attr:`RealtimeService.config` and the ``*_port`` properties.
 """
 
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from twisted.application import internet
 from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
 from twisted.python import usage
+from twisted.web.server import Site
+
+from realtime.api.app import RealtimeAPI
+from realtime.net.certificate import TlsFiles, ensure_certificate
+from realtime.net.media_port import MediaPort
+from realtime.net.router import BindingRouter
+from realtime.net.turn_port import TurnStreamFactory
+from realtime.state import App, ServerConfig, StateStore, generate_app
+
+log = Logger()
+
+APP_ID = re.compile(r"[A-Za-z0-9$._~-]{1,128}")
+APP_SECRET = re.compile(r"[\x21-\x7e]{8,512}")
 
 
 class Options(usage.Options):
-    """Command-line options of ``twistd realtime``."""
+    """Parse and check the options of ``twistd realtime``; errors name the option."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "WebRTC SFU, TURN server and a Cloudflare Realtime compatible HTTPS API. "
+        "All PeerConnections share one UDP media port; TURN listens on UDP+TCP and TLS."
+    )
+    optParameters = [
+        ["api", None, None,
+         "Twisted server endpoint for the HTTPS API. Default: TLS on 127.0.0.1:8443 with "
+         "the self-signed certificate of the state dir; 'tcp:8080:interface=127.0.0.1' "
+         "serves plain HTTP."],
+        ["media-interface", None, "127.0.0.1", "IP address the UDP media and TURN ports bind."],
+        ["media-port", None, "10000",
+         "The one UDP port for all PeerConnections (0: any free port)."],
+        ["public-ip", None, None,
+         "Address announced in ICE candidates and TURN URLs. Default: the media interface."],
+        ["turn-port", None, "3478", "TURN port, UDP and TCP (0: any free port)."],
+        ["turns-port", None, "5349", "TURN over TLS port (0: any free port)."],
+        ["state-dir", None, "./realtime-state",
+         "Directory for the database and TLS certificate (created with mode 0700)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["apps"] = []
+
+    def opt_app(self, value: str) -> None:
+        """An app as ID:SECRET (repeatable). ID: 1-128 of [A-Za-z0-9$._~-];
+        SECRET: 8-512 printable ASCII characters. With none, one app is generated and
+        stored on first start."""
+        app_id, colon, secret = value.partition(":")
+        if not colon or not APP_ID.fullmatch(app_id) or not APP_SECRET.fullmatch(secret):
+            raise usage.UsageError(
+                f"--app: {value!r} is not ID:SECRET (ID 1-128 of A-Z a-z 0-9 $ . _ ~ -, "
+                "SECRET 8-512 printable ASCII characters without spaces)"
+            )
+        if any(app.app_id == app_id for app in self["apps"]):
+            raise usage.UsageError(f"--app: app id {app_id!r} is given twice")
+        self["apps"].append(App(app_id, secret))
+
+    def postOptions(self) -> None:
+        """Check every value; raise :class:`usage.UsageError` naming the bad option."""
+        for name in ("media-port", "turn-port", "turns-port"):
+            self[name] = _port(name, self[name])
+        interface = _ip("media-interface", self["media-interface"])
+        if self["public-ip"] is None:
+            if interface.is_unspecified:
+                raise usage.UsageError(
+                    f"--public-ip is required when --media-interface is {interface} "
+                    "(the address to announce in ICE candidates)"
+                )
+            self["public-ip"] = str(interface)
+        public = _ip("public-ip", self["public-ip"])
+        if public.is_unspecified or public.is_multicast:
+            raise usage.UsageError(f"--public-ip: {self['public-ip']!r} cannot be announced")
+        if self["media-port"] and self["media-port"] == self["turn-port"]:
+            raise usage.UsageError(f"--turn-port: {self['turn-port']} is also the --media-port")
+        if self["turn-port"] and self["turn-port"] == self["turns-port"]:
+            raise usage.UsageError(f"--turns-port: {self['turns-port']} is also the --turn-port")
+        if self["api"] is not None:
+            try:
+                endpoints.serverFromString(None, self["api"])
+            except Exception as error:
+                raise usage.UsageError(
+                    f"--api: {self['api']!r} is not a server endpoint ({error})"
+                ) from None
+        state = Path(self["state-dir"])
+        if state.exists() and not state.is_dir():
+            raise usage.UsageError(f"--state-dir: {str(state)!r} is not a directory")
 
 
-def makeService(options: Options) -> MultiService:
-    """Build the realtime service tree from parsed options."""
-    return MultiService()
+def _port(name: str, value: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(f"--{name}: {value!r} is not a port number (0-65535)")
+    return port
+
+
+def _ip(name: str, value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name}: {value!r} is not an IP address") from None
+
+
+def tls_endpoint(port: int, interface: str, tls: TlsFiles) -> str:
+    """Return the ``ssl:`` server endpoint string for ``port`` with the state dir's certificate."""
+    quote = endpoints.quoteStringArgument
+    return (
+        f"ssl:{port}:interface={quote(interface)}"
+        f":privateKey={quote(str(tls.private_key))}:certKey={quote(str(tls.certificate))}"
+    )
+
+
+class EndpointListener(internet.StreamServerEndpointService):
+    """Listen on a server endpoint (like ``strports.service``) and remember the port."""
+
+    #: the listening port once started, for tests and the start-up banner
+    port: IListeningPort | None = None
+
+    def __init__(self, endpoint, factory, description: str) -> None:
+        super().__init__(endpoint, factory)
+        self.description = description
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        """Start listening; a bind failure raises at once instead of being logged."""
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        return port
+
+
+class RealtimeService(MultiService):
+    """Run the API, media and TURN listeners; announce them when started.
+
+    Built by :func:`makeService`; tests read the bound ports from
+    :attr:`config` or the ``*_port`` properties after ``startService()``.
+    """
+
+    def __init__(self, api: RealtimeAPI, store: StateStore) -> None:
+        super().__init__()
+        self.api = api
+        self.store = store
+        self.media: MediaPort
+        self.turn_udp: MediaPort
+        self.turn_tcp: TurnStreamFactory
+        self.turn_tls: TurnStreamFactory
+        self.api_listener: EndpointListener
+        self.turn_tcp_listener: EndpointListener
+        self.turn_tls_listener: EndpointListener
+
+    @property
+    def config(self) -> ServerConfig:
+        """Return the announced configuration (actual ports once started)."""
+        return self.api.config
+
+    @property
+    def api_port(self) -> int | None:
+        """Return the bound API port (TCP), or ``None``."""
+        port = self.api_listener.port
+        return None if port is None else getattr(port.getHost(), "port", None)
+
+    @property
+    def turn_tcp_port(self) -> int | None:
+        """Return the bound TURN TCP port, or ``None``."""
+        port = self.turn_tcp_listener.port
+        return None if port is None else port.getHost().port
+
+    @property
+    def turns_port(self) -> int | None:
+        """Return the bound TURN-over-TLS port, or ``None``."""
+        port = self.turn_tls_listener.port
+        return None if port is None else port.getHost().port
+
+    def startService(self) -> None:
+        """Start every listener, then record the bound ports and print the banner."""
+        super().startService()
+        self.api.config = replace(
+            self.api.config,
+            media_port=self.media.port,
+            turn_port=self.turn_udp.port,
+            turns_port=self.turns_port,
+            api_url=self._api_url(),
+        )
+        self._announce()
+
+    def stopService(self):
+        """Stop every listener and close the state store."""
+        result = super().stopService()
+        result.addBoth(lambda r: (self.store.close(), r)[1])
+        return result
+
+    def _api_url(self) -> str:
+        description = self.api_listener.description
+        scheme = {"ssl": "https", "tcp": "http", "tcp6": "http"}.get(description.split(":")[0])
+        host = getattr(self.api_listener.port.getHost(), "host", None)
+        if scheme is None or host is None:
+            return description
+        if ipaddress.ip_address(host).is_unspecified:
+            host = self.config.public_ip
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.api_port}"
+
+    def _announce(self) -> None:
+        config = self.config
+        log.info("realtime API listening on {url}", url=config.api_url)
+        log.info("media: UDP {ip}:{port} (announced in ICE candidates)",
+                 ip=config.public_ip, port=config.media_port)
+        log.info("TURN: UDP+TCP {ip}:{turn}, TLS {ip}:{turns}",
+                 ip=config.public_ip, turn=config.turn_port, turns=config.turns_port)
+        for app in config.apps:
+            log.info("app {app_id} (from --app)", app_id=app.app_id)
+        for app in self.store.apps():
+            if not app.generated:
+                log.info("app {app_id} (stored)", app_id=app.app_id)
+                continue
+            insecure = "-k " if config.api_url.startswith("https:") else ""
+            log.info(
+                "app id: {app_id}\napp secret: {secret}\ntry: curl {insecure}-X POST "
+                '-H "Authorization: Bearer {secret}" {url}/v1/apps/{app_id}/sessions/new',
+                app_id=app.app_id, secret=app.secret, insecure=insecure, url=config.api_url,
+            )
+
+
+def makeService(options: Options, reactor=None) -> RealtimeService:
+    """Build the realtime service tree from parsed options.
+
+    Creates the state dir (0700), the database and the TLS certificate if
+    missing, and generates an app when there is none at all.
+
+    :param reactor: the reactor to listen with (default: the global one).
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    state_dir = Path(options["state-dir"])
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    store = StateStore(state_dir / "realtime.sqlite3")
+    apps = tuple(options["apps"])
+    if not apps and not store.apps():
+        store.add_app(generate_app(reactor.seconds()))
+    interface, public_ip = options["media-interface"], options["public-ip"]
+    tls = ensure_certificate(state_dir / "tls", (public_ip,))
+    config = ServerConfig(
+        public_ip=public_ip,
+        media_port=options["media-port"],
+        turn_port=options["turn-port"],
+        turns_port=options["turns-port"],
+        apps=apps,
+    )
+    api = RealtimeAPI(store, config, reactor)
+    service = RealtimeService(api, store)
+
+    api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
+    service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api")
+    service.media = MediaPort(BindingRouter(), reactor, "media")
+    service.turn_udp = MediaPort(BindingRouter(), reactor, "turn")
+    for name, port, protocol in (
+        ("media", options["media-port"], service.media),
+        ("turn-udp", options["turn-port"], service.turn_udp),
+    ):
+        udp = internet.UDPServer(port, protocol, interface=interface, reactor=reactor)
+        udp.setName(name)
+        udp.setServiceParent(service)
+    service.api_listener.setServiceParent(service)
+
+    service.turn_tcp = TurnStreamFactory(BindingRouter(), reactor, "turn-tcp")
+    tcp = f"tcp:{options['turn-port']}:interface={endpoints.quoteStringArgument(interface)}"
+    service.turn_tcp_listener = _listener(reactor, tcp, service.turn_tcp, "turn-tcp")
+    service.turn_tcp_listener.setServiceParent(service)
+
+    service.turn_tls = TurnStreamFactory(BindingRouter(), reactor, "turn-tls")
+    tls_description = tls_endpoint(options["turns-port"], interface, tls)
+    service.turn_tls_listener = _listener(reactor, tls_description, service.turn_tls, "turn-tls")
+    service.turn_tls_listener.setServiceParent(service)
+    return service
+
+
+def _listener(reactor, description: str, factory, name: str) -> EndpointListener:
+    listener = EndpointListener(
+        endpoints.serverFromString(reactor, description), factory, description
+    )
+    listener.setName(name)
+    return listener

@@ -1,0 +1,228 @@
+"""
+The HTTPS API shell: a Klein app compatible with Cloudflare Realtime.
+
+Paths, auth and error shape follow /work/shared/CALLS-API.md (§1.1, §3.1,
+§3.6).  This module holds the plumbing every route shares; the SFU routes
+(``sessions/new``, ``tracks/new`` ...) are added with :func:`app_route`::
+
+    request ──> CORS headers (reflect Origin, Vary: Origin)
+        │
+        ├─ OPTIONS (any path) ─────────────> 204 preflight
+        ├─ no route ───────────────────────> 404 {"errorCode": "not_found", ...}
+        ├─ route, wrong method ────────────> 405 {"errorCode": "method_not_allowed", ...}
+        └─ /v1/apps/{appId}/<path>  or  /apps/{appId}/<path>
+               │ authenticate (auth.py) ───> 401 / 404 JSON
+               v
+           route(self, request, app, **path_args) -> (status, body) or body
+               │ ApiError ─────────────────> its status + JSON
+               │ any other exception ──────> 500 internal_error (logged)
+               v
+           JSON body, Content-Type: application/json
+
+Adding a route (the next engineer's recipe)::
+
+    class RealtimeAPI:
+        ...
+        @app_route(app, "/sessions/<session_id>", "GET")
+        def session_state(self, request, app, session_id):
+            body = read_json(request)      # lenient JSON, {} when empty
+            return 200, {"tracks": [], "dataChannels": []}
+
+``app`` is the authenticated :class:`realtime.state.App`.  A route may be a
+coroutine or return a Deferred.  Both path prefixes are registered at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from inspect import isawaitable
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from realtime.api.auth import authenticate
+from realtime.api.errors import ApiError, ErrorCode
+from realtime.state import ServerConfig, StateStore
+
+#: Path prefixes under which every app route is served (CALLS-API.md §1.1).
+APP_PREFIXES = ("/v1/apps/<app_id>", "/apps/<app_id>")
+
+#: Largest request body accepted, in bytes (SDP offers are a few KiB).
+MAX_BODY = 1 << 20
+
+ALLOW_HEADERS = b"authorization, content-type"
+ALLOW_METHODS = b"GET, POST, PUT, OPTIONS"
+
+log = Logger()
+
+
+def apply_cors(request: IRequest) -> None:
+    """Set the CORS response headers: reflect ``Origin`` and add ``Vary: Origin``."""
+    request.setHeader(b"vary", b"Origin")
+    origin = request.getHeader(b"origin")
+    if origin:
+        request.setHeader(b"access-control-allow-origin", origin)
+
+
+def json_response(request: IRequest, status: int, body: Any) -> bytes:
+    """Set ``status`` and a JSON content type on ``request``; return the encoded body."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def error_response(request: IRequest, error: ApiError) -> bytes:
+    """Answer ``request`` with ``error`` as a JSON error body."""
+    apply_cors(request)
+    return json_response(request, error.status, error.body())
+
+
+def preflight(request: IRequest) -> bytes:
+    """Answer a CORS preflight ``OPTIONS`` request with 204 and the allowed headers/methods."""
+    apply_cors(request)
+    request.setResponseCode(204)
+    request.setHeader(b"access-control-allow-headers", ALLOW_HEADERS)
+    request.setHeader(b"access-control-allow-methods", ALLOW_METHODS)
+    request.setHeader(b"access-control-max-age", b"86400")
+    return b""
+
+
+def read_json(request: IRequest, limit: int = MAX_BODY) -> dict[str, Any]:
+    """Return the request body parsed as a JSON object, whatever the Content-Type.
+
+    An empty body is ``{}`` (``sessions/new`` is often a bare POST).  Raises
+    :class:`ApiError`: 413 ``payload_too_large`` past ``limit`` bytes, 400
+    ``decoding_error`` for bad UTF-8/JSON or a top level that is not an object.
+    """
+    content = request.content
+    content.seek(0)
+    raw = content.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError.payload_too_large(limit)
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError.decoding_error("The request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError.decoding_error("The request body must be a JSON object")
+    return value
+
+
+def app_route(klein: Klein, path: str, *methods: str) -> Callable:
+    """Register an authenticated app route under ``/v1/apps/<app_id>`` and ``/apps/<app_id>``.
+
+    The decorated method is called as ``f(self, request, app, **path_args)``
+    after :func:`realtime.api.auth.authenticate` and returns either a JSON
+    value (status 200) or ``(status, value)``; it may be async.
+
+    :param klein: the class's ``Klein()`` instance.
+    :param path: the part after the prefix, e.g. ``"/sessions/new"``.
+    :param methods: HTTP methods, e.g. ``"POST"``.
+    """
+
+    def decorate(f: Callable) -> Callable:
+        @wraps(f)
+        def route(self: RealtimeAPI, request: IRequest, app_id: str, **kwargs: Any):
+            if request.method == b"OPTIONS":
+                return preflight(request)
+            apply_cors(request)
+            try:
+                app = authenticate(
+                    app_id, request.getHeader(b"authorization"), self.config, self.store
+                )
+                result = f(self, request, app, **kwargs)
+            except ApiError as error:
+                return error_response(request, error)
+            if isawaitable(result):
+                return ensureDeferred(_awaited(result)).addCallback(self._render, request)
+            return self._render(result, request)
+
+        for prefix in APP_PREFIXES:
+            endpoint = f"{prefix.split('/')[1]}:{f.__name__}"
+            klein.route(
+                prefix + path, methods=list(methods), endpoint=endpoint, strict_slashes=False
+            )(route)
+        return f
+
+    return decorate
+
+
+async def _awaited(result: Any) -> Any:
+    try:
+        return await result
+    except ApiError as error:
+        return error
+
+
+class RealtimeAPI:
+    """Serve the Realtime HTTPS API over injected state.
+
+    :param store: the persistent :class:`~realtime.state.StateStore`.
+    :param config: the announced addresses and command-line apps.
+    :param clock: the reactor's clock (``task.Clock`` in tests).
+    """
+
+    app = Klein()
+
+    def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def _render(self, result: Any, request: IRequest) -> bytes:
+        if isinstance(result, ApiError):
+            return error_response(request, result)
+        status, body = result if isinstance(result, tuple) else (200, result)
+        return json_response(request, status, body)
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: IRequest, failure) -> bytes:
+        """Answer an unknown path with a JSON 404 (or a preflight for OPTIONS)."""
+        if request.method == b"OPTIONS":
+            return preflight(request)
+        path = request.path.decode("ascii", "replace")
+        return error_response(request, ApiError.not_found(f"No route for {path}"))
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request: IRequest, failure) -> bytes:
+        """Answer a known path with the wrong method with a JSON 405 (OPTIONS: preflight)."""
+        if request.method == b"OPTIONS":
+            return preflight(request)
+        method = request.method.decode("ascii", "replace")
+        error = ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
+        return error_response(request, error)
+
+    @app.handle_errors(HTTPException)
+    def http_error(self, request: IRequest, failure) -> bytes:
+        """Answer any other routing exception (e.g. a redirect) as JSON with its status."""
+        code = failure.value.code or 400
+        error = ApiError(code, ErrorCode.NOT_FOUND if code == 404 else "http_error",
+                         failure.value.name)
+        return error_response(request, error)
+
+    @app.handle_errors(Exception)
+    def internal_error(self, request: IRequest, failure) -> bytes:
+        """Log an unexpected failure and answer 500 ``internal_error``."""
+        log.failure("API request {method} {path} failed", failure,
+                    method=request.method, path=request.path)
+        error = ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal server error")
+        return error_response(request, error)
+
+    @app_route(app, "/", "GET")
+    def app_info(self, request: IRequest, app) -> dict[str, Any]:
+        """Return the app id and where media and TURN listen (a liveness probe for clients)."""
+        config = self.config
+        return {
+            "appId": app.app_id,
+            "media": {"ip": config.public_ip, "port": config.media_port},
+            "turn": {"port": config.turn_port, "tlsPort": config.turns_port},
+        }

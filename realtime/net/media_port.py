@@ -1,0 +1,103 @@
+"""
+The media port: one UDP socket for every PeerConnection (and its STUN).
+
+WebRTC bundles ICE connectivity checks (STUN, RFC 8445 §7), DTLS (RFC 6347)
+and SRTP/SRTCP (RFC 3711) on one 5-tuple, and this SFU puts every
+PeerConnection on one server port, so one socket receives everything.  This
+adapter moves bytes and nothing else::
+
+     socket ──datagramReceived(data, addr)──> MediaPort
+                                                 │ kind = classify(data)   RFC 7983 §7
+                                                 │ now  = reactor.seconds()
+                                                 v
+                                   router.route(kind, data, addr, now)
+                                    │         │             │
+                  replies <─────────┘    None │   DecodeError│ / bug
+                     │                        v             v
+     socket <──transport.write──┘    drops["unrouted-dtls"]  drops["malformed-stun"]
+                                     (logged once per key)   drops["internal-error"]
+
+It holds no protocol state: the router (see :mod:`realtime.net.router`) owns
+the machines, and :class:`realtime.net.driver.MachineDriver` pumps a
+machine's later output and timer.  Drops are counted in :attr:`drops` and
+each key is logged once with :mod:`twisted.logger` fields, so a flood of
+garbage neither fills the log nor stops the reactor.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.internet.error import MessageLengthError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from realtime.demux import PacketKind, classify
+from realtime.errors import DecodeError
+from realtime.net.router import Address, DatagramRouter
+
+#: Drop-counter keys per packet kind, built once (the hot path only indexes).
+UNROUTED = {kind: f"unrouted-{kind.name.lower().replace('_', '-')}" for kind in PacketKind}
+MALFORMED = {kind: f"malformed-{kind.name.lower().replace('_', '-')}" for kind in PacketKind}
+
+
+class MediaPort(DatagramProtocol):
+    """Classify each datagram, hand it to the router and send back what it returns.
+
+    :param router: the :class:`~realtime.net.router.DatagramRouter` to deliver to.
+    :param reactor: the clock that stamps ``now`` (``task.Clock`` in tests).
+    :param name: how log lines name this port (``"media"``, ``"turn"``).
+    """
+
+    log = Logger()
+
+    def __init__(self, router: DatagramRouter, reactor: IReactorTime, name: str = "media") -> None:
+        self.router = router
+        self.reactor = reactor
+        self.name = name
+        #: dropped datagrams per reason, e.g. ``drops["malformed-stun"]``
+        self.drops: Counter[str] = Counter()
+        self._logged: set[str] = set()
+
+    @property
+    def port(self) -> int | None:
+        """Return the bound UDP port number, or ``None`` before listening."""
+        return None if self.transport is None else self.transport.getHost().port
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        """Deliver one datagram to the router and write its replies."""
+        kind = classify(data)
+        try:
+            replies = self.router.route(kind, data, addr, self.reactor.seconds())
+        except DecodeError as error:
+            self.drop(MALFORMED[kind], addr, str(error))
+            return
+        except Exception:
+            self.drops["internal-error"] += 1
+            self.log.failure("{port} port: router failed on a {kind} datagram from {addr}",
+                             port=self.name, kind=kind.name, addr=addr)
+            return
+        if replies is None:
+            self.drop(UNROUTED[kind], addr, "no session for this packet")
+            return
+        for payload, destination in replies:
+            self.send(payload, destination)
+
+    def send(self, data: bytes, addr: Address) -> None:
+        """Send one datagram; a socket error is counted, never raised."""
+        try:
+            self.transport.write(data, addr)
+        except (OSError, MessageLengthError) as error:
+            self.drop("send-error", addr, str(error))
+
+    def drop(self, reason: str, addr: Address, detail: str) -> None:
+        """Count a dropped datagram under ``reason``; log the first one of each reason."""
+        self.drops[reason] += 1
+        if reason not in self._logged:
+            self._logged.add(reason)
+            self.log.warn(
+                "{port} port: dropped a datagram from {addr} ({reason}: {detail});"
+                " further {reason} drops are only counted",
+                port=self.name, addr=addr, reason=reason, detail=detail,
+            )

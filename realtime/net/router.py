@@ -1,0 +1,74 @@
+"""
+Where a classified packet goes: the router seam between ports and machines.
+
+A port adapter (:class:`~realtime.net.media_port.MediaPort`, the TURN ports)
+reads a packet, classifies it by its first byte (RFC 7983 §7, see
+:mod:`realtime.demux`) and hands ``(kind, data, addr, now)`` to a router.
+The router returns the packets to send straight back, or ``None`` when
+nobody takes the packet (the port counts that as an ``unrouted`` drop)::
+
+     MediaPort.datagramReceived(data, addr)
+          │ kind = classify(data)                          (one table lookup)
+          v
+     router.route(kind, data, addr, now)
+          │
+          ├─ STUN Binding request, no session ──> [(response, addr)]  (RFC 8489 §6.3)
+          ├─ later: sessions_by_addr[addr] ──────> machine.receive_datagram(...)
+          │                                        [] (replies leave via the driver)
+          └─ nobody ────────────────────────────> None
+          │
+          └─ raises DecodeError on malformed bytes (the port counts "malformed")
+
+:class:`BindingRouter` is the router of today: it answers STUN Binding
+requests (RFC 8489 §6.3.1; classic RFC 3489 requests per RFC 8489 §12) with
+XOR-MAPPED-ADDRESS and routes nothing else.  The SFU's router will first do
+one dict lookup by source address (and, for STUN carrying an ICE USERNAME,
+by ufrag) and fall back to a :class:`BindingRouter` for bare Binding
+requests.  Routers are pure: no Twisted import, ``now`` is a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from realtime.demux import PacketKind
+from realtime.stun.binding import answer_binding
+
+#: A transport address as Twisted and the machines use it: (host, port).
+Address = tuple[str, int]
+
+#: What a router hands back: packets to send, each to an address.
+Outgoing = Sequence[tuple[bytes, Address]]
+
+#: The Binding answerer's signature (``realtime.stun.binding.answer_binding``).
+Answerer = Callable[[bytes, Address], "bytes | None"]
+
+
+class DatagramRouter(Protocol):
+    """Take one classified packet; return replies, or ``None`` if nobody wants it."""
+
+    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> Outgoing | None:
+        """Deliver ``data`` from ``addr``; raise :class:`~realtime.errors.DecodeError` if malformed."""
+        ...
+
+
+class BindingRouter:
+    """Answer STUN Binding requests; leave every other packet unrouted.
+
+    :param answer: ``answer(data, source) -> response bytes | None`` (default
+        :func:`realtime.stun.binding.answer_binding`); it raises
+        :class:`~realtime.errors.DecodeError` on malformed STUN.
+    """
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, answer: Answerer | None = None) -> None:
+        self._answer = answer if answer is not None else answer_binding
+
+    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> Outgoing | None:
+        """Return ``[(response, addr)]`` for a Binding request, ``[]`` for other STUN, else ``None``."""
+        if kind is not PacketKind.STUN:
+            return None
+        response = self._answer(data, addr)
+        return [] if response is None else [(response, addr)]
