@@ -11,6 +11,7 @@ more; it is not the project's TURN codec (realtime/turn owns that).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterator
 
@@ -82,8 +83,16 @@ def _frames(stream: bytes) -> Iterator[bytes]:
             return
 
 
-def media_datagrams(path: Path, transport: str) -> Iterator[tuple[Flow, bytes]]:
-    """Yield ``((src, dst), srtp_or_srtcp)`` for each media packet in the capture."""
+@functools.lru_cache(maxsize=4)
+def media_datagrams(path: Path, transport: str) -> tuple[tuple[Flow, bytes], ...]:
+    """Return ``((src, dst), srtp_or_srtcp)`` for each media packet in the capture.
+
+    Cached: one capture file holds several keyed streams.
+    """
+    return tuple(_media_datagrams(path, transport))
+
+
+def _media_datagrams(path: Path, transport: str) -> Iterator[tuple[Flow, bytes]]:
     records = list(read_capture(path))
     if transport == "udp":
         for rec in records:
