@@ -169,7 +169,12 @@ class InboundSrtpContext:
             rtp = self._session.unprotect(srtp)
         except (pylibsrtp.Error, ValueError) as exc:
             raise _rejected("SRTP", srtp, self._min_srtp, exc) from None
-        self._seen(_SSRC(rtp, 8)[0])
+        ssrc = _SSRC(rtp, 8)[0]
+        streams = self._streams
+        if ssrc not in streams and len(streams) >= self._max_streams:
+            self._evict_least_recent()
+        self._tick += 1
+        streams[ssrc] = self._tick
         return rtp
 
     def unprotect_rtcp(self, srtcp: bytes) -> bytes:
@@ -182,16 +187,18 @@ class InboundSrtpContext:
             rtcp = self._session.unprotect_rtcp(srtcp)
         except (pylibsrtp.Error, ValueError) as exc:
             raise _rejected("SRTCP", srtcp, self._min_srtcp, exc) from None
-        self._seen(_SSRC(rtcp, 4)[0])
+        ssrc = _SSRC(rtcp, 4)[0]
+        streams = self._streams
+        if ssrc not in streams and len(streams) >= self._max_streams:
+            self._evict_least_recent()
+        self._tick += 1
+        streams[ssrc] = self._tick
         return rtcp
 
-    def _seen(self, ssrc: int) -> None:
+    def _evict_least_recent(self) -> None:
+        """Forget the SSRC that authenticated least recently (a new one is arriving)."""
         streams = self._streams
-        self._tick += 1
-        if ssrc not in streams and len(streams) >= self._max_streams:
-            oldest = min(streams, key=streams.__getitem__)
-            self.remove_stream(oldest)
-        streams[ssrc] = self._tick
+        self.remove_stream(min(streams, key=streams.__getitem__))
 
     def remove_stream(self, ssrc: int) -> bool:
         """Forget the rollover counter and replay window of ``ssrc``; return if it existed."""
