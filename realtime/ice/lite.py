@@ -19,6 +19,7 @@ One check, as this agent sees it (RFC 8445 §7.3, RFC 8489 §6.3, §9.1.3)::
       |                   no USERNAME or MI        -> 400      |
       |                   USERNAME not ours        -> 401      |
       |                   MI does not verify       -> 401      |
+      |                   malformed required attr  -> 400      |
       |                   unknown required attr    -> 420      |
       |                   role conflict, we lose   -> 487      |
       |                   else: pair valid (+ nominated)       |
