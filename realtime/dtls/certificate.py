@@ -110,7 +110,8 @@ def _hash(algorithm: str) -> Callable[..., "hashlib._Hash"]:
     try:
         return FINGERPRINT_ALGORITHMS[algorithm.lower()]
     except KeyError:
-        raise FingerprintError(f"fingerprint hash function {algorithm!r} is not supported") from None
+        message = f"fingerprint hash function {algorithm!r} is not supported"
+        raise FingerprintError(message) from None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

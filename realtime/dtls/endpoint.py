@@ -155,7 +155,9 @@ def _cookie_verify(connection: SSL.Connection, cookie: bytes) -> bool:
     return hmac.compare_digest(connection.get_app_data()._cookie(), cookie)
 
 
-def _verify_peer(connection: SSL.Connection, x509: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+def _verify_peer(
+    connection: SSL.Connection, x509: crypto.X509, errno: int, depth: int, ok: int
+) -> bool:
     """Accept the chain, but reject a leaf that contradicts known fingerprints."""
     if depth != 0:
         return True

@@ -23,6 +23,7 @@ from realtime.dtls.record import HandshakeType, Record, parse_records
 from realtime.errors import DecodeError, LocalProtocolError
 
 NOW = 1_700_000_000.0
+MISMATCH = HandshakeFailed("peer certificate does not match the SDP fingerprint")
 CLIENT_ADDRESS = ("192.0.2.1", 50000)
 
 
@@ -161,7 +162,9 @@ def test_hello_verify_request_cookie_is_hmac_of_address(certificates):
         (["SRTP_AES128_CM_SHA1_32"], None, ""),
     ],
 )
-def test_selected_profile_follows_preferences(certificates, client_profiles, server_profiles, selected):
+def test_selected_profile_follows_preferences(
+    certificates, client_profiles, server_profiles, selected
+):
     client, server = make_pair(certificates, client_profiles=client_profiles,
                                server_profiles=server_profiles)
     FakeNetwork(client, server).deliver()
@@ -205,7 +208,7 @@ def test_fingerprint_mismatch_fails_with_alert(certificates):
     client, server = make_pair(certificates, client_fp=wrong)
     network = FakeNetwork(client, server)
     network.deliver()
-    assert events(server) == [HandshakeFailed("peer certificate does not match the SDP fingerprint")]
+    assert events(server) == [MISMATCH]
     (failed,) = events(client)
     assert isinstance(failed, HandshakeFailed) and "alert" in failed.reason  # OpenSSL's alert
     assert server.get_timer() is None
@@ -218,7 +221,7 @@ def test_late_fingerprint_checked_at_completion(certificates):
     network = FakeNetwork(client, server)
     client.set_remote_fingerprints([("sha-1", "00:" * 19 + "00")])
     network.deliver()
-    assert events(client) == [HandshakeFailed("peer certificate does not match the SDP fingerprint")]
+    assert events(client) == [MISMATCH]
     assert client.state == "failed"
 
 

@@ -103,10 +103,22 @@ def test_unified_header_records():
     [
         (b"", DecodeError, "DTLS datagram is empty"),
         (b"\x16\xfe\xfd", Truncated, "DTLS record truncated: need 2 bytes at offset 3, have 0"),
-        (HELLO_VERIFY_REQUEST[:-1], Truncated, "DTLS record truncated: need 23 bytes at offset 13, have 22"),
+        (
+            HELLO_VERIFY_REQUEST[:-1],
+            Truncated,
+            "DTLS record truncated: need 23 bytes at offset 13, have 22",
+        ),
         (b"\x40" + bytes(12), DecodeError, "DTLS record content type 64 is not in 20..31"),
-        (b"\x17\xfe\xfd" + bytes(8) + b"\x48\x01", DecodeError, "DTLS record length 18433 exceeds 18432"),
-        (b"\x2c\x00\x00\x00\x05", Truncated, "DTLS record truncated: need 5 bytes at offset 5, have 0"),
+        (
+            b"\x17\xfe\xfd" + bytes(8) + b"\x48\x01",
+            DecodeError,
+            "DTLS record length 18433 exceeds 18432",
+        ),
+        (  # 0x2c = 001 0 1 1 00: 16-bit sequence number, length present
+            b"\x2c\x00\x00\x00\x05",
+            Truncated,
+            "DTLS record truncated: need 5 bytes at offset 5, have 0",
+        ),
     ],
 )
 def test_malformed_records(data, error, message):
@@ -118,8 +130,14 @@ def test_malformed_records(data, error, message):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (bytes.fromhex("01000010" "0000" "000008" "000009"), "DTLS handshake fragment 8+9 overruns message length 16"),
-        (bytes.fromhex("01000010" "0000" "000000" "000004") + b"ab", "DTLS handshake truncated: need 4 bytes at offset 12, have 2"),
+        (
+            bytes.fromhex("01000010" "0000" "000008" "000009"),
+            "DTLS handshake fragment 8+9 overruns message length 16",
+        ),
+        (
+            bytes.fromhex("01000010" "0000" "000000" "000004") + b"ab",
+            "DTLS handshake truncated: need 4 bytes at offset 12, have 2",
+        ),
         (bytes.fromhex("0100"), "DTLS handshake truncated: need 3 bytes at offset 1, have 1"),
     ],
 )
