@@ -35,6 +35,7 @@ from pathlib import Path
 from twisted.application import internet
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
+from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -229,6 +230,9 @@ class RealtimeService(MultiService):
 
     def stopService(self):
         """Stop every listener and close the state store."""
+        if not self.running:
+            self.store.close()
+            return succeed(None)
         result = super().stopService()
         result.addBoth(lambda r: (self.store.close(), r)[1])
         return result

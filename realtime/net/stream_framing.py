@@ -22,7 +22,8 @@ two bits tell the two apart (RFC 8656 §12, RFC 7983 §7)::
 
 :class:`StreamFramer` is pure (no Twisted): feed it bytes as they arrive and
 it returns the complete frames, STUN messages as sent and ChannelData with
-its stream padding removed.  Anything else -- first bits ``1x``, a STUN
+its stream padding removed.  Anything else -- a first byte from 0x50 (channel numbers
+0x5000-0xFFFF are reserved, RFC 8656 §12), a STUN
 length that is not a multiple of four, a frame longer than the limit -- is
 a :class:`FramingError`; the caller closes the connection, since a stream
 that lost its framing cannot resynchronise.  The buffer never holds more
@@ -66,7 +67,8 @@ class StreamFramer:
         """Append ``data`` and return every frame it completes, in order.
 
         Raises :class:`FramingError` for bytes that start no valid frame or a
-        frame over the limit; the framer is then unusable (close the stream).
+        frame over the limit; the framer is then unusable (close the stream),
+        and frames completed earlier in the same ``data`` are discarded too.
         """
         buffer = self._buffer
         buffer += data
@@ -89,7 +91,7 @@ class StreamFramer:
             if length % 4:
                 raise FramingError(f"STUN message length {length} is not a multiple of 4")
             size = payload = STUN_HEADER_SIZE + length
-        elif first < 0x80:
+        elif first < 0x50:
             payload = CHANNEL_DATA_HEADER_SIZE + length
             size = payload + padding_length(length)
         else:

@@ -1,0 +1,173 @@
+"""
+The Twisted side of the media port's PeerConnections.
+
+:class:`PeerHost` owns what the sans-I/O machines cannot: the socket they
+share, one :class:`~realtime.net.driver.MachineDriver` (hence one
+``IDelayedCall``) per connection, Deferreds for "wait until connected", and
+the reaping of sessions that never connect or lose their peer::
+
+     MediaPort ──route()──> PeerRouter ──> connection.receive_datagram()
+         ^                        │
+         │                        └─ after_input(session) ─> PeerHost._after_input
+         │                                                    │ driver.pump(): send + re-arm timer
+         └──────────── send(data, addr) <─────────────────────┘ drain events: Connected,
+                                                                Disconnected, ApplicationData
+
+A *session* here is any object with ``ice`` (the IceLiteAgent),
+``connection`` (the :class:`~realtime.peer.connection.PeerConnection`) and a
+``session_id``; it may define ``handle_event(event, now)`` to see the
+connection's events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from realtime.ice.demultiplexer import SessionDemultiplexer
+from realtime.net.driver import MachineDriver
+from realtime.peer.connection import Connected, Disconnected
+from realtime.peer.router import Fallback, PeerRouter
+
+log = Logger()
+
+#: Seconds a session may stay unconnected before it is removed.
+UNCONNECTED_TIMEOUT = 60.0
+
+#: Seconds a disconnected session is kept for its peer to come back (ICE restart).
+RECONNECT_WINDOW = 30.0
+
+
+class _Timed:
+    """Present a connection to its driver, draining events after each timer."""
+
+    __slots__ = ("host", "session")
+
+    def __init__(self, host: "PeerHost", session: Any) -> None:
+        self.host = host
+        self.session = session
+
+    def handle_timer(self, now: float) -> None:
+        self.session.connection.handle_timer(now)
+        self.host._drain(self.session, now)
+
+    def datagrams_to_send(self, now: float):
+        return self.session.connection.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        return self.session.connection.get_timer()
+
+
+class PeerHost:
+    """Keep the PeerConnections of one media port running on a reactor.
+
+    :param reactor: the clock (``task.Clock`` in tests).
+    :param fallback: router for STUN no session claims (the Binding service).
+    """
+
+    def __init__(self, reactor: IReactorTime, fallback: Fallback,
+                 unconnected_timeout: float = UNCONNECTED_TIMEOUT,
+                 reconnect_window: float = RECONNECT_WINDOW) -> None:
+        self.reactor = reactor
+        self.demux = SessionDemultiplexer()
+        self.router = PeerRouter(self.demux, fallback, self._after_input)
+        self.unconnected_timeout = unconnected_timeout
+        self.reconnect_window = reconnect_window
+        self.port = None
+        self.sessions: dict[str, Any] = {}
+        self._drivers: dict[Any, MachineDriver] = {}
+        self._waiters: dict[Any, list[Deferred]] = {}
+        self._reapers: dict[Any, Any] = {}
+
+    def attach(self, port: Any) -> None:
+        """Send through ``port`` (a :class:`~realtime.net.media_port.MediaPort`)."""
+        self.port = port
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.port is not None:
+            self.port.send(data, addr)
+
+    def add(self, session: Any) -> None:
+        """Start routing the session's ICE ufrag and addresses to its connection."""
+        self.demux.register(session.ice.local_ufrag, session)
+        self.sessions[session.session_id] = session
+        self._drivers[session] = MachineDriver(_Timed(self, session), self._send, self.reactor)
+        self._reapers[session] = self.reactor.callLater(
+            self.unconnected_timeout, self._reap_unconnected, session
+        )
+
+    def remove(self, session: Any, reason: str = "closed") -> None:
+        """Close the session's connection and forget it."""
+        if self.sessions.get(session.session_id) is not session:
+            return
+        del self.sessions[session.session_id]
+        session.connection.close()
+        driver = self._drivers.pop(session)
+        driver.pump()
+        driver.stop()
+        self.demux.unregister(session)
+        reaper = self._reapers.pop(session, None)
+        if reaper is not None and reaper.active():
+            reaper.cancel()
+        for waiter in self._waiters.pop(session, []):
+            waiter.callback(False)
+
+    def wait_connected(self, session: Any, timeout: float) -> Deferred:
+        """Return a Deferred firing True once connected, False after ``timeout`` seconds."""
+        if session.connection.state == "connected":
+            return _fired(True)
+        if session.connection.state in ("failed", "closed"):
+            return _fired(False)
+        waiter: Deferred = Deferred()
+        self._waiters.setdefault(session, []).append(waiter)
+        call = self.reactor.callLater(timeout, self._time_out, session, waiter)
+        waiter.addBoth(lambda result: (call.active() and call.cancel(), result)[1])
+        return waiter
+
+    def _time_out(self, session: Any, waiter: Deferred) -> None:
+        waiters = self._waiters.get(session, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+            waiter.callback(False)
+
+    def _after_input(self, session: Any) -> None:
+        if session in self._drivers:
+            self._drain(session, self.reactor.seconds())
+
+    def _drain(self, session: Any, now: float) -> None:
+        connection = session.connection
+        handle = getattr(session, "handle_event", None)
+        while (event := connection.next_event()) is not None:
+            if isinstance(event, Connected):
+                reaper = self._reapers.pop(session, None)
+                if reaper is not None and reaper.active():
+                    reaper.cancel()
+                for waiter in self._waiters.pop(session, []):
+                    waiter.callback(True)
+            elif isinstance(event, Disconnected):
+                log.info("session {id} disconnected: {reason}", id=session.session_id,
+                         reason=event.reason)
+                for waiter in self._waiters.pop(session, []):
+                    waiter.callback(False)
+                if session not in self._reapers:
+                    self._reapers[session] = self.reactor.callLater(
+                        self.reconnect_window, self._reap_unconnected, session)
+            if handle is not None:
+                handle(event, now)
+        driver = self._drivers.get(session)
+        if driver is not None:
+            driver.pump()
+
+    def _reap_unconnected(self, session: Any) -> None:
+        self._reapers.pop(session, None)
+        if session.connection.state != "connected":
+            self.remove(session, "never connected")
+
+
+def _fired(value: bool) -> Deferred:
+    d: Deferred = Deferred()
+    d.callback(value)
+    return d

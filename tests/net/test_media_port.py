@@ -1,0 +1,253 @@
+"""
+MediaPort and the TURN listeners fed by hand: fake transports, ``task.Clock``, no sockets.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
+
+from realtime.demux import PacketKind
+from realtime.errors import DecodeError
+from realtime.net.media_port import MediaPort
+from realtime.net.router import BindingRouter
+from realtime.net.turn_port import TurnStreamFactory
+from realtime.stun.message import StunClass, StunMessage
+
+# A Binding request without attributes (RFC 8489 §5).
+BINDING = bytes.fromhex(
+    "0001"  # type: Binding request
+    "0000"  # message length 0
+    "2112a442"  # magic cookie
+    "b7e7a701bc34d686fa87dfae"  # transaction id
+)
+# A Binding indication (ICE keepalive, RFC 8489 §6.3.2): answered with nothing.
+INDICATION = bytes.fromhex("0011" "0000" "2112a442" "b7e7a701bc34d686fa87dfae")
+# A STUN header whose length promises 8 bytes that never come.
+TRUNCATED = bytes.fromhex("0001" "0008" "2112a442" "b7e7a701bc34d686fa87dfae")
+# The first bytes of a DTLS 1.2 ClientHello record (RFC 6347 §4.1).
+DTLS = bytes.fromhex("16" "fefd" "0000" "000000000000" "0010") + bytes(16)
+# An RTP header (RFC 3550 §5.1), payload type 96.
+RTP = bytes.fromhex("80" "60" "0001" "00000001" "deadbeef") + bytes(20)
+
+SOURCE = ("192.0.2.7", 50123)
+
+
+class FakeUdpTransport:
+    """Record what a DatagramProtocol writes; fail on demand."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.written: list[tuple[bytes, tuple[str, int]]] = []
+        self.fail = fail
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.written.append((data, addr))
+
+    def getHost(self):
+        return IPv4Address("UDP", "127.0.0.1", 10000)
+
+
+def make_port(router=None, fail=None):
+    clock = Clock()
+    clock.advance(1000.5)
+    port = MediaPort(router or BindingRouter(), clock)
+    events: list[dict] = []
+    port.log = Logger(observer=events.append)
+    port.makeConnection(FakeUdpTransport(fail))
+    return port, events
+
+
+def test_binding_request_is_answered_with_the_source_address() -> None:
+    port, _ = make_port()
+    port.datagramReceived(BINDING, SOURCE)
+    [(data, addr)] = port.transport.written
+    assert addr == SOURCE
+    response = StunMessage.decode(data)
+    assert response.message_class == StunClass.SUCCESS
+    assert response.transaction_id == BINDING[8:20]
+    mapped = response.find(0x0020)  # XOR-MAPPED-ADDRESS
+    assert (mapped.address, mapped.port) == SOURCE
+    assert port.drops == {}
+    assert port.port == 10000
+
+
+def test_binding_request_from_ipv6() -> None:
+    port, _ = make_port()
+    port.datagramReceived(BINDING, ("2001:db8::1", 4444))
+    [(data, _)] = port.transport.written
+    mapped = StunMessage.decode(data).find(0x0020)
+    assert (mapped.address, mapped.port) == ("2001:db8::1", 4444)
+
+
+def test_indication_gets_no_answer_and_is_no_drop() -> None:
+    port, _ = make_port()
+    port.datagramReceived(INDICATION, SOURCE)
+    assert port.transport.written == [] and port.drops == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (TRUNCATED, "malformed-stun"),
+        (BINDING[:10], "malformed-stun"),
+        (DTLS, "unrouted-dtls"),
+        (RTP, "unrouted-rtp"),
+        (bytes.fromhex("80c8") + bytes(26), "unrouted-rtcp"),
+        (bytes.fromhex("4000000400000000"), "unrouted-channel-data"),
+        (b"", "unrouted-unknown"),
+        (b"\xff" * 30, "unrouted-unknown"),
+    ],
+)
+def test_drops_are_counted_by_reason_and_logged_once(data: bytes, reason: str) -> None:
+    port, events = make_port()
+    for _ in range(3):
+        port.datagramReceived(data, SOURCE)
+    assert port.transport.written == []
+    assert port.drops == {reason: 3}
+    assert len(events) == 1
+    assert events[0]["reason"] == reason and events[0]["addr"] == SOURCE
+
+
+def test_router_gets_kind_and_clock_time() -> None:
+    seen = []
+
+    class Recorder:
+        def route(self, kind, data, addr, now):
+            seen.append((kind, data, addr, now))
+            return [(b"one", addr), (b"two", ("198.51.100.1", 9))]
+
+    port, _ = make_port(Recorder())
+    port.datagramReceived(DTLS, SOURCE)
+    assert seen == [(PacketKind.DTLS, DTLS, SOURCE, 1000.5)]
+    assert port.transport.written == [(b"one", SOURCE), (b"two", ("198.51.100.1", 9))]
+
+
+def test_router_bug_is_counted_and_logged_not_raised() -> None:
+    class Broken:
+        def route(self, kind, data, addr, now):
+            raise RuntimeError("bug")
+
+    port, events = make_port(Broken())
+    port.datagramReceived(BINDING, SOURCE)
+    assert port.drops == {"internal-error": 1}
+    assert events[0]["log_failure"].check(RuntimeError)
+
+
+def test_send_error_is_counted() -> None:
+    port, events = make_port(fail=OSError(101, "Network is unreachable"))
+    port.datagramReceived(BINDING, SOURCE)
+    assert port.drops == {"send-error": 1}
+    assert "unreachable" in events[0]["detail"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_any_datagram_is_answered_or_counted(data: bytes) -> None:
+    port, _ = make_port()
+    port.datagramReceived(data, SOURCE)
+    assert len(port.transport.written) + sum(port.drops.values()) <= 1
+    assert "internal-error" not in port.drops
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_mutated_binding_requests_never_escape(tail: bytes) -> None:
+    port, _ = make_port()
+    port.datagramReceived(BINDING[:2] + len(tail).to_bytes(2, "big") + BINDING[4:] + tail, SOURCE)
+    assert "internal-error" not in port.drops
+
+
+# -- TURN over TCP/TLS ---------------------------------------------------------
+
+
+def make_stream(factory=None):
+    clock = Clock()
+    factory = factory or TurnStreamFactory(BindingRouter(), clock)
+    events: list[dict] = []
+    factory.log = Logger(observer=events.append)
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", *SOURCE))
+    protocol.makeConnection(transport)
+    return factory, protocol, transport, events
+
+
+def responses(stream: bytes) -> list[StunMessage]:
+    out, position = [], 0
+    while position < len(stream):
+        size = 20 + int.from_bytes(stream[position + 2 : position + 4], "big")
+        out.append(StunMessage.decode(stream[position : position + size]))
+        position += size
+    return out
+
+
+def test_stream_split_and_coalesced_requests_are_answered() -> None:
+    _, protocol, transport, _ = make_stream()
+    stream = BINDING + INDICATION + BINDING
+    protocol.dataReceived(stream[:7])
+    assert transport.value() == b""
+    protocol.dataReceived(stream[7:])
+    answers = responses(transport.value())
+    assert [a.message_class for a in answers] == [StunClass.SUCCESS, StunClass.SUCCESS]
+    mapped = answers[0].find(0x0020)
+    assert (mapped.address, mapped.port) == SOURCE
+
+
+def test_stream_garbage_aborts_the_connection() -> None:
+    factory, protocol, transport, events = make_stream()
+    protocol.dataReceived(BINDING)
+    protocol.dataReceived(b"\x80garbage" + BINDING)
+    # the request before the garbage is answered; nothing after it
+    assert len(responses(transport.value())) == 1
+    assert transport.disconnected
+    assert factory.drops == {"framing": 1}
+    assert events[0]["detail"] == "stream byte 0x80 starts neither STUN nor ChannelData"
+
+
+def test_stream_huge_length_aborts_the_connection() -> None:
+    factory, protocol, transport, _ = make_stream(
+        TurnStreamFactory(BindingRouter(), Clock(), max_frame_size=1024)
+    )
+    protocol.dataReceived(bytes.fromhex("0001" "fffc"))
+    assert transport.disconnected
+    assert factory.drops == {"framing": 1}
+
+
+def test_stream_malformed_stun_is_dropped_connection_kept() -> None:
+    factory, protocol, transport, _ = make_stream()
+    bad = bytes.fromhex("0001" "0004" "2112a442") + bytes(12) + bytes.fromhex("0001" "0008")
+    protocol.dataReceived(bad + BINDING)
+    assert factory.drops == {"malformed-stun": 1}
+    assert not transport.disconnected
+    assert len(responses(transport.value())) == 1
+
+
+def test_stream_channel_data_is_unrouted_for_now() -> None:
+    factory, protocol, _, _ = make_stream()
+    protocol.dataReceived(bytes.fromhex("4000" "0001" "aa" "000000"))
+    assert factory.drops == {"unrouted-channel-data": 1}
+
+
+def test_connection_limit() -> None:
+    factory = TurnStreamFactory(BindingRouter(), Clock(), max_connections=1)
+    _, first, _, _ = make_stream(factory)
+    _, _, second_transport, _ = make_stream(factory)
+    assert second_transport.disconnected
+    assert factory.connections == 1 and factory.drops == {"connection-limit": 1}
+    first.connectionLost(None)
+    assert factory.connections == 0
+    _, _, third_transport, _ = make_stream(factory)
+    assert not third_transport.disconnected
+
+
+def test_router_decode_error_type() -> None:
+    """BindingRouter raises DecodeError (not anything else) for malformed STUN."""
+    with pytest.raises(DecodeError):
+        BindingRouter().route(PacketKind.STUN, TRUNCATED, SOURCE, 0.0)
+    assert BindingRouter().route(PacketKind.RTP, RTP, SOURCE, 0.0) is None

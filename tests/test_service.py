@@ -1,0 +1,228 @@
+"""
+``twistd realtime`` options and service tree, on a MemoryReactor (no sockets).
+"""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
+from twisted.python import usage
+
+from realtime.net.media_port import MediaPort
+from realtime.net.turn_port import TurnStreamFactory
+from realtime.service import EndpointListener, Options, RealtimeService, makeService
+from realtime.state import App
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_defaults() -> None:
+    options = parse()
+    assert options["api"] is None
+    assert options["media-interface"] == "127.0.0.1"
+    assert options["public-ip"] == "127.0.0.1"
+    assert (options["media-port"], options["turn-port"], options["turns-port"]) == (
+        10000, 3478, 5349)
+    assert options["state-dir"] == "./realtime-state"
+    assert options["apps"] == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "key", "value"),
+    [
+        (["--api", "tcp:8080:interface=127.0.0.1"], "api", "tcp:8080:interface=127.0.0.1"),
+        (["--api", "tcp:0"], "api", "tcp:0"),
+        (["--media-port", "0"], "media-port", 0),
+        (["--media-port", "65535"], "media-port", 65535),
+        (["--turn-port", "3479"], "turn-port", 3479),
+        (["--turns-port", "443"], "turns-port", 443),
+        (["--media-interface", "::1"], "public-ip", "::1"),
+        (["--media-interface", "0.0.0.0", "--public-ip", "203.0.113.9"], "public-ip",
+         "203.0.113.9"),
+        (["--public-ip", "198.51.100.2"], "public-ip", "198.51.100.2"),
+        (["--app", "my-app:s3cret-value"], "apps", [App("my-app", "s3cret-value")]),
+        (["--app", "$APP_ID:$APP_TOKEN", "--app", "b:pass:with:colons"], "apps",
+         [App("$APP_ID", "$APP_TOKEN"), App("b", "pass:with:colons")]),
+        (["--state-dir", "/tmp/somewhere"], "state-dir", "/tmp/somewhere"),
+        (["--media-port", "0", "--turn-port", "0", "--turns-port", "0"], "turn-port", 0),
+    ],
+)
+def test_good_values(argv, key, value) -> None:
+    assert parse(*argv)[key] == value
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--media-port", "70000"], "--media-port: '70000' is not a port number (0-65535)"),
+        (["--media-port", "-1"], "--media-port: '-1' is not a port number (0-65535)"),
+        (["--turn-port", "x"], "--turn-port: 'x' is not a port number (0-65535)"),
+        (["--turns-port", "5349.0"], "--turns-port: '5349.0' is not a port number (0-65535)"),
+        (["--media-interface", "localhost"],
+         "--media-interface: 'localhost' is not an IP address"),
+        (["--public-ip", "1.2.3"], "--public-ip: '1.2.3' is not an IP address"),
+        (["--public-ip", "0.0.0.0"], "--public-ip: '0.0.0.0' cannot be announced"),
+        (["--public-ip", "224.0.0.1"], "--public-ip: '224.0.0.1' cannot be announced"),
+        (["--media-interface", "0.0.0.0"],
+         "--public-ip is required when --media-interface is 0.0.0.0 "
+         "(the address to announce in ICE candidates)"),
+        (["--media-port", "3478"], "--turn-port: 3478 is also the --media-port"),
+        (["--turn-port", "5349"], "--turns-port: 5349 is also the --turn-port"),
+        (["--app", "nocolon"], "--app: 'nocolon' is not ID:SECRET"),
+        (["--app", ":secret123"], "--app: ':secret123' is not ID:SECRET"),
+        (["--app", "id:short"], "--app: 'id:short' is not ID:SECRET"),
+        (["--app", "a/b:secret123"], "--app: 'a/b:secret123' is not ID:SECRET"),
+        (["--app", "id:has space"], "--app: 'id:has space' is not ID:SECRET"),
+        (["--app", "a:secret123", "--app", "a:secret456"], "--app: app id 'a' is given twice"),
+    ],
+)
+def test_bad_values_name_the_option(argv, message) -> None:
+    with pytest.raises(usage.UsageError) as raised:
+        parse(*argv)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("endpoint", ["nonsense:1", "tcp:notaport", "tcp", "ssl:1:privateKey=/no"])
+def test_bad_api_endpoint(endpoint) -> None:
+    with pytest.raises(usage.UsageError, match=f"^--api: '{endpoint}' is not a server endpoint"):
+        parse("--api", endpoint)
+
+
+def test_state_dir_that_is_a_file(tmp_path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(usage.UsageError, match="^--state-dir: '.*/f' is not a directory"):
+        parse("--state-dir", str(tmp_path / "f"))
+
+
+def test_help_explains_every_option() -> None:
+    text = str(Options())
+    for name in ("--api", "--media-interface", "--media-port", "--public-ip", "--turn-port",
+                 "--turns-port", "--state-dir", "--app"):
+        assert name in text
+    assert "ID:SECRET" in text and "self-signed" in text
+
+
+# -- makeService ---------------------------------------------------------------
+
+
+class UdpReactor(MemoryReactorClock):
+    """MemoryReactorClock with the ``listenUDP`` it lacks: records ports, binds 0 to 40000+."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udp: list[tuple[int, str]] = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        self.udp.append((port, interface))
+        transport = FakeUdpPort(port or 40000 + len(self.udp), interface)
+        protocol.makeConnection(transport)
+        return transport
+
+
+class FakeUdpPort:
+    def __init__(self, port: int, interface: str) -> None:
+        self.address = IPv4Address("UDP", interface, port)
+
+    def getHost(self):
+        return self.address
+
+    def stopListening(self):
+        return None
+
+
+def build(tmp_path, *argv: str) -> tuple[RealtimeService, MemoryReactorClock]:
+    reactor = UdpReactor()
+    reactor.advance(1_700_000_000)
+    options = parse("--state-dir", str(tmp_path / "state"), *argv)
+    return makeService(options, reactor=reactor), reactor
+
+
+@pytest.fixture
+def log_events():
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_tree(tmp_path) -> None:
+    service, reactor = build(tmp_path, "--media-port", "10001", "--turn-port", "3479",
+                             "--turns-port", "5350")
+    children = {s.name: s for s in service}
+    assert set(children) == {"api", "media", "turn-udp", "turn-tcp", "turn-tls"}
+    assert isinstance(children["api"], EndpointListener)
+    assert isinstance(service.media, MediaPort) and isinstance(service.turn_udp, MediaPort)
+    assert isinstance(service.turn_tcp, TurnStreamFactory)
+    service.privilegedStartService()
+    service.startService()
+    assert reactor.udp == [(10001, "127.0.0.1"), (3479, "127.0.0.1")]
+    assert [(port, iface) for port, _, _, iface in reactor.tcpServers] == [(3479, "127.0.0.1")]
+    ssl = [(port, iface) for port, _, _, _, iface in reactor.sslServers]
+    assert ssl == [(8443, "127.0.0.1"), (5350, "127.0.0.1")]
+    config = service.config
+    assert (config.media_port, config.turn_port, config.turns_port) == (10001, 3479, 5350)
+    assert config.api_url == "https://127.0.0.1:8443"
+    service.stopService()
+
+
+def test_port_zero_reports_bound_ports(tmp_path) -> None:
+    service, _ = build(tmp_path, "--media-port", "0", "--turn-port", "0")
+    service.startService()
+    assert (service.config.media_port, service.config.turn_port) == (40001, 40002)
+    assert service.media.port == 40001
+    service.stopService()
+
+
+def test_plain_http_api(tmp_path, log_events) -> None:
+    service, reactor = build(tmp_path, "--api", "tcp:8080:interface=127.0.0.1")
+    service.startService()
+    assert [(port, iface) for port, _, _, iface in reactor.tcpServers] == [
+        (8080, "127.0.0.1"), (3478, "127.0.0.1")]
+    assert [port for port, *_ in reactor.sslServers] == [5349]
+    assert service.config.api_url.startswith("http://")
+    service.stopService()
+
+
+def test_generated_app_persists_and_is_announced(tmp_path, log_events) -> None:
+    first, _ = build(tmp_path)
+    [app] = first.store.apps()
+    assert app.generated and len(app.app_id) == 32 and len(app.secret) == 64
+    first.startService()
+    text = "\n".join(e.get("log_format", "").format(**e) for e in log_events
+                     if e.get("log_namespace") == "realtime.service")
+    assert f"app id: {app.app_id}" in text and f"app secret: {app.secret}" in text
+    assert (f'curl -k -X POST -H "Authorization: Bearer {app.secret}" '
+            f"https://127.0.0.1:8443/v1/apps/{app.app_id}/sessions/new") in text
+    first.stopService()
+
+    second, _ = build(tmp_path)
+    assert second.store.apps() == [app]
+    second.stopService()
+
+
+def test_command_line_apps_are_not_stored(tmp_path) -> None:
+    service, _ = build(tmp_path, "--app", "cli:cli-secret")
+    assert service.store.apps() == []
+    assert service.config.apps == (App("cli", "cli-secret"),)
+    service.stopService()
+
+
+def test_state_dir_and_certificate(tmp_path) -> None:
+    first, _ = build(tmp_path)
+    first.stopService()
+    state = tmp_path / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {p.name for p in state.iterdir()} >= {"realtime.sqlite3", "tls"}
+    pem = (state / "tls" / "cert.pem").read_bytes(), (state / "tls" / "key.pem").read_bytes()
+    second, _ = build(tmp_path)
+    second.stopService()
+    assert ((state / "tls" / "cert.pem").read_bytes(),
+            (state / "tls" / "key.pem").read_bytes()) == pem
