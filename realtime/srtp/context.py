@@ -28,9 +28,10 @@ master salt* (RFC 3711 §4.3, RFC 7714 §11).  With DTLS-SRTP each side has its
 own master key for what it sends (RFC 5764 §4.2), so a PeerConnection holds
 two contexts::
 
-                 remote write key                 local write key
-      peer ──SRTP──> InboundSrtpContext ──RTP──> SFU ──RTP──> OutboundSrtpContext ──SRTP──> peer
-                 (ssrc_any_inbound)                          (ssrc_any_outbound)
+      peer ──SRTP──> InboundSrtpContext ──RTP──> SFU     (peer's write key,
+                                                         ssrc_any_inbound)
+      peer <──SRTP── OutboundSrtpContext <──RTP── SFU    (our write key,
+                                                         ssrc_any_outbound)
 
 libsrtp keeps one *stream* per SSRC inside each context (its rollover
 counter, RFC 3711 §3.3.1, and replay window, §3.3.2).  The wildcard policies
@@ -68,11 +69,12 @@ _SSRC = struct.Struct("!I").unpack_from
 _RTP_HEADER = 12
 _RTCP_HEADER = 8
 
+_P = SrtpProtectionProfile
 _LIBSRTP_PROFILE = {
-    SrtpProtectionProfile.SRTP_AES128_CM_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    SrtpProtectionProfile.SRTP_AES128_CM_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
-    SrtpProtectionProfile.SRTP_AEAD_AES_128_GCM: pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
-    SrtpProtectionProfile.SRTP_AEAD_AES_256_GCM: pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+    _P.SRTP_AES128_CM_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    _P.SRTP_AES128_CM_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+    _P.SRTP_AEAD_AES_128_GCM: pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+    _P.SRTP_AEAD_AES_256_GCM: pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
 }
 
 
@@ -137,7 +139,9 @@ class InboundSrtpContext:
     :param max_streams: SSRCs remembered before the least recently seen is forgotten.
     """
 
-    __slots__ = ("profile", "_session", "_streams", "_max_streams", "_tick", "_min_srtp", "_min_srtcp")
+    __slots__ = (
+        "profile", "_session", "_streams", "_max_streams", "_tick", "_min_srtp", "_min_srtcp"
+    )
 
     def __init__(
         self,
@@ -161,6 +165,8 @@ class InboundSrtpContext:
 
     def unprotect(self, srtp: bytes) -> bytes:
         """Return the RTP packet inside ``srtp`` after checking its tag and index.
+
+        ``srtp`` must be ``bytes`` (what the reactor hands over), not a view.
 
         :raises SrtpReplayError: the packet was seen before or is too old.
         :raises SrtpError: any other reason (bad tag, malformed, oversized).
@@ -250,7 +256,9 @@ class OutboundSrtpContext:
         try:
             return self._session.protect(rtp)
         except (pylibsrtp.Error, ValueError) as exc:
-            raise LocalProtocolError(f"cannot protect RTP packet of {len(rtp)} bytes: {exc}") from None
+            raise LocalProtocolError(
+                f"cannot protect RTP packet of {len(rtp)} bytes: {exc}"
+            ) from None
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         """Return ``rtcp`` encrypted after its first 8 octets, with E|index and tag appended.
@@ -260,7 +268,9 @@ class OutboundSrtpContext:
         try:
             return self._session.protect_rtcp(rtcp)
         except (pylibsrtp.Error, ValueError) as exc:
-            raise LocalProtocolError(f"cannot protect RTCP packet of {len(rtcp)} bytes: {exc}") from None
+            raise LocalProtocolError(
+                f"cannot protect RTCP packet of {len(rtcp)} bytes: {exc}"
+            ) from None
 
     def remove_stream(self, ssrc: int) -> bool:
         """Forget the state of an SSRC we no longer send; return if it existed."""

@@ -84,7 +84,8 @@ def _webrtc_names():
     root = shared_dir()
     if root is None:
         return []
-    return sorted(p.name[: -len(".srtp.json")] for p in (root / "pcaps/generated/webrtc").glob("*.srtp.json"))
+    keys = (root / "pcaps/generated/webrtc").glob("*.srtp.json")
+    return sorted(p.name[: -len(".srtp.json")] for p in keys)
 
 
 def _verified_counts(text: str) -> Counter:
@@ -106,12 +107,18 @@ def test_chromium_aiortc_capture_unprotects(shared, name):
     info = json.loads((folder / f"{name}.srtp.json").read_text())
     profile = SrtpProtectionProfile.from_name(info["srtp_profile"])
     client, server = split_keying_material(profile, bytes.fromhex(info["keying_material"]))
-    aiortc_write, chromium_write = (server, client) if info["aiortc_dtls_role"] == "server" else (client, server)
+    if info["aiortc_dtls_role"] == "server":
+        aiortc_write, chromium_write = server, client
+    else:
+        aiortc_write, chromium_write = client, server
     assert b"".join(chromium_write).hex() == info["chromium_tx_key_salt"]
     # One session per side, built the way the SFU will from its DTLS result.
+    pair = info["ice_selected_pair"]
+    aiortc = from_dtls_keying(profile, aiortc_write, chromium_write)
+    chromium = from_dtls_keying(profile, chromium_write, aiortc_write)
     at = {
-        _address(info["ice_selected_pair"]["aiortc"]): ("aiortc", from_dtls_keying(profile, aiortc_write, chromium_write)),
-        _address(info["ice_selected_pair"]["chromium"]): ("chromium", from_dtls_keying(profile, chromium_write, aiortc_write)),
+        _address(pair["aiortc"]): ("aiortc", aiortc),
+        _address(pair["chromium"]): ("chromium", chromium),
     }
     counts = Counter()
     for record in read_capture(folder / f"{name}.pcap"):

@@ -32,7 +32,8 @@ def keying(profile: P, seed: int) -> tuple[bytes, bytes]:
 def pair(profile: P = P.SRTP_AES128_CM_HMAC_SHA1_80, **options):
     """Return (outbound, inbound) contexts sharing one master key."""
     key, salt = keying(profile, 7)
-    return OutboundSrtpContext(profile, key, salt), InboundSrtpContext(profile, key, salt, **options)
+    inbound = InboundSrtpContext(profile, key, salt, **options)
+    return OutboundSrtpContext(profile, key, salt), inbound
 
 
 def rtp(seq: int, ssrc: int = 0xCAFEBABE, payload: bytes = b"\xab" * 20, ts: int = 0) -> bytes:
@@ -41,7 +42,7 @@ def rtp(seq: int, ssrc: int = 0xCAFEBABE, payload: bytes = b"\xab" * 20, ts: int
 
 
 def index_word(profile: P, srtcp: bytes) -> bytes:
-    """Return the E|SRTCP index word: before the tag (RFC 3711 §3.4), after it for GCM (RFC 7714 §17)."""
+    """Return the E|SRTCP index word: before the tag (RFC 3711 §3.4), after it with GCM (§17)."""
     if profile.parameters.aead:
         return srtcp[-4:]
     tag = profile.parameters.srtcp_tag_length
@@ -140,7 +141,8 @@ def test_outbound_may_protect_a_sequence_number_twice():
     """An answered NACK resends the same packet (allow_repeat_tx)."""
     out, _ = pair()
     assert out.protect(rtp(5)) == out.protect(rtp(5))
-    strict = OutboundSrtpContext(P.SRTP_AES128_CM_HMAC_SHA1_80, *keying(P.SRTP_AES128_CM_HMAC_SHA1_80, 7), allow_repeat_tx=False)
+    cm80 = P.SRTP_AES128_CM_HMAC_SHA1_80
+    strict = OutboundSrtpContext(cm80, *keying(cm80, 7), allow_repeat_tx=False)
     strict.protect(rtp(5))
     with pytest.raises(LocalProtocolError, match="replay check failed"):
         strict.protect(rtp(5))
@@ -272,7 +274,10 @@ def test_outbound_remove_stream_restarts_the_srtcp_index():
     "packet,message",
     [
         (b"\x80", "cannot protect RTP packet of 1 bytes: unsupported parameter"),
-        (rtp(1, payload=bytes(MAX_RTP_SIZE - 11)), f"cannot protect RTP packet of {MAX_RTP_SIZE + 1} bytes: packet is too long"),
+        (
+            rtp(1, payload=bytes(MAX_RTP_SIZE - 11)),
+            f"cannot protect RTP packet of {MAX_RTP_SIZE + 1} bytes: packet is too long",
+        ),
     ],
 )
 def test_protect_misuse_is_local_error(packet, message):
@@ -291,8 +296,10 @@ def test_protect_rtcp_misuse_is_local_error():
 @pytest.mark.parametrize(
     "key,salt,message",
     [
-        (bytes(15), bytes(14), "SRTP_AES128_CM_HMAC_SHA1_80 needs a 16-octet key and a 14-octet salt, got 15 and 14"),
-        (bytes(16), bytes(12), "SRTP_AES128_CM_HMAC_SHA1_80 needs a 16-octet key and a 14-octet salt, got 16 and 12"),
+        (bytes(15), bytes(14), "SRTP_AES128_CM_HMAC_SHA1_80 needs a 16-octet key"
+         " and a 14-octet salt, got 15 and 14"),
+        (bytes(16), bytes(12), "SRTP_AES128_CM_HMAC_SHA1_80 needs a 16-octet key"
+         " and a 14-octet salt, got 16 and 12"),
     ],
 )
 def test_wrong_key_sizes(key, salt, message):
@@ -308,7 +315,8 @@ def test_replay_window_bounds():
 
 def test_session_profiles_must_agree():
     inbound = InboundSrtpContext(P.SRTP_AEAD_AES_128_GCM, *keying(P.SRTP_AEAD_AES_128_GCM, 1))
-    outbound = OutboundSrtpContext(P.SRTP_AES128_CM_HMAC_SHA1_80, *keying(P.SRTP_AES128_CM_HMAC_SHA1_80, 1))
+    cm80 = P.SRTP_AES128_CM_HMAC_SHA1_80
+    outbound = OutboundSrtpContext(cm80, *keying(cm80, 1))
     with pytest.raises(LocalProtocolError):
         SrtpSession(inbound, outbound)
 

@@ -57,7 +57,7 @@ def cm_iv(salt: bytes, ssrc: int, index: int) -> int:
 
 
 def gcm_iv(salt: bytes, ssrc: int, roc_or_zero: int, low: int, low_bytes: int) -> bytes:
-    """RFC 7714 §8.1 / §9.1: 0x0000 || SSRC || ROC || SEQ  (or 0x0000 || SRTCP index), XOR salt."""
+    """RFC 7714 §8.1/§9.1: 0x0000 || SSRC || ROC || SEQ (or 0x0000 || index), XOR salt."""
     if low_bytes == 2:
         block = b"\0\0" + struct.pack("!IIH", ssrc, roc_or_zero, low)
     else:
@@ -174,7 +174,8 @@ def test_rfc7714_16_srtp(vectors, i):
     case, common = data["srtp"][i], data["common"]
     key = h(common["session_key_128" if case["suite"].endswith("128_GCM") else "session_key_256"])
     salt = h(common["session_salt"])
-    assert gcm_iv(salt, int(case["ssrc"], 16), case["roc"], int(case["seq"], 16), 2) == h(case["iv"])
+    iv = gcm_iv(salt, int(case["ssrc"], 16), case["roc"], int(case["seq"], 16), 2)
+    assert iv == h(case["iv"])
     assert gcm_srtp(key, salt, h(case["rtp_plain"]), case["roc"]) == h(case["srtp_protected"])
 
 
@@ -230,7 +231,10 @@ def test_rfc7714_tag_only_srtcp_is_accepted(gcm_kat):
 
 @pytest.mark.parametrize(
     "name,profile,salt_field",
-    [("aes_cm_128_hmac_sha1_80", CM80, "master_salt"), ("aead_aes_128_gcm", GCM128, "master_salt_12")],
+    [
+        ("aes_cm_128_hmac_sha1_80", CM80, "master_salt"),
+        ("aead_aes_128_gcm", GCM128, "master_salt_12"),
+    ],
 )
 def test_libsrtp_known_answers(vectors, name, profile, salt_field):
     case = vectors("libsrtp_known_answer")[name]
@@ -246,6 +250,7 @@ def test_libsrtp_known_answers(vectors, name, profile, salt_field):
 def test_gcm256_round_trip_with_oracle():
     """AEAD_AES_256_GCM has no master-key vector: check ours against the oracle's KDF + GCM."""
     mk, ms = bytes(range(32)), bytes(range(0xA0, 0xAC))
-    plain = struct.pack("!BBHII", 0x80, 111, 0xF17B, 0x8041F8D3, 0x5501A0B2) + b"Gallia est omnis divisa"
+    header = struct.pack("!BBHII", 0x80, 111, 0xF17B, 0x8041F8D3, 0x5501A0B2)
+    plain = header + b"Gallia est omnis divisa"
     expected = gcm_srtp(kdf(mk, ms, 0x00, 32), kdf(mk, ms, 0x02, 12), plain, 0)
     assert OutboundSrtpContext(GCM256, mk, ms).protect(plain) == expected
