@@ -68,7 +68,11 @@ def _xor(data: bytes, key: bytes) -> bytes:
 
 
 class AddressAttribute(Attribute):
-    """Base of the plain address attributes: ``family``, ``address``, ``port``."""
+    """Base of the plain address attributes: ``family``, ``address``, ``port``.
+
+    ``address`` is the text :func:`socket.inet_ntop` writes (decoded values
+    compare equal only in that canonical form).
+    """
 
     __slots__ = ()
     XOR: ClassVar[bool] = False
