@@ -52,6 +52,7 @@ class _Timed:
 
     def handle_timer(self, now: float) -> None:
         self.session.connection.handle_timer(now)
+        self.host.demux.prune(self.session)  # consent lapsed: unbind those addresses
         self.host._drain(self.session, now)
 
     def datagrams_to_send(self, now: float):
