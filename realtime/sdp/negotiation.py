@@ -269,8 +269,8 @@ def _rejected(media: MediaDescription) -> MediaDescription:
     return MediaDescription(media.kind, 0, media.protocol, media.formats[:1], tuple(lines))
 
 
-def _accept_rtp(offer: SessionDescription, media: MediaDescription, local: LocalTransport,
-                choice: MediaChoice, setup: str) -> MediaDescription | None:
+def _accept_rtp(media: MediaDescription, local: LocalTransport, choice: MediaChoice,
+                setup: str) -> MediaDescription | None:
     if media.protocol not in RTP_PROTOCOLS or not media.rtcp_mux:
         return None
     ours = choice.codecs or (DEFAULT_AUDIO_CODECS if media.kind == "audio"
@@ -349,7 +349,7 @@ def create_answer(offer: SessionDescription, local: LocalTransport,
             if media.kind == "application":
                 section = _accept_application(media, local, setup)
             elif media.kind in ("audio", "video"):
-                section = _accept_rtp(offer, media, local, choice, setup)
+                section = _accept_rtp(media, local, choice, setup)
         answered.append(section or _rejected(media))
     accepted = tuple(m.mid for m in answered if m.port != 0 and m.mid is not None)
     return SessionDescription(local.origin(), tuple(session_lines(
@@ -365,7 +365,7 @@ def _check_transport(offer: SessionDescription, media: MediaDescription) -> None
 
 def session_lines(local: LocalTransport, bundle: tuple[str, ...],
                   allow_mixed: bool) -> list[Any]:
-    """Return our session-level lines: ``t=``, ice-lite, BUNDLE, extmap-allow-mixed, msid-semantic."""
+    """Return our session-level lines: ``t=``, ice-lite, BUNDLE, mixed extmaps, msid-semantic."""
     lines: list[Any] = [Timing()]
     if local.ice_lite:
         lines.append(Attribute("ice-lite"))

@@ -12,7 +12,9 @@ FIREFOX_OFFER = "\r\n".join([
     "o=mozilla...THIS_IS_SDPARTA-99.0 5081735424127350323 0 IN IP4 0.0.0.0",
     "s=-",
     "t=0 0",
-    "a=fingerprint:sha-256 3A:96:6D:57:B2:C2:C7:61:A0:46:3E:1C:97:39:D3:F7:0A:88:A0:B1:EC:03:FB:10:A5:5D:3A:37:AB:DD:02:AA",
+    "a=fingerprint:sha-256"
+    " 3A:96:6D:57:B2:C2:C7:61:A0:46:3E:1C:97:39:D3:F7"
+    ":0A:88:A0:B1:EC:03:FB:10:A5:5D:3A:37:AB:DD:02:AA",
     "a=group:BUNDLE 0 1 2",
     "a=ice-options:trickle",
     "a=msid-semantic:WMS *",
@@ -109,12 +111,16 @@ SAFARI_OFFER = "\r\n".join([
     "m=video 50722 UDP/TLS/RTP/SAVPF 96 97 98 99 100 101",
     "c=IN IP6 2001:db8::7",
     "a=rtcp:9 IN IP4 0.0.0.0",
-    "a=candidate:842163049 1 udp 1677729535 2001:db8::7 50722 typ srflx raddr :: rport 0 generation 0 network-cost 999",
-    "a=candidate:1 1 udp 2113937151 5b1e2c3d-0a1b-4c2d-8e3f-4a5b6c7d8e9f.local 50722 typ host generation 0 network-cost 999",
+    "a=candidate:842163049 1 udp 1677729535 2001:db8::7 50722 typ srflx raddr ::"
+    " rport 0 generation 0 network-cost 999",
+    "a=candidate:1 1 udp 2113937151 5b1e2c3d-0a1b-4c2d-8e3f-4a5b6c7d8e9f.local 50722"
+    " typ host generation 0 network-cost 999",
     "a=ice-ufrag:Xy9Q",
     "a=ice-pwd:0123456789abcdefABCDEF01",
     "a=ice-options:trickle",
-    "a=fingerprint:sha-256 0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0:0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0",
+    "a=fingerprint:sha-256"
+    " 0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0"
+    ":0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0",
     "a=setup:actpass",
     "a=mid:0",
     "a=extmap:1 urn:ietf:params:rtp-hdrext:toffset",
@@ -163,7 +169,9 @@ SAFARI_OFFER = "\r\n".join([
     "a=ice-ufrag:Xy9Q",
     "a=ice-pwd:0123456789abcdefABCDEF01",
     "a=ice-options:trickle",
-    "a=fingerprint:sha-256 0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0:0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0",
+    "a=fingerprint:sha-256"
+    " 0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0"
+    ":0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0",
     "a=setup:actpass",
     "a=mid:1",
     "a=extmap:14 urn:ietf:params:rtp-hdrext:ssrc-audio-level",

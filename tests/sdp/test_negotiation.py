@@ -194,7 +194,8 @@ def test_bundle_only_section_is_accepted():
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("a=mid:0\r\n", "", "offer media section 0 has no a=mid"),
     ("a=mid:1\r\n", "a=mid:0\r\n", "offer repeats a mid"),
-    ("a=setup:actpass\r\na=mid:0", "a=setup:holdconn\r\na=mid:0", "offer has unusable a=setup:holdconn"),
+    ("a=setup:actpass\r\na=mid:0", "a=setup:holdconn\r\na=mid:0",
+     "offer has unusable a=setup:holdconn"),
     ("a=ice-pwd:0123456789abcdefABCDEF01\r\na=ice-options:trickle\r\na=fingerprint:sha-256 0F",
      "a=ice-options:trickle\r\na=fingerprint:sha-256 0F", "offer section 0 has no ICE credentials"),
     ("a=fingerprint:sha-256 0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0:0F:1E:2D:3C:4B:5A:69:"
