@@ -36,6 +36,7 @@ from twisted.application import internet
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -83,9 +84,7 @@ class Options(usage.Options):
         self["apps"] = []
 
     def opt_app(self, value: str) -> None:
-        """An app as ID:SECRET (repeatable). ID: 1-128 of [A-Za-z0-9$._~-];
-        SECRET: 8-512 printable ASCII characters. With none, one app is generated and
-        stored on first start."""
+        """Add an app given as ID:SECRET (repeatable); see the help text below."""
         app_id, colon, secret = value.partition(":")
         if not colon or not APP_ID.fullmatch(app_id) or not APP_SECRET.fullmatch(secret):
             raise usage.UsageError(
@@ -95,6 +94,11 @@ class Options(usage.Options):
         if any(app.app_id == app_id for app in self["apps"]):
             raise usage.UsageError(f"--app: app id {app_id!r} is given twice")
         self["apps"].append(App(app_id, secret))
+
+    opt_app.__doc__ = (
+        "An app as ID:SECRET (repeatable). ID: 1-128 of [A-Za-z0-9$._~-]; SECRET: 8-512 "
+        "printable ASCII characters. With none, one app is generated and stored on first start."
+    )
 
     def postOptions(self) -> None:
         """Check every value; raise :class:`usage.UsageError` naming the bad option."""
@@ -215,6 +219,13 @@ class RealtimeService(MultiService):
         """Return the bound TURN-over-TLS port, or ``None``."""
         port = self.turn_tls_listener.port
         return None if port is None else port.getHost().port
+
+    def privilegedStartService(self) -> None:
+        """Bind every port; a port in use ends the process with one clear line."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            raise SystemExit(f"realtime: {error}") from None
 
     def startService(self) -> None:
         """Start every listener, then record the bound ports and print the banner."""

@@ -226,3 +226,19 @@ def test_state_dir_and_certificate(tmp_path) -> None:
     second.stopService()
     assert ((state / "tls" / "cert.pem").read_bytes(),
             (state / "tls" / "key.pem").read_bytes()) == pem
+
+
+def test_port_in_use_is_one_clear_line(tmp_path) -> None:
+    from twisted.internet.error import CannotListenError
+
+    service, reactor = build(tmp_path)
+
+    def busy(port, protocol, interface="", maxPacketSize=8192):
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+    reactor.listenUDP = busy
+    with pytest.raises(SystemExit) as raised:
+        service.privilegedStartService()
+    assert str(raised.value) == (
+        "realtime: Couldn't listen on 127.0.0.1:10000: [Errno 98] Address already in use.")
+    service.store.close()
