@@ -45,6 +45,7 @@ from twisted.web.server import Site
 from realtime.api.app import RealtimeAPI
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
+from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
 from realtime.net.turn_port import TurnStreamFactory
 from realtime.state import App, ServerConfig, StateStore, generate_app
@@ -77,6 +78,9 @@ class Options(usage.Options):
         ["turns-port", None, "5349", "TURN over TLS port (0: any free port)."],
         ["state-dir", None, "./realtime-state",
          "Directory for the database and TLS certificate (created with mode 0700)."],
+        ["dtls-keylog", None, None,
+         "Append the NSS key log of every DTLS handshake to this file (for tshark; "
+         "never in production: it decrypts DataChannels and derives SRTP keys)."],
     ]
 
     def __init__(self) -> None:
@@ -190,6 +194,7 @@ class RealtimeService(MultiService):
         self.api = api
         self.store = store
         self.media: MediaPort
+        self.peers: PeerHost
         self.turn_udp: MediaPort
         self.turn_tcp: TurnStreamFactory
         self.turn_tls: TurnStreamFactory
@@ -312,7 +317,11 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api")
-    service.media = MediaPort(BindingRouter(), reactor, "media")
+    peers = PeerHost(reactor, BindingRouter(), keylog=_keylog_writer(options["dtls-keylog"]))
+    api.peers = peers
+    service.peers = peers
+    service.media = MediaPort(peers.router, reactor, "media")
+    peers.attach(service.media)
     service.turn_udp = MediaPort(BindingRouter(), reactor, "turn")
     for name, port, protocol in (
         ("media", options["media-port"], service.media),
@@ -333,6 +342,18 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     service.turn_tls_listener = _listener(reactor, tls_description, service.turn_tls, "turn-tls")
     service.turn_tls_listener.setServiceParent(service)
     return service
+
+
+def _keylog_writer(path: str | None):
+    """Return a function appending NSS key-log lines to ``path``, or None."""
+    if not path:
+        return None
+
+    def write(line: bytes) -> None:
+        with open(path, "ab") as keylog:
+            keylog.write(line + b"\n")
+
+    return write
 
 
 def _listener(reactor, description: str, factory, name: str) -> EndpointListener:

@@ -177,6 +177,8 @@ class RealtimeAPI:
         self.store = store
         self.config = config
         self.clock = clock
+        #: the media port's :class:`~realtime.net.peers.PeerHost` (set by the service)
+        self.peers = None
 
     def _render(self, result: Any, request: IRequest) -> bytes:
         if isinstance(result, ApiError):
@@ -226,3 +228,8 @@ class RealtimeAPI:
             "media": {"ip": config.public_ip, "port": config.media_port},
             "turn": {"port": config.turn_port, "tlsPort": config.turns_port},
         }
+
+
+# Route modules register themselves on RealtimeAPI.app when imported.
+from realtime.api import echo  # noqa: E402,F401
+from realtime.api import diagnostics  # noqa: E402,F401

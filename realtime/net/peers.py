@@ -21,12 +21,13 @@ connection's events.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from realtime.dtls.certificate import Certificate
 from realtime.ice.demultiplexer import SessionDemultiplexer
 from realtime.net.driver import MachineDriver
 from realtime.peer.connection import Connected, Disconnected
@@ -70,9 +71,15 @@ class PeerHost:
     """
 
     def __init__(self, reactor: IReactorTime, fallback: Fallback,
+                 certificate: Certificate | None = None,
                  unconnected_timeout: float = UNCONNECTED_TIMEOUT,
-                 reconnect_window: float = RECONNECT_WINDOW) -> None:
+                 reconnect_window: float = RECONNECT_WINDOW,
+                 keylog: Callable[[bytes], None] | None = None) -> None:
         self.reactor = reactor
+        #: our DTLS certificate, one per process (its fingerprint goes in every SDP)
+        self.certificate = certificate or Certificate.generate(reactor.seconds())
+        #: receives NSS key-log lines of every DTLS handshake (``--dtls-keylog``)
+        self.keylog = keylog
         self.demux = SessionDemultiplexer()
         self.router = PeerRouter(self.demux, fallback, self._after_input)
         self.unconnected_timeout = unconnected_timeout

@@ -23,8 +23,9 @@ classic RFC 3489 Binding request       success, MAPPED-ADDRESS, the 16-
 (no magic cookie, §12.2)               byte id copied (cookie field too)
 request with comprehension-required    420 Unknown Attribute listing them
 attributes we do not process           in UNKNOWN-ATTRIBUTES (§6.3.1.1)
-(incl. CHANGE-REQUEST, RESPONSE-PORT,
-RESPONSE-ADDRESS: §12.2, RFC 5780 §7.2)
+(incl. RESPONSE-PORT, RESPONSE-ADDRESS,
+and a CHANGE-REQUEST that asks for a
+change: §12.2, RFC 5780 §7.2)
 Binding indication (keepalive)         None (§6.3.2)
 responses, other methods               None
 malformed bytes                        raises DecodeError
@@ -38,13 +39,15 @@ carries no credentials, and ICE connectivity checks go to the ICE agent.
 
 Deliberate choice: RFC 5780 attributes that would make us answer from
 another address or to another port are refused with 420, so the service can
-never be used to reflect traffic at a third party.
+never be used to reflect traffic at a third party.  A CHANGE-REQUEST with
+both flags clear asks for nothing and is answered normally: RFC 3489-era
+clients (Debian's ``stun``) put one in every request.
 """
 
 from __future__ import annotations
 
 from realtime.stun.attributes import (
-    Attribute, ErrorCode, RawAttribute, Software, UnknownAttributes, XorMappedAddress,
+    Attribute, ChangeRequest, ErrorCode, RawAttribute, Software, UnknownAttributes, XorMappedAddress,
     MappedAddress, StunAttributeType as T, is_comprehension_required,
 )
 from realtime.stun.message import StunClass, StunMessage, StunMethod, encode_message
@@ -97,6 +100,10 @@ def answer_binding(data: bytes, source: tuple[str, int], *, software: str | None
     if software is not None and not classic:
         tail.append(Software(software))
     unknown = unknown_required(request)
+    if T.CHANGE_REQUEST in unknown:
+        change = request.find(ChangeRequest)
+        if change is not None and not (change.change_ip or change.change_port):
+            unknown = tuple(code for code in unknown if code != T.CHANGE_REQUEST)
     if unknown:
         listed = unknown + unknown[-1:] if classic and len(unknown) % 2 else unknown  # RFC 3489 §11.2.10
         attributes: list[Attribute | RawAttribute] = [

@@ -103,3 +103,11 @@ def test_no_answer(raw):
 def test_malformed_raises_decode_error(raw):
     with pytest.raises(DecodeError):
         answer_binding(raw, ("10.0.0.1", 1))
+
+
+def test_change_request_without_flags_is_answered():
+    """Debian's RFC 3489 ``stun`` sends CHANGE-REQUEST(0, 0) in every test: answer it."""
+    raw = answer_binding(request([ChangeRequest(False, False)], tid=CLASSIC_TID), ("10.1.2.3", 4000))
+    message = StunMessage.decode(raw)
+    assert message.message_class == StunClass.SUCCESS
+    assert message.find(MappedAddress).port == 4000

@@ -1,0 +1,34 @@
+"""
+``GET /v1/apps/{appId}/diagnostics``: counters an operator (or a test) reads.
+
+Not part of Cloudflare's API.  It reports the media port's drop counters by
+reason (``malformed-stun``, ``unrouted-rtp`` ...) and, for each of the app's
+live PeerConnections, its state, SRTP profile and its own drop counters
+(``srtp``, ``dtls-unauthenticated`` ...).  Counters only; no SDP or keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from realtime.api.app import RealtimeAPI, app_route
+
+
+@app_route(RealtimeAPI.app, "/diagnostics", "GET")
+def diagnostics(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
+    """Return drop counters of the media port and of the app's PeerConnections."""
+    peers = self.peers
+    port = getattr(peers, "port", None)
+    sessions = {}
+    for session_id, session in (peers.sessions.items() if peers else ()):
+        if getattr(session, "app_id", None) != app.app_id:
+            continue
+        connection = session.connection
+        sessions[session_id] = {
+            "state": connection.state,
+            "srtpProfile": connection.srtp_profile,
+            "drops": dict(connection.drops),
+        }
+    return {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
