@@ -1,0 +1,454 @@
+"""
+Per-subscriber RTP rewriting: the forwarding core of a Selective Forwarding Middlebox.
+
+RFC 7667 §3.7 describes the SFU topology: the middlebox chooses which of a
+publisher's streams each receiver gets and forwards them without decoding.
+Because a subscriber must see *one* continuous RTP stream per track even
+when the SFU switches simulcast layers or the publisher restarts (new SSRC,
+new sequence space), every subscriber has its own outgoing SSRC, sequence
+numbers and timestamps (RFC 3550 §5.1, §8.2: one SSRC, one sequence space)::
+
+    source f (publisher SSRC A)   seq 500 501 502 503  |
+    source h (publisher SSRC B)                        |   seq 9000(K) 9001 9003 9004
+                                                       |switch on h's key frame
+    subscriber (SSRC S)           seq 70  71  72  73   |   74   75   77   78
+                                         seq_delta = 70-500   seq_delta = 74-9000
+    timestamps:                   ts_out = ts_in + ts_delta; at a switch the first
+                                  ts_out = last ts_out + (wall time since it) x clock rate
+
+Within a *segment* (one source, from the switch on) the outgoing sequence
+number is the incoming one plus a constant, so a gap the publisher left stays
+a gap (the subscriber NACKs it, and the packet may yet arrive through the
+SFU's own NACK upstream) and nothing else is ever skipped.  Packets older
+than the segment's first packet, and packets of any other source, are
+dropped: their numbers belong to the previous segment.  A bit window over
+the last 256 numbers drops duplicates (the original and its RTX copy).
+
+The segments double as the map *outgoing seq -> original packet* the NACK
+shield needs: :meth:`Forwarder.retransmit` finds the segment an outgoing
+number falls in, subtracts its delta and fetches the original from that
+source's :class:`~realtime.media.nack.RetransmissionBuffer`, then sends it
+again, either plainly (same outgoing seq) or, where the subscriber
+negotiated RFC 4588 RTX, on the RTX SSRC with the OSN first::
+
+    segments (last `history`):  [start_out_ext=70, delta=-430, ts_delta, source f]
+                                [start_out_ext=74, delta=-8926, ts_delta, source h]
+    NACK 72 -> segment 1 -> source f seq 502 -> buffer f -> resend as 72 (or RTX, OSN 72)
+
+Header extensions are rewritten to the subscriber's negotiation (RFC 8285
+§5: ids are local to a session): :class:`ExtensionPlan` maps the
+publisher's ids to the subscriber's, drops what the subscriber did not
+negotiate or must not see (mid, rid, repaired-rid, transport-cc: per hop
+values) and may append the subscriber's own ``mid``.  Payload types are
+mapped the same way.  Hostile input: a datagram shorter than an RTP header
+or with a malformed extension block raises
+:class:`~realtime.errors.DecodeError`; a packet of an unmapped payload type
+is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+from realtime.errors import DecodeError, Truncated
+from realtime.media.keyframes import KeyframeDetector, packet_starts_keyframe
+from realtime.media.nack import RetransmissionBuffer
+from realtime.rtp.extensions import ONE_BYTE_PROFILE, TWO_BYTE_PROFILE, ExtensionUri
+from realtime.rtp.packet import payload_offset, rewrite_header
+from realtime.rtp.statistics import SenderStatistics
+
+__all__ = ["ExtensionPlan", "Forwarder", "PublishedStream", "Segment"]
+
+_PROFILE_LEN = struct.Struct("!HH")
+_OSN = struct.Struct("!H")
+
+_WINDOW = 256
+_WINDOW_MASK = (1 << _WINDOW) - 1
+
+MAX_JUMP = 3000
+"""A sequence jump beyond this (RFC 3550 A.1 MAX_DROPOUT) is a publisher restart."""
+
+PER_HOP_URIS = frozenset(
+    {
+        ExtensionUri.MID,
+        ExtensionUri.RTP_STREAM_ID,
+        ExtensionUri.REPAIRED_RTP_STREAM_ID,
+        ExtensionUri.TRANSPORT_WIDE_CC,
+    }
+)
+"""Extensions whose values describe one hop, never forwarded as received."""
+
+
+class PublishedStream:
+    """One RTP stream a publisher sends (one SSRC; one simulcast layer): what its subscribers share.
+
+    :param ssrc: the publisher's SSRC.
+    :param clock_rate: RTP timestamp units per second.
+    :param detector: key frame detector of the codec, None for audio.
+    :param rid: the simulcast layer name, if any.
+    """
+
+    __slots__ = ("ssrc", "clock_rate", "detector", "rid", "buffer", "packets", "keyframes", "malformed")
+
+    def __init__(
+        self,
+        ssrc: int,
+        clock_rate: int,
+        detector: KeyframeDetector | None = None,
+        rid: str | None = None,
+        buffer_capacity: int = 1024,
+    ) -> None:
+        self.ssrc = ssrc
+        self.clock_rate = clock_rate
+        self.detector = detector
+        self.rid = rid
+        self.buffer = RetransmissionBuffer(buffer_capacity)
+        self.packets = 0
+        self.keyframes = 0
+        self.malformed = 0
+
+    def receive(self, packet: bytes) -> bool:
+        """Store a (decrypted) packet for retransmission; return True if it starts a key frame.
+
+        A datagram too short for its RTP header raises :class:`DecodeError`;
+        a malformed payload descriptor is counted in :attr:`malformed` and
+        treated as "not a key frame".
+        """
+        if len(packet) < 12:
+            raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
+        self.buffer.store(packet[2] << 8 | packet[3], packet)
+        self.packets += 1
+        detector = self.detector
+        if detector is None:
+            return False
+        offset = payload_offset(packet)
+        try:
+            key = packet_starts_keyframe(packet, detector, offset)
+        except DecodeError:
+            self.malformed += 1
+            return False
+        if key:
+            self.keyframes += 1
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionPlan:
+    """How one subscriber's packets carry header extensions.
+
+    :ivar ids: publisher id -> subscriber id; elements whose id is absent are dropped.
+    :ivar append: elements added to every packet as ``(id, value)`` (the subscriber's mid).
+    """
+
+    ids: Mapping[int, int] = field(default_factory=dict)
+    append: tuple[tuple[int, bytes], ...] = ()
+
+    @classmethod
+    def between(
+        cls,
+        publisher: Mapping[int, str],
+        subscriber: Mapping[int, str],
+        mid: str | None = None,
+        per_hop: frozenset[str] = PER_HOP_URIS,
+    ) -> "ExtensionPlan":
+        """Build the plan from both sides' ``a=extmap`` (id -> URI), appending ``mid`` if negotiated."""
+        by_uri = {uri: ext_id for ext_id, uri in subscriber.items()}
+        ids = {
+            ext_id: by_uri[uri]
+            for ext_id, uri in publisher.items()
+            if uri in by_uri and uri not in per_hop
+        }
+        append: tuple[tuple[int, bytes], ...] = ()
+        if mid is not None and ExtensionUri.MID in by_uri:
+            append = ((by_uri[ExtensionUri.MID], mid.encode("ascii")),)
+        return cls(ids, append)
+
+    def apply(self, packet: bytes | bytearray) -> bytearray:
+        """Return a copy of ``packet`` whose extension block follows this plan."""
+        n = len(packet)
+        b0 = packet[0]
+        head = 12 + 4 * (b0 & 0x0F)
+        elements: list[tuple[int, bytes | bytearray]] = []
+        tail = head
+        if b0 & 0x10:
+            if head + 4 > n:
+                raise Truncated("RTP header extension truncated: no profile and length")
+            profile, words = _PROFILE_LEN.unpack_from(packet, head)
+            tail = head + 4 + 4 * words
+            if tail > n:
+                raise Truncated(f"RTP header extension overruns the packet: {words} words")
+            _read_elements(packet, profile, head + 4, tail, self.ids, elements)
+        elif head > n:
+            raise Truncated("RTP CSRC list truncated")
+        elements.extend(self.append)
+        out = bytearray(packet[:head])
+        if elements:
+            out[0] = b0 | 0x10
+            _write_block(out, elements)
+        else:
+            out[0] = b0 & ~0x10
+        out += packet[tail:]
+        return out
+
+
+def _read_elements(
+    data: bytes | bytearray, profile: int, pos: int, end: int, ids: Mapping[int, int],
+    out: list[tuple[int, bytes | bytearray]],
+) -> None:
+    """Append the ``(new id, value)`` of every element of the block kept by ``ids``."""
+    if profile == ONE_BYTE_PROFILE:
+        while pos < end:
+            byte = data[pos]
+            if byte == 0:
+                pos += 1
+                continue
+            if byte >> 4 == 15:
+                return
+            size = (byte & 0x0F) + 1
+            if pos + 1 + size > end:
+                raise DecodeError(f"one-byte header extension {byte >> 4} overruns the block")
+            new = ids.get(byte >> 4)
+            if new is not None:
+                out.append((new, data[pos + 1 : pos + 1 + size]))
+            pos += 1 + size
+    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
+        while pos < end:
+            this_id = data[pos]
+            if this_id == 0:
+                pos += 1
+                continue
+            if pos + 2 > end or pos + 2 + data[pos + 1] > end:
+                raise DecodeError(f"two-byte header extension {this_id} overruns the block")
+            size = data[pos + 1]
+            new = ids.get(this_id)
+            if new is not None:
+                out.append((new, data[pos + 2 : pos + 2 + size]))
+            pos += 2 + size
+
+
+def _write_block(out: bytearray, elements: list[tuple[int, bytes | bytearray]]) -> None:
+    """Append an RFC 8285 block: the one-byte form when every element fits it."""
+    start = len(out)
+    if all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in elements):
+        out += b"\xbe\xde\x00\x00"
+        for ext_id, value in elements:
+            out.append(ext_id << 4 | (len(value) - 1))
+            out += value
+    else:
+        out += b"\x10\x00\x00\x00"
+        for ext_id, value in elements:
+            out.append(ext_id)
+            out.append(len(value))
+            out += value
+    size = len(out) - start - 4
+    pad = -size % 4
+    out += bytes(pad)
+    out[start + 2 : start + 4] = ((size + pad) // 4).to_bytes(2, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A run of outgoing sequence numbers taken from one source with constant deltas."""
+
+    start: int
+    seq_delta: int
+    ts_delta: int
+    source: PublishedStream
+
+
+class Forwarder:
+    """Rewrite one published track's packets into one subscriber's continuous RTP stream.
+
+    :param ssrc: the SSRC the subscriber sees (signalled in the SFU's SDP).
+    :param payload_types: publisher PT -> subscriber PT; None keeps them.
+    :param extensions: the subscriber's :class:`ExtensionPlan`; None forwards
+        the block untouched.
+    :param rtx_ssrc: the RTX SSRC (RFC 4588) if the subscriber negotiated RTX.
+    :param rtx_payload_types: subscriber media PT -> its RTX PT (``apt``).
+    :param require_keyframe: video: start each segment on a key frame only.
+    :param history: how many segments (switches) NACKs can reach back to.
+    :param random: RNG for the initial sequence number and timestamp.
+    """
+
+    def __init__(
+        self,
+        ssrc: int,
+        clock_rate: int,
+        payload_types: Mapping[int, int] | None = None,
+        extensions: ExtensionPlan | None = None,
+        rtx_ssrc: int | None = None,
+        rtx_payload_types: Mapping[int, int] | None = None,
+        require_keyframe: bool = False,
+        history: int = 16,
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.ssrc = ssrc
+        self.clock_rate = clock_rate
+        self.payload_types = payload_types
+        self.extensions = extensions
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_payload_types = dict(rtx_payload_types or {})
+        self.require_keyframe = require_keyframe
+        self.segments: deque[Segment] = deque(maxlen=history)
+        self.sender = SenderStatistics(ssrc)
+        initial = int.from_bytes(random(6), "big")
+        self._out_ext = (initial >> 32) - 1  # extended highest outgoing seq sent
+        self._out_ts = initial & 0xFFFFFFFF
+        self._rtx_seq = int.from_bytes(random(2), "big")
+        self.source: PublishedStream | None = None
+        self._seq_delta = 0
+        self._ts_delta = 0
+        self._in_highest = 0
+        self._seen = 0  # bit i: the packet i numbers before the highest was forwarded
+        self._span = 0
+        self._last_time: float | None = None
+        self.keyframe_wanted = False
+        self.forwarded = 0
+        self.dropped = 0
+        self.retransmitted = 0
+        self.unanswered = 0
+
+    @property
+    def sequence_number(self) -> int:
+        """Return the highest outgoing sequence number sent so far."""
+        return self._out_ext & 0xFFFF
+
+    def forward(self, packet: bytes, source: PublishedStream, keyframe: bool, now: float) -> bytearray | None:
+        """Return ``packet`` rewritten for this subscriber, or None if it must not be sent."""
+        if len(packet) < 12:
+            raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
+        seq, ts = packet[2] << 8 | packet[3], packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7]
+        if source is self.source:
+            d = (seq - self._in_highest) & 0xFFFF
+            if d == 0:
+                self.dropped += 1  # duplicate
+                return None
+            if d < 0x8000:
+                if d > MAX_JUMP:
+                    return self._start_segment(packet, source, seq, ts, keyframe, now)
+                self._in_highest = seq
+                self._span += d
+                self._seen = (self._seen << d | 1) & _WINDOW_MASK
+                self._out_ext += d
+                self._out_ts = (ts + self._ts_delta) & 0xFFFFFFFF
+                self._last_time = now
+            else:
+                back = 0x10000 - d
+                if back > MAX_JUMP:
+                    return self._start_segment(packet, source, seq, ts, keyframe, now)
+                if back > self._span:
+                    self.dropped += 1  # older than the segment: its number belongs to the last one
+                    return None
+                if back < _WINDOW:
+                    if self._seen >> back & 1:
+                        self.dropped += 1  # a duplicate (say, original and RTX both arrived)
+                        return None
+                    self._seen |= 1 << back
+            return self._emit(packet, seq, ts, now)
+        return self._start_segment(packet, source, seq, ts, keyframe, now)
+
+    def _start_segment(
+        self, packet: bytes, source: PublishedStream, seq: int, ts: int, keyframe: bool, now: float
+    ) -> bytearray | None:
+        if self.require_keyframe and not keyframe:
+            self.dropped += 1
+            self.keyframe_wanted = True
+            return None
+        self.keyframe_wanted = False
+        start = self._out_ext + 1
+        if self._last_time is None:
+            out_ts = self._out_ts
+        else:
+            step = max(1, round((now - self._last_time) * self.clock_rate))
+            out_ts = (self._out_ts + step) & 0xFFFFFFFF
+        self._seq_delta = (start - seq) & 0xFFFF
+        self._ts_delta = (out_ts - ts) & 0xFFFFFFFF
+        self.segments.append(Segment(start, self._seq_delta, self._ts_delta, source))
+        self.source = source
+        self._in_highest = seq
+        self._span = 0
+        self._seen = 1
+        self._out_ext = start
+        self._out_ts = out_ts
+        self._last_time = now
+        return self._emit(packet, seq, ts, now)
+
+    def _emit(self, packet: bytes, seq: int, ts: int, now: float) -> bytearray | None:
+        out = self._rewrite(packet, (seq + self._seq_delta) & 0xFFFF, (ts + self._ts_delta) & 0xFFFFFFFF)
+        if out is None:
+            return None
+        self.forwarded += 1
+        self.sender.sent(len(out) - 12, self._out_ts, now)
+        return out
+
+    def _rewrite(self, packet: bytes, seq: int, ts: int) -> bytearray | None:
+        """Rewrite header fields, payload type and extensions; None for an unmapped payload type."""
+        pt = packet[1] & 0x7F
+        if self.payload_types is not None:
+            mapped = self.payload_types.get(pt)
+            if mapped is None:
+                self.dropped += 1
+                return None
+            pt = mapped
+        plan = self.extensions
+        out = bytearray(packet) if plan is None else plan.apply(packet)
+        rewrite_header(out, self.ssrc, seq, ts, pt)
+        return out
+
+    def segment_of(self, sequence_number: int) -> Segment | None:
+        """Return the segment an outgoing sequence number was sent in, or None if beyond history."""
+        ext = self._out_ext - ((self._out_ext - sequence_number) & 0xFFFF)
+        for segment in reversed(self.segments):
+            if ext >= segment.start:
+                return segment
+        return None
+
+    def original(self, sequence_number: int) -> tuple[PublishedStream, int] | None:
+        """Return ``(source, original seq)`` behind an outgoing sequence number, or None."""
+        segment = self.segment_of(sequence_number)
+        if segment is None:
+            return None
+        return segment.source, (sequence_number - segment.seq_delta) & 0xFFFF
+
+    def retransmit(self, sequence_numbers: Iterable[int], now: float) -> list[bytearray]:
+        """Answer a subscriber's NACK from the sources' buffers: RTX where negotiated, else resend.
+
+        Numbers whose packet is no longer (or never was) buffered are counted
+        in :attr:`unanswered`.
+        """
+        out = []
+        for seq in sequence_numbers:
+            seq &= 0xFFFF
+            segment = self.segment_of(seq)
+            packet = None
+            if segment is not None:
+                packet = segment.source.buffer.get((seq - segment.seq_delta) & 0xFFFF)
+            if packet is None:
+                self.unanswered += 1
+                continue
+            ts = (packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7]) + segment.ts_delta
+            rewritten = self._rewrite(packet, seq, ts & 0xFFFFFFFF)
+            if rewritten is None:
+                continue
+            if self.rtx_ssrc is not None:
+                rewritten = self._as_rtx(rewritten, seq)
+            self.retransmitted += 1
+            out.append(rewritten)
+        return out
+
+    def _as_rtx(self, packet: bytearray, osn: int) -> bytearray:
+        """Turn a rewritten packet into its RFC 4588 form: RTX SSRC, PT and seq, OSN before the payload."""
+        rtx_pt = self.rtx_payload_types.get(packet[1] & 0x7F)
+        if rtx_pt is None:
+            return packet  # no RTX for this payload type: plain resend
+        offset = payload_offset(packet)
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        packet[offset:offset] = _OSN.pack(osn)
+        packet[1] = (packet[1] & 0x80) | rtx_pt
+        packet[2:4] = _OSN.pack(self._rtx_seq)
+        packet[8:12] = self.rtx_ssrc.to_bytes(4, "big")  # type: ignore[union-attr]
+        return packet
