@@ -27,6 +27,7 @@ line.  Port 0 means "any free port"; the bound ports are then in
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from dataclasses import replace
@@ -81,6 +82,9 @@ class Options(usage.Options):
         ["dtls-keylog", None, None,
          "Append the NSS key log of every DTLS handshake to this file (for tshark; "
          "never in production: it decrypts DataChannels and derives SRTP keys)."],
+        ["srtp-keylog", None, None,
+         "Append one JSON line of SRTP master keys per connected PeerConnection to this "
+         "file (for realtime-replay --srtp-keys; never in production)."],
     ]
 
     def __init__(self) -> None:
@@ -317,7 +321,8 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api")
-    peers = PeerHost(reactor, BindingRouter(), keylog=_keylog_writer(options["dtls-keylog"]))
+    peers = PeerHost(reactor, BindingRouter(), keylog=_keylog_writer(options["dtls-keylog"]),
+                     srtp_keylog=_json_lines_writer(options.get("srtp-keylog")))
     api.peers = peers
     service.peers = peers
     service.media = MediaPort(peers.router, reactor, "media")
@@ -352,6 +357,18 @@ def _keylog_writer(path: str | None):
     def write(line: bytes) -> None:
         with open(path, "ab") as keylog:
             keylog.write(line + b"\n")
+
+    return write
+
+
+def _json_lines_writer(path: str | None):
+    """Return a function appending one JSON object per line to ``path``, or None."""
+    if not path:
+        return None
+
+    def write(entry: dict) -> None:
+        with open(path, "a", encoding="utf-8") as keylog:
+            keylog.write(json.dumps(entry, sort_keys=True) + "\n")
 
     return write
 

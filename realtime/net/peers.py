@@ -74,12 +74,15 @@ class PeerHost:
                  certificate: Certificate | None = None,
                  unconnected_timeout: float = UNCONNECTED_TIMEOUT,
                  reconnect_window: float = RECONNECT_WINDOW,
-                 keylog: Callable[[bytes], None] | None = None) -> None:
+                 keylog: Callable[[bytes], None] | None = None,
+                 srtp_keylog: Callable[[dict], None] | None = None) -> None:
         self.reactor = reactor
         #: our DTLS certificate, one per process (its fingerprint goes in every SDP)
         self.certificate = certificate or Certificate.generate(reactor.seconds())
         #: receives NSS key-log lines of every DTLS handshake (``--dtls-keylog``)
         self.keylog = keylog
+        #: receives :func:`srtp_keylog_entry` of every connection (``--srtp-keylog``)
+        self.srtp_keylog = srtp_keylog
         self.demux = SessionDemultiplexer()
         self.router = PeerRouter(self.demux, fallback, self._after_input)
         self.unconnected_timeout = unconnected_timeout
@@ -155,6 +158,8 @@ class PeerHost:
                     reaper.cancel()
                 for waiter in self._waiters.pop(session, []):
                     waiter.callback(True)
+                if self.srtp_keylog is not None:
+                    self.srtp_keylog(srtp_keylog_entry(session, event))
             elif isinstance(event, Disconnected):
                 log.info("session {id} disconnected: {reason}", id=session.session_id,
                          reason=event.reason)
@@ -173,6 +178,26 @@ class PeerHost:
         self._reapers.pop(session, None)
         if session.connection.state != "connected":
             self.remove(session, "never connected")
+
+
+def srtp_keylog_entry(session: Any, event: Connected) -> dict:
+    """Return the SRTP master keys of a connected session as a JSON-ready dict.
+
+    One entry per completed DTLS handshake, for decrypting captures
+    (``realtime-replay --srtp-keys``); RFC 5764 §4.2 names the halves
+    ``client_write_*`` and ``server_write_*`` after the DTLS roles.
+    """
+    connection = session.connection
+    local, remote = connection.srtp_keying
+    ours = connection.dtls_role
+    theirs = "client" if ours == "server" else "server"
+    entry = {"session_id": session.session_id, "srtp_profile": event.srtp_profile,
+             "peer": f"{event.address[0]}:{event.address[1]}",
+             "local_dtls_role": ours, "peer_dtls_role": theirs}
+    for role, (key, salt) in ((ours, local), (theirs, remote)):
+        entry[f"{role}_write_srtp_master_key"] = key.hex()
+        entry[f"{role}_write_srtp_master_salt"] = salt.hex()
+    return entry
 
 
 def _fired(value: bool) -> Deferred:

@@ -135,6 +135,9 @@ class PeerConnection:
         self.state = "new"
         self.srtp: SrtpSession | None = None
         self.srtp_profile = ""
+        #: ``(local_keying, remote_keying)`` of the completed handshake, each
+        #: ``(master_key, master_salt)``; kept for ``--srtp-keylog``.
+        self.srtp_keying: tuple[tuple[bytes, bytes], tuple[bytes, bytes]] | None = None
         self.dtls: DtlsEndpoint | None = None
         #: Datagrams dropped, by reason ("stun", "dtls", "srtp", "srtcp", "unknown", ...).
         self.drops: Counter[str] = Counter()
@@ -311,6 +314,7 @@ class PeerConnection:
                 self._events.append(ApplicationData(event.data))
             elif isinstance(event, HandshakeCompleted):
                 self.srtp_profile = event.srtp_profile
+                self.srtp_keying = (event.local_keying, event.remote_keying)
                 self.srtp = from_dtls_keying(
                     event.srtp_profile, event.local_keying, event.remote_keying
                 )
