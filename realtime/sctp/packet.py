@@ -78,16 +78,24 @@ class SctpPacket:
 
     def encode(self) -> bytes:
         """Return the packet bytes with padding and the CRC-32C filled in."""
-        body = bytearray(_COMMON.pack(self.source_port, self.destination_port,
-                                      self.verification_tag))
-        body += b"\0\0\0\0"
-        for chunk in self.chunks:
-            raw = chunk.encode()
-            body += raw
-            body += _PADDING[len(raw) & 3]
-        checksum = crc32c(body)
-        body[8:12] = checksum.to_bytes(4, "little")
-        return bytes(body)
+        return encode_packet(self.source_port, self.destination_port, self.verification_tag,
+                             [chunk.encode() for chunk in self.chunks])
+
+
+def encode_packet(source_port: int, destination_port: int, verification_tag: int,
+                  chunks: list[bytes]) -> bytes:
+    """Return a packet of already-encoded ``chunks`` with padding and CRC-32C.
+
+    This is :meth:`SctpPacket.encode` for callers that hold chunk bytes (the
+    association measures each chunk before bundling it).
+    """
+    body = bytearray(_COMMON.pack(source_port, destination_port, verification_tag))
+    body += b"\0\0\0\0"
+    for raw in chunks:
+        body += raw
+        body += _PADDING[len(raw) & 3]
+    body[8:12] = crc32c(body).to_bytes(4, "little")
+    return bytes(body)
 
 
 def decode_chunks(data: bytes, offset: int = 0) -> tuple[Chunk, ...]:
