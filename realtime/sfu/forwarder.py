@@ -142,10 +142,18 @@ class ExtensionPlan:
 
     :ivar ids: publisher id -> subscriber id; elements whose id is absent are dropped.
     :ivar append: elements added to every packet as ``(id, value)`` (the subscriber's mid).
+    :ivar one_byte: derived: every id and appended value fits the one-byte form (fast path).
     """
 
     ids: Mapping[int, int] = field(default_factory=dict)
     append: tuple[tuple[int, bytes], ...] = ()
+    one_byte: bool = field(init=False, repr=False, compare=False, default=False)
+
+    def __post_init__(self) -> None:
+        fits = all(1 <= i <= 14 for i in self.ids.values()) and all(
+            1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in self.append
+        )
+        object.__setattr__(self, "one_byte", fits)
 
     @classmethod
     def between(
@@ -172,25 +180,69 @@ class ExtensionPlan:
         n = len(packet)
         b0 = packet[0]
         head = 12 + 4 * (b0 & 0x0F)
+        if not b0 & 0x10:
+            if head > n:
+                raise Truncated("RTP CSRC list truncated")
+            return self._rebuild(packet, head, head, [])
+        if head + 4 > n:
+            raise Truncated("RTP header extension truncated: no profile and length")
+        profile, words = _PROFILE_LEN.unpack_from(packet, head)
+        tail = head + 4 + 4 * words
+        if tail > n:
+            raise Truncated(f"RTP header extension overruns the packet: {words} words")
+        if profile == ONE_BYTE_PROFILE and self.one_byte:
+            return self._one_byte(packet, head, tail)
         elements: list[tuple[int, bytes | bytearray]] = []
-        tail = head
-        if b0 & 0x10:
-            if head + 4 > n:
-                raise Truncated("RTP header extension truncated: no profile and length")
-            profile, words = _PROFILE_LEN.unpack_from(packet, head)
-            tail = head + 4 + 4 * words
-            if tail > n:
-                raise Truncated(f"RTP header extension overruns the packet: {words} words")
-            _read_elements(packet, profile, head + 4, tail, self.ids, elements)
-        elif head > n:
-            raise Truncated("RTP CSRC list truncated")
+        _read_elements(packet, profile, head + 4, tail, self.ids, elements)
+        return self._rebuild(packet, head, tail, elements)
+
+    def _one_byte(self, packet: bytes | bytearray, head: int, tail: int) -> bytearray:
+        """Fast path: one-byte form in and out, elements copied straight into the result."""
+        out = bytearray(packet[:head])
+        out += b"\xbe\xde\x00\x00"
+        ids = self.ids
+        pos = head + 4
+        while pos < tail:
+            byte = packet[pos]
+            if byte == 0:
+                pos += 1
+                continue
+            if byte >= 0xF0:
+                break
+            end = pos + 2 + (byte & 0x0F)
+            if end > tail:
+                raise DecodeError(f"one-byte header extension {byte >> 4} overruns the block")
+            new = ids.get(byte >> 4)
+            if new is not None:
+                out.append(new << 4 | (byte & 0x0F))
+                out += packet[pos + 1 : end]
+            pos = end
+        for ext_id, value in self.append:
+            out.append(ext_id << 4 | (len(value) - 1))
+            out += value
+        size = len(out) - head - 4
+        if size == 0:
+            del out[head:]
+            out[0] &= ~0x10
+        else:
+            pad = -size % 4
+            if pad:
+                out += bytes(pad)
+            out[head + 2 : head + 4] = ((size + pad) >> 2).to_bytes(2, "big")
+        out += packet[tail:]
+        return out
+
+    def _rebuild(
+        self, packet: bytes | bytearray, head: int, tail: int, elements: list[tuple[int, bytes | bytearray]]
+    ) -> bytearray:
+        """General path: write ``elements`` plus the appended ones in whichever form fits."""
         elements.extend(self.append)
         out = bytearray(packet[:head])
         if elements:
-            out[0] = b0 | 0x10
+            out[0] |= 0x10
             _write_block(out, elements)
         else:
-            out[0] = b0 & ~0x10
+            out[0] &= ~0x10
         out += packet[tail:]
         return out
 
