@@ -55,6 +55,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 from realtime.errors import DecodeError, LocalProtocolError
 
@@ -89,6 +90,8 @@ _ICE_CHARS = re.compile(r"[A-Za-z0-9+/]{1,32}")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _DIGITS = re.compile(r"[0-9]+")
 _VCHARS = re.compile(r"[\x21-\x7e]+")
+#: connection-address (RFC 8839 §5.1): an IPv4/IPv6 literal or an FQDN (mDNS names included)
+_ADDRESS = re.compile(r"[A-Za-z0-9.:\-]+")
 _PREFIX = "candidate:"
 
 
@@ -133,6 +136,9 @@ class Candidate:
     Text fields keep the spelling they were decoded with (``UDP`` stays
     ``UDP``); compare :attr:`transport` case-insensitively.
     """
+
+    #: the SDP attribute name (realtime.sdp parses ``a=candidate`` through this class)
+    name: ClassVar[str] = "candidate"
 
     foundation: str
     component: int
@@ -207,8 +213,8 @@ class Candidate:
             raise DecodeError(f"candidate transport {transport!r} is not a token")
         priority_value = _number(priority, "priority", 10, 1, 0xFFFFFFFF)
         port_value = _number(port, "port", 5, 0, 0xFFFF)
-        if not _VCHARS.fullmatch(address):
-            raise DecodeError(f"candidate address {address!r} is not printable")
+        if not _ADDRESS.fullmatch(address):
+            raise DecodeError(f"candidate address {address!r} is not an IP address or FQDN")
         if typ != "typ":
             raise DecodeError(f"candidate has {typ!r} where 'typ' belongs")
         if not _TOKEN.fullmatch(cand_type):
@@ -219,8 +225,8 @@ class Candidate:
             if len(rest) < 2:
                 raise DecodeError("candidate raddr has no value")
             related_address, rest = rest[1], rest[2:]
-            if not _VCHARS.fullmatch(related_address):
-                raise DecodeError(f"candidate raddr {related_address!r} is not printable")
+            if not _ADDRESS.fullmatch(related_address):
+                raise DecodeError(f"candidate raddr {related_address!r} is not an IP address or FQDN")
         if rest[:1] == ["rport"]:
             if len(rest) < 2:
                 raise DecodeError("candidate rport has no value")
@@ -274,6 +280,19 @@ class Candidate:
         for name, value in self.extensions:
             parts += [name, value]
         return " ".join(parts)
+
+    @classmethod
+    def parse(cls, value: str) -> "Candidate":
+        """Parse the value of an SDP ``a=candidate:`` line (alias of :meth:`decode`)."""
+        return cls.decode(value)
+
+    def value(self) -> str:
+        """Return the value of the ``a=candidate:`` line (:meth:`encode` without the prefix)."""
+        return self.encode()[len(_PREFIX) :]
+
+    def line(self) -> str:
+        """Return the whole SDP line, ``a=candidate:...``."""
+        return "a=" + self.encode()
 
 
 def _number(text: str, name: str, max_digits: int, low: int, high: int) -> int:

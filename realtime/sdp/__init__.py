@@ -2,7 +2,7 @@
 SDP (RFC 8866) and JSEP offer/answer (RFC 8829) as pure code.
 
 * :mod:`~realtime.sdp.session` -- parse/serialize whole descriptions;
-* :mod:`~realtime.sdp.attributes`, :mod:`~realtime.sdp.candidate`,
+* :mod:`~realtime.sdp.attributes`, :mod:`realtime.ice.candidate` (the candidate codec),
   :mod:`~realtime.sdp.simulcast` -- typed attribute values;
 * :mod:`~realtime.sdp.codecs` -- payload formats and codec matching;
 * :mod:`~realtime.sdp.negotiation` -- answering an offer;
@@ -16,7 +16,7 @@ from realtime.sdp.attributes import (
     Attribute, Fingerprint, Fmtp, Group, HeaderExtension, Msid, RtcpFeedback, RtpMap,
     SsrcAttribute, SsrcGroup,
 )
-from realtime.sdp.candidate import Candidate
+from realtime.ice.candidate import Candidate
 from realtime.sdp.codecs import Codec, H264Profile, codecs_match, h264_profile
 from realtime.sdp.errors import NegotiationError, SdpError
 from realtime.sdp.negotiated import NegotiatedMedia, NegotiatedSession, apply_answer

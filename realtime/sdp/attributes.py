@@ -21,7 +21,7 @@ a=ssrc:1 cname:x       :class:`SsrcAttribute`                      RFC 5576 §4.
 a=ssrc-group:FID 1 2   :class:`SsrcGroup`                          RFC 5576 §4.2
 =====================  ==========================================  =============
 
-Candidates (RFC 8839) live in :mod:`realtime.sdp.candidate`, rid and
+Candidates (RFC 8839) live in :mod:`realtime.ice.candidate`, rid and
 simulcast (RFC 8851, RFC 8853) in :mod:`realtime.sdp.simulcast`.
 """
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from realtime.sdp.attributes import Fingerprint, HeaderExtension
-from realtime.sdp.candidate import Candidate
+from realtime.ice.candidate import Candidate
 from realtime.sdp.codecs import Codec
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiation import RtpStream, reverse_direction

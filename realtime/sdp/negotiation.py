@@ -43,7 +43,7 @@ from realtime.errors import LocalProtocolError
 from realtime.sdp.attributes import (
     Attribute, Fingerprint, Group, HeaderExtension, Msid, SsrcAttribute, SsrcGroup,
 )
-from realtime.sdp.candidate import Candidate
+from realtime.ice.candidate import Candidate
 from realtime.sdp.codecs import (
     DEFAULT_AUDIO_CODECS, DEFAULT_VIDEO_CODECS, Codec, codecs_match, keep_feedback,
 )

@@ -21,7 +21,7 @@ input).  A session part comes first, then one part per ``m=`` line::
     +-------------------------------------------------------------+
 
 Every line after ``s=`` is kept *in order* as a value object: typed where we
-understand it (:mod:`realtime.sdp.attributes`, :mod:`~realtime.sdp.candidate`,
+understand it (:mod:`realtime.sdp.attributes`, :mod:`realtime.ice.candidate`,
 :mod:`~realtime.sdp.simulcast`), :class:`~realtime.sdp.attributes.Attribute`
 or :class:`Line` otherwise.  So ``SessionDescription.parse(text).serialize()``
 gives back the same text (bar CRLF normalisation), and properties such as
@@ -38,7 +38,8 @@ from realtime.sdp.attributes import (
     Attribute, Fingerprint, Fmtp, Group, HeaderExtension, Msid, RtcpFeedback, RtpMap,
     SsrcAttribute, SsrcGroup, is_token, malformed, parse_int,
 )
-from realtime.sdp.candidate import Candidate
+from realtime.errors import DecodeError
+from realtime.ice.candidate import Candidate
 from realtime.sdp.codecs import Codec, collect_codecs
 from realtime.sdp.errors import SdpError, quote
 from realtime.sdp.simulcast import RidDescription, Simulcast
@@ -51,11 +52,20 @@ MAX_MEDIA = 1024
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 SETUP_ROLES = ("active", "passive", "actpass", "holdconn")
 
+def _parse_candidate(value: str) -> Candidate:
+    """Parse ``a=candidate`` with the ICE codec; its errors become :class:`SdpError`."""
+    try:
+        return Candidate.parse(value)
+    except DecodeError:
+        raise malformed("candidate", value) from None
+
+
 _TYPED: dict[str, Callable[[str], Any]] = {
     cls.name: cls.parse
     for cls in (RtpMap, Fmtp, RtcpFeedback, HeaderExtension, Fingerprint, Group, Msid,
-                SsrcAttribute, SsrcGroup, Candidate, RidDescription, Simulcast)
+                SsrcAttribute, SsrcGroup, RidDescription, Simulcast)
 }
+_TYPED["candidate"] = _parse_candidate
 
 
 def _check_setup(value: str) -> None:

@@ -151,13 +151,13 @@ MALFORMED = [
     ("candidate:1 1 udp 4294967296 h 9 typ host",
      "candidate priority 4294967296 is not in 1..4294967295"),
     ("candidate:1 1 udp -1 h 9 typ host", "candidate priority '-1' is not 1..10 digits"),
-    ("candidate:1 1 udp 1 h\x01 9 typ host", "candidate address 'h\\x01' is not printable"),
+    ("candidate:1 1 udp 1 h\x01 9 typ host", "candidate address 'h\\x01' is not an IP address or FQDN"),
     ("candidate:1 1 udp 1 h 65536 typ host", "candidate port 65536 is not in 0..65535"),
     ("candidate:1 1 udp 1 h ９ typ host", "candidate port '９' is not 1..5 digits"),
     ("candidate:1 1 udp 1 h 9 type host", "candidate has 'type' where 'typ' belongs"),
     ("candidate:1 1 udp 1 h 9 typ h@st", "candidate type 'h@st' is not a token"),
     ("candidate:1 1 udp 1 h 9 typ host raddr", "candidate raddr has no value"),
-    ("candidate:1 1 udp 1 h 9 typ host raddr \x7f", "candidate raddr '\\x7f' is not printable"),
+    ("candidate:1 1 udp 1 h 9 typ host raddr \x7f", "candidate raddr '\\x7f' is not an IP address or FQDN"),
     ("candidate:1 1 udp 1 h 9 typ host rport", "candidate rport has no value"),
     ("candidate:1 1 udp 1 h 9 typ host rport x", "candidate rport 'x' is not 1..5 digits"),
     ("candidate:1 1 udp 1 h 9 typ host tcptype", "candidate tcptype has no value"),
@@ -178,6 +178,7 @@ def test_malformed(line, message):
 _ice_chars = st.text("abcXYZ0189+/", min_size=1, max_size=32)
 _tokens = st.text("abcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~", min_size=1, max_size=12)
 _vchars = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=12)
+_addresses = st.from_regex(r"[A-Za-z0-9.:\-]{1,20}", fullmatch=True)
 _reserved = {"raddr", "rport", "tcptype"}
 
 
@@ -194,10 +195,10 @@ def candidates(draw) -> Candidate:
         component=draw(st.integers(1, 256)),
         transport=draw(_tokens),
         priority=draw(st.integers(1, 0xFFFFFFFF)),
-        address=draw(_vchars),
+        address=draw(_addresses),
         port=draw(st.integers(0, 0xFFFF)),
         type=draw(_tokens),
-        related_address=draw(_vchars) if related else None,
+        related_address=draw(_addresses) if related else None,
         related_port=draw(st.integers(0, 0xFFFF)) if related else None,
         tcptype=draw(st.none() | _tokens),
         extensions=tuple(extensions),

@@ -13,7 +13,7 @@ from realtime.sdp import (
     Candidate, Fingerprint, Fmtp, Group, HeaderExtension, Msid, RtcpFeedback, RtpMap, SdpError,
     SsrcAttribute, SsrcGroup,
 )
-from realtime.sdp.candidate import candidate_priority
+from realtime.ice.candidate import candidate_foundation, candidate_priority
 from realtime.sdp.session import parse_attribute
 
 WELL_FORMED = [
@@ -42,7 +42,7 @@ WELL_FORMED = [
      Candidate("1", 1, "udp", 2130706431, "::1", 5000, "host")),
     ("candidate:2 1 udp 1 203.0.113.5 61000 typ relay raddr 10.0.0.1 rport 4000 generation 0",
      Candidate("2", 1, "udp", 1, "203.0.113.5", 61000, "relay", "10.0.0.1", 4000,
-               (("generation", "0"),))),
+               extensions=(("generation", "0"),))),
 ]
 
 
@@ -61,9 +61,10 @@ def test_fingerprint_digest_and_from_digest():
 
 def test_host_candidate_priority():
     # RFC 8445 §5.1.2.1: type preference 126, local preference 65535, component 1
-    assert candidate_priority() == (126 << 24) + (65535 << 8) + 255 == 2130706431
+    assert candidate_priority(126, 65535, 1) == (126 << 24) + (65535 << 8) + 255 == 2130706431
     host = Candidate.host("2001:db8::1", 3478)
-    assert host.line() == "a=candidate:1 1 udp 2130706431 2001:db8::1 3478 typ host"
+    foundation = candidate_foundation("host", "2001:db8::1", "udp")
+    assert host.line() == f"a=candidate:{foundation} 1 udp 2130706431 2001:db8::1 3478 typ host"
 
 
 MALFORMED = [

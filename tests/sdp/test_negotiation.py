@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from realtime.ice.candidate import candidate_foundation
+
 from realtime.errors import LocalProtocolError
 from realtime.sdp import (
     Fingerprint, LocalTransport, MediaChoice, NegotiationError, RtpStream, SessionDescription,
@@ -45,7 +47,8 @@ def test_answer_to_chromium_simulcast_offer(shared):
     for section in answer.media:
         assert section.port == 3478
         assert section.candidates[0].line() == (
-            "a=candidate:1 1 udp 2130706431 192.0.2.10 3478 typ host")
+            f"a=candidate:{candidate_foundation('host', '192.0.2.10')} 1 udp 2130706431"
+            " 192.0.2.10 3478 typ host")
         assert section.end_of_candidates and section.setup == "passive"
         assert (section.ice_ufrag, section.ice_pwd) == ("sfu1", "p" * 24)
         assert section.fingerprints == (FINGERPRINT,)

@@ -186,6 +186,7 @@ def test_too_long_and_bad_bytes():
 
 token = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+!",
                 min_size=1, max_size=12)
+address = st.from_regex(r"[A-Za-z0-9.:\-]{1,20}", fullmatch=True)
 free_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=20)
 pt = st.integers(0, 127)
 
@@ -196,10 +197,12 @@ attributes = st.one_of(
     st.builds(Group, token, st.lists(token, max_size=4).map(tuple)),
     st.builds(Fingerprint.from_digest, st.sampled_from(["sha-256", "sha-1"]),
               st.binary(min_size=1, max_size=32)),
-    st.builds(Candidate, token, st.integers(1, 256), token, st.integers(0, 2**32 - 1), token,
+    st.builds(Candidate, st.from_regex(r"[A-Za-z0-9+/]{1,32}", fullmatch=True),
+              st.integers(1, 256), token, st.integers(1, 2**32 - 1), address,
               st.integers(0, 65535), st.sampled_from(["host", "srflx", "relay"]),
-              st.none() | token, st.none() | st.integers(0, 65535),
-              st.lists(st.tuples(token, token), max_size=3).map(tuple)),
+              st.none() | address, st.none() | st.integers(0, 65535),
+              extensions=st.lists(st.tuples(token.filter(
+                  lambda t: t not in ("raddr", "rport", "tcptype")), token), max_size=3).map(tuple)),
 )
 media = st.builds(
     MediaDescription,
