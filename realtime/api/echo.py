@@ -9,7 +9,8 @@ or a script before any track is published, and the interop tests use it.
 Request::
 
     {"sessionDescription": {"type": "offer", "sdp": "..."},
-     "srtpProfiles": ["SRTP_AEAD_AES_128_GCM", ...]}      (optional)
+     "srtpProfiles": ["SRTP_AEAD_AES_128_GCM", ...],     (optional)
+     "dtlsRole": "server" | "client"}                     (optional, default server)
 
 Response ``201``::
 
@@ -51,12 +52,15 @@ def echo_new(self: RealtimeAPI, request: IRequest, app) -> tuple[int, dict[str, 
     if not isinstance(profiles, list | tuple) or not all(p in DEFAULT_SRTP_PROFILES for p in profiles):
         raise ApiError(400, ErrorCode.INVALID_PARAMS,
                        f"srtpProfiles must be a list drawn from {list(DEFAULT_SRTP_PROFILES)}")
+    dtls_role = body.get("dtlsRole", "server")
+    if dtls_role not in ("server", "client"):
+        raise ApiError(400, ErrorCode.INVALID_PARAMS, "dtlsRole must be 'server' or 'client'")
     peers = self.peers
     try:
         session = create_echo_session(
             secrets.token_hex(16), sdp, certificate=peers.certificate,
             address=self.config.public_ip, port=self.config.media_port,
-            srtp_profiles=tuple(profiles), keylog=peers.keylog,
+            srtp_profiles=tuple(profiles), keylog=peers.keylog, dtls_role=dtls_role,
         )
     except DecodeError as error:
         raise ApiError(400, ErrorCode.INVALID_SESSION_DESCRIPTION, str(error)) from None

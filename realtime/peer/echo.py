@@ -173,8 +173,13 @@ def create_echo_session(
     srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
     random: Callable[[int], bytes] = os.urandom,
     keylog: Callable[[bytes], None] | None = None,
+    dtls_role: str = "server",
 ) -> EchoSession:
     """Answer ``offer_sdp`` as an echo and return the session (answer in ``.answer``).
+
+    :param dtls_role: the DTLS role we take when the offer says ``actpass``:
+        ``"server"`` answers ``setup:passive`` (what browsers expect of an
+        SFU), ``"client"`` answers ``setup:active`` and sends the ClientHello.
 
     :raises SdpError: if the offer cannot be parsed or negotiated (the API
         reports ``invalid_session_description``).
@@ -199,7 +204,8 @@ def create_echo_session(
             ssrc_map[theirs.rtx_ssrc] = ours.rtx_ssrc
         choices[media.mid] = MediaChoice(send=ours, simulcast=False)
     local = LocalTransport.host(
-        ufrag, pwd, Fingerprint("sha-256", certificate.fingerprint()), address, port
+        ufrag, pwd, Fingerprint("sha-256", certificate.fingerprint()), address, port,
+        setup="active" if dtls_role == "client" else "passive",
     )
     answer = create_answer(offer, local, choices)
     accepted = [m for m in answer.media if m.port != 0]

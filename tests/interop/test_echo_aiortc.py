@@ -21,7 +21,7 @@ pytestmark = pytest.mark.interop
 aiortc = pytest.importorskip("aiortc")
 
 
-async def echo_call(server: Server, during=None, seconds: float = 15.0) -> dict:
+async def echo_call(server: Server, during=None, seconds: float = 15.0, **options) -> dict:
     """Run one aiortc call against the echo route; return frame counts and states."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
@@ -49,7 +49,7 @@ async def echo_call(server: Server, during=None, seconds: float = 15.0) -> dict:
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()
     status, body = await loop.run_in_executor(None, server.post, "/echo/new", {
-        "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}})
+        "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}, **options})
     assert status == 201, body
     await pc.setRemoteDescription(RTCSessionDescription(**body["sessionDescription"]))
     for _ in range(100):
@@ -73,6 +73,13 @@ def test_aiortc_echo_decodes_audio_and_video(realtime_server) -> None:
     assert result["connected"] == "connected"
     assert result["frames"]["video"] >= 30, result
     assert result["frames"]["audio"] >= 50, result
+
+
+def test_aiortc_echo_with_our_dtls_client_role(realtime_server) -> None:
+    """We answer ``setup:active``: our endpoint sends the ClientHello, aiortc is the server."""
+    result = asyncio.run(echo_call(realtime_server, dtlsRole="client"))
+    assert result["connected"] == "connected"
+    assert result["frames"]["video"] >= 30, result
 
 
 def hostile_datagrams(port: int) -> None:

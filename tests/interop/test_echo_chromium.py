@@ -37,3 +37,13 @@ def test_chromium_echo_plays(realtime_server, pages, profile) -> None:
     assert result["framesLate"] > result["framesEarly"], result  # the video keeps playing
     assert result["frameWidth"] == 640
     assert result["audioPackets"] > 50
+
+
+def test_chromium_echo_with_our_dtls_client_role(realtime_server, pages) -> None:
+    """We answer ``setup:active``: Chromium is the DTLS server and picks the SRTP profile."""
+    query = urllib.parse.urlencode({"api": realtime_server.api_url(), "app": APP_ID,
+                                    "secret": APP_SECRET, "role": "client"})
+    result = run_page(f"{pages}/echo.html?{query}", timeout=30)
+    assert "error" not in result, result
+    assert result["state"] == "connected"
+    assert result["framesLate"] > result["framesEarly"] > 0, result
