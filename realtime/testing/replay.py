@@ -8,9 +8,23 @@ Each line reads::
 
 ``kind`` is the RFC 7983 class from :func:`realtime.demux.classify`;
 ``summary`` comes from :data:`SUMMARIZERS`, a table from kind to a function
-``bytes -> str`` that later work extends (RTP, RTCP, DTLS, SCTP).  A
-payload a summarizer cannot decode prints ``undecodable: <message>`` -- the
-tool never prints a traceback for packet contents.
+``bytes -> str`` (STUN, ChannelData, and from
+:mod:`realtime.testing.media_summary` the clear RTP header, the clear SRTCP
+header and the DTLS record headers).  A payload a summarizer cannot decode
+prints ``undecodable: <message>`` -- the tool never prints a traceback for
+packet contents.
+
+With keys, SRTP and SRTCP are decrypted through :mod:`realtime.srtp` and the
+inner packet follows a ``|``::
+
+    1.203117 udp 127.0.0.1:36873 -> 127.0.0.1:51471 RTCP first=SR length=6 ssrc=0x5e1c0e9b encrypted=72 | SR ssrc=0x5e1c0e9b ...; SDES 0x5e1c0e9b cname="..."
+
+``--srtp-keys FILE`` reads keys written by ``twistd realtime --srtp-keylog``
+(or the shared captures' ``NAME.srtp.json``, :mod:`realtime.testing.srtp_keys`);
+``--keylog FILE`` derives them from an NSS key log and the DTLS hellos in
+the capture (:mod:`realtime.testing.dtls_keys`).  ``--extmap 4=mid`` names
+header extension ids.  ``--stats`` ends with a ``#`` line counting kinds,
+undecodable payloads and decryptions.
 
 TCP is reassembled per direction (:func:`~realtime.testing.captures.tcp_streams`)
 and split into frames: STUN and ChannelData by their length fields
@@ -23,11 +37,24 @@ is stamped with the time of the segment that completed it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Iterable, Iterator
 
+from collections import Counter
+from functools import partial
+
 from realtime.demux import PacketKind, classify
 from realtime.errors import DecodeError
+from realtime.rtp.packet import RtpPacket
+from realtime.testing.dtls_keys import derive_srtp_keys, read_nss_keylog
+from realtime.testing.media_summary import (
+    summarize_dtls,
+    summarize_rtcp_compound,
+    summarize_rtcp_header,
+    summarize_rtp_header,
+)
+from realtime.testing.srtp_keys import SrtpDecryptor, SrtpKeys, load_srtp_keys
 from realtime.stun.message import StunMessage, is_stun
 from realtime.stun.stream import split_stream
 from realtime.testing.captures import Address, CaptureRecord, read_capture, tcp_streams
@@ -53,6 +80,9 @@ def summarize_channel_data(payload: bytes) -> str:
 SUMMARIZERS: dict[PacketKind, Callable[[bytes], str]] = {
     PacketKind.STUN: summarize_stun,
     PacketKind.CHANNEL_DATA: summarize_channel_data,
+    PacketKind.RTP: summarize_rtp_header,
+    PacketKind.RTCP: summarize_rtcp_header,
+    PacketKind.DTLS: summarize_dtls,
 }
 """Payload kind -> summary function; kinds not listed print their length."""
 
@@ -73,10 +103,11 @@ def payload_kind(payload: bytes) -> PacketKind:
     return kind
 
 
-def summarize(payload: bytes) -> tuple[str, str]:
+def summarize(payload: bytes, table: dict[PacketKind, Callable[[bytes], str]] | None = None
+              ) -> tuple[str, str]:
     """Return ``(kind name, summary)`` of one payload, never raising for its contents."""
     kind = payload_kind(payload)
-    summarizer = SUMMARIZERS.get(kind)
+    summarizer = (table or SUMMARIZERS).get(kind)
     if summarizer is None:
         return kind.name, f"{len(payload)} bytes"
     try:
@@ -161,13 +192,49 @@ def _tcp_lines(records: list[CaptureRecord]) -> list[tuple[float, Address, Addre
     return lines
 
 
-def capture_lines(path: str) -> Iterator[str]:
-    """Yield the replay lines of the capture at ``path``, in time order."""
+def decrypted_summary(kind: str, payload: bytes, src: Address, dst: Address,
+                      decryptor: SrtpDecryptor) -> str:
+    """Return ``" | <inner packet>"`` for an SRTP/SRTCP datagram, or "" when no key covers it."""
+    try:
+        clear = decryptor.unprotect(kind == "RTCP", payload, src, dst)
+        if clear is None:
+            return ""
+        if kind == "RTCP":
+            return " | " + summarize_rtcp_compound(clear)
+        packet = RtpPacket.decode(clear)
+    except DecodeError as exc:
+        return f" | undecodable: {exc}"
+    padding = f" padding={packet.padding_size}" if packet.padding_size else ""
+    return f" | payload={len(packet.payload)}{padding}"
+
+
+def capture_lines(path: str, keys: list[SrtpKeys] | None = None, keylog: str | None = None,
+                  extmap: dict[int, str] | None = None,
+                  stats: Counter[str] | None = None) -> Iterator[str]:
+    """Yield the replay lines of the capture at ``path``, in time order.
+
+    :param keys: SRTP keys (:func:`~realtime.testing.srtp_keys.load_srtp_keys`).
+    :param keylog: an NSS key log to derive more SRTP keys from the capture's DTLS.
+    :param extmap: RTP header extension id -> name for the RTP summaries.
+    :param stats: if given, counts lines per kind, ``undecodable`` and the
+        decryptor's ``srtp``/``srtcp``/``*-failed``/``*-no-key``.
+    """
     records = list(read_capture(path))
+    keys = list(keys or [])
+    if keylog:
+        udp = ((r.src, r.dst, r.payload) for r in records
+               if r.transport == "udp" and r.payload and classify(r.payload) is PacketKind.DTLS)
+        keys += derive_srtp_keys(udp, read_nss_keylog(keylog))
+    decryptor = SrtpDecryptor(keys) if keys else None
+    table = dict(SUMMARIZERS)
+    if extmap:
+        table[PacketKind.RTP] = partial(summarize_rtp_header, names=extmap)
     entries: list[tuple[float, int, str, Address, Address, str, str]] = []
     for index, rec in enumerate(records):
         if rec.transport == "udp":
-            kind, text = summarize(rec.payload)
+            kind, text = summarize(rec.payload, table)
+            if decryptor is not None and kind in ("RTP", "RTCP") and "undecodable:" not in text:
+                text += decrypted_summary(kind, rec.payload, rec.src, rec.dst, decryptor)
             entries.append((rec.time, index, "udp", rec.src, rec.dst, kind, text))
         elif rec.transport == "sctp":
             entries.append((rec.time, index, "sctp", rec.src, rec.dst, "SCTP", f"{len(rec.payload)} bytes"))
@@ -176,21 +243,71 @@ def capture_lines(path: str) -> Iterator[str]:
     entries.sort(key=lambda e: (e[0], e[1]))
     start = records[0].time if records else 0.0
     for when, _, transport, src, dst, kind, text in entries:
+        if stats is not None:
+            stats[kind] += 1
+            stats["undecodable"] += "undecodable:" in text
         yield f"{when - start:10.6f} {transport} {_address(src)} -> {_address(dst)} {kind} {text}".rstrip()
+    if stats is not None and decryptor is not None:
+        stats.update(decryptor.counts)
+
+
+def _extmap(value: str) -> tuple[int, str]:
+    ext_id, equals, name = value.partition("=")
+    if not equals or not ext_id.isdigit() or not 1 <= int(ext_id) <= 255 or not name:
+        raise argparse.ArgumentTypeError(f"{value!r} is not ID=NAME (ID 1-255)")
+    return int(ext_id), name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``realtime-replay`` argument parser (its ``--help`` documents every option)."""
+    parser = argparse.ArgumentParser(
+        prog="realtime-replay", description=__doc__.split("\n\n")[0].strip(),
+        epilog="Lines: SECONDS TRANSPORT SRC -> DST KIND SUMMARY. KIND is the RFC 7983 class "
+               "(STUN, DTLS, RTP, RTCP, CHANNEL_DATA ...). With keys, SRTP/SRTCP lines end with "
+               "'| <decrypted packet>'. See docs/replay.md.")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng capture")
+    parser.add_argument("--srtp-keys", metavar="KEYS", action="append", default=[],
+                        help="SRTP master keys: JSON lines of 'twistd realtime --srtp-keylog', or "
+                             "a NAME.srtp.json of the shared captures (repeatable)")
+    parser.add_argument("--keylog", metavar="KEYLOG",
+                        help="NSS key log (CLIENT_RANDOM lines, 'twistd realtime --dtls-keylog'); "
+                             "SRTP keys are derived from it and the capture's DTLS 1.2 hellos")
+    parser.add_argument("--extmap", metavar="ID=NAME", type=_extmap, action="append", default=[],
+                        help="name an RTP header extension id in RTP lines, e.g. 4=mid 10=rid "
+                             "(repeatable; the ids are the a=extmap lines of the SDP)")
+    parser.add_argument("--stats", action="store_true",
+                        help="end each capture with a '#' line counting kinds, undecodable "
+                             "payloads, and SRTP/SRTCP decrypted, failed and without key")
+    return parser
 
 
 def main(argv: Iterable[str] | None = None, out=None) -> int:
     """Run ``realtime-replay``: print the lines of each capture named on the command line."""
-    parser = argparse.ArgumentParser(prog="realtime-replay", description=__doc__.split("\n\n")[0].strip())
-    parser.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng capture")
+    parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))
     out = out or sys.stdout
+    keys: list[SrtpKeys] = []
+    for path in args.srtp_keys:
+        try:
+            keys += load_srtp_keys(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--srtp-keys {path}: {exc!r}")
+    try:
+        _print_captures(args, keys, out)
+    except BrokenPipeError:  # ``realtime-replay FILE | head``
+        sys.stdout = open(os.devnull, "w")
+    return 0
+
+
+def _print_captures(args: argparse.Namespace, keys: list[SrtpKeys], out) -> None:
     for path in args.files:
         if len(args.files) > 1:
             print(f"# {path}", file=out)
-        for line in capture_lines(path):
+        stats: Counter[str] = Counter()
+        for line in capture_lines(path, keys, args.keylog, dict(args.extmap), stats):
             print(line, file=out)
-    return 0
+        if args.stats:
+            print("# " + " ".join(f"{k}={v}" for k, v in sorted(stats.items())), file=out)
 
 
 if __name__ == "__main__":  # pragma: no cover
