@@ -1,4 +1,6 @@
-"""Pure per-packet cost of the forwarding core, no sockets, no SRTP (run: .venv/bin/python bench/forward_core.py).
+"""Pure per-packet cost of the forwarding core, no sockets, no SRTP.
+
+Run: ``.venv/bin/python bench/forward_core.py``.
 
 One published video stream (1100-byte VP8 packets with four one-byte header
 extensions) fans out to N subscribers.  Per packet: one
@@ -21,9 +23,17 @@ from realtime.rtp.packet import RtpPacket
 from realtime.sfu.feedback import PublisherFeedback
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 
-PUBLISHER_EXTMAP = {1: ExtensionUri.MID, 2: ExtensionUri.ABS_SEND_TIME, 3: ExtensionUri.TRANSPORT_WIDE_CC,
-                    10: ExtensionUri.RTP_STREAM_ID}
-SUBSCRIBER_EXTMAP = {4: ExtensionUri.MID, 2: ExtensionUri.ABS_SEND_TIME, 3: ExtensionUri.TRANSPORT_WIDE_CC}
+PUBLISHER_EXTMAP = {
+    1: ExtensionUri.MID,
+    2: ExtensionUri.ABS_SEND_TIME,
+    3: ExtensionUri.TRANSPORT_WIDE_CC,
+    10: ExtensionUri.RTP_STREAM_ID,
+}
+SUBSCRIBER_EXTMAP = {
+    4: ExtensionUri.MID,
+    2: ExtensionUri.ABS_SEND_TIME,
+    3: ExtensionUri.TRANSPORT_WIDE_CC,
+}
 PACKETS = 3000
 
 
@@ -32,10 +42,16 @@ def make_packets() -> list[bytes]:
     out = []
     for i in range(PACKETS):
         payload = (b"\x10\x50" if i % 300 == 0 else b"\x10\x51") + bytes(1098)
-        packet = RtpPacket(96, (40000 + i) & 0xFFFF, 3000 * (i // 3), 0x1234, marker=i % 3 == 2,
-                           payload=payload).with_extensions(
-            [HeaderExtension(1, b"0"), HeaderExtension(2, b"\x01\x02\x03"), HeaderExtension(3, b"\x00\x07"),
-             HeaderExtension(10, b"f")])
+        packet = RtpPacket(
+            96, (40000 + i) & 0xFFFF, 3000 * (i // 3), 0x1234, marker=i % 3 == 2, payload=payload
+        ).with_extensions(
+            [
+                HeaderExtension(1, b"0"),
+                HeaderExtension(2, b"\x01\x02\x03"),
+                HeaderExtension(3, b"\x00\x07"),
+                HeaderExtension(10, b"f"),
+            ]
+        )
         out.append(packet.encode())
     return out
 
@@ -48,10 +64,23 @@ def run(subscribers: int, rewrite: bool, packets: list[bytes]) -> float:
     layers = SimulcastLayers(["f"])
     legs = []
     for n in range(subscribers):
-        plan = ExtensionPlan.between(PUBLISHER_EXTMAP, SUBSCRIBER_EXTMAP, mid=str(n)) if rewrite else None
-        legs.append((LayerSelector(layers, SimulcastPreferences("f")),
-                     Forwarder(0x1000 + n, 90000, payload_types={96: 96}, extensions=plan,
-                               require_keyframe=True)))
+        plan = (
+            ExtensionPlan.between(PUBLISHER_EXTMAP, SUBSCRIBER_EXTMAP, mid=str(n))
+            if rewrite
+            else None
+        )
+        legs.append(
+            (
+                LayerSelector(layers, SimulcastPreferences("f")),
+                Forwarder(
+                    0x1000 + n,
+                    90000,
+                    payload_types={96: 96},
+                    extensions=plan,
+                    require_keyframe=True,
+                ),
+            )
+        )
     start = time.perf_counter()
     for i, packet in enumerate(packets):
         now = i / 1000
@@ -80,7 +109,10 @@ def nack_cost(packets: list[bytes]) -> float:
 
 if __name__ == "__main__":
     data = make_packets()
-    print(f"{PACKETS} packets of {len(data[0])} bytes, 4 one-byte extensions; ns per packet per subscriber")
+    print(
+        f"{PACKETS} packets of {len(data[0])} bytes, 4 one-byte extensions; "
+        "ns per packet per subscriber"
+    )
     print(f"{'subscribers':>12} {'ext as is':>12} {'ext rewritten':>14}")
     for count in (1, 10, 50, 100):
         plain = min(run(count, False, data) for _ in range(3))

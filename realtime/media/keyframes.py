@@ -140,7 +140,7 @@ def _aggregated_key(payload: Payload, pos: int, skip: int, what: str) -> bool:
 
 
 def h264_keyframe(payload: Payload) -> bool:
-    """Return True if an H.264 payload (RFC 6184) carries an IDR or SPS, or starts an IDR fragment."""
+    """Return True if an H.264 payload (RFC 6184) carries an IDR or SPS or starts an IDR."""
     n = len(payload)
     if n < 1:
         raise Truncated("H.264 payload is empty")
@@ -187,7 +187,9 @@ def keyframe_detector(encoding_name: str) -> KeyframeDetector | None:
     return _DETECTORS.get(encoding_name.upper())
 
 
-def packet_starts_keyframe(packet: Payload, detector: KeyframeDetector, payload_offset: int) -> bool:
+def packet_starts_keyframe(
+    packet: Payload, detector: KeyframeDetector, payload_offset: int
+) -> bool:
     """Run ``detector`` on the payload of an RTP ``packet`` (padding excluded); empty is False."""
     end = len(packet)
     if packet[0] & 0x20:
@@ -211,8 +213,17 @@ class KeyframeRequester:
     """
 
     __slots__ = (
-        "min_interval", "retry_interval", "wanted", "requested_at", "outstanding", "last_sent", "last_keyframe",
-        "fir_sequence_number", "requests", "sent", "keyframes",
+        "min_interval",
+        "retry_interval",
+        "wanted",
+        "requested_at",
+        "outstanding",
+        "last_sent",
+        "last_keyframe",
+        "fir_sequence_number",
+        "requests",
+        "sent",
+        "keyframes",
     )
 
     def __init__(self, min_interval: float = 0.3, retry_interval: float = 1.0) -> None:

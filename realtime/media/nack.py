@@ -77,7 +77,7 @@ class RetransmissionBuffer:
         self.stored += 1
 
     def get(self, sequence_number: int) -> bytes | None:
-        """Return the packet stored under ``sequence_number``, or None if it was evicted or never seen."""
+        """Return the packet stored under ``sequence_number``, or None (evicted or never seen)."""
         slot = sequence_number & self._mask
         if self._seqs[slot] == sequence_number:
             self.hits += 1
@@ -124,8 +124,20 @@ class NackGenerator:
     """
 
     __slots__ = (
-        "reorder_delay", "min_interval", "rtt_factor", "max_retries", "max_age", "max_missing",
-        "max_gap", "rtt", "_unwrap", "_highest", "_missing", "abandoned", "recovered", "requested",
+        "reorder_delay",
+        "min_interval",
+        "rtt_factor",
+        "max_retries",
+        "max_age",
+        "max_missing",
+        "max_gap",
+        "rtt",
+        "_unwrap",
+        "_highest",
+        "_missing",
+        "abandoned",
+        "recovered",
+        "requested",
         "keyframe_wanted",
     )
 

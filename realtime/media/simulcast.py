@@ -81,7 +81,7 @@ class SimulcastPreferences:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> "SimulcastPreferences":
-        """Read a ``simulcast`` object in any vocabulary of the contract; unknown values mean "none"."""
+        """Read a ``simulcast`` object in any vocabulary of the contract; unknown means "none"."""
         if not obj:
             return cls()
         rid = obj.get("preferredRid")
@@ -128,7 +128,9 @@ class SimulcastLayers:
 
     __slots__ = ("inactive_after", "window", "layers", "generation", "_next_check")
 
-    def __init__(self, rids: Iterable[str] = (), inactive_after: float = 1.0, window: float = 0.5) -> None:
+    def __init__(
+        self, rids: Iterable[str] = (), inactive_after: float = 1.0, window: float = 0.5
+    ) -> None:
         self.inactive_after = inactive_after
         self.window = window
         self.layers: dict[str, _Layer] = {rid: _Layer(rid, None) for rid in rids}
@@ -199,11 +201,20 @@ class LayerSelector:
     """
 
     __slots__ = (
-        "layers", "preferences", "available_bitrate", "current", "target", "switches",
-        "_generation", "_keyframe_request", "_requested_for",
+        "layers",
+        "preferences",
+        "available_bitrate",
+        "current",
+        "target",
+        "switches",
+        "_generation",
+        "_keyframe_request",
+        "_requested_for",
     )
 
-    def __init__(self, layers: SimulcastLayers, preferences: SimulcastPreferences | None = None) -> None:
+    def __init__(
+        self, layers: SimulcastLayers, preferences: SimulcastPreferences | None = None
+    ) -> None:
         self.layers = layers
         self.preferences = preferences or SimulcastPreferences()
         self.available_bitrate: float | None = None
@@ -225,7 +236,7 @@ class LayerSelector:
         self._retarget()
 
     def target_for(self, active: list[str]) -> str | None:
-        """Return the layer this subscriber should receive given the ``active`` rids (best first)."""
+        """Return the layer this subscriber wants given the ``active`` rids (best first)."""
         prefs = self.preferences
         preferred = prefs.preferred_rid
         if preferred is None:
@@ -242,7 +253,7 @@ class LayerSelector:
             choice = preferred
         budget = self.available_bitrate
         if budget is not None and prefs.priority_ordering == ASCIIBETICAL and choice in active:
-            for rid in active[active.index(choice):]:
+            for rid in active[active.index(choice) :]:
                 choice = rid
                 rate = self.layers.bitrate(rid)
                 if rate is None or rate <= budget:

@@ -104,8 +104,13 @@ def _interval(report_interval: float, random: Callable[[int], bytes]) -> float:
 class _Source:
     __slots__ = ("stats", "nacks", "keyframes", "use_fir")
 
-    def __init__(self, stats: ReceiverStatistics, nacks: NackGenerator | None,
-                 keyframes: KeyframeRequester, use_fir: bool) -> None:
+    def __init__(
+        self,
+        stats: ReceiverStatistics,
+        nacks: NackGenerator | None,
+        keyframes: KeyframeRequester,
+        use_fir: bool,
+    ) -> None:
         self.stats = stats
         self.nacks = nacks
         self.keyframes = keyframes
@@ -143,12 +148,15 @@ class PublisherFeedback:
         self.keyframe_requests_sent = 0
 
     def add_source(self, ssrc: int, clock_rate: int, nack: bool = True, fir: bool = False) -> None:
-        """Start receiving ``ssrc``; ``nack`` if ``a=rtcp-fb:* nack`` was negotiated, ``fir`` for ``ccm fir``."""
+        """Start receiving ``ssrc``; ``nack`` / ``fir``: those ``a=rtcp-fb`` were negotiated."""
         generator = NackGenerator() if nack else None
         if generator is not None:
             generator.set_rtt(self.rtt)
         self.sources[ssrc] = _Source(
-            ReceiverStatistics(ssrc, clock_rate), generator, KeyframeRequester(self.keyframe_interval), fir
+            ReceiverStatistics(ssrc, clock_rate),
+            generator,
+            KeyframeRequester(self.keyframe_interval),
+            fir,
         )
 
     def remove_source(self, ssrc: int) -> None:
@@ -162,9 +170,16 @@ class PublisherFeedback:
             if source.nacks is not None:
                 source.nacks.set_rtt(rtt)
 
-    def receive_rtp(self, ssrc: int, sequence_number: int, timestamp: int, keyframe: bool, now: float,
-                    retransmission: bool = False) -> None:
-        """Account for one packet (``retransmission``: recovered from RTX, only fills a NACK gap)."""
+    def receive_rtp(
+        self,
+        ssrc: int,
+        sequence_number: int,
+        timestamp: int,
+        keyframe: bool,
+        now: float,
+        retransmission: bool = False,
+    ) -> None:
+        """Account for one packet (``retransmission``: recovered via RTX, only fills a gap)."""
         source = self.sources.get(ssrc)
         if source is None:
             return
@@ -178,7 +193,7 @@ class PublisherFeedback:
             self._next_report = now + _interval(self.report_interval, self.random)
 
     def request_keyframe(self, ssrc: int, now: float) -> None:
-        """Ask for a key frame of ``ssrc``: aggregated and debounced, sent by :meth:`handle_timer`."""
+        """Ask for a key frame of ``ssrc``: aggregated, debounced, sent by :meth:`handle_timer`."""
         source = self.sources.get(ssrc)
         if source is not None:
             source.keyframes.request(now)
@@ -222,8 +237,11 @@ class PublisherFeedback:
 
     def receiver_report(self, now: float) -> bytes:
         """Return an RR + SDES compound with one block per source (31 at most per RR)."""
-        blocks = [source.stats.report_block(now) for source in self.sources.values()
-                  if source.stats.received]
+        blocks = [
+            source.stats.report_block(now)
+            for source in self.sources.values()
+            if source.stats.received
+        ]
         packets: list = [ReceiverReport(self.ssrc, tuple(blocks[:31]))]
         for start in range(31, len(blocks), 31):
             packets.append(ReceiverReport(self.ssrc, tuple(blocks[start : start + 31])))
@@ -254,7 +272,7 @@ class PublisherFeedback:
 
 
 class SubscriberFeedback:
-    """RTCP towards one subscriber: sender reports, NACKs answered locally, keyframe wishes upstream.
+    """RTCP towards one subscriber: SRs, NACKs answered locally, keyframe wishes upstream.
 
     :param cname: the CNAME of the SDES items sent with every report.
     :param report_interval: mean seconds between sender reports.
@@ -340,7 +358,9 @@ class SubscriberFeedback:
             if not sender.packet_count:
                 continue
             rtp = sender.rtp_timestamp_at(now, forwarder.clock_rate)
-            packets.append(SenderReport(forwarder.ssrc, ntp, rtp, sender.packet_count, sender.octet_count))
+            packets.append(
+                SenderReport(forwarder.ssrc, ntp, rtp, sender.packet_count, sender.octet_count)
+            )
             chunks.extend(SourceDescription.with_cname(forwarder.ssrc, self.cname).chunks)
         if not packets:
             return b""

@@ -92,7 +92,16 @@ class PublishedStream:
     :param rid: the simulcast layer name, if any.
     """
 
-    __slots__ = ("ssrc", "clock_rate", "detector", "rid", "buffer", "packets", "keyframes", "malformed")
+    __slots__ = (
+        "ssrc",
+        "clock_rate",
+        "detector",
+        "rid",
+        "buffer",
+        "packets",
+        "keyframes",
+        "malformed",
+    )
 
     def __init__(
         self,
@@ -163,7 +172,7 @@ class ExtensionPlan:
         mid: str | None = None,
         per_hop: frozenset[str] = PER_HOP_URIS,
     ) -> "ExtensionPlan":
-        """Build the plan from both sides' ``a=extmap`` (id -> URI), appending ``mid`` if negotiated."""
+        """Plan from both sides' ``a=extmap`` (id -> URI); append ``mid`` if negotiated."""
         by_uri = {uri: ext_id for ext_id, uri in subscriber.items()}
         ids = {
             ext_id: by_uri[uri]
@@ -233,7 +242,11 @@ class ExtensionPlan:
         return out
 
     def _rebuild(
-        self, packet: bytes | bytearray, head: int, tail: int, elements: list[tuple[int, bytes | bytearray]]
+        self,
+        packet: bytes | bytearray,
+        head: int,
+        tail: int,
+        elements: list[tuple[int, bytes | bytearray]],
     ) -> bytearray:
         """General path: write ``elements`` plus the appended ones in whichever form fits."""
         elements.extend(self.append)
@@ -248,7 +261,11 @@ class ExtensionPlan:
 
 
 def _read_elements(
-    data: bytes | bytearray, profile: int, pos: int, end: int, ids: Mapping[int, int],
+    data: bytes | bytearray,
+    profile: int,
+    pos: int,
+    end: int,
+    ids: Mapping[int, int],
     out: list[tuple[int, bytes | bytearray]],
 ) -> None:
     """Append the ``(new id, value)`` of every element of the block kept by ``ids``."""
@@ -359,21 +376,32 @@ class Forwarder:
         self._span = 0
         self._last_time: float | None = None
         self.keyframe_wanted = False
+        self._keyframe_unasked = False
         self.forwarded = 0
         self.dropped = 0
         self.retransmitted = 0
         self.unanswered = 0
+
+    def take_keyframe_wanted(self) -> bool:
+        """Return True once when the forwarder starts waiting for a key frame (ask for one)."""
+        unasked, self._keyframe_unasked = self._keyframe_unasked, False
+        return unasked
 
     @property
     def sequence_number(self) -> int:
         """Return the highest outgoing sequence number sent so far."""
         return self._out_ext & 0xFFFF
 
-    def forward(self, packet: bytes, source: PublishedStream, keyframe: bool, now: float) -> bytearray | None:
+    def forward(
+        self, packet: bytes, source: PublishedStream, keyframe: bool, now: float
+    ) -> bytearray | None:
         """Return ``packet`` rewritten for this subscriber, or None if it must not be sent."""
         if len(packet) < 12:
             raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
-        seq, ts = packet[2] << 8 | packet[3], packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7]
+        seq, ts = (
+            packet[2] << 8 | packet[3],
+            packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7],
+        )
         if source is self.source:
             d = (seq - self._in_highest) & 0xFFFF
             if d == 0:
@@ -408,9 +436,10 @@ class Forwarder:
     ) -> bytearray | None:
         if self.require_keyframe and not keyframe:
             self.dropped += 1
-            self.keyframe_wanted = True
+            if not self.keyframe_wanted:
+                self.keyframe_wanted = self._keyframe_unasked = True
             return None
-        self.keyframe_wanted = False
+        self.keyframe_wanted = self._keyframe_unasked = False
         start = self._out_ext + 1
         if self._last_time is None:
             out_ts = self._out_ts
@@ -430,11 +459,18 @@ class Forwarder:
         return self._emit(packet, seq, ts, now)
 
     def _emit(self, packet: bytes, seq: int, ts: int, now: float) -> bytearray | None:
-        out = self._rewrite(packet, (seq + self._seq_delta) & 0xFFFF, (ts + self._ts_delta) & 0xFFFFFFFF)
+        out = self._rewrite(
+            packet, (seq + self._seq_delta) & 0xFFFF, (ts + self._ts_delta) & 0xFFFFFFFF
+        )
         if out is None:
             return None
         self.forwarded += 1
-        self.sender.sent(len(out) - 12, self._out_ts, now)
+        b0 = out[0]
+        head = 12 + ((b0 & 0x0F) << 2)
+        if b0 & 0x10:
+            head += 4 + ((out[head + 2] << 8 | out[head + 3]) << 2)
+        size = len(out) - head - (out[-1] if b0 & 0x20 else 0)
+        self.sender.sent(size, self._out_ts, now)
         return out
 
     def _rewrite(self, packet: bytes, seq: int, ts: int) -> bytearray | None:
@@ -493,7 +529,7 @@ class Forwarder:
         return out
 
     def _as_rtx(self, packet: bytearray, osn: int) -> bytearray:
-        """Turn a rewritten packet into its RFC 4588 form: RTX SSRC, PT and seq, OSN before the payload."""
+        """Turn a rewritten packet into its RFC 4588 form: RTX SSRC, PT, seq; OSN first."""
         rtx_pt = self.rtx_payload_types.get(packet[1] & 0x7F)
         if rtx_pt is None:
             return packet  # no RTX for this payload type: plain resend

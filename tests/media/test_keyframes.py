@@ -23,6 +23,7 @@ from realtime.testing.captures import read_capture
 
 # --- VP8 (RFC 7741) -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "payload, expected",
     [
@@ -34,7 +35,7 @@ from realtime.testing.captures import read_capture
         (bytes([0x00, 0x50]), False),
         # S=1 but PID=1: a later partition
         (bytes([0x11, 0x50]), False),
-        # X=1; ext 0xE0: I L T; PictureID 0x81 0x23 (M=1, 15 bits); TL0PICIDX 0x05; TID/Y/KEYIDX 0x40;
+        # X=1; ext 0xE0: I L T; PictureID 0x81 0x23 (M=1); TL0PICIDX 0x05; TID/Y/KEYIDX 0x40;
         # then payload header 0x10 (P=0)
         (bytes([0x90, 0xE0, 0x81, 0x23, 0x05, 0x40, 0x10]), True),
         # X=1; ext 0x80: I only; PictureID 0x12 (M=0, 7 bits); payload header 0x01 (P=1)
@@ -146,7 +147,10 @@ def test_h264(payload: bytes, expected: bool) -> None:
         (bytes([0x78, 0x00, 0x05, 0x41]), "H.264 STAP-A unit overruns the packet"),
         (bytes([0x78, 0x00, 0x00]), "H.264 STAP-A unit overruns the packet"),  # size 0 is not a NAL
         (bytes([0x79, 0x00, 0x01, 0x00]), "H.264 STAP-B unit size truncated"),
-        (bytes([0x7A, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00]), "H.264 MTAP16 unit overruns the packet"),
+        (
+            bytes([0x7A, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00]),
+            "H.264 MTAP16 unit overruns the packet",
+        ),
         (bytes([0x7B, 0x00, 0x00, 0x00, 0x09, 0x00]), "H.264 MTAP24 unit overruns the packet"),
         (bytes([0x7C]), "H.264 FU header missing"),
     ],
@@ -180,7 +184,10 @@ def test_detector_lookup_and_padding() -> None:
 
 
 @settings(max_examples=300)
-@given(st.binary(max_size=40), st.sampled_from([vp8_keyframe, vp9_keyframe, h264_keyframe, av1_keyframe]))
+@given(
+    st.binary(max_size=40),
+    st.sampled_from([vp8_keyframe, vp9_keyframe, h264_keyframe, av1_keyframe]),
+)
 def test_detectors_raise_only_decode_error(payload: bytes, detector) -> None:
     try:
         assert detector(payload) in (True, False)
@@ -206,7 +213,9 @@ def keyframe_packets(path: Path, detector) -> tuple[int, list[tuple[int, int]]]:
 def test_vp8_capture_matches_tshark(shared: Path) -> None:
     count, keys = keyframe_packets(shared / "pcaps/str0m/vp8.pcap", vp8_keyframe)
     text = (shared / "pcaps/str0m/vp8.txt").read_text()
-    expected = [int(line.split("Seq=")[1].split(",")[0]) for line in text.splitlines() if "Keyframe" in line]
+    expected = [
+        int(line.split("Seq=")[1].split(",")[0]) for line in text.splitlines() if "Keyframe" in line
+    ]
     assert count == 104
     assert [seq for seq, _ in keys] == expected == [14260, 14262, 14265]
 

@@ -26,7 +26,12 @@ def test_buffer_wraps_the_sequence_space() -> None:
     buffer = RetransmissionBuffer(capacity=8)
     for seq in (65534, 65535, 0, 1):
         buffer.store(seq, seq.to_bytes(2, "big"))
-    assert [buffer.get(s) for s in (65534, 65535, 0, 1)] == [b"\xff\xfe", b"\xff\xff", b"\x00\x00", b"\x00\x01"]
+    assert [buffer.get(s) for s in (65534, 65535, 0, 1)] == [
+        b"\xff\xfe",
+        b"\xff\xff",
+        b"\x00\x00",
+        b"\x00\x01",
+    ]
     buffer.clear()
     assert buffer.get(0) is None and len(buffer) == 0
 
@@ -62,7 +67,9 @@ def test_reordered_packet_is_never_nacked() -> None:
 
 
 def test_retries_are_spaced_by_rtt_and_given_up() -> None:
-    nacks = NackGenerator(reorder_delay=0.0, min_interval=0.02, rtt_factor=1.0, max_retries=3, max_age=10)
+    nacks = NackGenerator(
+        reorder_delay=0.0, min_interval=0.02, rtt_factor=1.0, max_retries=3, max_age=10
+    )
     nacks.set_rtt(0.1)
     nacks.receive(0, 0.0)
     nacks.receive(2, 0.0)

@@ -19,13 +19,23 @@ P = SimulcastPreferences
         ({"preferredRid": ""}, P()),  # Orange: "" = no preference
         ({"preferredRid": "h"}, P("h")),
         (
-            {"preferredRid": "h", "priorityOrdering": "asciibetical", "ridNotAvailable": "asciibetical"},
+            {
+                "preferredRid": "h",
+                "priorityOrdering": "asciibetical",
+                "ridNotAvailable": "asciibetical",
+            },
             P("h", "asciibetical", "asciibetical"),
         ),
-        ({"preferredRid": "q", "ridUnavailableStrategy": "nextPriority"}, P("q", "none", "asciibetical")),
+        (
+            {"preferredRid": "q", "ridUnavailableStrategy": "nextPriority"},
+            P("q", "none", "asciibetical"),
+        ),
         ({"preferredRid": "q", "ridUnavailableStrategy": "none"}, P("q")),
         ({"preferredRid": "f", "fallbackStrategy": "auto"}, P("f", "none", "asciibetical")),
-        ({"preferredRid": "f", "fallbackStrategy": "leastBandwidth"}, P("f", "none", "leastBandwidth")),
+        (
+            {"preferredRid": "f", "fallbackStrategy": "leastBandwidth"},
+            P("f", "none", "leastBandwidth"),
+        ),
         ({"preferredRid": "f", "fallbackStrategy": "none"}, P("f")),
         ({"preferredRid": 7, "priorityOrdering": "bogus", "ridNotAvailable": 3, "x": 1}, P()),
     ],
@@ -36,7 +46,9 @@ def test_preferences_from_every_vocabulary(obj, expected) -> None:
 
 def test_preferences_echo_in_the_current_vocabulary() -> None:
     assert P("h", "asciibetical", "leastBandwidth").to_json() == {
-        "preferredRid": "h", "priorityOrdering": "asciibetical", "ridNotAvailable": "asciibetical",
+        "preferredRid": "h",
+        "priorityOrdering": "asciibetical",
+        "ridNotAvailable": "asciibetical",
     }
 
 
@@ -48,7 +60,11 @@ def test_preferences_echo_in_the_current_vocabulary() -> None:
         (P("h"), ["f", "h", "q"], "h"),
         (P("h"), ["f", "q"], "h"),  # ridNotAvailable none: keep waiting for h
         (P("h", rid_not_available="asciibetical"), ["f", "q"], "q"),  # next after h in a-z
-        (P("q", rid_not_available="asciibetical"), ["f", "h"], "h"),  # nothing after q: nearest before
+        (
+            P("q", rid_not_available="asciibetical"),
+            ["f", "h"],
+            "h",
+        ),  # nothing after q: nearest before
         (P("f", rid_not_available="leastBandwidth"), ["h", "q"], "q"),
         (P("x", rid_not_available="asciibetical"), [], "x"),  # nothing arrives at all
     ],
@@ -143,10 +159,14 @@ def test_priority_ordering_steps_down_when_bandwidth_is_short() -> None:
     st.sampled_from(["", "f", "h", "q"]),
     st.sampled_from(["none", "asciibetical"]),
 )
-def test_forwarded_packets_belong_to_one_layer_between_keyframes(events, preferred, fallback) -> None:
+def test_forwarded_packets_belong_to_one_layer_between_keyframes(
+    events, preferred, fallback
+) -> None:
     layers = SimulcastLayers(inactive_after=0.2)
-    selector = LayerSelector(layers, SimulcastPreferences.from_json(
-        {"preferredRid": preferred, "ridNotAvailable": fallback}))
+    selector = LayerSelector(
+        layers,
+        SimulcastPreferences.from_json({"preferredRid": preferred, "ridNotAvailable": fallback}),
+    )
     now, current = 0.0, None
     for rid, key, dt in events:
         now += dt

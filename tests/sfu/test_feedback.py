@@ -24,6 +24,7 @@ from realtime.rtcp import (
     decode_compound,
     encode_compound,
 )
+from realtime.rtp.extensions import HeaderExtension
 from realtime.rtp.packet import RtpPacket
 from realtime.rtp.statistics import ntp_middle32, ntp_timestamp
 from realtime.sfu.feedback import (
@@ -170,8 +171,13 @@ def test_bye_ends_the_source() -> None:
 
 def subscriber_setup(rtx: bool = False):
     source = PublishedStream(PUB, 90000)
-    forwarder = Forwarder(0xB0B, 90000, rtx_ssrc=0xB0C if rtx else None,
-                          rtx_payload_types={96: 97} if rtx else None, random=bytes)
+    forwarder = Forwarder(
+        0xB0B,
+        90000,
+        rtx_ssrc=0xB0C if rtx else None,
+        rtx_payload_types={96: 97} if rtx else None,
+        random=bytes,
+    )
     leg = SubscriberFeedback(random=half)
     leg.add(forwarder, T0)
     return source, forwarder, leg
@@ -182,12 +188,17 @@ def test_subscriber_pli_fir_remb_become_events() -> None:
     data = RtpPacket(96, 1, 0, PUB, payload=b"k").encode()
     source.receive(data)
     forwarder.forward(data, source, True, T0)
-    leg.receive_rtcp(encode_compound([
-        PictureLossIndication(0x5B, 0xB0B),
-        FullIntraRequest(0x5B, 0, (FirEntry(0xB0B, 3), FirEntry(0x999, 1))),
-        ReceiverEstimatedMaxBitrate.from_bitrate(0x5B, 750_000, [0xB0B]),
-        PictureLossIndication(0x5B, 0x999),  # not ours: ignored
-    ]), T0)
+    leg.receive_rtcp(
+        encode_compound(
+            [
+                PictureLossIndication(0x5B, 0xB0B),
+                FullIntraRequest(0x5B, 0, (FirEntry(0xB0B, 3), FirEntry(0x999, 1))),
+                ReceiverEstimatedMaxBitrate.from_bitrate(0x5B, 750_000, [0xB0B]),
+                PictureLossIndication(0x5B, 0x999),  # not ours: ignored
+            ]
+        ),
+        T0,
+    )
     events = []
     while (event := leg.next_event()) is not None:
         events.append(event)
@@ -198,7 +209,8 @@ def test_sender_reports_and_rtt() -> None:
     source, forwarder, leg = subscriber_setup()
     assert leg.sender_reports(T0) == b""  # nothing sent yet
     for i in range(10):
-        data = RtpPacket(96, i, 3000 * i, PUB, payload=bytes(100)).encode()
+        packet = RtpPacket(96, i, 3000 * i, PUB, payload=bytes(100), padding_size=4)
+        data = packet.with_extensions([HeaderExtension(1, b"x")]).encode()  # octets: payload only
         source.receive(data)
         forwarder.forward(data, source, True, T0 + i / 30)
     assert leg.get_timer() == pytest.approx(T0 + 1.0)
@@ -206,6 +218,7 @@ def test_sender_reports_and_rtt() -> None:
     (datagram,) = leg.rtcp_to_send()
     sr, sdes = decode_compound(datagram)
     assert isinstance(sr, SenderReport) and sr.ssrc == 0xB0B
+    assert sdes == SourceDescription.with_cname(0xB0B, "realtime-sfu")
     assert (sr.packet_count, sr.octet_count) == (10, 1000)
     assert sr.ntp_timestamp == ntp_timestamp(T0 + 1.0)
     assert sr.rtp_timestamp == 27000 + round((1.0 - 9 / 30) * 90000)
@@ -238,7 +251,9 @@ def test_ten_percent_loss_towards_a_subscriber_is_repaired_locally(rtx: bool) ->
         upstream.handle_timer(now)
         upstream_rtcp += upstream.rtcp_to_send()
         repairs = [RtpPacket.decode(bytes(p)) for p in leg.rtp_to_send()]
-        resent.update((p.payload[0] << 8 | p.payload[1]) if rtx else p.sequence_number for p in repairs)
+        resent.update(
+            (p.payload[0] << 8 | p.payload[1]) if rtx else p.sequence_number for p in repairs
+        )
         assert all((p.ssrc == 0xB0C) is rtx for p in repairs)
         outgoing += [p.encode() for p in repairs]
         for packet in outgoing:
@@ -268,7 +283,7 @@ def test_ten_percent_loss_towards_a_subscriber_is_repaired_locally(rtx: bool) ->
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=64))
 def test_hostile_rtcp_raises_only_decode_error(data: bytes) -> None:
-    source, forwarder, leg = subscriber_setup()
+    _, _, leg = subscriber_setup()
     upstream = PublisherFeedback(SFU)
     upstream.add_source(PUB, 90000)
     for receive in (leg.receive_rtcp, upstream.receive_rtcp):
