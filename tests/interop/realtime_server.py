@@ -49,6 +49,9 @@ class Server:
         self.media, self.turn, self.turns = free_port(), free_port(), free_port()
         self.lines: list[str] = []
         self.keylog = state.parent / "dtls.keylog"
+        self.media_host = "127.0.0.1"
+        if "--media-interface" in extra:
+            self.media_host = extra[extra.index("--media-interface") + 1]
         command = [str(TWISTD), "-n", "--pidfile=", "realtime", "--state-dir", str(state),
                    "--api", "tcp:0:interface=127.0.0.1", "--media-port", str(self.media),
                    "--turn-port", str(self.turn), "--turns-port", str(self.turns), *extra]
@@ -72,7 +75,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("twistd exited:\n" + self.output())
-            if "realtime API listening on" in self.output() and binding_over_udp(self.media, 0.2):
+            banner = "realtime API listening on" in self.output()
+            if banner and binding_over_udp(self.media, 0.2, self.media_host):
                 return
             time.sleep(0.1)
         raise RuntimeError("twistd did not become ready:\n" + self.output())
@@ -118,11 +122,12 @@ class Server:
             return error.code, json.loads(error.read() or b"{}")
 
 
-def binding_over_udp(port: int, timeout: float) -> tuple[str, int] | None:
-    """Send a Binding request to 127.0.0.1:port; return who answered, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+def binding_over_udp(port: int, timeout: float, host: str = "127.0.0.1") -> tuple[str, int] | None:
+    """Send a Binding request to host:port; return who answered, or None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as udp:
         udp.settimeout(timeout)
-        udp.sendto(bytes.fromhex("000100002112a442") + bytes(12), ("127.0.0.1", port))
+        udp.sendto(bytes.fromhex("000100002112a442") + bytes(12), (host, port))
         try:
             return udp.recvfrom(2048)[1]
         except OSError:

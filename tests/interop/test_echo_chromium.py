@@ -13,7 +13,7 @@ import urllib.parse
 import pytest
 
 from tests.interop.conftest import run_page
-from tests.interop.realtime_server import APP_ID, APP_SECRET
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
 
 pytestmark = pytest.mark.interop
 
@@ -43,6 +43,27 @@ def test_chromium_echo_with_our_dtls_client_role(realtime_server, pages) -> None
     """We answer ``setup:active``: Chromium is the DTLS server and picks the SRTP profile."""
     query = urllib.parse.urlencode({"api": realtime_server.api_url(), "app": APP_ID,
                                     "secret": APP_SECRET, "role": "client"})
+    result = run_page(f"{pages}/echo.html?{query}", timeout=30)
+    assert "error" not in result, result
+    assert result["state"] == "connected"
+    assert result["framesLate"] > result["framesEarly"] > 0, result
+
+
+@pytest.fixture(scope="module")
+def ipv6_server(tmp_path_factory):
+    """The service with its media port on ::1 (ICE candidates announce ::1)."""
+    server = Server(tmp_path_factory.mktemp("realtime6") / "state", "--media-interface", "::1",
+                    app=True)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_chromium_echo_over_ipv6(ipv6_server, pages) -> None:
+    query = urllib.parse.urlencode({"api": ipv6_server.api_url(), "app": APP_ID,
+                                    "secret": APP_SECRET})
     result = run_page(f"{pages}/echo.html?{query}", timeout=30)
     assert "error" not in result, result
     assert result["state"] == "connected"
