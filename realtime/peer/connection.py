@@ -150,7 +150,10 @@ class PeerConnection:
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         """Handle one datagram from ``addr`` (already routed to this connection)."""
-        kind = classify(data)
+        self.receive_classified(classify(data), data, addr, now)
+
+    def receive_classified(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> None:
+        """Handle a datagram the port already classified (RFC 7983): no second look."""
         if kind is PacketKind.RTP or kind is PacketKind.RTCP:
             self._receive_srtp(kind, data, now)
         elif kind is PacketKind.STUN:

@@ -82,6 +82,6 @@ class PeerRouter:
         session = self.demux.session_for_address(addr)
         if session is None:
             return None
-        session.connection.receive_datagram(data, addr, now)
+        session.connection.receive_classified(kind, data, addr, now)
         self.after_input(session)
         return []
