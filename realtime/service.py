@@ -6,15 +6,19 @@
     twistd -n realtime [--api ENDPOINT] [--media-interface IP] [--media-port N]
                        [--public-ip IP] [--turn-port N] [--turns-port N]
                        [--state-dir DIR] [--app ID:SECRET ...]
+                       [--turn-key ID:TOKEN ...] [--turn-host NAME] [--turn-alt-port udp:53 ...]
+                       [--relay-ports LOW-HIGH] [--allow-loopback-peers] [--allow-peer CIDR ...]
+                       [--deny-peer CIDR ...] [--tls-cert PEM --tls-key PEM]
 
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
     RealtimeService
      ├─ api          EndpointListener(--api, Site(RealtimeAPI.app.resource()))   HTTPS/HTTP
      ├─ media        UDPServer(--media-port, MediaPort(BindingRouter))           all PeerConnections
-     ├─ turn-udp     UDPServer(--turn-port, MediaPort(BindingRouter, "turn"))    RFC 8656 §3.1
-     ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnStreamFactory)        RFC 8656 §3.1
-     └─ turn-tls     EndpointListener(ssl:--turns-port, TurnStreamFactory)       RFC 8656 §3.1
+     ├─ turn-udp     UDPServer(--turn-port, TurnUdpPort)                         RFC 8656 §3.1
+     ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnConnectionFactory)    RFC 8656 §3.1
+     ├─ turn-tls     EndpointListener(ssl:--turns-port, TurnConnectionFactory)   RFC 8656 §3.1
+     └─ turn-<kind>-alt-<port>  one per --turn-alt-port (see realtime.net.turn_service)
 
 State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps; see
 :mod:`realtime.state`) and ``tls/`` (the self-signed certificate; see
@@ -49,6 +53,9 @@ from realtime.net.media_port import MediaPort
 from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
 from realtime.net.turn_port import TurnStreamFactory
+from realtime.net.turn_service import (
+    build_turn, parse_alt_port, parse_cidr, parse_relay_ports, parse_turn_key,
+)
 from realtime.state import App, ServerConfig, StateStore, generate_app
 
 log = Logger()
@@ -85,11 +92,43 @@ class Options(usage.Options):
         ["srtp-keylog", None, None,
          "Append one JSON line of SRTP master keys per connected PeerConnection to this "
          "file (for realtime-replay --srtp-keys; never in production)."],
+        ["turn-host", None, None,
+         "Host name put in TURN URLs (default: --public-ip); also the TURN realm."],
+        ["relay-ports", None, "49152-65535", "UDP port range of TURN relayed addresses."],
+        ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
+        ["tls-key", None, None, "PEM private key of --tls-cert."],
+    ]
+    optFlags = [
+        ["allow-loopback-peers", None,
+         "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["apps"] = []
+        self["turn-keys"] = []
+        self["turn-alt-ports"] = []
+        self["allow-peers"] = []
+        self["deny-peers"] = []
+
+    def opt_turn_key(self, value: str) -> None:
+        """A TURN key as ID:TOKEN (repeatable); with none, one is generated and stored."""
+        key = parse_turn_key(value)
+        if any(k.key_id == key.key_id for k in self["turn-keys"]):
+            raise usage.UsageError(f"--turn-key: key id {key.key_id!r} is given twice")
+        self["turn-keys"].append(key)
+
+    def opt_turn_alt_port(self, value: str) -> None:
+        """An extra TURN listener, udp:PORT, tcp:PORT or tls:PORT (repeatable)."""
+        self["turn-alt-ports"].append(parse_alt_port(value))
+
+    def opt_allow_peer(self, value: str) -> None:
+        """A CIDR TURN may relay to although it is not public (repeatable)."""
+        self["allow-peers"].append(parse_cidr("allow-peer", value))
+
+    def opt_deny_peer(self, value: str) -> None:
+        """A CIDR TURN never relays to (repeatable; wins over --allow-peer)."""
+        self["deny-peers"].append(parse_cidr("deny-peer", value))
 
     def opt_app(self, value: str) -> None:
         """Add an app given as ID:SECRET (repeatable); see the help text below."""
@@ -134,6 +173,12 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--api: {self['api']!r} is not a server endpoint ({error})"
                 ) from None
+        self["relay-ports"] = parse_relay_ports(self["relay-ports"])
+        if (self["tls-cert"] is None) != (self["tls-key"] is None):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        for name in ("tls-cert", "tls-key"):
+            if self[name] is not None and not Path(self[name]).is_file():
+                raise usage.UsageError(f"--{name}: {self[name]!r} is not a file")
         state = Path(self["state-dir"])
         if state.exists() and not state.is_dir():
             raise usage.UsageError(f"--state-dir: {str(state)!r} is not a directory")
@@ -193,6 +238,12 @@ class RealtimeService(MultiService):
     :attr:`config` or the ``*_port`` properties after ``startService()``.
     """
 
+    #: the TURN parts (:class:`realtime.net.turn_service.TurnRuntime`), set by makeService
+    turn = None
+    #: ``--turn-host`` and the ``--turn-alt-port`` listeners, for the TURN URLs
+    turn_host: str | None = None
+    turn_alternates: list = []
+
     def __init__(self, api: RealtimeAPI, store: StateStore) -> None:
         super().__init__()
         self.api = api
@@ -246,10 +297,16 @@ class RealtimeService(MultiService):
             turns_port=self.turns_port,
             api_url=self._api_url(),
         )
+        if self.turn is not None:
+            self.turn.keys.set_urls(self.turn_host or self.config.public_ip,
+                                    self.config.turn_port, self.turns_port, self.turn_alternates)
+            self.turn.start(self.api.clock)
         self._announce()
 
     def stopService(self):
         """Stop every listener and close the state store."""
+        if self.turn is not None and self.running:
+            self.turn.stop(self.api.clock)
         if not self.running:
             self.store.close()
             return succeed(None)
@@ -276,6 +333,15 @@ class RealtimeService(MultiService):
                  ip=config.public_ip, port=config.media_port)
         log.info("TURN: UDP+TCP {ip}:{turn}, TLS {ip}:{turns}",
                  ip=config.public_ip, turn=config.turn_port, turns=config.turns_port)
+        for key in (self.turn.keys.keys.values() if self.turn is not None else ()):
+            if key.generated:
+                log.info("TURN key id: {key_id}\nTURN key API token: {token}\ntry: curl {insecure}"
+                         "-X POST -H \"Authorization: Bearer {token}\" -d '{{\"ttl\": 3600}}' "
+                         "{url}/v1/turn/keys/{key_id}/credentials/generate-ice-servers",
+                         key_id=key.key_id, token=key.token, url=config.api_url,
+                         insecure="-k " if config.api_url.startswith("https:") else "")
+            else:
+                log.info("TURN key {key_id}", key_id=key.key_id)
         for app in config.apps:
             log.info("app {app_id} (from --app)", app_id=app.app_id)
         for app in self.store.apps():
@@ -327,25 +393,30 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     service.peers = peers
     service.media = MediaPort(peers.router, reactor, "media")
     peers.attach(service.media)
-    service.turn_udp = MediaPort(BindingRouter(), reactor, "turn")
-    for name, port, protocol in (
-        ("media", options["media-port"], service.media),
-        ("turn-udp", options["turn-port"], service.turn_udp),
-    ):
+    turn = build_turn(options, reactor, store, interface, public_ip)
+    service.turn = turn
+    api.turn = turn.keys
+    service.turn_host = options["turn-host"]
+    service.turn_alternates = list(options["turn-alt-ports"])
+    service.turn_udp = turn.udp[0][2]
+    for name, port, protocol in (("media", options["media-port"], service.media), *turn.udp):
         udp = internet.UDPServer(port, protocol, interface=interface, reactor=reactor)
         udp.setName(name)
         udp.setServiceParent(service)
     service.api_listener.setServiceParent(service)
 
-    service.turn_tcp = TurnStreamFactory(BindingRouter(), reactor, "turn-tcp")
-    tcp = f"tcp:{options['turn-port']}:interface={endpoints.quoteStringArgument(interface)}"
-    service.turn_tcp_listener = _listener(reactor, tcp, service.turn_tcp, "turn-tcp")
-    service.turn_tcp_listener.setServiceParent(service)
-
-    service.turn_tls = TurnStreamFactory(BindingRouter(), reactor, "turn-tls")
-    tls_description = tls_endpoint(options["turns-port"], interface, tls)
-    service.turn_tls_listener = _listener(reactor, tls_description, service.turn_tls, "turn-tls")
-    service.turn_tls_listener.setServiceParent(service)
+    if options["tls-cert"]:
+        tls = TlsFiles(Path(options["tls-cert"]), Path(options["tls-key"]))
+    quoted = endpoints.quoteStringArgument(interface)
+    for name, port, factory in turn.streams:
+        description = (f"tcp:{port}:interface={quoted}" if factory.name.startswith("tcp")
+                       else tls_endpoint(port, interface, tls))
+        listener = _listener(reactor, description, factory, name)
+        listener.setServiceParent(service)
+        if name == "turn-tcp":
+            service.turn_tcp, service.turn_tcp_listener = factory, listener
+        elif name == "turn-tls":
+            service.turn_tls, service.turn_tls_listener = factory, listener
     return service
 
 

@@ -73,11 +73,13 @@ def test_migrations_apply_in_order_and_only_once(tmp_path, monkeypatch) -> None:
 def test_failed_migration_leaves_version_unchanged(tmp_path, monkeypatch) -> None:
     path = tmp_path / "db"
     StateStore(path).close()
-    monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS + ((2, "CREATE TABLE apps (x);"),))
+    latest = len(state.MIGRATIONS)
+    monkeypatch.setattr(state, "MIGRATIONS",
+                        state.MIGRATIONS + ((latest + 1, "CREATE TABLE apps (x);"),))
     with pytest.raises(sqlite3.OperationalError):
         StateStore(path)
     monkeypatch.undo()
-    assert StateStore(path).schema_version == 1
+    assert StateStore(path).schema_version == latest
 
 
 def test_config_finds_command_line_apps() -> None:

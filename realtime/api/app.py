@@ -233,3 +233,4 @@ class RealtimeAPI:
 # Route modules register themselves on RealtimeAPI.app when imported.
 from realtime.api import echo  # noqa: E402,F401
 from realtime.api import diagnostics  # noqa: E402,F401
+from realtime.api import turn  # noqa: E402,F401

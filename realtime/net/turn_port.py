@@ -40,7 +40,10 @@ from realtime.net.media_port import MALFORMED, UNROUTED, MediaPort
 from realtime.net.router import Address, DatagramRouter
 from realtime.net.stream_framing import DEFAULT_MAX_FRAME_SIZE, StreamFramer
 
-__all__ = ["MediaPort", "TurnStreamFactory", "TurnStreamProtocol"]
+__all__ = [
+    "MediaPort", "TurnConnection", "TurnConnectionFactory", "TurnHost", "TurnStreamFactory",
+    "TurnStreamProtocol", "TurnUdpPort",
+]
 
 
 class TurnStreamProtocol(Protocol):
@@ -142,3 +145,169 @@ class TurnStreamFactory(Factory):
                 " further {reason} drops are only counted",
                 port=self.name, addr=addr, reason=reason, detail=detail,
             )
+
+
+# -- the TURN server adapter ----------------------------------------------------
+#
+#   TurnUdpPort("udp")  ──datagram──┐                       ┌──> TurnUdpPort.write_to
+#   TurnConnection("tcp#7") ─frame──┼─> TurnHost.receive ──> TurnServer ──> TurnHost.send ─┤
+#   RelaySocket((ip, port)) ─data───┘      (then pump)      (one timer)    sockets[key]   ├──> TurnConnection.write_to
+#                                                                                       └──> RelaySocket.write_to
+#
+# Every socket the TURN machine may name in a route registers itself in
+# ``TurnHost.sockets`` under its key (listener name, connection key or relay
+# address), so sending is one dict lookup.
+
+
+class TurnHost:
+    """Run one :class:`~realtime.turn.server.TurnServer`: feed it, send its output, keep its timer.
+
+    :param reactor: the clock and UDP reactor.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: IReactorTime) -> None:
+        self.reactor = reactor
+        self.server = None
+        self.driver = None
+        #: socket key -> object with ``write_to(data, addr)``
+        self.sockets: dict = {}
+        self.drops: Counter[str] = Counter()
+        self._logged: set[str] = set()
+
+    def run(self, server) -> None:
+        """Drive ``server`` (a TurnServer whose relay allocator delivers to :meth:`receive`)."""
+        from realtime.net.driver import MachineDriver
+
+        self.server = server
+        self.driver = MachineDriver(server, self.send, self.reactor)
+
+    def receive(self, data: bytes, route) -> None:
+        """Give one packet to the machine, then send its output and re-arm its timer."""
+        server = self.server
+        try:
+            server.receive_datagram(data, route, self.reactor.seconds())
+        except DecodeError as error:
+            self.drop("malformed", route, str(error))
+        except Exception:
+            self.drops["internal-error"] += 1
+            self.log.failure("TURN machine failed on a packet from {route}", route=route)
+        self.driver.pump()
+        if server._events:
+            self._log_events()
+
+    def _log_events(self) -> None:
+        for event in iter(self.server.next_event, None):
+            self.log.info("TURN {event}", event=event)
+
+    def send(self, data: bytes, route) -> None:
+        """Write ``data`` on the socket the route names (dropped if it has gone)."""
+        target = self.sockets.get(route[0])
+        if target is None:
+            self.drops["socket-gone"] += 1
+            return
+        target.write_to(data, route[1])
+
+    def close_client(self, route) -> None:
+        """Tell the machine a client connection closed (its allocation goes)."""
+        self.server.close_client(route, self.reactor.seconds())
+        self.driver.pump()
+        self._log_events()
+
+    def stop(self) -> None:
+        """Cancel the timer."""
+        if self.driver is not None:
+            self.driver.stop()
+
+    def drop(self, reason: str, route, detail: str) -> None:
+        """Count a dropped packet; log the first of each reason."""
+        self.drops[reason] += 1
+        if reason not in self._logged:
+            self._logged.add(reason)
+            self.log.warn("TURN: dropped a packet from {route} ({reason}: {detail});"
+                          " further {reason} drops are only counted",
+                          route=route, reason=reason, detail=detail)
+
+
+class TurnUdpPort(MediaPort):
+    """A UDP TURN listener: every datagram goes to the :class:`TurnHost` as ``(name, addr)``.
+
+    :param host: the TURN host.
+    :param reactor: the clock.
+    :param name: the listener key; must start with ``udp`` (``"udp"``, ``"udp-alt-53"``).
+    """
+
+    def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "udp") -> None:
+        super().__init__(None, reactor, name)
+        self.host = host
+        host.sockets[name] = self
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        """Hand the datagram to the TURN host."""
+        self.host.receive(data, (self.name, (addr[0], addr[1])))
+
+    def write_to(self, data: bytes, addr: Address) -> None:
+        """Send one datagram to a client."""
+        self.send(data, addr)
+
+
+class TurnConnection(TurnStreamProtocol):
+    """One TCP or TLS client connection: frames go to the TURN host as ``(key, peer)``.
+
+    Framing accepts channel numbers up to 0x7FFF (RFC 5766 clients such as
+    coturn's use them; see :mod:`realtime.turn.channel_data`).
+    """
+
+    def __init__(self, factory: "TurnConnectionFactory") -> None:
+        super().__init__(factory)
+        from realtime.stun.stream import StreamFramer as Rfc5766Framer
+
+        self.framer = Rfc5766Framer()
+        factory.serial += 1
+        self.key = f"{factory.name}#{factory.serial}"
+
+    def connectionMade(self) -> None:
+        """Register the connection unless the factory refused it."""
+        super().connectionMade()
+        if self._counted:
+            self.factory.host.sockets[self.key] = self
+
+    def dataReceived(self, data: bytes) -> None:
+        """Cut frames and hand each to the TURN host; bad framing aborts the connection."""
+        try:
+            frames = self.framer.feed(data)
+        except DecodeError as error:
+            self.factory.drop("framing", self.peer, str(error))
+            self.transport.abortConnection()
+            return
+        host, route = self.factory.host, (self.key, self.peer)
+        for frame in frames:
+            host.receive(frame, route)
+
+    def connectionLost(self, reason=None) -> None:
+        """Forget the connection and delete its allocation."""
+        counted = self._counted
+        super().connectionLost(reason)
+        if counted:
+            host = self.factory.host
+            host.sockets.pop(self.key, None)
+            host.close_client((self.key, self.peer))
+
+    def write_to(self, data: bytes, addr: Address) -> None:
+        """Write one framed message on the connection."""
+        self.transport.write(data)
+
+
+class TurnConnectionFactory(TurnStreamFactory):
+    """Build :class:`TurnConnection` for a TCP (``name="tcp"``) or TLS (``"tls"``) listener."""
+
+    def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "tcp",
+                 max_connections: int = 4096) -> None:
+        super().__init__(None, reactor, name, max_connections=max_connections)
+        self.host = host
+        self.serial = 0
+
+    def buildProtocol(self, addr: IAddress) -> TurnConnection:
+        """Return a new client connection."""
+        return TurnConnection(self)

@@ -1,0 +1,126 @@
+"""
+Relay sockets: one UDP socket per relayed transport address of a TURN allocation.
+
+The TURN machine (:class:`~realtime.turn.server.TurnServer`) asks a
+:class:`~realtime.turn.allocation.RelayAllocator` for relayed addresses.
+:class:`BoundRelayPorts` is the real one: it lets a pure
+:class:`~realtime.turn.allocation.RelayPortPool` pick port numbers from
+``--relay-ports`` and binds a UDP socket on each, skipping ports some other
+program holds::
+
+    TurnServer ── open(family, even, pair) ──> BoundRelayPorts
+                                                  │ pool.open(...) -> (host, port)[, (host, port+1)]
+                                                  │ reactor.listenUDP(port, RelaySocket, host)
+                                                  │   CannotListenError -> port stays marked
+                                                  │   used, try another (8 attempts)
+                                                  v
+    peer ──datagram──> RelaySocket.datagramReceived(data, peer)
+                          └─> deliver(data, (relay address, peer))   (the TURN host)
+    TurnServer output (data, (relay address, peer)) ──> RelaySocket.write(data, peer)
+
+Each socket carries exactly one allocation (or one EVEN-PORT reservation),
+so a relay's bytes never mix.  Closing stops listening and returns the port
+to the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.error import CannotListenError, MessageLengthError
+from twisted.internet.protocol import DatagramProtocol
+
+from realtime.turn.allocation import Address, RelayPortPool
+
+Deliver = Callable[[bytes, tuple[Address, Address]], None]
+
+
+class RelaySocket(DatagramProtocol):
+    """Hand every datagram a relayed address receives to the TURN host, and send for it."""
+
+    __slots__ = ("address", "deliver", "port")
+
+    def __init__(self, address: Address, deliver: Deliver) -> None:
+        self.address = address
+        self.deliver = deliver
+        self.port = None
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        """Deliver ``data`` from peer ``addr`` as ``(relay address, peer)``."""
+        self.deliver(data, (self.address, (addr[0], addr[1])))
+
+    def write_to(self, data: bytes, addr: Address) -> None:
+        """Send ``data`` to peer ``addr``; socket errors (ICMP, size) are swallowed."""
+        transport = self.transport
+        if transport is not None:
+            try:
+                transport.write(data, addr)
+            except (OSError, MessageLengthError):
+                pass
+
+
+class BoundRelayPorts:
+    """A :class:`~realtime.turn.allocation.RelayAllocator` that binds real UDP sockets.
+
+    :param pool: picks the port numbers (``--relay-ports LOW-HIGH``, one host per family).
+    :param reactor: an ``IReactorUDP``.
+    :param deliver: ``deliver(data, (relay address, peer))`` for every received datagram.
+    :param sockets: the table to register sockets in (the TURN host's), keyed by address.
+    :param bind_interface: the interface to bind (default: the relayed address's host,
+        which differs when ``--public-ip`` is a NAT's address).
+    """
+
+    ATTEMPTS = 8
+
+    def __init__(self, pool: RelayPortPool, reactor, deliver: Deliver,
+                 sockets: dict | None = None, bind_interface: str | None = None) -> None:
+        self.pool = pool
+        self.reactor = reactor
+        self.deliver = deliver
+        #: relayed address -> its socket (shared with the TURN host's socket table)
+        self.sockets: dict = sockets if sockets is not None else {}
+        self.bind_interface = bind_interface
+        #: ports found held by another program (left marked used in the pool)
+        self.busy = 0
+
+    def supports(self, family: int) -> bool:
+        """Return True if the pool has a host of ``family``."""
+        return self.pool.supports(family)
+
+    def open(self, family: int, *, even: bool = False, pair: bool = False) -> tuple[Address, ...] | None:
+        """Pick address(es) and bind a socket on each; ``None`` if nothing could be bound."""
+        for _ in range(self.ATTEMPTS):
+            chosen = self.pool.open(family, even=even, pair=pair)
+            if chosen is None:
+                return None
+            bound = []
+            for address in chosen:
+                if self._bind(address):
+                    bound.append(address)
+                else:
+                    break
+            if len(bound) == len(chosen):
+                return chosen
+            for address in bound:
+                self.close(address)
+            for address in chosen[len(bound) + 1:]:
+                self.pool.close(address)
+            self.busy += 1  # the port that failed stays "in use" in the pool
+        return None
+
+    def _bind(self, address: Address) -> bool:
+        socket = RelaySocket(address, self.deliver)
+        try:
+            socket.port = self.reactor.listenUDP(address[1], socket,
+                                                 interface=self.bind_interface or address[0])
+        except CannotListenError:
+            return False
+        self.sockets[address] = socket
+        return True
+
+    def close(self, address: Address) -> None:
+        """Stop listening on ``address`` and give it back to the pool."""
+        socket = self.sockets.pop(address, None)
+        if socket is not None and socket.port is not None:
+            socket.port.stopListening()
+        self.pool.close(address)

@@ -1,0 +1,154 @@
+"""
+Wiring the TURN service: option parsing, keys, the machine, relays, usage flushing.
+
+:func:`build_turn` assembles, from parsed ``twistd realtime`` options::
+
+    TurnKeys (API) ── credentials: TurnKeyCredentials(keys from --turn-key + state dir)
+         │               revocations and customIdentifiers restored from the state dir
+         │ drain / revoke
+         v
+    TurnServer ──relays──> BoundRelayPorts(RelayPortPool(--relay-ports, --public-ip))
+         ^                       │ RelaySocket per relayed address
+         │ receive / send        v
+    TurnHost (one MachineDriver = one timer) <── TurnUdpPort("udp"), TurnUdpPort("udp-alt-53")
+                                             <── TurnConnectionFactory("tcp"), ("tls"), alternates
+
+``service.py`` puts the listeners in its service tree; this module holds
+what is TURN-specific so the service module stays a table of listeners.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from twisted.internet import task
+from twisted.python import usage
+
+from realtime.api.turn import TurnKeys
+from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
+from realtime.net.turn_relay import BoundRelayPorts
+from realtime.state import StateStore, TurnKey, generate_turn_key
+from realtime.stun.attributes import IPV4, IPV6
+from realtime.turn.allocation import RelayPortPool
+from realtime.turn.credentials import TurnKeyCredentials
+from realtime.turn.policy import PeerPolicy
+from realtime.turn.server import TurnConfig, TurnServer
+
+KEY_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+KEY_TOKEN = re.compile(r"[\x21-\x7e]{16,512}")
+
+#: Seconds between usage flushes to the state store.
+USAGE_FLUSH_INTERVAL = 30.0
+
+
+def parse_turn_key(value: str) -> TurnKey:
+    """Return the key of ``--turn-key ID:TOKEN`` or raise :class:`usage.UsageError`."""
+    key_id, colon, token = value.partition(":")
+    if not colon or not KEY_ID.fullmatch(key_id) or not KEY_TOKEN.fullmatch(token):
+        raise usage.UsageError(
+            f"--turn-key: {value!r} is not ID:TOKEN (ID 1-128 of A-Z a-z 0-9 . _ ~ -, "
+            "TOKEN 16-512 printable ASCII characters without spaces)")
+    return TurnKey(key_id, token)
+
+
+def parse_alt_port(value: str) -> tuple[str, int]:
+    """Return ``(kind, port)`` of ``--turn-alt-port udp:53|tcp:80|tls:443``."""
+    kind, colon, port = value.partition(":")
+    if not colon or kind not in ("udp", "tcp", "tls") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise usage.UsageError(f"--turn-alt-port: {value!r} is not udp:PORT, tcp:PORT or tls:PORT")
+    return kind, int(port)
+
+
+def parse_relay_ports(value: str) -> tuple[int, int]:
+    """Return ``(low, high)`` of ``--relay-ports LOW-HIGH``."""
+    low, dash, high = value.partition("-")
+    if not (dash and low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+        raise usage.UsageError(f"--relay-ports: {value!r} is not LOW-HIGH within 1024-65535")
+    return int(low), int(high)
+
+
+def parse_cidr(option: str, value: str) -> str:
+    """Return ``value`` if it is a CIDR (or bare address), else raise :class:`usage.UsageError`."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise usage.UsageError(f"--{option}: {value!r} is not an address or CIDR") from None
+    return value
+
+
+@dataclass
+class TurnRuntime:
+    """The running TURN service's parts, for the service tree and tests."""
+
+    host: TurnHost
+    server: TurnServer
+    keys: TurnKeys
+    relays: BoundRelayPorts
+    udp: list[tuple[str, int, TurnUdpPort]] = field(default_factory=list)
+    streams: list[tuple[str, int, TurnConnectionFactory]] = field(default_factory=list)
+    loop: task.LoopingCall | None = None
+
+    def start(self, reactor) -> None:
+        """Start flushing usage to the state store every :data:`USAGE_FLUSH_INTERVAL` s."""
+        self.loop = task.LoopingCall(lambda: self.keys.flush(reactor.seconds()))
+        self.loop.clock = reactor
+        self.loop.start(USAGE_FLUSH_INTERVAL, now=False)
+
+    def stop(self, reactor) -> None:
+        """Stop the flush loop, flush once more, cancel the machine's timer."""
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+        self.keys.flush(reactor.seconds())
+        self.host.stop()
+
+
+def turn_keys(store: StateStore, given: list[TurnKey], now: float) -> list[TurnKey]:
+    """Return the usable keys: ``--turn-key`` ones, then stored ones; generate one if none."""
+    stored = store.turn_keys()
+    if not given and not stored:
+        stored = [store.add_turn_key(generate_turn_key(now))]
+    names = {key.key_id for key in given}
+    return list(given) + [key for key in stored if key.key_id not in names]
+
+
+def build_turn(options, reactor, store: StateStore, interface: str, public_ip: str) -> TurnRuntime:
+    """Build the TURN host, machine, relays, keys and listener protocols from ``options``."""
+    now = reactor.seconds()
+    keys = turn_keys(store, options["turn-keys"], now)
+    credentials = TurnKeyCredentials({key.key_id: key.token for key in keys})
+    for username, _key_id, custom, _expires, revoked in store.turn_credentials(now):
+        if custom:
+            credentials.remember_custom_identifier(username, custom)
+        if revoked:
+            credentials.revoke(username, now)
+    low, high = options["relay-ports"]
+    family = IPV6 if ":" in public_ip else IPV4
+    pool = RelayPortPool({family: public_ip}, low, high)
+    host = TurnHost(reactor)
+    relays = BoundRelayPorts(pool, reactor, host.receive, host.sockets, bind_interface=interface)
+    policy = PeerPolicy(options["allow-loopback-peers"], options["allow-peers"],
+                        options["deny-peers"])
+    realm = options.get("turn-realm") or options.get("turn-host") or "realtime"
+    server = TurnServer(credentials, relays, config=TurnConfig(realm=realm), policy=policy)
+    host.run(server)
+
+    def revoke(username: str, when: float) -> None:
+        server.revoke(username, when)
+        host.driver.pump()
+
+    api_keys = TurnKeys(store, keys, credentials, drain=server.drain_usage, revoke=revoke)
+    runtime = TurnRuntime(host, server, api_keys, relays)
+    runtime.udp.append(("turn-udp", options["turn-port"], TurnUdpPort(host, reactor, "udp")))
+    runtime.streams.append(("turn-tcp", options["turn-port"],
+                            TurnConnectionFactory(host, reactor, "tcp")))
+    runtime.streams.append(("turn-tls", options["turns-port"],
+                            TurnConnectionFactory(host, reactor, "tls")))
+    for kind, port in options["turn-alt-ports"]:
+        name = f"turn-{kind}-alt-{port}"
+        if kind == "udp":
+            runtime.udp.append((name, port, TurnUdpPort(host, reactor, f"udp-alt-{port}")))
+        else:
+            runtime.streams.append((name, port, TurnConnectionFactory(host, reactor, f"{kind}-alt-{port}")))
+    return runtime
