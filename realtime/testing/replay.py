@@ -45,7 +45,7 @@ from collections import Counter
 from functools import partial
 
 from realtime.demux import PacketKind, classify
-from realtime.errors import DecodeError
+from realtime.errors import DecodeError, LocalProtocolError
 from realtime.rtp.packet import RtpPacket
 from realtime.testing.dtls_keys import derive_srtp_keys, read_nss_keylog
 from realtime.testing.media_summary import (
@@ -98,7 +98,7 @@ def payload_kind(payload: bytes) -> PacketKind:
     ChannelData here too.
     """
     kind = classify(payload)
-    if kind is PacketKind.UNKNOWN and 0x50 <= payload[0] <= 0x7F:
+    if kind is PacketKind.UNKNOWN and payload and 0x50 <= payload[0] <= 0x7F:
         return PacketKind.CHANNEL_DATA
     return kind
 
@@ -290,7 +290,7 @@ def main(argv: Iterable[str] | None = None, out=None) -> int:
     for path in args.srtp_keys:
         try:
             keys += load_srtp_keys(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, LocalProtocolError) as exc:
             parser.error(f"--srtp-keys {path}: {exc!r}")
     try:
         _print_captures(args, keys, out)

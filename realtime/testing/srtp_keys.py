@@ -35,6 +35,7 @@ from pathlib import Path
 
 from realtime.errors import DecodeError
 from realtime.srtp.context import InboundSrtpContext
+from realtime.srtp.profiles import SrtpProtectionProfile
 
 Address = tuple[str, int]
 Keying = tuple[bytes, bytes]
@@ -45,7 +46,7 @@ class SrtpKeys:
     """The SRTP keys of one PeerConnection, seen from the capture.
 
     :ivar peer: the address whose packets ``peer_write`` unprotects.
-    :ivar profile: the RFC 5764 protection profile name.
+    :ivar profile: the RFC 5764 protection profile name (as in the IANA registry).
     :ivar peer_write: ``(master_key, master_salt)`` the peer protects with.
     :ivar other_write: ``(master_key, master_salt)`` the other side protects with.
     """
@@ -74,7 +75,8 @@ def keys_from_entry(entry: dict) -> SrtpKeys:
     else:  # shared Chromium <-> aiortc captures
         peer, role = entry["ice_selected_pair"]["chromium"], entry["chromium_dtls_role"]
     other = "server" if role == "client" else "client"
-    return SrtpKeys(parse_address(peer), entry["srtp_profile"],
+    profile = SrtpProtectionProfile.lookup(entry["srtp_profile"]).name  # OpenSSL or RFC name
+    return SrtpKeys(parse_address(peer), profile,
                     _role_keying(entry, role), _role_keying(entry, other))
 
 
