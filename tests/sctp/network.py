@@ -33,7 +33,7 @@ class LossyNetwork:
         self.now = 0.0
         self._queue: list[tuple[float, int, Any, bytes]] = []
         self._seq = 0
-        self.sent = {id(a): 0, id(b): 0}
+        self.sent: dict[int, int] = {}
         self.dropped = 0
         #: Optional filter ``(sender, data) -> bool``; False drops the packet.
         self.filter: Callable[[Any, bytes], bool] | None = None
@@ -45,7 +45,7 @@ class LossyNetwork:
         """Put everything ``endpoint`` wants to send on the wire."""
         destination = self.peer_of(endpoint)
         for data in endpoint.packets_to_send(self.now):
-            self.sent[id(endpoint)] += 1
+            self.sent[id(endpoint)] = self.sent.get(id(endpoint), 0) + 1
             if self.filter is not None and not self.filter(endpoint, data):
                 self.dropped += 1
                 continue
@@ -83,11 +83,12 @@ class LossyNetwork:
 
     def run_until(self, condition: Callable[[], bool], limit: float = 600.0,
                   max_steps: int = 2_000_000) -> None:
-        """Step until ``condition()`` holds; fail after ``limit`` fake seconds."""
+        """Step until ``condition()`` holds; fail after ``limit`` more fake seconds."""
         for endpoint in (self.a, self.b):
             self.flush(endpoint)
         steps = 0
+        deadline = self.now + limit
         while not condition():
-            if self.now > limit or steps > max_steps or not self.step():
+            if self.now > deadline or steps > max_steps or not self.step():
                 raise AssertionError(f"condition not met by t={self.now:.3f} after {steps} steps")
             steps += 1
