@@ -16,7 +16,8 @@ the reaping of sessions that never connect or lose their peer::
 A *session* here is any object with ``ice`` (the IceLiteAgent),
 ``connection`` (the :class:`~realtime.peer.connection.PeerConnection`) and a
 ``session_id``; it may define ``handle_event(event, now)`` to see the
-connection's events.
+connection's events, and ``take_touched()`` returning other sessions whose
+connections it queued datagrams on (the SFU fan-out), which are then sent.
 """
 
 from __future__ import annotations
@@ -170,6 +171,17 @@ class PeerHost:
                         self.reconnect_window, self._reap_unconnected, session)
             if handle is not None:
                 handle(event, now)
+        driver = self._drivers.get(session)
+        if driver is not None:
+            driver.pump()
+        take_touched = getattr(session, "take_touched", None)
+        if take_touched is not None:  # an SFU session's input queued output on others
+            for other in take_touched():
+                if other is not session:
+                    self.flush(other)
+
+    def flush(self, session: Any) -> None:
+        """Send what ``session``'s connection queued outside its own input (SFU fan-out)."""
         driver = self._drivers.get(session)
         if driver is not None:
             driver.pump()

@@ -1,0 +1,335 @@
+"""
+The track routes of the Cloudflare-compatible API: push, pull, close, update.
+
+CALLS-API.md §1.2 rows 2, 4, 5 and §1.3-§1.4, §3.3-§3.4::
+
+    POST /apps/{appId}/sessions/{id}/tracks/new
+      with sessionDescription (offer) ─> answer, requiresImmediateRenegotiation: false
+          local items  {location:"local", mid, trackName}  push the offer's m= section
+          autoDiscover: true                                push every new sending section
+          remote items {location:"remote", sessionId, trackName}  pull into the offer's
+                                                            recvonly sections (by mid or kind)
+      without sessionDescription ─────> SFU offer, requiresImmediateRenegotiation: true
+          remote items                                      pull: one sendonly section each
+          local items {kind[, bidirectionalMediaStream]}    push: recvonly (or sendrecv) section
+          remote items {mid: "#name"}                       pull into local track "name"'s
+                                                            sendrecv section: no SDP at all
+    PUT  /apps/{appId}/sessions/{id}/tracks/close   {tracks:[{mid}], force, sessionDescription?}
+    PUT  /apps/{appId}/sessions/{id}/tracks/update  {tracks:[{mid, simulcast | sessionId+trackName}]}
+
+Per-item failures travel in ``tracks[]`` with HTTP 200 (§3.1): an unknown
+session or track is ``not_found_track_error`` (no ``mid``), a known track
+that sends nothing within 3 s is ``empty_track_error``; ``tracks`` is
+always present.  A request naming more than 64 tracks is 400
+``invalid_params``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from realtime.api.app import RealtimeAPI, app_route, read_json
+from realtime.api.errors import ApiError, ErrorCode
+from realtime.api.sessions import (
+    ensure_connected, first_packet, flush, item_error, load_session, overlap_error, sdp_error,
+    session_description, start, switchboard,
+)
+from realtime.errors import DecodeError, LocalProtocolError
+from realtime.media.simulcast import SimulcastPreferences
+from realtime.sdp.session import SessionDescription
+from realtime.sfu.limits import MAX_TRACKS_PER_CALL
+from realtime.sfu.session import MediaRequest, NegotiationPending, SfuSession
+from realtime.sfu.transceiver import BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE
+
+NOT_FOUND = ("not_found_track_error",
+             "Track not found: make sure the publisher is connected and sending packets")
+EMPTY = ("empty_track_error", "The track did not receive source media in time")
+
+
+def track_items(body: dict[str, Any], required: bool = False) -> list[dict[str, Any]]:
+    """Return ``body["tracks"]`` checked: a list of at most 64 objects."""
+    items = body.get("tracks")
+    if items is None and not required:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ApiError.decoding_error("tracks must be a list of objects")
+    if len(items) > MAX_TRACKS_PER_CALL:
+        raise ApiError(400, ErrorCode.INVALID_PARAMS,
+                       f"At most {MAX_TRACKS_PER_CALL} tracks per request")
+    return items
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _preferences(item: dict[str, Any]) -> SimulcastPreferences | None:
+    simulcast = item.get("simulcast")
+    return SimulcastPreferences.from_json(simulcast) if isinstance(simulcast, dict) else None
+
+
+def _pull_echo(item: dict[str, Any]) -> dict[str, Any]:
+    out = {"location": "remote", "sessionId": item.get("sessionId"),
+           "trackName": item.get("trackName")}
+    if isinstance(item.get("simulcast"), dict):
+        out["simulcast"] = item["simulcast"]
+    return out
+
+
+async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dict[str, Any]]],
+                         results: dict[int, dict[str, Any]]) -> dict[int, Any]:
+    """Return item index -> pulled track (after its first packet); record failures in ``results``."""
+    board = switchboard(api)
+    found = {}
+    for index, item in remote:
+        name, owner = _text(item, "trackName"), _text(item, "sessionId")
+        track = board.find(app.app_id, owner, name) if name and owner else None
+        if track is None:
+            results[index] = item_error(_pull_echo(item), *NOT_FOUND)
+        else:
+            found[index] = track
+    for index, track in list(found.items()):
+        if not await first_packet(api, track):
+            results[index] = item_error(_pull_echo(dict(remote)[index]), *EMPTY)
+            del found[index]
+    return found
+
+
+@app_route(RealtimeAPI.app, "/sessions/<session_id>/tracks/new", "POST")
+async def tracks_new(self: RealtimeAPI, request: IRequest, app,
+                     session_id: str) -> dict[str, Any]:
+    """Push and/or pull tracks (with the client's offer, or producing the SFU's)."""
+    session = load_session(self, app, session_id)
+    body = read_json(request)
+    items = track_items(body)
+    sdp = session_description(body, "offer")
+    if session.pending_offer is not None:
+        raise overlap_error(NegotiationPending(
+            "an SFU offer is waiting for its answer (PUT renegotiate)"))
+    if sdp is not None:
+        return await _with_offer(self, app, session, sdp, items, body.get("autoDiscover") is True)
+    return await _without_offer(self, app, session, items)
+
+
+async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
+                      items: list[dict[str, Any]], auto_discover: bool) -> dict[str, Any]:
+    try:
+        offer = SessionDescription.parse(sdp)
+    except DecodeError as error:
+        raise sdp_error(error) from None
+    await ensure_connected(api, session)
+    results: dict[int, dict[str, Any]] = {}
+    publish: dict[str, str] = {}
+    remote = [(i, item) for i, item in enumerate(items) if item.get("location") == "remote"]
+    for index, item in enumerate(items):
+        if item.get("location") == "remote":
+            continue
+        mid, name = _text(item, "mid"), _text(item, "trackName")
+        if mid is None or name is None or offer.media_by_mid(mid) is None:
+            results[index] = item_error({"location": "local", "mid": mid, "trackName": name},
+                                        "invalid_params", "A local track needs the mid of an "
+                                        "offered m= section and a trackName")
+            continue
+        publish[mid] = name
+    discovered = []
+    if auto_discover:
+        for media in offer.media:
+            if media.mid and media.mid not in publish and session.transceiver(media.mid) is None \
+                    and media.kind in ("audio", "video") and not media.rejected \
+                    and media.direction in ("sendonly", "sendrecv"):
+                publish[media.mid] = session.random(16).hex()
+                discovered.append(media.mid)
+    found = await _resolve_pulls(api, app, remote, results)
+    subscribe, pulled = _place_pulls(session, offer, remote, found, results)
+    if session.pending_offer is not None:
+        raise overlap_error(NegotiationPending("an SFU offer is waiting for its answer"))
+    try:
+        answer = session.answer_offer(sdp, api.clock.seconds(), publish, subscribe)
+    except DecodeError as error:
+        raise sdp_error(error) from None
+    for index, item in enumerate(items):
+        if index in results or item.get("location") == "remote":
+            continue
+        results[index] = _push_result(session, item["mid"], item["trackName"])
+    for index, mid in pulled.items():
+        results[index] = {**_pull_echo(items[index]), "mid": mid}
+    out = [results[i] for i in range(len(items))]
+    out += [_push_result(session, mid, publish[mid]) for mid in discovered]
+    start(api, session)
+    return {"requiresImmediateRenegotiation": False, "tracks": out,
+            "sessionDescription": {"type": "answer", "sdp": answer.serialize()}}
+
+
+def _push_result(session: SfuSession, mid: str, name: str) -> dict[str, Any]:
+    transceiver = session.transceiver(mid)
+    item = {"location": "local", "mid": mid, "trackName": name}
+    if transceiver is None or transceiver.role not in (PUBLISH, BIDIRECTIONAL):
+        return item_error(item, "invalid_params", "The m= section could not be accepted")
+    return item
+
+
+def _place_pulls(session: SfuSession, offer: SessionDescription, remote: list,
+                 found: dict[int, Any], results: dict[int, dict[str, Any]]):
+    """Match pulled tracks to the offer's new receiving sections (by mid, else by kind)."""
+    free = [m for m in offer.media if m.mid and session.transceiver(m.mid) is None
+            and m.direction in ("recvonly", "sendrecv") and not m.rejected]
+    subscribe, pulled = {}, {}
+    for index, item in remote:
+        track = found.get(index)
+        if track is None:
+            continue
+        wanted = _text(item, "mid")
+        media = next((m for m in free if (m.mid == wanted if wanted else m.kind == track.kind)),
+                     None)
+        if media is None or media.kind != track.kind:
+            results[index] = item_error(_pull_echo(item), "invalid_params",
+                                        "No receiving m= section of this kind in the offer")
+            continue
+        free.remove(media)
+        subscribe[media.mid] = (track, _preferences(item))
+        pulled[index] = media.mid
+    return subscribe, pulled
+
+
+async def _without_offer(api: RealtimeAPI, app: Any, session: SfuSession,
+                         items: list[dict[str, Any]]) -> dict[str, Any]:
+    results: dict[int, dict[str, Any]] = {}
+    remote = [(i, item) for i, item in enumerate(items) if item.get("location") == "remote"]
+    found = await _resolve_pulls(api, app, remote, results)
+    requests: list[tuple[int, MediaRequest]] = []
+    now = api.clock.seconds()
+    for index, item in remote:
+        track = found.get(index)
+        if track is None:
+            continue
+        mid = _text(item, "mid")
+        if mid is not None and mid.startswith("#"):
+            results[index] = _pull_into(session, item, mid[1:], track, now)
+        else:
+            requests.append((index, MediaRequest(track.kind, SUBSCRIBE, track,
+                                                 preferences=_preferences(item))))
+    for index, item in enumerate(items):
+        if item.get("location") == "remote":
+            continue
+        name, kind = _text(item, "trackName"), _text(item, "kind")
+        if name is None or kind not in ("audio", "video"):
+            results[index] = item_error({"location": "local", "trackName": name}, "invalid_params",
+                                        "Without an offer a local track needs trackName and "
+                                        "kind (audio or video)")
+            continue
+        role = BIDIRECTIONAL if item.get("bidirectionalMediaStream") is True else PUBLISH
+        requests.append((index, MediaRequest(kind, role, track_name=name)))
+    requests.sort(key=lambda pair: pair[0])
+    response: dict[str, Any] = {"requiresImmediateRenegotiation": False}
+    if requests:
+        await ensure_connected(api, session)
+        try:
+            added = session.offer_media([request for _, request in requests], now)
+        except NegotiationPending as error:
+            raise overlap_error(error) from None
+        for (index, request), transceiver in zip(requests, added):
+            item = items[index]
+            if request.role == SUBSCRIBE:
+                results[index] = {**_pull_echo(item), "mid": transceiver.mid}
+            else:
+                results[index] = {"location": "local", "trackName": request.track_name,
+                                  "mid": transceiver.mid, "kind": request.kind}
+                if request.role == BIDIRECTIONAL:
+                    results[index]["bidirectionalMediaStream"] = True
+        response["requiresImmediateRenegotiation"] = True
+        response["sessionDescription"] = {"type": "offer",
+                                          "sdp": session.pending_offer.serialize()}
+    flush(api, session)
+    response["tracks"] = [results[i] for i in range(len(items))]
+    return response
+
+
+def _pull_into(session: SfuSession, item: dict[str, Any], name: str, track: Any,
+               now: float) -> dict[str, Any]:
+    """Pull ``track`` into the sendrecv section of local track ``name`` (no SDP)."""
+    transceiver = session.transceiver_of_track(name)
+    if transceiver is None or transceiver.role != BIDIRECTIONAL:
+        return item_error(_pull_echo(item), "invalid_params",
+                          f"No bidirectional local track named {name!r} in this session")
+    try:
+        session.attach(transceiver.mid, track, _preferences(item), now)
+    except LocalProtocolError as error:
+        return item_error(_pull_echo(item), "invalid_params", str(error))
+    return {**_pull_echo(item), "mid": transceiver.mid}
+
+
+@app_route(RealtimeAPI.app, "/sessions/<session_id>/tracks/close", "PUT")
+def tracks_close(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
+    """Close tracks by mid: negotiated (client offer -> our answer) or forced (no SDP)."""
+    session = load_session(self, app, session_id)
+    body = read_json(request)
+    items = track_items(body, required=True)
+    force = body.get("force") is True
+    sdp = None if force else session_description(body, "offer")
+    if sdp is not None and session.pending_offer is not None:
+        raise overlap_error(NegotiationPending("an SFU offer is waiting for its answer"))
+    results, mids = [], []
+    for item in items:
+        mid = _text(item, "mid")
+        transceiver = session.transceiver(mid) if mid else None
+        if transceiver is None or transceiver.role == CLOSED:
+            results.append(item_error({"mid": mid}, "close_track_error",
+                                      "Track doesn't exist or was already closed"))
+        else:
+            results.append({"mid": mid})
+            mids.append(mid)
+    session.close_transceivers(mids)
+    response: dict[str, Any] = {"requiresImmediateRenegotiation": False, "tracks": results}
+    if sdp is not None:
+        try:
+            answer = session.answer_offer(sdp, self.clock.seconds())
+        except DecodeError as error:
+            raise sdp_error(error) from None
+        response["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
+        start(self, session)
+    return response
+
+
+@app_route(RealtimeAPI.app, "/sessions/<session_id>/tracks/update", "PUT")
+def tracks_update(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
+    """Change simulcast preferences or the remote track a subscribed mid carries (no SDP)."""
+    session = load_session(self, app, session_id)
+    body = read_json(request)
+    items = track_items(body, required=True)
+    board = switchboard(self)
+    now = self.clock.seconds()
+    results = []
+    for item in items:
+        mid = _text(item, "mid")
+        transceiver = session.transceiver(mid) if mid else None
+        subscription = transceiver.subscription if transceiver is not None else None
+        echo = {**item}
+        if subscription is None or transceiver.role == CLOSED:
+            results.append(item_error(echo, "update_track_error",
+                                      "No pulled track on this mid"))
+            continue
+        name, owner = _text(item, "trackName"), _text(item, "sessionId")
+        preferences = _preferences(item)
+        current = subscription.track
+        if name and owner and (name, owner) != (current.name, current.session.session_id):
+            track = board.find(app.app_id, owner, name)
+            if track is None:
+                results.append(item_error(echo, *NOT_FOUND))
+                continue
+            try:
+                session.attach(mid, track, preferences or subscription.preferences, now)
+            except LocalProtocolError as error:
+                results.append(item_error(echo, "update_track_error", str(error)))
+                continue
+        elif preferences is not None:
+            if current.layers is None:
+                results.append(item_error(echo, "update_track_error",
+                                          "The track is not simulcast"))
+                continue
+            subscription.update_preferences(preferences, now)
+        results.append(echo)
+    flush(self, session)
+    return {"requiresImmediateRenegotiation": False, "tracks": results}

@@ -1,0 +1,551 @@
+"""
+One SFU session: one PeerConnection, its transceivers and its negotiation state.
+
+A Cloudflare-style session (CALLS-API.md §1) is one client PeerConnection
+that carries, for its whole life, any number of pushed tracks (the client
+sends) and pulled tracks (the SFU sends).  JSEP offer/answer (RFC 8829
+§5) changes it; either side may offer::
+
+                  client offer (push, autoDiscover, pull with offer, negotiated close)
+        ┌────────────────────────────────────────────────────────────┐
+        v                                                            │
+    [stable] ──answer_offer()──> answer returned, transceivers settled ┘
+        │
+        │ offer_media() (pull, push without offer, bidirectionalMediaStream)
+        v
+    [have-local-offer]  pending_offer set; any other mutation -> NegotiationPending (HTTP 406)
+        │
+        │ apply_answer() (PUT renegotiate)
+        v
+    [stable]
+
+The transport is fixed when the session is made: ICE-lite credentials
+(RFC 8839 §5.4), our DTLS certificate's fingerprint (RFC 8122) and one host
+candidate on the media port, all in :attr:`SfuSession.local`.  The
+:class:`~realtime.peer.connection.PeerConnection` is created by the first
+completed exchange, with the DTLS role the answer settles (RFC 8842 §5.1).
+
+ICE restart (RFC 8445 §9): a later description with new remote
+credentials is applied with ``set_remote_credentials``; our own ufrag/pwd
+stay (the port routes checks by our ufrag), a deliberate simplification.
+
+Media: :meth:`SfuSession.receive_media` is the connection's ``media_sink``.
+RTP is routed by SSRC to its :class:`~realtime.sfu.track.PublishedTrack`;
+unsignalled SSRCs (Chrome's simulcast) are learned from the RFC 8843 MID and
+RFC 8852 RtpStreamId header extensions.  RTCP is terminated: PLI/FIR/NACK
+about our SSRCs go to the matching :class:`~realtime.sfu.track.Subscription`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from realtime.demux import PacketKind
+from realtime.dtls.certificate import Certificate
+from realtime.errors import DecodeError, LocalProtocolError
+from realtime.ice.lite import IceLiteAgent
+from realtime.media.simulcast import SimulcastPreferences
+from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
+from realtime.peer.echo import ice_credentials
+from realtime.rtcp.feedback import FullIntraRequest, GenericNack, PictureLossIndication
+from realtime.rtcp.packet import decode_compound
+from realtime.rtp.packet import find_extension
+from realtime.sdp.attributes import Fingerprint
+from realtime.sdp.errors import NegotiationError
+from realtime.sdp.negotiated import NegotiatedSession, apply_answer
+from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
+from realtime.sdp.offer import MediaOffer, create_offer
+from realtime.sdp.session import MediaDescription, SessionDescription
+from realtime.sfu.track import PublishedTrack, Subscription
+from realtime.sfu.transceiver import (
+    APPLICATION, BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE, SessionNumbering, Transceiver,
+    subscriber_codecs, subscriber_extensions,
+)
+
+__all__ = ["MediaRequest", "NegotiationPending", "SfuSession"]
+
+_SSRC = struct.Struct("!I")
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+#: most SSRCs one session routes (signalled + learned)
+MAX_ROUTES = 256
+
+
+class NegotiationPending(LocalProtocolError):
+    """A change needs negotiation while an SFU offer awaits its answer (HTTP 406)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRequest:
+    """Ask :meth:`SfuSession.offer_media` for one new m= section.
+
+    :param kind: ``audio`` or ``video``.
+    :param role: ``subscribe`` (a pull), ``publish`` (push without offer) or
+        ``bidirectional``.
+    :param track: the pulled :class:`PublishedTrack` (subscribe).
+    :param track_name: the name to publish under (publish, bidirectional).
+    :param preferences: simulcast wishes of a pull.
+    """
+
+    kind: str
+    role: str
+    track: PublishedTrack | None = None
+    track_name: str | None = None
+    preferences: SimulcastPreferences | None = None
+
+
+class SfuSession:
+    """One client PeerConnection of the SFU, without I/O.
+
+    :param session_id: 32 lowercase hex characters.
+    :param app_id: the app that owns it.
+    :param certificate: our DTLS certificate.
+    :param address: the media port's announced address; ``port`` its port.
+    :param now: creation time.
+    :param publish: called with each :class:`PublishedTrack` a negotiation
+        creates (the switchboard registers it).
+    :param touched: a set shared by all sessions of a switchboard; a session
+        that queued output adds itself so the I/O side can send it.
+    """
+
+    def __init__(self, session_id: str, app_id: str, *, certificate: Certificate,
+                 address: str, port: int, now: float,
+                 publish: Callable[[PublishedTrack], None] = lambda track: None,
+                 touched: set | None = None,
+                 srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
+                 keylog: Callable[[bytes], None] | None = None,
+                 random: Callable[[int], bytes] = os.urandom) -> None:
+        self.session_id = session_id
+        self.app_id = app_id
+        self.certificate = certificate
+        self.created = now
+        self.random = random
+        self.srtp_profiles = tuple(srtp_profiles)
+        self.keylog = keylog
+        self.publish = publish
+        self.touched: set = set() if touched is None else touched
+        ufrag, pwd = ice_credentials(random)
+        self.ice = IceLiteAgent(ufrag, pwd, tiebreaker=int.from_bytes(random(8), "big"))
+        self.local = LocalTransport.host(
+            ufrag, pwd, Fingerprint("sha-256", certificate.fingerprint()), address, port,
+            session_id=int.from_bytes(random(7), "big"))
+        self.connection: PeerConnection | None = None
+        self.transceivers: list[Transceiver] = []
+        self.pending_offer: SessionDescription | None = None
+        self.negotiated: NegotiatedSession | None = None
+        self.rtcp_ssrc = self._new_ssrc()
+        self.routes: dict[int, tuple[PublishedTrack, Any] | None] = {}
+        self.subscriptions: dict[int, Subscription] = {}
+        self.counters: Counter[str] = Counter()
+        self.closed = False
+        self._next_mid = 0
+
+    # -- lookups ---------------------------------------------------------------
+
+    def transceiver(self, mid: str) -> Transceiver | None:
+        """Return the transceiver of m= section ``mid``."""
+        return next((t for t in self.transceivers if t.mid == mid), None)
+
+    def transceiver_of_track(self, name: str) -> Transceiver | None:
+        """Return the open transceiver that publishes ``name`` (``mid: "#name"``)."""
+        return next((t for t in self.transceivers
+                     if t.track_name == name and t.role in (PUBLISH, BIDIRECTIONAL)), None)
+
+    @property
+    def negotiated_once(self) -> bool:
+        """Return whether an exchange completed (the PeerConnection exists)."""
+        return self.connection is not None
+
+    # -- client offers -----------------------------------------------------------
+
+    def answer_offer(self, sdp: str, now: float, publish: Mapping[str, str] | None = None,
+                     subscribe: Mapping[str, tuple[PublishedTrack, SimulcastPreferences | None]]
+                     | None = None) -> SessionDescription:
+        """Answer the client's offer; return our answer (RFC 8829 §5.3).
+
+        Known mids keep their role (a rejected one closes); new mids in
+        ``publish`` become pushed tracks named by it, new mids in
+        ``subscribe`` carry that track; other new sections that send are
+        received without a name, the rest are rejected.
+
+        :raises NegotiationPending: an SFU offer awaits its answer.
+        :raises SdpError: the offer is not usable SDP.
+        """
+        if self.pending_offer is not None:
+            raise NegotiationPending("an SFU offer is waiting for its answer (PUT renegotiate)")
+        offer = SessionDescription.parse(sdp)
+        publish, subscribe = publish or {}, subscribe or {}
+        choices: dict[str, MediaChoice] = {}
+        added: list[Transceiver] = []
+        for media in offer.media:
+            mid = media.mid
+            if mid is None:
+                raise NegotiationError("offer media section has no a=mid")
+            existing = self.transceiver(mid)
+            if existing is None:
+                existing = self._new_from_offer(media, publish, subscribe)
+                if existing is not None:
+                    added.append(existing)
+            choices[mid] = self._choice(existing, media)
+        local = self._next_local()
+        try:
+            answer = create_answer(offer, local, choices)
+            negotiated = apply_answer(offer, answer, we_offered=False)
+        except DecodeError:
+            for transceiver in added:
+                if transceiver.subscription is not None:
+                    self._close(transceiver)
+            raise
+        self.transceivers += added
+        self.local = local
+        self._settle(negotiated, now)
+        return answer
+
+    def _new_from_offer(self, media: MediaDescription, publish: Mapping[str, str],
+                        subscribe: Mapping[str, Any]) -> Transceiver | None:
+        mid = media.mid
+        assert mid is not None
+        self._note_mid(mid)
+        if media.rejected:
+            return Transceiver(mid, media.kind, CLOSED)
+        if media.kind == "application":
+            return Transceiver(mid, media.kind, APPLICATION)
+        if media.kind not in ("audio", "video"):
+            return Transceiver(mid, media.kind, CLOSED)
+        if mid in subscribe:
+            track, preferences = subscribe[mid]
+            transceiver = Transceiver(mid, media.kind, SUBSCRIBE)
+            self._subscribe(transceiver, track, preferences)
+            return transceiver
+        if media.direction in ("sendonly", "sendrecv"):
+            role = BIDIRECTIONAL if media.direction == "sendrecv" else PUBLISH
+            transceiver = Transceiver(mid, media.kind, role, track_name=publish.get(mid))
+            if role == BIDIRECTIONAL:
+                transceiver.send = self._new_stream(transceiver.track_name or mid)
+            return transceiver
+        return Transceiver(mid, media.kind, CLOSED)
+
+    def _choice(self, transceiver: Transceiver | None, media: MediaDescription) -> MediaChoice:
+        if transceiver is None or transceiver.role == CLOSED or media.rejected:
+            return MediaChoice(accept=False)
+        if transceiver.role == SUBSCRIBE:
+            track = transceiver.subscription.track if transceiver.subscription else None
+            codecs = track.codecs if track is not None else None
+            return MediaChoice(direction="sendonly", send=transceiver.send, codecs=codecs,
+                               simulcast=False)
+        if transceiver.role == BIDIRECTIONAL:
+            return MediaChoice(direction="sendrecv", send=transceiver.send)
+        return MediaChoice(direction="recvonly")
+
+    # -- SFU offers ----------------------------------------------------------------
+
+    def offer_media(self, requests: Iterable[MediaRequest], now: float) -> list[Transceiver]:
+        """Add one m= section per request (mids from "0", in order) and offer them all.
+
+        The offer is in :attr:`pending_offer` until :meth:`apply_answer`.
+
+        :raises NegotiationPending: an SFU offer already awaits its answer.
+        """
+        if self.pending_offer is not None:
+            raise NegotiationPending("an SFU offer is waiting for its answer (PUT renegotiate)")
+        numbering = SessionNumbering(self.transceivers)
+        added = []
+        for request in requests:
+            mid = str(self._next_mid)
+            self._note_mid(mid)
+            transceiver = Transceiver(mid, request.kind, request.role, pending=True,
+                                      track_name=request.track_name)
+            track = request.track
+            if request.role == SUBSCRIBE and track is not None:
+                transceiver.codecs = numbering.renumber_codecs(subscriber_codecs(track))
+                transceiver.extensions = numbering.renumber_extensions(
+                    subscriber_extensions(track))
+                self._subscribe(transceiver, track, request.preferences)
+            else:
+                default = MediaOffer(mid, request.kind)
+                transceiver.codecs = numbering.renumber_codecs(default.resolved_codecs())
+                transceiver.extensions = numbering.renumber_extensions(
+                    default.resolved_extensions())
+                if request.role == BIDIRECTIONAL:
+                    transceiver.send = self._new_stream(request.track_name or mid)
+            added.append(transceiver)
+        self.transceivers += added
+        self.offer()
+        return added
+
+    def offer(self) -> SessionDescription:
+        """Make (and keep as pending) an offer of every transceiver, in m= order."""
+        self.local = self._next_local()
+        self.pending_offer = create_offer(self.local, [t.offer() for t in self.transceivers])
+        return self.pending_offer
+
+    def apply_answer(self, sdp: str, now: float) -> None:
+        """Apply the client's answer to :attr:`pending_offer` (``PUT renegotiate``).
+
+        :raises NegotiationError: no offer is pending, or the answer does not
+            fit it (the offer stays pending).
+        :raises SdpError: the answer is not usable SDP.
+        """
+        if self.pending_offer is None:
+            raise NegotiationError("there is no pending offer to answer")
+        answer = SessionDescription.parse(sdp)
+        negotiated = apply_answer(self.pending_offer, answer, we_offered=True)
+        self.pending_offer = None
+        self._settle(negotiated, now)
+
+    # -- settling ---------------------------------------------------------------------
+
+    def _settle(self, negotiated: NegotiatedSession, now: float) -> None:
+        """Record what an exchange settled; create the PeerConnection the first time."""
+        self.negotiated = negotiated
+        if self.connection is None:
+            fingerprints = [(f.hash_function, f.fingerprint) for f in negotiated.remote_fingerprints]
+            self.ice.set_remote_credentials(negotiated.remote_ice_ufrag, negotiated.remote_ice_pwd)
+            self.connection = PeerConnection(
+                self.ice, self.certificate, negotiated.dtls_role, fingerprints,
+                srtp_profiles=self.srtp_profiles, media_sink=self.receive_media,
+                keylog=self.keylog, random=self.random)
+        elif negotiated.remote_ice_ufrag != self.ice.remote_ufrag:
+            self.ice.set_remote_credentials(negotiated.remote_ice_ufrag, negotiated.remote_ice_pwd)
+        for media in negotiated.media:
+            transceiver = self.transceiver(media.mid)
+            if transceiver is None:
+                continue
+            transceiver.pending = False
+            if not media.accepted:
+                self._close(transceiver)
+                continue
+            transceiver.media = media
+            if transceiver.role in (PUBLISH, BIDIRECTIONAL):
+                self._settle_publish(transceiver, media, now)
+            subscription = transceiver.subscription
+            if subscription is not None and not subscription.active:
+                subscription.configure(media, now)
+
+    def _settle_publish(self, transceiver: Transceiver, media: Any, now: float) -> None:
+        track = transceiver.track
+        if track is None and transceiver.track_name is not None:
+            track = transceiver.track = PublishedTrack(self, transceiver.mid,
+                                                       transceiver.track_name, media, now)
+            self.publish(track)
+        elif track is not None:
+            track.configure(media)
+        for stream in media.remote_streams:
+            if track is not None and len(self.routes) < MAX_ROUTES:
+                published = track.learn(stream.ssrc, None)
+                self.routes[stream.ssrc] = (track, published) if published else None
+                if stream.rtx_ssrc is not None:
+                    self.routes[stream.rtx_ssrc] = None
+
+    def close_transceivers(self, mids: Iterable[str]) -> list[str]:
+        """Close the listed m= sections without SDP (``force``); return the mids closed."""
+        done = []
+        for mid in mids:
+            transceiver = self.transceiver(mid)
+            if transceiver is not None and transceiver.role != CLOSED:
+                self._close(transceiver)
+                done.append(mid)
+        return done
+
+    def _close(self, transceiver: Transceiver) -> None:
+        transceiver.role = CLOSED
+        if transceiver.subscription is not None:
+            self.subscriptions.pop(transceiver.subscription.ssrc, None)
+            transceiver.subscription.stop()
+        if transceiver.track is not None:
+            for subscription in transceiver.track.end():
+                subscription.forwarder = None
+                subscription.selector = None
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def _subscribe(self, transceiver: Transceiver, track: PublishedTrack,
+                   preferences: SimulcastPreferences | None) -> None:
+        if transceiver.send is None:
+            transceiver.send = self._new_stream(track.name, track.session.session_id,
+                                                rtx=track.kind == "video")
+        subscription = Subscription(self, transceiver.mid, track, transceiver.send.ssrc,
+                                    transceiver.send.rtx_ssrc, preferences, random=self.random)
+        transceiver.subscription = subscription
+        self.subscriptions[subscription.ssrc] = subscription
+        if transceiver.send.rtx_ssrc is not None:
+            self.subscriptions[transceiver.send.rtx_ssrc] = subscription
+
+    def attach(self, mid: str, track: PublishedTrack, preferences: SimulcastPreferences | None,
+               now: float) -> Subscription:
+        """Carry ``track`` on the existing m= section ``mid`` without SDP.
+
+        Used by ``mid: "#name"`` pulls (a bidirectional section) and by
+        ``tracks/update`` (switch the track a subscribed section carries).
+
+        :raises LocalProtocolError: the section cannot send or is not negotiated.
+        """
+        transceiver = self.transceiver(mid)
+        if transceiver is None or transceiver.role not in (SUBSCRIBE, BIDIRECTIONAL) \
+                or transceiver.media is None or transceiver.send is None:
+            raise LocalProtocolError(f"mid {mid} cannot carry a track")
+        if transceiver.kind != track.kind:
+            raise LocalProtocolError(f"mid {mid} is {transceiver.kind}, the track is {track.kind}")
+        old = transceiver.subscription
+        if old is not None:
+            old.stop()
+        subscription = Subscription(self, mid, track, transceiver.send.ssrc,
+                                    transceiver.send.rtx_ssrc, preferences, random=self.random)
+        transceiver.subscription = subscription
+        self.subscriptions[subscription.ssrc] = subscription
+        if transceiver.send.rtx_ssrc is not None:
+            self.subscriptions[transceiver.send.rtx_ssrc] = subscription
+        subscription.configure(transceiver.media, now)
+        return subscription
+
+    # -- media ----------------------------------------------------------------------------
+
+    def receive_media(self, kind: PacketKind, packet: bytes, now: float) -> None:
+        """Route a decrypted RTP packet to its track; terminate an RTCP compound."""
+        if kind is PacketKind.RTP:
+            if len(packet) < 12:
+                self.counters["rtp-malformed"] += 1
+                return
+            ssrc = _SSRC.unpack_from(packet, 8)[0]
+            route = self.routes.get(ssrc, False)
+            if route is False:
+                route = self._learn(ssrc, packet)
+            if route is None:
+                self.counters["rtp-unrouted"] += 1
+                return
+            try:
+                route[0].receive_rtp(packet, route[1], now)
+            except DecodeError:
+                self.counters["rtp-malformed"] += 1
+        else:
+            self._receive_rtcp(packet, now)
+
+    def _learn(self, ssrc: int, packet: bytes) -> tuple[PublishedTrack, Any] | None:
+        """Route an unsignalled SSRC by its MID/RID header extensions (RFC 8843 §9.2, RFC 8852)."""
+        if len(self.routes) >= MAX_ROUTES:
+            return None
+        route = None
+        try:
+            mid, rid, repaired = self._extension_values(packet)
+        except DecodeError:
+            return None
+        transceiver = self.transceiver(mid) if mid is not None else self._only_publisher()
+        track = transceiver.track if transceiver is not None else None
+        if track is not None and repaired is None and not self._is_rtx(track, packet):
+            stream = track.learn(ssrc, rid)
+            if stream is not None:
+                route = (track, stream)
+        if mid is not None or route is not None:
+            self.routes[ssrc] = route
+        return route
+
+    def _extension_values(self, packet: bytes) -> tuple[str | None, str | None, str | None]:
+        values = []
+        for uri in (MID_URI, RID_URI, REPAIRED_RID_URI):
+            ext_id = self._extension_id(uri)
+            value = find_extension(packet, ext_id) if ext_id is not None else None
+            values.append(value.decode("ascii", "replace") if value else None)
+        return values[0], values[1], values[2]
+
+    def _extension_id(self, uri: str) -> int | None:
+        for transceiver in self.transceivers:
+            if transceiver.media is not None and transceiver.role in (PUBLISH, BIDIRECTIONAL):
+                ext_id = transceiver.media.extension_id(uri)
+                if ext_id is not None:
+                    return ext_id
+        return None
+
+    def _only_publisher(self) -> Transceiver | None:
+        publishers = [t for t in self.transceivers if t.track is not None and not t.track.ended]
+        return publishers[0] if len(publishers) == 1 else None
+
+    @staticmethod
+    def _is_rtx(track: PublishedTrack, packet: bytes) -> bool:
+        pt = packet[1] & 0x7F
+        return any(c.payload_type == pt and c.is_rtx for c in track.codecs)
+
+    def _receive_rtcp(self, packet: bytes, now: float) -> None:
+        try:
+            packets = decode_compound(packet)
+        except DecodeError:
+            self.counters["rtcp-malformed"] += 1
+            return
+        for item in packets:
+            if isinstance(item, (PictureLossIndication, GenericNack)):
+                subscription = self.subscriptions.get(item.media_ssrc)
+                if subscription is None:
+                    continue
+                if isinstance(item, GenericNack):
+                    subscription.receive_nack(item.lost_sequence_numbers(), now)
+                else:
+                    subscription.receive_keyframe_request(now)
+            elif isinstance(item, FullIntraRequest):
+                for entry in item.entries:
+                    subscription = self.subscriptions.get(entry.ssrc)
+                    if subscription is not None:
+                        subscription.receive_keyframe_request(now)
+
+    def send_rtp(self, packet: bytes) -> None:
+        """Send RTP to the client (queued on the connection; the I/O side flushes)."""
+        connection = self.connection
+        if connection is not None and connection.send_rtp(packet):
+            self.touched.add(self)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        """Send RTCP to the client (queued on the connection; the I/O side flushes)."""
+        connection = self.connection
+        if connection is not None and connection.send_rtcp(packet):
+            self.touched.add(self)
+
+    def take_touched(self) -> list:
+        """Return (and forget) the sessions that queued output since the last call."""
+        touched = list(self.touched)
+        self.touched.clear()
+        return touched
+
+    # -- end --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every subscription and end every published track of this session."""
+        self.closed = True
+        self.pending_offer = None
+        for transceiver in self.transceivers:
+            if transceiver.role != CLOSED:
+                self._close(transceiver)
+        self.routes.clear()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _note_mid(self, mid: str) -> None:
+        if mid.isdigit() and mid.isascii():
+            self._next_mid = max(self._next_mid, int(mid) + 1)
+
+    def _next_local(self) -> LocalTransport:
+        setup = "active" if self.connection is not None and \
+            self.connection.dtls_role == "client" else "passive"
+        return replace(self.local, setup=setup, session_version=self.local.session_version + 1)
+
+    def _new_ssrc(self) -> int:
+        taken = set(getattr(self, "subscriptions", {})) | {getattr(self, "rtcp_ssrc", 0)}
+        while True:
+            ssrc = int.from_bytes(self.random(4), "big")
+            if ssrc and ssrc not in taken:
+                return ssrc
+
+    def _new_stream(self, track_name: str, stream_id: str | None = None,
+                    rtx: bool = False) -> RtpStream:
+        track_id = track_name if _is_token(track_name) else self.random(8).hex()
+        return RtpStream(self._new_ssrc(), f"realtime-{self.session_id[:8]}",
+                         stream_id or self.session_id, track_id,
+                         self._new_ssrc() if rtx else None)
+
+
+def _is_token(text: str) -> bool:
+    """Return whether ``text`` may appear in ``a=msid`` (RFC 8830 §2: token chars, ≤ 64)."""
+    return 0 < len(text) <= 64 and all(
+        0x21 <= ord(ch) <= 0x7E and ch not in '"(),/:;<=>?@[\\]' for ch in text)

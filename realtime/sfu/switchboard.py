@@ -1,0 +1,149 @@
+"""
+The switchboard: which sessions exist and which tracks they publish.
+
+There are no rooms (DESIGN.md §2).  A track is named by its publisher
+session and its ``trackName`` within an app; any session of the same app
+may pull it, any number of times (CALLS-API.md §1.3, §3.4)::
+
+    Switchboard
+    ├── sessions:  sessionId -> SfuSession (app_id, transceivers, PeerConnection)
+    ├── tracks:    (app_id, sessionId, trackName) -> PublishedTrack
+    │                                                 └── subscriptions -> other sessions
+    ├── gone:      recently ended sessionIds (bounded; answered 410, not 404)
+    └── touched:   sessions with output queued by the fan-out (the I/O side sends it)
+
+Lifetimes (CALLS-API.md §3.5)::
+
+    created ──first exchange──> negotiated ──...──> closed (PeerConnection gone,
+       │                                            or close_session)
+       └─ UNNEGOTIATED_TIMEOUT without an exchange ─> closed
+
+    track published ──no packet for TRACK_INACTIVITY──> ended: unpublished, its
+                                                        subscribers' sections go inactive
+
+Pure code: times come in as ``now``; the API's Twisted side calls
+:meth:`Switchboard.collect_garbage` periodically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Callable
+
+from realtime.sfu.limits import TRACK_INACTIVITY, UNNEGOTIATED_TIMEOUT
+from realtime.sfu.session import SfuSession
+from realtime.sfu.track import PublishedTrack
+
+__all__ = ["Switchboard"]
+
+#: ended session ids remembered to answer 410 instead of 404
+GONE_MEMORY = 10_000
+
+
+class Switchboard:
+    """Register sessions and the tracks they publish, per app.
+
+    :param random: RNG for session ids, ICE credentials and SSRCs.
+    """
+
+    def __init__(self, random: Callable[[int], bytes] = os.urandom) -> None:
+        self.random = random
+        self.sessions: dict[str, SfuSession] = {}
+        self.tracks: dict[tuple[str, str, str], PublishedTrack] = {}
+        self.gone: OrderedDict[str, str] = OrderedDict()
+        self.touched: set[SfuSession] = set()
+
+    # -- sessions -------------------------------------------------------------
+
+    def create_session(self, app_id: str, now: float, **transport: Any) -> SfuSession:
+        """Create a session of ``app_id`` with a fresh 32-hex-digit id.
+
+        ``transport`` goes to :class:`SfuSession` (certificate, address, port,
+        srtp_profiles, keylog).
+        """
+        while True:
+            session_id = self.random(16).hex()
+            if session_id not in self.sessions and session_id not in self.gone:
+                break
+        session = SfuSession(session_id, app_id, now=now, publish=self.publish,
+                             touched=self.touched, random=self.random, **transport)
+        self.sessions[session_id] = session
+        return session
+
+    def get(self, session_id: str) -> SfuSession | None:
+        """Return the live session ``session_id``, or None."""
+        return self.sessions.get(session_id)
+
+    def is_gone(self, session_id: str) -> bool:
+        """Return whether ``session_id`` existed and has ended (HTTP 410)."""
+        return session_id in self.gone
+
+    def close_session(self, session: SfuSession, reason: str = "closed") -> None:
+        """End ``session``: its tracks are unpublished, its subscriptions stop."""
+        if self.sessions.get(session.session_id) is not session:
+            return
+        del self.sessions[session.session_id]
+        self.gone[session.session_id] = reason
+        while len(self.gone) > GONE_MEMORY:
+            self.gone.popitem(last=False)
+        session.close()
+        for key in [k for k, track in self.tracks.items() if track.session is session]:
+            del self.tracks[key]
+        self.touched.discard(session)
+
+    # -- tracks ---------------------------------------------------------------
+
+    def publish(self, track: PublishedTrack) -> None:
+        """Register ``track`` under (app, session, name); an older track of that name ends."""
+        key = (track.session.app_id, track.session.session_id, track.name)
+        old = self.tracks.get(key)
+        if old is not None and old is not track:
+            old.end()
+        self.tracks[key] = track
+
+    def unpublish(self, track: PublishedTrack) -> None:
+        """Remove ``track`` from the registry (it ends)."""
+        key = (track.session.app_id, track.session.session_id, track.name)
+        if self.tracks.get(key) is track:
+            del self.tracks[key]
+        track.end()
+
+    def find(self, app_id: str, session_id: str, name: str) -> PublishedTrack | None:
+        """Return the live track ``name`` of ``session_id`` in ``app_id``, or None."""
+        track = self.tracks.get((app_id, session_id, name))
+        if track is None or track.ended:
+            return None
+        return track
+
+    # -- expiry ---------------------------------------------------------------
+
+    def collect_garbage(self, now: float, track_inactivity: float = TRACK_INACTIVITY,
+                        unnegotiated: float = UNNEGOTIATED_TIMEOUT) -> list[SfuSession]:
+        """End silent tracks and dead sessions; return the sessions closed.
+
+        A session is dead when its PeerConnection closed or failed for good
+        (the I/O side removed it) or it never negotiated within
+        ``unnegotiated`` seconds.
+        """
+        for key, track in list(self.tracks.items()):
+            if track.is_inactive(now, track_inactivity):
+                del self.tracks[key]
+                track.end()
+        closed = []
+        for session in list(self.sessions.values()):
+            connection = session.connection
+            dead = connection.state == "closed" if connection is not None else \
+                now - session.created >= unnegotiated
+            if dead:
+                self.close_session(session, "expired")
+                closed.append(session)
+        return closed
+
+    def stats(self) -> dict[str, int]:
+        """Return counts of sessions, tracks and subscriptions (for diagnostics)."""
+        return {
+            "sessions": len(self.sessions),
+            "tracks": len(self.tracks),
+            "subscriptions": sum(len(t.subscriptions) for t in self.tracks.values()),
+        }
