@@ -261,7 +261,7 @@ def _extmap(value: str) -> tuple[int, str]:
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``realtime-replay`` argument parser (its ``--help`` documents every option)."""
     parser = argparse.ArgumentParser(
-        prog="realtime-replay", description=__doc__.split("\n\n")[0].strip(),
+        prog="realtime-replay", description=__doc__.split("\n\n")[0].strip().replace("``", ""),
         epilog="Lines: SECONDS TRANSPORT SRC -> DST KIND SUMMARY. KIND is the RFC 7983 class "
                "(STUN, DTLS, RTP, RTCP, CHANNEL_DATA ...). With keys, SRTP/SRTCP lines end with "
                "'| <decrypted packet>'. See docs/replay.md.")
