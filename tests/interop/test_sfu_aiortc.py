@@ -1,0 +1,136 @@
+"""
+aiortc through the SFU: one publisher, two subscribers, each in its own session.
+
+The publisher pushes audio and video with its own offer (``tracks/new``,
+``location: local``); each subscriber makes a new session, pulls both
+tracks, answers the SFU's offer (``PUT renegotiate``) and must decode
+frames of both kinds.  aiortc is a stack nobody here wrote, and a full ICE
+agent facing our ICE-lite one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+
+pytestmark = pytest.mark.interop
+
+aiortc = pytest.importorskip("aiortc")
+
+
+def call(server: Server, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """Send one API request; return (status, JSON body)."""
+    request = urllib.request.Request(
+        f"{server.api_url()}/v1/apps/{APP_ID}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {APP_SECRET}"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+async def api(server: Server, method: str, path: str, body: dict | None = None) -> dict:
+    """Call the API off the event loop; fail on an error status or errorCode."""
+    loop = asyncio.get_running_loop()
+    status, reply = await loop.run_in_executor(None, call, server, method, path, body)
+    assert status in (200, 201) and "errorCode" not in reply, (method, path, status, reply)
+    return reply
+
+
+async def connected(pc, seconds: float = 5.0) -> str:
+    """Wait for ``pc`` to connect; return its final state."""
+    for _ in range(int(seconds / 0.05)):
+        if pc.connectionState == "connected":
+            break
+        await asyncio.sleep(0.05)
+    return pc.connectionState
+
+
+async def publish(server: Server):
+    """Push an audio and a video track from aiortc; return (pc, session id, track names)."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+    pc = RTCPeerConnection()
+    pc.addTrack(AudioStreamTrack())
+    pc.addTrack(VideoStreamTrack())
+    session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+    await pc.setLocalDescription(await pc.createOffer())
+    names = {t.mid: f"aiortc-{t.kind}" for t in pc.getTransceivers()}
+    reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
+        "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp},
+        "tracks": [{"location": "local", "mid": mid, "trackName": name}
+                   for mid, name in names.items()]})
+    assert reply["requiresImmediateRenegotiation"] is False
+    await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+    assert await connected(pc) == "connected"
+    return pc, session, sorted(names.values())
+
+
+async def subscribe(server: Server, publisher: str, names: list[str], seconds: float = 15.0):
+    """Pull ``names`` of ``publisher`` on a new session; return frames decoded per kind."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamError
+
+    pc = RTCPeerConnection()
+    frames = {"audio": 0, "video": 0}
+    enough = asyncio.Event()
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        async def read() -> None:
+            try:
+                while True:
+                    await track.recv()
+                    frames[track.kind] += 1
+                    if frames["video"] >= 30 and frames["audio"] >= 50:
+                        enough.set()
+            except MediaStreamError:
+                pass
+
+        asyncio.ensure_future(read())
+
+    session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+    reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
+        "tracks": [{"location": "remote", "sessionId": publisher, "trackName": name}
+                   for name in names]})
+    assert reply["requiresImmediateRenegotiation"] is True
+    assert [t["mid"] for t in reply["tracks"]] == ["0", "1"]
+    await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+        "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+    state = await connected(pc)
+    try:
+        await asyncio.wait_for(enough.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+    status = await api(server, "GET", f"/sessions/{session}")
+    await pc.close()
+    return {"state": state, "frames": frames, "status": [t["status"] for t in status["tracks"]]}
+
+
+async def one_publisher_two_subscribers(server: Server) -> list[dict]:
+    pc, session, names = await publish(server)
+    try:
+        return list(await asyncio.gather(subscribe(server, session, names),
+                                         subscribe(server, session, names)))
+    finally:
+        await pc.close()
+
+
+def test_two_aiortc_subscribers_decode_one_aiortc_publisher(realtime_server) -> None:
+    results = asyncio.run(one_publisher_two_subscribers(realtime_server))
+    for result in results:
+        assert result["state"] == "connected", result
+        assert result["frames"]["video"] >= 30, result
+        assert result["frames"]["audio"] >= 50, result
+        assert result["status"] == ["active", "active"], result
