@@ -1,0 +1,183 @@
+"""
+aiortc's DataChannels (SCTP + DCEP nobody here wrote) against ``twistd
+realtime``'s echo session, which echoes every DataChannel message back on
+the channel it came in on, through :class:`realtime.peer.sctp_transport.SctpTransport`.
+
+* a reliable ordered channel: every message comes back, in order, byte for
+  byte, text and binary, up to a 64 KiB message;
+* an unordered channel with maxRetransmits=0: messages come back (loopback
+  loses nothing, so all of them), proving PR-SCTP channel types are accepted.
+
+PENDING WIRING: the echo session through ``twistd`` needs the lead's wiring
+of SctpTransport into PeerConnection/PeerHost/echo.  Until the service's
+diagnostics or answer show it, :func:`test_aiortc_datachannels_are_echoed`
+reports XFAIL.  :func:`test_aiortc_against_in_process_transport` does not
+wait for that: it runs our PeerConnection + SctpTransport machines on an
+asyncio UDP socket in the test process (the wiring the adapter needs, in
+miniature) and proves the SCTP/DCEP stack against aiortc today.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from realtime.dtls.certificate import Certificate
+from realtime.peer.connection import ApplicationData, Connected
+from realtime.peer.echo import create_echo_session
+from realtime.peer.sctp_transport import MessageReceived, SctpTransport
+
+from realtime.sdp.session import SessionDescription
+from tests.interop.realtime_server import Server
+
+pytestmark = pytest.mark.interop
+
+aiortc = pytest.importorskip("aiortc")
+
+BIG = bytes(range(256)) * 256  # 64 KiB
+
+
+async def datachannel_echo(server: Server | None, seconds: float = 20.0, **options) -> dict:
+    """Open two channels from aiortc, send on both, collect what comes back.
+
+    With ``server`` None the echo runs in process (:class:`InProcessEcho`).
+    """
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    pc = RTCPeerConnection()
+    pc.addTrack(AudioStreamTrack())
+    reliable = pc.createDataChannel("reliable")
+    lossy = pc.createDataChannel("lossy", ordered=False, maxRetransmits=0)
+    sent = {"reliable": [f"message {i}" for i in range(100)] + [b"\x00\x01\x02", "", BIG],
+            "lossy": [i.to_bytes(2, "big") * 100 for i in range(50)]}
+    echoed: dict[str, list] = {"reliable": [], "lossy": []}
+    done = asyncio.Event()
+
+    def wire(channel) -> None:
+        @channel.on("open")
+        def on_open() -> None:
+            for message in sent[channel.label]:
+                channel.send(message)
+
+        @channel.on("message")
+        def on_message(message) -> None:
+            echoed[channel.label].append(message)
+            if all(len(echoed[k]) >= len(sent[k]) for k in sent):
+                done.set()
+
+    wire(reliable)
+    wire(lossy)
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    local = None
+    if server is None:
+        local = await InProcessEcho.start(pc.localDescription.sdp, **options)
+        body = {"sessionDescription": {"type": "answer", "sdp": local.session.answer.serialize()}}
+    else:
+        status, body = await loop.run_in_executor(None, server.post, "/echo/new", {
+            "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}, **options})
+        assert status == 201, body
+    answer = SessionDescription.parse(body["sessionDescription"]["sdp"])
+    application = [m for m in answer.media if m.kind == "application"]
+    assert application and application[0].port != 0
+    await pc.setRemoteDescription(RTCSessionDescription(**body["sessionDescription"]))
+    try:
+        await asyncio.wait_for(done.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+    result = {"sent": sent, "echoed": echoed, "state": pc.connectionState,
+              "channels": (reliable.readyState, lossy.readyState)}
+    await pc.close()
+    if local is not None:
+        result["drops"] = dict(local.sctp.association.drops)
+        local.close()
+    return result
+
+
+class InProcessEcho(asyncio.DatagramProtocol):
+    """Our PeerConnection + SctpTransport on an asyncio socket, echoing channel messages.
+
+    This is the adapter wiring in miniature: ApplicationData events feed
+    ``receive_packet``; ``Connected`` starts the association; SCTP packets go
+    out through ``send_application_data``; one timer serves both machines.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def start(cls, offer_sdp: str, dtlsRole: str = "server") -> "InProcessEcho":
+        loop = asyncio.get_running_loop()
+        transport, echo = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        echo.session = create_echo_session(
+            "in-process", offer_sdp, certificate=Certificate.generate(time.time()),
+            address="127.0.0.1", port=port, dtls_role=dtlsRole)
+        echo.connection = echo.session.connection
+        echo.sctp = SctpTransport(echo.connection.dtls_role)
+        return echo
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.connection.receive_datagram(data, addr, self.loop.time())
+        self.pump()
+
+    def pump(self) -> None:
+        now, connection, sctp = self.loop.time(), self.connection, self.sctp
+        while (event := connection.next_event()) is not None:
+            if isinstance(event, Connected):
+                sctp.start(now)
+            elif isinstance(event, ApplicationData):
+                sctp.receive_packet(event.data, now)
+        while (event := sctp.next_event()) is not None:
+            if isinstance(event, MessageReceived):
+                sctp.send(event.channel_id, event.data)
+        if connection.state == "connected":
+            for packet in sctp.packets_to_send(now):
+                connection.send_application_data(packet)
+        for datagram, addr in connection.datagrams_to_send(now):
+            self.transport.sendto(datagram, addr)
+        deadlines = [t for t in (connection.get_timer(), sctp.get_timer()) if t is not None]
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(min(deadlines), self.expire) if deadlines else None
+
+    def expire(self) -> None:
+        now = self.loop.time()
+        self.timer = None
+        if (self.connection.get_timer() or now + 1) <= now:
+            self.connection.handle_timer(now)
+        if (self.sctp.get_timer() or now + 1) <= now:
+            self.sctp.handle_timer(now)
+        self.pump()
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport.close()
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_aiortc_against_in_process_transport(role) -> None:
+    result = asyncio.run(datachannel_echo(None, dtlsRole=role))
+    assert result["channels"] == ("open", "open"), result
+    assert result["echoed"]["reliable"] == result["sent"]["reliable"]  # in order, byte for byte
+    assert sorted(result["echoed"]["lossy"]) == sorted(result["sent"]["lossy"])
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_aiortc_datachannels_are_echoed(realtime_server, role) -> None:
+    options = {"dtlsRole": "client"} if role == "client" else {}
+    result = asyncio.run(datachannel_echo(realtime_server, seconds=10.0, **options))
+    if result["channels"] != ("open", "open") and "sctp" not in str(
+            realtime_server.get("/diagnostics")[1]).lower():
+        pytest.xfail("twistd's echo session does not run SctpTransport yet (wiring pending)")
+    assert result["channels"] == ("open", "open"), result["state"]
+    assert result["echoed"]["reliable"] == result["sent"]["reliable"]  # in order, byte for byte
+    assert sorted(result["echoed"]["lossy"]) == sorted(result["sent"]["lossy"])
