@@ -291,3 +291,26 @@ def test_summarizers_raise_only_decode_error(prefix, tail):
 @given(st.binary(min_size=1, max_size=200))
 def test_derive_srtp_keys_skips_garbage(data):
     assert derive_srtp_keys([(("a", 1), ("b", 2), b"\x16" + data)], {}) == []
+
+
+def test_srtp_keylog_entry_round_trips_through_the_key_reader():
+    """``--srtp-keylog`` lines name the halves by DTLS role; the reader maps them to directions."""
+    from types import SimpleNamespace
+
+    from realtime.net.peers import srtp_keylog_entry
+    from realtime.peer.connection import Connected
+    from realtime.service import Options
+    from realtime.testing.srtp_keys import keys_from_entry
+
+    local, remote = (b"L" * 16, b"l" * 14), (b"R" * 16, b"r" * 14)
+    connection = SimpleNamespace(dtls_role="server", srtp_keying=(local, remote))
+    session = SimpleNamespace(session_id="s1", connection=connection)
+    entry = srtp_keylog_entry(session, Connected(("127.0.0.1", 5000), "SRTP_AES128_CM_SHA1_80"))
+    assert entry["server_write_srtp_master_key"] == (b"L" * 16).hex()  # we are the DTLS server
+    assert entry["client_write_srtp_master_salt"] == (b"r" * 14).hex()
+    keys = keys_from_entry(json.loads(json.dumps(entry)))
+    assert keys.peer == ("127.0.0.1", 5000) and keys.profile == "SRTP_AES128_CM_HMAC_SHA1_80"
+    assert (keys.peer_write, keys.other_write) == (remote, local)
+    options = Options()
+    options.parseOptions(["--srtp-keylog", "keys.jsonl"])
+    assert options["srtp-keylog"] == "keys.jsonl"
