@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from realtime.demux import classify
 from realtime.errors import DecodeError
@@ -299,8 +300,18 @@ class TurnConnection(TurnStreamProtocol):
         self.transport.write(data)
 
 
+@implementer(IProtocolNegotiationFactory)
 class TurnConnectionFactory(TurnStreamFactory):
-    """Build :class:`TurnConnection` for a TCP (``name="tcp"``) or TLS (``"tls"``) listener."""
+    """Build :class:`TurnConnection` for a TCP (``name="tcp"``) or TLS (``"tls"``) listener.
+
+    Over TLS it offers the ALPN protocol ``stun.turn`` (RFC 7443): clients
+    such as coturn's send ALPN, and a TLS server with no ALPN answer to
+    give fails their handshake.
+    """
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """Return the ALPN protocols of TURN over TLS (RFC 7443 §5)."""
+        return [b"stun.turn", b"stun.nat-discovery"]
 
     def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "tcp",
                  max_connections: int = 4096) -> None:
