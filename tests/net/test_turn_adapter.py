@@ -1,0 +1,137 @@
+"""The TURN adapter on a fake reactor: listeners, relay sockets, one timer, connections."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import Clock
+
+from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
+from realtime.net.turn_relay import BoundRelayPorts
+from realtime.stun.attributes import IPV4, ChannelNumber, RequestedTransport, XorPeerAddress
+from realtime.stun.message import StunMessage, StunMethod
+from realtime.turn.allocation import RelayPortPool
+from realtime.turn.channel_data import frame_channel_data
+from realtime.turn.credentials import StaticUsers
+from realtime.turn.policy import PeerPolicy
+from realtime.turn.server import TurnConfig, TurnServer
+from tests.turn.client import Client, code
+
+PEER = ("9.9.9.9", 7000)
+
+
+class FakeUdp:
+    def __init__(self, port, interface):
+        self.port, self.interface, self.written, self.stopped = port, interface, [], False
+
+    def write(self, data, addr):
+        self.written.append((data, addr))
+
+    def stopListening(self):
+        self.stopped = True
+
+    def getHost(self):
+        return IPv4Address("UDP", self.interface, self.port)
+
+
+class FakeReactor(Clock):
+    def __init__(self, busy=()):
+        super().__init__()
+        self.busy = set(busy)
+        self.udp = {}
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        if port in self.busy:
+            raise CannotListenError(interface, port, OSError("in use"))
+        transport = FakeUdp(port, interface)
+        self.udp[port] = transport
+        protocol.makeConnection(transport)
+        return transport
+
+
+class ClientShim:
+    """Lets tests.turn.client.Client talk through the TurnUdpPort."""
+
+    def __init__(self, port, reactor, addr):
+        self.port, self.reactor, self.addr = port, reactor, addr
+
+    def receive_datagram(self, data, route, now):
+        self.port.datagramReceived(data, self.addr)
+
+    def datagrams_to_send(self, now):
+        out = [(d, ("udp", a)) for d, a in self.port.transport.written]
+        self.port.transport.written.clear()
+        return out
+
+
+def build(busy=()):
+    reactor = FakeReactor(busy)
+    reactor.advance(1000)
+    host = TurnHost(reactor)
+    pool = RelayPortPool({IPV4: "127.0.0.1"}, 50000, 50003, choice=lambda seq: seq[0])
+    relays = BoundRelayPorts(pool, reactor, host.receive, host.sockets)
+    server = TurnServer(StaticUsers({"alice": "wonderland"}), relays,
+                        config=TurnConfig(realm="example.org"), policy=PeerPolicy())
+    host.run(server)
+    udp = TurnUdpPort(host, reactor, "udp")
+    udp.makeConnection(FakeUdp(3478, "127.0.0.1"))
+    return reactor, host, server, udp, relays
+
+
+def test_udp_allocation_relays_through_a_bound_socket_and_one_timer():
+    reactor, host, server, udp, relays = build(busy={50000})
+    client = Client(ClientShim(udp, reactor, ("192.0.2.1", 4000)), ("udp", ("192.0.2.1", 4000)))
+    assert code(client.allocate(now=reactor.seconds())) == "success"
+    assert relays.busy == 1 and set(reactor.udp) == {50001}     # 50000 was taken
+    assert len(reactor.getDelayedCalls()) == 1                   # one timer for the machine
+    client.request(StunMethod.CHANNEL_BIND, [ChannelNumber(0x4000), XorPeerAddress.of(*PEER)])
+    udp.datagramReceived(frame_channel_data(0x4000, b"ping"), ("192.0.2.1", 4000))
+    assert reactor.udp[50001].written == [(b"ping", PEER)]
+    relays.sockets[("127.0.0.1", 50001)].datagramReceived(b"pong", PEER)
+    assert udp.transport.written[-1] == (frame_channel_data(0x4000, b"pong"), ("192.0.2.1", 4000))
+    reactor.advance(700)                                         # lifetime 600 s passes
+    assert server.allocations == {} and reactor.udp[50001].stopped
+    assert ("127.0.0.1", 50001) not in host.sockets
+
+
+def test_malformed_datagrams_are_counted_not_raised():
+    reactor, host, server, udp, _ = build()
+    udp.datagramReceived(b"\x00\x01\x00\x03abc", ("192.0.2.1", 1))
+    udp.datagramReceived(b"\x40\x00\x00\x09ab", ("192.0.2.1", 1))
+    assert host.drops["malformed"] == 1 and server.drops["no-allocation"] == 1
+
+
+class FakeTcp:
+    def __init__(self):
+        self.written, self.aborted = [], False
+
+    def getPeer(self):
+        return IPv4Address("TCP", "192.0.2.5", 5555)
+
+    def write(self, data):
+        self.written.append(data)
+
+    def abortConnection(self):
+        self.aborted = True
+
+
+def test_tcp_connection_frames_and_deletes_its_allocation_on_close():
+    reactor, host, server, _, _ = build()
+    factory = TurnConnectionFactory(host, reactor, "tcp")
+    assert b"stun.turn" in factory.acceptableProtocols()
+    connection = factory.buildProtocol(None)
+    connection.makeConnection(FakeTcp())
+    route = (connection.key, ("192.0.2.5", 5555))
+    client = Client(server, route)
+    client.request(StunMethod.ALLOCATE, [RequestedTransport(17)], reactor.seconds(), sign=False)
+    data = client.raw(StunMethod.ALLOCATE, [RequestedTransport(17)])
+    connection.dataReceived(data[:7])
+    connection.dataReceived(data[7:])                            # split across segments
+    assert code(StunMessage.decode(connection.transport.written[-1])) == "success"
+    assert len(server.allocations) == 1
+    connection.connectionLost(None)
+    assert server.allocations == {} and connection.key not in host.sockets
+    other = factory.buildProtocol(None)
+    other.makeConnection(FakeTcp())
+    other.dataReceived(b"\xff" * 8)
+    assert other.transport.aborted and factory.drops["framing"] == 1
