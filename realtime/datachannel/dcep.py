@@ -147,7 +147,8 @@ class DataChannelAck:
         :raises DecodeError: on a wrong type or length.
         """
         if len(data) != 1 or data[0] != MessageType.DATA_CHANNEL_ACK:
-            raise DecodeError(f"DATA_CHANNEL_ACK must be the single byte 0x02, got {data[:8].hex()}")
+            raise DecodeError(
+                f"DATA_CHANNEL_ACK must be the single byte 0x02, got {data[:8].hex()}")
         return cls()
 
 

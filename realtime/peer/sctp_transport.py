@@ -38,7 +38,7 @@ from typing import Callable, Union
 from realtime.datachannel.channels import (
     ChannelState, ChannelTable, DataChannel, Ppid, decode_message, encode_message,
 )
-from realtime.datachannel.dcep import DataChannelAck, DataChannelOpen, decode_dcep
+from realtime.datachannel.dcep import DataChannelAck, decode_dcep
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.sctp.association import Association, AssociationConfig
 from realtime.sctp.events import (
@@ -312,6 +312,6 @@ class SctpTransport:
 
 
 __all__ = [
-    "ChannelClosed", "ChannelOpened", "DataChannelOpen", "Event", "MessageReceived",
+    "ChannelClosed", "ChannelOpened", "DataChannel", "Event", "MessageReceived",
     "SctpTransport", "TransportClosed",
 ]

@@ -249,7 +249,8 @@ class OutgoingSsnResetRequest:
     def from_value(cls, value: bytes) -> "OutgoingSsnResetRequest":
         """Decode the value; the stream list must hold whole 16-bit numbers."""
         if len(value) < 12:
-            raise DecodeError(f"Outgoing SSN Reset Request value of {len(value)} bytes is too short")
+            raise DecodeError(
+                f"Outgoing SSN Reset Request value of {len(value)} bytes is too short")
         seqs = struct.unpack_from("!III", value)
         return cls(*seqs, _streams(value, 12, "Outgoing SSN Reset Request"))
 
@@ -275,7 +276,8 @@ class IncomingSsnResetRequest:
     def from_value(cls, value: bytes) -> "IncomingSsnResetRequest":
         """Decode the value; the stream list must hold whole 16-bit numbers."""
         if len(value) < 4:
-            raise DecodeError(f"Incoming SSN Reset Request value of {len(value)} bytes is too short")
+            raise DecodeError(
+                f"Incoming SSN Reset Request value of {len(value)} bytes is too short")
         return cls(struct.unpack_from("!I", value)[0],
                    _streams(value, 4, "Incoming SSN Reset Request"))
 

@@ -105,7 +105,8 @@ def test_unordered_max_retransmits_zero_keeps_delivering_under_loss():
     count = []
 
     def drop_some(sender, data):
-        if sender is pair.a and any(isinstance(c, DataChunk) for c in SctpPacket.decode(data).chunks):
+        chunks = SctpPacket.decode(data).chunks
+        if sender is pair.a and any(isinstance(c, DataChunk) for c in chunks):
             count.append(1)
             return len(count) % 7 != 0
         return True

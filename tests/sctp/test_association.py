@@ -133,7 +133,8 @@ def test_peer_restart_is_detected_and_data_flows_again():
     net.b = rec.b = restarted
     rec.events["b"] = []
     restarted.connect(net.now)
-    net.run_until(lambda: restarted.state == "established" and bool(rec.of("a", AssociationRestarted)))
+    net.run_until(lambda: restarted.state == "established"
+                  and bool(rec.of("a", AssociationRestarted)))
     assert a.state == "established" and a.local_tag != old_tag
     assert (a.local_tag, a.peer_tag) == (restarted.peer_tag, restarted.local_tag)
     a.send(0, 53, b"after", net.now)  # SSN 0 again: the stream started over
@@ -145,7 +146,8 @@ def test_abort_closes_both_sides_and_a_new_association_can_start():
     a, b, net, rec = connected(seed=11)
     a.abort("going away")
     net.run_until(lambda: bool(rec.of("b", AssociationAborted)))
-    assert rec.of("b", AssociationAborted) == [AssociationAborted("user initiated abort: going away")]
+    assert rec.of("b", AssociationAborted) == [
+        AssociationAborted("user initiated abort: going away")]
     assert rec.of("a", AssociationAborted) == [AssociationAborted("aborted locally: going away")]
     assert a.state == b.state == "closed"
     b.connect(net.now)
@@ -284,7 +286,8 @@ def test_init_retransmits_then_gives_up():
     a.connect(0.0)
     net.run_until(lambda: bool(rec.of("a", AssociationAborted)), limit=2000)
     assert net.sent[id(a)] == 1 + a.config.max_init_retransmits
-    assert rec.of("a", AssociationAborted) == [AssociationAborted("no answer to INIT / COOKIE ECHO")]
+    assert rec.of("a", AssociationAborted) == [
+        AssociationAborted("no answer to INIT / COOKIE ECHO")]
 
 
 def test_forged_cookie_and_bad_init_tag_are_dropped(shared):
