@@ -30,6 +30,8 @@ gives back the same text (bar CRLF normalisation), and properties such as
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,16 +82,27 @@ def _check_token(name: str) -> Callable[[str], None]:
     return check
 
 
+def _check_ice_chars(name: str, minimum: int) -> Callable[[str], None]:
+    """Check ``minimum``..256 ice-chars (ALPHA / DIGIT / "+" / "/", RFC 8839 §5.4)."""
+    def check(value: str) -> None:
+        if not minimum <= len(value) <= 256 or _ICE_CHARS.fullmatch(value) is None:
+            raise malformed(name, value)
+    return check
+
+
 def _check_number(name: str, high: int) -> Callable[[str], None]:
     def check(value: str) -> None:
         parse_int(value, name, value, 0, high)
     return check
 
 
+_ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")
+
 _CHECKED: dict[str, Callable[[str], None]] = {
     "setup": _check_setup,
     "mid": _check_token("mid"),
-    "ice-ufrag": _check_token("ice-ufrag"),
+    "ice-ufrag": _check_ice_chars("ice-ufrag", 4),
+    "ice-pwd": _check_ice_chars("ice-pwd", 22),
     "sctp-port": _check_number("sctp-port", 65535),
     "max-message-size": _check_number("max-message-size", 2**64 - 1),
 }

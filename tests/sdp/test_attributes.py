@@ -117,3 +117,16 @@ def test_random_values_raise_only_decode_error(name, value):
     except DecodeError:
         return
     assert parse_attribute(parsed.line()[2:]) == parsed
+
+
+@pytest.mark.parametrize("text", ["ice-ufrag:z/Y1", "ice-ufrag:a+b/", "ice-pwd:" + "x/+9" * 6])
+def test_ice_credentials_allow_plus_and_slash(text):
+    """RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/" (Chromium's ufrags use '/')."""
+    name, _, value = text.partition(":")
+    assert parse_attribute(text).raw == value
+
+
+@pytest.mark.parametrize("text", ["ice-ufrag:abc", "ice-ufrag:ab-cd", "ice-pwd:tooshort"])
+def test_ice_credentials_malformed(text):
+    with pytest.raises(SdpError):
+        parse_attribute(text)
