@@ -195,7 +195,10 @@ class SfuSession:
         local = self._next_local()
         try:
             answer = create_answer(offer, local, choices)
-            negotiated = apply_answer(offer, answer, we_offered=False)
+            if not any(m.port != 0 for m in answer.media) and self.transceivers:
+                negotiated = None  # everything closed (the last negotiated close)
+            else:
+                negotiated = apply_answer(offer, answer, we_offered=False)
         except DecodeError:
             for transceiver in added:
                 if transceiver.subscription is not None:
@@ -203,7 +206,12 @@ class SfuSession:
             raise
         self.transceivers += added
         self.local = local
-        self._settle(negotiated, now)
+        if negotiated is None:
+            for transceiver in self.transceivers:
+                if transceiver.role != CLOSED:
+                    self._close(transceiver)
+        else:
+            self._settle(negotiated, now)
         return answer
 
     def _new_from_offer(self, media: MediaDescription, publish: Mapping[str, str],
