@@ -243,5 +243,5 @@ def session_state(self: RealtimeAPI, request: IRequest, app, session_id: str) ->
     return {"tracks": tracks, "dataChannels": []}
 
 
-# The track routes live in their own module (size); importing registers them.
-from realtime.api import tracks  # noqa: E402,F401
+# The track routes and the OpenAPI document live in their own modules; importing registers them.
+from realtime.api import openapi, tracks  # noqa: E402,F401

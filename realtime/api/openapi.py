@@ -1,0 +1,183 @@
+"""
+``GET /openapi.json``: this server's own OpenAPI 3.0 description of its routes.
+
+Written for this project from its routes (not derived from Cloudflare's
+document): the Cloudflare-compatible SFU routes of :mod:`realtime.api.sessions`
+and :mod:`realtime.api.tracks`, plus our own ``/echo/new`` and
+``/diagnostics``.  Served without authentication (it holds no secrets), with
+the same CORS headers as every other response::
+
+    openapi: 3.0.3
+    servers: /v1 ─┬─ /apps/{appId}/sessions/new ........... 201
+                  ├─ /apps/{appId}/sessions/{id}/tracks/new  200 (per-item errors)
+                  ├─ ... renegotiate, tracks/close, tracks/update, GET session
+                  └─ /apps/{appId}/echo/new, /diagnostics (ours)
+
+Every path also answers without the ``/v1`` prefix (``/apps/{appId}/...``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from realtime.api.app import RealtimeAPI, apply_cors, json_response
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "headers": {"vary": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_SESSION_ERRORS = {
+    "401": _error("Missing or wrong bearer token (`unauthorized`)."),
+    "404": _error("Unknown app or session (`not_found`)."),
+    "410": _error("The session expired or its PeerConnection closed (`session_error`)."),
+    "429": _error("More than 50 calls per second on this session "
+                  "(`retryable_transient_error`)."),
+}
+
+
+def _operation(summary: str, request: str | None, response: str, status: str = "200",
+               errors: dict[str, str] | None = None, session: bool = True) -> dict[str, Any]:
+    parameters = [{"in": "path", "name": "appId", "required": True, "schema": {"type": "string"}}]
+    if session:
+        parameters.append({"in": "path", "name": "sessionId", "required": True,
+                           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}})
+    responses: dict[str, Any] = {status: _json(_ref(response), "Success")}
+    responses.update(_SESSION_ERRORS if session else {k: v for k, v in _SESSION_ERRORS.items()
+                                                      if k in ("401", "404")})
+    for code, text in (errors or {}).items():
+        responses[code] = _error(text)
+    operation: dict[str, Any] = {"summary": summary, "security": [{"secret": []}],
+                                 "parameters": parameters, "responses": responses}
+    if request is not None:
+        operation["requestBody"] = {"required": False, "content": {
+            "application/json": {"schema": _ref(request)}}}
+    return operation
+
+
+_SDP_ERRORS = {"400": "Bad SDP, or an answer without a pending offer "
+                      "(`invalid_session_description`); bad JSON (`decoding_error`); more "
+                      "than 64 tracks (`invalid_params`)."}
+_NEGOTIATION_ERRORS = {
+    **_SDP_ERRORS,
+    "406": "An SFU offer is waiting for its answer (`session_error`).",
+    "425": "The PeerConnection did not connect within 5 s (`session_error`).",
+}
+
+_STRING = {"type": "string"}
+_ITEM_ERROR = {"errorCode": _STRING, "errorDescription": _STRING}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "properties": dict(_ITEM_ERROR)},
+    "SessionDescription": {"type": "object", "required": ["sdp", "type"], "properties": {
+        "sdp": _STRING, "type": {"type": "string", "enum": ["offer", "answer"]}}},
+    "Simulcast": {"type": "object", "description":
+                  "Also accepted: ridUnavailableStrategy (none|nextPriority), fallbackStrategy "
+                  "(auto|leastBandwidth|none); preferredRid \"\" means no preference.",
+                  "properties": {
+                      "preferredRid": _STRING,
+                      "priorityOrdering": {"type": "string", "enum": ["none", "asciibetical"]},
+                      "ridNotAvailable": {"type": "string", "enum": ["none", "asciibetical"]}}},
+    "Track": {"type": "object", "properties": {
+        "location": {"type": "string", "enum": ["local", "remote"]},
+        "mid": {"type": "string", "description": "`#trackName` pulls into that local "
+                                                 "track's sendrecv section"},
+        "sessionId": _STRING, "trackName": _STRING,
+        "kind": {"type": "string", "enum": ["audio", "video"]},
+        "bidirectionalMediaStream": {"type": "boolean"},
+        "simulcast": _ref("Simulcast"), **_ITEM_ERROR}},
+    "TrackState": {"allOf": [_ref("Track"), {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["active", "inactive"]}}}]},
+    "NewSessionRequest": {"type": "object", "properties": {
+        "sessionDescription": _ref("SessionDescription")}},
+    "NewSessionResponse": {"type": "object", "required": ["sessionId"], "properties": {
+        "sessionId": _STRING, "sessionDescription": _ref("SessionDescription"),
+        **_ITEM_ERROR}},
+    "TracksRequest": {"type": "object", "properties": {
+        "sessionDescription": _ref("SessionDescription"), "autoDiscover": {"type": "boolean"},
+        "tracks": {"type": "array", "maxItems": 64, "items": _ref("Track")}}},
+    "TracksResponse": {"type": "object", "required": ["tracks"], "properties": {
+        "requiresImmediateRenegotiation": {"type": "boolean"},
+        "sessionDescription": _ref("SessionDescription"),
+        "tracks": {"type": "array", "items": _ref("Track")}, **_ITEM_ERROR}},
+    "RenegotiateRequest": {"type": "object", "required": ["sessionDescription"],
+                           "properties": {"sessionDescription": _ref("SessionDescription")}},
+    "RenegotiateResponse": {"type": "object", "properties": {
+        "sessionDescription": _ref("SessionDescription"), **_ITEM_ERROR}},
+    "CloseTracksRequest": {"type": "object", "required": ["tracks"], "properties": {
+        "tracks": {"type": "array", "minItems": 1, "maxItems": 64, "items": {
+            "type": "object", "required": ["mid"], "properties": {"mid": _STRING}}},
+        "force": {"type": "boolean"}, "sessionDescription": _ref("SessionDescription")}},
+    "UpdateTracksRequest": {"type": "object", "required": ["tracks"], "properties": {
+        "tracks": {"type": "array", "maxItems": 64, "items": _ref("Track")}}},
+    "SessionStateResponse": {"type": "object", "required": ["tracks", "dataChannels"],
+                             "properties": {
+                                 "tracks": {"type": "array", "items": _ref("TrackState")},
+                                 "dataChannels": {"type": "array", "items": {"type": "object"}},
+                                 **_ITEM_ERROR}},
+    "EchoRequest": {"type": "object", "required": ["sessionDescription"], "properties": {
+        "sessionDescription": _ref("SessionDescription"),
+        "srtpProfiles": {"type": "array", "items": {"type": "string", "enum": [
+            "SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM", "SRTP_AES128_CM_SHA1_80"]}}}},
+    "Diagnostics": {"type": "object", "properties": {
+        "mediaPort": {"type": "object"}, "sessions": {"type": "object"}}},
+}
+
+_SESSION = "/apps/{appId}/sessions/{sessionId}"
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "realtime", "version": "1", "description":
+             "A self-hosted SFU whose HTTPS API is compatible with Cloudflare Realtime: "
+             "sessions (one PeerConnection each) push and pull named tracks. Paths also "
+             "answer without the /v1 prefix. Per-item failures come back with HTTP 200 in "
+             "tracks[].errorCode: not_found_track_error, empty_track_error, "
+             "close_track_error, update_track_error, invalid_params."},
+    "servers": [{"url": "/v1"}],
+    "components": {"securitySchemes": {"secret": {"type": "http", "scheme": "bearer"}},
+                   "schemas": SCHEMAS},
+    "paths": {
+        "/apps/{appId}/sessions/new": {"post": _operation(
+            "Create a session; with an offer, answer it", "NewSessionRequest",
+            "NewSessionResponse", "201", _SDP_ERRORS, session=False)},
+        f"{_SESSION}/tracks/new": {"post": _operation(
+            "Push tracks (with the client's offer, autoDiscover, or kind) or pull tracks "
+            "(SFU offer with requiresImmediateRenegotiation, client offer, or mid #name)",
+            "TracksRequest", "TracksResponse", errors=_NEGOTIATION_ERRORS)},
+        f"{_SESSION}/renegotiate": {"put": _operation(
+            "Answer the SFU's pending offer", "RenegotiateRequest", "RenegotiateResponse",
+            errors=_SDP_ERRORS)},
+        f"{_SESSION}/tracks/close": {"put": _operation(
+            "Close tracks by mid: with the client's offer (answer returned) or force",
+            "CloseTracksRequest", "TracksResponse", errors=_NEGOTIATION_ERRORS)},
+        f"{_SESSION}/tracks/update": {"put": _operation(
+            "Change simulcast preferences or which remote track a mid carries",
+            "UpdateTracksRequest", "TracksResponse", errors=_SDP_ERRORS)},
+        _SESSION: {"get": _operation(
+            "The session's tracks and their status", None, "SessionStateResponse")},
+        "/apps/{appId}/echo/new": {"post": _operation(
+            "Ours: a PeerConnection that sends every received stream back", "EchoRequest",
+            "NewSessionResponse", "201", _SDP_ERRORS, session=False)},
+        "/apps/{appId}/diagnostics": {"get": _operation(
+            "Ours: drop counters of the media port and the app's PeerConnections", None,
+            "Diagnostics", session=False)},
+    },
+}
+
+
+@RealtimeAPI.app.route("/openapi.json", methods=["GET", "OPTIONS"])
+def openapi(self: RealtimeAPI, request: IRequest) -> bytes:
+    """Return this server's OpenAPI document (no authentication)."""
+    apply_cors(request)
+    return json_response(request, 200, DOCUMENT)
