@@ -1,0 +1,302 @@
+"""
+SFU forwarding benchmark (issue 4): one publisher, N subscribers, three servers.
+
+Run (about a minute in quick mode; defaults 1,10,50,100 subscribers)::
+
+    .venv/bin/python bench/forward.py --quick
+    .venv/bin/python bench/forward.py --subscribers 1,10 --seconds 5 --servers ours,aiortc
+
+For every N and every server, in the same run and on the same load:
+
+    ours    ``twistd -n realtime`` through its Cloudflare-compatible API
+            (push with tracks/new + offer; pull with tracks/new -> SFU offer,
+            PUT renegotiate);
+    aiortc  aiortc's ``MediaRelay`` (bench/forward_relay.py): one
+            RTCPeerConnection from the publisher, ``relay.subscribe(track)``
+            per subscriber RTCPeerConnection.  aiortc decodes and re-encodes,
+            so it is a transcoding relay: the baseline the issue names;
+    janus   Janus 1.1 (Debian package) with its videoroom plugin, REST over
+            HTTP on loopback, ICE-lite, no STUN/NAT lookups (bench/janus/).
+            If Janus cannot run, the reason is printed and the run goes on.
+
+The load (bench/forward_load.py, bench/forward_peer.py), identical for all
+three servers:
+
+* publisher: one PeerConnection of our own endpoint sending pre-encoded real
+  VP8 (640x480, 30 frames/s, ~1.55 Mbit/s, ~194 packets/s, a key frame a
+  second; bench/forward_media.py) and Opus (20 ms, 64 kbit/s, 50 packets/s).
+  Publisher CPU is not measured.  It is our endpoint rather than aiortc so
+  that the send time of every frame is known exactly;
+* subscribers: N PeerConnections of the same endpoint in one process; they
+  do ICE, DTLS and send RR + REMB (2 Mbit/s) every second, and count RTP
+  without decrypting (the first subscriber decrypts all video, to prove it
+  is valid SRTP).  100 decoding aiortc peers would not fit on two cores.
+
+Measured over a window of ``--seconds`` (after ``--warmup`` seconds):
+
+* egress packets/s: RTP packets arriving at all subscribers (audio + video)
+  per second of the window;
+* CPU-µs per forwarded packet: the server process's ``utime + stime``
+  (/proc/PID/stat, all threads) over the window / packets counted;
+* p50 / p99 added latency: per video frame, arrival of its first packet at a
+  subscriber minus the publisher's send time of that frame, both on
+  CLOCK_MONOTONIC.  Frames are matched by RTP timestamp: the publisher's
+  frame intervals are jittered so the timestamp differences identify each
+  frame even when the server rewrote the timestamp base (aiortc re-stamps,
+  Janus and ours may offset); the offset per subscriber is the value most
+  of its first 40 frames agree on;
+* delivered: frames received per subscriber / frames the publisher sent in
+  the window (aiortc drops frames when its encoders fall behind).
+
+Each (server, N) gets a fresh server process; only 127.0.0.1 is used
+(aiortc also announces this host's other addresses; our endpoint binds
+127.0.0.1, so its packets never leave the host).  Everything stops by
+itself: signalling and connection steps have timeouts, a run that fails
+prints why and the table shows "-".
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from forward_servers import SERVERS, JanusServer, cpu_seconds  # noqa: E402
+
+LOAD = HERE / "forward_load.py"
+MATCH_SAMPLE = 40
+MAX_LATENCY = 5.0
+
+
+class Child:
+    """A load process spoken to in JSON lines over stdin/stdout."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen([sys.executable, str(LOAD), *args], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.errors, text=True)
+        self.pid = self.process.pid
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def send(self, command: str) -> None:
+        """Write one command line."""
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def receive(self, timeout: float) -> dict:
+        """Return the next JSON line; raise with the child's stderr on exit or timeout."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if not line:
+            self.errors.seek(0)
+            tail = self.errors.read()[-1500:]
+            raise RuntimeError(("timed out" if line is None else "exited") + f"\n{tail}")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        """Kill the process if still running."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def match_offset(sent_times: list[float], sent_ts: list[int], frames: list) -> int | None:
+    """Return the RTP timestamp offset (received - sent) most early frames agree on."""
+    votes: Counter[int] = Counter()
+    sample = frames[:MATCH_SAMPLE]
+    for ts, arrival in sample:
+        low = bisect.bisect_left(sent_times, arrival - MAX_LATENCY)
+        high = bisect.bisect_right(sent_times, arrival)
+        for p in sent_ts[low:high]:
+            votes[(ts - p) & 0xFFFFFFFF] += 1
+    if not votes:
+        return None
+    offset, count = votes.most_common(1)[0]
+    return offset if count >= len(sample) // 2 else None
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def measure(server_class, count: int, seconds: float, warmup: float) -> dict:
+    """Run one server with ``count`` subscribers; return its figures."""
+    server = server_class()
+    children: list[Child] = []
+    log = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
+    try:
+        target = json.dumps(server.target)
+        publisher = Child(["publish", server.name, target, log.name])
+        children.append(publisher)
+        ready = publisher.receive(60)
+        if not ready.get("ready"):
+            raise RuntimeError(f"publisher: {ready.get('error')}")
+        subscribers = Child(["subscribe", server.name, target, str(count), json.dumps(ready["info"])])
+        children.append(subscribers)
+        joined = subscribers.receive(60 + 3 * count)
+        if not joined["ready"]:
+            raise RuntimeError(f"no subscriber connected: {joined['failed']}")
+        time.sleep(warmup)
+        cpu0, load0, t0 = cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
+        subscribers.send("start")
+        time.sleep(seconds)
+        subscribers.send("stop")
+        cpu1, load1, t1 = cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
+        counted = subscribers.receive(60)
+        publisher.send("stop")
+        publisher.receive(30)
+        with open(log.name) as source:
+            sent = json.load(source)
+    finally:
+        for child in children:
+            child.stop()
+        server.stop()
+        os.unlink(log.name)
+    return summarize(count, joined, counted, sent, cpu1 - cpu0, (load1 - load0) / (t1 - t0))
+
+
+def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, load: float) -> dict:
+    """Turn the load processes' reports into the figures printed."""
+    window = counted["window"]
+    legs = counted["legs"]
+    packets = sum(sum(leg["packets"].values()) for leg in legs)
+    sent_ts = [ts for ts, _ in sent]
+    sent_times = [t for _, t in sent]
+    by_ts = dict(sent)
+    latencies: list[float] = []
+    delivered = []
+    unmatched = 0
+    for leg in legs:
+        frames = leg["frames"]
+        if not frames:
+            delivered.append(0.0)
+            continue
+        offset = match_offset(sent_times, sent_ts, frames)
+        if offset is None:
+            unmatched += 1
+            continue
+        for ts, arrival in frames:
+            t = by_ts.get((ts - offset) & 0xFFFFFFFF)
+            if t is not None and arrival >= t:
+                latencies.append(arrival - t)
+        expected = window * 90000 / 3000
+        delivered.append(min(1.0, len(frames) / expected))
+    return {
+        "connected": joined["ready"], "subscribers": count, "failures": joined["failures"],
+        "window": window, "egress_pps": packets / window,
+        "video_pps": sum(leg["packets"]["video"] for leg in legs) / window,
+        "cpu_us_per_packet": cpu / packets * 1e6 if packets else None,
+        "server_cpu": cpu / window, "load_cpu": load,
+        "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
+        "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
+        "delivered": statistics.mean(delivered) if delivered else None,
+        "unmatched": unmatched,
+        "auth_failures": sum(leg["auth_failures"] for leg in legs),
+    }
+
+
+ROWS = [
+    ("connected", "connected subscribers", "{:.0f}"),
+    ("egress_pps", "egress packets/s", "{:.0f}"),
+    ("cpu_us_per_packet", "CPU-us per packet", "{:.1f}"),
+    ("server_cpu", "server CPU (cores)", "{:.2f}"),
+    ("p50_ms", "p50 added latency ms", "{:.1f}"),
+    ("p99_ms", "p99 added latency ms", "{:.1f}"),
+    ("delivered", "frames delivered", "{:.0%}"),
+    ("load_cpu", "subscriber proc (cores)", "{:.2f}"),
+]
+
+
+def table(count: int, results: dict[str, dict | str]) -> str:
+    """Return the side-by-side table for one N, with ours/baseline ratios."""
+    names = list(results)
+    baselines = [n for n in names if n != "ours"]
+    header = f"{'N = ' + str(count):<26}" + "".join(f"{n:>11}" for n in names)
+    header += "".join(f"{'ours/' + b:>14}" for b in baselines if "ours" in results)
+    lines = [header]
+    for key, label, fmt in ROWS:
+        cells = []
+        for name in names:
+            value = results[name].get(key) if isinstance(results[name], dict) else None
+            cells.append(f"{fmt.format(value) if value is not None else '-':>11}")
+        for base in baselines if "ours" in results else []:
+            ours, other = (results[n].get(key) if isinstance(results[n], dict) else None
+                           for n in ("ours", base))
+            ratio = f"{ours / other:.2f}" if ours is not None and other else "-"
+            cells.append(f"{ratio:>14}")
+        lines.append(f"{label:<26}" + "".join(cells))
+    for name in names:
+        if isinstance(results[name], str):
+            lines.append(f"  {name}: {results[name]}")
+        elif results[name].get("failures") or results[name].get("unmatched") or results[name].get("auth_failures"):
+            r = results[name]
+            lines.append(f"  {name}: {r['failures']} failed to connect, {r['unmatched']} subscribers"
+                         f" without a timestamp match, {r['auth_failures']} SRTP failures")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, run every (N, server) and print a table per N."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", default="1,10,50,100", help="comma-separated N values")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measurement window per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds between connect and window")
+    parser.add_argument("--servers", default="ours,aiortc,janus", help="any of ours,aiortc,janus")
+    parser.add_argument("--quick", action="store_true", help="N = 1,10 and 5 s windows (~1 minute)")
+    parser.add_argument("--json", help="also write every figure to this file")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.subscribers, options.seconds, options.warmup = "1,10", 5.0, 2.0
+    counts = [int(n) for n in options.subscribers.split(",")]
+    servers = options.servers.split(",")
+    unavailable = {}
+    if "janus" in servers and (why := JanusServer.available()):
+        unavailable["janus"] = why
+        print(f"janus: not run: {why}")
+    print(f"{os.cpu_count()} CPUs; window {options.seconds:g} s after {options.warmup:g} s warm-up;"
+          f" servers {', '.join(servers)}", flush=True)
+    everything = {}
+    for count in counts:
+        results: dict[str, dict | str] = {}
+        for name in servers:
+            if name in unavailable:
+                results[name] = unavailable[name]
+                continue
+            started = time.monotonic()
+            try:
+                results[name] = measure(SERVERS[name], count, options.seconds, options.warmup)
+            except Exception as error:  # one server failing must not stop the others
+                results[name] = f"failed: {str(error).strip()[:400]}"
+            print(f"  N={count} {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        print(table(count, results), flush=True)
+        print(flush=True)
+        everything[count] = results
+    if options.json:
+        Path(options.json).write_text(json.dumps(everything, indent=1))
+
+
+if __name__ == "__main__":
+    main()

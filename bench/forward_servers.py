@@ -1,0 +1,154 @@
+"""
+The three servers ``bench/forward.py`` compares, each started fresh per run.
+
+Every class starts one server process on 127.0.0.1, exposes its ``pid``
+(whose ``utime + stime`` from ``/proc/PID/stat`` is the CPU being measured),
+the ``target`` dict the load processes' signalling needs
+(:func:`forward_signal.signalling_for`), and ``stop()``::
+
+    OursServer   twistd -n realtime --app ID:SECRET  (tests/interop/realtime_server.Server)
+    RelayServer  python bench/forward_relay.py        (aiortc MediaRelay)
+    JanusServer  janus -F <copy of bench/janus>       (videoroom plugin, REST on HTTP)
+
+``JanusServer.available()`` says why Janus cannot run here, if it cannot;
+the benchmark prints the reason and goes on with the other two.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return a process's user + system CPU time so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (proc(5) 14, 15)
+
+
+class _Process:
+    """A child process whose output is kept for error messages."""
+
+    def __init__(self, command: list[str], cwd: Path | None = None) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.pid = self.process.pid
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if len(self.lines) > 2000:
+                del self.lines[:1000]
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """Return the first output line containing ``text``; raise on exit or timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{text!r} not seen:\n" + "".join(self.lines[-20:]))
+
+    def stop(self) -> None:
+        """Terminate, then kill after 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class OursServer:
+    """``twistd -n realtime`` with one app, through its Cloudflare-compatible API."""
+
+    name = "ours"
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="bench-forward-"))
+        self.server = Server(self.directory / "state", app=True)
+        self.server.wait_ready()
+        self.pid = self.server.process.pid
+        self.target = {"api": self.server.api_url(), "app": APP_ID, "secret": APP_SECRET}
+
+    def stop(self) -> None:
+        """Stop twistd and remove its state directory."""
+        self.server.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RelayServer:
+    """aiortc's MediaRelay behind :mod:`forward_relay`'s HTTP signalling."""
+
+    name = "aiortc"
+
+    def __init__(self) -> None:
+        self.child = _Process([sys.executable, str(HERE / "forward_relay.py"), "0"])
+        port = int(self.child.wait_for("listening", 30).split()[1])
+        self.pid = self.child.pid
+        self.target = {"url": f"http://127.0.0.1:{port}"}
+
+    def stop(self) -> None:
+        """Stop the relay process."""
+        self.child.stop()
+
+
+class JanusServer:
+    """Janus (Debian package) with its videoroom plugin, configured from bench/janus."""
+
+    name = "janus"
+    ROOM = 1234
+
+    @staticmethod
+    def available() -> str:
+        """Return "" if Janus can run here, else why not (installing it as root if missing)."""
+        if shutil.which("janus") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "janus"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, check=False)
+        if shutil.which("janus") is None:
+            return "janus is not installed (apt-get install janus, as root)"
+        return ""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="bench-janus-"))
+        port = free_port()
+        for source in (HERE / "janus").glob("*.jcfg"):
+            text = source.read_text().replace("port = 18088", f"port = {port}")
+            (self.directory / source.name).write_text(text)
+        self.child = _Process(["janus", "--configs-folder", str(self.directory), "--disable-colors",
+                               "--interface", "127.0.0.1", "--debug-level", "4"],
+                              cwd=self.directory)
+        self.child.wait_for("HTTP webserver started", 30)
+        self.pid = self.child.pid
+        self.target = {"url": f"http://127.0.0.1:{port}/janus", "room": self.ROOM}
+
+    def stop(self) -> None:
+        """Stop Janus and remove its configuration copy."""
+        self.child.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+SERVERS = {"ours": OursServer, "aiortc": RelayServer, "janus": JanusServer}
