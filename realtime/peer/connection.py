@@ -22,7 +22,16 @@ layers apart (RFC 7983, :mod:`realtime.demux`); each goes to its own machine::
 Outputs follow DESIGN.md: :meth:`datagrams_to_send` returns ``(bytes,
 address)`` pairs, :meth:`get_timer` the earliest deadline of the ICE agent
 and the DTLS endpoint, :meth:`next_event` the connection-level events
-(:class:`Connected`, :class:`Disconnected`, :class:`ApplicationData`).
+(:class:`Connected`, :class:`Disconnected`, :class:`ApplicationData`, and
+the DataChannel events of an attached :class:`~realtime.peer.sctp_transport.SctpTransport`).
+
+DataChannels: when the session's SDP accepted an application m-line it
+attaches an :class:`~realtime.peer.sctp_transport.SctpTransport` with
+:meth:`attach_sctp`.  The connection then starts the association once DTLS
+is up, feeds it every DTLS application record, folds its timer into
+:meth:`get_timer`, sends what it queues, and passes its events
+(``ChannelOpened``, ``MessageReceived``, ``ChannelClosed``) out through
+:meth:`next_event` instead of :class:`ApplicationData`.
 
 Deliberate deviation from "events for everything": decrypted RTP and RTCP go
 to a ``media_sink`` callable instead of the event queue, because they arrive
@@ -139,6 +148,8 @@ class PeerConnection:
         #: ``(master_key, master_salt)``; kept for ``--srtp-keylog``.
         self.srtp_keying: tuple[tuple[bytes, bytes], tuple[bytes, bytes]] | None = None
         self.dtls: DtlsEndpoint | None = None
+        #: the DataChannel transport, when the SDP negotiated one (:meth:`attach_sctp`)
+        self.sctp = None
         #: Datagrams dropped, by reason ("stun", "dtls", "srtp", "srtcp", "unknown", ...).
         self.drops: Counter[str] = Counter()
         #: Packets and bytes received and sent, by kind.
@@ -211,12 +222,39 @@ class PeerConnection:
         self.media_sink(kind, packet, now)
 
     def handle_timer(self, now: float) -> None:
-        """Run the ICE consent and DTLS retransmission timers."""
+        """Run the ICE consent, DTLS retransmission and SCTP timers."""
         self.ice.handle_timer(now)
         self._drain_ice(now)
         if self.dtls is not None:
             self.dtls.handle_timer(now)
             self._drain_dtls(now)
+        sctp = self.sctp
+        if sctp is not None:
+            deadline = sctp.get_timer()
+            if deadline is not None and deadline <= now:
+                sctp.handle_timer(now)
+            self.flush_sctp(now)
+
+    def attach_sctp(self, transport) -> None:
+        """Carry DataChannels: run ``transport`` (an SctpTransport) over DTLS."""
+        self.sctp = transport
+
+    def flush_sctp(self, now: float) -> None:
+        """Send the SCTP packets the transport queued and pass its events on.
+
+        Call it after commanding the transport (``send``, ``open_channel``,
+        ``close_channel``); inputs and timers of the connection call it themselves.
+        """
+        sctp = self.sctp
+        if sctp is None:
+            return
+        while (event := sctp.next_event()) is not None:
+            self._events.append(event)
+        if self.state != "connected" or self.dtls is None:
+            return
+        for packet in sctp.packets_to_send(now):
+            self.dtls.send(packet)
+        self._flush_dtls()
 
     # -- commands ----------------------------------------------------------
 
@@ -265,8 +303,9 @@ class PeerConnection:
         return out
 
     def get_timer(self) -> float | None:
-        """Return the earliest deadline of ICE consent and DTLS retransmission."""
-        deadlines = [t for t in (self.ice.get_timer(), self.dtls and self.dtls.get_timer()) if t]
+        """Return the earliest deadline of ICE consent, DTLS retransmission and SCTP."""
+        deadlines = [t for t in (self.ice.get_timer(), self.dtls and self.dtls.get_timer(),
+                                 self.sctp and self.sctp.get_timer()) if t]
         return min(deadlines) if deadlines else None
 
     def next_event(self) -> Event | None:
@@ -312,9 +351,16 @@ class PeerConnection:
 
     def _drain_dtls(self, now: float) -> None:
         self._flush_dtls()
+        self._drain_dtls_events(now)
+        self.flush_sctp(now)
+
+    def _drain_dtls_events(self, now: float) -> None:
         while (event := self.dtls.next_event()) is not None:
             if isinstance(event, ApplicationDataReceived):
-                self._events.append(ApplicationData(event.data))
+                if self.sctp is not None:
+                    self.sctp.receive_packet(event.data, now)
+                else:
+                    self._events.append(ApplicationData(event.data))
             elif isinstance(event, HandshakeCompleted):
                 self.srtp_profile = event.srtp_profile
                 self.srtp_keying = (event.local_keying, event.remote_keying)
@@ -323,6 +369,8 @@ class PeerConnection:
                 )
                 self.state = "connected"
                 self._events.append(Connected(self.ice.selected_address, event.srtp_profile))
+                if self.sctp is not None:
+                    self.sctp.start(now)
             elif isinstance(event, HandshakeFailed):
                 self.state = "failed"
                 self._events.append(Disconnected(f"DTLS: {event.reason}"))

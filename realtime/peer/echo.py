@@ -18,6 +18,11 @@ sequence numbers, timestamps and payloads, and only renames the source::
 Receiver reports, SDES and BYE from the peer are not echoed; transport-cc
 feedback is not translated (it speaks of the peer's own transport-wide
 sequence numbers, which the echo passes through unchanged).
+
+DataChannels: when the offer has an application m-line, the session runs an
+SCTP association over DTLS (:class:`~realtime.peer.sctp_transport.SctpTransport`)
+and sends every message back on the channel it came in on, with its type
+(string or binary) kept.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError
 from realtime.ice.lite import IceLiteAgent
+from realtime.errors import LocalProtocolError
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
+from realtime.peer.sctp_transport import MessageReceived, SctpTransport
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
 from realtime.sdp.session import SessionDescription
@@ -66,6 +73,16 @@ class EchoSession:
         self.reverse_map = {ours: theirs for theirs, ours in ssrc_map.items()}
         self.random = random
         connection.media_sink = self.echo
+
+    def handle_event(self, event, now: float) -> None:
+        """Echo each DataChannel message on its own channel."""
+        if isinstance(event, MessageReceived) and self.connection.sctp is not None:
+            try:
+                self.connection.sctp.send(event.channel_id, event.data, now)
+            except LocalProtocolError:
+                self.connection.drops["datachannel-closed"] += 1
+                return
+            self.connection.flush_sctp(now)
 
     def echo(self, kind: PacketKind, packet: bytes, now: float) -> None:
         """Send ``packet`` back under our SSRC (RTP) or translated (RTCP)."""
@@ -218,10 +235,16 @@ def create_echo_session(
         remote_pwd=offer.transport_value(offered, "ice-pwd"),
         tiebreaker=int.from_bytes(random(8), "big"),
     )
+    dtls = "client" if setup == "active" else "server"
     connection = PeerConnection(
-        ice, certificate, "client" if setup == "active" else "server", fingerprints,
+        ice, certificate, dtls, fingerprints,
         srtp_profiles=srtp_profiles, keylog=keylog, random=random,
     )
+    application = [m for m in accepted if m.kind == "application"]
+    if application:
+        offered_app = offer.media_by_mid(application[0].mid)
+        connection.attach_sctp(SctpTransport(
+            dtls, remote_max_message_size=offered_app.max_message_size or 65536, random=random))
     return EchoSession(session_id, answer, connection, ssrc_map, random)
 
 
