@@ -8,13 +8,10 @@ the channel it came in on, through :class:`realtime.peer.sctp_transport.SctpTran
 * an unordered channel with maxRetransmits=0: messages come back (loopback
   loses nothing, so all of them), proving PR-SCTP channel types are accepted.
 
-PENDING WIRING: the echo session through ``twistd`` needs the lead's wiring
-of SctpTransport into PeerConnection/PeerHost/echo.  Until the service's
-diagnostics or answer show it, :func:`test_aiortc_datachannels_are_echoed`
-reports XFAIL.  :func:`test_aiortc_against_in_process_transport` does not
-wait for that: it runs our PeerConnection + SctpTransport machines on an
-asyncio UDP socket in the test process (the wiring the adapter needs, in
-miniature) and proves the SCTP/DCEP stack against aiortc today.
+:func:`test_aiortc_datachannels_are_echoed` goes through ``twistd``;
+:func:`test_aiortc_against_in_process_transport` runs the same echo session
+on an asyncio UDP socket in the test process (PeerHost in miniature), which
+keeps the SCTP/DCEP stack provable without the service.
 """
 
 from __future__ import annotations
