@@ -15,7 +15,7 @@ CALLS-API.md §1.2 rows 2, 4, 5 and §1.3-§1.4, §3.3-§3.4::
           remote items {mid: "#name"}                       pull into local track "name"'s
                                                             sendrecv section: no SDP at all
     PUT  /apps/{appId}/sessions/{id}/tracks/close   {tracks:[{mid}], force, sessionDescription?}
-    PUT  /apps/{appId}/sessions/{id}/tracks/update  {tracks:[{mid, simulcast | sessionId+trackName}]}
+    PUT  /apps/{appId}/sessions/{id}/tracks/update  {tracks:[{mid, simulcast|sessionId+trackName}]}
 
 Per-item failures travel in ``tracks[]`` with HTTP 200 (§3.1): an unknown
 session or track is ``not_found_track_error`` (no ``mid``), a known track
@@ -81,7 +81,7 @@ def _pull_echo(item: dict[str, Any]) -> dict[str, Any]:
 
 async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dict[str, Any]]],
                          results: dict[int, dict[str, Any]]) -> dict[int, Any]:
-    """Return item index -> pulled track (after its first packet); record failures in ``results``."""
+    """Return item index -> pulled track (after its first packet); failures go to ``results``."""
     board = switchboard(api)
     found = {}
     for index, item in remote:

@@ -29,37 +29,31 @@ ICE restart (RFC 8445 §9): a later description with new remote
 credentials is applied with ``set_remote_credentials``; our own ufrag/pwd
 stay (the port routes checks by our ufrag), a deliberate simplification.
 
-Media: :meth:`SfuSession.receive_media` is the connection's ``media_sink``.
-RTP is routed by SSRC to its :class:`~realtime.sfu.track.PublishedTrack`;
-unsignalled SSRCs (Chrome's simulcast) are learned from the RFC 8843 MID and
-RFC 8852 RtpStreamId header extensions.  RTCP is terminated: PLI/FIR/NACK
-about our SSRCs go to the matching :class:`~realtime.sfu.track.Subscription`.
+Media: :meth:`SfuSession.receive_media` (from :class:`~realtime.sfu.routing.MediaRouting`)
+is the connection's ``media_sink``: RTP goes by SSRC to its
+:class:`~realtime.sfu.track.PublishedTrack`, RTCP is terminated.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.ice.lite import IceLiteAgent
 from realtime.media.simulcast import SimulcastPreferences
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
 from realtime.peer.echo import ice_credentials
-from realtime.rtcp.feedback import FullIntraRequest, GenericNack, PictureLossIndication
-from realtime.rtcp.packet import decode_compound
-from realtime.rtp.packet import find_extension
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiated import NegotiatedSession, apply_answer
 from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
 from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
+from realtime.sfu.routing import MAX_ROUTES, MediaRouting
 from realtime.sfu.track import PublishedTrack, Subscription
 from realtime.sfu.transceiver import (
     APPLICATION, BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE, SessionNumbering, Transceiver,
@@ -67,13 +61,6 @@ from realtime.sfu.transceiver import (
 )
 
 __all__ = ["MediaRequest", "NegotiationPending", "SfuSession"]
-
-_SSRC = struct.Struct("!I")
-RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-#: most SSRCs one session routes (signalled + learned)
-MAX_ROUTES = 256
 
 
 class NegotiationPending(LocalProtocolError):
@@ -99,7 +86,7 @@ class MediaRequest:
     preferences: SimulcastPreferences | None = None
 
 
-class SfuSession:
+class SfuSession(MediaRouting):
     """One client PeerConnection of the SFU, without I/O.
 
     :param session_id: 32 lowercase hex characters.
@@ -312,7 +299,8 @@ class SfuSession:
         """Record what an exchange settled; create the PeerConnection the first time."""
         self.negotiated = negotiated
         if self.connection is None:
-            fingerprints = [(f.hash_function, f.fingerprint) for f in negotiated.remote_fingerprints]
+            fingerprints = [(f.hash_function, f.fingerprint)
+                            for f in negotiated.remote_fingerprints]
             self.ice.set_remote_credentials(negotiated.remote_ice_ufrag, negotiated.remote_ice_pwd)
             self.connection = PeerConnection(
                 self.ice, self.certificate, negotiated.dtls_role, fingerprints,
@@ -411,92 +399,7 @@ class SfuSession:
         subscription.configure(transceiver.media, now)
         return subscription
 
-    # -- media ----------------------------------------------------------------------------
-
-    def receive_media(self, kind: PacketKind, packet: bytes, now: float) -> None:
-        """Route a decrypted RTP packet to its track; terminate an RTCP compound."""
-        if kind is PacketKind.RTP:
-            if len(packet) < 12:
-                self.counters["rtp-malformed"] += 1
-                return
-            ssrc = _SSRC.unpack_from(packet, 8)[0]
-            route = self.routes.get(ssrc, False)
-            if route is False:
-                route = self._learn(ssrc, packet)
-            if route is None:
-                self.counters["rtp-unrouted"] += 1
-                return
-            try:
-                route[0].receive_rtp(packet, route[1], now)
-            except DecodeError:
-                self.counters["rtp-malformed"] += 1
-        else:
-            self._receive_rtcp(packet, now)
-
-    def _learn(self, ssrc: int, packet: bytes) -> tuple[PublishedTrack, Any] | None:
-        """Route an unsignalled SSRC by its MID/RID header extensions (RFC 8843 §9.2, RFC 8852)."""
-        if len(self.routes) >= MAX_ROUTES:
-            return None
-        route = None
-        try:
-            mid, rid, repaired = self._extension_values(packet)
-        except DecodeError:
-            return None
-        transceiver = self.transceiver(mid) if mid is not None else self._only_publisher()
-        track = transceiver.track if transceiver is not None else None
-        if track is not None and repaired is None and not self._is_rtx(track, packet):
-            stream = track.learn(ssrc, rid)
-            if stream is not None:
-                route = (track, stream)
-        if mid is not None or route is not None:
-            self.routes[ssrc] = route
-        return route
-
-    def _extension_values(self, packet: bytes) -> tuple[str | None, str | None, str | None]:
-        values = []
-        for uri in (MID_URI, RID_URI, REPAIRED_RID_URI):
-            ext_id = self._extension_id(uri)
-            value = find_extension(packet, ext_id) if ext_id is not None else None
-            values.append(value.decode("ascii", "replace") if value else None)
-        return values[0], values[1], values[2]
-
-    def _extension_id(self, uri: str) -> int | None:
-        for transceiver in self.transceivers:
-            if transceiver.media is not None and transceiver.role in (PUBLISH, BIDIRECTIONAL):
-                ext_id = transceiver.media.extension_id(uri)
-                if ext_id is not None:
-                    return ext_id
-        return None
-
-    def _only_publisher(self) -> Transceiver | None:
-        publishers = [t for t in self.transceivers if t.track is not None and not t.track.ended]
-        return publishers[0] if len(publishers) == 1 else None
-
-    @staticmethod
-    def _is_rtx(track: PublishedTrack, packet: bytes) -> bool:
-        pt = packet[1] & 0x7F
-        return any(c.payload_type == pt and c.is_rtx for c in track.codecs)
-
-    def _receive_rtcp(self, packet: bytes, now: float) -> None:
-        try:
-            packets = decode_compound(packet)
-        except DecodeError:
-            self.counters["rtcp-malformed"] += 1
-            return
-        for item in packets:
-            if isinstance(item, (PictureLossIndication, GenericNack)):
-                subscription = self.subscriptions.get(item.media_ssrc)
-                if subscription is None:
-                    continue
-                if isinstance(item, GenericNack):
-                    subscription.receive_nack(item.lost_sequence_numbers(), now)
-                else:
-                    subscription.receive_keyframe_request(now)
-            elif isinstance(item, FullIntraRequest):
-                for entry in item.entries:
-                    subscription = self.subscriptions.get(entry.ssrc)
-                    if subscription is not None:
-                        subscription.receive_keyframe_request(now)
+    # -- output ---------------------------------------------------------------------------
 
     def send_rtp(self, packet: bytes) -> None:
         """Send RTP to the client (queued on the connection; the I/O side flushes)."""

@@ -192,7 +192,8 @@ class PublishedTrack:
         self.extensions = media.extensions
         primary = next((c for c in media.codecs if not c.is_rtx), None)
         self.clock_rate = primary.clock_rate if primary else 90000
-        self.detector = keyframe_detector(primary.name) if primary and self.kind == "video" else None
+        video = primary is not None and self.kind == "video"
+        self.detector = keyframe_detector(primary.name) if video else None
         rids = media.remote_rids
         if rids and self.layers is None:
             self.layers = SimulcastLayers(rids)

@@ -218,7 +218,7 @@ def subscriber_codecs(track: Any) -> tuple[Codec, ...]:
 
 
 def subscriber_extensions(track: Any) -> tuple[HeaderExtension, ...]:
-    """Return the header extensions offered to a subscriber: mid plus the publisher's end-to-end ones.
+    """Return the header extensions offered to a subscriber: mid + the publisher's end-to-end ones.
 
     Per-hop extensions (rid, repaired-rid, transport-cc, the publisher's mid)
     are not forwarded, so they are not offered either.

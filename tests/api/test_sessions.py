@@ -29,6 +29,7 @@ from tests.sfu.client import (
 APP = App("cli-app", "cli-secret")
 OTHER = App("other-app", "other-secret")
 MIC, CAM = 1111, 2222
+BOTH = push_offer(audio("0", MIC), video("1", CAM))
 
 
 class Api:
@@ -234,7 +235,8 @@ def test_per_item_pull_errors_keep_the_rest(api) -> None:
 def test_pull_waits_for_the_first_packet(api) -> None:
     publisher = api.publish(send=False)
     session_id = api.session()
-    deferred = api.treq.request("POST", f"https://x/v1/apps/cli-app/sessions/{session_id}/tracks/new",
+    url = f"https://x/v1/apps/cli-app/sessions/{session_id}/tracks/new"
+    deferred = api.treq.request("POST", url,
                                 data=json.dumps({"tracks": [{"location": "remote",
                                                              "sessionId": publisher,
                                                              "trackName": "mic"}]}).encode(),
@@ -280,7 +282,7 @@ def test_close_forced_and_negotiated(api) -> None:
     assert body["tracks"][0]["errorDescription"] == "Track doesn't exist or was already closed"
     status, body = api.call("PUT", f"/sessions/{publisher}/tracks/close", {
         "tracks": [{"mid": "1"}], "force": False,
-        "sessionDescription": {"type": "offer", "sdp": push_offer(audio("0", MIC), video("1", CAM))}})
+        "sessionDescription": {"type": "offer", "sdp": BOTH}})
     assert status == 200 and body["sessionDescription"]["type"] == "answer"
     answer = SessionDescription.parse(body["sessionDescription"]["sdp"])
     assert [m.port for m in answer.media] == [0, 0]
@@ -332,7 +334,7 @@ def test_unconnected_transport_is_425_after_5_s(api) -> None:
     publisher = api.publish()
     api.board.get(publisher).connection.state = "connecting"
     status, body = api.call("POST", f"/sessions/{publisher}/tracks/new", {
-        "sessionDescription": {"type": "offer", "sdp": push_offer(audio("0", MIC), video("1", CAM))},
+        "sessionDescription": {"type": "offer", "sdp": BOTH},
         "tracks": []}, wait=5.2)
     assert (status, body["errorCode"]) == (425, "session_error")
 

@@ -81,7 +81,8 @@ JSON = st.recursive(
     max_leaves=12)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=JSON, route=st.sampled_from([
     ("POST", "/tracks/new"), ("PUT", "/tracks/close"), ("PUT", "/tracks/update"),
     ("PUT", "/renegotiate"), ("POST", "new")]))

@@ -102,9 +102,9 @@ def test_sendrecv_section_is_bidirectional_with_our_source(board) -> None:
 def test_pull_offers_sendonly_sections_with_mids_from_zero(board) -> None:
     a = publisher(board)
     b = new(board)
-    added = b.offer_media([MediaRequest("audio", "subscribe", board.find("app", a.session_id, "mic")),
-                           MediaRequest("video", "subscribe", board.find("app", a.session_id, "cam"))],
-                          1.0)
+    mic, cam = (board.find("app", a.session_id, n) for n in ("mic", "cam"))
+    added = b.offer_media([MediaRequest("audio", "subscribe", mic),
+                           MediaRequest("video", "subscribe", cam)], 1.0)
     assert [t.mid for t in added] == ["0", "1"]
     offer = b.pending_offer
     assert [(m.mid, m.direction) for m in offer.media] == [("0", "sendonly"), ("1", "sendonly")]
@@ -139,8 +139,8 @@ def test_sfu_offer_after_client_offer_continues_the_mids(board) -> None:
     a = publisher(board)
     c = new(board)
     c.answer_offer(push_offer(audio("0", 7), video("1", 8)), 0.0, publish={"0": "x", "1": "y"})
-    added = c.offer_media([MediaRequest("video", "subscribe", board.find("app", a.session_id, "cam"))],
-                          1.0)
+    cam = board.find("app", a.session_id, "cam")
+    added = c.offer_media([MediaRequest("video", "subscribe", cam)], 1.0)
     assert added[0].mid == "2"
     offer = c.pending_offer
     assert [(m.mid, m.direction) for m in offer.media] == [
@@ -306,7 +306,8 @@ def test_simulcast_layers_are_learned_from_mid_and_rid(board, shared: Path) -> N
         ext = bytes([ids["mid"] << 4 | len(video_mid) - 1]) + video_mid.encode() + \
             bytes([ids["rtp-stream-id"] << 4 | 0]) + rid.encode()
         ext += bytes(-len(ext) % 4)
-        return struct.pack("!BBHIIHH", 0x90, vp8, seq, 0, ssrc, 0xBEDE, len(ext) // 4) + ext + payload
+        head = struct.pack("!BBHIIHH", 0x90, vp8, seq, 0, ssrc, 0xBEDE, len(ext) // 4)
+        return head + ext + payload
 
     for rid, ssrc in (("f", 51), ("h", 52), ("q", 53)):
         a.receive_media(PacketKind.RTP, layer(ssrc, rid, 1, VP8_KEY), 1.5)
