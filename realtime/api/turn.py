@@ -99,7 +99,8 @@ def authenticate_key(key_id: str, authorization: bytes | None, turn: TurnKeys | 
     """Return the TURN key a request may act for, or raise :class:`ApiError` (401/404)."""
     token = bearer_token(authorization)
     if token is None:
-        raise ApiError.unauthorized("Missing bearer token (Authorization: Bearer <TURN_KEY_API_TOKEN>)")
+        raise ApiError.unauthorized(
+            "Missing bearer token (Authorization: Bearer <TURN_KEY_API_TOKEN>)")
     key = None if turn is None else turn.keys.get(key_id)
     if key is None:
         raise ApiError.not_found(f"TURN key {key_id} was not found")

@@ -1,23 +1,19 @@
 """
-The TURN ports: UDP and TCP on ``--turn-port``, TLS on ``--turns-port``.
+The TURN ports: UDP and TCP on ``--turn-port``, TLS on ``--turns-port``, and the TURN adapter.
 
 A TURN server (RFC 8656) listens on 3478 for UDP and TCP and on 5349 for
-TLS (§3.1, §18).  Until the TURN machine lands these ports answer STUN
-Binding requests, as ``turn.cloudflare.com`` does (CALLS-API.md §1.5).
-
-* **UDP** is the same adapter as the media port (:class:`MediaPort`, named
-  ``"turn"``): each datagram is one STUN message or ChannelData message.
-* **TCP and TLS** carry the same messages on a byte stream (RFC 8489
-  §6.2.2, RFC 8656 §12.5).  :class:`TurnStreamProtocol` feeds every chunk to
-  a pure :class:`~realtime.net.stream_framing.StreamFramer` and routes each
-  complete frame like a datagram; replies go back on the same connection::
+TLS (§3.1).  :class:`TurnHost` runs the sans-I/O
+:class:`~realtime.turn.server.TurnServer` behind them (see the diagram
+above :class:`TurnHost`): :class:`TurnUdpPort` for UDP listeners,
+:class:`TurnConnectionFactory` / :class:`TurnConnection` for TCP and TLS,
+relay sockets in :mod:`realtime.net.turn_relay`.  The older
+:class:`TurnStreamProtocol` / :class:`TurnStreamFactory` (routing frames to a
+:class:`~realtime.net.router.DatagramRouter`) stay as the base classes::
 
      TCP/TLS bytes ──dataReceived──> StreamFramer.feed ──frames──┐
-                                        │ FramingError            │ classify
+                                        │ FramingError            │
                                         v                         v
-                         drops["framing"], abortConnection   router.route(kind, frame, peer, now)
-                                                                  │ replies
-     connection <──────transport.write(reply) ────────────────────┘
+                         drops["framing"], abortConnection   TurnHost.receive(frame, (key, peer))
 
 A stream that breaks framing (garbage, a STUN length not a multiple of 4, a
 frame over the limit) cannot resynchronise, so the connection is aborted.
@@ -39,7 +35,9 @@ from realtime.demux import classify
 from realtime.errors import DecodeError
 from realtime.net.media_port import MALFORMED, UNROUTED, MediaPort
 from realtime.net.router import Address, DatagramRouter
+from realtime.net.driver import MachineDriver
 from realtime.net.stream_framing import DEFAULT_MAX_FRAME_SIZE, StreamFramer
+from realtime.stun.stream import StreamFramer as Rfc5766Framer
 
 __all__ = [
     "MediaPort", "TurnConnection", "TurnConnectionFactory", "TurnHost", "TurnStreamFactory",
@@ -150,10 +148,9 @@ class TurnStreamFactory(Factory):
 
 # -- the TURN server adapter ----------------------------------------------------
 #
-#   TurnUdpPort("udp")  ──datagram──┐                       ┌──> TurnUdpPort.write_to
-#   TurnConnection("tcp#7") ─frame──┼─> TurnHost.receive ──> TurnServer ──> TurnHost.send ─┤
-#   RelaySocket((ip, port)) ─data───┘      (then pump)      (one timer)    sockets[key]   ├──> TurnConnection.write_to
-#                                                                                       └──> RelaySocket.write_to
+#   TurnUdpPort("udp") ──datagram──┐                                  ┌─> TurnUdpPort
+#   TurnConnection("tcp#7") ─frame─┼─> TurnHost.receive ─> TurnServer ─> send ─┼─> TurnConnection
+#   RelaySocket((ip, port)) ─data──┘    (then pump; one timer)  sockets[key]  └─> RelaySocket
 #
 # Every socket the TURN machine may name in a route registers itself in
 # ``TurnHost.sockets`` under its key (listener name, connection key or relay
@@ -179,8 +176,6 @@ class TurnHost:
 
     def run(self, server) -> None:
         """Drive ``server`` (a TurnServer whose relay allocator delivers to :meth:`receive`)."""
-        from realtime.net.driver import MachineDriver
-
         self.server = server
         self.driver = MachineDriver(server, self.send, self.reactor)
 
@@ -262,8 +257,6 @@ class TurnConnection(TurnStreamProtocol):
 
     def __init__(self, factory: "TurnConnectionFactory") -> None:
         super().__init__(factory)
-        from realtime.stun.stream import StreamFramer as Rfc5766Framer
-
         self.framer = Rfc5766Framer()
         factory.serial += 1
         self.key = f"{factory.name}#{factory.serial}"

@@ -87,7 +87,8 @@ class BoundRelayPorts:
         """Return True if the pool has a host of ``family``."""
         return self.pool.supports(family)
 
-    def open(self, family: int, *, even: bool = False, pair: bool = False) -> tuple[Address, ...] | None:
+    def open(self, family: int, *, even: bool = False,
+             pair: bool = False) -> tuple[Address, ...] | None:
         """Pick address(es) and bind a socket on each; ``None`` if nothing could be bound."""
         for _ in range(self.ATTEMPTS):
             chosen = self.pool.open(family, even=even, pair=pair)

@@ -56,7 +56,8 @@ def parse_turn_key(value: str) -> TurnKey:
 def parse_alt_port(value: str) -> tuple[str, int]:
     """Return ``(kind, port)`` of ``--turn-alt-port udp:53|tcp:80|tls:443``."""
     kind, colon, port = value.partition(":")
-    if not colon or kind not in ("udp", "tcp", "tls") or not port.isdigit() or not 0 < int(port) < 65536:
+    if (not colon or kind not in ("udp", "tcp", "tls") or not port.isdigit()
+            or not 0 < int(port) < 65536):
         raise usage.UsageError(f"--turn-alt-port: {value!r} is not udp:PORT, tcp:PORT or tls:PORT")
     return kind, int(port)
 
@@ -150,5 +151,6 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
         if kind == "udp":
             runtime.udp.append((name, port, TurnUdpPort(host, reactor, f"udp-alt-{port}")))
         else:
-            runtime.streams.append((name, port, TurnConnectionFactory(host, reactor, f"{kind}-alt-{port}")))
+            factory = TurnConnectionFactory(host, reactor, f"{kind}-alt-{port}")
+            runtime.streams.append((name, port, factory))
     return runtime

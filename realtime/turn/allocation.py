@@ -171,7 +171,8 @@ class Allocation:
 
     def next_deadline(self) -> float:
         """Return the earliest expiry among the allocation, its permissions and channels."""
-        deadline = self.expires if self.suspended_until is None else min(self.expires, self.suspended_until)
+        suspended = self.suspended_until
+        deadline = self.expires if suspended is None else min(self.expires, suspended)
         if self.credential.expires is not None and self.suspended_until is None:
             deadline = min(deadline, self.credential.expires)
         for expires in self.permissions.values():
@@ -184,8 +185,9 @@ class Allocation:
 class RelayAllocator(Protocol):
     """Hand out relayed transport addresses (and take them back)."""
 
-    def open(self, family: int, *, even: bool = False, pair: bool = False) -> tuple[Address, ...] | None:
-        """Return one address (two consecutive ones, the first even, if ``pair``), or None if exhausted."""
+    def open(self, family: int, *, even: bool = False,
+             pair: bool = False) -> tuple[Address, ...] | None:
+        """Return one address (two consecutive ones, the first even, if ``pair``), or None."""
         ...
 
     def close(self, address: Address) -> None:
@@ -220,7 +222,8 @@ class RelayPortPool:
         """Return True if relays of ``family`` can be allocated."""
         return family in self.hosts
 
-    def open(self, family: int, *, even: bool = False, pair: bool = False) -> tuple[Address, ...] | None:
+    def open(self, family: int, *, even: bool = False,
+             pair: bool = False) -> tuple[Address, ...] | None:
         """Return free address(es) of ``family`` and mark them used, or ``None``."""
         host = self.hosts.get(family)
         if host is None:

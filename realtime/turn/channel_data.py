@@ -52,7 +52,8 @@ def split_channel_data(data: bytes) -> tuple[int, bytes]:
         raise Truncated(f"ChannelData header truncated: need 4 bytes, have {size}")
     length = (data[2] << 8) | data[3]
     if length > size - 4:
-        raise Truncated(f"ChannelData length {length} exceeds the {size - 4} bytes after the header")
+        raise Truncated(
+            f"ChannelData length {length} exceeds the {size - 4} bytes after the header")
     channel = (data[0] << 8) | data[1]
     if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
         raise DecodeError(f"ChannelData channel number 0x{channel:04x} is outside 0x4000-0x7fff")

@@ -79,7 +79,8 @@ class Credential:
     custom_identifier: str = ""
 
     def __repr__(self) -> str:
-        return f"Credential(username={self.username!r}, key_id={self.key_id!r}, expires={self.expires})"
+        return (f"Credential(username={self.username!r}, key_id={self.key_id!r}, "
+                f"expires={self.expires})")
 
 
 class Authenticator(Protocol):
@@ -183,7 +184,8 @@ class TurnKeyCredentials:
         """Return True if ``key_id`` is a known TURN key."""
         return key_id in self._tokens
 
-    def issue(self, key_id: str, ttl: int, now: float, custom_identifier: str = "") -> IssuedCredential:
+    def issue(self, key_id: str, ttl: int, now: float,
+              custom_identifier: str = "") -> IssuedCredential:
         """Return a fresh credential of ``key_id`` valid for ``ttl`` seconds (at most 48 h).
 
         :raises KeyError: ``key_id`` is unknown.

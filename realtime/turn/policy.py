@@ -48,8 +48,8 @@ class PeerPolicy:
     def __init__(self, allow_loopback: bool = False, allow: Iterable[str] = (),
                  deny: Iterable[str] = ()) -> None:
         self.allow_loopback = allow_loopback
-        self.allow: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in allow)
-        self.deny: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in deny)
+        self.allow = tuple(ipaddress.ip_network(c, strict=False) for c in allow)
+        self.deny = tuple(ipaddress.ip_network(c, strict=False) for c in deny)
         self._cache: dict[str, bool] = {}
 
     def permits(self, host: str) -> bool:

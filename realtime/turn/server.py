@@ -341,7 +341,8 @@ class TurnServer:
                 self._closed_usage.append((allocation.credential, len(data), len(out)))
         self._outgoing.append((out, source))
 
-    def _plain_error(self, message: StunMessage, source: Route, code: int, extra: tuple = ()) -> None:
+    def _plain_error(self, message: StunMessage, source: Route, code: int,
+                     extra: tuple = ()) -> None:
         """Answer with an error that carries no MESSAGE-INTEGRITY (401, 438, 400 before auth)."""
         out = encode_message(
             message.method, StunClass.ERROR, message.transaction_id,
@@ -375,7 +376,8 @@ class TurnServer:
         username = message.find(Username)
         realm = message.find(Realm)
         nonce = message.find(Nonce)
-        if username is None or realm is None or nonce is None or message.find(MessageIntegrity) is None:
+        if (username is None or realm is None or nonce is None
+                or message.find(MessageIntegrity) is None):
             self._plain_error(message, source, 400)
             return None
         if not self.nonces.check(nonce.value, source[1][0], now):
@@ -434,7 +436,8 @@ class TurnServer:
         if self.per_user[username] <= 0:
             del self.per_user[username]
         if allocation.ingress or allocation.egress:
-            self._closed_usage.append((allocation.credential, allocation.ingress, allocation.egress))
+            self._closed_usage.append(
+                (allocation.credential, allocation.ingress, allocation.egress))
         self._events.append(AllocationDeleted(allocation.client, allocation.relay, username, reason))
 
     def _sweep(self, now: float) -> None:
