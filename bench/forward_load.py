@@ -102,7 +102,7 @@ def publish(server: str, target: dict, log_path: str) -> None:
     video = encode_video(4.0)
     audio = encode_audio(1.0)
     loop = Loop()
-    leg = Leg(Certificate.generate(time.time()))
+    leg = Leg(Certificate.generate(time.time()), host=target.get("host", "127.0.0.1"))
     loop.add(leg)
     audio_ssrc, video_ssrc = 0x0A0D1000, 0x0B1DE000
     media = publisher_media(audio_ssrc, video_ssrc)
@@ -156,7 +156,7 @@ def subscribe(server: str, target: dict, count: int, info: dict) -> None:
     signalling = signalling_for(server, target)
     failed: list[str] = []
     for index in range(count):
-        leg = Leg(certificate, verify=index == 0)
+        leg = Leg(certificate, verify=index == 0, host=target.get("host", "127.0.0.1"))
         loop.add(leg)
         try:
             signalling.subscribe(leg, info)

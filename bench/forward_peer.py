@@ -134,12 +134,14 @@ class Leg:
 
     :param certificate: the DTLS certificate (one per process is enough).
     :param verify: decrypt every video packet and count failures.
+    :param host: the IPv4 address to bind and announce.
     """
 
-    def __init__(self, certificate: Certificate, verify: bool = False) -> None:
+    def __init__(self, certificate: Certificate, verify: bool = False, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
+        self.host = host
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
         self.certificate = certificate
@@ -179,8 +181,8 @@ class Leg:
                           "c=IN IP4 0.0.0.0", f"a=mid:{m.mid}", "a=inactive"]
                 continue
             rtpmap, fmtp = CODECS[m.kind]
-            lines += [f"m={m.kind} {self.port} UDP/TLS/RTP/SAVPF {m.pt}", "c=IN IP4 127.0.0.1",
-                      f"a=candidate:1 1 udp 2130706431 127.0.0.1 {self.port} typ host",
+            lines += [f"m={m.kind} {self.port} UDP/TLS/RTP/SAVPF {m.pt}", f"c=IN IP4 {self.host}",
+                      f"a=candidate:1 1 udp 2130706431 {self.host} {self.port} typ host",
                       "a=end-of-candidates", f"a=ice-ufrag:{self.ufrag}", f"a=ice-pwd:{self.pwd}",
                       f"a=fingerprint:sha-256 {self.certificate.fingerprint()}",
                       f"a=setup:{setup}", f"a=mid:{m.mid}", f"a={m.direction}", "a=rtcp-mux",

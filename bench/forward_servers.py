@@ -10,6 +10,11 @@ the ``target`` dict the load processes' signalling needs
     RelayServer  python bench/forward_relay.py        (aiortc MediaRelay)
     JanusServer  janus -F <copy of bench/janus>       (videoroom plugin, REST on HTTP)
 
+Janus gathers ICE candidates through libnice, which skips loopback
+addresses and does not answer checks from 127.0.0.1: for Janus (only) the
+load endpoints bind this host's own IPv4 address (``target["host"]``).
+Packets between two local addresses still only cross the ``lo`` device.
+
 ``JanusServer.available()`` says why Janus cannot run here, if it cannot;
 the benchmark prints the reason and goes on with the other two.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +45,13 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (proc(5) 14, 15)
+
+
+def host_address() -> str:
+    """Return this host's primary IPv4 address (no packet is sent to find it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.254", 9))  # TEST-NET-1: only the routing table is consulted
+        return probe.getsockname()[0]
 
 
 class _Process:
@@ -138,12 +151,13 @@ class JanusServer:
         for source in (HERE / "janus").glob("*.jcfg"):
             text = source.read_text().replace("port = 18088", f"port = {port}")
             (self.directory / source.name).write_text(text)
+        host = host_address()
         self.child = _Process(["janus", "--configs-folder", str(self.directory), "--disable-colors",
-                               "--interface", "127.0.0.1", "--debug-level", "4"],
+                               "--interface", host, "--ice-enforce-list", host, "--debug-level", "4"],
                               cwd=self.directory)
         self.child.wait_for("HTTP webserver started", 30)
         self.pid = self.child.pid
-        self.target = {"url": f"http://127.0.0.1:{port}/janus", "room": self.ROOM}
+        self.target = {"url": f"http://127.0.0.1:{port}/janus", "room": self.ROOM, "host": host}
 
     def stop(self) -> None:
         """Stop Janus and remove its configuration copy."""

@@ -153,6 +153,7 @@ class JanusSignalling:
         event = self._message(handle, {"request": "publish", "audio": True, "video": True},
                               {"type": "offer", "sdp": leg.offer(media)})
         leg.start(event["jsep"]["sdp"])
+        self._trickle_done(handle)
         return {"feed": feed}
 
     def subscribe(self, leg: Leg, info: dict) -> None:
@@ -162,6 +163,12 @@ class JanusSignalling:
                                        "streams": [{"feed": info["feed"]}]})
         answer = leg.answer(event["jsep"]["sdp"])
         self._message(handle, {"request": "start"}, {"type": "answer", "sdp": answer})
+        self._trickle_done(handle)
+
+    def _trickle_done(self, handle: int) -> None:
+        """Tell Janus our candidates are all in the SDP (end of trickle)."""
+        self._request(f"{self.url}/{self.session}/{handle}",
+                      {"janus": "trickle", "candidate": {"completed": True}})
 
 
 def signalling_for(server: str, target: dict) -> OursSignalling | RelaySignalling | JanusSignalling:
