@@ -134,3 +134,50 @@ def test_two_aiortc_subscribers_decode_one_aiortc_publisher(realtime_server) -> 
         assert result["frames"]["video"] >= 30, result
         assert result["frames"]["audio"] >= 50, result
         assert result["status"] == ["active", "active"], result
+
+
+async def pull_one_at_a_time(server: Server) -> dict:
+    """Pull audio, renegotiate, then pull video on the same session (two SFU offers)."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamError
+
+    publisher_pc, publisher, names = await publish(server)
+    pc = RTCPeerConnection()
+    frames = {"audio": 0, "video": 0}
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        async def read() -> None:
+            try:
+                while True:
+                    await track.recv()
+                    frames[track.kind] += 1
+            except MediaStreamError:
+                pass
+
+        asyncio.ensure_future(read())
+
+    session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+    mids = []
+    for name in names:  # "aiortc-audio", then "aiortc-video"
+        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {"tracks": [
+            {"location": "remote", "sessionId": publisher, "trackName": name}]})
+        mids.append(reply["tracks"][0]["mid"])
+        await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+        await connected(pc)
+    for _ in range(100):
+        if frames["video"] >= 30 and frames["audio"] >= 50:
+            break
+        await asyncio.sleep(0.1)
+    await pc.close()
+    await publisher_pc.close()
+    return {"mids": mids, "frames": frames}
+
+
+def test_pulls_one_at_a_time_on_one_session(realtime_server) -> None:
+    result = asyncio.run(pull_one_at_a_time(realtime_server))
+    assert result["mids"] == ["0", "1"]
+    assert result["frames"]["audio"] >= 50 and result["frames"]["video"] >= 30, result
