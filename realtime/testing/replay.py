@@ -22,7 +22,13 @@ inner packet follows a ``|``::
 ``--srtp-keys FILE`` reads keys written by ``twistd realtime --srtp-keylog``
 (or the shared captures' ``NAME.srtp.json``, :mod:`realtime.testing.srtp_keys`);
 ``--keylog FILE`` derives them from an NSS key log and the DTLS hellos in
-the capture (:mod:`realtime.testing.dtls_keys`).  ``--extmap 4=mid`` names
+the capture (:mod:`realtime.testing.dtls_keys`), and also decrypts every
+protected DTLS record (:mod:`realtime.testing.dtls_plaintext`): after a
+``|`` come the Finished messages, alerts, and the SCTP packets of
+DataChannels with their chunks, DCEP and message previews
+(:mod:`realtime.testing.sctp_summary`)::
+
+    2.104 udp ... DTLS application_data v=0xfefd epoch=1 seq=4 length=73 | SCTP 5000>5000 vtag=0x... DATA tsn=1 sid=0 ssn=0 ppid=50 len=16 DCEP OPEN label="chat" ...  ``--extmap 4=mid`` names
 header extension ids.  ``--stats`` ends with a ``#`` line counting kinds,
 undecodable payloads and decryptions.
 
@@ -48,6 +54,7 @@ from realtime.demux import PacketKind, classify
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.rtp.packet import RtpPacket
 from realtime.testing.dtls_keys import derive_srtp_keys, read_nss_keylog
+from realtime.testing.dtls_plaintext import DtlsDecryptor, summarize_plaintext
 from realtime.testing.media_summary import (
     summarize_dtls,
     summarize_rtcp_compound,
@@ -221,10 +228,13 @@ def capture_lines(path: str, keys: list[SrtpKeys] | None = None, keylog: str | N
     """
     records = list(read_capture(path))
     keys = list(keys or [])
+    dtls = None
     if keylog:
+        secrets = read_nss_keylog(keylog)
         udp = ((r.src, r.dst, r.payload) for r in records
                if r.transport == "udp" and r.payload and classify(r.payload) is PacketKind.DTLS)
-        keys += derive_srtp_keys(udp, read_nss_keylog(keylog))
+        keys += derive_srtp_keys(udp, secrets)
+        dtls = DtlsDecryptor(secrets)
     decryptor = SrtpDecryptor(keys) if keys else None
     table = dict(SUMMARIZERS)
     if extmap:
@@ -235,6 +245,10 @@ def capture_lines(path: str, keys: list[SrtpKeys] | None = None, keylog: str | N
             kind, text = summarize(rec.payload, table)
             if decryptor is not None and kind in ("RTP", "RTCP") and "undecodable:" not in text:
                 text += decrypted_summary(kind, rec.payload, rec.src, rec.dst, decryptor)
+            elif dtls is not None and kind == "DTLS":
+                opened = dtls.open_datagram(rec.src, rec.dst, rec.payload)
+                if opened:
+                    text += " | " + "; ".join(summarize_plaintext(o, stats) for o in opened)
             entries.append((rec.time, index, "udp", rec.src, rec.dst, kind, text))
         elif rec.transport == "sctp":
             entries.append((rec.time, index, "sctp", rec.src, rec.dst, "SCTP", f"{len(rec.payload)} bytes"))
@@ -249,6 +263,8 @@ def capture_lines(path: str, keys: list[SrtpKeys] | None = None, keylog: str | N
         yield f"{when - start:10.6f} {transport} {_address(src)} -> {_address(dst)} {kind} {text}".rstrip()
     if stats is not None and decryptor is not None:
         stats.update(decryptor.counts)
+    if stats is not None and dtls is not None:
+        stats.update(dtls.counts)
 
 
 def _extmap(value: str) -> tuple[int, str]:
@@ -271,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a NAME.srtp.json of the shared captures (repeatable)")
     parser.add_argument("--keylog", metavar="KEYLOG",
                         help="NSS key log (CLIENT_RANDOM lines, 'twistd realtime --dtls-keylog'); "
-                             "SRTP keys are derived from it and the capture's DTLS 1.2 hellos")
+                             "SRTP keys are derived from it and the capture's DTLS 1.2 hellos, "
+                             "and DTLS records are decrypted: SCTP chunks, DCEP, DataChannel "
+                             "messages")
     parser.add_argument("--extmap", metavar="ID=NAME", type=_extmap, action="append", default=[],
                         help="name an RTP header extension id in RTP lines, e.g. 4=mid 10=rid "
                              "(repeatable; the ids are the a=extmap lines of the SDP)")
