@@ -17,15 +17,17 @@ SHA-384 for the ``*_SHA384`` suites)::
 
 The DTLS client protects with ``client_write_*`` and the server with
 ``server_write_*``.  Only the AEAD suites WebRTC stacks negotiate are
-covered (:data:`AEAD_SUITES`); a CBC suite raises :class:`UnsupportedSuite`.
+covered (:data:`AEAD_SUITES`), plus AES-128-CCM-8 (RFC 6655, RFC 7251), whose
+records are laid out like GCM's, because the one independent DTLS vector
+with published secrets uses it; a CBC suite raises :class:`UnsupportedSuite`.
 
-An AES-GCM record (RFC 5288 §3) starts with an 8-byte explicit nonce; the
-ChaCha20-Poly1305 record (RFC 7905 §2) has none and XORs the sequence
-number into the IV instead::
+An AES-GCM or AES-CCM record (RFC 5288 §3, RFC 6655 §3) starts with an
+8-byte explicit nonce; the ChaCha20-Poly1305 record (RFC 7905 §2) has none
+and XORs the sequence number into the IV instead::
 
-    DTLS record header (13, clear)  | nonce_explicit (8, GCM only) | ciphertext | tag (16)
+    DTLS record header (13, clear) | nonce_explicit (8, not ChaCha) | ciphertext | tag (16; CCM-8: 8)
 
-    GCM nonce    = client_write_IV(4) | nonce_explicit(8)
+    GCM/CCM nonce = client_write_IV(4) | nonce_explicit(8)
     ChaCha nonce = client_write_IV(12) XOR (0(4) | epoch(2) | sequence_number(6))
     additional_data = epoch(2) | sequence_number(6) | type(1) | version(2) | length(2)
 
@@ -42,7 +44,7 @@ import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from realtime.dtls.record import Record
 from realtime.errors import DecodeError, LocalProtocolError
@@ -50,11 +52,8 @@ from realtime.errors import DecodeError, LocalProtocolError
 KEY_EXPANSION_LABEL = b"key expansion"
 """RFC 5246 §6.3: the PRF label of the key block."""
 
-TAG_LENGTH = 16
-"""Bytes of the AEAD authentication tag (RFC 5288 §3, RFC 7905 §2)."""
-
 EXPLICIT_NONCE_LENGTH = 8
-"""Bytes of ``nonce_explicit`` at the start of an AES-GCM record (RFC 5288 §3)."""
+"""Bytes of ``nonce_explicit`` at the start of an AES-GCM/CCM record (RFC 5288 §3, RFC 6655 §3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +64,24 @@ class AeadSuite:
     :ivar key_length: bytes of each ``*_write_key``.
     :ivar iv_length: bytes of each ``*_write_IV`` (the implicit nonce part).
     :ivar hash_name: the PRF hash (``hashlib`` name).
-    :ivar chacha: True for ChaCha20-Poly1305 (RFC 7905), False for AES-GCM.
+    :ivar cipher: ``"gcm"`` (RFC 5288), ``"ccm8"`` (RFC 6655) or ``"chacha"`` (RFC 7905).
     """
 
     name: str
     key_length: int
     iv_length: int
     hash_name: str
-    chacha: bool = False
+    cipher: str = "gcm"
+
+    @property
+    def tag_length(self) -> int:
+        """Return the bytes of the authentication tag (8 for CCM-8, else 16)."""
+        return 8 if self.cipher == "ccm8" else 16
+
+    @property
+    def explicit_nonce_length(self) -> int:
+        """Return the bytes of ``nonce_explicit`` before the ciphertext (0 for ChaCha20)."""
+        return 0 if self.cipher == "chacha" else EXPLICIT_NONCE_LENGTH
 
 
 AEAD_SUITES: dict[int, AeadSuite] = {
@@ -80,8 +89,10 @@ AEAD_SUITES: dict[int, AeadSuite] = {
     0xC02C: AeadSuite("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 32, 4, "sha384"),  # RFC 5289
     0xC02F: AeadSuite("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 16, 4, "sha256"),  # RFC 5289
     0xC030: AeadSuite("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 32, 4, "sha384"),  # RFC 5289
-    0xCCA8: AeadSuite("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 32, 12, "sha256", True),  # RFC 7905
-    0xCCA9: AeadSuite("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", 32, 12, "sha256", True),  # RFC 7905
+    0xCCA8: AeadSuite("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 32, 12, "sha256", "chacha"),
+    0xCCA9: AeadSuite("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", 32, 12, "sha256", "chacha"),
+    0xC0A8: AeadSuite("TLS_PSK_WITH_AES_128_CCM_8", 16, 4, "sha256", "ccm8"),  # RFC 6655
+    0xC0AE: AeadSuite("TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", 16, 4, "sha256", "ccm8"),  # RFC 7251
 }
 """Cipher suite number -> :class:`AeadSuite`, the suites this module can decrypt."""
 
@@ -166,7 +177,12 @@ class RecordProtection:
                                      f"{suite.iv_length}-byte IV")
         self.suite = suite
         self._iv = iv
-        self._aead = ChaCha20Poly1305(key) if suite.chacha else AESGCM(key)
+        if suite.cipher == "chacha":
+            self._aead = ChaCha20Poly1305(key)
+        elif suite.cipher == "ccm8":
+            self._aead = AESCCM(key, tag_length=8)
+        else:
+            self._aead = AESGCM(key)
 
     def _seq_num(self, record: Record) -> bytes:
         return _SEQ.pack(record.epoch, record.sequence_number >> 32,
@@ -187,17 +203,17 @@ class RecordProtection:
             authentication"``.
         """
         fragment = record.fragment
-        overhead = TAG_LENGTH + (0 if self.suite.chacha else EXPLICIT_NONCE_LENGTH)
+        explicit = self.suite.explicit_nonce_length
+        overhead = self.suite.tag_length + explicit
         if len(fragment) < overhead:
             raise RecordDecryptionFailed(f"DTLS record of {len(fragment)} bytes is shorter than "
                                          f"its {overhead}-byte nonce and tag")
         seq_num = self._seq_num(record)
-        if self.suite.chacha:
-            nonce, sealed = self._chacha_nonce(seq_num), fragment
+        if explicit:
+            nonce, sealed = self._iv + fragment[:explicit], fragment[explicit:]
         else:
-            nonce = self._iv + fragment[:EXPLICIT_NONCE_LENGTH]
-            sealed = fragment[EXPLICIT_NONCE_LENGTH:]
-        aad = self._aad(record, seq_num, len(sealed) - TAG_LENGTH)
+            nonce, sealed = self._chacha_nonce(seq_num), fragment
+        aad = self._aad(record, seq_num, len(sealed) - self.suite.tag_length)
         try:
             return self._aead.decrypt(nonce, sealed, aad)
         except InvalidTag:
@@ -214,7 +230,7 @@ class RecordProtection:
         header = Record(content_type, version, epoch, sequence_number, b"")
         seq_num = self._seq_num(header)
         aad = self._aad(header, seq_num, len(plaintext))
-        if self.suite.chacha:
+        if self.suite.cipher == "chacha":
             fragment = self._aead.encrypt(self._chacha_nonce(seq_num), plaintext, aad)
         else:
             fragment = seq_num + self._aead.encrypt(self._iv + seq_num, plaintext, aad)
