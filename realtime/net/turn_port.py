@@ -36,8 +36,10 @@ from realtime.errors import DecodeError
 from realtime.net.media_port import MALFORMED, UNROUTED, MediaPort
 from realtime.net.router import Address, DatagramRouter
 from realtime.net.driver import MachineDriver
-from realtime.net.stream_framing import DEFAULT_MAX_FRAME_SIZE, StreamFramer
-from realtime.stun.stream import StreamFramer as Rfc5766Framer
+from realtime.stun.stream import StreamFramer
+
+#: Default bound on one frame (STUN message or padded ChannelData), in bytes.
+DEFAULT_MAX_FRAME_SIZE = 16 * 1024
 
 __all__ = [
     "MediaPort", "TurnConnection", "TurnConnectionFactory", "TurnHost", "TurnStreamFactory",
@@ -257,7 +259,6 @@ class TurnConnection(TurnStreamProtocol):
 
     def __init__(self, factory: "TurnConnectionFactory") -> None:
         super().__init__(factory)
-        self.framer = Rfc5766Framer()
         factory.serial += 1
         self.key = f"{factory.name}#{factory.serial}"
 

@@ -43,6 +43,8 @@ def frame_length(buffer: bytes | bytearray | memoryview) -> int | None:
     first = buffer[0]
     length = (buffer[2] << 8) | buffer[3]
     if first < 0x40:
+        if length & 3:
+            raise DecodeError(f"STUN message length {length} is not a multiple of 4")
         return 20 + length
     if first < 0x80:
         return 4 + length + (-length & 3)
@@ -50,12 +52,18 @@ def frame_length(buffer: bytes | bytearray | memoryview) -> int | None:
 
 
 class StreamFramer:
-    """Split a STUN/ChannelData byte stream into frames, fed in any chunks."""
+    """Split a STUN/ChannelData byte stream into frames, fed in any chunks.
 
-    __slots__ = ("_buffer",)
+    :param max_frame_size: frames announcing more bytes than this are a
+        :class:`DecodeError` (the connection should be closed), so a peer
+        cannot make us buffer more than one bounded frame.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buffer", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
+        self.max_frame_size = max_frame_size
 
     @property
     def pending(self) -> int:
@@ -73,6 +81,9 @@ class StreamFramer:
         offset = 0
         while True:
             size = frame_length(memoryview(self._buffer)[offset:])
+            if size is not None and size > self.max_frame_size:
+                raise DecodeError(
+                    f"frame of {size} bytes exceeds the {self.max_frame_size}-byte limit")
             if size is None or offset + size > len(self._buffer):
                 break
             frames.append(bytes(self._buffer[offset : offset + size]))

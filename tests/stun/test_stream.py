@@ -53,3 +53,16 @@ def test_split_stream_stops_at_garbage_and_truncation():
     assert split_stream(STUN + CHANNEL + b"\x99garbage") == ([STUN, CHANNEL], len(STUN) + len(CHANNEL))
     assert split_stream(STUN + STUN[:-1]) == ([STUN], len(STUN))
     assert split_stream(b"") == ([], 0)
+
+
+def test_frame_limit_bounds_the_buffer():
+    """A frame announcing more than the limit is refused before it is buffered."""
+    framer = StreamFramer(max_frame_size=64)
+    header = bytes.fromhex("0001 0100 2112a442") + bytes(12)  # Binding request, length 256
+    with pytest.raises(DecodeError, match="frame of 276 bytes exceeds the 64-byte limit"):
+        framer.feed(header)
+
+
+def test_stun_length_must_be_a_multiple_of_four():
+    with pytest.raises(DecodeError, match="STUN message length 5 is not a multiple of 4"):
+        frame_length(bytes.fromhex("0001 0005"))
