@@ -154,6 +154,10 @@ class PeerConnection:
         self.drops: Counter[str] = Counter()
         #: Packets and bytes received and sent, by kind.
         self.counters: Counter[str] = Counter()
+        #: Wire usage (UDP payloads in and out, every kind), read by
+        #: :class:`realtime.sfu.usage.UsageMeter`.
+        self.bytes_received = self.packets_received = 0
+        self.bytes_sent = self.packets_sent = 0
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: list[Event] = []
 
@@ -166,13 +170,18 @@ class PeerConnection:
     def receive_classified(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> None:
         """Handle a datagram the port already classified (RFC 7983): no second look."""
         if kind is PacketKind.RTP or kind is PacketKind.RTCP:
+            self.bytes_received += len(data)
+            self.packets_received += 1
             self._receive_srtp(kind, data, now)
         elif kind is PacketKind.STUN:
-            self.receive_stun(data, addr, now)
-        elif kind is PacketKind.DTLS:
-            self._receive_dtls(data, addr, now)
+            self.receive_stun(data, addr, now)  # counts it
         else:
-            self.drops["unknown"] += 1
+            self.bytes_received += len(data)
+            self.packets_received += 1
+            if kind is PacketKind.DTLS:
+                self._receive_dtls(data, addr, now)
+            else:
+                self.drops["unknown"] += 1
 
     def receive_stun(self, data: bytes, addr: Address, now: float, response: bytes | None = None,
                      handled: bool = False) -> None:
@@ -181,6 +190,8 @@ class PeerConnection:
         The port's demultiplexer calls the agent itself (to learn whether the
         address authenticated) and passes its ``response`` here.
         """
+        self.bytes_received += len(data)
+        self.packets_received += 1
         if not handled:
             try:
                 response = self.ice.receive_stun(data, addr, now)
@@ -298,8 +309,11 @@ class PeerConnection:
     # -- outputs -----------------------------------------------------------
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
-        """Return and forget the queued ``(datagram, address)`` pairs."""
+        """Return and forget the queued ``(datagram, address)`` pairs (counted as sent)."""
         out, self._outgoing = self._outgoing, []
+        if out:
+            self.packets_sent += len(out)
+            self.bytes_sent += sum([len(datagram) for datagram, _ in out])
         return out
 
     def get_timer(self) -> float | None:

@@ -139,8 +139,12 @@ class Subscription:
         if forwarder is None:
             return
         self.nacks += 1
+        track = self.track
         for packet in forwarder.retransmit(sequence_numbers, now):
-            self.session.send_rtp(bytes(packet))
+            packet = bytes(packet)
+            track.egress_bytes += len(packet)
+            track.egress_packets += 1
+            self.session.send_rtp(packet)
 
     def stop(self) -> None:
         """Stop forwarding (the m= section closed or the track ended)."""
@@ -176,8 +180,11 @@ class PublishedTrack:
         self.subscriptions: list[Subscription] = []
         self.created = now
         self.last_packet_time: float | None = None
+        #: RTP accepted from the publisher / forwarded to subscribers (realtime.sfu.usage)
         self.packets = 0
         self.bytes = 0
+        self.egress_packets = 0
+        self.egress_bytes = 0
         self.ended = False
         self._keyframe_wanted = False
         for stream in media.remote_streams:
@@ -253,7 +260,10 @@ class PublishedTrack:
             forwarder = subscription.forwarder
             out = forwarder.forward(packet, stream, keyframe, now)
             if out is not None:
-                subscription.session.send_rtp(bytes(out))
+                out = bytes(out)
+                self.egress_bytes += len(out)
+                self.egress_packets += 1
+                subscription.session.send_rtp(out)
             elif forwarder.keyframe_wanted:
                 self.requesters[stream.ssrc].request(now)
                 self._keyframe_wanted = True
