@@ -1,0 +1,259 @@
+"""
+DataChannel benchmark: messages/s and MB/s through our SCTP stack, against aiortc.
+
+Run (about half a minute)::
+
+    .venv/bin/python bench/datachannel.py
+    .venv/bin/python bench/datachannel.py --via echo,aiortc --small 5000 --bulk 400 --rounds 3
+
+One aiortc client (in this process) opens a reliable ordered DataChannel
+and, per workload, sends every message at once and waits until each has
+come back on the same channel: a round trip through the far side's SCTP
+association, DCEP channel and DTLS, both ways.  The far side (``--via``):
+
+    echo     ``twistd -n realtime`` on loopback, ``POST /v1/apps/{app}/echo/new``:
+             our PeerConnection + SctpTransport echo every message
+             (realtime/peer/echo.py);
+    aiortc   the baseline: an aiortc RTCPeerConnection in a child process that
+             sends every message back on its channel (aiortc's own SCTP).
+
+Both far sides run in their own process, so the client's CPU is not theirs.
+Workloads: ``small`` (``--small`` messages of 100 bytes: messages/s is the
+figure) and ``bulk`` (``--bulk`` messages of 16 KiB: MB/s is the figure;
+payload bytes one way per second of round trip).  Each (via, workload) is
+run ``--rounds`` times on one connection and the best round is printed,
+with the far side's CPU time per message (user + system, /proc/PID/stat)
+and the ratio of ours to aiortc.
+
+To add a far side (``--via sfu``: one publisher session, 1 and 10
+subscriber sessions through the Cloudflare-compatible datachannels routes,
+once they exist) write an :class:`Answerer` -- ``start()``, ``answer(offer
+sdp) -> answer sdp``, ``pid``, ``stop()`` -- and register it in :data:`VIAS`;
+for fan-out the client side would count arrivals at each subscriber
+instead of echoes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.interop.realtime_server import Server  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return user + system CPU seconds of process ``pid`` (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class Answerer:
+    """A far side that answers the client's offer and echoes every message."""
+
+    name = "?"
+    pid = 0
+
+    def start(self) -> None:
+        """Start the far side's process."""
+
+    def answer(self, offer_sdp: str) -> str:
+        """Return the SDP answer to ``offer_sdp``."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the far side's process."""
+
+
+class EchoRoute(Answerer):
+    """``twistd -n realtime`` and its diagnostic echo route."""
+
+    name = "ours (echo route)"
+
+    def start(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="realtime-bench-dc-")
+        self.server = Server(Path(self._tmp.name) / "state", app=True)
+        self.server.wait_ready()
+        self.pid = self.server.process.pid
+
+    def answer(self, offer_sdp: str) -> str:
+        status, body = self.server.post(
+            "/echo/new", {"sessionDescription": {"type": "offer", "sdp": offer_sdp}})
+        if status != 201:
+            raise RuntimeError(f"echo/new answered {status}: {body}")
+        return body["sessionDescription"]["sdp"]
+
+    def stop(self) -> None:
+        self.server.stop()
+        self._tmp.cleanup()
+
+
+def _aiortc_echo_main(conn) -> None:
+    """Child process: answer one offer with aiortc and echo every channel message."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    async def serve() -> None:
+        pc = RTCPeerConnection()
+
+        @pc.on("datachannel")
+        def on_channel(channel) -> None:
+            channel.on("message", channel.send)
+
+        loop = asyncio.get_running_loop()
+        offer = await loop.run_in_executor(None, conn.recv)
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        conn.send(pc.localDescription.sdp)
+        await loop.run_in_executor(None, conn.recv)  # any message: stop
+        await pc.close()
+
+    asyncio.run(serve())
+
+
+class AiortcEcho(Answerer):
+    """An aiortc peer in a child process: the baseline."""
+
+    name = "aiortc"
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_aiortc_echo_main, args=(child,), daemon=True)
+        self.process.start()
+        self.pid = self.process.pid
+
+    def answer(self, offer_sdp: str) -> str:
+        self.conn.send(offer_sdp)
+        if not self.conn.poll(30):
+            raise RuntimeError("the aiortc echo peer gave no answer")
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+VIAS: dict[str, type[Answerer]] = {"echo": EchoRoute, "aiortc": AiortcEcho}
+"""``--via`` name -> far side; ``sfu`` joins when the datachannels API routes exist."""
+
+
+async def connect(answerer: Answerer):
+    """Return ``(pc, channel)``: an aiortc client with an open reliable channel to ``answerer``."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    pc = RTCPeerConnection()
+    channel = pc.createDataChannel("bench")
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    answer = await loop.run_in_executor(None, answerer.answer, pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    await asyncio.wait_for(opened.wait(), 15)
+    return pc, channel
+
+
+async def round_trip(channel, count: int, size: int, timeout: float = 120.0) -> float:
+    """Send ``count`` messages of ``size`` bytes at once; return seconds until all came back."""
+    payload = bytes(size)
+    received = 0
+    done = asyncio.Event()
+
+    def on_message(message) -> None:
+        nonlocal received
+        received += 1
+        if received >= count:
+            done.set()
+
+    channel.on("message", on_message)
+    started = time.perf_counter()
+    for _ in range(count):
+        channel.send(payload)
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    finally:
+        channel.remove_listener("message", on_message)
+    return time.perf_counter() - started
+
+
+async def measure(answerer: Answerer, workloads: list[tuple[str, int, int]], rounds: int
+                  ) -> dict[str, tuple[float, float]]:
+    """Return ``workload -> (best seconds, far-side CPU seconds of that round)``."""
+    pc, channel = await connect(answerer)
+    results = {}
+    try:
+        await round_trip(channel, 50, 100)  # warm up: congestion window, JIT-free paths
+        for name, count, size in workloads:
+            best = None
+            for _ in range(rounds):
+                cpu = cpu_seconds(answerer.pid)
+                seconds = await round_trip(channel, count, size)
+                cpu = cpu_seconds(answerer.pid) - cpu
+                if best is None or seconds < best[0]:
+                    best = (seconds, cpu)
+            results[name] = best
+    finally:
+        await pc.close()
+    return results
+
+
+def print_table(workloads, rows: dict[str, dict[str, tuple[float, float]]]) -> None:
+    """Print one line per (workload, far side) and the ratio ours / aiortc."""
+    print(f"{'workload':<22} {'far side':<18} {'msg/s':>9} {'MB/s':>8} {'far CPU-µs/msg':>15}")
+    for name, count, size in workloads:
+        label = f"{name} {count} x {size} B"
+        for via, results in rows.items():
+            if name not in results:
+                print(f"{label:<22} {via:<18} {'-':>9} {'-':>8} {'-':>15}")
+                continue
+            seconds, cpu = results[name]
+            print(f"{label:<22} {via:<18} {count / seconds:>9.0f} "
+                  f"{count * size / seconds / 1e6:>8.2f} {cpu / count * 1e6:>15.1f}")
+        ours, base = rows.get(EchoRoute.name, {}), rows.get(AiortcEcho.name, {})
+        if name in ours and name in base:
+            print(f"{'':<22} {'ratio ours/aiortc':<18} {base[name][0] / ours[name][0]:>9.2f} "
+                  f"{base[name][0] / ours[name][0]:>8.2f} "
+                  f"{(ours[name][1] / base[name][1]) if base[name][1] else float('nan'):>15.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every ``--via`` far side through every workload and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--via", default="echo,aiortc",
+                        help=f"far sides, comma-separated, from {sorted(VIAS)} (default: %(default)s)")
+    parser.add_argument("--small", type=int, default=5000, help="100-byte messages per round")
+    parser.add_argument("--bulk", type=int, default=500, help="16 KiB messages per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per workload; best is shown")
+    args = parser.parse_args(argv)
+    workloads = [("small", args.small, 100), ("bulk", args.bulk, 16384)]
+    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    for via in args.via.split(","):
+        if via not in VIAS:
+            parser.error(f"--via {via!r} is not one of {sorted(VIAS)}")
+        answerer = VIAS[via]()
+        answerer.start()
+        try:
+            rows[answerer.name] = asyncio.run(measure(answerer, workloads, args.rounds))
+        except Exception as exc:  # a far side that fails is reported, the run goes on
+            print(f"# {answerer.name}: {exc!r}", file=sys.stderr)
+            rows[answerer.name] = {}
+        finally:
+            answerer.stop()
+    print_table(workloads, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
