@@ -18,10 +18,11 @@
      ├─ turn-udp     UDPServer(--turn-port, TurnUdpPort)                         RFC 8656 §3.1
      ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnConnectionFactory)    RFC 8656 §3.1
      ├─ turn-tls     EndpointListener(ssl:--turns-port, TurnConnectionFactory)   RFC 8656 §3.1
-     └─ turn-<kind>-alt-<port>  one per --turn-alt-port (see realtime.net.turn_service)
+     ├─ turn-<kind>-alt-<port>  one per --turn-alt-port (see realtime.net.turn_service)
+     └─ usage-flush  UsageFlush: SFU usage counters -> state store every 10 s and on stop
 
-State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps; see
-:mod:`realtime.state`) and ``tls/`` (the self-signed certificate; see
+State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps, TURN
+keys, usage; see :mod:`realtime.state`) and ``tls/`` (the self-signed certificate; see
 :mod:`realtime.net.certificate`).  With no ``--app``, an app is generated on
 first start, stored, and printed at every start with a ready-to-paste curl
 line.  Port 0 means "any free port"; the bound ports are then in
@@ -48,6 +49,7 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.usage import flush_usage, sfu_usage
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
 from realtime.net.peers import PeerHost
@@ -56,6 +58,7 @@ from realtime.net.turn_port import TurnStreamFactory
 from realtime.net.turn_service import (
     build_turn, parse_alt_port, parse_cidr, parse_relay_ports, parse_turn_key,
 )
+from realtime.net.usage_flush import UsageFlush
 from realtime.state import App, ServerConfig, StateStore, generate_app
 
 log = Logger()
@@ -391,6 +394,8 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")))
     api.peers = peers
     service.peers = peers
+    sfu_usage(api)  # meter every session from the first one on
+    UsageFlush(lambda now: flush_usage(api, now), reactor).setServiceParent(service)
     service.media = MediaPort(peers.router, reactor, "media")
     peers.attach(service.media)
     turn = build_turn(options, reactor, store, interface, public_ip)

@@ -4,10 +4,11 @@ What the server remembers and what it announces.
 Two things live here:
 
 * :class:`StateStore` -- the persistent part: one SQLite file in the state
-  directory (stdlib :mod:`sqlite3`).  Today it holds the SFU *apps* (the
+  directory (stdlib :mod:`sqlite3`).  It holds the SFU *apps* (the
   ``appId`` / bearer secret pairs of the Cloudflare Realtime API, CALLS-API.md
-  §1.1); TURN keys and usage counters are meant to be added as new schema
-  versions.  Nothing a user created is lost on restart.
+  §1.1), TURN keys, issued credentials and TURN usage (schema 2,
+  :class:`TurnTables`) and SFU usage per app, session and track (schema 3,
+  :class:`SfuUsageTables`).  Nothing a user created is lost on restart.
 * :class:`ServerConfig` -- the non-persistent part: the address and ports the
   server announces in ICE candidates and TURN URLs, and the apps given on the
   command line (``--app ID:SECRET``, never written to disk).
@@ -78,6 +79,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             egress            INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (key_id, username, minute)
         );
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE TABLE sfu_usage (
+            app_id          TEXT NOT NULL,
+            session_id      TEXT NOT NULL,
+            track_name      TEXT NOT NULL DEFAULT '',
+            minute          INTEGER NOT NULL,
+            ingress         INTEGER NOT NULL DEFAULT 0,
+            egress          INTEGER NOT NULL DEFAULT 0,
+            ingress_packets INTEGER NOT NULL DEFAULT 0,
+            egress_packets  INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (app_id, session_id, track_name, minute)
+        );
+        CREATE INDEX sfu_usage_by_app_minute ON sfu_usage (app_id, minute);
         """,
     ),
 )
@@ -194,8 +212,66 @@ class TurnTables:
         return self._db.execute(sql + " GROUP BY minute ORDER BY minute", args).fetchall()
 
 
-class StateStore(TurnTables):
-    """Keep apps (and, later, TURN keys and usage) in one SQLite file.
+class SfuUsageTables:
+    """The SFU part of :class:`StateStore`: usage per app, session and track, per minute.
+
+    A row whose ``track_name`` is ``''`` is the session's own (its
+    PeerConnection's wire bytes); other rows are tracks the session
+    published (see :mod:`realtime.sfu.usage`).
+    """
+
+    _db: sqlite3.Connection
+
+    def add_sfu_usage(self, rows) -> None:
+        """Sum ``(app_id, session_id, track_name, minute, ingress, egress, ingress_packets,
+        egress_packets)`` rows into the table, all or none."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT INTO sfu_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+                "(app_id, session_id, track_name, minute) DO UPDATE SET "
+                "ingress = ingress + excluded.ingress, egress = egress + excluded.egress, "
+                "ingress_packets = ingress_packets + excluded.ingress_packets, "
+                "egress_packets = egress_packets + excluded.egress_packets", list(rows))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def sfu_usage(self, app_id: str, since: int, until: int, session_id: str | None = None,
+                  track_name: str = "") -> list[tuple[int, int, int, int, int]]:
+        """Return ``(minute, ingress, egress, ingress_packets, egress_packets)`` per minute.
+
+        Sums the rows of ``app_id`` in ``[since, until)`` named ``track_name``
+        (``''``: the sessions' own rows), of one session when ``session_id`` is given.
+        """
+        sql = ("SELECT minute, SUM(ingress), SUM(egress), SUM(ingress_packets), "
+               "SUM(egress_packets) FROM sfu_usage "
+               "WHERE app_id = ? AND minute >= ? AND minute < ? AND track_name = ?")
+        args: list = [app_id, since, until, track_name]
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            args.append(session_id)
+        return self._db.execute(sql + " GROUP BY minute ORDER BY minute", args).fetchall()
+
+    def sfu_usage_by_track(self, app_id: str, session_id: str, since: int,
+                           until: int) -> list[tuple[str, int, int, int, int]]:
+        """Return ``(track_name, ingress, egress, ingress_packets, egress_packets)`` per
+        track of one session in ``[since, until)``, by name."""
+        return self._db.execute(
+            "SELECT track_name, SUM(ingress), SUM(egress), SUM(ingress_packets), "
+            "SUM(egress_packets) FROM sfu_usage WHERE app_id = ? AND session_id = ? "
+            "AND minute >= ? AND minute < ? AND track_name != '' "
+            "GROUP BY track_name ORDER BY track_name",
+            (app_id, session_id, since, until)).fetchall()
+
+    def prune_sfu_usage(self, before: int) -> int:
+        """Delete the SFU usage of minutes before ``before``; return how many rows went."""
+        return self._db.execute("DELETE FROM sfu_usage WHERE minute < ?", (before,)).rowcount
+
+
+class StateStore(TurnTables, SfuUsageTables):
+    """Keep apps, TURN keys and credentials, and usage in one SQLite file.
 
     Opening creates the file with mode 0600 if needed and brings its schema
     up to date (see :data:`MIGRATIONS`).  Every write commits at once.

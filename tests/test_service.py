@@ -160,7 +160,7 @@ def test_tree(tmp_path) -> None:
     service, reactor = build(tmp_path, "--media-port", "10001", "--turn-port", "3479",
                              "--turns-port", "5350")
     children = {s.name: s for s in service}
-    assert set(children) == {"api", "media", "turn-udp", "turn-tcp", "turn-tls"}
+    assert set(children) == {"api", "media", "turn-udp", "turn-tcp", "turn-tls", "usage-flush"}
     assert isinstance(children["api"], EndpointListener)
     assert isinstance(service.media, MediaPort) and isinstance(service.turn_udp, MediaPort)
     assert isinstance(service.turn_tcp, TurnStreamFactory)

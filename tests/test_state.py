@@ -58,16 +58,17 @@ def test_generated_app_shape() -> None:
 def test_migrations_apply_in_order_and_only_once(tmp_path, monkeypatch) -> None:
     path = tmp_path / "db"
     StateStore(path).close()
-    extra = (2, "CREATE TABLE turn_keys (key_id TEXT PRIMARY KEY, secret TEXT NOT NULL);")
+    latest = state.MIGRATIONS[-1][0]
+    extra = (latest + 1, "CREATE TABLE extra (key_id TEXT PRIMARY KEY, secret TEXT NOT NULL);")
     monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS + (extra,))
     store = StateStore(path)
-    assert store.schema_version == 2
+    assert store.schema_version == latest + 1
     store.close()
-    store = StateStore(path)  # re-running version 2 would fail: the table exists
-    assert store.schema_version == 2
+    store = StateStore(path)  # re-running the extra version would fail: the table exists
+    assert store.schema_version == latest + 1
     store.close()
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
-    assert {"apps", "turn_keys", "schema_version"} <= tables
+    assert {"apps", "turn_keys", "sfu_usage", "extra", "schema_version"} <= tables
 
 
 def test_failed_migration_leaves_version_unchanged(tmp_path, monkeypatch) -> None:
@@ -86,3 +87,67 @@ def test_config_finds_command_line_apps() -> None:
     config = ServerConfig(apps=(App("a", "secret-a"), App("b", "secret-b")))
     assert config.find_app("b") == App("b", "secret-b")
     assert config.find_app("c") is None
+
+
+# -- SFU usage (schema 3) ------------------------------------------------------------------
+
+M = 1_800_000_000 // 60 * 60  # a minute boundary
+
+
+def usage_rows(app="app", session="s1"):
+    # (app, session, track ('' = the session's wire bytes), minute, in, out, in pkts, out pkts)
+    return [(app, session, "", M, 1000, 5000, 10, 50),
+            (app, session, "mic", M, 800, 4000, 8, 40),
+            (app, session, "", M + 60, 1, 2, 1, 1)]
+
+
+def test_sfu_usage_survives_reopen_and_sums_per_minute(tmp_path) -> None:
+    path = tmp_path / "db"
+    store = StateStore(path)
+    store.add_sfu_usage(usage_rows())
+    store.close()
+    store = StateStore(path)
+    store.add_sfu_usage([("app", "s1", "", M, 1, 1, 1, 1)])          # same key: summed
+    assert store.sfu_usage("app", M, M + 120) == [(M, 1001, 5001, 11, 51), (M + 60, 1, 2, 1, 1)]
+    assert store.sfu_usage("app", M, M + 60) == [(M, 1001, 5001, 11, 51)]   # until excluded
+    assert store.sfu_usage("app", M, M + 120, track_name="mic") == [(M, 800, 4000, 8, 40)]
+    assert store.sfu_usage("other", M, M + 120) == []
+    store.close()
+
+
+def test_sfu_usage_filters_by_session_and_breaks_down_by_track(tmp_path) -> None:
+    store = StateStore(tmp_path / "db")
+    store.add_sfu_usage(usage_rows(session="s1") + usage_rows(session="s2")
+                        + [("app", "s1", "cam", M + 60, 7, 70, 1, 2)])
+    assert store.sfu_usage("app", M, M + 60) == [(M, 2000, 10000, 20, 100)]
+    assert store.sfu_usage("app", M, M + 60, session_id="s2") == [(M, 1000, 5000, 10, 50)]
+    assert store.sfu_usage_by_track("app", "s1", M, M + 120) == [
+        ("cam", 7, 70, 1, 2), ("mic", 800, 4000, 8, 40)]
+    assert store.sfu_usage_by_track("app", "s1", M + 60, M + 120) == [("cam", 7, 70, 1, 2)]
+
+
+def test_sfu_usage_prune_and_all_or_nothing_insert(tmp_path) -> None:
+    store = StateStore(tmp_path / "db")
+    store.add_sfu_usage(usage_rows())
+    assert store.prune_sfu_usage(M + 60) == 2
+    assert store.sfu_usage("app", 0, M + 120) == [(M + 60, 1, 2, 1, 1)]
+    with pytest.raises(sqlite3.Error):
+        store.add_sfu_usage([("app", "s9", "", M, 1, 1, 1, 1), ("too", "short")])
+    assert store.sfu_usage("app", 0, M + 120, session_id="s9") == []   # rolled back
+    store.add_sfu_usage([("app", "s9", "", M, 1, 1, 1, 1)])             # store still usable
+    assert store.sfu_usage("app", 0, M + 120, session_id="s9") == [(M, 1, 1, 1, 1)]
+
+
+def test_version_2_file_is_upgraded_keeping_turn_usage(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "db"
+    monkeypatch.setattr(state, "MIGRATIONS", tuple(m for m in state.MIGRATIONS if m[0] <= 2))
+    old = StateStore(path)
+    old.add_turn_usage([("key", "user", "", M, 3, 4)])
+    assert old.schema_version == 2
+    old.close()
+    monkeypatch.undo()
+    store = StateStore(path)
+    assert store.schema_version == 3
+    assert store.turn_usage("key", M, M + 60) == [(M, 3, 4)]
+    store.add_sfu_usage(usage_rows())
+    assert store.sfu_usage("app", M, M + 60) == [(M, 1000, 5000, 10, 50)]

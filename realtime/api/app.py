@@ -235,3 +235,4 @@ from realtime.api import echo  # noqa: E402,F401
 from realtime.api import diagnostics  # noqa: E402,F401
 from realtime.api import turn  # noqa: E402,F401
 from realtime.api import sessions  # noqa: E402,F401
+from realtime.api import usage  # noqa: E402,F401

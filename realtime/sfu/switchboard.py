@@ -53,6 +53,8 @@ class Switchboard:
         self.tracks: dict[tuple[str, str, str], PublishedTrack] = {}
         self.gone: OrderedDict[str, str] = OrderedDict()
         self.touched: set[SfuSession] = set()
+        #: called with every session :meth:`create_session` makes (the usage meter)
+        self.observers: list[Callable[[SfuSession], None]] = []
 
     # -- sessions -------------------------------------------------------------
 
@@ -69,6 +71,8 @@ class Switchboard:
         session = SfuSession(session_id, app_id, now=now, publish=self.publish,
                              touched=self.touched, random=self.random, **transport)
         self.sessions[session_id] = session
+        for observe in self.observers:
+            observe(session)
         return session
 
     def get(self, session_id: str) -> SfuSession | None:

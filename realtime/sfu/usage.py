@@ -146,6 +146,17 @@ class UsageMeter:
         pending, self._pending = self._pending, {}
         return [(*key, *counts) for key, counts in pending.items()]
 
+    def restore(self, rows: Iterable[SfuUsageRow]) -> None:
+        """Put rows taken by :meth:`rows` back (the store refused them; retry later)."""
+        for row in rows:
+            key, counts = row[:4], row[4:]
+            bucket = self._pending.get(key)
+            if bucket is None:
+                self._pending[key] = list(counts)
+            else:
+                for i, value in enumerate(counts):
+                    bucket[i] += value
+
 
 def summarize(series: Iterable[tuple[int, int, int, int, int]]) -> dict:
     """Return totals and a per-minute series from ``(minute, in, out, in pkts, out pkts)`` rows.
