@@ -4,7 +4,17 @@
 Not part of Cloudflare's API.  It reports the media port's drop counters by
 reason (``malformed-stun``, ``unrouted-rtp`` ...) and, for each of the app's
 live PeerConnections, its state, SRTP profile and its own drop counters
-(``srtp``, ``dtls-unauthenticated`` ...).  Counters only; no SDP or keys.
+(``srtp``, ``dtls-unauthenticated`` ...).  For SFU sessions it adds the
+NACK shield's and keyframe requests' counters under ``sfu``:
+
+    nacksReceived                 NACK packets the session's subscriber leg received
+    retransmissionsAnswered       packets resent from our buffers in answer (RTX or plain)
+    nacksSentUpstream             NACK packets we sent to the session as publisher
+    keyframeRequestsSentUpstream  PLI/FIR we sent to the session as publisher
+
+A subscriber's NACKs never show up in its publisher's ``nacksSentUpstream``:
+that counts only gaps in what the publisher itself delivered.  Counters
+only; no SDP or keys.
 """
 
 from __future__ import annotations
@@ -26,9 +36,13 @@ def diagnostics(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
         if getattr(session, "app_id", None) != app.app_id:
             continue
         connection = session.connection
-        sessions[session_id] = {
+        entry = {
             "state": connection.state,
             "srtpProfile": connection.srtp_profile,
             "drops": dict(connection.drops),
         }
+        rtcp = getattr(session, "rtcp", None)
+        if rtcp is not None:
+            entry["sfu"] = rtcp.counters()
+        sessions[session_id] = entry
     return {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}

@@ -16,7 +16,8 @@ the reaping of sessions that never connect or lose their peer::
 A *session* here is any object with ``ice`` (the IceLiteAgent),
 ``connection`` (the :class:`~realtime.peer.connection.PeerConnection`) and a
 ``session_id``; it may define ``handle_event(event, now)`` to see the
-connection's events, and ``take_touched()`` returning other sessions whose
+connection's events, ``get_timer()`` and ``handle_timer(now)`` for deadlines
+of its own (folded into the connection's one timer), and ``take_touched()`` returning other sessions whose
 connections it queued datagrams on (the SFU fan-out), which are then sent.
 """
 
@@ -44,24 +45,46 @@ RECONNECT_WINDOW = 30.0
 
 
 class _Timed:
-    """Present a connection to its driver, draining events after each timer."""
+    """Present a connection (and its session's own timer) to its driver as one machine.
 
-    __slots__ = ("host", "session")
+    An SFU session has deadlines of its own (RTCP reports, upstream NACKs,
+    keyframe requests: ``session.get_timer()`` / ``session.handle_timer(now)``);
+    they fold into the connection's, so each PeerConnection keeps exactly
+    one ``IDelayedCall``::
+
+        deadline = min(connection.get_timer(), session.get_timer())
+        fire:      connection.handle_timer(now); session.handle_timer(now); drain
+    """
+
+    __slots__ = ("host", "session", "session_timer")
 
     def __init__(self, host: "PeerHost", session: Any) -> None:
         self.host = host
         self.session = session
+        has_timer = callable(getattr(session, "get_timer", None)) and \
+            callable(getattr(session, "handle_timer", None))
+        self.session_timer = has_timer
 
     def handle_timer(self, now: float) -> None:
-        self.session.connection.handle_timer(now)
-        self.host.demux.prune(self.session)  # consent lapsed: unbind those addresses
-        self.host._drain(self.session, now)
+        session = self.session
+        session.connection.handle_timer(now)
+        if self.session_timer:
+            deadline = session.get_timer()
+            if deadline is not None and deadline <= now:
+                session.handle_timer(now)
+        self.host.demux.prune(session)  # consent lapsed: unbind those addresses
+        self.host._drain(session, now)
 
     def datagrams_to_send(self, now: float):
         return self.session.connection.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
-        return self.session.connection.get_timer()
+        deadline = self.session.connection.get_timer()
+        if self.session_timer:
+            other = self.session.get_timer()
+            if other is not None and (deadline is None or other < deadline):
+                return other
+        return deadline
 
 
 class PeerHost:

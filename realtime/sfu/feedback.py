@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from realtime.media.keyframes import KeyframeRequester
 from realtime.media.nack import NackGenerator
@@ -74,9 +74,10 @@ MAX_NACK_ITEMS = 64
 
 @dataclass(frozen=True, slots=True)
 class KeyframeRequested:
-    """A subscriber sent PLI or FIR for the stream it receives from publisher SSRC ``ssrc``."""
+    """A subscriber sent PLI or FIR about our SSRC ``media_ssrc``, fed from publisher SSRC ``ssrc``."""
 
     ssrc: int
+    media_ssrc: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,11 @@ class PublisherFeedback:
     :param cname: the CNAME of the SDES item sent with every report.
     :param report_interval: mean seconds between receiver reports.
     :param keyframe_interval: at most one PLI/FIR per stream this often.
+    :param max_bitrate: if set, every receiver report carries a REMB
+        (draft-alvestrand-rmcat-remb §2) of this many bit/s for all sources:
+        a sender without transport-wide feedback uses it as its estimate
+        (Chromium trusts REMB during its first seconds), so simulcast's
+        upper layers start at once instead of after a slow loss-based ramp.
     """
 
     def __init__(
@@ -133,8 +139,10 @@ class PublisherFeedback:
         report_interval: float = 1.0,
         keyframe_interval: float = 0.3,
         random: Callable[[int], bytes] = os.urandom,
+        max_bitrate: int | None = None,
     ) -> None:
         self.ssrc = ssrc
+        self.max_bitrate = max_bitrate
         self.cname = cname
         self.report_interval = report_interval
         self.keyframe_interval = keyframe_interval
@@ -200,7 +208,11 @@ class PublisherFeedback:
 
     def receive_rtcp(self, data: bytes, now: float) -> None:
         """Take the publisher's SRs (for LSR/DLSR) and BYEs; malformed data raises DecodeError."""
-        for packet in decode_compound(data):
+        self.receive_packets(decode_compound(data), now)
+
+    def receive_packets(self, packets: Iterable[object], now: float) -> None:
+        """Take the SRs and BYEs of an already decoded compound (the session decodes once)."""
+        for packet in packets:
             if isinstance(packet, SenderReport):
                 source = self.sources.get(packet.ssrc)
                 if source is not None:
@@ -246,6 +258,9 @@ class PublisherFeedback:
         for start in range(31, len(blocks), 31):
             packets.append(ReceiverReport(self.ssrc, tuple(blocks[start : start + 31])))
         packets.append(SourceDescription.with_cname(self.ssrc, self.cname))
+        if self.max_bitrate is not None and self.sources:
+            packets.append(ReceiverEstimatedMaxBitrate.from_bitrate(
+                self.ssrc, self.max_bitrate, tuple(self.sources)[:255]))
         return encode_compound(packets)
 
     def get_timer(self) -> float | None:
@@ -308,7 +323,11 @@ class SubscriberFeedback:
 
     def receive_rtcp(self, data: bytes, now: float) -> None:
         """Handle a subscriber's RTCP datagram; malformed data raises DecodeError."""
-        for packet in decode_compound(data):
+        self.receive_packets(decode_compound(data), now)
+
+    def receive_packets(self, packets: Iterable[object], now: float) -> None:
+        """Handle an already decoded compound: answer NACKs, note PLI/FIR, RTT and REMB."""
+        for packet in packets:
             if isinstance(packet, GenericNack):
                 forwarder = self.forwarders.get(packet.media_ssrc)
                 if forwarder is not None:
@@ -330,7 +349,7 @@ class SubscriberFeedback:
     def _keyframe_wanted(self, ssrc: int) -> None:
         forwarder = self.forwarders.get(ssrc)
         if forwarder is not None and forwarder.source is not None:
-            self._events.append(KeyframeRequested(forwarder.source.ssrc))
+            self._events.append(KeyframeRequested(forwarder.source.ssrc, ssrc))
 
     def _report_block(self, block: ReportBlock, now: float) -> None:
         """Measure the round trip from a block about one of our SSRCs (RFC 3550 §6.4.1)."""

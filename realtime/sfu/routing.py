@@ -5,14 +5,22 @@ Where a session's incoming media goes: RTP routed to tracks by SSRC, RTCP termin
 that runs for every decrypted packet (the connection's ``media_sink``)::
 
     RTP  ──ssrc──> routes[ssrc] ─hit─> PublishedTrack.receive_rtp(packet, stream, now)
+                        │                or RtxRepair.receive_rtp: RTX (RFC 4588 §4) answering
+                        │                our upstream NACK -> the original -> the track
                         │ miss
                         └─> _learn: MID extension (RFC 8843 §9.2) -> transceiver -> track,
-                            RtpStreamId (RFC 8852 §3.1) -> simulcast layer; a
-                            RepairedRtpStreamId or an RTX payload type -> dropped
-                            (the SFU answers NACKs itself and asks for no RTX)
-    RTCP ──decode_compound──> PLI (RFC 4585 §6.3.1), FIR (RFC 5104 §4.3.1) -> keyframe request
-                              generic NACK (RFC 4585 §6.2.1) -> retransmission from the buffer
-                              everything else (SR, RR, SDES, BYE, REMB, transport-cc): consumed
+                            RtpStreamId (RFC 8852 §3.1) -> simulcast layer,
+                            RepairedRtpStreamId (RFC 8852 §3.2) -> RtxRepair of that layer
+    RTCP ──decode_compound (once)──> RtcpLegs (realtime/sfu/rtcp_legs.py):
+             publisher leg: SR (for our RRs' LSR/DLSR), BYE
+             subscriber leg: generic NACK (RFC 4585 §6.2.1) -> retransmission from the buffer,
+                             PLI (RFC 4585 §6.3.1), FIR (RFC 5104 §4.3.1) -> keyframe request,
+                             RR (round trip), REMB (the subscriber's estimate)
+             everything else (SDES, transport-cc, unknown): consumed
+
+The session's timer is the RTCP legs' timer (:meth:`MediaRouting.get_timer`,
+:meth:`MediaRouting.handle_timer`); the I/O side folds it into the
+connection's.
 
 Hostile input: a datagram too short for RTP, a malformed extension block or
 an undecodable RTCP compound is counted in ``counters`` and dropped; routes
@@ -26,10 +34,10 @@ from typing import Any
 
 from realtime.demux import PacketKind
 from realtime.errors import DecodeError
-from realtime.rtcp.feedback import FullIntraRequest, GenericNack, PictureLossIndication
 from realtime.rtcp.packet import decode_compound
 from realtime.rtp.packet import find_extension
-from realtime.sfu.track import PublishedTrack
+from realtime.sfu.rtcp_legs import RtcpLegs
+from realtime.sfu.track import PublishedStream, PublishedTrack, RtxRepair
 from realtime.sfu.transceiver import BIDIRECTIONAL, PUBLISH, Transceiver
 
 __all__ = ["MAX_ROUTES", "MediaRouting"]
@@ -45,7 +53,8 @@ MAX_ROUTES = 256
 class MediaRouting:
     """Route a session's decrypted media; mixed into :class:`~realtime.sfu.session.SfuSession`.
 
-    Expects ``routes``, ``subscriptions``, ``transceivers``, ``counters`` and
+    Expects ``routes``, ``subscriptions``, ``transceivers``, ``counters``,
+    ``rtcp`` (:class:`~realtime.sfu.rtcp_legs.RtcpLegs`) and
     ``transceiver(mid)`` on the instance.
     """
 
@@ -53,11 +62,30 @@ class MediaRouting:
     subscriptions: dict[int, Any]
     transceivers: list[Transceiver]
     counters: Any
+    rtcp: RtcpLegs
 
     def transceiver(self, mid: str) -> Transceiver | None:  # pragma: no cover - overridden
         """Return the transceiver of m= section ``mid``."""
         raise NotImplementedError
 
+    # -- the session's timer: its RTCP legs ------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """Return the next deadline of the session's RTCP (reports, NACKs, keyframe requests)."""
+        return self.rtcp.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """Send the RTCP that is due (the I/O side calls this from the connection's timer)."""
+        self.rtcp.handle_timer(now)
+
+    @staticmethod
+    def repair_route(track: PublishedTrack, stream: PublishedStream | None
+                     ) -> tuple[RtxRepair, PublishedStream] | None:
+        """Return the route of an RTX SSRC repairing ``stream`` (None: nothing to repair)."""
+        if stream is None:
+            return None
+        apt = {c.payload_type: c.apt for c in track.codecs if c.is_rtx and c.apt is not None}
+        return (RtxRepair(track, apt), stream) if apt else None
 
     def receive_media(self, kind: PacketKind, packet: bytes, now: float) -> None:
         """Route a decrypted RTP packet to its track; terminate an RTCP compound."""
@@ -90,12 +118,14 @@ class MediaRouting:
             return None
         transceiver = self.transceiver(mid) if mid is not None else self._only_publisher()
         track = transceiver.track if transceiver is not None else None
-        if track is not None and repaired is None and not self._is_rtx(track, packet):
+        if track is not None and repaired is not None:
+            route = self.repair_route(track, track.by_rid.get(repaired))
+        elif track is not None and not self._is_rtx(track, packet):
             stream = track.learn(ssrc, rid)
             if stream is not None:
                 route = (track, stream)
-        if mid is not None or route is not None:
-            self.routes[ssrc] = route
+        if route is not None or (mid is not None and repaired is None):
+            self.routes[ssrc] = route  # an RTX stream seen before its layer: ask again later
         return route
 
     def _extension_values(self, packet: bytes) -> tuple[str | None, str | None, str | None]:
@@ -129,17 +159,4 @@ class MediaRouting:
         except DecodeError:
             self.counters["rtcp-malformed"] += 1
             return
-        for item in packets:
-            if isinstance(item, (PictureLossIndication, GenericNack)):
-                subscription = self.subscriptions.get(item.media_ssrc)
-                if subscription is None:
-                    continue
-                if isinstance(item, GenericNack):
-                    subscription.receive_nack(item.lost_sequence_numbers(), now)
-                else:
-                    subscription.receive_keyframe_request(now)
-            elif isinstance(item, FullIntraRequest):
-                for entry in item.entries:
-                    subscription = self.subscriptions.get(entry.ssrc)
-                    if subscription is not None:
-                        subscription.receive_keyframe_request(now)
+        self.rtcp.receive_rtcp(packets, now)

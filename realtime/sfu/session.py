@@ -54,6 +54,7 @@ from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, cre
 from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
 from realtime.sfu.routing import MAX_ROUTES, MediaRouting
+from realtime.sfu.rtcp_legs import RtcpLegs
 from realtime.sfu.track import PublishedTrack, Subscription
 from realtime.sfu.transceiver import (
     APPLICATION, BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE, SessionNumbering, Transceiver,
@@ -126,6 +127,7 @@ class SfuSession(MediaRouting):
         self.pending_offer: SessionDescription | None = None
         self.negotiated: NegotiatedSession | None = None
         self.rtcp_ssrc = self._new_ssrc()
+        self.rtcp = RtcpLegs(self, self.rtcp_ssrc, f"realtime-{session_id[:8]}", random=random)
         self.routes: dict[int, tuple[PublishedTrack, Any] | None] = {}
         self.subscriptions: dict[int, Subscription] = {}
         self.counters: Counter[str] = Counter()
@@ -336,7 +338,7 @@ class SfuSession(MediaRouting):
                 published = track.learn(stream.ssrc, None)
                 self.routes[stream.ssrc] = (track, published) if published else None
                 if stream.rtx_ssrc is not None:
-                    self.routes[stream.rtx_ssrc] = None
+                    self.routes[stream.rtx_ssrc] = self.repair_route(track, published)
 
     def close_transceivers(self, mids: Iterable[str]) -> list[str]:
         """Close the listed m= sections without SDP (``force``); return the mids closed."""

@@ -14,8 +14,13 @@ renames and filters RTP, and it terminates RTCP::
       subscriber A: Forwarder(ssrc A)                 subscriber B: Forwarder(ssrc B)
           └─> SfuSession.send_rtp ──SRTP──> A             └─> SfuSession.send_rtp ──SRTP──> B
 
-    subscriber RTCP:  PLI / FIR (RFC 4585 §6.3.1, RFC 5104 §4.3.1) -> KeyframeRequester of the
-                      layer it receives -> at most one PLI upstream per 300 ms (debounced)
+    publisher RTP also feeds the publisher session's RTCP leg
+    (:class:`~realtime.sfu.rtcp_legs.RtcpLegs`): reception statistics for its
+    RRs, gaps for its upstream NACKs, key frames for its KeyframeRequesters.
+
+    subscriber RTCP:  PLI / FIR (RFC 4585 §6.3.1, RFC 5104 §4.3.1) -> the publisher leg's
+                      KeyframeRequester of the layer it receives -> at most one PLI
+                      upstream per 300 ms (debounced, aggregated over subscribers)
                       generic NACK (RFC 4585 §6.2.1) -> answered from the retransmission
                       buffer (RTX per RFC 4588 where negotiated); never relayed upstream
 
@@ -25,22 +30,23 @@ across layer switches, payload type and header extension id mapping, RFC
 8285 §5) is :class:`~realtime.sfu.forwarder.Forwarder`'s job, simulcast
 layer choice (RFC 8853) :class:`~realtime.media.simulcast.LayerSelector`'s.
 
-A session object here is anything with ``send_rtp(packet)``,
-``send_rtcp(packet)`` and ``rtcp_ssrc`` (an :class:`~realtime.sfu.session.SfuSession`).
+A session object here is anything with ``send_rtp(packet)`` and ``rtcp``
+(its :class:`~realtime.sfu.rtcp_legs.RtcpLegs`): an :class:`~realtime.sfu.session.SfuSession`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from realtime.media.keyframes import KeyframeRequester, keyframe_detector
+from realtime.errors import Truncated
+from realtime.media.keyframes import keyframe_detector
 from realtime.media.simulcast import LayerSelector, SimulcastLayers, SimulcastPreferences
-from realtime.rtcp.feedback import PictureLossIndication
+from realtime.rtp.packet import payload_offset, rewrite_header
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 
-__all__ = ["PublishedTrack", "Subscription", "payload_type_map"]
+__all__ = ["PublishedTrack", "RtxRepair", "Subscription", "payload_type_map"]
 
 #: most RTP streams (layers, restarts) one track learns before it ignores new SSRCs
 MAX_STREAMS = 8
@@ -88,7 +94,6 @@ class Subscription:
         self.forwarder: Forwarder | None = None
         self.selector: LayerSelector | None = None
         self.keyframe_requests = 0
-        self.nacks = 0
 
     @property
     def active(self) -> bool:
@@ -109,6 +114,7 @@ class Subscription:
             self.ssrc, track.clock_rate, payload_types=pts, extensions=plan,
             rtx_ssrc=self.rtx_ssrc if rtx_pts else None, rtx_payload_types=rtx_pts,
             require_keyframe=track.kind == "video", **options)
+        self.session.rtcp.add_forwarder(self.forwarder, now)
         if track.layers is not None:
             self.selector = LayerSelector(track.layers, self.preferences)
         track.attach(self, now)
@@ -133,24 +139,65 @@ class Subscription:
         self.keyframe_requests += 1
         self.track.request_keyframe(self.current_rid(), now)
 
-    def receive_nack(self, sequence_numbers: Iterable[int], now: float) -> None:
-        """Answer the subscriber's NACK from the track's buffers (never relayed upstream)."""
-        forwarder = self.forwarder
-        if forwarder is None:
-            return
-        self.nacks += 1
-        track = self.track
-        for packet in forwarder.retransmit(sequence_numbers, now):
-            packet = bytes(packet)
-            track.egress_bytes += len(packet)
-            track.egress_packets += 1
-            self.session.send_rtp(packet)
-
     def stop(self) -> None:
         """Stop forwarding (the m= section closed or the track ended)."""
         self.track.detach(self)
+        self.end()
+
+    def end(self) -> None:
+        """Forget the forwarder: no more packets, reports or retransmissions for it."""
+        if self.forwarder is not None:
+            self.session.rtcp.remove_forwarder(self.forwarder)
         self.forwarder = None
         self.selector = None
+
+
+class RtxRepair:
+    """Turn a publisher's RTX packets (RFC 4588 §4) back into the packets they repair.
+
+    The route of an RTX SSRC (signalled with ``a=ssrc-group:FID`` or learned
+    from a RepairedRtpStreamId) points here instead of at the track.  The
+    packet the SFU's upstream NACK asked for arrives as::
+
+        RTX:      | V P X CC M PT=rtx | seq (rtx)  | ts | SSRC (rtx) | ext | OSN | payload |
+        repaired: | V P X CC M PT=apt | seq = OSN  | ts | SSRC       | ext |       payload |
+
+    and goes through :meth:`PublishedTrack.receive_rtp` as a retransmission:
+    it fills the gap in the retransmission buffer and, when still in time,
+    reaches subscribers under the sequence number they expect.  RTX packets
+    without an OSN (Chromium's padding-only bandwidth probes) are dropped.
+
+    :param track: the repaired track.
+    :param apt: RTX payload type -> the media payload type it repairs.
+    """
+
+    __slots__ = ("track", "apt", "probes")
+
+    def __init__(self, track: "PublishedTrack", apt: dict[int, int]) -> None:
+        self.track = track
+        self.apt = apt
+        self.probes = 0
+
+    def receive_rtp(self, packet: bytes, stream: PublishedStream, now: float) -> None:
+        """Unwrap an RTX packet of ``stream``'s repair stream and hand the original to the track.
+
+        :raises DecodeError: the header is truncated or its extension block malformed.
+        """
+        if len(packet) < 12:
+            raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
+        offset = payload_offset(packet)
+        end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
+        apt = self.apt.get(packet[1] & 0x7F)
+        if end - offset < 2 or apt is None:
+            self.probes += 1
+            return
+        osn = packet[offset] << 8 | packet[offset + 1]
+        original = bytearray(packet[:offset])
+        original += packet[offset + 2 : end]
+        original[0] &= ~0x20  # the RTX padding is not the original's
+        timestamp = int.from_bytes(packet[4:8], "big")
+        rewrite_header(original, stream.ssrc, osn, timestamp, apt)
+        self.track.receive_rtp(bytes(original), stream, now, retransmission=True)
 
 
 class PublishedTrack:
@@ -176,7 +223,6 @@ class PublishedTrack:
         self.by_rid: dict[str, PublishedStream] = {}
         self.rtx_ssrcs: set[int] = set()
         self.latest: PublishedStream | None = None
-        self.requesters: dict[int, KeyframeRequester] = {}
         self.subscriptions: list[Subscription] = []
         self.created = now
         self.last_packet_time: float | None = None
@@ -186,7 +232,6 @@ class PublishedTrack:
         self.egress_packets = 0
         self.egress_bytes = 0
         self.ended = False
-        self._keyframe_wanted = False
         for stream in media.remote_streams:
             self.learn(stream.ssrc, None)
             if stream.rtx_ssrc is not None:
@@ -218,7 +263,7 @@ class PublishedTrack:
             return None
         stream = PublishedStream(ssrc, self.clock_rate, self.detector, rid)
         self.streams[ssrc] = stream
-        self.requesters[ssrc] = KeyframeRequester()
+        self.session.rtcp.add_source(ssrc, self.clock_rate, self.codecs)
         if rid is not None:
             self.by_rid[rid] = stream
         return stream
@@ -233,8 +278,11 @@ class PublishedTrack:
 
     # -- the hot path ----------------------------------------------------------
 
-    def receive_rtp(self, packet: bytes, stream: PublishedStream, now: float) -> None:
+    def receive_rtp(self, packet: bytes, stream: PublishedStream, now: float,
+                    retransmission: bool = False) -> None:
         """Forward one decrypted RTP packet of ``stream`` to every subscription.
+
+        ``retransmission``: the packet was recovered from RTX (it only fills a gap).
 
         :raises DecodeError: the packet is too short or its header
             extension block is malformed (the caller counts and drops it).
@@ -244,8 +292,10 @@ class PublishedTrack:
         self.bytes += len(packet)
         self.latest = stream
         keyframe = stream.receive(packet)
-        if keyframe:
-            self.requesters[stream.ssrc].keyframe_received(now)
+        self.session.rtcp.receive_rtp(
+            stream.ssrc, packet[2] << 8 | packet[3],
+            packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7],
+            keyframe, now, retransmission)
         rid = stream.rid
         layers = self.layers
         if layers is not None and rid is not None:
@@ -264,32 +314,21 @@ class PublishedTrack:
                 self.egress_bytes += len(out)
                 self.egress_packets += 1
                 subscription.session.send_rtp(out)
-            elif forwarder.keyframe_wanted:
-                self.requesters[stream.ssrc].request(now)
-                self._keyframe_wanted = True
-        if self._keyframe_wanted:
-            self.send_keyframe_requests(now)
+            elif forwarder.take_keyframe_wanted():
+                self.session.rtcp.request_keyframe(stream.ssrc, now)
 
     # -- keyframes ---------------------------------------------------------------
 
     def request_keyframe(self, rid: str | None, now: float) -> None:
-        """Note that a subscriber needs a key frame of layer ``rid``; send a PLI if due."""
-        stream = self.stream_for(rid)
-        if stream is None:
-            return
-        self.requesters[stream.ssrc].request(now)
-        self._keyframe_wanted = True
-        self.send_keyframe_requests(now)
+        """Ask the publisher for a key frame of layer ``rid``: aggregated and debounced.
 
-    def send_keyframe_requests(self, now: float) -> None:
-        """Send one PLI upstream (RFC 4585 §6.3.1) for each stream whose request is due."""
-        wanted = False
-        for ssrc, requester in self.requesters.items():
-            if requester.due(now):
-                pli = PictureLossIndication(self.session.rtcp_ssrc, ssrc)
-                self.session.send_rtcp(pli.encode())
-            wanted = wanted or requester.wanted
-        self._keyframe_wanted = wanted
+        The publisher session's :class:`~realtime.sfu.rtcp_legs.RtcpLegs` sends
+        a PLI (or FIR) at once unless one went out less than 300 ms ago, and
+        repeats it every second until a key frame arrives.
+        """
+        stream = self.stream_for(rid)
+        if stream is not None:
+            self.session.rtcp.request_keyframe(stream.ssrc, now)
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -311,7 +350,15 @@ class PublishedTrack:
         return self.ended or now - last >= timeout
 
     def end(self) -> list[Subscription]:
-        """End the track (unpublished or inactive); return the subscriptions it had."""
+        """End the track (unpublished or inactive); return the subscriptions it had.
+
+        Each subscription stops forwarding; the publisher leg stops reporting
+        on the track's streams.
+        """
         self.ended = True
         subscriptions, self.subscriptions = self.subscriptions, []
+        for subscription in subscriptions:
+            subscription.end()
+        for ssrc in self.streams:
+            self.session.rtcp.remove_source(ssrc)
         return subscriptions

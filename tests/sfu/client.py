@@ -81,6 +81,8 @@ VP8_DELTA = b"\x10\x01" + b"\x00" * 18
 class Wire:
     """Stand in for a connected PeerConnection: record what is sent."""
 
+    sctp = None  # no DataChannel transport
+
     def __init__(self, dtls_role: str = "server") -> None:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []

@@ -202,7 +202,8 @@ def test_subscriber_pli_fir_remb_become_events() -> None:
     events = []
     while (event := leg.next_event()) is not None:
         events.append(event)
-    assert events == [KeyframeRequested(PUB), KeyframeRequested(PUB), BitrateEstimated(750_000)]
+    assert events == [
+        KeyframeRequested(PUB, 0xB0B), KeyframeRequested(PUB, 0xB0B), BitrateEstimated(750_000)]
 
 
 def test_sender_reports_and_rtt() -> None:

@@ -88,7 +88,8 @@ def test_push_answer_receives_each_section_and_publishes_the_tracks(board) -> No
     assert sorted(k[2] for k in board.tracks) == ["cam", "mic"]
     cam = board.find("app", a.session_id, "cam")
     assert set(cam.streams) == {CAM} and cam.rtx_ssrcs == {CAM_RTX}  # RTX: not a stream
-    assert a.routes[CAM_RTX] is None and a.routes[CAM][0] is cam
+    repair, stream = a.routes[CAM_RTX]                              # RTX: repairs CAM
+    assert repair.track is cam and stream is cam.streams[CAM] and a.routes[CAM][0] is cam
 
 
 def test_sendrecv_section_is_bidirectional_with_our_source(board) -> None:
@@ -210,19 +211,30 @@ def test_audio_is_forwarded_under_the_subscription_ssrc(board) -> None:
     assert b in board.touched and b in a.take_touched() and board.touched == set()
 
 
+def upstream(session, since=0):
+    """Return ``(type, media ssrc)`` of the feedback (not reports) sent to ``session``."""
+    packets = [p for data in session.connection.rtcp[since:] for p in decode_compound(data)]
+    return [(type(p), p.media_ssrc) for p in packets
+            if isinstance(p, (PictureLossIndication, GenericNack, FullIntraRequest))]
+
+
 def test_video_waits_for_a_keyframe_and_asks_the_publisher_once(board) -> None:
     a = publisher(board)
     b = subscriber(board, a)
-    plis = [decode_compound(p)[0] for p in a.connection.rtcp]
-    assert [(type(p), p.media_ssrc) for p in plis] == [(PictureLossIndication, CAM)]
+    assert upstream(a) == [(PictureLossIndication, CAM)]          # the new subscriber asked
     a.receive_media(PacketKind.RTP, rtp(CAM, 10, 96, VP8_DELTA), 1.1)
     assert b.connection.rtp == []                                 # no decodable start yet
-    assert len(a.connection.rtcp) == 1                            # debounced (300 ms)
-    a.receive_media(PacketKind.RTP, rtp(CAM, 11, 96, VP8_DELTA), 2.5)
-    assert len(a.connection.rtcp) == 2                            # retried after 1 s
-    a.receive_media(PacketKind.RTP, rtp(CAM, 12, 96, VP8_KEY), 2.6)
+    assert len(upstream(a)) == 1                                  # debounced (300 ms)
+    a.handle_timer(1.9)
+    assert len(upstream(a)) == 1                                  # outstanding: retry at 1 s
+    assert a.get_timer() <= 2.0
+    a.handle_timer(2.0)
+    assert upstream(a) == [(PictureLossIndication, CAM)] * 2      # retried after 1 s
+    a.receive_media(PacketKind.RTP, rtp(CAM, 11, 96, VP8_KEY), 2.6)
     assert len(b.connection.rtp) == 1 and header(b.connection.rtp[0])[4] == \
         b.transceiver("1").send.ssrc
+    a.handle_timer(3.0)
+    assert len(upstream(a)) == 2                                  # the key frame satisfied it
 
 
 def test_subscriber_feedback_is_terminated(board) -> None:
@@ -233,22 +245,26 @@ def test_subscriber_feedback_is_terminated(board) -> None:
         a.receive_media(PacketKind.RTP, rtp(CAM, seq, 96, VP8_KEY if seq == 100 else VP8_DELTA),
                         3.0)
     sent = [header(p)[2] for p in b.connection.rtp]
-    upstream = len(a.connection.rtcp)
+    before = len(a.connection.rtcp)
     # a receiver report about our SSRC goes nowhere
     b.receive_media(PacketKind.RTCP, ReceiverReport(ours).encode(), 3.1)
     # a NACK is answered locally with RTX (negotiated), never relayed
     b.receive_media(PacketKind.RTCP, GenericNack.from_lost(9, ours, [sent[1]]).encode(), 3.1)
-    assert len(a.connection.rtcp) == upstream
+    assert len(a.connection.rtcp) == before
     rtx = b.connection.rtp[-1]
     assert header(rtx)[4] == b.transceiver("1").send.rtx_ssrc
     start = payload_offset(rtx)
     assert rtx[start:start + 2] == struct.pack("!H", sent[1])     # OSN first (RFC 4588 §4)
+    assert b.rtcp.counters()["retransmissionsAnswered"] == 1
+    assert b.rtcp.counters()["nacksReceived"] == 1
+    assert a.rtcp.counters()["nacksSentUpstream"] == 0
     # PLI and FIR become one upstream PLI for the publisher's SSRC
     b.receive_media(PacketKind.RTCP, PictureLossIndication(9, ours).encode(), 4.0)
     b.receive_media(PacketKind.RTCP, FullIntraRequest(9, 0, (FirEntry(ours, 1),)).encode(), 4.1)
-    plis = [decode_compound(p)[0] for p in a.connection.rtcp[upstream:]]
+    packets = [p for data in a.connection.rtcp[before:] for p in decode_compound(data)]
+    plis = [p for p in packets if isinstance(p, (PictureLossIndication, FullIntraRequest))]
     assert [(type(p), p.media_ssrc, p.sender_ssrc) for p in plis] == [
-        (PictureLossIndication, CAM, a.rtcp_ssrc)]
+        (PictureLossIndication, CAM, a.rtcp_ssrc)]                # debounced: FIR folded in
     assert b.transceiver("1").subscription.keyframe_requests == 2
 
 
