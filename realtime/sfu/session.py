@@ -53,6 +53,7 @@ from realtime.sdp.negotiated import NegotiatedSession, apply_answer
 from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
 from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
+from realtime.sfu.datachannels import SessionDataChannels
 from realtime.sfu.routing import MAX_ROUTES, MediaRouting
 from realtime.sfu.rtcp_legs import RtcpLegs
 from realtime.sfu.track import PublishedTrack, Subscription
@@ -131,6 +132,8 @@ class SfuSession(MediaRouting):
         self.routes: dict[int, tuple[PublishedTrack, Any] | None] = {}
         self.subscriptions: dict[int, Subscription] = {}
         self.counters: Counter[str] = Counter()
+        #: the API DataChannels this session publishes and subscribes to
+        self.datachannels = SessionDataChannels(self)
         self.closed = False
         self._next_mid = 0
 
@@ -263,7 +266,7 @@ class SfuSession(MediaRouting):
                 transceiver.extensions = numbering.renumber_extensions(
                     subscriber_extensions(track))
                 self._subscribe(transceiver, track, request.preferences)
-            else:
+            elif request.role != APPLICATION:  # m=application: SCTP, nothing to number
                 default = MediaOffer(mid, request.kind)
                 transceiver.codecs = numbering.renumber_codecs(default.resolved_codecs())
                 transceiver.extensions = numbering.renumber_extensions(
@@ -324,6 +327,7 @@ class SfuSession(MediaRouting):
             subscription = transceiver.subscription
             if subscription is not None and not subscription.active:
                 subscription.configure(media, now)
+        self.datachannels.settle(negotiated, now)
 
     def _settle_publish(self, transceiver: Transceiver, media: Any, now: float) -> None:
         track = transceiver.track
@@ -403,6 +407,10 @@ class SfuSession(MediaRouting):
 
     # -- output ---------------------------------------------------------------------------
 
+    def handle_event(self, event: object, now: float) -> None:
+        """Pass the PeerConnection's DataChannel events to :attr:`datachannels` (the fan-out)."""
+        self.datachannels.handle_event(event, now)
+
     def send_rtp(self, packet: bytes) -> None:
         """Send RTP to the client (queued on the connection; the I/O side flushes)."""
         connection = self.connection
@@ -427,6 +435,7 @@ class SfuSession(MediaRouting):
         """Stop every subscription and end every published track of this session."""
         self.closed = True
         self.pending_offer = None
+        self.datachannels.close_all()
         for transceiver in self.transceivers:
             if transceiver.role != CLOSED:
                 self._close(transceiver)
