@@ -12,14 +12,17 @@ Cloudflare bills Realtime by egress, the bytes sent to clients, so the
 and SRTCP with their authentication tags, DTLS records (DataChannels
 included) and STUN.  A *track* row counts the RTP of one published track
 before encryption: ingress is what its publisher sent (accepted for the
-track), egress what the SFU forwarded of it to every subscriber, NACK
-retransmissions included.  An app's totals are the sum of its session rows::
+track, RTX repairs included), egress what the SFU forwarded of it to every
+subscriber.  Retransmissions answering a subscriber's NACK are counted on
+that subscriber's session row only (they leave from the subscriber's RTCP
+leg, which does not know the track).  An app's totals are the sum of its
+session rows::
 
     hot path (one integer add on an object that exists anyway)
       PeerConnection.receive_classified   bytes_received  += len(datagram), packets_received += 1
       PeerConnection.datagrams_to_send    bytes_sent      += len(datagram), packets_sent     += 1
       PublishedTrack.receive_rtp          bytes           += len(packet),   packets          += 1
-      PublishedTrack fan-out / NACK       egress_bytes    += len(packet),   egress_packets   += 1
+      PublishedTrack fan-out              egress_bytes    += len(packet),   egress_packets   += 1
                  │
                  │ UsageMeter.drain(now)   every ~10 s (realtime.net.usage_flush) and
                  v                         before every usage query
