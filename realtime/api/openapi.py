@@ -2,8 +2,8 @@
 ``GET /openapi.json``: this server's own OpenAPI 3.0 description of its routes.
 
 Written for this project from its routes (not derived from Cloudflare's
-document): the Cloudflare-compatible SFU routes of :mod:`realtime.api.sessions`
-and :mod:`realtime.api.tracks`, plus our own ``/echo/new`` and
+document): the Cloudflare-compatible SFU routes of :mod:`realtime.api.sessions`,
+:mod:`realtime.api.tracks` and :mod:`realtime.api.datachannels`, plus our own ``/echo/new`` and
 ``/diagnostics``.  Served without authentication (it holds no secrets), with
 the same CORS headers as every other response::
 
@@ -11,6 +11,7 @@ the same CORS headers as every other response::
     servers: /v1 ─┬─ /apps/{appId}/sessions/new ........... 201
                   ├─ /apps/{appId}/sessions/{id}/tracks/new  200 (per-item errors)
                   ├─ ... renegotiate, tracks/close, tracks/update, GET session
+                  ├─ ... datachannels/establish, datachannels/new|update|close
                   └─ /apps/{appId}/echo/new, /diagnostics (ours)
 
 Every path also answers without the ``/v1`` prefix (``/apps/{appId}/...``).
@@ -124,8 +125,42 @@ SCHEMAS: dict[str, Any] = {
     "SessionStateResponse": {"type": "object", "required": ["tracks", "dataChannels"],
                              "properties": {
                                  "tracks": {"type": "array", "items": _ref("TrackState")},
-                                 "dataChannels": {"type": "array", "items": {"type": "object"}},
+                                 "dataChannels": {"type": "array",
+                                                  "items": _ref("DataChannelState")},
                                  **_ITEM_ERROR}},
+    "DataChannel": {"type": "object", "description":
+                    "A negotiated channel: open it with createDataChannel(dataChannelName, "
+                    "{negotiated: true, id, ordered, maxRetransmits | maxPacketLifeTime}).",
+                    "properties": {
+                        "location": {"type": "string", "enum": ["local", "remote"]},
+                        "sessionId": {"type": "string", "description": "publisher (remote)"},
+                        "dataChannelName": _STRING,
+                        "ordered": {"type": "boolean", "default": True},
+                        "maxRetransmits": {"type": "integer", "minimum": 0, "maximum": 65535},
+                        "maxPacketLifeTime": {"type": "integer", "minimum": 0,
+                                              "maximum": 65535},
+                        "canReply": {"type": "boolean", "default": False},
+                        "waitForAck": {"type": "boolean", "default": False},
+                        "id": {"type": "integer", "minimum": 0, "maximum": 65534,
+                               "description": "stream id on this session"},
+                        **_ITEM_ERROR}},
+    "DataChannelState": {"type": "object", "properties": {
+        "location": {"type": "string", "enum": ["local", "remote"]},
+        "sessionId": _STRING, "dataChannelName": _STRING, "id": {"type": "integer"},
+        "status": {"type": "string", "enum": ["active", "inactive", "initializing"]}}},
+    "DataChannelsRequest": {"type": "object", "required": ["dataChannels"], "properties": {
+        "dataChannels": {"type": "array", "maxItems": 64, "items": _ref("DataChannel")}}},
+    "DataChannelsResponse": {"type": "object", "required": ["dataChannels"], "properties": {
+        "dataChannels": {"type": "array", "items": _ref("DataChannel")}, **_ITEM_ERROR}},
+    "CloseDataChannelsRequest": {"type": "object", "required": ["dataChannels"], "properties": {
+        "dataChannels": {"type": "array", "maxItems": 64, "items": {
+            "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}}}},
+    "EstablishRequest": {"type": "object", "properties": {
+        "dataChannel": _ref("DataChannel"), "sessionDescription": _ref("SessionDescription")}},
+    "EstablishResponse": {"type": "object", "properties": {
+        "requiresImmediateRenegotiation": {"type": "boolean"},
+        "sessionDescription": _ref("SessionDescription"),
+        "dataChannel": _ref("DataChannel"), **_ITEM_ERROR}},
     "EchoRequest": {"type": "object", "required": ["sessionDescription"], "properties": {
         "sessionDescription": _ref("SessionDescription"),
         "srtpProfiles": {"type": "array", "items": {"type": "string", "enum": [
@@ -142,8 +177,9 @@ DOCUMENT: dict[str, Any] = {
              "A self-hosted SFU whose HTTPS API is compatible with Cloudflare Realtime: "
              "sessions (one PeerConnection each) push and pull named tracks. Paths also "
              "answer without the /v1 prefix. Per-item failures come back with HTTP 200 in "
-             "tracks[].errorCode: not_found_track_error, empty_track_error, "
-             "close_track_error, update_track_error, invalid_params."},
+             "tracks[].errorCode / dataChannels[].errorCode: not_found_track_error, "
+             "empty_track_error, close_track_error, update_track_error, "
+             "repeated_local_track_error, invalid_params."},
     "servers": [{"url": "/v1"}],
     "components": {"securitySchemes": {"secret": {"type": "http", "scheme": "bearer"}},
                    "schemas": SCHEMAS},
@@ -165,7 +201,26 @@ DOCUMENT: dict[str, Any] = {
             "Change simulcast preferences or which remote track a mid carries",
             "UpdateTracksRequest", "TracksResponse", errors=_SDP_ERRORS)},
         _SESSION: {"get": _operation(
-            "The session's tracks and their status", None, "SessionStateResponse")},
+            "The session's tracks and DataChannels and their status", None,
+            "SessionStateResponse")},
+        f"{_SESSION}/datachannels/establish": {"post": _operation(
+            "Negotiate the SCTP transport and pull server-events: an SFU offer "
+            "(requiresImmediateRenegotiation) or an answer to the client's offer",
+            "EstablishRequest", "EstablishResponse", errors={
+                **_NEGOTIATION_ERRORS, "400": "Not server-events (`invalid_params`), bad SDP "
+                "(`invalid_session_description`), transport already there (`decoding_error`)."})},
+        f"{_SESSION}/datachannels/new": {"post": _operation(
+            "Publish (local) or subscribe to (remote) named DataChannels; ids allocated on "
+            "this session", "DataChannelsRequest", "DataChannelsResponse", errors={
+                "400": "No negotiated m=application (`session_error`); bad JSON "
+                       "(`decoding_error`); more than 64 items (`invalid_params`)."})},
+        f"{_SESSION}/datachannels/update": {"put": _operation(
+            "Grant or revoke canReply on subscribed DataChannels", "DataChannelsRequest",
+            "DataChannelsResponse", errors={"400": "Bad JSON (`decoding_error`)."})},
+        f"{_SESSION}/datachannels/close": {"put": _operation(
+            "Close DataChannels by id without SDP (a publication closes its subscriptions)",
+            "CloseDataChannelsRequest", "DataChannelsResponse",
+            errors={"400": "Bad JSON (`decoding_error`)."})},
         "/apps/{appId}/echo/new": {"post": _operation(
             "Ours: a PeerConnection that sends every received stream back", "EchoRequest",
             "NewSessionResponse", "201", _SDP_ERRORS, session=False)},

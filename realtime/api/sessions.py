@@ -2,11 +2,11 @@
 The SFU session routes of the Cloudflare-compatible API, and what the track routes share.
 
 Routes here (CALLS-API.md §1.2 rows 1, 3, 10); the track routes are in
-:mod:`realtime.api.tracks`::
+:mod:`realtime.api.tracks`, the DataChannel routes in :mod:`realtime.api.datachannels`::
 
     POST /apps/{appId}/sessions/new                 201 {sessionId[, sessionDescription(answer)]}
     PUT  /apps/{appId}/sessions/{sessionId}/renegotiate   200 {}  (applies the SFU offer's answer)
-    GET  /apps/{appId}/sessions/{sessionId}         200 {tracks: [...status], dataChannels: []}
+    GET  /apps/{appId}/sessions/{sessionId}         200 {tracks: [...], dataChannels: [...]}
 
 Every ``/sessions/{sessionId}/...`` call goes through :func:`load_session`::
 
@@ -220,7 +220,7 @@ def renegotiate(self: RealtimeAPI, request: IRequest, app, session_id: str) -> d
 
 @app_route(RealtimeAPI.app, "/sessions/<session_id>", "GET")
 def session_state(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
-    """Return the session's tracks with their status (``active``/``inactive``)."""
+    """Return the session's tracks and DataChannels with their status."""
     session = load_session(self, app, session_id)
     tracks = []
     for transceiver in session.transceivers:
@@ -240,8 +240,9 @@ def session_state(self: RealtimeAPI, request: IRequest, app, session_id: str) ->
                     "trackName": transceiver.track_name}
         item["status"] = transceiver.status()
         tracks.append(item)
-    return {"tracks": tracks, "dataChannels": []}
+    channels = session.datachannels.listed(self.clock.seconds())
+    return {"tracks": tracks, "dataChannels": [channel.describe() for channel in channels]}
 
 
 # The track routes and the OpenAPI document live in their own modules; importing registers them.
-from realtime.api import openapi, tracks  # noqa: E402,F401
+from realtime.api import datachannels, openapi, tracks  # noqa: E402,F401
