@@ -41,10 +41,24 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """Return a process's user + system CPU time so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (proc(5) 14, 15)
+    """Return a process's CPU time so far, all threads, user + system.
+
+    Nanosecond counters from ``/proc/PID/task/*/schedstat`` (time on CPU);
+    ``utime + stime`` of ``/proc/PID/stat`` (10 ms ticks) if unavailable.
+    """
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                    total += int(stat.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that just ended
+        return total / 1e9
+    except (FileNotFoundError, PermissionError):
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: proc(5) 14, 15
 
 
 def host_address() -> str:
