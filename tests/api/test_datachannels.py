@@ -10,6 +10,7 @@ tests/sfu/test_datachannels.py.  One test per route, flow of CALLS-API.md
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from realtime.sdp import SessionDescription
 from realtime.sdp.offer import MediaOffer
@@ -303,3 +304,31 @@ def test_closing_a_subscription_leaves_the_publication(api) -> None:
                                      "dataChannelName": "chat", "id": item["id"]}]
     assert state(api, publisher)[0]["status"] == "initializing"
     assert api.board.get(publisher).datachannels.published("chat").subscribers == []
+
+
+# -- hostile items ---------------------------------------------------------------------------
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 70000), st.text(max_size=8),
+                    st.lists(st.integers(), max_size=2))
+_ITEMS = st.dictionaries(st.sampled_from(
+    ["location", "sessionId", "dataChannelName", "ordered", "maxRetransmits",
+     "maxPacketLifeTime", "canReply", "waitForAck", "id"]), _VALUES, max_size=6)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(_ITEMS, max_size=4), route=st.sampled_from(
+    [("POST", "new"), ("PUT", "update"), ("PUT", "close")]))
+def test_hostile_items_get_an_id_or_an_error_never_a_5xx(api, items, route) -> None:
+    if not hasattr(api, "established"):
+        api.established = establish(api)
+    method, path = route
+    api.api.rate_limiter.forget(api.established)  # stay under 50 calls per second
+    status, body = api.call(method, f"/sessions/{api.established}/datachannels/{path}",
+                            {"dataChannels": items})
+    assert status == 200, body
+    assert len(body["dataChannels"]) == len(items)
+    for item in body["dataChannels"]:
+        succeeded = "errorCode" not in item
+        assert succeeded == (type(item.get("id")) is int and "dataChannelName" in item), item
+        assert succeeded or item["errorDescription"]
