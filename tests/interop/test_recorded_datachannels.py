@@ -10,7 +10,12 @@ Chromium's DataChannels echoed by ``twistd realtime``):
    data to its SCTP dissector (tshark 4.0 offers no "Decode As" for that;
    Wireshark insists on a key file for the entry, so a throw-away RSA key is
    generated in the test's tmp dir -- the key log does the decrypting).
-   No frame may be malformed or carry an expert error.
+   No frame may be malformed or carry an expert error, with one exception:
+   on a loaded machine Chromium retransmits its fragmented ClientHello
+   (RFC 6347 §4.2.4) and tshark's DTLS reassembly flags the repeat as
+   "[Reassembly error, protocol DTLS: New fragment overlaps old data
+   (retransmission?)]" and marks it malformed -- a limit of its
+   reassembly, not a fault of the packet, so only that message is excused.
 2. tshark's SCTP chunk types, DATA (sid, PPID) sequence and DCEP
    DATA_CHANNEL_OPEN labels and channel types must equal what
    ``realtime-replay --keylog`` prints through our own DTLS record
@@ -42,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PCAPS = ROOT / "pcaps"
 RECORDED = ["datachannel-chromium-echo"]
 LABELS = [("reliable", 0), ("unordered", 129)]
+ERROR_SEVERITY = 0x00800000  # PI_ERROR in Wireshark's expert.h
+RETRANSMITTED_HELLO = "New fragment overlaps old data (retransmission?)"
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,15 @@ def check_capture(pcap: Path, keylog: Path, port: int, dummy_key: Path) -> None:
     peer = browser_port(pcap, port)
     options = ["-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", "-o",
                f'uat:dtlsdecrypttablefile:"127.0.0.1","{peer}","sctp","{dummy_key}",""']
-    bad = tshark(*options, "-Y", "_ws.malformed || _ws.expert.severity >= error")
+    bad = []
+    for row in tshark(*options, "-Y", "_ws.malformed || _ws.expert.severity >= error",
+                      "-T", "fields", "-E", "occurrence=a", "-e", "frame.number",
+                      "-e", "_ws.malformed", "-e", "_ws.expert.severity", "-e", "_ws.expert.message"):
+        number, malformed, severities, messages = (row.split("\t") + ["", "", ""])[:4]
+        errors = [m for sev, m in zip(severities.split(","), messages.split(","))
+                  if sev and int(sev) >= ERROR_SEVERITY]
+        if not all(RETRANSMITTED_HELLO in m for m in errors + ([malformed] if malformed else [])):
+            bad.append(row)
     assert bad == [], bad
     stats, lines, our_data, our_opens = ours(pcap, keylog)
     assert stats["undecodable"] == 0 and stats["dtls-decrypted"] > 100
@@ -100,7 +115,8 @@ def check_capture(pcap: Path, keylog: Path, port: int, dummy_key: Path) -> None:
     chunk_types = Counter()
     for row in tshark(*options, "-T", "fields", "-e", "sctp.chunk_type"):
         chunk_types.update(ChunkType(int(t)).name for t in row.split(",") if t)
-    assert chunk_types == Counter({k[5:]: v for k, v in stats.items() if k.startswith("sctp-")})
+    replayed = Counter({k[5:]: v for k, v in stats.items() if k.startswith("sctp-")})
+    assert chunk_types == replayed, (chunk_types, replayed)
     assert chunk_types["INIT"] == chunk_types["COOKIE_ACK"] == 2  # both sides initiate
     assert chunk_types["DATA"] > 150  # ~55+ pieces of the 64 KiB message each way
 
