@@ -30,10 +30,10 @@ label, and its hellos are not what this parser reads).
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Iterable
 
+from realtime.dtls.keylog import tls12_prf
 from realtime.dtls.record import ContentType, HandshakeType, Record, parse_records
 from realtime.errors import DecodeError
 from realtime.srtp.profiles import SrtpProtectionProfile
@@ -61,18 +61,7 @@ def read_nss_keylog(path: str | Path) -> dict[bytes, bytes]:
     return secrets
 
 
-def tls12_prf(secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str = "sha256") -> bytes:
-    """Return ``length`` bytes of the TLS 1.2 PRF ``P_hash(secret, label + seed)`` (RFC 5246 §5)."""
-    seed = label + seed
-    out = b""
-    a = seed
-    while len(out) < length:
-        a = hmac.new(secret, a, hash_name).digest()
-        out += hmac.new(secret, a + seed, hash_name).digest()
-    return out[:length]
-
-
-def _hello_fields(body: bytes, server: bool) -> tuple[bytes, int, int | None]:
+def hello_fields(body: bytes, server: bool) -> tuple[bytes, int, int | None]:
     """Return ``(random, cipher_suite, use_srtp profile)`` of a hello body (suite 0 for a ClientHello)."""
     reader = Reader(body, "DTLS hello")
     reader.u16()  # version
@@ -92,7 +81,7 @@ def _hello_fields(body: bytes, server: bool) -> tuple[bytes, int, int | None]:
     return random, suite, profile
 
 
-def _hellos(datagram: bytes) -> Iterable[tuple[int, bytes]]:
+def hellos(datagram: bytes) -> Iterable[tuple[int, bytes]]:
     """Yield ``(msg_type, body)`` of the whole epoch-0 hellos in a datagram."""
     for record in parse_records(datagram):
         if not isinstance(record, Record) or record.content_type != ContentType.HANDSHAKE:
@@ -116,10 +105,9 @@ def derive_srtp_keys(datagrams: Iterable[tuple[Address, Address, bytes]],
     keys: list[SrtpKeys] = []
     for src, dst, datagram in datagrams:
         try:
-            hellos = list(_hellos(datagram))
-            for msg_type, body in hellos:
+            for msg_type, body in list(hellos(datagram)):
                 server = msg_type == HandshakeType.SERVER_HELLO
-                random, suite, profile_id = _hello_fields(body, server)
+                random, suite, profile_id = hello_fields(body, server)
                 if not server:
                     client_randoms[(src, dst)] = random
                     continue

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from realtime.dtls.keylog import KeyBlock, UnsupportedSuite
 from realtime.dtls.record import ContentType, HandshakeType, Record, parse_handshake, parse_records
 from realtime.errors import DecodeError
-from realtime.testing.dtls_keys import _hello_fields, _hellos
+from realtime.testing.dtls_keys import hello_fields, hellos
 from realtime.testing.sctp_summary import summarize_sctp
 from realtime.testing.srtp_keys import Address
 
@@ -82,9 +82,9 @@ class DtlsDecryptor:
 
     def _learn(self, src: Address, dst: Address, record: Record) -> None:
         """Note the randoms and cipher suite of the hellos in an epoch-0 record."""
-        for msg_type, body in _hellos(record.encode()):
+        for msg_type, body in hellos(record.encode()):
             server = msg_type == HandshakeType.SERVER_HELLO
-            random, suite, _ = _hello_fields(body, server)
+            random, suite, _ = hello_fields(body, server)
             if not server:
                 self._client_randoms[(src, dst)] = random
                 continue

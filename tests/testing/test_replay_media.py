@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from realtime.errors import DecodeError, Truncated
 from realtime.testing import replay
 from realtime.testing.captures import read_capture
-from realtime.testing.dtls_keys import derive_srtp_keys, read_nss_keylog, tls12_prf
+from realtime.dtls.keylog import tls12_prf
+from realtime.testing.dtls_keys import derive_srtp_keys, read_nss_keylog
 from realtime.testing.media_summary import (
     summarize_dtls,
     summarize_rtcp_compound,
