@@ -12,7 +12,7 @@ the same CORS headers as every other response::
                   ├─ /apps/{appId}/sessions/{id}/tracks/new  200 (per-item errors)
                   ├─ ... renegotiate, tracks/close, tracks/update, GET session
                   ├─ ... datachannels/establish, datachannels/new|update|close
-                  └─ /apps/{appId}/echo/new, /diagnostics (ours)
+                  └─ /apps/{appId}/echo/new, /diagnostics, /usage (ours)
 
 Every path also answers without the ``/v1`` prefix (``/apps/{appId}/...``).
 """
@@ -167,7 +167,40 @@ SCHEMAS: dict[str, Any] = {
             "SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM", "SRTP_AES128_CM_SHA1_80"]}}}},
     "Diagnostics": {"type": "object", "properties": {
         "mediaPort": {"type": "object"}, "sessions": {"type": "object"}}},
+    "UsageCounts": {"type": "object", "properties": {
+        "ingressBytes": {"type": "integer", "minimum": 0},
+        "egressBytes": {"type": "integer", "minimum": 0},
+        "ingressPackets": {"type": "integer", "minimum": 0},
+        "egressPackets": {"type": "integer", "minimum": 0}}},
+    "Usage": {"allOf": [_ref("UsageCounts"), {
+        "type": "object", "required": ["appId", "since", "until", "series"], "properties": {
+            "appId": _STRING, "since": {"type": "number"}, "until": {"type": "number"},
+            "sessionId": _STRING, "trackName": _STRING,
+            "series": {"type": "array", "items": {"allOf": [_ref("UsageCounts"), {
+                "type": "object", "required": ["minute"], "properties": {
+                    "minute": {"type": "string", "format": "date-time"}}}]}},
+            "tracks": {"type": "array", "items": {"allOf": [_ref("UsageCounts"), {
+                "type": "object", "properties": {"trackName": _STRING}}]}}}}]},
 }
+
+
+def _usage_operation() -> dict[str, Any]:
+    operation = _operation(
+        "Ours: SFU bytes and packets in [since, until), totals and per minute; egress = "
+        "bytes sent to clients (see docs/api.md, Usage)", None, "Usage",
+        errors={"400": "since/until not a time, since after until, or a filter over 1024 "
+                       "characters (`invalid_params`)."}, session=False)
+    time = {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+    operation["parameters"] += [
+        {"in": "query", "name": "since", "schema": time,
+         "description": "unix seconds or ISO 8601; default: until - 24 h"},
+        {"in": "query", "name": "until", "schema": time,
+         "description": "unix seconds or ISO 8601 (exclusive); default: now + 60 s"},
+        {"in": "query", "name": "sessionId", "schema": _STRING,
+         "description": "one session's wire bytes, plus the tracks it published"},
+        {"in": "query", "name": "trackName", "schema": _STRING,
+         "description": "RTP of tracks with this name (of sessionId when given)"}]
+    return operation
 
 _SESSION = "/apps/{appId}/sessions/{sessionId}"
 
@@ -227,6 +260,7 @@ DOCUMENT: dict[str, Any] = {
         "/apps/{appId}/diagnostics": {"get": _operation(
             "Ours: drop counters of the media port and the app's PeerConnections", None,
             "Diagnostics", session=False)},
+        "/apps/{appId}/usage": {"get": _usage_operation()},
     },
 }
 

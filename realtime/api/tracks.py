@@ -71,12 +71,41 @@ def _preferences(item: dict[str, Any]) -> SimulcastPreferences | None:
     return SimulcastPreferences.from_json(simulcast) if isinstance(simulcast, dict) else None
 
 
+_ORDERINGS = ("none", "asciibetical")
+
+
+def track_echo(item: dict[str, Any]) -> dict[str, Any]:
+    """Return the TrackObject fields of ``item`` that have their documented type.
+
+    Results echo request items; unknown keys and mistyped values (a number
+    for ``mid``, ``null`` for ``ridNotAvailable``, a ``kind`` that is not
+    audio or video) are dropped, so an answer never holds what the
+    TrackObject of the contract (and of our /openapi.json) cannot (found by
+    schemathesis, tests/interop/test_schemathesis.py).
+    """
+    echo: dict[str, Any] = {}
+    if item.get("location") in ("local", "remote"):
+        echo["location"] = item["location"]
+    for key in ("mid", "sessionId", "trackName"):
+        if isinstance(item.get(key), str):
+            echo[key] = item[key]
+    if item.get("kind") in ("audio", "video"):
+        echo["kind"] = item["kind"]
+    if isinstance(item.get("bidirectionalMediaStream"), bool):
+        echo["bidirectionalMediaStream"] = item["bidirectionalMediaStream"]
+    simulcast = item.get("simulcast")
+    if isinstance(simulcast, dict):
+        echo["simulcast"] = {key: value for key, value in simulcast.items()
+                             if (key == "preferredRid" and isinstance(value, str))
+                             or (key in ("priorityOrdering", "ridNotAvailable")
+                                 and isinstance(value, str) and value in _ORDERINGS)}
+    return echo
+
+
 def _pull_echo(item: dict[str, Any]) -> dict[str, Any]:
-    out = {"location": "remote", "sessionId": item.get("sessionId"),
-           "trackName": item.get("trackName")}
-    if isinstance(item.get("simulcast"), dict):
-        out["simulcast"] = item["simulcast"]
-    return out
+    echo = track_echo(item)
+    return {"location": "remote", **{key: echo[key] for key in ("sessionId", "trackName",
+                                                                "simulcast") if key in echo}}
 
 
 async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dict[str, Any]]],
@@ -129,7 +158,8 @@ async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
             continue
         mid, name = _text(item, "mid"), _text(item, "trackName")
         if mid is None or name is None or offer.media_by_mid(mid) is None:
-            results[index] = item_error({"location": "local", "mid": mid, "trackName": name},
+            results[index] = item_error(track_echo({"location": "local", "mid": mid,
+                                                    "trackName": name}),
                                         "invalid_params", "A local track needs the mid of an "
                                         "offered m= section and a trackName")
             continue
@@ -216,7 +246,8 @@ async def _without_offer(api: RealtimeAPI, app: Any, session: SfuSession,
             continue
         name, kind = _text(item, "trackName"), _text(item, "kind")
         if name is None or kind not in ("audio", "video"):
-            results[index] = item_error({"location": "local", "trackName": name}, "invalid_params",
+            results[index] = item_error(track_echo({"location": "local", "trackName": name}),
+                                        "invalid_params",
                                         "Without an offer a local track needs trackName and "
                                         "kind (audio or video)")
             continue
@@ -276,7 +307,7 @@ def tracks_close(self: RealtimeAPI, request: IRequest, app, session_id: str) -> 
         mid = _text(item, "mid")
         transceiver = session.transceiver(mid) if mid else None
         if transceiver is None or transceiver.role == CLOSED:
-            results.append(item_error({"mid": mid}, "close_track_error",
+            results.append(item_error({} if mid is None else {"mid": mid}, "close_track_error",
                                       "Track doesn't exist or was already closed"))
         else:
             results.append({"mid": mid})
@@ -306,7 +337,7 @@ def tracks_update(self: RealtimeAPI, request: IRequest, app, session_id: str) ->
         mid = _text(item, "mid")
         transceiver = session.transceiver(mid) if mid else None
         subscription = transceiver.subscription if transceiver is not None else None
-        echo = {**item}
+        echo = track_echo(item)
         if subscription is None or transceiver.role == CLOSED:
             results.append(item_error(echo, "update_track_error",
                                       "No pulled track on this mid"))
