@@ -26,6 +26,7 @@ running allocations of that username (:meth:`TurnServer.revoke`).
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -194,14 +195,16 @@ def _time(request: IRequest, name: str, default: float) -> float:
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            value = math.nan
+    if not math.isfinite(value) or abs(value) > 1e12:  # nan, inf, 1e308: not a time (was a 500)
         raise ApiError(400, ErrorCode.INVALID_PARAMS,
-                       f"{name} must be unix seconds or an ISO 8601 time") from None
+                       f"{name} must be unix seconds or an ISO 8601 time")
+    return value
 
 
 @turn_key_route("/usage", "GET")

@@ -126,3 +126,9 @@ def test_usage_totals_and_series(env):
     assert by_user["egressBytes"] == 1010
     status, bad = call(treq, "GET", BASE + "/usage?since=yesterday")
     assert (status, bad["errorCode"]) == (400, "invalid_params")
+
+
+@pytest.mark.parametrize("query", ["since=nan", "until=inf", "since=1e308", "until=-1e13"])
+def test_usage_times_that_are_not_times_are_400_not_500(env, query):
+    status, bad = call(env[0], "GET", f"{BASE}/usage?{query}")
+    assert (status, bad["errorCode"]) == (400, "invalid_params")
