@@ -212,7 +212,7 @@ class NackGenerator:
         spacing = max(self.min_interval, self.rtt * self.rtt_factor)
         due: list[int] = []
         for ext, entry in list(self._missing.items()):
-            if entry.retries >= self.max_retries or now - entry.first_seen >= self.max_age:
+            if entry.retries >= self.max_retries or now >= entry.first_seen + self.max_age:
                 del self._missing[ext]
                 self.abandoned += 1
                 self.keyframe_wanted = True
