@@ -22,7 +22,7 @@ pytestmark = pytest.mark.interop
 aiortc = pytest.importorskip("aiortc")
 
 
-async def one_call(server: Server) -> tuple[str, str]:
+async def one_call(server: Server) -> tuple[str, dict]:
     pc, publisher, names = await publish(server)
     try:
         result = await subscribe(server, publisher, names, seconds=4.0)
