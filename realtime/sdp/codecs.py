@@ -35,13 +35,16 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int | None]] = {
     9: ("G722", 8000, 1),
 }
 
-#: RTCP feedback we implement and keep in answers (type, parameter)
+#: RTCP feedback we implement and keep in answers (type, parameter).  transport-cc
+#: is left out on purpose: the server sends no transport-wide feedback, and a peer
+#: that negotiated it would estimate bandwidth from feedback that never comes;
+#: without it, browsers follow the REMB (goog-remb) the SFU sends.
 SUPPORTED_FEEDBACK: frozenset[tuple[str, str | None]] = frozenset({
-    ("nack", None), ("nack", "pli"), ("ccm", "fir"), ("goog-remb", None), ("transport-cc", None),
+    ("nack", None), ("nack", "pli"), ("ccm", "fir"), ("goog-remb", None),
 })
 
 VIDEO_FEEDBACK: tuple[tuple[str, str | None], ...] = (
-    ("goog-remb", None), ("transport-cc", None), ("ccm", "fir"), ("nack", None), ("nack", "pli"),
+    ("goog-remb", None), ("ccm", "fir"), ("nack", None), ("nack", "pli"),
 )
 
 
@@ -201,7 +204,7 @@ def codecs_match(ours: Codec, theirs: Codec) -> bool:
     return True
 
 
-OPUS = Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1", (("transport-cc", None),))
+OPUS = Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1")
 G722 = Codec(9, "G722", 8000)
 PCMU = Codec(0, "PCMU", 8000)
 PCMA = Codec(8, "PCMA", 8000)

@@ -61,12 +61,12 @@ VIDEO_ORIENTATION = "urn:3gpp:video-orientation"
 TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
 
 #: header extensions we accept, by URI, with the media kinds they apply to
+#: (not transport-wide-cc: see ``SUPPORTED_FEEDBACK`` in :mod:`realtime.sdp.codecs`)
 SUPPORTED_EXTENSIONS: dict[str, frozenset[str]] = {
     MID: frozenset({"audio", "video"}),
     RID: frozenset({"video"}),
     REPAIRED_RID: frozenset({"video"}),
     ABS_SEND_TIME: frozenset({"audio", "video"}),
-    TRANSPORT_CC: frozenset({"audio", "video"}),
     AUDIO_LEVEL: frozenset({"audio"}),
     VIDEO_ORIENTATION: frozenset({"video"}),
     TOFFSET: frozenset({"video"}),

@@ -28,7 +28,7 @@ from realtime.sdp.attributes import Attribute, HeaderExtension
 from realtime.sdp.codecs import DEFAULT_AUDIO_CODECS, DEFAULT_VIDEO_CODECS, Codec, with_rtx
 from realtime.sdp.negotiation import (
     ABS_SEND_TIME, AUDIO_LEVEL, DATACHANNEL_FORMAT, MID, REPAIRED_RID, RID, TOFFSET,
-    TRANSPORT_CC, VIDEO_ORIENTATION, LocalTransport, RtpStream, session_lines,
+    VIDEO_ORIENTATION, LocalTransport, RtpStream, session_lines,
     direction_bits,
 )
 from realtime.sdp.session import Connection, MediaDescription, SessionDescription
@@ -37,11 +37,11 @@ from realtime.sdp.simulcast import RidDescription, Simulcast, SimulcastStream
 #: header extensions we offer for audio, ids fixed across the session
 DEFAULT_AUDIO_EXTENSIONS: tuple[HeaderExtension, ...] = (
     HeaderExtension(1, AUDIO_LEVEL), HeaderExtension(2, ABS_SEND_TIME),
-    HeaderExtension(3, TRANSPORT_CC), HeaderExtension(4, MID),
+    HeaderExtension(4, MID),
 )
 #: header extensions we offer for video, ids fixed across the session
 DEFAULT_VIDEO_EXTENSIONS: tuple[HeaderExtension, ...] = (
-    HeaderExtension(2, ABS_SEND_TIME), HeaderExtension(3, TRANSPORT_CC),
+    HeaderExtension(2, ABS_SEND_TIME),
     HeaderExtension(4, MID), HeaderExtension(10, RID), HeaderExtension(11, REPAIRED_RID),
     HeaderExtension(13, VIDEO_ORIENTATION), HeaderExtension(14, TOFFSET),
 )

@@ -52,24 +52,25 @@ def test_answer_to_chromium_simulcast_offer(shared):
         assert section.end_of_candidates and section.setup == "passive"
         assert (section.ice_ufrag, section.ice_pwd) == ("sfu1", "p" * 24)
         assert section.fingerprints == (FINGERPRINT,)
-    # audio: only Opus, same payload type and fmtp, transport-cc kept
+    # audio: only Opus, same payload type and fmtp; transport-cc refused (we send no
+    # transport-wide feedback, so the browser must follow our REMB instead)
     assert audio.formats == ("111",)
     assert audio.codecs[0].parameters == "minptime=10;useinbandfec=1"
-    assert audio.codecs[0].feedback == (("transport-cc", None),)
+    assert audio.codecs[0].feedback == ()
     assert audio.direction == "recvonly" and audio.rtcp_mux and audio.rtcp_rsize
     assert [(e.id, e.uri.rsplit(":", 1)[-1]) for e in audio.extensions] == [
         (1, "ssrc-audio-level"), (2, "//www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
-        (3, "//www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"), (4, "mid")]
+        (4, "mid")]
     # video: VP8+rtx, H.264 constrained-baseline mode 1 (108) + rtx, AV1+rtx, VP9 profile 0+rtx;
     # refused: H.264 baseline (102, 104), mode 0 (114), main (116, 39), VP9 profile 2, red, ulpfec
     assert video.formats == ("96", "97", "108", "109", "45", "46", "98", "99")
     assert {c.payload_type: c.apt for c in video.codecs if c.is_rtx} == {
         97: 96, 109: 108, 46: 45, 99: 98}
-    assert all(c.feedback == (("goog-remb", None), ("transport-cc", None), ("ccm", "fir"),
+    assert all(c.feedback == (("goog-remb", None), ("ccm", "fir"),
                               ("nack", None), ("nack", "pli"))
                for c in video.codecs if not c.is_rtx)
     assert video.direction == "recvonly"
-    assert {e.id for e in video.extensions} == {14, 2, 13, 3, 4, 10, 11}  # not 5-9, 12
+    assert {e.id for e in video.extensions} == {14, 2, 13, 4, 10, 11}  # not 3 (twcc), 5-9, 12
     # simulcast mirrored
     assert [r.line() for r in video.rids] == ["a=rid:f recv", "a=rid:h recv", "a=rid:q recv"]
     assert video.simulcast.line() == "a=simulcast:recv f;h;q"
@@ -119,7 +120,7 @@ def test_answer_to_firefox_style_offer():
     # 127; 97 is H.264 without packetization-mode (mode 0) and is refused with its rtx 98
     assert video.formats == ("120", "124", "121", "125", "126", "127")
     assert [(e.id, e.direction) for e in video.extensions] == [
-        (3, None), (4, None), (5, None), (7, None), (8, None), (9, None)]
+        (3, None), (4, None), (5, None), (8, None), (9, None)]  # not 7: transport-wide-cc
     # paused stream and pt restriction survive the mirror
     assert [r.value() for r in video.rids] == [
         "a recv max-width=1280;max-height=720", "b recv max-width=640;max-height=360",
@@ -137,7 +138,7 @@ def test_answer_to_safari_style_offer():
     assert video.setup == "active"
     assert audio.direction == "inactive"                     # Safari only receives; we send nothing
     assert [e.id for e in audio.extensions] == [14, 9]
-    assert [e.id for e in video.extensions] == [1, 2, 3, 4, 9]
+    assert [e.id for e in video.extensions] == [1, 2, 3, 9]  # not 4: transport-wide-cc
     negotiated = apply_answer(offer, answer, we_offered=False)
     assert negotiated.dtls_role == "client"
     assert negotiated.remote_ice_ufrag == "Xy9Q"

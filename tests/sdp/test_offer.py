@@ -40,8 +40,8 @@ def test_pull_offer():
     h264 = [c for c in video.codecs if c.name == "H264"][0]
     assert h264.parameter_map["profile-level-id"] == "42e01f"
     assert h264.parameter_map["packetization-mode"] == "1"
-    assert [e.id for e in audio.extensions] == [1, 2, 3, 4]
-    assert [e.id for e in video.extensions] == [2, 3, 4, 10, 11, 13, 14]
+    assert [e.id for e in audio.extensions] == [1, 2, 4]  # no transport-wide-cc: we send no such feedback
+    assert [e.id for e in video.extensions] == [2, 4, 10, 11, 13, 14]
     assert [item.line() for item in video.lines[-5:]] == [
         "a=ssrc-group:FID 22 23",
         "a=ssrc:22 cname:sfu", "a=ssrc:22 msid:s1 v1",
