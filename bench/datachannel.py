@@ -1,15 +1,18 @@
 """
-DataChannel benchmark: messages/s and MB/s through our SCTP stack, against aiortc.
+DataChannel benchmark: messages/s and MB/s through our SCTP stack and SFU, against aiortc.
 
-Run (about half a minute)::
+Run (about three minutes; ``--quick`` well under two)::
 
     .venv/bin/python bench/datachannel.py
+    .venv/bin/python bench/datachannel.py --quick
+    .venv/bin/python bench/datachannel.py --via sfu --subscribers 1,10
     .venv/bin/python bench/datachannel.py --via echo,aiortc --small 5000 --bulk 400 --rounds 3
 
-One aiortc client (in this process) opens a reliable ordered DataChannel
-and, per workload, sends every message at once and waits until each has
-come back on the same channel: a round trip through the far side's SCTP
-association, DCEP channel and DTLS, both ways.  The far side (``--via``):
+**Echo** (``--via echo,aiortc``): one aiortc client (in this process) opens
+a reliable ordered DataChannel and, per workload, sends every message at
+once and waits until each has come back on the same channel: a round trip
+through the far side's SCTP association, DCEP channel and DTLS, both ways.
+The far side:
 
     echo     ``twistd -n realtime`` on loopback, ``POST /v1/apps/{app}/echo/new``:
              our PeerConnection + SctpTransport echo every message
@@ -25,12 +28,16 @@ run ``--rounds`` times on one connection and the best round is printed,
 with the far side's CPU time per message (user + system, /proc/PID/stat)
 and the ratio of ours to aiortc.
 
-To add a far side (``--via sfu``: one publisher session, 1 and 10
-subscriber sessions through the Cloudflare-compatible datachannels routes,
-once they exist) write an :class:`Answerer` -- ``start()``, ``answer(offer
-sdp) -> answer sdp``, ``pid``, ``stop()`` -- and register it in :data:`VIAS`;
-for fan-out the client side would count arrivals at each subscriber
-instead of echoes.
+**Fan-out** (``--via sfu``, bench/datachannel_fanout.py): one aiortc
+publisher (this process) sends the same workloads on a reliable ordered
+channel to N aiortc subscribers (one child process, each subscriber its own
+session), for every N of ``--subscribers``: through **ours** (the SFU's
+``datachannels`` routes, one publication, N subscriptions) and, as the
+baseline, an **aiortc mesh** (the publisher holds N direct connections and
+sends every message N times).  The time runs from the publisher's first
+send to the last message's arrival at the last subscriber; figures are per
+subscriber ("each") and summed over subscribers ("total").  Every round
+gives up after 40 s.
 """
 
 from __future__ import annotations
@@ -47,7 +54,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.interop.realtime_server import Server  # noqa: E402
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server  # noqa: E402
+
+import datachannel_fanout  # noqa: E402  (bench/ is this script's directory)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -146,7 +155,7 @@ class AiortcEcho(Answerer):
 
 
 VIAS: dict[str, type[Answerer]] = {"echo": EchoRoute, "aiortc": AiortcEcho}
-"""``--via`` name -> far side; ``sfu`` joins when the datachannels API routes exist."""
+"""``--via`` name -> echoing far side; ``sfu`` (fan-out) is run by :func:`fan_out`."""
 
 
 async def connect(answerer: Answerer):
@@ -228,20 +237,58 @@ def print_table(workloads, rows: dict[str, dict[str, tuple[float, float]]]) -> N
                   f"{(ours[name][1] / base[name][1]) if base[name][1] else float('nan'):>15.2f}")
 
 
+def fan_out(workloads, subscribers: list[int], rounds: int) -> dict:
+    """Measure SFU and aiortc-mesh fan-out for every N; return ``(kind, N) -> results``."""
+    rows: dict = {}
+    with tempfile.TemporaryDirectory(prefix="realtime-bench-dc-sfu-") as tmp:
+        for n in subscribers:
+            for kind in ("sfu", "mesh"):
+                server = None
+                try:
+                    if kind == "sfu":  # a fresh server per N: no leftovers
+                        server = Server(Path(tmp) / f"state-{n}", app=True)
+                        server.wait_ready()
+                        pid = server.process.pid
+                        rows[kind, n] = asyncio.run(datachannel_fanout.measure(
+                            kind, n, workloads, rounds, server.api_url(), (APP_ID, APP_SECRET),
+                            lambda: cpu_seconds(pid)))
+                    else:
+                        rows[kind, n] = asyncio.run(
+                            datachannel_fanout.measure(kind, n, workloads, rounds))
+                except Exception as exc:  # reported, the run goes on
+                    print(f"# {kind} N={n}: {exc!r}", file=sys.stderr)
+                    rows[kind, n] = {}
+                finally:
+                    if server is not None:
+                        server.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every ``--via`` far side through every workload and print the table."""
+    """Run every ``--via`` far side through every workload and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--via", default="echo,aiortc",
-                        help=f"far sides, comma-separated, from {sorted(VIAS)} (default: %(default)s)")
+    parser.add_argument("--via", default="echo,aiortc,sfu",
+                        help=f"comma-separated, from {sorted(VIAS) + ['sfu']} "
+                             "(default: %(default)s)")
     parser.add_argument("--small", type=int, default=5000, help="100-byte messages per round")
-    parser.add_argument("--bulk", type=int, default=500, help="16 KiB messages per round")
+    parser.add_argument("--bulk", type=int, default=400, help="16 KiB messages per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per workload; best is shown")
+    parser.add_argument("--subscribers", default="1,10",
+                        help="fan-out subscriber counts (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2000 small and 200 bulk messages, 1 round (under 2 minutes)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.small, args.bulk, args.rounds = 2000, 200, 1
     workloads = [("small", args.small, 100), ("bulk", args.bulk, 16384)]
+    vias = args.via.split(",")
+    for via in vias:
+        if via not in VIAS and via != "sfu":
+            parser.error(f"--via {via!r} is not one of {sorted(VIAS) + ['sfu']}")
     rows: dict[str, dict[str, tuple[float, float]]] = {}
-    for via in args.via.split(","):
-        if via not in VIAS:
-            parser.error(f"--via {via!r} is not one of {sorted(VIAS)}")
+    for via in vias:
+        if via == "sfu":
+            continue
         answerer = VIAS[via]()
         answerer.start()
         try:
@@ -251,7 +298,14 @@ def main(argv: list[str] | None = None) -> int:
             rows[answerer.name] = {}
         finally:
             answerer.stop()
-    print_table(workloads, rows)
+    if rows:
+        print("echo: one client, every message back on the same channel")
+        print_table(workloads, rows)
+    if "sfu" in vias:
+        subscribers = [int(n) for n in args.subscribers.split(",")]
+        fanned = fan_out(workloads, subscribers, args.rounds)
+        print("\nfan-out: one publisher to N subscribers, reliable ordered channel")
+        datachannel_fanout.print_fan_out(workloads, fanned)
     return 0
 
 
