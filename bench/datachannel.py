@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -57,15 +56,7 @@ sys.path.insert(0, str(ROOT))
 from tests.interop.realtime_server import APP_ID, APP_SECRET, Server  # noqa: E402
 
 import datachannel_fanout  # noqa: E402  (bench/ is this script's directory)
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return user + system CPU seconds of process ``pid`` (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
+from datachannel_fanout import cpu_seconds  # noqa: E402
 
 class Answerer:
     """A far side that answers the client's offer and echoes every message."""
@@ -248,10 +239,9 @@ def fan_out(workloads, subscribers: list[int], rounds: int) -> dict:
                     if kind == "sfu":  # a fresh server per N: no leftovers
                         server = Server(Path(tmp) / f"state-{n}", app=True)
                         server.wait_ready()
-                        pid = server.process.pid
                         rows[kind, n] = asyncio.run(datachannel_fanout.measure(
                             kind, n, workloads, rounds, server.api_url(), (APP_ID, APP_SECRET),
-                            lambda: cpu_seconds(pid)))
+                            server.process.pid))
                     else:
                         rows[kind, n] = asyncio.run(
                             datachannel_fanout.measure(kind, n, workloads, rounds))

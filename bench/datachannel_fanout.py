@@ -31,15 +31,23 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import time
 import urllib.error
 import urllib.request
-from typing import Callable
+from pathlib import Path
 
 #: seconds a round may take before it is given up
 ROUND_TIMEOUT = 40.0
 #: seconds connection set-up (all subscribers) may take
 SETUP_TIMEOUT = 40.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return user + system CPU seconds of process ``pid`` (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def call(api_url: str, app: tuple[str, str], method: str, path: str,
@@ -274,12 +282,11 @@ async def fan_out_round(child: Child, channels: list, count: int, size: int) -> 
 
 
 async def measure(kind: str, n: int, workloads, rounds: int, api_url: str = "",
-                  app: tuple[str, str] = ("", ""),
-                  server_cpu: Callable[[], float] = lambda: 0.0) -> dict:
-    """Return ``workload -> (best seconds, server CPU s, publisher CPU s)`` or ``-> reason``.
+                  app: tuple[str, str] = ("", ""), server_pid: int = 0) -> dict:
+    """Return ``workload -> (best s, server CPU s, publisher CPU s, subscribers CPU s)``.
 
-    ``kind`` is ``"sfu"`` (through the server at ``api_url``, whose CPU
-    seconds so far ``server_cpu`` returns) or ``"mesh"``.
+    ``kind`` is ``"sfu"`` (through the server at ``api_url``, process
+    ``server_pid``) or ``"mesh"``.  A workload that timed out maps to the reason.
     """
     child = Child()
     pcs: list = []
@@ -293,13 +300,14 @@ async def measure(kind: str, n: int, workloads, rounds: int, api_url: str = "",
         for name, count, size in workloads:
             best = None
             for _ in range(rounds):
-                server = server_cpu()
-                mine = time.process_time()
+                server = cpu_seconds(server_pid) if server_pid else 0.0
+                mine, subs = time.process_time(), cpu_seconds(child.process.pid)
                 seconds = await fan_out_round(child, channels, count, size)
                 if isinstance(seconds, str):
                     best = seconds
                     break
-                cost = (server_cpu() - server, time.process_time() - mine)
+                cost = ((cpu_seconds(server_pid) - server) if server_pid else 0.0,
+                        time.process_time() - mine, cpu_seconds(child.process.pid) - subs)
                 if best is None or seconds < best[0]:
                     best = (seconds, *cost)
             results[name] = best
@@ -312,7 +320,7 @@ async def measure(kind: str, n: int, workloads, rounds: int, api_url: str = "",
 def print_fan_out(workloads, rows: dict[tuple[str, int], dict]) -> None:
     """Print one line per (workload, N, route) and the ratio SFU / mesh."""
     print(f"{'workload':<20} {'N':>3} {'route':<12} {'msg/s each':>10} {'MB/s each':>9} "
-          f"{'MB/s total':>10} {'SFU CPU-µs/copy':>15} {'pub CPU-µs/msg':>14}")
+          f"{'MB/s total':>10} {'SFU CPU-µs/copy':>15} {'pub CPU-µs/msg':>14} {'subs CPU':>8}")
     for name, count, size in workloads:
         label = f"{name} {count} x {size} B"
         for n in sorted({n for _, n in rows}):
@@ -322,12 +330,12 @@ def print_fan_out(workloads, rows: dict[tuple[str, int], dict]) -> None:
                 if not isinstance(result, tuple):
                     print(f"{label:<20} {n:>3} {route:<12} {result or '-'}")
                     continue
-                seconds, server, mine = result
+                seconds, server, mine, subs = result
                 sfu_cpu = f"{server / (count * n) * 1e6:.1f}" if kind == "sfu" else "-"
                 print(f"{label:<20} {n:>3} {route:<12} {count / seconds:>10.0f} "
                       f"{count * size / seconds / 1e6:>9.2f} "
                       f"{count * size * n / seconds / 1e6:>10.2f} {sfu_cpu:>15} "
-                      f"{mine / count * 1e6:>14.1f}")
+                      f"{mine / count * 1e6:>14.1f} {subs / seconds:>8.0%}")
             ours = rows.get(("sfu", n), {}).get(name)
             base = rows.get(("mesh", n), {}).get(name)
             if isinstance(ours, tuple) and isinstance(base, tuple):
