@@ -1,7 +1,7 @@
 """
 The HTTPS API shell: a Klein app compatible with Cloudflare Realtime.
 
-Paths, auth and error shape follow /work/shared/CALLS-API.md (§1.1, §3.1,
+Paths, auth and error shape follow ../shared/CALLS-API.md (§1.1, §3.1,
 §3.6).  This module holds the plumbing every route shares; the SFU routes
 (``sessions/new``, ``tracks/new`` ...) are added with :func:`app_route`::
 

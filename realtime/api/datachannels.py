@@ -120,10 +120,27 @@ def _flag(item: dict[str, Any], key: str) -> bool:
 
 
 def _echo(item: dict[str, Any]) -> dict[str, Any]:
-    """Return the fields of a request item a response item repeats."""
-    keys = ("location", "sessionId", "dataChannelName", "ordered", "maxRetransmits",
-            "maxPacketLifeTime", "canReply", "waitForAck")
-    return {key: item[key] for key in keys if key in item}
+    """Return the DataChannelObject fields of a request item that have their documented type.
+
+    Response items repeat the request's; unknown keys and mistyped values are
+    dropped, so an answer never holds what the contract's DataChannelObject
+    cannot (schemathesis found ``"id": {}`` and ``"canReply": null`` echoed;
+    tests/interop/test_schemathesis.py).
+    """
+    echo: dict[str, Any] = {}
+    if item.get("location") in ("local", "remote"):
+        echo["location"] = item["location"]
+    for key in ("sessionId", "dataChannelName"):
+        if isinstance(item.get(key), str):
+            echo[key] = item[key]
+    for key in ("ordered", "canReply", "waitForAck"):
+        if isinstance(item.get(key), bool):
+            echo[key] = item[key]
+    for key in ("maxRetransmits", "maxPacketLifeTime"):
+        value = item.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+            echo[key] = value  # unsigned short in the W3C RTCDataChannelInit
+    return echo
 
 
 def _require_transport(session: SfuSession) -> None:
@@ -288,7 +305,10 @@ def datachannels_close(self: RealtimeAPI, request: IRequest, app,
         if isinstance(stream_id, int) and not isinstance(stream_id, bool):
             channel = session.datachannels.close(stream_id, now)
         if channel is None:
-            results.append(item_error({"id": stream_id}, *CLOSE_ERROR))
+            valid = isinstance(stream_id, int) and not isinstance(stream_id, bool) and \
+                0 <= stream_id <= 65534  # an SCTP stream id (RFC 8831 §6.5)
+            echo = {"id": stream_id} if valid else {}
+            results.append(item_error(echo, *CLOSE_ERROR))
         else:
             results.append(describe(channel, with_status=False))
     flush(self, session)

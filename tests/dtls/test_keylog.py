@@ -3,7 +3,7 @@ DTLS 1.2 record decryption from a logged master secret (realtime.dtls.keylog).
 
 The independent vector is the Wireshark test capture ``dtls12-aes128ccm8``
 (GnuTLS client and server, secrets published by Wireshark), recomputed in
-``/work/shared/vectors/dtls12_psk_ccm8_capture.json``: key expansion and
+``../shared/vectors/dtls12_psk_ccm8_capture.json``: key expansion and
 every protected record of it.  AES-GCM and ChaCha20-Poly1305 records are
 built here field by field with ``cryptography`` and the nonce rules of RFC
 5288 §3 / RFC 7905 §2 written out in the test, so the module's own nonce
