@@ -35,7 +35,9 @@ coroutine or return a Deferred.  Both path prefixes are registered at once.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from inspect import isawaitable
 from typing import Any
@@ -114,6 +116,27 @@ def read_json(request: IRequest, limit: int = MAX_BODY) -> dict[str, Any]:
         raise ApiError.decoding_error("The request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError.decoding_error("The request body must be a JSON object")
+    return value
+
+
+def query_time(request: IRequest, name: str, default: float) -> float:
+    """Return query parameter ``name`` as unix seconds (number or ISO 8601), or ``default``.
+
+    :raises ApiError: 400 ``invalid_params`` when it is neither, or not finite.
+    """
+    raw = request.args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            value = math.nan
+    if not math.isfinite(value) or abs(value) > 1e12:
+        raise ApiError(400, ErrorCode.INVALID_PARAMS,
+                       f"{name} must be unix seconds or an ISO 8601 time")
     return value
 
 

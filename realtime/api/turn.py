@@ -26,16 +26,14 @@ running allocations of that username (:meth:`TurnServer.revoke`).
 from __future__ import annotations
 
 import hmac
-import math
 from collections.abc import Callable
-from datetime import datetime
 from functools import wraps
 from typing import Any
 
 from twisted.web.iweb import IRequest
 
 from realtime.api.app import (
-    RealtimeAPI, apply_cors, error_response, json_response, preflight, read_json,
+    RealtimeAPI, apply_cors, error_response, json_response, preflight, query_time, read_json,
 )
 from realtime.api.auth import bearer_token
 from realtime.api.errors import ApiError, ErrorCode
@@ -190,30 +188,13 @@ def revoke(self: RealtimeAPI, request: IRequest, key: TurnKey, turn: TurnKeys, u
     return 204, None
 
 
-def _time(request: IRequest, name: str, default: float) -> float:
-    raw = request.args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        except (ValueError, OverflowError, OSError):
-            value = math.nan
-    if not math.isfinite(value) or abs(value) > 1e12:  # nan, inf, 1e308: not a time (was a 500)
-        raise ApiError(400, ErrorCode.INVALID_PARAMS,
-                       f"{name} must be unix seconds or an ISO 8601 time")
-    return value
-
-
 @turn_key_route("/usage", "GET")
 def usage(self: RealtimeAPI, request: IRequest, key: TurnKey, turn: TurnKeys):
     """Return ingress/egress bytes of this key in [since, until), totals and per minute."""
     now = self.clock.seconds()
     turn.flush(now)
-    until = _time(request, "until", now + 60)
-    since = _time(request, "since", until - 86400)
+    until = query_time(request, "until", now + 60)
+    since = query_time(request, "since", until - 86400)
     filters = {}
     for arg, name in ((b"username", "username"), (b"customIdentifier", "custom_identifier")):
         if arg in request.args:

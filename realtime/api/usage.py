@@ -31,12 +31,11 @@ every few seconds and once more when the service stops.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, app_route
+from realtime.api.app import RealtimeAPI, app_route, query_time
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.api.sessions import switchboard
 from realtime.sfu.usage import UsageMeter, summarize
@@ -98,27 +97,6 @@ def sfu_usage(api: RealtimeAPI) -> SfuUsage:
 def flush_usage(api: RealtimeAPI, now: float) -> int:
     """Flush the SFU usage of ``api`` at ``now`` (the periodic flush's callable)."""
     return sfu_usage(api).flush(now)
-
-
-def query_time(request: IRequest, name: str, default: float) -> float:
-    """Return query parameter ``name`` as unix seconds (number or ISO 8601), or ``default``.
-
-    :raises ApiError: 400 ``invalid_params`` when it is neither, or not finite.
-    """
-    raw = request.args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        except (ValueError, OverflowError, OSError):
-            value = math.nan
-    if not math.isfinite(value) or abs(value) > 1e12:
-        raise ApiError(400, ErrorCode.INVALID_PARAMS,
-                       f"{name} must be unix seconds or an ISO 8601 time")
-    return value
 
 
 def query_text(request: IRequest, name: str) -> str | None:
