@@ -35,59 +35,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.parse
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from record_echo_call import (  # noqa: E402
-    IN_NETNS, ROOT, run_echo_page, serve_pages, start_tcpdump, versions,
-)
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server  # noqa: E402
+from record_echo_call import IN_NETNS, record_page_call  # noqa: E402
 
 PAGE = "datachannel-echo.html"
 
 
 def record(name: str, out: Path, count: int = 20, lossy: int = 10, timeout: float = 40.0) -> dict:
     """Record one DataChannel echo call into ``out/NAME.*``; return the page's result."""
-    out.mkdir(parents=True, exist_ok=True)
-    log = [f"# {name}: headless Chromium DataChannel echo call against twistd -n realtime"]
-    if os.environ.get(IN_NETNS):
-        log.append("# inside: unshare -n (loopback-only network namespace); ip link set lo up")
-    with tempfile.TemporaryDirectory(prefix="realtime-record-") as tmp:
-        tmp_path = Path(tmp)
-        keylog = tmp_path / "dtls.keylog"
-        server = Server(tmp_path / "state", "--dtls-keylog", str(keylog), app=True)
-        log.append(" ".join(server.process.args).replace(tmp, "$TMP"))
-        tcpdump = None
-        httpd = serve_pages()
-        try:
-            server.wait_ready()
-            tcpdump = start_tcpdump(out / f"{name}.pcap", server.media, log)
-            query = urllib.parse.urlencode({"api": server.api_url(), "app": APP_ID,
-                                            "secret": APP_SECRET, "count": count, "lossy": lossy})
-            url = f"http://127.0.0.1:{httpd.server_address[1]}/{PAGE}?{query}"
-            log.append(f"node tests/interop/run_page.js '{url}' {int(timeout * 1000)}")
-            result = run_echo_page(url, timeout)
-            time.sleep(0.5)  # let the last SACKs and the DTLS close_notify reach the capture
-        finally:
-            if tcpdump is not None:
-                tcpdump.send_signal(signal.SIGINT)
-                tcpdump.wait(10)
-            httpd.shutdown()
-            server.stop()
-        shutil.copyfile(keylog, out / f"{name}.keylog")
-    log += ["# versions", *versions(), "# page result", json.dumps(result, sort_keys=True)]
-    text = "\n".join(log).replace(f"{ROOT}/", "")
-    (out / f"{name}.commands.txt").write_text(text + "\n")
-    return result
+    return record_page_call(
+        name, out, "headless Chromium DataChannel echo call against twistd -n realtime",
+        PAGE, {"count": count, "lossy": lossy}, timeout, srtp_keys=False)
 
 
 def main(argv: list[str] | None = None) -> int:

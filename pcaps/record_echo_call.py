@@ -105,30 +105,39 @@ def versions() -> list[str]:
     return lines
 
 
-def record(name: str, out: Path, profile: str, timeout: float = 40.0) -> dict:
-    """Record one echo call into ``out/NAME.*``; return the page's result."""
+def record_page_call(name: str, out: Path, title: str, page: str, params: dict,
+                     timeout: float = 40.0, srtp_keys: bool = True) -> dict:
+    """Record one call of ``page`` against ``twistd -n realtime`` into ``out/NAME.*``.
+
+    Starts the service on free ports with ``--dtls-keylog`` (and
+    ``--srtp-keylog`` when ``srtp_keys``), tcpdump on its media port, and
+    headless Chromium on ``page?api=...&app=...&secret=...&<params>``; writes
+    NAME.pcap, NAME.keylog, NAME.srtp.json (with ``srtp_keys``) and
+    NAME.commands.txt.  Returns the page's result.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    log = [f"# {name}: headless Chromium echo call against twistd -n realtime ({profile})"]
+    log = [f"# {name}: {title}"]
     if os.environ.get(IN_NETNS):
         log.append("# inside: unshare -n (loopback-only network namespace); ip link set lo up")
     with tempfile.TemporaryDirectory(prefix="realtime-record-") as tmp:
         tmp_path = Path(tmp)
-        keylog, srtp_keys = tmp_path / "dtls.keylog", tmp_path / "srtp.jsonl"
-        server = Server(tmp_path / "state", "--dtls-keylog", str(keylog),
-                        "--srtp-keylog", str(srtp_keys), app=True)
+        keylog, srtp_log = tmp_path / "dtls.keylog", tmp_path / "srtp.jsonl"
+        options = ["--dtls-keylog", str(keylog)]
+        if srtp_keys:
+            options += ["--srtp-keylog", str(srtp_log)]
+        server = Server(tmp_path / "state", *options, app=True)
         log.append(" ".join(server.process.args).replace(tmp, "$TMP"))
         tcpdump = None
         httpd = serve_pages()
         try:
             server.wait_ready()
-            pcap = out / f"{name}.pcap"
-            tcpdump = start_tcpdump(pcap, server.media, log)
+            tcpdump = start_tcpdump(out / f"{name}.pcap", server.media, log)
             query = urllib.parse.urlencode({"api": server.api_url(), "app": APP_ID,
-                                            "secret": APP_SECRET, "profile": profile})
-            url = f"http://127.0.0.1:{httpd.server_address[1]}/echo.html?{query}"
+                                            "secret": APP_SECRET, **params})
+            url = f"http://127.0.0.1:{httpd.server_address[1]}/{page}?{query}"
             log.append(f"node tests/interop/run_page.js '{url}' {int(timeout * 1000)}")
             result = run_echo_page(url, timeout)
-            time.sleep(0.5)  # let the last RTCP and DTLS close_notify reach the capture
+            time.sleep(0.5)  # let the last RTCP/SACKs and DTLS close_notify reach the capture
         finally:
             if tcpdump is not None:
                 tcpdump.send_signal(signal.SIGINT)
@@ -136,11 +145,19 @@ def record(name: str, out: Path, profile: str, timeout: float = 40.0) -> dict:
             httpd.shutdown()
             server.stop()
         shutil.copyfile(keylog, out / f"{name}.keylog")
-        shutil.copyfile(srtp_keys, out / f"{name}.srtp.json")
+        if srtp_keys:
+            shutil.copyfile(srtp_log, out / f"{name}.srtp.json")
     log += ["# versions", *versions(), "# page result", json.dumps(result, sort_keys=True)]
     text = "\n".join(log).replace(f"{ROOT}/", "")
     (out / f"{name}.commands.txt").write_text(text + "\n")
     return result
+
+
+def record(name: str, out: Path, profile: str, timeout: float = 40.0) -> dict:
+    """Record one echo call into ``out/NAME.*``; return the page's result."""
+    return record_page_call(
+        name, out, f"headless Chromium echo call against twistd -n realtime ({profile})",
+        "echo.html", {"profile": profile}, timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
