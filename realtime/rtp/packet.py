@@ -32,7 +32,8 @@ well-formed datagram, ``encode(decode(b)) == b`` (the extension block and
 non-zero padding octets are kept raw).  The SFU forwards every packet to
 every subscriber, so the functions at the bottom work on the bytes directly:
 :func:`read_header_fields`, :func:`rewrite_header`, :func:`find_extension`
-and :func:`rewrite_extension_ids` allocate nothing but their result.
+and :func:`rewrite_extension_ids` allocate nothing but their result; all three
+walk the RFC 8285 block with :func:`extension_elements`.
 
 Deliberate deviation: the decoder checks the structure RFC 3550 defines, not
 the application rules of §A.1 (payload type known, SSRC expected); those
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
-from typing import ClassVar, Mapping
+from typing import ClassVar, Iterator, Mapping
 
 from realtime.errors import DecodeError, LocalProtocolError, Truncated
 from realtime.rtp.extensions import (
@@ -266,12 +267,19 @@ def payload_offset(data: bytes | bytearray | memoryview) -> int:
     return offset
 
 
-def find_extension(data: bytes | bytearray | memoryview, ext_id: int) -> bytes | None:
-    """Return the data of element ``ext_id`` of the RFC 8285 block, or None; no objects built."""
-    block = _extension_block(data)
-    if block is None:
-        return None
-    profile, pos, end = block
+def extension_elements(
+    data: bytes | bytearray | memoryview, profile: int, pos: int, end: int
+) -> Iterator[tuple[int, int, int, int]]:
+    """Yield ``(id, header_offset, value_offset, size)`` of each RFC 8285 element.
+
+    ``data[pos:end]`` is the block's element data and ``profile`` its form
+    (0xBEDE one-byte, 0x100x two-byte; others yield nothing).  Padding bytes
+    are skipped; a one-byte id 15 ends the walk (RFC 8285 §4.2).  The one
+    walk behind :func:`find_extension`, :func:`rewrite_extension_ids` and the
+    SFU's extension rewriting; it reads offsets only, no values are copied.
+
+    :raises DecodeError: when an element runs past ``end``.
+    """
     if profile == ONE_BYTE_PROFILE:
         while pos < end:
             byte = data[pos]
@@ -279,12 +287,11 @@ def find_extension(data: bytes | bytearray | memoryview, ext_id: int) -> bytes |
                 pos += 1
                 continue
             if byte >> 4 == 15:
-                return None
+                return
             size = (byte & 0x0F) + 1
             if pos + 1 + size > end:
                 raise DecodeError(f"one-byte header extension {byte >> 4} overruns the block")
-            if byte >> 4 == ext_id:
-                return bytes(data[pos + 1 : pos + 1 + size])
+            yield byte >> 4, pos, pos + 1, size
             pos += 1 + size
     elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
         while pos < end:
@@ -297,9 +304,18 @@ def find_extension(data: bytes | bytearray | memoryview, ext_id: int) -> bytes |
             size = data[pos + 1]
             if pos + 2 + size > end:
                 raise DecodeError(f"two-byte header extension {this_id} overruns the block")
-            if this_id == ext_id:
-                return bytes(data[pos + 2 : pos + 2 + size])
+            yield this_id, pos, pos + 2, size
             pos += 2 + size
+
+
+def find_extension(data: bytes | bytearray | memoryview, ext_id: int) -> bytes | None:
+    """Return the data of element ``ext_id`` of the RFC 8285 block, or None; no objects built."""
+    block = _extension_block(data)
+    if block is None:
+        return None
+    for this_id, _, start, size in extension_elements(data, *block):
+        if this_id == ext_id:
+            return bytes(data[start : start + size])
     return None
 
 
@@ -312,35 +328,16 @@ def rewrite_extension_ids(buf: bytearray, mapping: Mapping[int, int]) -> None:
     block = _extension_block(buf)
     if block is None:
         return
-    profile, pos, end = block
-    if profile == ONE_BYTE_PROFILE:
-        while pos < end:
-            byte = buf[pos]
-            if byte == 0:
-                pos += 1
-                continue
-            if byte >> 4 == 15:
-                return
-            size = (byte & 0x0F) + 1
-            if pos + 1 + size > end:
-                raise DecodeError(f"one-byte header extension {byte >> 4} overruns the block")
-            new = mapping.get(byte >> 4)
-            if new is not None:
-                if not 1 <= new <= 14:
-                    raise LocalProtocolError(f"id {new} does not fit the one-byte form")
-                buf[pos] = new << 4 | (byte & 0x0F)
-            pos += 1 + size
-    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
-        while pos < end:
-            this_id = buf[pos]
-            if this_id == 0:
-                pos += 1
-                continue
-            if pos + 2 > end or pos + 2 + buf[pos + 1] > end:
-                raise DecodeError(f"two-byte header extension {this_id} overruns the block")
-            new = mapping.get(this_id)
-            if new is not None:
-                if not 1 <= new <= 255:
-                    raise LocalProtocolError(f"id {new} does not fit the two-byte form")
-                buf[pos] = new
-            pos += 2 + buf[pos + 1]
+    one_byte = block[0] == ONE_BYTE_PROFILE
+    for this_id, header, _, _ in extension_elements(buf, *block):
+        new = mapping.get(this_id)
+        if new is None:
+            continue
+        if one_byte:
+            if not 1 <= new <= 14:
+                raise LocalProtocolError(f"id {new} does not fit the one-byte form")
+            buf[header] = new << 4 | (buf[header] & 0x0F)
+        else:
+            if not 1 <= new <= 255:
+                raise LocalProtocolError(f"id {new} does not fit the two-byte form")
+            buf[header] = new

@@ -57,8 +57,8 @@ from typing import Callable, Iterable, Mapping
 from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import KeyframeDetector, packet_starts_keyframe
 from realtime.media.nack import RetransmissionBuffer
-from realtime.rtp.extensions import ONE_BYTE_PROFILE, TWO_BYTE_PROFILE, ExtensionUri
-from realtime.rtp.packet import payload_offset, rewrite_header
+from realtime.rtp.extensions import ONE_BYTE_PROFILE, ExtensionUri
+from realtime.rtp.packet import extension_elements, payload_offset, rewrite_header
 from realtime.rtp.statistics import SenderStatistics
 
 __all__ = ["ExtensionPlan", "Forwarder", "PublishedStream", "Segment"]
@@ -269,34 +269,10 @@ def _read_elements(
     out: list[tuple[int, bytes | bytearray]],
 ) -> None:
     """Append the ``(new id, value)`` of every element of the block kept by ``ids``."""
-    if profile == ONE_BYTE_PROFILE:
-        while pos < end:
-            byte = data[pos]
-            if byte == 0:
-                pos += 1
-                continue
-            if byte >> 4 == 15:
-                return
-            size = (byte & 0x0F) + 1
-            if pos + 1 + size > end:
-                raise DecodeError(f"one-byte header extension {byte >> 4} overruns the block")
-            new = ids.get(byte >> 4)
-            if new is not None:
-                out.append((new, data[pos + 1 : pos + 1 + size]))
-            pos += 1 + size
-    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
-        while pos < end:
-            this_id = data[pos]
-            if this_id == 0:
-                pos += 1
-                continue
-            if pos + 2 > end or pos + 2 + data[pos + 1] > end:
-                raise DecodeError(f"two-byte header extension {this_id} overruns the block")
-            size = data[pos + 1]
-            new = ids.get(this_id)
-            if new is not None:
-                out.append((new, data[pos + 2 : pos + 2 + size]))
-            pos += 2 + size
+    for this_id, _, start, size in extension_elements(data, profile, pos, end):
+        new = ids.get(this_id)
+        if new is not None:
+            out.append((new, data[start : start + size]))
 
 
 def _write_block(out: bytearray, elements: list[tuple[int, bytes | bytearray]]) -> None:
