@@ -14,6 +14,7 @@ import struct
 
 import pytest
 
+from tests.interop.aiortc_frames import FrameCounter
 from tests.interop.realtime_server import Server
 
 pytestmark = pytest.mark.interop
@@ -24,27 +25,13 @@ aiortc = pytest.importorskip("aiortc")
 async def echo_call(server: Server, during=None, seconds: float = 15.0, **options) -> dict:
     """Run one aiortc call against the echo route; return frame counts and states."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
     pc = RTCPeerConnection()
     pc.addTrack(AudioStreamTrack())
     pc.addTrack(VideoStreamTrack())
-    frames = {"audio": 0, "video": 0}
-    enough = asyncio.Event()
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def read() -> None:
-            try:
-                while True:
-                    await track.recv()
-                    frames[track.kind] += 1
-                    if frames["video"] >= 30 and frames["audio"] >= 50:
-                        enough.set()
-            except MediaStreamError:
-                pass
-
-        asyncio.ensure_future(read())
+    counter = FrameCounter(pc, initial={"audio": 0, "video": 0},
+                           wanted=lambda f: f["video"] >= 30 and f["audio"] >= 50)
 
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()
@@ -59,11 +46,8 @@ async def echo_call(server: Server, during=None, seconds: float = 15.0, **option
     connected = pc.connectionState
     if during is not None:
         await loop.run_in_executor(None, during)
-    try:
-        await asyncio.wait_for(enough.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
-    result = {"connected": connected, "frames": dict(frames), "session": body["sessionId"]}
+    await counter.wait(seconds)
+    result = {"connected": connected, "frames": dict(counter.frames), "session": body["sessionId"]}
     await pc.close()
     return result
 

@@ -23,7 +23,6 @@ import pytest
 
 from realtime.dtls.certificate import Certificate
 from realtime.peer.echo import create_echo_session
-from realtime.peer.sctp_transport import SctpTransport
 
 from realtime.sdp.session import SessionDescription
 from tests.interop.realtime_server import Server

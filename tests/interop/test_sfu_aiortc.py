@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from tests.interop.aiortc_frames import FrameCounter
 from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
 
 pytestmark = pytest.mark.interop
@@ -78,25 +79,11 @@ async def publish(server: Server):
 async def subscribe(server: Server, publisher: str, names: list[str], seconds: float = 15.0):
     """Pull ``names`` of ``publisher`` on a new session; return frames decoded per kind."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
 
     pc = RTCPeerConnection()
-    frames = {"audio": 0, "video": 0}
-    enough = asyncio.Event()
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def read() -> None:
-            try:
-                while True:
-                    await track.recv()
-                    frames[track.kind] += 1
-                    if frames["video"] >= 30 and frames["audio"] >= 50:
-                        enough.set()
-            except MediaStreamError:
-                pass
-
-        asyncio.ensure_future(read())
+    counter = FrameCounter(pc, initial={"audio": 0, "video": 0},
+                           wanted=lambda f: f["video"] >= 30 and f["audio"] >= 50)
+    frames = counter.frames
 
     session = (await api(server, "POST", "/sessions/new"))["sessionId"]
     reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
@@ -110,7 +97,7 @@ async def subscribe(server: Server, publisher: str, names: list[str], seconds: f
         "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
     state = await connected(pc)
     try:
-        await asyncio.wait_for(enough.wait(), seconds)
+        await asyncio.wait_for(counter.enough.wait(), seconds)
     except asyncio.TimeoutError:
         pass
     status = await api(server, "GET", f"/sessions/{session}")
@@ -139,23 +126,10 @@ def test_two_aiortc_subscribers_decode_one_aiortc_publisher(realtime_server) -> 
 async def pull_one_at_a_time(server: Server) -> dict:
     """Pull audio, renegotiate, then pull video on the same session (two SFU offers)."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
 
     publisher_pc, publisher, names = await publish(server)
     pc = RTCPeerConnection()
-    frames = {"audio": 0, "video": 0}
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def read() -> None:
-            try:
-                while True:
-                    await track.recv()
-                    frames[track.kind] += 1
-            except MediaStreamError:
-                pass
-
-        asyncio.ensure_future(read())
+    frames = FrameCounter(pc, initial={"audio": 0, "video": 0}).frames
 
     session = (await api(server, "POST", "/sessions/new"))["sessionId"]
     mids = []

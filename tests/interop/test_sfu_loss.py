@@ -27,6 +27,7 @@ import random
 
 import pytest
 
+from tests.interop.aiortc_frames import FrameCounter
 from tests.interop.test_sfu_aiortc import api, connected, publish
 
 pytestmark = pytest.mark.interop
@@ -100,26 +101,13 @@ def count_publisher_nacks() -> dict:
 
 async def lossy_subscriber(server) -> dict:
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
 
     publisher_nacks = count_publisher_nacks()
     publisher_pc, publisher, names = await publish(server)
     relay = LossyRelay((server.media_host, server.media), LOSS)
     port = await relay.start()
     pc = RTCPeerConnection()
-    frames = {"audio": 0, "video": 0}
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def read() -> None:
-            try:
-                while True:
-                    await track.recv()
-                    frames[track.kind] += 1
-            except MediaStreamError:
-                pass
-
-        asyncio.ensure_future(read())
+    frames = FrameCounter(pc, initial={"audio": 0, "video": 0}).frames
 
     try:
         session = (await api(server, "POST", "/sessions/new"))["sessionId"]

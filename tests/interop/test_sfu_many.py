@@ -24,6 +24,7 @@ import asyncio
 
 import pytest
 
+from tests.interop.aiortc_frames import FrameCounter, by_mid
 from tests.interop.test_sfu_aiortc import api, connected, publish
 
 pytestmark = pytest.mark.interop
@@ -36,33 +37,11 @@ VIDEO_FRAMES, AUDIO_FRAMES = 20, 40
 async def subscribe_all(server, tracks: list[tuple[str, str]], seconds: float = 20.0) -> dict:
     """Pull every ``(session, trackName)`` on one new session; return frames per track."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
 
     pc = RTCPeerConnection()
-    frames: dict[str, int] = {}
-    done = asyncio.Event()
-
-    def enough() -> bool:
-        return len(frames) == len(tracks) and all(
-            n >= (VIDEO_FRAMES if "video" in key else AUDIO_FRAMES) for key, n in frames.items())
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        mid = next(t.mid for t in pc.getTransceivers() if t.receiver.track is track)
-        key = f"{mid}:{track.kind}"
-        frames[key] = 0
-
-        async def read() -> None:
-            try:
-                while True:
-                    await track.recv()
-                    frames[key] += 1
-                    if enough():
-                        done.set()
-            except MediaStreamError:
-                pass
-
-        asyncio.ensure_future(read())
+    counter = FrameCounter(pc, key=by_mid, wanted=lambda frames: len(frames) == len(tracks) and all(
+        n >= (VIDEO_FRAMES if "video" in key else AUDIO_FRAMES) for key, n in frames.items()))
+    frames = counter.frames
 
     session = (await api(server, "POST", "/sessions/new"))["sessionId"]
     reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
@@ -76,7 +55,7 @@ async def subscribe_all(server, tracks: list[tuple[str, str]], seconds: float = 
         "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
     state = await connected(pc)
     try:
-        await asyncio.wait_for(done.wait(), seconds)
+        await asyncio.wait_for(counter.enough.wait(), seconds)
     except asyncio.TimeoutError:
         pass
     await pc.close()

@@ -28,17 +28,15 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import require, require_tool
-from tests.interop.realtime_server import ROOT, TWISTD, Server, binding_over_udp, free_port  # noqa: F401
+from tests.interop.realtime_server import ROOT, TWISTD, Server
 
 pytestmark = pytest.mark.interop
 
