@@ -33,6 +33,23 @@ def require_tool(name: str, path: str | None = None) -> str:
     pytest.skip(message)
 
 
+def require_module(name: str):
+    """Import and return module ``name`` (a test peer such as aiortc), or skip.
+
+    Unlike ``pytest.importorskip``, a missing module fails the run under
+    ``REALTIME_INTEROP=required``, so an interop test can never skip in CI.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"interop module {name!r} is not installed"
+        if INTEROP_REQUIRED:
+            pytest.fail(message + " (REALTIME_INTEROP=required)", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
 def require(condition: bool, message: str) -> None:
     """Skip with ``message`` unless ``condition``; fail instead when interop is required."""
     if condition:

@@ -24,13 +24,15 @@ import urllib.parse
 
 import pytest
 
+from tests.conftest import require_module
+
 from tests.interop.conftest import run_page
 from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
 from tests.interop.test_sfu_aiortc import api
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 CHAT, STATE = 100, 400
 #: share of server-to-aiortc datagrams the relay drops once the channels are open

@@ -14,12 +14,14 @@ import struct
 
 import pytest
 
+from tests.conftest import require_module
+
 from tests.interop.aiortc_frames import FrameCounter
 from tests.interop.realtime_server import Server
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 
 async def echo_call(server: Server, during=None, seconds: float = 15.0, **options) -> dict:

@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from tests.conftest import require_module
+
 from realtime.dtls.certificate import Certificate
 from realtime.peer.echo import create_echo_session
 
@@ -29,7 +31,7 @@ from tests.interop.realtime_server import Server
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 BIG = bytes(range(256)) * 256  # 64 KiB
 

@@ -16,12 +16,14 @@ import asyncio
 
 import pytest
 
+from tests.conftest import require_module
+
 from realtime.sdp import (
     Fingerprint, LocalTransport, MediaChoice, MediaOffer, RtpStream, SessionDescription,
     apply_answer, create_answer, create_offer,
 )
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 pytestmark = pytest.mark.interop
 

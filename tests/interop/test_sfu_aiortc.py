@@ -17,12 +17,14 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import require_module
+
 from tests.interop.aiortc_frames import FrameCounter
 from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 
 def call(server: Server, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

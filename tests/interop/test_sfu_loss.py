@@ -27,12 +27,14 @@ import random
 
 import pytest
 
+from tests.conftest import require_module
+
 from tests.interop.aiortc_frames import FrameCounter
 from tests.interop.test_sfu_aiortc import api, connected, publish
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 LOSS = 0.10
 

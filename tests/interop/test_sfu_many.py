@@ -24,12 +24,14 @@ import asyncio
 
 import pytest
 
+from tests.conftest import require_module
+
 from tests.interop.aiortc_frames import FrameCounter, by_mid
 from tests.interop.test_sfu_aiortc import api, connected, publish
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 VIDEO_FRAMES, AUDIO_FRAMES = 20, 40
 

@@ -35,7 +35,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import require, require_tool
+from tests.conftest import require, require_module, require_tool
 from tests.interop.realtime_server import ROOT, TWISTD, Server
 
 pytestmark = pytest.mark.interop
@@ -115,7 +115,7 @@ def test_debian_stun_client_gets_an_answer(server) -> None:
 
 
 def test_stun_over_tcp_with_aioice_codec(server) -> None:
-    pytest.importorskip("aioice")
+    require_module("aioice")
     with socket.create_connection(("127.0.0.1", server.turn), timeout=5) as tcp:
         first, second = binding_request(), binding_request()
         stream = first + second
@@ -129,7 +129,7 @@ def test_stun_over_tcp_with_aioice_codec(server) -> None:
 
 
 def test_stun_over_tls_python_ssl(server) -> None:
-    pytest.importorskip("aioice")
+    require_module("aioice")
     context = ssl.create_default_context(cafile=str(server.state / "tls" / "cert.pem"))
     with socket.create_connection(("127.0.0.1", server.turns), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
@@ -140,7 +140,7 @@ def test_stun_over_tls_python_ssl(server) -> None:
 
 def test_stun_over_tls_openssl_s_client(server) -> None:
     tool = require_tool("openssl")
-    pytest.importorskip("aioice")
+    require_module("aioice")
     process = subprocess.Popen(
         [tool, "s_client", "-quiet", "-connect", f"127.0.0.1:{server.turns}",
          "-CAfile", str(server.state / "tls" / "cert.pem"), "-verify_return_error"],
@@ -159,7 +159,7 @@ def test_stun_over_tls_openssl_s_client(server) -> None:
 
 @pytest.mark.parametrize("which", ["media", "turn"])
 def test_aioice_gathers_server_reflexive_candidate(server, which) -> None:
-    aioice = pytest.importorskip("aioice")
+    aioice = require_module("aioice")
 
     async def gather():
         connection = aioice.Connection(

@@ -14,12 +14,14 @@ import asyncio
 
 import pytest
 
+from tests.conftest import require_module
+
 from tests.interop.realtime_server import Server
 from tests.interop.test_sfu_aiortc import call, publish, subscribe
 
 pytestmark = pytest.mark.interop
 
-aiortc = pytest.importorskip("aiortc")
+aiortc = require_module("aiortc")
 
 
 async def one_call(server: Server) -> tuple[str, dict]:
