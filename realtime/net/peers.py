@@ -114,6 +114,8 @@ class PeerHost:
         self.port = None
         self.sessions: dict[str, Any] = {}
         self._drivers: dict[Any, MachineDriver] = {}
+        #: per session, its optional ``handle_event`` and ``take_touched``, looked up once
+        self._hooks: dict[Any, tuple[Any, Any]] = {}
         self._waiters: dict[Any, list[Deferred]] = {}
         self._reapers: dict[Any, Any] = {}
 
@@ -130,6 +132,8 @@ class PeerHost:
         self.demux.register(session.ice.local_ufrag, session)
         self.sessions[session.session_id] = session
         self._drivers[session] = MachineDriver(_Timed(self, session), self._send, self.reactor)
+        self._hooks[session] = (getattr(session, "handle_event", None),
+                                getattr(session, "take_touched", None))
         self._reapers[session] = self.reactor.callLater(
             self.unconnected_timeout, self._reap_unconnected, session
         )
@@ -141,6 +145,7 @@ class PeerHost:
         del self.sessions[session.session_id]
         session.connection.close()
         driver = self._drivers.pop(session)
+        self._hooks.pop(session, None)
         driver.pump()
         driver.stop()
         self.demux.unregister(session)
@@ -174,7 +179,7 @@ class PeerHost:
 
     def _drain(self, session: Any, now: float) -> None:
         connection = session.connection
-        handle = getattr(session, "handle_event", None)
+        handle, take_touched = self._hooks.get(session, (None, None))
         while (event := connection.next_event()) is not None:
             if isinstance(event, Connected):
                 reaper = self._reapers.pop(session, None)
@@ -197,7 +202,6 @@ class PeerHost:
         driver = self._drivers.get(session)
         if driver is not None:
             driver.pump()
-        take_touched = getattr(session, "take_touched", None)
         if take_touched is not None:  # an SFU session's input queued output on others
             for other in take_touched():
                 if other is not session:
