@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from realtime.errors import DecodeError
 from realtime.stun.attributes import (
@@ -51,6 +51,8 @@ def check_invariants(server, pool) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(operation, max_size=40))
+@example([("allocate", 0, 0, "plain"), ("refresh", 0, 0), ("allocate", 1, 0, "lifetime"),
+          ("advance", 700.0)])
 def test_random_sequences(operations):
     server, pool = make_server(max_allocations_per_user=3)
     clients = {}
@@ -121,6 +123,7 @@ def test_random_sequences(operations):
         server.handle_timer(now)
         steps += 1
         assert steps < 1000
+    seen.update(type(e).__name__ for e in iter(server.next_event, None))
     assert server.allocations == {} and server.by_relay == {} and server.reservations == {}
     assert pool.in_use == set() and not server.per_user
 
