@@ -7,8 +7,8 @@
                        [--public-ip IP] [--turn-port N] [--turns-port N]
                        [--state-dir DIR] [--app ID:SECRET ...]
                        [--turn-key ID:TOKEN ...] [--turn-host NAME] [--turn-alt-port udp:53 ...]
-                       [--relay-ports LOW-HIGH] [--allow-loopback-peers] [--allow-peer CIDR ...]
-                       [--deny-peer CIDR ...] [--tls-cert PEM --tls-key PEM]
+                       [--relay-ports LOW-HIGH] [--relay-ipv6 IP|none] [--allow-loopback-peers]
+                       [--allow-peer CIDR ...] [--deny-peer CIDR ...] [--tls-cert PEM --tls-key PEM]
 
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
@@ -35,6 +35,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,6 +99,10 @@ class Options(usage.Options):
         ["turn-host", None, None,
          "Host name put in TURN URLs (default: --public-ip); also the TURN realm."],
         ["relay-ports", None, "49152-65535", "UDP port range of TURN relayed addresses."],
+        ["relay-ipv6", None, None,
+         "IPv6 address for TURN relays (REQUESTED-/ADDITIONAL-ADDRESS-FAMILY IPv6), or "
+         "'none'. Default: ::1 when --public-ip is an IPv4 loopback address and this host "
+         "has ::1; otherwise none (IPv6 relay requests get 440)."],
         ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
     ]
@@ -177,6 +182,7 @@ class Options(usage.Options):
                     f"--api: {self['api']!r} is not a server endpoint ({error})"
                 ) from None
         self["relay-ports"] = parse_relay_ports(self["relay-ports"])
+        self["relay-ipv6"] = _relay_ipv6(self["relay-ipv6"], public)
         if (self["tls-cert"] is None) != (self["tls-key"] is None):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         for name in ("tls-cert", "tls-key"):
@@ -185,6 +191,31 @@ class Options(usage.Options):
         state = Path(self["state-dir"])
         if state.exists() and not state.is_dir():
             raise usage.UsageError(f"--state-dir: {str(state)!r} is not a directory")
+
+
+def _relay_ipv6(value: str | None, public) -> str | None:
+    """Check ``--relay-ipv6``; resolve its default (``::1`` beside an IPv4 loopback)."""
+    if value is None:
+        if public.version == 4 and public.is_loopback and _has_ipv6_loopback():
+            return "::1"
+        return None
+    if value == "none":
+        return None
+    address = _ip("relay-ipv6", value)
+    if address.version != 6 or address.is_unspecified or address.is_multicast:
+        raise usage.UsageError(f"--relay-ipv6: {value!r} is not a unicast IPv6 address")
+    if public.version == 6 and str(address) != str(public):
+        raise usage.UsageError("--relay-ipv6: --public-ip is already IPv6 (it is the relay)")
+    return str(address)
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def _port(name: str, value: str) -> int:

@@ -55,10 +55,22 @@ def test_defaults() -> None:
          [App("$APP_ID", "$APP_TOKEN"), App("b", "pass:with:colons")]),
         (["--state-dir", "/tmp/somewhere"], "state-dir", "/tmp/somewhere"),
         (["--media-port", "0", "--turn-port", "0", "--turns-port", "0"], "turn-port", 0),
+        (["--relay-ipv6", "2001:db8::5"], "relay-ipv6", "2001:db8::5"),
+        (["--relay-ipv6", "none"], "relay-ipv6", None),
+        (["--public-ip", "198.51.100.2"], "relay-ipv6", None),
+        (["--media-interface", "::1"], "relay-ipv6", None),
     ],
 )
 def test_good_values(argv, key, value) -> None:
     assert parse(*argv)[key] == value
+
+
+def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkeypatch) -> None:
+    import realtime.service as service
+    monkeypatch.setattr(service, "_has_ipv6_loopback", lambda: True)
+    assert parse()["relay-ipv6"] == "::1"
+    monkeypatch.setattr(service, "_has_ipv6_loopback", lambda: False)
+    assert parse()["relay-ipv6"] is None
 
 
 @pytest.mark.parametrize(
@@ -84,6 +96,11 @@ def test_good_values(argv, key, value) -> None:
         (["--app", "a/b:secret123"], "--app: 'a/b:secret123' is not ID:SECRET"),
         (["--app", "id:has space"], "--app: 'id:has space' is not ID:SECRET"),
         (["--app", "a:secret123", "--app", "a:secret456"], "--app: app id 'a' is given twice"),
+        (["--relay-ipv6", "192.0.2.1"], "--relay-ipv6: '192.0.2.1' is not a unicast IPv6"),
+        (["--relay-ipv6", "::"], "--relay-ipv6: '::' is not a unicast IPv6 address"),
+        (["--relay-ipv6", "nope"], "--relay-ipv6: 'nope' is not an IP address"),
+        (["--media-interface", "::1", "--relay-ipv6", "2001:db8::5"],
+         "--relay-ipv6: --public-ip is already IPv6"),
     ],
 )
 def test_bad_values_name_the_option(argv, message) -> None:
@@ -108,7 +125,7 @@ def test_help_explains_every_option() -> None:
     text = re.sub(r"-\n\s+", "-", str(Options()))  # undo line breaks after hyphens
     for name in ("--api", "--media-interface", "--media-port", "--public-ip", "--turn-port",
                  "--turns-port", "--state-dir", "--app", "--turn-key", "--relay-ports",
-                 "--allow-loopback-peers", "--allow-peer", "--deny-peer", "--turn-alt-port"):
+                 "--relay-ipv6", "--allow-loopback-peers", "--allow-peer", "--deny-peer", "--turn-alt-port"):
         assert name in text
     assert "ID:SECRET" in text and "self-signed" in text
 

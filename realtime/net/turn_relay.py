@@ -66,8 +66,9 @@ class BoundRelayPorts:
     :param reactor: an ``IReactorUDP``.
     :param deliver: ``deliver(data, (relay address, peer))`` for every received datagram.
     :param sockets: the table to register sockets in (the TURN host's), keyed by address.
-    :param bind_interface: the interface to bind (default: the relayed address's host,
-        which differs when ``--public-ip`` is a NAT's address).
+    :param bind_interface: the interface to bind for relays of its family (default: the
+        relayed address's host, which differs when ``--public-ip`` is a NAT's address);
+        relays of the other family bind their own host.
     """
 
     ATTEMPTS = 8
@@ -113,11 +114,18 @@ class BoundRelayPorts:
         socket = RelaySocket(address, self.deliver)
         try:
             socket.port = self.reactor.listenUDP(address[1], socket,
-                                                 interface=self.bind_interface or address[0])
+                                                 interface=self._interface(address[0]))
         except CannotListenError:
             return False
         self.sockets[address] = socket
         return True
+
+    def _interface(self, host: str) -> str:
+        """The interface to bind for relayed ``host``: ``bind_interface`` if of its family."""
+        interface = self.bind_interface
+        if interface is None or (":" in interface) != (":" in host):
+            return host
+        return interface
 
     def close(self, address: Address) -> None:
         """Stop listening on ``address`` and give it back to the pool."""

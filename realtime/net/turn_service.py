@@ -125,8 +125,10 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
         if revoked:
             credentials.revoke(username, now)
     low, high = options["relay-ports"]
-    family = IPV6 if ":" in public_ip else IPV4
-    pool = RelayPortPool({family: public_ip}, low, high)
+    hosts = {IPV6 if ":" in public_ip else IPV4: public_ip}
+    if options.get("relay-ipv6"):
+        hosts[IPV6] = options["relay-ipv6"]
+    pool = RelayPortPool(hosts, low, high)
     host = TurnHost(reactor)
     relays = BoundRelayPorts(pool, reactor, host.receive, host.sockets, bind_interface=interface)
     policy = PeerPolicy(options["allow-loopback-peers"], options["allow-peers"],

@@ -59,14 +59,15 @@ def is_stream(listener: Hashable) -> bool:
 
 
 class ChannelBinding:
-    """One channel: its number, the peer it names and when it expires."""
+    """One channel: its number, the peer it names, when it expires, and the relay it leaves by."""
 
-    __slots__ = ("number", "peer", "expires")
+    __slots__ = ("number", "peer", "expires", "relay")
 
-    def __init__(self, number: int, peer: Address, expires: float) -> None:
+    def __init__(self, number: int, peer: Address, expires: float, relay: Address) -> None:
         self.number = number
         self.peer = peer
         self.expires = expires
+        self.relay = relay
 
 
 class Limits:
@@ -90,7 +91,9 @@ class Allocation:
     """The state of one allocation (see the module diagram).
 
     :ivar client: the client's route ``(listener socket, client address)``.
-    :ivar relay: the relayed transport address.
+    :ivar relay: the relayed transport address (the first, when there are two).
+    :ivar relays: every relayed address: one, or an IPv4 and an IPv6 one for a
+        *dual allocation* (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2).
     :ivar credential: who created it (later requests must use the same username).
     :ivar expires: when it expires unless refreshed.
     :ivar stream: the client is on TCP/TLS (ChannelData is padded).
@@ -101,7 +104,7 @@ class Allocation:
     """
 
     __slots__ = (
-        "client", "relay", "credential", "expires", "transaction_id", "stream",
+        "client", "relay", "relays", "credential", "expires", "transaction_id", "stream",
         "fingerprint", "permissions", "channels", "channel_by_peer", "packets", "bytes",
         "new_peers", "ingress", "egress", "dropped", "suspended_until", "dont_fragment",
     )
@@ -110,6 +113,7 @@ class Allocation:
                  transaction_id: bytes, stream: bool, limits: Limits, now: float) -> None:
         self.client = client
         self.relay = relay
+        self.relays: tuple[Address, ...] = (relay,)
         self.credential = credential
         self.expires = expires
         self.transaction_id = transaction_id
@@ -129,8 +133,15 @@ class Allocation:
 
     @property
     def family(self) -> int:
-        """Return the relayed address family (:data:`IPV4` or :data:`IPV6`)."""
+        """Return the (first) relayed address family (:data:`IPV4` or :data:`IPV6`)."""
         return IPV6 if ":" in self.relay[0] else IPV4
+
+    def relay_of(self, family: int) -> Address | None:
+        """Return the relayed address of ``family``, or ``None`` (a peer of it gets 443)."""
+        for relay in self.relays:
+            if (IPV6 if ":" in relay[0] else IPV4) == family:
+                return relay
+        return None
 
     def permitted(self, host: str, now: float) -> bool:
         """Return True if a live permission covers ``host``."""
@@ -145,7 +156,8 @@ class Allocation:
         """Create or refresh channel ``number`` for ``peer`` (600 s) and its permission."""
         binding = self.channels.get(number)
         if binding is None:
-            binding = ChannelBinding(number, peer, now + CHANNEL_LIFETIME)
+            relay = self.relay_of(IPV6 if ":" in peer[0] else IPV4) or self.relay
+            binding = ChannelBinding(number, peer, now + CHANNEL_LIFETIME, relay)
             self.channels[number] = binding
             self.channel_by_peer[peer] = binding
         else:

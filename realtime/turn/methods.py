@@ -16,14 +16,27 @@ Allocate (RFC 8656 §7.2)::
     username at its allocation cap ................................. 486
     server full, no relay port, unknown or stale reservation ........ 508
     success: XOR-RELAYED-ADDRESS, LIFETIME, [RESERVATION-TOKEN], XOR-MAPPED-ADDRESS
-             (+ ADDRESS-ERROR-CODE 440 for an ADDITIONAL-ADDRESS-FAMILY: IPv4 relays only)
 
-Refresh (§8.2): no allocation 437; REQUESTED-ADDRESS-FAMILY of the other
-family 443; LIFETIME 0 deletes; otherwise the lifetime is recomputed.
+With ADDITIONAL-ADDRESS-FAMILY (IPv6) the allocation is *dual*: an IPv4 and
+an IPv6 relayed address, one XOR-RELAYED-ADDRESS each, and peers of either
+family.  A server without IPv6 relays (no ``--relay-ipv6``) makes the IPv4
+one alone and says why in ADDRESS-ERROR-CODE (IPv6, 440)::
+
+    Allocate  REQUESTED-TRANSPORT UDP, ADDITIONAL-ADDRESS-FAMILY IPv6
+      -> success  XOR-RELAYED-ADDRESS 203.0.113.5:50000
+                  XOR-RELAYED-ADDRESS [2001:db8::5]:50002     (IPv6 relays)
+      -> success  XOR-RELAYED-ADDRESS 203.0.113.5:50000
+                  ADDRESS-ERROR-CODE IPv6 440                 (IPv4 only)
+                                     IPv6 508                 (no free IPv6 port)
+
+Refresh (§8.2): no allocation 437; REQUESTED-ADDRESS-FAMILY of a family the
+allocation has no relay of 443; LIFETIME 0 deletes (with REQUESTED-ADDRESS-
+FAMILY on a dual allocation: only that family's relayed address); otherwise
+the lifetime is recomputed.
 
 CreatePermission (§9.2) and ChannelBind (§11.2): no allocation 437; no
-XOR-PEER-ADDRESS (or CHANNEL-NUMBER outside 0x4000-0x7FFF) 400; peer of the
-other family 443; peer refused by :class:`~realtime.turn.policy.PeerPolicy`
+XOR-PEER-ADDRESS (or CHANNEL-NUMBER outside 0x4000-0x7FFF) 400; peer of a
+family the allocation has no relay of 443; peer refused by :class:`~realtime.turn.policy.PeerPolicy`
 403; channel or peer already bound to something else 400; too many new
 peers per second 508.  CreatePermission installs all its peers or none.
 """
@@ -129,15 +142,22 @@ def allocate(server: TurnServer, message: StunMessage, source: Route, credential
             expiry = now + server.config.reservation_lifetime
             server.reservations[new_token] = (opened[1], expiry)
             server.wake(expiry)
+    second = None
+    if additional is not None and supports(server, IPV6):
+        opened = server.relays.open(IPV6)
+        second = opened[0] if opened else None
     lifetime = lifetime_of(server, message) or server.config.default_lifetime
     allocation = Allocation(source, relay, credential, now + lifetime, message.transaction_id,
                             is_stream(source[0]), server.config.limits, now)
+    if second is not None:
+        allocation.relays = (relay, second)
     allocation.fingerprint = message.find(T.FINGERPRINT) is not None
     allocation.dont_fragment = message.find(DontFragment) is not None
     server.register(allocation, lifetime)
     attributes = allocate_success(allocation, new_token, now)
-    if additional is not None:
-        attributes.insert(1, AddressErrorCode(IPV6, 440, REASONS[440]))
+    if additional is not None and second is None:
+        error = 508 if supports(server, IPV6) else 440  # no free IPv6 port / no IPv6 relays
+        attributes.insert(1, AddressErrorCode(IPV6, error, REASONS[error]))
     return attributes
 
 
@@ -150,8 +170,8 @@ def supports(server: TurnServer, family: int) -> bool:
 def allocate_success(allocation: Allocation, token: bytes | None, now: float) -> list:
     """Return the attributes of an Allocate success: relayed and mapped address, lifetime."""
     client = allocation.client[1]
-    attributes = [XorRelayedAddress.of(*allocation.relay),
-                  Lifetime(max(0, int(allocation.expires - now + 0.5)))]
+    attributes = [XorRelayedAddress.of(*relay) for relay in allocation.relays]
+    attributes.append(Lifetime(max(0, int(allocation.expires - now + 0.5))))
     if token is not None:
         attributes.append(ReservationToken(token))
     attributes.append(XorMappedAddress.of(client[0].split("%", 1)[0], client[1]))
@@ -165,11 +185,15 @@ def refresh(server: TurnServer, message: StunMessage, source: Route, credential:
     if allocation is None:
         raise Reply(437)
     requested = message.find(RequestedAddressFamily)
-    if requested is not None and requested.family != allocation.family:
+    relay = allocation.relay_of(requested.family) if requested is not None else None
+    if requested is not None and relay is None:
         raise Reply(443)
     lifetime = lifetime_of(server, message)
     if lifetime == 0:
-        server.delete(allocation, "refresh")
+        if relay is not None and len(allocation.relays) > 1:
+            server.drop_relay(allocation, relay)  # one family of a dual allocation
+        else:
+            server.delete(allocation, "refresh")
         return [Lifetime(0)]
     allocation.expires = now + lifetime
     allocation.credential = credential
@@ -180,7 +204,7 @@ def peer_host(server: TurnServer, allocation: Allocation, peer: XorPeerAddress |
     """Return the peer's IP if a permission may be installed for it; else raise 400/443/403."""
     if peer is None:
         raise Reply(400)
-    if peer.family != allocation.family:
+    if allocation.relay_of(peer.family) is None:
         raise Reply(443)
     if not server.policy.permits(peer.address):
         raise Reply(403)

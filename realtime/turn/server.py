@@ -271,7 +271,7 @@ class TurnServer:
             self.drops["unbound-channel"] += 1
             return
         if self._relayable(allocation, len(payload), now):
-            self._outgoing.append((payload, (allocation.relay, binding.peer)))
+            self._outgoing.append((payload, (binding.relay, binding.peer)))
 
     def _send_indication(self, message: StunMessage, size: int, source: Route, now: float) -> None:
         allocation = self.allocations.get(source)
@@ -281,14 +281,15 @@ class TurnServer:
         allocation.ingress += size
         peer = message.find(XorPeerAddress)
         data = message.find(Data)
-        if peer is None or data is None or peer.family != allocation.family:
+        relay = allocation.relay_of(peer.family) if peer is not None else None
+        if relay is None or data is None:
             self.drops["bad-send"] += 1
             return
         if not allocation.permitted(peer.address, now):
             self.drops["no-permission"] += 1
             return
         if self._relayable(allocation, len(data.value), now):
-            self._outgoing.append((data.value, (allocation.relay, (peer.address, peer.port))))
+            self._outgoing.append((data.value, (relay, (peer.address, peer.port))))
 
     def _transaction_id(self) -> bytes:
         self._tid_counter = (self._tid_counter + 1) & 0xFFFFFFFF
@@ -409,11 +410,23 @@ class TurnServer:
     def register(self, allocation: Allocation, lifetime: float) -> None:
         """Index a new allocation by client and relay, count it, announce it."""
         self.allocations[allocation.client] = allocation
-        self.by_relay[allocation.relay] = allocation
+        for relay in allocation.relays:
+            self.by_relay[relay] = allocation
         self.per_user[allocation.credential.username] += 1
         self.wake(allocation.next_deadline())
         self._events.append(AllocationCreated(allocation.client, allocation.relay,
                                               allocation.credential.username, lifetime))
+
+    def drop_relay(self, allocation: Allocation, relay: Address) -> None:
+        """Give back one relayed address of a dual allocation, and the channels through it."""
+        allocation.relays = tuple(r for r in allocation.relays if r != relay)
+        allocation.relay = allocation.relays[0]
+        del self.by_relay[relay]
+        self.relays.close(relay)
+        for number, binding in list(allocation.channels.items()):
+            if binding.relay == relay:
+                del allocation.channels[number]
+                allocation.channel_by_peer.pop(binding.peer, None)
 
     def wake(self, deadline: float) -> None:
         """Make :meth:`get_timer` return ``deadline`` if it is earlier than the current one."""
@@ -429,8 +442,9 @@ class TurnServer:
         if self.allocations.get(allocation.client) is not allocation:
             return
         del self.allocations[allocation.client]
-        del self.by_relay[allocation.relay]
-        self.relays.close(allocation.relay)
+        for relay in allocation.relays:
+            del self.by_relay[relay]
+            self.relays.close(relay)
         username = allocation.credential.username
         self.per_user[username] -= 1
         if self.per_user[username] <= 0:

@@ -6,7 +6,8 @@ Debian's coturn package may run a system turnserver there), with
 ``--allow-loopback-peers`` so that ``turnutils_peer`` echo servers on
 127.0.0.1 can be the peers.  Every transport (UDP, TCP, TLS), with channels
 (uclient's default) and without (``-s``: Send/Data indications), with and
-without uclient's second "RTCP" allocation (``-c`` turns it off), must
+without uclient's second "RTCP" allocation (``-c`` turns it off), and with an
+IPv6 relay to a peer on ::1 (``-x``: REQUESTED-ADDRESS-FAMILY IPv6), must
 deliver every message with zero loss; a wrong password ends in uclient's
 clean 401 failure.
 """
@@ -73,9 +74,9 @@ def turn_server(tmp_path_factory):
          "--allow-loopback-peers", "--turn-key", f"{KEY_ID}:{TOKEN}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     peer_port = free_pair()
-    peers = [subprocess.Popen([peer_tool, "-L", "127.0.0.1", "-p", str(p)],
+    peers = [subprocess.Popen([peer_tool, "-L", host, "-p", str(p)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for p in (peer_port, peer_port + 1)]
+             for p in (peer_port, peer_port + 1) for host in ("127.0.0.1", "::1")]
     base = f"http://127.0.0.1:{api}"
 
     def api_up():
@@ -116,9 +117,9 @@ def credentials(server):
     return relay["username"], relay["credential"]
 
 
-def uclient(server, flags, username, password, port):
+def uclient(server, flags, username, password, port, peer="127.0.0.1"):
     command = [server["uclient"], *flags, "-n", "5", "-u", username, "-w", password,
-               "-e", "127.0.0.1", "-r", str(server["peer"]), "-p", str(port), "127.0.0.1"]
+               "-e", peer, "-r", str(server["peer"]), "-p", str(port), "127.0.0.1"]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
@@ -140,6 +141,26 @@ def test_every_message_delivered(turn_server, flags):
     assert sent == received == (5 if "-c" in flags else 10), output[-2000:]
     assert "Total lost packets 0 (0.000000%)" in output
     assert "ERROR" not in output
+
+
+@pytest.mark.parametrize("flags", [[], ["-s", "-c"], ["-t", "-c"]],
+                         ids=["udp-channels-rtcp", "udp-indications", "tcp-channels"])
+def test_ipv6_relay_to_an_ipv6_peer(turn_server, flags):
+    """``-x`` asks for an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY); ``--relay-ipv6``
+    defaults to ::1 beside the 127.0.0.1 public IP, so the relay is [::1]:port."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    username, password = credentials(turn_server)
+    result = uclient(turn_server, ["-v", "-x", *flags], username, password, turn_server["turn"],
+                     peer="::1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-2000:]
+    sent, received = map(int, re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n",
+                                         output)[-1])
+    assert sent == received == (5 if "-c" in flags else 10), output[-2000:]
+    assert "Total lost packets 0 (0.000000%)" in output
+    assert "ERROR" not in output
+    assert "IPv6. Received relay addr: ::1:" in output  # uclient -v prints the relayed address
 
 
 def test_wrong_password_gets_the_401_flow(turn_server):

@@ -7,8 +7,8 @@ from hypothesis import example, given, settings, strategies as st
 
 from realtime.errors import DecodeError
 from realtime.stun.attributes import (
-    ChannelNumber, Data, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
-    ReservationToken, XorPeerAddress,
+    IPV6, AdditionalAddressFamily, ChannelNumber, Data, EvenPort, Lifetime,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, XorPeerAddress,
 )
 from realtime.stun.message import StunClass, StunMethod, encode_message
 from realtime.turn.channel_data import frame_channel_data
@@ -17,14 +17,15 @@ from tests.turn.client import Client, code, make_server, tid
 M = StunMethod
 ROUTES = [("udp", ("192.0.2.10", 1)), ("udp", ("192.0.2.10", 2)), ("tcp#1", ("192.0.2.11", 3))]
 USERS = [("alice", "wonderland"), ("bob", "builder")]
-PEERS = [("9.9.9.9", 1000), ("9.9.9.9", 1001), ("8.8.8.8", 53), ("10.0.0.1", 1)]
+PEERS = [("9.9.9.9", 1000), ("9.9.9.9", 1001), ("2606:4700::1111", 53), ("10.0.0.1", 1)]
 
 SEEN: set[str] = set()
 
 operation = st.one_of(
     st.tuples(st.just("allocate"), st.integers(0, 2), st.integers(0, 1),
-              st.sampled_from(["plain", "even", "reserve", "token", "ipv6", "lifetime"])),
-    st.tuples(st.just("refresh"), st.integers(0, 2), st.sampled_from([0, 1, 600, 5000])),
+              st.sampled_from(["plain", "even", "reserve", "token", "ipv6", "dual", "lifetime"])),
+    st.tuples(st.just("refresh"), st.integers(0, 2), st.sampled_from([0, 1, 600, 5000]),
+              st.sampled_from([None, 1, 2])),
     st.tuples(st.just("permission"), st.integers(0, 2), st.integers(0, 3)),
     st.tuples(st.just("bind"), st.integers(0, 2), st.integers(0x3FFF, 0x4003), st.integers(0, 3)),
     st.tuples(st.just("send"), st.integers(0, 2), st.integers(0, 3)),
@@ -38,9 +39,12 @@ operation = st.one_of(
 
 
 def check_invariants(server, pool) -> None:
-    relays = {a.relay for a in server.allocations.values()}
+    relays = {relay for a in server.allocations.values() for relay in a.relays}
     assert set(server.by_relay) == relays
-    assert all(server.by_relay[a.relay] is a for a in server.allocations.values())
+    assert all(server.by_relay[relay] is a for a in server.allocations.values()
+               for relay in a.relays)
+    assert all(b.relay in a.relays for a in server.allocations.values()
+               for b in a.channels.values())
     reserved = {address for address, _ in server.reservations.values()}
     assert pool.in_use == relays | reserved
     counts = {}
@@ -51,10 +55,14 @@ def check_invariants(server, pool) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(operation, max_size=40))
-@example([("allocate", 0, 0, "plain"), ("refresh", 0, 0), ("allocate", 1, 0, "lifetime"),
+@example([("allocate", 0, 0, "plain"), ("refresh", 0, 0, None), ("allocate", 1, 0, "lifetime"),
           ("advance", 700.0)])
+@example([("allocate", 0, 0, "dual"), ("bind", 0, 0x4000, 2), ("channel", 0, 0x4000),
+          ("peer", 1, 2), ("refresh", 0, 0, 2), ("channel", 0, 0x4000), ("peer", 1, 2),
+          ("refresh", 0, 600, 1), ("advance", 700.0)])
 def test_random_sequences(operations):
     server, pool = make_server(max_allocations_per_user=3)
+    pool.hosts[IPV6] = "2001:db8::1"  # dual-stack relays
     clients = {}
     tokens = []
     now = 0.0
@@ -74,7 +82,8 @@ def test_random_sequences(operations):
                 attributes = [RequestedTransport(17)]
                 extra = {"even": [EvenPort(False)], "reserve": [EvenPort(True)],
                          "token": [ReservationToken(tokens[-1] if tokens else b"00000000")],
-                         "ipv6": [RequestedAddressFamily(2)], "lifetime": [Lifetime(1)]}
+                         "ipv6": [RequestedAddressFamily(2)], "lifetime": [Lifetime(1)],
+                         "dual": [AdditionalAddressFamily(IPV6)]}
                 attributes += extra.get(op[3], [])
                 answer = c.request(M.ALLOCATE, attributes, now, sign=bool(op[2] or c.nonce))
                 if code(answer) == 401 and not op[2]:
@@ -83,7 +92,8 @@ def test_random_sequences(operations):
                 if token is not None:
                     tokens.append(token.value)
             elif kind == "refresh":
-                client(op[1]).request(M.REFRESH, [Lifetime(op[2])], now)
+                family = [RequestedAddressFamily(op[3])] if op[3] else []
+                client(op[1]).request(M.REFRESH, [Lifetime(op[2]), *family], now)
             elif kind == "permission":
                 client(op[1]).request(M.CREATE_PERMISSION, [XorPeerAddress.of(*PEERS[op[2]])], now)
             elif kind == "bind":
