@@ -196,7 +196,7 @@ class Options(usage.Options):
 def _relay_ipv6(value: str | None, public) -> str | None:
     """Check ``--relay-ipv6``; resolve its default (``::1`` beside an IPv4 loopback)."""
     if value is None:
-        if public.version == 4 and public.is_loopback and _has_ipv6_loopback():
+        if public.version == 4 and public.is_loopback and has_ipv6_loopback():
             return "::1"
         return None
     if value == "none":
@@ -209,7 +209,7 @@ def _relay_ipv6(value: str | None, public) -> str | None:
     return str(address)
 
 
-def _has_ipv6_loopback() -> bool:
+def has_ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
             probe.bind(("::1", 0))

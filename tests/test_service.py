@@ -67,9 +67,9 @@ def test_good_values(argv, key, value) -> None:
 
 def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkeypatch) -> None:
     import realtime.service as service
-    monkeypatch.setattr(service, "_has_ipv6_loopback", lambda: True)
+    monkeypatch.setattr(service, "has_ipv6_loopback", lambda: True)
     assert parse()["relay-ipv6"] == "::1"
-    monkeypatch.setattr(service, "_has_ipv6_loopback", lambda: False)
+    monkeypatch.setattr(service, "has_ipv6_loopback", lambda: False)
     assert parse()["relay-ipv6"] is None
 
 
