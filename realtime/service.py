@@ -210,6 +210,7 @@ def _relay_ipv6(value: str | None, public) -> str | None:
 
 
 def has_ipv6_loopback() -> bool:
+    """Return True if this host can bind UDP on ::1 (containers may have IPv6 off)."""
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
             probe.bind(("::1", 0))
