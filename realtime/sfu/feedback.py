@@ -310,6 +310,8 @@ class SubscriberFeedback:
         self._events: deque[Event] = deque()
         self.nacks_received = 0
         self.retransmissions = 0
+        #: BYEs sent for subscriptions that stopped
+        self.goodbyes = 0
 
     def add(self, forwarder: Forwarder, now: float) -> None:
         """Report on and answer NACKs for ``forwarder``'s SSRC from now on."""
@@ -318,8 +320,24 @@ class SubscriberFeedback:
             self._next_report = now + _interval(self.report_interval, self.random)
 
     def remove(self, forwarder: Forwarder) -> None:
-        """Forget ``forwarder`` (the track was closed)."""
-        self.forwarders.pop(forwarder.ssrc, None)
+        """Forget ``forwarder`` (its track ended or its m= section closed) and say BYE.
+
+        RFC 3550 §6.6: a source that stops sends a BYE, in a compound that
+        starts with a report (§6.1): an empty RR from the leaving SSRC, its
+        SDES CNAME, then BYE for it and its RTX SSRC::
+
+            RR (SSRC=ours, no blocks) | SDES (CNAME) | BYE (ours, ours RTX) "track ended"
+        """
+        if self.forwarders.pop(forwarder.ssrc, None) is None:
+            return
+        sources = (forwarder.ssrc,) if forwarder.rtx_ssrc is None else \
+            (forwarder.ssrc, forwarder.rtx_ssrc)
+        self.goodbyes += 1
+        self._rtcp.append(encode_compound([
+            ReceiverReport(forwarder.ssrc),
+            SourceDescription.with_cname(forwarder.ssrc, self.cname),
+            Goodbye(sources, b"track ended"),
+        ]))
 
     def receive_rtcp(self, data: bytes, now: float) -> None:
         """Handle a subscriber's RTCP datagram; malformed data raises DecodeError."""

@@ -9,6 +9,10 @@ import re
 import pytest
 
 from realtime.demux import PacketKind
+from realtime.rtcp.bye import Goodbye
+from realtime.rtcp.packet import decode_compound
+from realtime.rtcp.reports import ReceiverReport
+from realtime.rtcp.sdes import SourceDescription
 from realtime.sfu.limits import RateLimiter
 from realtime.sfu.switchboard import GONE_MEMORY, Switchboard
 from tests.sfu.client import audio, push_offer, rtp
@@ -61,6 +65,23 @@ def test_silent_tracks_end_after_30_s_and_their_subscribers_see_it(board) -> Non
     board.collect_garbage(40.0)
     assert board.find("app", a.session_id, "mic") is None
     assert b.transceiver("0").status() == "inactive"
+
+
+def test_a_subscriber_gets_rtcp_bye_for_the_ssrcs_of_an_ended_track(board) -> None:
+    a = publisher(board)
+    b = subscriber(board, a)
+    ours = {s.track.name: s.ssrc for s in b.subscriptions.values()}
+    a.receive_media(PacketKind.RTP, rtp(MIC, 1), 10.0)
+    board.collect_garbage(39.9)                                    # "cam" never sent: ended
+    b.rtcp.handle_timer(39.9)
+    packets = [p for data in b.connection.rtcp for p in decode_compound(data)]
+    byes = [p for p in packets if isinstance(p, Goodbye)]
+    assert [bye.sources[0] for bye in byes] == [ours["cam"]]
+    assert byes[0].reason == b"track ended"
+    compound = next(decode_compound(d) for d in b.connection.rtcp
+                    if any(isinstance(p, Goodbye) for p in decode_compound(d)))
+    assert [type(p) for p in compound] == [ReceiverReport, SourceDescription, Goodbye]
+    assert b.rtcp.subscriber.goodbyes == 1
 
 
 def test_sessions_expire_unnegotiated_or_closed(board) -> None:
