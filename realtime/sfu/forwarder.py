@@ -35,6 +35,11 @@ negotiated RFC 4588 RTX, on the RTX SSRC with the OSN first::
                                 [start_out_ext=74, delta=-8926, ts_delta, source h]
     NACK 72 -> segment 1 -> source f seq 502 -> buffer f -> resend as 72 (or RTX, OSN 72)
 
+VP8 pictures are numbered too (RFC 7741 §4.2 PictureID, TL0PICIDX), per
+layer: each segment also carries the offsets that make its pictures follow
+the last one sent (:mod:`realtime.media.vp8`); until the first switch they
+are zero and nothing is rewritten.
+
 Header extensions are rewritten to the subscriber's negotiation (RFC 8285
 §5: ids are local to a session): :class:`ExtensionPlan` maps the
 publisher's ids to the subscriber's, drops what the subscriber did not
@@ -57,6 +62,7 @@ from typing import Callable, Iterable, Mapping
 from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import KeyframeDetector, packet_starts_keyframe
 from realtime.media.nack import RetransmissionBuffer
+from realtime.media.vp8 import PictureNumbering, rewrite_picture_fields
 from realtime.rtp.extensions import ONE_BYTE_PROFILE, ExtensionUri
 from realtime.rtp.packet import extension_elements, payload_offset, rewrite_header
 from realtime.rtp.statistics import SenderStatistics
@@ -303,6 +309,8 @@ class Segment:
     seq_delta: int
     ts_delta: int
     source: PublishedStream
+    picture_delta: int = 0  # VP8 PictureID offset (realtime.media.vp8)
+    tl0_delta: int = 0      # VP8 TL0PICIDX offset
 
 
 class Forwarder:
@@ -317,6 +325,8 @@ class Forwarder:
     :param require_keyframe: video: start each segment on a key frame only.
     :param history: how many segments (switches) NACKs can reach back to.
     :param random: RNG for the initial sequence number and timestamp.
+    :param vp8_payload_types: publisher PTs that are VP8: their PictureID and
+        TL0PICIDX are renumbered across switches (:mod:`realtime.media.vp8`).
     """
 
     def __init__(
@@ -330,8 +340,11 @@ class Forwarder:
         require_keyframe: bool = False,
         history: int = 16,
         random: Callable[[int], bytes] = os.urandom,
+        vp8_payload_types: Iterable[int] = (),
     ) -> None:
         self.ssrc = ssrc
+        self.vp8_payload_types = frozenset(vp8_payload_types)
+        self.vp8 = PictureNumbering() if self.vp8_payload_types else None
         self.clock_rate = clock_rate
         self.payload_types = payload_types
         self.extensions = extensions
@@ -424,7 +437,13 @@ class Forwarder:
             out_ts = (self._out_ts + step) & 0xFFFFFFFF
         self._seq_delta = (start - seq) & 0xFFFF
         self._ts_delta = (out_ts - ts) & 0xFFFFFFFF
-        self.segments.append(Segment(start, self._seq_delta, self._ts_delta, source))
+        vp8 = self.vp8
+        if vp8 is not None and packet[1] & 0x7F in self.vp8_payload_types:
+            vp8.switch(packet, payload_offset(packet))
+            self.segments.append(Segment(start, self._seq_delta, self._ts_delta, source,
+                                         vp8.picture_delta, vp8.tl0_delta))
+        else:
+            self.segments.append(Segment(start, self._seq_delta, self._ts_delta, source))
         self.source = source
         self._in_highest = seq
         self._span = 0
@@ -445,6 +464,12 @@ class Forwarder:
         head = 12 + ((b0 & 0x0F) << 2)
         if b0 & 0x10:
             head += 4 + ((out[head + 2] << 8 | out[head + 3]) << 2)
+        vp8 = self.vp8
+        if vp8 is not None and packet[1] & 0x7F in self.vp8_payload_types:
+            if vp8.picture_delta or vp8.tl0_delta:
+                rewrite_picture_fields(out, head, vp8.picture_delta, vp8.tl0_delta)
+            vp8.last_packet = out
+            vp8.last_offset = head
         size = len(out) - head - (out[-1] if b0 & 0x20 else 0)
         self.sender.sent(size, self._out_ts, now)
         return out
@@ -498,6 +523,10 @@ class Forwarder:
             rewritten = self._rewrite(packet, seq, ts & 0xFFFFFFFF)
             if rewritten is None:
                 continue
+            if (segment.picture_delta or segment.tl0_delta) and \
+                    packet[1] & 0x7F in self.vp8_payload_types:
+                rewrite_picture_fields(rewritten, payload_offset(rewritten),
+                                       segment.picture_delta, segment.tl0_delta)
             if self.rtx_ssrc is not None:
                 rewritten = self._as_rtx(rewritten, seq)
             self.retransmitted += 1

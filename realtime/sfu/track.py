@@ -113,7 +113,9 @@ class Subscription:
         self.forwarder = Forwarder(
             self.ssrc, track.clock_rate, payload_types=pts, extensions=plan,
             rtx_ssrc=self.rtx_ssrc if rtx_pts else None, rtx_payload_types=rtx_pts,
-            require_keyframe=track.kind == "video", **options)
+            require_keyframe=track.kind == "video",
+            vp8_payload_types={c.payload_type for c in track.codecs if c.name.upper() == "VP8"},
+            **options)
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if track.layers is not None:
             self.selector = LayerSelector(track.layers, self.preferences)
