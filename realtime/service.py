@@ -9,6 +9,8 @@
                        [--turn-key ID:TOKEN ...] [--turn-host NAME] [--turn-alt-port udp:53 ...]
                        [--relay-ports LOW-HIGH] [--relay-ipv6 IP|none] [--allow-loopback-peers]
                        [--allow-peer CIDR ...] [--deny-peer CIDR ...] [--tls-cert PEM --tls-key PEM]
+                       [--turn-peer-rate N] [--turn-packet-rate N] [--turn-bitrate BITS]
+                       [--turn-user-allocations N]
 
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
@@ -103,6 +105,14 @@ class Options(usage.Options):
          "IPv6 address for TURN relays (REQUESTED-/ADDITIONAL-ADDRESS-FAMILY IPv6), or "
          "'none'. Default: ::1 when --public-ip is an IPv4 loopback address and this host "
          "has ::1; otherwise none (IPv6 relay requests get 440)."],
+        ["turn-peer-rate", None, "10",
+         "New TURN peer addresses per second per allocation (burst: twice that; 508 past it)."],
+        ["turn-packet-rate", None, "10000",
+         "Relayed datagrams per second per TURN allocation (excess dropped and counted)."],
+        ["turn-bitrate", None, "100000000",
+         "Relayed bits per second per TURN allocation (excess dropped and counted)."],
+        ["turn-user-allocations", None, "16",
+         "TURN allocations one username may hold at once (486 past it)."],
         ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
     ]
@@ -183,6 +193,9 @@ class Options(usage.Options):
                 ) from None
         self["relay-ports"] = parse_relay_ports(self["relay-ports"])
         self["relay-ipv6"] = _relay_ipv6(self["relay-ipv6"], public)
+        for name in ("turn-peer-rate", "turn-packet-rate", "turn-bitrate",
+                     "turn-user-allocations"):
+            self[name] = _positive(name, self[name])
         if (self["tls-cert"] is None) != (self["tls-key"] is None):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         for name in ("tls-cert", "tls-key"):
@@ -217,6 +230,16 @@ def has_ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def _positive(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise usage.UsageError(f"--{name}: {value!r} is not a positive whole number")
+    return number
 
 
 def _port(name: str, value: str) -> int:

@@ -59,6 +59,9 @@ def test_defaults() -> None:
         (["--relay-ipv6", "none"], "relay-ipv6", None),
         (["--public-ip", "198.51.100.2"], "relay-ipv6", None),
         (["--media-interface", "::1"], "relay-ipv6", None),
+        (["--turn-bitrate", "2000000"], "turn-bitrate", 2_000_000),
+        (["--turn-user-allocations", "1"], "turn-user-allocations", 1),
+        ([], "turn-packet-rate", 10000),
     ],
 )
 def test_good_values(argv, key, value) -> None:
@@ -96,6 +99,8 @@ def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkey
         (["--app", "a/b:secret123"], "--app: 'a/b:secret123' is not ID:SECRET"),
         (["--app", "id:has space"], "--app: 'id:has space' is not ID:SECRET"),
         (["--app", "a:secret123", "--app", "a:secret456"], "--app: app id 'a' is given twice"),
+        (["--turn-peer-rate", "0"], "--turn-peer-rate: '0' is not a positive whole number"),
+        (["--turn-bitrate", "1e6"], "--turn-bitrate: '1e6' is not a positive whole number"),
         (["--relay-ipv6", "192.0.2.1"], "--relay-ipv6: '192.0.2.1' is not a unicast IPv6"),
         (["--relay-ipv6", "::"], "--relay-ipv6: '::' is not a unicast IPv6 address"),
         (["--relay-ipv6", "nope"], "--relay-ipv6: 'nope' is not an IP address"),
@@ -125,7 +130,9 @@ def test_help_explains_every_option() -> None:
     text = re.sub(r"-\n\s+", "-", str(Options()))  # undo line breaks after hyphens
     for name in ("--api", "--media-interface", "--media-port", "--public-ip", "--turn-port",
                  "--turns-port", "--state-dir", "--app", "--turn-key", "--relay-ports",
-                 "--relay-ipv6", "--allow-loopback-peers", "--allow-peer", "--deny-peer", "--turn-alt-port"):
+                 "--relay-ipv6", "--turn-peer-rate", "--turn-packet-rate", "--turn-bitrate",
+                 "--turn-user-allocations", "--allow-loopback-peers", "--allow-peer", "--deny-peer",
+                 "--turn-alt-port"):
         assert name in text
     assert "ID:SECRET" in text and "self-signed" in text
 
@@ -191,6 +198,18 @@ def test_tree(tmp_path) -> None:
     assert (config.media_port, config.turn_port, config.turns_port) == (10001, 3479, 5350)
     assert config.api_url == "https://127.0.0.1:8443"
     service.stopService()
+
+
+def test_turn_options_reach_the_turn_machine(tmp_path) -> None:
+    service, _ = build(tmp_path, "--turn-peer-rate", "3", "--turn-packet-rate", "500",
+                       "--turn-bitrate", "8000000", "--turn-user-allocations", "2",
+                       "--relay-ipv6", "2001:db8::7", "--public-ip", "203.0.113.7")
+    config = service.turn.server.config
+    assert config.max_allocations_per_user == 2
+    limits = config.limits
+    assert (limits.peers_per_second, limits.packets_per_second, limits.bytes_per_second) == (
+        3, 500, 1_000_000)
+    assert service.turn.relays.pool.hosts == {1: "203.0.113.7", 2: "2001:db8::7"}
 
 
 def test_port_zero_reports_bound_ports(tmp_path) -> None:

@@ -31,7 +31,7 @@ from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
 from realtime.state import StateStore, TurnKey, generate_turn_key
 from realtime.stun.attributes import IPV4, IPV6
-from realtime.turn.allocation import RelayPortPool
+from realtime.turn.allocation import Limits, RelayPortPool
 from realtime.turn.credentials import TurnKeyCredentials
 from realtime.turn.policy import PeerPolicy
 from realtime.turn.server import TurnConfig, TurnServer
@@ -134,7 +134,12 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
     policy = PeerPolicy(options["allow-loopback-peers"], options["allow-peers"],
                         options["deny-peers"])
     realm = options.get("turn-realm") or options.get("turn-host") or "realtime"
-    server = TurnServer(credentials, relays, config=TurnConfig(realm=realm), policy=policy)
+    config = TurnConfig(
+        realm=realm, max_allocations_per_user=options.get("turn-user-allocations", 16),
+        limits=Limits(peers_per_second=options.get("turn-peer-rate", 10),
+                      packets_per_second=options.get("turn-packet-rate", 10000),
+                      bytes_per_second=options.get("turn-bitrate", 100_000_000) / 8))
+    server = TurnServer(credentials, relays, config=config, policy=policy)
     host.run(server)
 
     def revoke(username: str, when: float) -> None:
