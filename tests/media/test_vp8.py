@@ -121,3 +121,56 @@ def test_forwarder_leaves_other_codecs_alone() -> None:
     second = forwarder.forward(RtpPacket(102, 50, 0, 3, payload=descriptor(900)).encode(),
                                other, keyframe=True, now=0.1)
     assert picture_fields(first, 12)[0] == 5 and picture_fields(second, 12)[0] == 900
+
+
+# -- Chromium's own simulcast packets (the shared keyed capture) ------------------------------
+
+
+def test_chromium_simulcast_layers_renumbered_into_one_picture_sequence(shared) -> None:
+    """Chromium numbers each layer on its own; after two switches the output is one sequence.
+
+    ``generated/webrtc/webrtc-chromium-aiortc-simulcast`` holds three VP8 layers (PT 96)
+    whose key frames open the call: the forwarder starts on the first layer, switches to
+    the second at its key frame, then to the third, and forwards the third to the end.
+    """
+    from realtime.media.keyframes import packet_starts_keyframe, vp8_keyframe
+    from realtime.rtp.packet import payload_offset
+    from realtime.testing.captures import read_capture
+    from realtime.testing.srtp_keys import SrtpDecryptor, load_srtp_keys
+
+    base = shared / "pcaps" / "generated" / "webrtc" / "webrtc-chromium-aiortc-simulcast"
+    decryptor = SrtpDecryptor(load_srtp_keys(base.with_suffix(".srtp.json")))
+    packets = []
+    for record in read_capture(base.with_suffix(".pcap")):
+        data = record.payload
+        if len(data) > 12 and 0x80 <= data[0] < 0xC0 and not 0xC0 <= data[1] <= 0xDF:
+            clear = decryptor.unprotect(False, data, record.src, record.dst)
+            if clear is not None and clear[1] & 0x7F == 96:
+                packets.append(clear)
+    ssrcs = list(dict.fromkeys(int.from_bytes(p[8:12], "big") for p in packets))
+    assert len(ssrcs) == 3
+    first = {ssrc: next(picture_fields(p, payload_offset(p)) for p in packets
+                        if int.from_bytes(p[8:12], "big") == ssrc) for ssrc in ssrcs}
+    assert len({fields[0] for fields in first.values()}) == 3      # three PictureID counters
+    assert all(width == 15 and tl0 >= 0 for _, width, tl0 in first.values())
+
+    streams = {ssrc: PublishedStream(ssrc, 90000) for ssrc in ssrcs}
+    forwarder = Forwarder(0xCAFE, 90000, require_keyframe=True, random=bytes,
+                          vp8_payload_types={96})
+    current, out = 0, []
+    for number, packet in enumerate(packets):
+        ssrc = int.from_bytes(packet[8:12], "big")
+        keyframe = packet_starts_keyframe(packet, vp8_keyframe, payload_offset(packet))
+        if keyframe and ssrcs.index(ssrc) > current:
+            current = ssrcs.index(ssrc)                            # switch up on its key frame
+        if ssrc != ssrcs[current]:
+            continue
+        sent = forwarder.forward(packet, streams[ssrc], keyframe, number / 100)
+        if sent is not None:
+            out.append(picture_fields(sent, payload_offset(sent)))
+    assert len(forwarder.segments) == 3 and len(out) > 100
+    pictures = [fields[0] for fields in out]
+    tl0s = [fields[2] for fields in out]
+    assert pictures[0] == first[ssrcs[0]][0]                      # the first layer kept its own
+    assert all((b - a) & 0x7FFF in (0, 1) for a, b in zip(pictures, pictures[1:]))
+    assert all((b - a) & 0xFF in (0, 1) for a, b in zip(tl0s, tl0s[1:]))
