@@ -45,11 +45,8 @@ from __future__ import annotations
 __all__ = ["PictureNumbering", "picture_fields", "rewrite_picture_fields"]
 
 
-def picture_fields(payload: bytes | bytearray, offset: int) -> tuple[int, int, int] | None:
-    """Return ``(PictureID, its bit width, TL0PICIDX or -1)`` of the descriptor at ``offset``.
-
-    None when the descriptor has no PictureID or is truncated.
-    """
+def _field_offsets(payload: bytes | bytearray, offset: int) -> tuple[int, bool, int] | None:
+    """Return ``(PictureID index, 15-bit?, TL0PICIDX index or -1)``; None without a PictureID."""
     end = len(payload)
     if offset + 3 > end or not payload[offset] & 0x80:
         return None
@@ -57,20 +54,24 @@ def picture_fields(payload: bytes | bytearray, offset: int) -> tuple[int, int, i
     if not x & 0x80:
         return None
     i = offset + 2
-    if payload[i] & 0x80:
-        if i + 2 > end:
-            return None
-        picture_id, width = (payload[i] & 0x7F) << 8 | payload[i + 1], 15
-        i += 2
-    else:
-        picture_id, width = payload[i], 7
-        i += 1
-    tl0 = -1
-    if x & 0x40:
-        if i >= end:
-            return None
-        tl0 = payload[i]
-    return picture_id, width, tl0
+    long = payload[i] & 0x80 != 0
+    tl0 = i + 1 + long
+    if tl0 > end or (x & 0x40 and tl0 >= end):
+        return None
+    return i, long, tl0 if x & 0x40 else -1
+
+
+def picture_fields(payload: bytes | bytearray, offset: int) -> tuple[int, int, int] | None:
+    """Return ``(PictureID, its bit width, TL0PICIDX or -1)`` of the descriptor at ``offset``.
+
+    None when the descriptor has no PictureID or is truncated.
+    """
+    found = _field_offsets(payload, offset)
+    if found is None:
+        return None
+    i, long, tl0 = found
+    picture_id = ((payload[i] & 0x7F) << 8 | payload[i + 1]) if long else payload[i]
+    return picture_id, 15 if long else 7, payload[tl0] if tl0 >= 0 else -1
 
 
 class PictureNumbering:
@@ -108,20 +109,15 @@ class PictureNumbering:
 def rewrite_picture_fields(packet: bytearray, offset: int, picture_delta: int,
                            tl0_delta: int) -> None:
     """Add the deltas to the PictureID and TL0PICIDX of the descriptor at ``offset``, in place."""
-    end = len(packet)
-    if offset + 3 > end or not packet[offset] & 0x80 or not packet[offset + 1] & 0x80:
+    found = _field_offsets(packet, offset)
+    if found is None:
         return
-    x = packet[offset + 1]
-    i = offset + 2
-    if packet[i] & 0x80:
-        if i + 2 > end:
-            return
+    i, long, tl0 = found
+    if long:
         picture_id = (((packet[i] & 0x7F) << 8 | packet[i + 1]) + picture_delta) & 0x7FFF
         packet[i] = 0x80 | picture_id >> 8
         packet[i + 1] = picture_id & 0xFF
-        i += 2
     else:
         packet[i] = (packet[i] + picture_delta) & 0x7F
-        i += 1
-    if x & 0x40 and i < end:
-        packet[i] = (packet[i] + tl0_delta) & 0xFF
+    if tl0 >= 0:
+        packet[tl0] = (packet[tl0] + tl0_delta) & 0xFF
