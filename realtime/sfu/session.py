@@ -411,11 +411,22 @@ class SfuSession(MediaRouting):
         """Pass the PeerConnection's DataChannel events to :attr:`datachannels` (the fan-out)."""
         self.datachannels.handle_event(event, now)
 
-    def send_rtp(self, packet: bytes) -> None:
-        """Send RTP to the client (queued on the connection; the I/O side flushes)."""
+    def send_rtp(self, packet: bytes) -> bool:
+        """Send RTP to the client (queued on the connection; the I/O side flushes).
+
+        Return False if it could not be sent (no PeerConnection, or not connected).
+        """
         connection = self.connection
         if connection is not None and connection.send_rtp(packet):
             self.touched.add(self)
+            return True
+        return False
+
+    @property
+    def can_send_media(self) -> bool:
+        """Return True once SRTP keys exist (DTLS done): forwarding may start."""
+        connection = self.connection
+        return connection is not None and connection.srtp is not None
 
     def send_rtcp(self, packet: bytes) -> None:
         """Send RTCP to the client (queued on the connection; the I/O side flushes)."""

@@ -303,6 +303,8 @@ class PublishedTrack:
         if layers is not None and rid is not None:
             layers.packet_received(rid, len(packet), now)
         for subscription in self.subscriptions:
+            if not subscription.session.can_send_media:
+                continue  # not connected yet: a key frame sent now would be lost
             selector = subscription.selector
             if selector is not None and rid is not None and not selector.accept(rid, keyframe, now):
                 wanted = selector.take_keyframe_request()
@@ -313,9 +315,9 @@ class PublishedTrack:
             out = forwarder.forward(packet, stream, keyframe, now)
             if out is not None:
                 out = bytes(out)
-                self.egress_bytes += len(out)
-                self.egress_packets += 1
-                subscription.session.send_rtp(out)
+                if subscription.session.send_rtp(out):
+                    self.egress_bytes += len(out)
+                    self.egress_packets += 1
             elif forwarder.take_keyframe_wanted():
                 self.session.rtcp.request_keyframe(stream.ssrc, now)
 

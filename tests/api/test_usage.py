@@ -15,6 +15,7 @@ from realtime.api.usage import PRUNE_INTERVAL, SfuUsage, flush_usage, sfu_usage
 from realtime.demux import PacketKind
 from realtime.net.usage_flush import INTERVAL, UsageFlush
 from realtime.sdp import SessionDescription
+from realtime.srtp.context import InboundSrtpContext, OutboundSrtpContext, SrtpSession
 from realtime.state import App, StateStore
 from tests.api.test_sessions import APP, MIC, OTHER, Api
 from tests.sfu.client import answer_sfu_offer, rtp
@@ -50,7 +51,21 @@ def subscribe(api, publisher, names=("mic",)) -> str:
     status, _ = api.call("PUT", f"/sessions/{session_id}/renegotiate", {
         "sessionDescription": {"type": "answer", "sdp": answer_sfu_offer(offer)}})
     assert status == 200
+    connect(api, session_id)
     return session_id
+
+
+def connect(api, session_id: str) -> None:
+    """Make ``session_id``'s PeerConnection look connected: SRTP keys (zeros) and a path.
+
+    The SFU forwards to, and counts egress for, connected subscribers only.
+    """
+    connection = api.board.get(session_id).connection
+    profile, key, salt = "SRTP_AES128_CM_SHA1_80", bytes(16), bytes(14)
+    connection.srtp = SrtpSession(InboundSrtpContext(profile, key, salt),
+                                  OutboundSrtpContext(profile, key, salt))
+    connection.ice._selected = ("192.0.2.99", 9)  # as if ICE had nominated this pair
+    connection.state = "connected"
 
 
 def test_totals_are_the_sessions_wire_bytes_per_minute(api) -> None:

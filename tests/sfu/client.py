@@ -82,6 +82,7 @@ class Wire:
     """Stand in for a connected PeerConnection: record what is sent."""
 
     sctp = None  # no DataChannel transport
+    srtp = "keys"  # connected: DTLS done (None would hold media back)
 
     def __init__(self, dtls_role: str = "server") -> None:
         self.rtp: list[bytes] = []

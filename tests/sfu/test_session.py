@@ -237,6 +237,24 @@ def test_video_waits_for_a_keyframe_and_asks_the_publisher_once(board) -> None:
     assert len(upstream(a)) == 2                                  # the key frame satisfied it
 
 
+def test_nothing_is_forwarded_to_a_subscriber_before_its_srtp_keys(board) -> None:
+    """A key frame sent before DTLS is done would be lost and the stream undecodable."""
+    a = publisher(board)
+    b = subscriber(board, a)
+    b.connection.srtp = None                                      # DTLS not done yet
+    track = board.find("app", a.session_id, "cam")
+    a.receive_media(PacketKind.RTP, rtp(CAM, 10, 96, VP8_KEY), 1.1)
+    assert b.connection.rtp == [] and track.egress_packets == 0   # not sent, not counted
+    b.connection.srtp = "keys"                                    # connected
+    a.handle_timer(3.0)                                           # let the debounce pass
+    before = len(upstream(a))
+    a.receive_media(PacketKind.RTP, rtp(CAM, 11, 96, VP8_DELTA), 3.1)
+    assert b.connection.rtp == []                                 # waits for a key frame...
+    assert len(upstream(a)) > before                              # ...and asks for one
+    a.receive_media(PacketKind.RTP, rtp(CAM, 12, 96, VP8_KEY), 3.2)
+    assert len(b.connection.rtp) == 1 and track.egress_packets == 1
+
+
 def test_subscriber_feedback_is_terminated(board) -> None:
     a = publisher(board)
     b = subscriber(board, a)
