@@ -34,15 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from record_echo_call import IN_NETNS, record_page_call  # noqa: E402
+from record_echo_call import enter_fresh_netns, record_page_call  # noqa: E402
 
 PAGE = "datachannel-echo.html"
 
@@ -66,11 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-netns", action="store_true",
                         help="capture on the machine's lo instead of a fresh namespace")
     args = parser.parse_args(argv)
-    if not args.no_netns and not os.environ.get(IN_NETNS):
-        command = ["unshare", "-n", "--", sys.executable, __file__, *sys.argv[1:]]
-        return subprocess.run(command, env={**os.environ, IN_NETNS: "1"}).returncode
-    if os.environ.get(IN_NETNS):
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    code = enter_fresh_netns(__file__, args.no_netns)
+    if code is not None:
+        return code
     result = record(args.name, args.out.resolve(), args.count, args.lossy)
     print(json.dumps(result, sort_keys=True))
     ok = "error" not in result and result.get("reliableInOrder") and result.get("bigEchoed")

@@ -160,6 +160,21 @@ def record(name: str, out: Path, profile: str, timeout: float = 40.0) -> dict:
         "echo.html", {"profile": profile}, timeout)
 
 
+def enter_fresh_netns(script: str, no_netns: bool) -> int | None:
+    """Re-run ``script`` in a fresh network namespace (only our traffic on its ``lo``).
+
+    Return the child's exit code when this process re-ran itself, None when
+    it is to record here: inside the namespace (``lo`` brought up first) or
+    with ``--no-netns``.
+    """
+    if not no_netns and not os.environ.get(IN_NETNS):
+        command = ["unshare", "-n", "--", sys.executable, script, *sys.argv[1:]]
+        return subprocess.run(command, env={**os.environ, IN_NETNS: "1"}).returncode
+    if os.environ.get(IN_NETNS):
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, enter a fresh network namespace, record one call."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
@@ -170,11 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-netns", action="store_true",
                         help="capture on the machine's lo instead of a fresh namespace")
     args = parser.parse_args(argv)
-    if not args.no_netns and not os.environ.get(IN_NETNS):
-        command = ["unshare", "-n", "--", sys.executable, __file__, *sys.argv[1:]]
-        return subprocess.run(command, env={**os.environ, IN_NETNS: "1"}).returncode
-    if os.environ.get(IN_NETNS):
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    code = enter_fresh_netns(__file__, args.no_netns)
+    if code is not None:
+        return code
     result = record(args.name, args.out.resolve(), args.profile)
     print(json.dumps(result, sort_keys=True))
     return 0 if "error" not in result else 1
