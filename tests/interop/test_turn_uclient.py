@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from realtime.service import has_ipv6_loopback
-from tests.conftest import require_tool
+from tests.conftest import require, require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -149,8 +149,7 @@ def test_every_message_delivered(turn_server, flags):
 def test_ipv6_relay_to_an_ipv6_peer(turn_server, flags):
     """``-x`` asks for an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY); ``--relay-ipv6``
     defaults to ::1 beside the 127.0.0.1 public IP, so the relay is [::1]:port."""
-    if not has_ipv6_loopback():  # then --relay-ipv6 defaults to none: nothing to prove
-        pytest.skip("this host has no ::1")
+    require(has_ipv6_loopback(), "this host has no ::1 (--relay-ipv6 defaults to none)")
     username, password = credentials(turn_server)
     result = uclient(turn_server, ["-v", "-x", *flags], username, password, turn_server["turn"],
                      peer="::1")

@@ -26,9 +26,14 @@ def tid() -> bytes:
     return next(_ids).to_bytes(12, "big")
 
 
-def make_server(**config) -> tuple[TurnServer, RelayPortPool]:
-    """Return a server with users alice/wonderland and bob/builder and a small relay pool."""
-    pool = RelayPortPool({IPV4: "203.0.113.1"}, 50000, 50009)
+def make_server(hosts: dict[int, str] | None = None, high: int = 50009,
+                **config) -> tuple[TurnServer, RelayPortPool]:
+    """Return a server with users alice/wonderland and bob/builder and a small relay pool.
+
+    :param hosts: relay host per family (default: IPv4 203.0.113.1 only).
+    :param high: the last relay port (the first is 50000).
+    """
+    pool = RelayPortPool(hosts or {IPV4: "203.0.113.1"}, 50000, high)
     counter = itertools.count(1)
     server = TurnServer(
         StaticUsers({"alice": "wonderland", "bob": "builder"}), pool,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from realtime.stun.attributes import (
@@ -13,10 +11,8 @@ from realtime.stun.attributes import (
 from realtime.stun.message import StunClass, StunMessage, StunMethod as M, encode_message
 from realtime.turn.allocation import RelayPortPool
 from realtime.turn.channel_data import frame_channel_data, split_channel_data
-from realtime.turn.credentials import StaticUsers
-from realtime.turn.policy import PeerPolicy
-from realtime.turn.server import TurnConfig, TurnServer
-from tests.turn.client import REALM, Client, code, tid
+from realtime.turn.server import TurnServer
+from tests.turn.client import Client, code, make_server, tid
 
 V4_HOST, V6_HOST = "203.0.113.1", "2001:db8::1"
 PEER4, PEER6 = ("9.9.9.9", 5000), ("2606:4700::1111", 6000)  # global addresses
@@ -24,12 +20,7 @@ DUAL = [RequestedTransport(17), AdditionalAddressFamily(IPV6)]
 
 
 def dual_server(v6_ports: int = 10) -> tuple[TurnServer, RelayPortPool]:
-    pool = RelayPortPool({IPV4: V4_HOST, IPV6: V6_HOST}, 50000, 50000 + v6_ports - 1)
-    counter = itertools.count(1)
-    server = TurnServer(StaticUsers({"alice": "wonderland"}), pool,
-                        config=TurnConfig(realm=REALM), nonces=None, policy=PeerPolicy(),
-                        random=lambda n: next(counter).to_bytes(n, "big"))
-    return server, pool
+    return make_server({IPV4: V4_HOST, IPV6: V6_HOST}, high=50000 + v6_ports - 1)
 
 
 def relays(answer: StunMessage) -> list[tuple[str, int]]:

@@ -7,7 +7,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from realtime.errors import DecodeError
 from realtime.stun.attributes import (
-    IPV6, AdditionalAddressFamily, ChannelNumber, Data, EvenPort, Lifetime,
+    IPV4, IPV6, AdditionalAddressFamily, ChannelNumber, Data, EvenPort, Lifetime,
     RequestedAddressFamily, RequestedTransport, ReservationToken, XorPeerAddress,
 )
 from realtime.stun.message import StunClass, StunMethod, encode_message
@@ -61,8 +61,8 @@ def check_invariants(server, pool) -> None:
           ("peer", 1, 2), ("refresh", 0, 0, 2), ("channel", 0, 0x4000), ("peer", 1, 2),
           ("refresh", 0, 600, 1), ("advance", 700.0)])
 def test_random_sequences(operations):
-    server, pool = make_server(max_allocations_per_user=3)
-    pool.hosts[IPV6] = "2001:db8::1"  # dual-stack relays
+    server, pool = make_server({IPV4: "203.0.113.1", IPV6: "2001:db8::1"},  # dual-stack relays
+                               max_allocations_per_user=3)
     clients = {}
     tokens = []
     now = 0.0
