@@ -6,7 +6,7 @@ media side.  Each class has ``publish(leg, media) -> info`` (the publisher's
 offer, the server's answer) and ``subscribe(leg, info)`` (a subscriber for
 what ``publish`` returned)::
 
-    ours  (CALLS-API.md)   POST sessions/new; POST sessions/{id}/tracks/new
+    ours  (docs/cloudflare-api.md)   POST sessions/new; POST sessions/{id}/tracks/new
                            publish:   our offer + local tracks  -> answer
                            subscribe: remote tracks             -> SFU offer,
                                       PUT sessions/{id}/renegotiate (our answer)

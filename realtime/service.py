@@ -57,7 +57,7 @@ from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
 from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
-from realtime.net.turn_port import TurnStreamFactory
+from realtime.net.turn_port import TurnConnectionFactory
 from realtime.net.turn_service import (
     build_turn, parse_alt_port, parse_cidr, parse_relay_ports, parse_turn_key,
 )
@@ -298,19 +298,20 @@ class RealtimeService(MultiService):
 
     #: the TURN parts (:class:`realtime.net.turn_service.TurnRuntime`), set by makeService
     turn = None
-    #: ``--turn-host`` and the ``--turn-alt-port`` listeners, for the TURN URLs
+    #: ``--turn-host``, for the TURN URLs
     turn_host: str | None = None
-    turn_alternates: list = []
 
     def __init__(self, api: RealtimeAPI, store: StateStore) -> None:
         super().__init__()
         self.api = api
         self.store = store
+        #: the ``--turn-alt-port`` listeners, announced in the TURN URLs
+        self.turn_alternates: list = []
         self.media: MediaPort
         self.peers: PeerHost
         self.turn_udp: MediaPort
-        self.turn_tcp: TurnStreamFactory
-        self.turn_tls: TurnStreamFactory
+        self.turn_tcp: TurnConnectionFactory
+        self.turn_tls: TurnConnectionFactory
         self.api_listener: EndpointListener
         self.turn_tcp_listener: EndpointListener
         self.turn_tls_listener: EndpointListener

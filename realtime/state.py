@@ -5,7 +5,7 @@ Two things live here:
 
 * :class:`StateStore` -- the persistent part: one SQLite file in the state
   directory (stdlib :mod:`sqlite3`).  It holds the SFU *apps* (the
-  ``appId`` / bearer secret pairs of the Cloudflare Realtime API, CALLS-API.md
+  ``appId`` / bearer secret pairs of the Cloudflare Realtime API, docs/cloudflare-api.md
   §1.1), TURN keys, issued credentials and TURN usage (schema 2,
   :class:`TurnTables`) and SFU usage per app, session and track (schema 3,
   :class:`SfuUsageTables`).  Nothing a user created is lost on restart.

@@ -1,5 +1,5 @@
 """
-The layering rule of DESIGN.md §3, enforced by walking every module's AST.
+The layering rule of docs/design.md §3, enforced by walking every module's AST.
 
 * codecs and machines import only the stdlib and lower ``realtime`` packages;
 * only ``realtime/dtls`` imports OpenSSL / cryptography

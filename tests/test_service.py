@@ -15,7 +15,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python import usage
 
 from realtime.net.media_port import MediaPort
-from realtime.net.turn_port import TurnStreamFactory
+from realtime.net.turn_port import TurnConnectionFactory
 from realtime.service import EndpointListener, Options, RealtimeService, makeService
 from realtime.state import App
 
@@ -187,7 +187,7 @@ def test_tree(tmp_path) -> None:
     assert set(children) == {"api", "media", "turn-udp", "turn-tcp", "turn-tls", "usage-flush"}
     assert isinstance(children["api"], EndpointListener)
     assert isinstance(service.media, MediaPort) and isinstance(service.turn_udp, MediaPort)
-    assert isinstance(service.turn_tcp, TurnStreamFactory)
+    assert isinstance(service.turn_tcp, TurnConnectionFactory)
     service.privilegedStartService()
     service.startService()
     assert reactor.udp == [(10001, "127.0.0.1"), (3479, "127.0.0.1")]
@@ -281,3 +281,10 @@ def test_port_in_use_is_one_clear_line(tmp_path) -> None:
     assert str(raised.value) == (
         "realtime: Couldn't listen on 127.0.0.1:10000: [Errno 98] Address already in use.")
     service.store.close()
+
+
+def test_turn_alternates_belong_to_one_service() -> None:
+    """Each service has its own list of alternate TURN listeners (not a shared class list)."""
+    first, second = RealtimeService(None, None), RealtimeService(None, None)
+    first.turn_alternates.append(("udp", 53))
+    assert second.turn_alternates == []

@@ -1,7 +1,7 @@
 """
 The HTTPS API shell: a Klein app compatible with Cloudflare Realtime.
 
-Paths, auth and error shape follow ../shared/CALLS-API.md (§1.1, §3.1,
+Paths, auth and error shape follow docs/cloudflare-api.md (§1.1, §3.1,
 §3.6).  This module holds the plumbing every route shares; the SFU routes
 (``sessions/new``, ``tracks/new`` ...) are added with :func:`app_route`::
 
@@ -53,7 +53,7 @@ from realtime.api.auth import authenticate
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.state import ServerConfig, StateStore
 
-#: Path prefixes under which every app route is served (CALLS-API.md §1.1).
+#: Path prefixes under which every app route is served (docs/cloudflare-api.md §1.1).
 APP_PREFIXES = ("/v1/apps/<app_id>", "/apps/<app_id>")
 
 #: Largest request body accepted, in bytes (SDP offers are a few KiB).

@@ -1,5 +1,5 @@
 """
-Bearer authentication of the Realtime API (RFC 6750 §2.1, CALLS-API.md §1.1).
+Bearer authentication of the Realtime API (RFC 6750 §2.1, docs/cloudflare-api.md §1.1).
 
 Every SFU path names its app, and every request proves it knows the app's
 secret::
@@ -7,7 +7,7 @@ secret::
     POST /v1/apps/{appId}/sessions/new
     Authorization: Bearer <APP_SECRET>
 
-The checks, in order, and what each failure answers (CALLS-API.md §3.1)::
+The checks, in order, and what each failure answers (docs/cloudflare-api.md §3.1)::
 
     no "Authorization: Bearer <token>" header ..... 401 unauthorized
     appId unknown (neither --app nor stored) ...... 404 not_found

@@ -1,7 +1,7 @@
 """
 The DataChannel routes of the Cloudflare-compatible API: establish, new, update, close.
 
-CALLS-API.md §1.2 rows 6-9, §1.3 (DataChannelObject), §2.3 and §2.6::
+docs/cloudflare-api.md §1.2 rows 6-9, §1.3 (DataChannelObject), §2.3 and §2.6::
 
     POST /apps/{appId}/sessions/{id}/datachannels/establish
          {dataChannel: {location: "remote", dataChannelName: "server-events"}[, sessionDescription]}

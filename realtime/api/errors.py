@@ -2,7 +2,7 @@
 Errors of the HTTPS API, in Cloudflare Realtime's shape.
 
 Every error response of the API is JSON with two top-level strings and an
-HTTP status (CALLS-API.md §1.1, §3.1)::
+HTTP status (docs/cloudflare-api.md §1.1, §3.1)::
 
     HTTP/1.1 401 Unauthorized
     Content-Type: application/json
@@ -12,7 +12,7 @@ HTTP status (CALLS-API.md §1.1, §3.1)::
 
 A route raises :class:`ApiError`; the Klein app turns it into that response.
 The codes are the strings Cloudflare documents (error-codes.mdx, quoted in
-CALLS-API.md §3.1); :class:`ErrorCode` lists the request-level ones.  Per-item
+docs/cloudflare-api.md §3.1); :class:`ErrorCode` lists the request-level ones.  Per-item
 failures (``tracks[].errorCode``) are not exceptions: they travel in HTTP 200
 bodies and are built by the routes themselves.
 """
@@ -23,7 +23,7 @@ from enum import Enum
 
 
 class ErrorCode(str, Enum):
-    """Request-level ``errorCode`` strings of Cloudflare Realtime (CALLS-API.md §3.1)."""
+    """Request-level ``errorCode`` strings of Cloudflare Realtime (docs/cloudflare-api.md §3.1)."""
 
     #: bad or missing app secret
     UNAUTHORIZED = "unauthorized"

@@ -1,7 +1,7 @@
 """
 The SFU session routes of the Cloudflare-compatible API, and what the track routes share.
 
-Routes here (CALLS-API.md §1.2 rows 1, 3, 10); the track routes are in
+Routes here (docs/cloudflare-api.md §1.2 rows 1, 3, 10); the track routes are in
 :mod:`realtime.api.tracks`, the DataChannel routes in :mod:`realtime.api.datachannels`::
 
     POST /apps/{appId}/sessions/new                 201 {sessionId[, sessionDescription(answer)]}
@@ -15,7 +15,7 @@ Every ``/sessions/{sessionId}/...`` call goes through :func:`load_session`::
     more than 50 calls in the last second .... 429 retryable_transient_error
     otherwise ................................ the SfuSession
 
-Errors chosen where the contract leaves a choice (CALLS-API.md §3.1, §3.3):
+Errors chosen where the contract leaves a choice (docs/cloudflare-api.md §3.1, §3.3):
 an overlapping negotiation is 406 ``session_error`` (the session's state
 forbids the change; ``invalid_session_description`` is kept for SDP that is
 bad or out of order on its own); a rate-limited call is 429
@@ -130,7 +130,7 @@ async def ensure_connected(api: RealtimeAPI, session: SfuSession) -> None:
     """Wait up to 5 s for an established session's transport; 425 if it stays down.
 
     The first negotiation of a session never waits (there is nothing to
-    connect yet), CALLS-API.md §3.5.
+    connect yet), docs/cloudflare-api.md §3.5.
     """
     connection = session.connection
     if connection is None or connection.state == "connected":

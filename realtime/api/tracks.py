@@ -1,7 +1,7 @@
 """
 The track routes of the Cloudflare-compatible API: push, pull, close, update.
 
-CALLS-API.md §1.2 rows 2, 4, 5 and §1.3-§1.4, §3.3-§3.4::
+docs/cloudflare-api.md §1.2 rows 2, 4, 5 and §1.3-§1.4, §3.3-§3.4::
 
     POST /apps/{appId}/sessions/{id}/tracks/new
       with sessionDescription (offer) ─> answer, requiresImmediateRenegotiation: false

@@ -1,5 +1,5 @@
 """
-The TURN key API (Cloudflare Realtime's ``/v1/turn/keys/...``, CALLS-API.md §1.5).
+The TURN key API (Cloudflare Realtime's ``/v1/turn/keys/...``, docs/cloudflare-api.md §1.5).
 
 A *TURN key* is an id and a bearer token.  With it an application mints
 short-lived TURN credentials for its users, revokes them, and reads usage::

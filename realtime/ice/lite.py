@@ -34,7 +34,7 @@ Pair life::
              authenticated check                USE-CANDIDATE, or DTLS
     (none) ----------------------> VALIDATED ---------------------------> NOMINATED
                                        |    (first DTLS only while nothing   |
-                                       |     is selected; DESIGN.md §5)      |
+                                       |     is selected; docs/design.md §5)      |
                                        +------------------+------------------+
                                                           | no authenticated check
                                                           v for consent_timeout
@@ -285,7 +285,7 @@ class IceLiteAgent:
     ) -> bytes | None:
         """Process one STUN datagram from ``addr``; return the response to send back.
 
-        Send the returned bytes to ``addr`` at once (DESIGN.md §5: a late
+        Send the returned bytes to ``addr`` at once (docs/design.md §5: a late
         answer to the first check delays nomination).  ``message`` may carry
         the already decoded ``data`` to save a second decode.
 
@@ -320,7 +320,7 @@ class IceLiteAgent:
         return _success(message, addr, credentials.key)
 
     def notice_dtls(self, addr: Address, now: float) -> None:
-        """Treat a DTLS record from a valid pair as its nomination (DESIGN.md §5).
+        """Treat a DTLS record from a valid pair as its nomination (docs/design.md §5).
 
         Chrome sends its ClientHello before USE-CANDIDATE.  Only while no pair
         is selected; a USE-CANDIDATE seen later still moves the selection.

@@ -35,7 +35,7 @@ Target choice (:meth:`LayerSelector.target_for`)::
     then, with priorityOrdering = asciibetical and an available bitrate known:
          step down a-z while the layer's measured bitrate exceeds it
 
-The older vocabularies of the contract (CALLS-API.md §1.6) are accepted by
+The older vocabularies of the contract (docs/cloudflare-api.md §1.6) are accepted by
 :meth:`SimulcastPreferences.from_json`: ``ridUnavailableStrategy:
 none|nextPriority`` and ``fallbackStrategy: auto|leastBandwidth|none``.
 """

@@ -2,7 +2,7 @@
 Driving a sans-I/O machine from the reactor: output pump and one timer.
 
 Every protocol machine here (ICE-lite agent, DTLS endpoint, SCTP
-association, TURN allocation ...) has the same surface (DESIGN.md §1):
+association, TURN allocation ...) has the same surface (docs/design.md §1):
 inputs ``receive_datagram(data, addr, now)`` and ``handle_timer(now)``,
 outputs ``datagrams_to_send(now)`` and ``get_timer()`` (an absolute
 deadline or ``None``).  :class:`MachineDriver` is the only glue a machine

@@ -1,30 +1,33 @@
 """
-Where a classified packet goes: the router seam between ports and machines.
+The router seam between a port adapter and the machines behind it.
 
-A port adapter (:class:`~realtime.net.media_port.MediaPort`, the TURN ports)
-reads a packet, classifies it by its first byte (RFC 7983 §7, see
+A port adapter (:class:`~realtime.net.media_port.MediaPort`) reads a
+datagram, classifies it by its first byte (RFC 7983 §7, see
 :mod:`realtime.demux`) and hands ``(kind, data, addr, now)`` to a router.
-The router returns the packets to send straight back, or ``None`` when
-nobody takes the packet (the port counts that as an ``unrouted`` drop)::
+The router returns the packets to send straight back (``[]`` when the
+answer leaves later through a :class:`~realtime.net.driver.MachineDriver`),
+or ``None`` when nobody takes the packet (the port counts that as an
+``unrouted`` drop)::
 
-     MediaPort.datagramReceived(data, addr)
+     MediaPort.datagramReceived(data, addr)              realtime/net/media_port.py
           │ kind = classify(data)                          (one table lookup)
           v
      router.route(kind, data, addr, now)
-          │
-          ├─ STUN Binding request, no session ──> [(response, addr)]  (RFC 8489 §6.3)
-          ├─ later: sessions_by_addr[addr] ──────> machine.receive_datagram(...)
-          │                                        [] (replies leave via the driver)
-          └─ nobody ────────────────────────────> None
+          │  the media port: PeerRouter                    realtime/peer/router.py
+          ├─ STUN with an ICE USERNAME ──> that session's IceLiteAgent
+          ├─ DTLS/RTP/RTCP ──────────────> the session bound to addr (one dict lookup)
+          ├─ STUN without a session ─────> fallback: BindingRouter (below)
+          └─ nobody ─────────────────────> None
           │
           └─ raises DecodeError on malformed bytes (the port counts "malformed")
 
-:class:`BindingRouter` is the router of today: it answers STUN Binding
-requests (RFC 8489 §6.3.1; classic RFC 3489 requests per RFC 8489 §12) with
-XOR-MAPPED-ADDRESS and routes nothing else.  The SFU's router will first do
-one dict lookup by source address (and, for STUN carrying an ICE USERNAME,
-by ufrag) and fall back to a :class:`BindingRouter` for bare Binding
-requests.  Routers are pure: no Twisted import, ``now`` is a parameter.
+This module holds the contract (:class:`DatagramRouter`) and its smallest
+implementation, :class:`BindingRouter`, the plain STUN Binding service
+(RFC 8489 §6.3.1; classic RFC 3489 requests per RFC 8489 §12) that answers
+with XOR-MAPPED-ADDRESS and routes nothing else.  The TURN listeners do not
+use a router: they feed :class:`~realtime.net.turn_port.TurnHost`, which runs
+the TURN machine and answers Binding requests itself.  Routers are pure: no
+Twisted import, ``now`` is a parameter.
 """
 
 from __future__ import annotations

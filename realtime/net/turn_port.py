@@ -6,9 +6,8 @@ TLS (§3.1).  :class:`TurnHost` runs the sans-I/O
 :class:`~realtime.turn.server.TurnServer` behind them (see the diagram
 above :class:`TurnHost`): :class:`TurnUdpPort` for UDP listeners,
 :class:`TurnConnectionFactory` / :class:`TurnConnection` for TCP and TLS,
-relay sockets in :mod:`realtime.net.turn_relay`.  The older
-:class:`TurnStreamProtocol` / :class:`TurnStreamFactory` (routing frames to a
-:class:`~realtime.net.router.DatagramRouter`) stay as the base classes::
+relay sockets in :mod:`realtime.net.turn_relay`.  On TCP and TLS the bytes
+are cut into frames first (:class:`~realtime.stun.stream.StreamFramer`)::
 
      TCP/TLS bytes ──dataReceived──> StreamFramer.feed ──frames──┐
                                         │ FramingError            │
@@ -31,121 +30,16 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from realtime.demux import classify
 from realtime.errors import DecodeError
-from realtime.net.media_port import MALFORMED, UNROUTED, MediaPort
-from realtime.net.router import Address, DatagramRouter
+from realtime.net.media_port import MediaPort
+from realtime.net.router import Address
 from realtime.net.driver import MachineDriver
 from realtime.stun.stream import StreamFramer
 
 #: Default bound on one frame (STUN message or padded ChannelData), in bytes.
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024
 
-__all__ = [
-    "MediaPort", "TurnConnection", "TurnConnectionFactory", "TurnHost", "TurnStreamFactory",
-    "TurnStreamProtocol", "TurnUdpPort",
-]
-
-
-class TurnStreamProtocol(Protocol):
-    """Frame one TCP/TLS connection's bytes and route each STUN/ChannelData frame."""
-
-    def __init__(self, factory: TurnStreamFactory) -> None:
-        self.factory = factory
-        self.framer = StreamFramer(factory.max_frame_size)
-        self.peer: Address = ("", 0)
-        self._counted = False
-
-    def connectionMade(self) -> None:
-        """Note the peer address; refuse the connection past the factory's limit."""
-        address = self.transport.getPeer()
-        self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
-        if self.factory.connections >= self.factory.max_connections:
-            self.factory.drop("connection-limit", self.peer, "too many connections")
-            self.transport.abortConnection()
-            return
-        self.factory.connections += 1
-        self._counted = True
-
-    def connectionLost(self, reason=None) -> None:
-        """Release the connection's slot."""
-        if self._counted:
-            self._counted = False
-            self.factory.connections -= 1
-
-    def dataReceived(self, data: bytes) -> None:
-        """Feed ``data`` to the framer and route each complete frame."""
-        factory = self.factory
-        try:
-            frames = self.framer.feed(data)
-        except DecodeError as error:
-            factory.drop("framing", self.peer, str(error))
-            self.transport.abortConnection()
-            return
-        now = factory.reactor.seconds()
-        for frame in frames:
-            kind = classify(frame)
-            try:
-                replies = factory.router.route(kind, frame, self.peer, now)
-            except DecodeError as error:
-                factory.drop(MALFORMED[kind], self.peer, str(error))
-                continue
-            except Exception:
-                factory.drops["internal-error"] += 1
-                factory.log.failure("{port}: router failed on a {kind} frame from {addr}",
-                                    port=factory.name, kind=kind.name, addr=self.peer)
-                continue
-            if replies is None:
-                factory.drop(UNROUTED[kind], self.peer, "no handler for this frame")
-                continue
-            for payload, _destination in replies:
-                self.transport.write(payload)
-
-
-class TurnStreamFactory(Factory):
-    """Build :class:`TurnStreamProtocol` connections sharing one router and counters.
-
-    :param router: the :class:`~realtime.net.router.DatagramRouter` frames go to.
-    :param reactor: the clock that stamps ``now``.
-    :param name: how log lines name this listener (``"turn-tcp"``, ``"turn-tls"``).
-    :param max_frame_size: the framer's bound on one frame.
-    :param max_connections: connections beyond this are aborted at once.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        router: DatagramRouter,
-        reactor: IReactorTime,
-        name: str = "turn-tcp",
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_connections: int = 1024,
-    ) -> None:
-        self.router = router
-        self.reactor = reactor
-        self.name = name
-        self.max_frame_size = max_frame_size
-        self.max_connections = max_connections
-        self.connections = 0
-        #: dropped frames and connections per reason, e.g. ``drops["framing"]``
-        self.drops: Counter[str] = Counter()
-        self._logged: set[str] = set()
-
-    def buildProtocol(self, addr: IAddress) -> TurnStreamProtocol:
-        """Return a new connection protocol bound to this factory."""
-        return TurnStreamProtocol(self)
-
-    def drop(self, reason: str, addr: Address, detail: str) -> None:
-        """Count a drop under ``reason``; log the first one of each reason."""
-        self.drops[reason] += 1
-        if reason not in self._logged:
-            self._logged.add(reason)
-            self.log.warn(
-                "{port}: dropped input from {addr} ({reason}: {detail});"
-                " further {reason} drops are only counted",
-                port=self.name, addr=addr, reason=reason, detail=detail,
-            )
+__all__ = ["MediaPort", "TurnConnection", "TurnConnectionFactory", "TurnHost", "TurnUdpPort"]
 
 
 # -- the TURN server adapter ----------------------------------------------------
@@ -250,23 +144,33 @@ class TurnUdpPort(MediaPort):
         self.send(data, addr)
 
 
-class TurnConnection(TurnStreamProtocol):
+class TurnConnection(Protocol):
     """One TCP or TLS client connection: frames go to the TURN host as ``(key, peer)``.
 
     Framing accepts channel numbers up to 0x7FFF (RFC 5766 clients such as
     coturn's use them; see :mod:`realtime.turn.channel_data`).
     """
 
-    def __init__(self, factory: "TurnConnectionFactory") -> None:
-        super().__init__(factory)
+    def __init__(self, factory: TurnConnectionFactory) -> None:
+        self.factory = factory
+        self.framer = StreamFramer(factory.max_frame_size)
+        self.peer: Address = ("", 0)
+        self._counted = False
         factory.serial += 1
         self.key = f"{factory.name}#{factory.serial}"
 
     def connectionMade(self) -> None:
-        """Register the connection unless the factory refused it."""
-        super().connectionMade()
-        if self._counted:
-            self.factory.host.sockets[self.key] = self
+        """Register the connection, or abort it past the factory's limit."""
+        address = self.transport.getPeer()
+        self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
+        factory = self.factory
+        if factory.connections >= factory.max_connections:
+            factory.drop("connection-limit", self.peer, "too many connections")
+            self.transport.abortConnection()
+            return
+        factory.connections += 1
+        self._counted = True
+        factory.host.sockets[self.key] = self
 
     def dataReceived(self, data: bytes) -> None:
         """Cut frames and hand each to the TURN host; bad framing aborts the connection."""
@@ -281,13 +185,14 @@ class TurnConnection(TurnStreamProtocol):
             host.receive(frame, route)
 
     def connectionLost(self, reason=None) -> None:
-        """Forget the connection and delete its allocation."""
-        counted = self._counted
-        super().connectionLost(reason)
-        if counted:
-            host = self.factory.host
-            host.sockets.pop(self.key, None)
-            host.close_client((self.key, self.peer))
+        """Release the connection's slot, forget it and delete its allocation."""
+        if not self._counted:
+            return
+        self._counted = False
+        factory = self.factory
+        factory.connections -= 1
+        factory.host.sockets.pop(self.key, None)
+        factory.host.close_client((self.key, self.peer))
 
     def write_to(self, data: bytes, addr: Address) -> None:
         """Write one framed message on the connection."""
@@ -295,24 +200,53 @@ class TurnConnection(TurnStreamProtocol):
 
 
 @implementer(IProtocolNegotiationFactory)
-class TurnConnectionFactory(TurnStreamFactory):
+class TurnConnectionFactory(Factory):
     """Build :class:`TurnConnection` for a TCP (``name="tcp"``) or TLS (``"tls"``) listener.
 
     Over TLS it offers the ALPN protocol ``stun.turn`` (RFC 7443): clients
     such as coturn's send ALPN, and a TLS server with no ALPN answer to
-    give fails their handshake.
+    give fails their handshake.  Counters live here, shared by the
+    listener's connections; each drop reason is logged once.
+
+    :param host: the :class:`TurnHost` frames go to.
+    :param reactor: the clock.
+    :param name: the listener key and log name (``"tcp"``, ``"tls"``, ``"tcp-alt-80"``).
+    :param max_connections: connections beyond this are aborted at once.
+    :param max_frame_size: the framer's bound on one frame.
     """
+
+    log = Logger()
+
+    def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "tcp",
+                 max_connections: int = 4096,
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.host = host
+        self.reactor = reactor
+        self.name = name
+        self.max_connections = max_connections
+        self.max_frame_size = max_frame_size
+        self.serial = 0
+        #: open connections (bounded by ``max_connections``)
+        self.connections = 0
+        #: dropped frames and connections per reason, e.g. ``drops["framing"]``
+        self.drops: Counter[str] = Counter()
+        self._logged: set[str] = set()
 
     def acceptableProtocols(self) -> list[bytes]:
         """Return the ALPN protocols of TURN over TLS (RFC 7443 §5)."""
         return [b"stun.turn", b"stun.nat-discovery"]
 
-    def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "tcp",
-                 max_connections: int = 4096) -> None:
-        super().__init__(None, reactor, name, max_connections=max_connections)
-        self.host = host
-        self.serial = 0
-
     def buildProtocol(self, addr: IAddress) -> TurnConnection:
         """Return a new client connection."""
         return TurnConnection(self)
+
+    def drop(self, reason: str, addr: Address, detail: str) -> None:
+        """Count a drop under ``reason``; log the first one of each reason."""
+        self.drops[reason] += 1
+        if reason not in self._logged:
+            self._logged.add(reason)
+            self.log.warn(
+                "{port}: dropped input from {addr} ({reason}: {detail});"
+                " further {reason} drops are only counted",
+                port=self.name, addr=addr, reason=reason, detail=detail,
+            )

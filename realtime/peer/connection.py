@@ -19,7 +19,7 @@ layers apart (RFC 7983, :mod:`realtime.demux`); each goes to its own machine::
                              v
                    response to addr at once
 
-Outputs follow DESIGN.md: :meth:`datagrams_to_send` returns ``(bytes,
+Outputs follow docs/design.md: :meth:`datagrams_to_send` returns ``(bytes,
 address)`` pairs, :meth:`get_timer` the earliest deadline of the ICE agent
 and the DTLS endpoint, :meth:`next_event` the connection-level events
 (:class:`Connected`, :class:`Disconnected`, :class:`ApplicationData`, and

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError
+from realtime.ice.credentials import ice_credentials
 from realtime.ice.lite import IceLiteAgent
 from realtime.errors import LocalProtocolError
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
@@ -47,11 +48,6 @@ RTCP_SR, RTCP_RTPFB, RTCP_PSFB = 200, 205, 206
 PSFB_FIR, AFB = 4, 15
 MAX_UNSIGNALED = 16
 """Unsignalled incoming SSRCs an echo session will rename before it drops more."""
-
-
-def ice_credentials(random: Callable[[int], bytes]) -> tuple[str, str]:
-    """Return a fresh ``(ice-ufrag, ice-pwd)``: 8 and 32 ice-chars (RFC 8839 §5.4)."""
-    return random(4).hex(), random(16).hex()
 
 
 class EchoSession:

@@ -1,5 +1,5 @@
 """
-Events an SCTP association reports (past tense, DESIGN.md §1).
+Events an SCTP association reports (past tense, docs/design.md §1).
 
 :class:`~realtime.sctp.association.Association` queues these; the caller
 drains them with ``next_event()``.  The DataChannel layer

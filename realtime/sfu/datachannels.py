@@ -1,7 +1,7 @@
 """
 DataChannels through the SFU: named publications, per-session ids, one-way fan-out.
 
-Cloudflare-style DataChannels (CALLS-API.md §1.3) are *negotiated* channels
+Cloudflare-style DataChannels (docs/cloudflare-api.md §1.3) are *negotiated* channels
 (RFC 8831 §6.5, no DCEP): the API allocates each channel's SCTP stream id
 on one session and the client opens ``createDataChannel(name, {negotiated:
 true, id})`` with it.  A session publishes a channel under a name
@@ -45,7 +45,7 @@ channel (DCEP, RFC 8832) the SFU opens once the association is up; the SFU
 sends nothing on it yet.
 
 Lifecycle of one channel and the status ``GET /sessions/{id}`` reports
-(CALLS-API.md §1.3, ``SessionResourceStatus``)::
+(docs/cloudflare-api.md §1.3, ``SessionResourceStatus``)::
 
     allocated ──association up──> open ──close (API, peer reset, publisher gone)──> closed
     "initializing"                "active"                                          "inactive"
@@ -126,7 +126,7 @@ class PublishedChannel:
     location = "local"
 
     def status(self) -> str:
-        """Return ``initializing``, ``active`` or ``inactive`` (CALLS-API.md §3.2)."""
+        """Return ``initializing``, ``active`` or ``inactive`` (docs/cloudflare-api.md §3.2)."""
         return self.session.datachannels.stream_status(self.id, self.closed)
 
     def describe(self) -> dict[str, Any]:
@@ -158,7 +158,7 @@ class ChannelSubscription:
         return self.publication.name
 
     def status(self) -> str:
-        """Return ``initializing``, ``active`` or ``inactive`` (CALLS-API.md §3.2)."""
+        """Return ``initializing``, ``active`` or ``inactive`` (docs/cloudflare-api.md §3.2)."""
         closed = self.closed or self.publication.closed
         return self.session.datachannels.stream_status(self.id, closed)
 

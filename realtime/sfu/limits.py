@@ -1,7 +1,7 @@
 """
 The SFU's published limits and the per-session API rate limiter.
 
-Cloudflare documents these limits for its Realtime SFU (CALLS-API.md §3.5,
+Cloudflare documents these limits for its Realtime SFU (docs/cloudflare-api.md §3.5,
 from ``realtime/sfu/platform/limits.mdx``); a compatible server enforces the
 same numbers so that clients tuned against one behave the same on the other:
 

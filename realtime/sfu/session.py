@@ -1,7 +1,7 @@
 """
 One SFU session: one PeerConnection, its transceivers and its negotiation state.
 
-A Cloudflare-style session (CALLS-API.md §1) is one client PeerConnection
+A Cloudflare-style session (docs/cloudflare-api.md §1) is one client PeerConnection
 that carries, for its whole life, any number of pushed tracks (the client
 sends) and pulled tracks (the SFU sends).  JSEP offer/answer (RFC 8829
 §5) changes it; either side may offer::
@@ -43,10 +43,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError, LocalProtocolError
+from realtime.ice.credentials import ice_credentials
 from realtime.ice.lite import IceLiteAgent
 from realtime.media.simulcast import SimulcastPreferences
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
-from realtime.peer.echo import ice_credentials
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiated import NegotiatedSession, apply_answer

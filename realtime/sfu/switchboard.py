@@ -1,9 +1,9 @@
 """
 The switchboard: which sessions exist and which tracks they publish.
 
-There are no rooms (DESIGN.md §2).  A track is named by its publisher
+There are no rooms (docs/design.md §2).  A track is named by its publisher
 session and its ``trackName`` within an app; any session of the same app
-may pull it, any number of times (CALLS-API.md §1.3, §3.4)::
+may pull it, any number of times (docs/cloudflare-api.md §1.3, §3.4)::
 
     Switchboard
     ├── sessions:  sessionId -> SfuSession (app_id, transceivers, PeerConnection)
@@ -12,7 +12,7 @@ may pull it, any number of times (CALLS-API.md §1.3, §3.4)::
     ├── gone:      recently ended sessionIds (bounded; answered 410, not 404)
     └── touched:   sessions with output queued by the fan-out (the I/O side sends it)
 
-Lifetimes (CALLS-API.md §3.5)::
+Lifetimes (docs/cloudflare-api.md §3.5)::
 
     created ──first exchange──> negotiated ──...──> closed (PeerConnection gone,
        │                                            or close_session)

@@ -27,7 +27,7 @@ Three ways to know a username's password live here, each an
   password ``base64(HMAC-SHA1(secret, username))``, as coturn's
   ``--use-auth-secret`` checks it.
 * :class:`TurnKeyCredentials` -- the credentials Cloudflare's TURN key API
-  issues (CALLS-API.md §1.5), in this server's own format::
+  issues (docs/cloudflare-api.md §1.5), in this server's own format::
 
       username   = hex( expiry (8 bytes, unix seconds, big endian)
                       | key tag (8 bytes, SHA-256(key id)[:8])
@@ -57,7 +57,7 @@ from typing import Callable, Iterable, Protocol
 
 from realtime.stun.credentials import long_term_key
 
-#: Longest TTL a TURN-key credential may have: 48 hours (CALLS-API.md §1.5).
+#: Longest TTL a TURN-key credential may have: 48 hours (docs/cloudflare-api.md §1.5).
 MAX_TTL = 48 * 3600
 
 

@@ -1,7 +1,7 @@
 """
 The Klein API shell through ``treq.testing.StubTreq``: no sockets, no clock.
 
-Covers bearer auth on both path prefixes (CALLS-API.md §1.1, §3.1), JSON
+Covers bearer auth on both path prefixes (docs/cloudflare-api.md §1.1, §3.1), JSON
 errors everywhere, CORS (§2.1) and the :func:`app_route` recipe.
 """
 

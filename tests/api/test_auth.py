@@ -1,5 +1,5 @@
 """
-Bearer token parsing and app lookup (RFC 6750 §2.1, CALLS-API.md §3.1), without HTTP.
+Bearer token parsing and app lookup (RFC 6750 §2.1, docs/cloudflare-api.md §3.1), without HTTP.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ The DataChannel routes through ``treq.testing.StubTreq``: no sockets, a ``task.C
 
 Sessions get a real PeerConnection (never connected here), so channels
 stay ``initializing``; what travels on them is tested in
-tests/sfu/test_datachannels.py.  One test per route, flow of CALLS-API.md
+tests/sfu/test_datachannels.py.  One test per route, flow of docs/cloudflare-api.md
 §2.3/§2.6 and per-item error.
 """
 

@@ -4,7 +4,7 @@ The SFU routes through ``treq.testing.StubTreq``: no sockets, a ``task.Clock``.
 The real :class:`~realtime.net.peers.PeerHost` runs on the clock without a
 port; clients are scripted with realtime/sdp (tests/sfu/client.py) and
 media is injected straight into the publisher session.  One test per route
-and per error of CALLS-API.md §1-§3.
+and per error of docs/cloudflare-api.md §1-§3.
 """
 
 from __future__ import annotations

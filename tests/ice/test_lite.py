@@ -251,7 +251,7 @@ def test_validation_then_nomination_by_use_candidate():
 
 
 def test_nomination_by_dtls_before_use_candidate():
-    """Chrome's ClientHello arrives before USE-CANDIDATE (DESIGN.md §5)."""
+    """Chrome's ClientHello arrives before USE-CANDIDATE (docs/design.md §5)."""
     agent = make_agent()
     agent.notice_dtls(ADDR, 0.0)  # not a valid pair yet: ignored
     assert events(agent) == []

@@ -19,7 +19,7 @@ Each run is the schemathesis CLI in a subprocess against a server on
 Checks: no 5xx, every documented response matches its schema and content
 type.  ``status_code_conformance`` is left out on purpose: both documents
 list only the happy path (and Cloudflare's a few errors), while the server
-answers a fuzzed body with the documented 4xx error shape of CALLS-API.md
+answers a fuzzed body with the documented 4xx error shape of docs/cloudflare-api.md
 §3.1 -- a status the YAML does not enumerate is not a defect.
 
 What schemathesis found, and what was fixed (see the commit log):

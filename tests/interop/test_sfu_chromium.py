@@ -1,5 +1,6 @@
 """
-Headless Chromium through the SFU, following Cloudflare's echo example (CALLS-API.md §2.2).
+Headless Chromium through the SFU, following Cloudflare's echo example
+(docs/cloudflare-api.md §2.2).
 
 Session A pushes the fake camera and microphone with its own offer; a new
 session B pulls both, answers the SFU's offer and renegotiates.  B's video

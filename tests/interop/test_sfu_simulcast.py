@@ -1,7 +1,7 @@
 """
 Headless Chromium publishes three-layer simulcast; a second session's received size follows tracks/update.
 
-Cloudflare's echo-simulcast flow (CALLS-API.md §2.4): session A pushes a
+Cloudflare's echo-simulcast flow (docs/cloudflare-api.md §2.4): session A pushes a
 1280x720 fake camera with ``sendEncodings`` rids f, h, q
 (``scaleResolutionDownBy`` 1, 2, 4); the SFU's answer mirrors the rids as
 ``recv`` and ``a=simulcast:recv f;h;q``.  Session B pulls the track with

@@ -1,5 +1,5 @@
 """
-MediaPort and the TURN listeners fed by hand: fake transports, ``task.Clock``, no sockets.
+MediaPort fed by hand: fake transports, ``task.Clock``, no sockets.
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 
 from realtime.demux import PacketKind
 from realtime.errors import DecodeError
 from realtime.net.media_port import MediaPort
 from realtime.net.router import BindingRouter
-from realtime.net.turn_port import TurnStreamFactory
 from realtime.stun.message import StunClass, StunMessage
 
 # A Binding request without attributes (RFC 8489 §5).
@@ -162,88 +160,6 @@ def test_mutated_binding_requests_never_escape(tail: bytes) -> None:
     port, _ = make_port()
     port.datagramReceived(BINDING[:2] + len(tail).to_bytes(2, "big") + BINDING[4:] + tail, SOURCE)
     assert "internal-error" not in port.drops
-
-
-# -- TURN over TCP/TLS ---------------------------------------------------------
-
-
-def make_stream(factory=None):
-    clock = Clock()
-    factory = factory or TurnStreamFactory(BindingRouter(), clock)
-    events: list[dict] = []
-    factory.log = Logger(observer=events.append)
-    protocol = factory.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", *SOURCE))
-    protocol.makeConnection(transport)
-    return factory, protocol, transport, events
-
-
-def responses(stream: bytes) -> list[StunMessage]:
-    out, position = [], 0
-    while position < len(stream):
-        size = 20 + int.from_bytes(stream[position + 2 : position + 4], "big")
-        out.append(StunMessage.decode(stream[position : position + size]))
-        position += size
-    return out
-
-
-def test_stream_split_and_coalesced_requests_are_answered() -> None:
-    _, protocol, transport, _ = make_stream()
-    stream = BINDING + INDICATION + BINDING
-    protocol.dataReceived(stream[:7])
-    assert transport.value() == b""
-    protocol.dataReceived(stream[7:])
-    answers = responses(transport.value())
-    assert [a.message_class for a in answers] == [StunClass.SUCCESS, StunClass.SUCCESS]
-    mapped = answers[0].find(0x0020)
-    assert (mapped.address, mapped.port) == SOURCE
-
-
-def test_stream_garbage_aborts_the_connection() -> None:
-    factory, protocol, transport, events = make_stream()
-    protocol.dataReceived(BINDING)
-    protocol.dataReceived(b"\x80garbage" + BINDING)
-    # the request before the garbage is answered; nothing after it
-    assert len(responses(transport.value())) == 1
-    assert transport.disconnected
-    assert factory.drops == {"framing": 1}
-    assert events[0]["detail"] == "stream byte 0x80 starts neither STUN nor ChannelData"
-
-
-def test_stream_huge_length_aborts_the_connection() -> None:
-    factory, protocol, transport, _ = make_stream(
-        TurnStreamFactory(BindingRouter(), Clock(), max_frame_size=1024)
-    )
-    protocol.dataReceived(bytes.fromhex("0001" "fffc"))
-    assert transport.disconnected
-    assert factory.drops == {"framing": 1}
-
-
-def test_stream_malformed_stun_is_dropped_connection_kept() -> None:
-    factory, protocol, transport, _ = make_stream()
-    bad = bytes.fromhex("0001" "0004" "2112a442") + bytes(12) + bytes.fromhex("0001" "0008")
-    protocol.dataReceived(bad + BINDING)
-    assert factory.drops == {"malformed-stun": 1}
-    assert not transport.disconnected
-    assert len(responses(transport.value())) == 1
-
-
-def test_stream_channel_data_is_unrouted_for_now() -> None:
-    factory, protocol, _, _ = make_stream()
-    protocol.dataReceived(bytes.fromhex("4000" "0001" "aa" "000000"))
-    assert factory.drops == {"unrouted-channel-data": 1}
-
-
-def test_connection_limit() -> None:
-    factory = TurnStreamFactory(BindingRouter(), Clock(), max_connections=1)
-    _, first, _, _ = make_stream(factory)
-    _, _, second_transport, _ = make_stream(factory)
-    assert second_transport.disconnected
-    assert factory.connections == 1 and factory.drops == {"connection-limit": 1}
-    first.connectionLost(None)
-    assert factory.connections == 0
-    _, _, third_transport, _ = make_stream(factory)
-    assert not third_transport.disconnected
 
 
 def test_router_decode_error_type() -> None:

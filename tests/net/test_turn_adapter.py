@@ -5,11 +5,12 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
+from twisted.logger import Logger
 
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
 from realtime.stun.attributes import IPV4, ChannelNumber, RequestedTransport, XorPeerAddress
-from realtime.stun.message import StunMessage, StunMethod
+from realtime.stun.message import StunClass, StunMessage, StunMethod
 from realtime.turn.allocation import RelayPortPool
 from realtime.turn.channel_data import frame_channel_data
 from realtime.turn.credentials import StaticUsers
@@ -135,3 +136,75 @@ def test_tcp_connection_frames_and_deletes_its_allocation_on_close():
     other.makeConnection(FakeTcp())
     other.dataReceived(b"\xff" * 8)
     assert other.transport.aborted and factory.drops["framing"] == 1
+
+
+# -- framing on TCP/TLS (RFC 8489 §6.2.2, RFC 8656 §12.5) -----------------------
+
+# A Binding request without attributes (RFC 8489 §5), answered statelessly.
+BINDING = bytes.fromhex("0001" "0000" "2112a442" "b7e7a701bc34d686fa87dfae")
+# A Binding indication (a keepalive): answered with nothing.
+INDICATION = bytes.fromhex("0011" "0000" "2112a442" "b7e7a701bc34d686fa87dfae")
+
+
+def connect(factory):
+    connection = factory.buildProtocol(None)
+    connection.makeConnection(FakeTcp())
+    return connection
+
+
+def make_stream(**limits):
+    reactor, host, server, _, _ = build()
+    factory = TurnConnectionFactory(host, reactor, "tcp", **limits)
+    events: list[dict] = []
+    factory.log = Logger(observer=events.append)
+    return factory, connect(factory), events
+
+
+def answers(connection) -> list[StunMessage]:
+    return [StunMessage.decode(frame) for frame in connection.transport.written]
+
+
+def test_stream_split_and_coalesced_requests_are_answered():
+    _, connection, _ = make_stream()
+    stream = BINDING + INDICATION + BINDING
+    connection.dataReceived(stream[:7])
+    assert connection.transport.written == []
+    connection.dataReceived(stream[7:])
+    assert [a.message_class for a in answers(connection)] == [StunClass.SUCCESS] * 2
+    mapped = answers(connection)[0].find(0x0020)
+    assert (mapped.address, mapped.port) == ("192.0.2.5", 5555)
+
+
+def test_stream_garbage_aborts_the_connection():
+    factory, connection, events = make_stream()
+    connection.dataReceived(BINDING)
+    connection.dataReceived(b"\x80garbage" + BINDING)
+    assert len(answers(connection)) == 1                         # nothing after the garbage
+    assert connection.transport.aborted and factory.drops == {"framing": 1}
+    assert events[0]["detail"] == "stream byte 0x80 starts neither STUN nor ChannelData"
+
+
+def test_stream_huge_length_aborts_the_connection():
+    factory, connection, _ = make_stream(max_frame_size=1024)
+    connection.dataReceived(bytes.fromhex("0001" "fffc"))
+    assert connection.transport.aborted and factory.drops == {"framing": 1}
+
+
+def test_stream_malformed_stun_is_dropped_connection_kept():
+    factory, connection, _ = make_stream()
+    bad = bytes.fromhex("0001" "0004" "2112a442") + bytes(12) + bytes.fromhex("0001" "0008")
+    connection.dataReceived(bad + BINDING)
+    assert factory.host.drops["malformed"] == 1
+    assert not connection.transport.aborted and len(answers(connection)) == 1
+
+
+def test_connection_limit():
+    factory, first, _ = make_stream(max_connections=1)
+    second = connect(factory)
+    assert second.transport.aborted and second.key not in factory.host.sockets
+    assert factory.connections == 1 and factory.drops == {"connection-limit": 1}
+    second.connectionLost(None)                                  # the refused one frees nothing
+    assert factory.connections == 1
+    first.connectionLost(None)
+    assert factory.connections == 0
+    assert not connect(factory).transport.aborted
