@@ -24,7 +24,7 @@
      └─ usage-flush  UsageFlush: SFU usage counters -> state store every 10 s and on stop
 
 State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps, TURN
-keys, usage; see :mod:`realtime.state`) and ``tls/`` (the self-signed certificate; see
+keys, usage; see :mod:`realtime.storage`) and ``tls/`` (the self-signed certificate; see
 :mod:`realtime.net.certificate`).  With no ``--app``, an app is generated on
 first start, stored, and printed at every start with a ready-to-paste curl
 line.  Port 0 means "any free port"; the bound ports are then in
@@ -62,7 +62,7 @@ from realtime.net.turn_service import (
     build_turn, parse_alt_port, parse_cidr, parse_relay_ports, parse_turn_key,
 )
 from realtime.net.usage_flush import UsageFlush
-from realtime.state import App, ServerConfig, StateStore, generate_app
+from realtime.storage import App, ServerConfig, StateStore, generate_app
 
 log = Logger()
 

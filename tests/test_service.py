@@ -17,7 +17,7 @@ from twisted.python import usage
 from realtime.net.media_port import MediaPort
 from realtime.net.turn_port import TurnConnectionFactory
 from realtime.service import EndpointListener, Options, RealtimeService, makeService
-from realtime.state import App
+from realtime.storage import App
 
 
 def parse(*argv: str) -> Options:

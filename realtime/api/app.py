@@ -28,7 +28,7 @@ Adding a route (the next engineer's recipe)::
             body = read_json(request)      # lenient JSON, {} when empty
             return 200, {"tracks": [], "dataChannels": []}
 
-``app`` is the authenticated :class:`realtime.state.App`.  A route may be a
+``app`` is the authenticated :class:`realtime.storage.App`.  A route may be a
 coroutine or return a Deferred.  Both path prefixes are registered at once.
 """
 
@@ -51,7 +51,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from realtime.api.auth import authenticate
 from realtime.api.errors import ApiError, ErrorCode
-from realtime.state import ServerConfig, StateStore
+from realtime.storage import ServerConfig, StateStore
 
 #: Path prefixes under which every app route is served (docs/cloudflare-api.md §1.1).
 APP_PREFIXES = ("/v1/apps/<app_id>", "/apps/<app_id>")
@@ -189,7 +189,7 @@ async def _awaited(result: Any) -> Any:
 class RealtimeAPI:
     """Serve the Realtime HTTPS API over injected state.
 
-    :param store: the persistent :class:`~realtime.state.StateStore`.
+    :param store: the persistent :class:`~realtime.storage.StateStore`.
     :param config: the announced addresses and command-line apps.
     :param clock: the reactor's clock (``task.Clock`` in tests).
     """

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hmac
 
 from realtime.api.errors import ApiError
-from realtime.state import App, ServerConfig, StateStore
+from realtime.storage import App, ServerConfig, StateStore
 
 
 def bearer_token(authorization: bytes | None) -> str | None:

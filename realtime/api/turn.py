@@ -37,7 +37,7 @@ from realtime.api.app import (
 )
 from realtime.api.auth import bearer_token
 from realtime.api.errors import ApiError, ErrorCode
-from realtime.state import StateStore, TurnKey
+from realtime.storage import StateStore, TurnKey
 from realtime.turn.accounting import UsageLedger, summarize
 from realtime.turn.credentials import MAX_TTL, TurnKeyCredentials
 

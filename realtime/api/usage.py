@@ -39,7 +39,7 @@ from realtime.api.app import RealtimeAPI, app_route, query_time
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.api.sessions import switchboard
 from realtime.sfu.usage import UsageMeter, summarize
-from realtime.state import StateStore
+from realtime.storage import StateStore
 
 #: seconds of SFU usage kept in the store
 RETENTION = 31 * 86400

@@ -29,7 +29,7 @@ from twisted.python import usage
 from realtime.api.turn import TurnKeys
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
-from realtime.state import StateStore, TurnKey, generate_turn_key
+from realtime.storage import StateStore, TurnKey, generate_turn_key
 from realtime.stun.attributes import IPV4, IPV6
 from realtime.turn.allocation import Limits, RelayPortPool
 from realtime.turn.credentials import TurnKeyCredentials
@@ -107,9 +107,9 @@ class TurnRuntime:
 
 def turn_keys(store: StateStore, given: list[TurnKey], now: float) -> list[TurnKey]:
     """Return the usable keys: ``--turn-key`` ones, then stored ones; generate one if none."""
-    stored = store.turn_keys()
+    stored = store.turn.keys()
     if not given and not stored:
-        stored = [store.add_turn_key(generate_turn_key(now))]
+        stored = [store.turn.add_key(generate_turn_key(now))]
     names = {key.key_id for key in given}
     return list(given) + [key for key in stored if key.key_id not in names]
 
@@ -119,7 +119,7 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
     now = reactor.seconds()
     keys = turn_keys(store, options["turn-keys"], now)
     credentials = TurnKeyCredentials({key.key_id: key.token for key in keys})
-    for username, _key_id, custom, _expires, revoked in store.turn_credentials(now):
+    for username, _key_id, custom, _expires, revoked in store.turn.credentials(now):
         if custom:
             credentials.remember_custom_identifier(username, custom)
         if revoked:

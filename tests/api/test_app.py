@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 
 from realtime.api.app import MAX_BODY, RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError
-from realtime.state import App, ServerConfig, StateStore
+from realtime.storage import App, ServerConfig, StateStore
 
 STORED = App("a" * 32, "s" * 64, 1.0, generated=True)
 CONFIGURED = App("cli-app", "cli-secret")

@@ -8,7 +8,7 @@ import pytest
 
 from realtime.api.auth import authenticate, bearer_token
 from realtime.api.errors import ApiError
-from realtime.state import App, ServerConfig, StateStore
+from realtime.storage import App, ServerConfig, StateStore
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ APPLICATION_OFFER = push_offer(MediaOffer("0", "application"))
 
 @pytest.fixture
 def api(tmp_path):
-    from realtime.state import StateStore
+    from realtime.storage import StateStore
     store = StateStore(tmp_path / "state.sqlite3")
     yield Api(store)
     store.close()

@@ -21,7 +21,7 @@ from realtime.demux import PacketKind
 from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
 from realtime.sdp import SessionDescription
-from realtime.state import App, ServerConfig, StateStore
+from realtime.storage import App, ServerConfig, StateStore
 from tests.sfu.client import (
     VP8_KEY, answer_sfu_offer, audio, certificate, push_offer, rtp, video,
 )

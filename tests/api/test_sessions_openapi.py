@@ -20,7 +20,7 @@ from tests.api.test_sessions import Api
 
 @pytest.fixture
 def api(tmp_path):
-    from realtime.state import StateStore
+    from realtime.storage import StateStore
     store = StateStore(tmp_path / "state.sqlite3")
     yield Api(store)
     store.close()

@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 
 from realtime.api.app import RealtimeAPI
 from realtime.api.turn import TurnKeys
-from realtime.state import ServerConfig, StateStore, TurnKey
+from realtime.storage import ServerConfig, StateStore, TurnKey
 from realtime.stun.credentials import long_term_key
 from realtime.turn.credentials import Credential, TurnKeyCredentials
 
@@ -100,7 +100,7 @@ def test_revoke(env):
     assert status == 204 and answer is None
     assert revocations.calls == [(username, 1_800_000_000)]
     assert api.turn.credentials.credential(username, "r", api.clock.seconds()) is None
-    assert api.turn.store.turn_credentials(0)[0][4] is True
+    assert api.turn.store.turn.credentials(0)[0][4] is True
     status, _ = call(treq, "POST", f"{BASE}/credentials/{'ab' * 48}/revoke")
     assert status == 404
 

@@ -16,7 +16,7 @@ from realtime.demux import PacketKind
 from realtime.net.usage_flush import INTERVAL, UsageFlush
 from realtime.sdp import SessionDescription
 from realtime.srtp.context import InboundSrtpContext, OutboundSrtpContext, SrtpSession
-from realtime.state import App, StateStore
+from realtime.storage import App, StateStore
 from tests.api.test_sessions import APP, MIC, OTHER, Api
 from tests.sfu.client import answer_sfu_offer, rtp
 

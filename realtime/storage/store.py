@@ -7,8 +7,8 @@ Two things live here:
   directory (stdlib :mod:`sqlite3`).  It holds the SFU *apps* (the
   ``appId`` / bearer secret pairs of the Cloudflare Realtime API, docs/cloudflare-api.md
   §1.1), TURN keys, issued credentials and TURN usage (schema 2,
-  :class:`TurnTables`) and SFU usage per app, session and track (schema 3,
-  :class:`SfuUsageTables`).  Nothing a user created is lost on restart.
+  :mod:`realtime.storage.turn`) and SFU usage per app, session and track
+  (schema 3, :mod:`realtime.storage.usage`).  Nothing a user created is lost on restart.
 * :class:`ServerConfig` -- the non-persistent part: the address and ports the
   server announces in ICE candidates and TURN URLs, and the apps given on the
   command line (``--app ID:SECRET``, never written to disk).
@@ -40,6 +40,9 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from realtime.storage.turn import TurnKey, TurnTables
+from realtime.storage.usage import SfuUsageTables
 
 #: Ordered ``(version, SQL script)`` pairs; append only.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -130,151 +133,15 @@ def generate_app(now: float, token_hex=secrets.token_hex) -> App:
     return App(app_id=token_hex(16), secret=token_hex(32), created=now, generated=True)
 
 
-@dataclass(frozen=True, slots=True)
-class TurnKey:
-    """A TURN key: the ``keyId`` of ``/v1/turn/keys/{keyId}/...`` and its bearer token.
-
-    The token also signs the key's ephemeral credentials (:mod:`realtime.turn.credentials`).
-    """
-
-    key_id: str
-    token: str
-    created: float = 0.0
-    generated: bool = False
-
-    def __repr__(self) -> str:
-        return f"TurnKey(key_id={self.key_id!r}, token=<{len(self.token)} chars>)"
-
-
-def generate_turn_key(now: float, token_hex=secrets.token_hex) -> TurnKey:
-    """Return a fresh TURN key: a 32-hex-digit id and a 64-hex-digit token."""
-    return TurnKey(key_id=token_hex(16), token=token_hex(32), created=now, generated=True)
-
-
-class TurnTables:
-    """The TURN part of :class:`StateStore`: keys, issued credentials, usage per minute."""
-
-    _db: sqlite3.Connection
-
-    def add_turn_key(self, key: TurnKey) -> TurnKey:
-        """Store ``key``; raise :class:`KeyError` if its id is taken."""
-        try:
-            self._db.execute("INSERT INTO turn_keys VALUES (?, ?, ?, ?)",
-                             (key.key_id, key.token, key.created, int(key.generated)))
-        except sqlite3.IntegrityError:
-            raise KeyError(key.key_id) from None
-        return key
-
-    def turn_keys(self) -> list[TurnKey]:
-        """Return every stored TURN key, oldest first."""
-        rows = self._db.execute("SELECT key_id, token, created, generated FROM turn_keys "
-                                "ORDER BY created, key_id").fetchall()
-        return [TurnKey(r[0], r[1], r[2], bool(r[3])) for r in rows]
-
-    def record_turn_credential(self, username: str, key_id: str, custom_identifier: str,
-                               expires: float) -> None:
-        """Remember an issued credential (for its customIdentifier and revocation)."""
-        self._db.execute("INSERT OR REPLACE INTO turn_credentials VALUES (?, ?, ?, ?, 0)",
-                         (username, key_id, custom_identifier, expires))
-
-    def revoke_turn_credential(self, username: str) -> None:
-        """Mark ``username`` revoked (inserted if it was never recorded)."""
-        self._db.execute("UPDATE turn_credentials SET revoked = 1 WHERE username = ?", (username,))
-
-    def turn_credentials(self, now: float) -> list[tuple[str, str, str, float, bool]]:
-        """Return unexpired ``(username, key_id, custom_identifier, expires, revoked)``; prune the rest."""
-        self._db.execute("DELETE FROM turn_credentials WHERE expires < ?", (now,))
-        rows = self._db.execute("SELECT username, key_id, custom_identifier, expires, revoked "
-                                "FROM turn_credentials").fetchall()
-        return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
-
-    def add_turn_usage(self, rows) -> None:
-        """Add ``(key_id, username, custom_identifier, minute, ingress, egress)`` rows."""
-        self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT INTO turn_usage VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
-            "(key_id, username, minute) DO UPDATE SET ingress = ingress + excluded.ingress, "
-            "egress = egress + excluded.egress", list(rows))
-        self._db.execute("COMMIT")
-
-    def turn_usage(self, key_id: str, since: int, until: int, username: str | None = None,
-                   custom_identifier: str | None = None) -> list[tuple[int, int, int]]:
-        """Return ``(minute, ingress, egress)`` per minute of ``key_id`` in ``[since, until)``."""
-        sql = ("SELECT minute, SUM(ingress), SUM(egress) FROM turn_usage "
-               "WHERE key_id = ? AND minute >= ? AND minute < ?")
-        args: list = [key_id, since, until]
-        if username is not None:
-            sql += " AND username = ?"
-            args.append(username)
-        if custom_identifier is not None:
-            sql += " AND custom_identifier = ?"
-            args.append(custom_identifier)
-        return self._db.execute(sql + " GROUP BY minute ORDER BY minute", args).fetchall()
-
-
-class SfuUsageTables:
-    """The SFU part of :class:`StateStore`: usage per app, session and track, per minute.
-
-    A row whose ``track_name`` is ``''`` is the session's own (its
-    PeerConnection's wire bytes); other rows are tracks the session
-    published (see :mod:`realtime.sfu.usage`).
-    """
-
-    _db: sqlite3.Connection
-
-    def add_sfu_usage(self, rows) -> None:
-        """Sum ``(app_id, session_id, track_name, minute, ingress, egress, ingress_packets,
-        egress_packets)`` rows into the table, all or none."""
-        self._db.execute("BEGIN")
-        try:
-            self._db.executemany(
-                "INSERT INTO sfu_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
-                "(app_id, session_id, track_name, minute) DO UPDATE SET "
-                "ingress = ingress + excluded.ingress, egress = egress + excluded.egress, "
-                "ingress_packets = ingress_packets + excluded.ingress_packets, "
-                "egress_packets = egress_packets + excluded.egress_packets", list(rows))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def sfu_usage(self, app_id: str, since: int, until: int, session_id: str | None = None,
-                  track_name: str = "") -> list[tuple[int, int, int, int, int]]:
-        """Return ``(minute, ingress, egress, ingress_packets, egress_packets)`` per minute.
-
-        Sums the rows of ``app_id`` in ``[since, until)`` named ``track_name``
-        (``''``: the sessions' own rows), of one session when ``session_id`` is given.
-        """
-        sql = ("SELECT minute, SUM(ingress), SUM(egress), SUM(ingress_packets), "
-               "SUM(egress_packets) FROM sfu_usage "
-               "WHERE app_id = ? AND minute >= ? AND minute < ? AND track_name = ?")
-        args: list = [app_id, since, until, track_name]
-        if session_id is not None:
-            sql += " AND session_id = ?"
-            args.append(session_id)
-        return self._db.execute(sql + " GROUP BY minute ORDER BY minute", args).fetchall()
-
-    def sfu_usage_by_track(self, app_id: str, session_id: str, since: int,
-                           until: int) -> list[tuple[str, int, int, int, int]]:
-        """Return ``(track_name, ingress, egress, ingress_packets, egress_packets)`` per
-        track of one session in ``[since, until)``, by name."""
-        return self._db.execute(
-            "SELECT track_name, SUM(ingress), SUM(egress), SUM(ingress_packets), "
-            "SUM(egress_packets) FROM sfu_usage WHERE app_id = ? AND session_id = ? "
-            "AND minute >= ? AND minute < ? AND track_name != '' "
-            "GROUP BY track_name ORDER BY track_name",
-            (app_id, session_id, since, until)).fetchall()
-
-    def prune_sfu_usage(self, before: int) -> int:
-        """Delete the SFU usage of minutes before ``before``; return how many rows went."""
-        return self._db.execute("DELETE FROM sfu_usage WHERE minute < ?", (before,)).rowcount
-
-
-class StateStore(TurnTables, SfuUsageTables):
+class StateStore:
     """Keep apps, TURN keys and credentials, and usage in one SQLite file.
 
     Opening creates the file with mode 0600 if needed and brings its schema
-    up to date (see :data:`MIGRATIONS`).  Every write commits at once.
+    up to date (see :data:`MIGRATIONS`).  Every write commits at once.  The
+    store owns the connection and the apps table; the other tables are
+    components it holds over the same connection: :attr:`turn`
+    (:class:`~realtime.storage.turn.TurnTables`) and :attr:`sfu`
+    (:class:`~realtime.storage.usage.SfuUsageTables`).
 
     :param path: the database file, e.g. ``state-dir/realtime.sqlite3``.
     """
@@ -287,6 +154,10 @@ class StateStore(TurnTables, SfuUsageTables):
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._migrate()
+        #: TURN keys, issued credentials and TURN usage
+        self.turn = TurnTables(self._db)
+        #: SFU usage per app, session and track
+        self.sfu = SfuUsageTables(self._db)
 
     @property
     def schema_version(self) -> int:
@@ -342,6 +213,59 @@ class StateStore(TurnTables, SfuUsageTables):
     def delete_app(self, app_id: str) -> bool:
         """Forget the app called ``app_id``; return whether it existed."""
         return self._db.execute("DELETE FROM apps WHERE app_id = ?", (app_id,)).rowcount > 0
+
+    # -- the components' methods under their former names ---------------------
+    #
+    # realtime/api/turn.py and realtime/api/usage.py still call these; they go
+    # once the API takes the components directly (issue 11, item 1).
+
+    def add_turn_key(self, key: TurnKey) -> TurnKey:
+        """Same as ``turn.add_key``."""
+        return self.turn.add_key(key)
+
+    def turn_keys(self) -> list[TurnKey]:
+        """Same as ``turn.keys``."""
+        return self.turn.keys()
+
+    def record_turn_credential(self, username: str, key_id: str, custom_identifier: str,
+                               expires: float) -> None:
+        """Same as ``turn.record_credential``."""
+        self.turn.record_credential(username, key_id, custom_identifier, expires)
+
+    def revoke_turn_credential(self, username: str) -> None:
+        """Same as ``turn.revoke_credential``."""
+        self.turn.revoke_credential(username)
+
+    def turn_credentials(self, now: float) -> list[tuple[str, str, str, float, bool]]:
+        """Same as ``turn.credentials``."""
+        return self.turn.credentials(now)
+
+    def add_turn_usage(self, rows) -> None:
+        """Same as ``turn.add_usage``."""
+        self.turn.add_usage(rows)
+
+    def turn_usage(self, key_id: str, since: int, until: int, username: str | None = None,
+                   custom_identifier: str | None = None) -> list[tuple[int, int, int]]:
+        """Same as ``turn.usage``."""
+        return self.turn.usage(key_id, since, until, username, custom_identifier)
+
+    def add_sfu_usage(self, rows) -> None:
+        """Same as ``sfu.add``."""
+        self.sfu.add(rows)
+
+    def sfu_usage(self, app_id: str, since: int, until: int, session_id: str | None = None,
+                  track_name: str = "") -> list[tuple[int, int, int, int, int]]:
+        """Same as ``sfu.by_minute``."""
+        return self.sfu.by_minute(app_id, since, until, session_id, track_name)
+
+    def sfu_usage_by_track(self, app_id: str, session_id: str, since: int,
+                           until: int) -> list[tuple[str, int, int, int, int]]:
+        """Same as ``sfu.by_track``."""
+        return self.sfu.by_track(app_id, session_id, since, until)
+
+    def prune_sfu_usage(self, before: int) -> int:
+        """Same as ``sfu.prune``."""
+        return self.sfu.prune(before)
 
 
 @dataclass(frozen=True, slots=True)

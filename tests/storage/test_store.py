@@ -10,8 +10,8 @@ import stat
 
 import pytest
 
-from realtime import state
-from realtime.state import App, ServerConfig, StateStore, generate_app
+from realtime.storage import store as state
+from realtime.storage import App, ServerConfig, StateStore, TurnKey, generate_app
 
 
 def test_new_store_is_at_latest_schema_with_private_file(tmp_path) -> None:
@@ -104,50 +104,67 @@ def usage_rows(app="app", session="s1"):
 def test_sfu_usage_survives_reopen_and_sums_per_minute(tmp_path) -> None:
     path = tmp_path / "db"
     store = StateStore(path)
-    store.add_sfu_usage(usage_rows())
+    store.sfu.add(usage_rows())
     store.close()
     store = StateStore(path)
-    store.add_sfu_usage([("app", "s1", "", M, 1, 1, 1, 1)])          # same key: summed
-    assert store.sfu_usage("app", M, M + 120) == [(M, 1001, 5001, 11, 51), (M + 60, 1, 2, 1, 1)]
-    assert store.sfu_usage("app", M, M + 60) == [(M, 1001, 5001, 11, 51)]   # until excluded
-    assert store.sfu_usage("app", M, M + 120, track_name="mic") == [(M, 800, 4000, 8, 40)]
-    assert store.sfu_usage("other", M, M + 120) == []
+    store.sfu.add([("app", "s1", "", M, 1, 1, 1, 1)])          # same key: summed
+    assert store.sfu.by_minute("app", M, M + 120) == [(M, 1001, 5001, 11, 51), (M + 60, 1, 2, 1, 1)]
+    assert store.sfu.by_minute("app", M, M + 60) == [(M, 1001, 5001, 11, 51)]   # until excluded
+    assert store.sfu.by_minute("app", M, M + 120, track_name="mic") == [(M, 800, 4000, 8, 40)]
+    assert store.sfu.by_minute("other", M, M + 120) == []
     store.close()
 
 
 def test_sfu_usage_filters_by_session_and_breaks_down_by_track(tmp_path) -> None:
     store = StateStore(tmp_path / "db")
-    store.add_sfu_usage(usage_rows(session="s1") + usage_rows(session="s2")
+    store.sfu.add(usage_rows(session="s1") + usage_rows(session="s2")
                         + [("app", "s1", "cam", M + 60, 7, 70, 1, 2)])
-    assert store.sfu_usage("app", M, M + 60) == [(M, 2000, 10000, 20, 100)]
-    assert store.sfu_usage("app", M, M + 60, session_id="s2") == [(M, 1000, 5000, 10, 50)]
-    assert store.sfu_usage_by_track("app", "s1", M, M + 120) == [
+    assert store.sfu.by_minute("app", M, M + 60) == [(M, 2000, 10000, 20, 100)]
+    assert store.sfu.by_minute("app", M, M + 60, session_id="s2") == [(M, 1000, 5000, 10, 50)]
+    assert store.sfu.by_track("app", "s1", M, M + 120) == [
         ("cam", 7, 70, 1, 2), ("mic", 800, 4000, 8, 40)]
-    assert store.sfu_usage_by_track("app", "s1", M + 60, M + 120) == [("cam", 7, 70, 1, 2)]
+    assert store.sfu.by_track("app", "s1", M + 60, M + 120) == [("cam", 7, 70, 1, 2)]
 
 
 def test_sfu_usage_prune_and_all_or_nothing_insert(tmp_path) -> None:
     store = StateStore(tmp_path / "db")
-    store.add_sfu_usage(usage_rows())
-    assert store.prune_sfu_usage(M + 60) == 2
-    assert store.sfu_usage("app", 0, M + 120) == [(M + 60, 1, 2, 1, 1)]
+    store.sfu.add(usage_rows())
+    assert store.sfu.prune(M + 60) == 2
+    assert store.sfu.by_minute("app", 0, M + 120) == [(M + 60, 1, 2, 1, 1)]
     with pytest.raises(sqlite3.Error):
-        store.add_sfu_usage([("app", "s9", "", M, 1, 1, 1, 1), ("too", "short")])
-    assert store.sfu_usage("app", 0, M + 120, session_id="s9") == []   # rolled back
-    store.add_sfu_usage([("app", "s9", "", M, 1, 1, 1, 1)])             # store still usable
-    assert store.sfu_usage("app", 0, M + 120, session_id="s9") == [(M, 1, 1, 1, 1)]
+        store.sfu.add([("app", "s9", "", M, 1, 1, 1, 1), ("too", "short")])
+    assert store.sfu.by_minute("app", 0, M + 120, session_id="s9") == []   # rolled back
+    store.sfu.add([("app", "s9", "", M, 1, 1, 1, 1)])             # store still usable
+    assert store.sfu.by_minute("app", 0, M + 120, session_id="s9") == [(M, 1, 1, 1, 1)]
 
 
 def test_version_2_file_is_upgraded_keeping_turn_usage(tmp_path, monkeypatch) -> None:
     path = tmp_path / "db"
     monkeypatch.setattr(state, "MIGRATIONS", tuple(m for m in state.MIGRATIONS if m[0] <= 2))
     old = StateStore(path)
-    old.add_turn_usage([("key", "user", "", M, 3, 4)])
+    old.turn.add_usage([("key", "user", "", M, 3, 4)])
     assert old.schema_version == 2
     old.close()
     monkeypatch.undo()
     store = StateStore(path)
     assert store.schema_version == 3
-    assert store.turn_usage("key", M, M + 60) == [(M, 3, 4)]
+    assert store.turn.usage("key", M, M + 60) == [(M, 3, 4)]
+    store.sfu.add(usage_rows())
+    assert store.sfu.by_minute("app", M, M + 60) == [(M, 1000, 5000, 10, 50)]
+
+
+def test_former_method_names_reach_the_components(tmp_path) -> None:
+    """``realtime/api`` still calls the store's former mixin methods; they delegate."""
+    store = StateStore(tmp_path / "s.sqlite3")
+    key = TurnKey("k1", "t" * 32, 5.0)
+    assert store.add_turn_key(key) is key and store.turn.keys() == store.turn_keys() == [key]
+    store.record_turn_credential("u", "k1", "c", 100.0)
+    store.revoke_turn_credential("u")
+    assert store.turn_credentials(0) == store.turn.credentials(0) == [("u", "k1", "c", 100.0, True)]
+    store.add_turn_usage([("k1", "u", "c", M, 1, 2)])
+    assert store.turn_usage("k1", M, M + 60, "u", "c") == store.turn.usage("k1", M, M + 60)
     store.add_sfu_usage(usage_rows())
-    assert store.sfu_usage("app", M, M + 60) == [(M, 1000, 5000, 10, 50)]
+    assert store.sfu_usage("app", M, M + 60) == store.sfu.by_minute("app", M, M + 60)
+    assert store.sfu_usage_by_track("app", "s1", M, M + 120) == store.sfu.by_track(
+        "app", "s1", M, M + 120)
+    assert store.prune_sfu_usage(M + 60) == 2
