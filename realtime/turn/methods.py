@@ -39,11 +39,18 @@ XOR-PEER-ADDRESS (or CHANNEL-NUMBER outside 0x4000-0x7FFF) 400; peer of a
 family the allocation has no relay of 443; peer refused by :class:`~realtime.turn.policy.PeerPolicy`
 403; channel or peer already bound to something else 400; too many new
 peers per second 508.  CreatePermission installs all its peers or none.
+
+The handlers change the server's state through the narrow
+:class:`AllocationTable` protocol below (the server's allocation indexes,
+relays, knobs and timer), never through the server class itself, so this
+module does not import :mod:`realtime.turn.server` and the server is the only
+one to import the other.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import Callable, Protocol
 
 from realtime.stun.attributes import (
     IPV4, IPV6, AdditionalAddressFamily, AddressErrorCode, ChannelNumber, DontFragment, EvenPort,
@@ -51,13 +58,12 @@ from realtime.stun.attributes import (
     StunAttributeType as T, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 )
 from realtime.stun.message import StunMessage, StunMethod
-from realtime.turn.allocation import Allocation, Route, is_stream
+from realtime.turn.allocation import Address, Allocation, RelayAllocator, Route, is_stream
 from realtime.turn.channel_data import CHANNEL_MAX, CHANNEL_MIN
+from realtime.turn.config import TurnConfig
 from realtime.turn.credentials import Credential
+from realtime.turn.policy import PeerPolicy
 from realtime.turn.responses import REASONS
-
-if TYPE_CHECKING:
-    from realtime.turn.server import TurnServer
 
 UDP = 17
 """REQUESTED-TRANSPORT protocol number of UDP, the only relay transport here."""
@@ -65,6 +71,49 @@ UDP = 17
 _OPTIONS = frozenset({T.RESERVATION_TOKEN, T.EVEN_PORT, T.REQUESTED_ADDRESS_FAMILY,
                                T.ADDITIONAL_ADDRESS_FAMILY, T.LIFETIME, T.XOR_PEER_ADDRESS,
                                T.CHANNEL_NUMBER})
+
+
+class AllocationTable(Protocol):
+    """What a method handler may read and change in the TURN server, and nothing more.
+
+    :class:`~realtime.turn.server.TurnServer` provides it.  Handlers read the
+    knobs and the peer policy, look allocations up, open and close relays,
+    keep reservations, and tell the server about a new allocation, a deleted
+    one, a dropped relay family or an earlier deadline.
+    """
+
+    config: TurnConfig
+    policy: PeerPolicy
+    relays: RelayAllocator
+    random: Callable[[int], bytes]
+    #: client route -> allocation (handlers only count it)
+    allocations: dict[Route, Allocation]
+    #: reservation token -> (reserved relayed address, expiry)
+    reservations: dict[bytes, tuple[Address, float]]
+    #: allocations per username (handlers only read it)
+    per_user: Counter[str]
+    #: dropped inputs per reason
+    drops: Counter[str]
+
+    def live_allocation(self, client: Route, now: float) -> Allocation | None:
+        """Return the unexpired allocation of ``client``."""
+        ...
+
+    def register(self, allocation: Allocation, lifetime: float) -> None:
+        """Index and announce a new allocation."""
+        ...
+
+    def delete(self, allocation: Allocation, reason: str) -> None:
+        """Remove an allocation and release its relays."""
+        ...
+
+    def drop_relay(self, allocation: Allocation, relay: Address) -> None:
+        """Give back one relayed address of a dual allocation."""
+        ...
+
+    def wake(self, deadline: float) -> None:
+        """Make the server's timer fire no later than ``deadline``."""
+        ...
 
 
 def _malformed(message: StunMessage, types: frozenset[int]) -> bool:
@@ -80,7 +129,7 @@ class Reply(Exception):
         self.extra = extra
 
 
-def lifetime_of(server: TurnServer, message: StunMessage) -> float:
+def lifetime_of(server: AllocationTable, message: StunMessage) -> float:
     """Return the lifetime to grant: 0 to delete, else the request's LIFETIME clamped (§7.2)."""
     requested = message.find(Lifetime)
     config = server.config
@@ -91,7 +140,7 @@ def lifetime_of(server: TurnServer, message: StunMessage) -> float:
     return max(config.default_lifetime, min(float(requested.seconds), config.max_lifetime))
 
 
-def allocate(server: TurnServer, message: StunMessage, source: Route, credential: Credential,
+def allocate(server: AllocationTable, message: StunMessage, source: Route, credential: Credential,
              now: float) -> list:
     """Create an allocation (RFC 8656 §7.2); return the success attributes or raise an error."""
     existing = server.live_allocation(source, now)
@@ -161,7 +210,7 @@ def allocate(server: TurnServer, message: StunMessage, source: Route, credential
     return attributes
 
 
-def supports(server: TurnServer, family: int) -> bool:
+def supports(server: AllocationTable, family: int) -> bool:
     """Return True if the relay allocator can hand out addresses of ``family``."""
     supports = getattr(server.relays, "supports", None)
     return True if supports is None else supports(family)
@@ -178,7 +227,7 @@ def allocate_success(allocation: Allocation, token: bytes | None, now: float) ->
     return attributes
 
 
-def refresh(server: TurnServer, message: StunMessage, source: Route, credential: Credential,
+def refresh(server: AllocationTable, message: StunMessage, source: Route, credential: Credential,
             now: float) -> list:
     """Extend the allocation's lifetime, or delete it for LIFETIME 0 (RFC 8656 §8.2)."""
     allocation = server.live_allocation(source, now)
@@ -200,7 +249,7 @@ def refresh(server: TurnServer, message: StunMessage, source: Route, credential:
     return [Lifetime(int(lifetime))]
 
 
-def peer_host(server: TurnServer, allocation: Allocation, peer: XorPeerAddress | None) -> str:
+def peer_host(server: AllocationTable, allocation: Allocation, peer: XorPeerAddress | None) -> str:
     """Return the peer's IP if a permission may be installed for it; else raise 400/443/403."""
     if peer is None:
         raise Reply(400)
@@ -211,7 +260,7 @@ def peer_host(server: TurnServer, allocation: Allocation, peer: XorPeerAddress |
     return peer.address
 
 
-def create_permission(server: TurnServer, message: StunMessage, source: Route,
+def create_permission(server: AllocationTable, message: StunMessage, source: Route,
                       credential: Credential, now: float) -> list:
     """Install or refresh a permission per XOR-PEER-ADDRESS, all or none (RFC 8656 §9.2)."""
     allocation = server.live_allocation(source, now)
@@ -231,7 +280,7 @@ def create_permission(server: TurnServer, message: StunMessage, source: Route,
     return []
 
 
-def channel_bind(server: TurnServer, message: StunMessage, source: Route, credential: Credential,
+def channel_bind(server: AllocationTable, message: StunMessage, source: Route, credential: Credential,
                  now: float) -> list:
     """Bind or refresh a channel and its peer's permission (RFC 8656 §11.2)."""
     allocation = server.live_allocation(source, now)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Callable
 
 from realtime.stun.attributes import (
@@ -56,62 +55,14 @@ from realtime.stun.binding import answer_binding, unknown_required
 from realtime.stun.message import (
     StunClass, StunMessage, StunMethod, check_message_integrity, encode_message,
 )
-from realtime.turn.allocation import Address, Allocation, Limits, RelayAllocator, Route
+from realtime.turn.allocation import Address, Allocation, RelayAllocator, Route
 from realtime.turn.channel_data import CHANNEL_MAX, CHANNEL_MIN, frame_channel_data, split_channel_data
 from realtime.turn.credentials import Authenticator, Credential, NonceIssuer
+from realtime.turn.config import TurnConfig
+from realtime.turn.events import AllocationCreated, AllocationDeleted, TurnEvent
 from realtime.turn.methods import HANDLERS, Reply
 from realtime.turn.policy import PeerPolicy, TokenBucket
 from realtime.turn.responses import REASONS, TURN_ATTRIBUTES
-
-@dataclass(frozen=True, slots=True)
-class TurnConfig:
-    """The server's knobs; defaults follow RFC 8656 and Cloudflare's published limits.
-
-    :ivar realm: the REALM of long-term credentials.
-    :ivar software: the SOFTWARE attribute of responses (None: omit).
-    :ivar default_lifetime: allocation lifetime when none (or less) is asked (§7.2: 600 s).
-    :ivar max_lifetime: the longest lifetime granted (3600 s).
-    :ivar max_allocations_per_user: allocations one username may hold (486 past it).
-    :ivar max_allocations: allocations in all (508 past it).
-    :ivar reservation_lifetime: seconds an EVEN-PORT R reservation is held (§7.2: 30 s).
-    :ivar credential_grace: seconds between a credential going bad and deletion.
-    :ivar limits: per-allocation rate limits.
-    :ivar unauthorized_rate: 401 answers per second per client host.
-    :ivar unauthorized_burst: 401 answers a host may get in a burst.
-    """
-
-    realm: str = "realtime"
-    software: str | None = "realtime"
-    default_lifetime: float = 600.0
-    max_lifetime: float = 3600.0
-    max_allocations_per_user: int = 16
-    max_allocations: int = 50000
-    reservation_lifetime: float = 30.0
-    credential_grace: float = 10.0
-    limits: Limits = field(default_factory=Limits)
-    unauthorized_rate: float = 10.0
-    unauthorized_burst: float = 64.0
-
-
-@dataclass(frozen=True, slots=True)
-class AllocationCreated:
-    """An allocation was created for ``client`` at ``relay``."""
-
-    client: Route
-    relay: Address
-    username: str
-    lifetime: float
-
-
-@dataclass(frozen=True, slots=True)
-class AllocationDeleted:
-    """An allocation was deleted; ``reason`` is refresh, expired, credential or closed."""
-
-    client: Route
-    relay: Address
-    username: str
-    reason: str
-
 
 class TurnServer:
     """Relay for every allocation of one server (see the module docstring).
@@ -146,7 +97,7 @@ class TurnServer:
         #: dropped inputs per reason
         self.drops: Counter[str] = Counter()
         self._outgoing: list[tuple[bytes, Route]] = []
-        self._events: deque = deque()
+        self._events: deque[TurnEvent] = deque()
         self._deadline: float | None = None
         self._unauthorized: dict[str, TokenBucket] = {}
         self._closed_usage: list[tuple[Credential, int, int]] = []
@@ -191,7 +142,7 @@ class TurnServer:
             return
         self._sweep(now)
 
-    def next_event(self) -> AllocationCreated | AllocationDeleted | None:
+    def next_event(self) -> TurnEvent | None:
         """Return the oldest event not yet taken, or ``None``."""
         return self._events.popleft() if self._events else None
 
