@@ -50,23 +50,21 @@ from typing import Callable
 
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.sctp.chunks import (
-    AbortChunk, ChunkType, CookieAckChunk, CookieEchoChunk, DataChunk, ErrorChunk,
+    AbortChunk, CookieAckChunk, CookieEchoChunk, DataChunk, ErrorChunk,
     ForwardTsnChunk, HeartbeatAckChunk, HeartbeatChunk, InitAckChunk, InitChunk, ReconfigChunk,
     SackChunk, ShutdownAckChunk, ShutdownChunk, ShutdownCompleteChunk, UnknownChunk,
 )
-from realtime.sctp.cookie import FEATURE_FORWARD_TSN, FEATURE_RECONFIG
+from realtime.sctp.cookie import FEATURE_FORWARD_TSN
 from realtime.sctp.events import (
-    AssociationAborted, AssociationClosed, DataReceived, Event, OutgoingStreamsReset,
-    StreamsReset,
+    AssociationAborted, AssociationClosed, AssociationEstablished, AssociationRestarted,
+    DataReceived, Event, OutgoingStreamsReset, StreamsReset,
 )
 from realtime.sctp.handshake import (
-    accept_cookie_ack, accept_cookie_echo, accept_init_ack, answer_init,
+    EXTENSION_PARAMETERS, AcknowledgeCookie, AnswerInit, Decision, Drop, EchoCookie, Establish,
+    HandshakeView, accept_cookie_echo, accept_init_ack, answer_init, features_of,
 )
 from realtime.sctp.packet import ChecksumMismatch, SctpPacket, encode_packet
-from realtime.sctp.parameters import (
-    CauseCode, ErrorCause, ForwardTsnSupported, HeartbeatInfo, ReconfigurationResponse,
-    SupportedExtensions,
-)
+from realtime.sctp.parameters import CauseCode, ErrorCause, HeartbeatInfo, ReconfigurationResponse
 from realtime.sctp.receive import Receiver
 from realtime.sctp.reconfig import StreamReconfiguration
 from realtime.sctp.transmit import RtoEstimator, Transmitter
@@ -263,7 +261,10 @@ class Association:
             if len(chunks) != 1 or tag != 0:
                 self._drop("init-verification-tag")  # §8.5.1 A, §6.10
             else:
-                answer_init(self, chunks[0], now)
+                config = self.config
+                self._apply(answer_init(self._view(), chunks[0], now, secret=self.secret,
+                                        a_rwnd=config.a_rwnd, streams=config.streams,
+                                        new_tag=self._nonzero32, new_tsn=self._random32), now)
             return
         if first is AbortChunk or first is ShutdownCompleteChunk:
             expected = self.peer_tag if chunks[0].reflected else self.local_tag
@@ -291,12 +292,17 @@ class Association:
                 if self.receiver is not None and self.state in _RECEIVING_STATES:
                     self.receiver.forward_tsn(chunk.new_cumulative_tsn, chunk.streams, now)
             elif kind is CookieEchoChunk:
-                if not accept_cookie_echo(self, chunk, tag, now):
+                decision = accept_cookie_echo(self._view(), chunk, tag, now, secret=self.secret,
+                                              lifetime=self.config.cookie_lifetime)
+                if not self._apply(decision, now):
                     return
             elif kind is InitAckChunk:
-                accept_init_ack(self, chunk, now)
+                self._apply(accept_init_ack(self._view(), chunk), now)
             elif kind is CookieAckChunk:
-                accept_cookie_ack(self, now)
+                if self.state == "cookie-echoed":  # §5.1 step E
+                    ack = self._peer_init
+                    self._establish(self.local_initial_tsn, ack.initial_tsn, ack.a_rwnd,
+                                    features_of(ack), AssociationEstablished())
             elif kind is HeartbeatChunk:
                 self._control.append((self.peer_tag, HeartbeatAckChunk(chunk.parameters)))
             elif kind is HeartbeatAckChunk:
@@ -450,7 +456,40 @@ class Association:
             self._heartbeat_nonce = None
             self._heartbeat_misses = 0
 
-    # -- internals (also used by realtime.sctp.handshake) -------------------
+    # -- the handshake's decisions (realtime.sctp.handshake), applied ----------
+
+    def _view(self) -> HandshakeView:
+        return HandshakeView(self.state, self.local_tag, self.peer_tag, self.local_initial_tsn)
+
+    def _apply(self, decision: Decision, now: float) -> bool:
+        """Carry out a handshake decision; return False if the packet is to be dropped."""
+        kind = type(decision)
+        if kind is Drop:
+            self._drop(decision.reason)
+            return False
+        if kind is AnswerInit:
+            self._control.append((decision.tag, decision.init_ack))
+        elif kind is EchoCookie:
+            self.peer_tag = decision.peer_tag
+            self._peer_init = decision.init_ack
+            self._cookie_echo = decision.echo
+            self._control.append((self.peer_tag, decision.echo))
+            self.state = "cookie-echoed"
+            self._t1, self._t1_count = now + self.config.rto_initial, 0
+        elif kind is Establish:
+            cookie = decision.cookie
+            self.local_tag, self.peer_tag = cookie.local_tag, cookie.peer_tag
+            self._establish(cookie.local_initial_tsn, cookie.peer_initial_tsn,
+                            cookie.peer_a_rwnd, cookie.features,
+                            AssociationRestarted() if decision.restarted
+                            else AssociationEstablished())
+            self._control.append((self.peer_tag, CookieAckChunk()))
+        elif kind is AcknowledgeCookie:
+            self.peer_tag = decision.peer_tag
+            self._control.append((self.peer_tag, CookieAckChunk()))
+        return True
+
+    # -- internals ---------------------------------------------------------------
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -466,24 +505,7 @@ class Association:
     def _init_chunk(self) -> InitChunk:
         config = self.config
         return InitChunk(self.local_tag, config.a_rwnd, config.streams, config.streams,
-                         self.local_initial_tsn, self._extension_parameters())
-
-    def _extension_parameters(self) -> tuple:
-        return (ForwardTsnSupported(),
-                SupportedExtensions((ChunkType.FORWARD_TSN, ChunkType.RE_CONFIG)))
-
-    def _features_of(self, init: InitChunk) -> int:
-        """Return the cookie feature bits for what the peer's INIT (ACK) announces."""
-        features = 0
-        for param in init.parameters:
-            if isinstance(param, ForwardTsnSupported):
-                features |= FEATURE_FORWARD_TSN
-            elif isinstance(param, SupportedExtensions):
-                if ChunkType.FORWARD_TSN in param.chunk_types:
-                    features |= FEATURE_FORWARD_TSN
-                if ChunkType.RE_CONFIG in param.chunk_types:
-                    features |= FEATURE_RECONFIG
-        return features
+                         self.local_initial_tsn, EXTENSION_PARAMETERS)
 
     def _establish(self, local_tsn: int, peer_tsn: int, peer_rwnd: int, features: int,
                    event: Event) -> None:

@@ -22,110 +22,163 @@ comparing the cookie's tags with the association's::
     ESTABLISHED ...    a new tag, tie-tags = current tags A:   peer restarted -> restart
                                                           D:   duplicate   -> COOKIE ACK
 
-Each function takes the :class:`~realtime.sctp.association.Association` it
-works on and mutates it; they live apart only to keep modules small.
+Each function here is a decision: it reads a :class:`HandshakeView` of the
+association (state, tags, initial TSN) and the chunk, and returns what to do
+-- :class:`Drop`, :class:`AnswerInit`, :class:`EchoCookie`,
+:class:`Establish` or :class:`AcknowledgeCookie`.  It changes nothing;
+:meth:`Association._apply <realtime.sctp.association.Association>` applies
+the decision to the association's state and output::
+
+    Association ──view, chunk──> answer_init / accept_* ──decision──> Association._apply
+                                 (this module: pure)                  tags, state, T1,
+                                                                      COOKIE ACK, events
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Callable, Union
 
-from realtime.sctp.chunks import CookieAckChunk, CookieEchoChunk, InitAckChunk, InitChunk
-from realtime.sctp.cookie import CookieState
-from realtime.sctp.events import AssociationEstablished, AssociationRestarted
-from realtime.sctp.parameters import StateCookie
-
-if TYPE_CHECKING:  # pragma: no cover
-    from realtime.sctp.association import Association
+from realtime.sctp.chunks import ChunkType, CookieEchoChunk, InitAckChunk, InitChunk
+from realtime.sctp.cookie import FEATURE_FORWARD_TSN, FEATURE_RECONFIG, CookieState
+from realtime.sctp.parameters import ForwardTsnSupported, StateCookie, SupportedExtensions
 
 _HANDSHAKING = ("closed", "cookie-wait", "cookie-echoed")
 
+#: The optional features we announce in INIT and INIT ACK: PR-SCTP (RFC 3758 §3.3.1)
+#: and stream reconfiguration (RFC 6525 §5.1), as Forward-TSN-Supported and
+#: Supported Extensions parameters (RFC 5061 §4.2.7).
+EXTENSION_PARAMETERS = (ForwardTsnSupported(),
+                        SupportedExtensions((ChunkType.FORWARD_TSN, ChunkType.RE_CONFIG)))
 
-def answer_init(assoc: "Association", init: InitChunk, now: float) -> None:
-    """Answer an INIT with an INIT ACK carrying a sealed State Cookie."""
+
+def features_of(init: InitChunk | InitAckChunk) -> int:
+    """Return the cookie feature bits for what the peer's INIT (ACK) announces."""
+    features = 0
+    for param in init.parameters:
+        if isinstance(param, ForwardTsnSupported):
+            features |= FEATURE_FORWARD_TSN
+        elif isinstance(param, SupportedExtensions):
+            if ChunkType.FORWARD_TSN in param.chunk_types:
+                features |= FEATURE_FORWARD_TSN
+            if ChunkType.RE_CONFIG in param.chunk_types:
+                features |= FEATURE_RECONFIG
+    return features
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeView:
+    """What the handshake decisions read of the association."""
+
+    state: str
+    local_tag: int
+    peer_tag: int
+    local_initial_tsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Drop the chunk and count it under ``reason``."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerInit:
+    """Send ``init_ack`` (with its sealed cookie) under the peer's tag ``tag``; keep no state."""
+
+    tag: int
+    init_ack: InitAckChunk
+
+
+@dataclass(frozen=True, slots=True)
+class EchoCookie:
+    """Take ``peer_tag``, remember ``init_ack``, send ``echo``, enter COOKIE-ECHOED, arm T1."""
+
+    peer_tag: int
+    init_ack: InitAckChunk
+    echo: CookieEchoChunk
+
+
+@dataclass(frozen=True, slots=True)
+class Establish:
+    """Take the cookie's tags and TSNs, enter ESTABLISHED (or restart), send COOKIE ACK."""
+
+    cookie: CookieState
+    restarted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgeCookie:
+    """Send COOKIE ACK under ``peer_tag`` (taking it as the peer's tag); nothing else changes."""
+
+    peer_tag: int
+
+
+#: What :func:`answer_init`, :func:`accept_init_ack` and :func:`accept_cookie_echo` return.
+Decision = Union[Drop, AnswerInit, EchoCookie, Establish, AcknowledgeCookie]
+
+
+def answer_init(view: HandshakeView, init: InitChunk, now: float, *, secret: bytes,
+                a_rwnd: int, streams: int, new_tag: Callable[[], int],
+                new_tsn: Callable[[], int]) -> Drop | AnswerInit:
+    """Answer an INIT with an INIT ACK carrying a sealed State Cookie (§5.1 step B, §5.2).
+
+    :param new_tag: returns a fresh non-zero verification tag.
+    :param new_tsn: returns a fresh initial TSN.
+    """
     if init.initiate_tag == 0 or init.outbound_streams == 0 or init.inbound_streams == 0:
-        assoc._drop("invalid-init")
-        return
+        return Drop("invalid-init")
     local_tie = peer_tie = 0
-    if assoc.state in ("cookie-wait", "cookie-echoed"):
-        local_tag, local_tsn = assoc.local_tag, assoc.local_initial_tsn  # §5.2.1
-        if assoc.state == "cookie-echoed":
-            local_tie, peer_tie = assoc.local_tag, assoc.peer_tag
-    elif assoc.state == "closed":
-        local_tag, local_tsn = assoc._nonzero32(), assoc._random32()
+    if view.state in ("cookie-wait", "cookie-echoed"):
+        local_tag, local_tsn = view.local_tag, view.local_initial_tsn  # §5.2.1
+        if view.state == "cookie-echoed":
+            local_tie, peer_tie = view.local_tag, view.peer_tag
+    elif view.state == "closed":
+        local_tag, local_tsn = new_tag(), new_tsn()
     else:  # §5.2.2: a new tag; the tie-tags let §5.2.4 recognise a restart
-        local_tag = assoc._nonzero32()
-        while local_tag == assoc.local_tag:
-            local_tag = assoc._nonzero32()
-        local_tsn = assoc._random32()
-        local_tie, peer_tie = assoc.local_tag, assoc.peer_tag
+        local_tag = new_tag()
+        while local_tag == view.local_tag:
+            local_tag = new_tag()
+        local_tsn = new_tsn()
+        local_tie, peer_tie = view.local_tag, view.peer_tag
     cookie = CookieState(
         now, local_tag, local_tsn, init.initiate_tag, init.initial_tsn, init.a_rwnd,
         local_tie, peer_tie, init.outbound_streams, init.inbound_streams,
-        assoc._features_of(init)).seal(assoc.secret)
-    config = assoc.config
-    ack = InitAckChunk(local_tag, config.a_rwnd, config.streams, config.streams, local_tsn,
-                       (StateCookie(cookie),) + assoc._extension_parameters())
-    assoc._control.append((init.initiate_tag, ack))
+        features_of(init)).seal(secret)
+    ack = InitAckChunk(local_tag, a_rwnd, streams, streams, local_tsn,
+                       (StateCookie(cookie),) + EXTENSION_PARAMETERS)
+    return AnswerInit(init.initiate_tag, ack)
 
 
-def accept_init_ack(assoc: "Association", ack: InitAckChunk, now: float) -> None:
+def accept_init_ack(view: HandshakeView, ack: InitAckChunk) -> Drop | EchoCookie:
     """Take the peer's tag and TSN from an INIT ACK and echo its cookie (§5.1 step C)."""
-    if assoc.state != "cookie-wait":
-        assoc._drop("unexpected-init-ack")
-        return
+    if view.state != "cookie-wait":
+        return Drop("unexpected-init-ack")
     cookie = next((p for p in ack.parameters if isinstance(p, StateCookie)), None)
     if cookie is None or ack.initiate_tag == 0:
-        assoc._drop("invalid-init-ack")
-        return
-    assoc.peer_tag = ack.initiate_tag
-    assoc._peer_init = ack
-    assoc._cookie_echo = CookieEchoChunk(cookie.cookie)
-    assoc._control.append((assoc.peer_tag, assoc._cookie_echo))
-    assoc.state = "cookie-echoed"
-    assoc._t1, assoc._t1_count = now + assoc.config.rto_initial, 0
+        return Drop("invalid-init-ack")
+    return EchoCookie(ack.initiate_tag, ack, CookieEchoChunk(cookie.cookie))
 
 
-def accept_cookie_ack(assoc: "Association", now: float) -> None:
-    """Enter ESTABLISHED when our COOKIE ECHO is acknowledged (§5.1 step E)."""
-    if assoc.state != "cookie-echoed":
-        return
-    ack = assoc._peer_init
-    assoc._establish(assoc.local_initial_tsn, ack.initial_tsn, ack.a_rwnd,
-                     assoc._features_of(ack), AssociationEstablished())
-
-
-def accept_cookie_echo(assoc: "Association", echo: CookieEchoChunk, tag: int,
-                       now: float) -> bool:
+def accept_cookie_echo(view: HandshakeView, echo: CookieEchoChunk, tag: int, now: float, *,
+                       secret: bytes, lifetime: float) -> Drop | Establish | AcknowledgeCookie:
     """Open the cookie and establish, restart or re-acknowledge (§5.1.5, §5.2.4).
 
-    :returns: False if the packet must be dropped (bad cookie or tag).
+    :param tag: the verification tag of the packet that carried the COOKIE ECHO.
     """
-    state = CookieState.open(echo.cookie, assoc.secret, now, assoc.config.cookie_lifetime)
+    state = CookieState.open(echo.cookie, secret, now, lifetime)
     if state is None:
-        assoc._drop("cookie")
-        return False
+        return Drop("cookie")
     if tag != state.local_tag:
-        assoc._drop("verification-tag")
-        return False
-    if assoc.state in _HANDSHAKING:
-        _establish_from(assoc, state, AssociationEstablished())
-    elif state.local_tag == assoc.local_tag and state.peer_tag == assoc.peer_tag:
-        pass  # case D: our COOKIE ACK was lost
-    elif (state.local_tag != assoc.local_tag and state.peer_tag != assoc.peer_tag
-          and state.local_tie_tag == assoc.local_tag and state.peer_tie_tag == assoc.peer_tag):
-        _establish_from(assoc, state, AssociationRestarted())  # case A: peer restart
-    elif state.local_tag == assoc.local_tag:
-        assoc.peer_tag = state.peer_tag  # case B: collision, take the peer's new tag
-    else:
-        assoc._drop("stale-cookie")
-        return False
-    assoc._control.append((assoc.peer_tag, CookieAckChunk()))
-    return True
-
-
-def _establish_from(assoc: "Association", state: CookieState, event) -> None:
-    assoc.local_tag = state.local_tag
-    assoc.peer_tag = state.peer_tag
-    assoc._establish(state.local_initial_tsn, state.peer_initial_tsn, state.peer_a_rwnd,
-                     state.features, event)
+        return Drop("verification-tag")
+    if view.state in _HANDSHAKING:
+        return Establish(state, restarted=False)
+    if state.local_tag == view.local_tag and state.peer_tag == view.peer_tag:
+        return AcknowledgeCookie(view.peer_tag)  # case D: our COOKIE ACK was lost
+    if (state.local_tag != view.local_tag and state.peer_tag != view.peer_tag
+            and state.local_tie_tag == view.local_tag and state.peer_tie_tag == view.peer_tag):
+        return Establish(state, restarted=True)  # case A: peer restart
+    if state.local_tag == view.local_tag:
+        return AcknowledgeCookie(state.peer_tag)  # case B: collision, take the peer's new tag
+    return Drop("stale-cookie")
