@@ -134,7 +134,8 @@ Decoder = Callable[[int, memoryview, bytes], RtcpPacket]
 
 @functools.cache
 def _decoders() -> dict[int, Decoder]:
-    # Imported here: those modules import this one for RtcpPacket.
+    # Deliberate import circle (a registry): those modules import this one for
+    # RtcpPacket, and this table names their decoders, so it imports them lazily.
     from realtime.rtcp import bye, feedback, reports, sdes, transport_cc
 
     rtpfb = {1: feedback.GenericNack._from_body, 15: transport_cc.TransportFeedback._from_body}
