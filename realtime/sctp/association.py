@@ -67,12 +67,15 @@ from realtime.sctp.packet import ChecksumMismatch, SctpPacket, encode_packet
 from realtime.sctp.parameters import CauseCode, ErrorCause, HeartbeatInfo, ReconfigurationResponse
 from realtime.sctp.receive import Receiver
 from realtime.sctp.reconfig import StreamReconfiguration
+from realtime.sctp.states import AssociationState
 from realtime.sctp.transmit import RtoEstimator, Transmitter
 
 MASK = 0xFFFFFFFF
 _HEARTBEAT_INFO = struct.Struct("!d8s")
-_SENDING_STATES = ("established", "shutdown-pending", "shutdown-received", "shutdown-sent")
-_RECEIVING_STATES = ("established", "shutdown-pending", "shutdown-sent")
+_SENDING_STATES = (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING,
+                   AssociationState.SHUTDOWN_RECEIVED, AssociationState.SHUTDOWN_SENT)
+_RECEIVING_STATES = (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING,
+                     AssociationState.SHUTDOWN_SENT)
 
 
 def _padded(raw: bytes) -> int:
@@ -112,9 +115,8 @@ class Association:
         self.config = config
         self.random = random
         self.secret = secret if secret is not None else random(32)
-        #: "closed", "cookie-wait", "cookie-echoed", "established", "shutdown-pending",
-        #: "shutdown-sent", "shutdown-received" or "shutdown-ack-sent".
-        self.state = "closed"
+        #: where the association is (RFC 9260 §4; the diagram above)
+        self.state = AssociationState.CLOSED
         self.local_tag = 0
         self.peer_tag = 0
         self.local_initial_tsn = 0
@@ -141,18 +143,18 @@ class Association:
 
     def connect(self, now: float) -> None:
         """Send INIT and wait for INIT ACK (RFC 9260 §5.1 step A)."""
-        if self.state != "closed":
+        if self.state != AssociationState.CLOSED:
             raise LocalProtocolError(f"connect() in state {self.state}")
         self.local_tag = self._nonzero32()
         self.local_initial_tsn = self._random32()
-        self.state = "cookie-wait"
+        self.state = AssociationState.COOKIE_WAIT
         self._t1, self._t1_count = now + self.config.rto_initial, 0
         self._control.append((0, self._init_chunk()))
 
     def send(self, stream_id: int, ppid: int, data: bytes, now: float, *, ordered: bool = True,
              max_retransmits: int | None = None, lifetime: float | None = None) -> None:
         """Queue a user message on ``stream_id`` (``lifetime`` in seconds, RFC 3758)."""
-        if self.state != "established":
+        if self.state != AssociationState.ESTABLISHED:
             raise LocalProtocolError(f"cannot send in state {self.state}")
         if not self.peer_forward_tsn:
             max_retransmits = lifetime = None
@@ -168,15 +170,15 @@ class Association:
 
     def shutdown(self, now: float) -> None:
         """Close gracefully once all queued data is acknowledged (§9.2)."""
-        if self.state == "established":
-            self.state = "shutdown-pending"
+        if self.state == AssociationState.ESTABLISHED:
+            self.state = AssociationState.SHUTDOWN_PENDING
             self._finish_sending(now)
-        elif self.state in ("cookie-wait", "cookie-echoed"):
+        elif self.state in (AssociationState.COOKIE_WAIT, AssociationState.COOKIE_ECHOED):
             self._close(AssociationClosed())
 
     def abort(self, reason: str = "") -> None:
         """Send ABORT with a User-Initiated Abort cause and close at once (§9.1)."""
-        if self.state == "closed":
+        if self.state == AssociationState.CLOSED:
             return
         cause = ErrorCause(CauseCode.USER_INITIATED_ABORT, reason.encode()[:256])
         self._control.append((self.peer_tag, AbortChunk((cause,))))
@@ -268,10 +270,11 @@ class Association:
             return
         if first is AbortChunk or first is ShutdownCompleteChunk:
             expected = self.peer_tag if chunks[0].reflected else self.local_tag
-            if self.state == "closed" or tag != expected:
+            if self.state == AssociationState.CLOSED or tag != expected:
                 self._drop("verification-tag")
                 return
-        elif first is not CookieEchoChunk and (self.state == "closed" or tag != self.local_tag):
+        elif first is not CookieEchoChunk and (
+                self.state == AssociationState.CLOSED or tag != self.local_tag):
             if first is ShutdownAckChunk:  # out of the blue (§8.4 item 5)
                 self._control.append((tag, ShutdownCompleteChunk(reflected=True)))
             self._drop("verification-tag")
@@ -299,7 +302,7 @@ class Association:
             elif kind is InitAckChunk:
                 self._apply(accept_init_ack(self._view(), chunk), now)
             elif kind is CookieAckChunk:
-                if self.state == "cookie-echoed":  # §5.1 step E
+                if self.state == AssociationState.COOKIE_ECHOED:  # §5.1 step E
                     ack = self._peer_init
                     self._establish(self.local_initial_tsn, ack.initial_tsn, ack.a_rwnd,
                                     features_of(ack), AssociationEstablished())
@@ -314,23 +317,24 @@ class Association:
             elif kind is ShutdownChunk:
                 self._peer_shutdown(chunk, now)
             elif kind is ShutdownAckChunk:
-                if self.state in ("shutdown-sent", "shutdown-ack-sent"):
+                if self.state in (AssociationState.SHUTDOWN_SENT,
+                                  AssociationState.SHUTDOWN_ACK_SENT):
                     self._control.append((self.peer_tag, ShutdownCompleteChunk()))
                     self._close(AssociationClosed())
             elif kind is ShutdownCompleteChunk:
-                if self.state == "shutdown-ack-sent":
+                if self.state == AssociationState.SHUTDOWN_ACK_SENT:
                     self._close(AssociationClosed())
             elif kind is UnknownChunk:
                 if not self._unrecognised(chunk):
                     break
             else:  # ERROR, or an INIT bundled illegally
                 self._drop(type(chunk).__name__)
-            if self.state == "closed":
+            if self.state == AssociationState.CLOSED:
                 break
         if self.receiver is not None:
             self.receiver.packet_done(now, had_data)
             self._deliver()
-        if self.state == "established":
+        if self.state == AssociationState.ESTABLISHED:
             self._heartbeat = now + self.config.heartbeat_interval + self.rto.rto
             self._heartbeat_misses = 0
 
@@ -375,15 +379,15 @@ class Association:
 
     def _peer_shutdown(self, chunk: ShutdownChunk, now: float) -> None:
         """Handle SHUTDOWN (§9.2): acknowledge up to its TSN, then SHUTDOWN ACK when idle."""
-        if self.state in ("established", "shutdown-pending"):
+        if self.state in (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING):
             transmitter = self.transmitter
             window = transmitter.peer_rwnd + transmitter.flight_size
             transmitter.handle_sack(SackChunk(chunk.cumulative_tsn_ack, window), now)
-            self.state = "shutdown-received"
+            self.state = AssociationState.SHUTDOWN_RECEIVED
             self._finish_sending(now)
-        elif self.state == "shutdown-sent":
+        elif self.state == AssociationState.SHUTDOWN_SENT:
             self._control.append((self.peer_tag, ShutdownAckChunk()))
-            self.state = "shutdown-ack-sent"
+            self.state = AssociationState.SHUTDOWN_ACK_SENT
             self._t2, self._t2_count = now + self.rto.rto, 0
 
     def _unrecognised(self, chunk: UnknownChunk) -> bool:
@@ -414,9 +418,9 @@ class Association:
         if self._t1_count > self.config.max_init_retransmits:
             self._close(AssociationAborted("no answer to INIT / COOKIE ECHO"))
             return
-        if self.state == "cookie-wait":
+        if self.state == AssociationState.COOKIE_WAIT:
             self._control.append((0, self._init_chunk()))
-        elif self.state == "cookie-echoed":
+        elif self.state == AssociationState.COOKIE_ECHOED:
             self._control.append((self.peer_tag, self._cookie_echo))
         backoff = self.config.rto_initial * (2 ** self._t1_count)
         self._t1 = now + min(backoff, self.config.rto_max)
@@ -427,10 +431,10 @@ class Association:
             self.abort("no answer to SHUTDOWN")
             return
         self.rto.back_off()
-        if self.state == "shutdown-sent":
+        if self.state == AssociationState.SHUTDOWN_SENT:
             self._control.append((self.peer_tag,
                                   ShutdownChunk(self.receiver.cumulative_tsn & MASK)))
-        elif self.state == "shutdown-ack-sent":
+        elif self.state == AssociationState.SHUTDOWN_ACK_SENT:
             self._control.append((self.peer_tag, ShutdownAckChunk()))
         self._t2 = now + self.rto.rto
 
@@ -474,7 +478,7 @@ class Association:
             self._peer_init = decision.init_ack
             self._cookie_echo = decision.echo
             self._control.append((self.peer_tag, decision.echo))
-            self.state = "cookie-echoed"
+            self.state = AssociationState.COOKIE_ECHOED
             self._t1, self._t1_count = now + self.config.rto_initial, 0
         elif kind is Establish:
             cookie = decision.cookie
@@ -517,7 +521,7 @@ class Association:
         self.receiver = Receiver(peer_tsn, config.a_rwnd, config.max_message_size)
         self.reconfig = StreamReconfiguration(local_tsn, peer_tsn)
         self.peer_forward_tsn = bool(features & FEATURE_FORWARD_TSN)
-        self.state = "established"
+        self.state = AssociationState.ESTABLISHED
         self._t1 = self._t2 = None
         self._peer_init = self._cookie_echo = self._heartbeat_nonce = None
         self._heartbeat = None
@@ -525,7 +529,7 @@ class Association:
 
     def _close(self, event: Event) -> None:
         """Forget the association and report ``event``."""
-        self.state = "closed"
+        self.state = AssociationState.CLOSED
         self.transmitter = self.receiver = self.reconfig = None
         self._t1 = self._t2 = self._heartbeat = None
         self._events.append(event)
@@ -534,13 +538,13 @@ class Association:
         """Send SHUTDOWN or SHUTDOWN ACK once everything we sent is acknowledged."""
         if self.transmitter is None or not self.transmitter.idle:
             return
-        if self.state == "shutdown-pending":
+        if self.state == AssociationState.SHUTDOWN_PENDING:
             self._control.append((self.peer_tag,
                                   ShutdownChunk(self.receiver.cumulative_tsn & MASK)))
-            self.state = "shutdown-sent"
-        elif self.state == "shutdown-received":
+            self.state = AssociationState.SHUTDOWN_SENT
+        elif self.state == AssociationState.SHUTDOWN_RECEIVED:
             self._control.append((self.peer_tag, ShutdownAckChunk()))
-            self.state = "shutdown-ack-sent"
+            self.state = AssociationState.SHUTDOWN_ACK_SENT
         else:
             return
         self._t2, self._t2_count = now + self.rto.rto, 0

@@ -14,29 +14,34 @@ from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
-class AssociationEstablished:
+class AssociationEvent:
+    """Base class of everything :meth:`Association.next_event` returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationEstablished(AssociationEvent):
     """The handshake finished (COOKIE ECHO accepted or COOKIE ACK received)."""
 
 
 @dataclass(frozen=True, slots=True)
-class AssociationRestarted:
+class AssociationRestarted(AssociationEvent):
     """The peer restarted (RFC 9260 §5.2.4 case A): streams and TSNs start over."""
 
 
 @dataclass(frozen=True, slots=True)
-class AssociationAborted:
+class AssociationAborted(AssociationEvent):
     """The association ended abruptly: ABORT either way, or too many timeouts."""
 
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class AssociationClosed:
+class AssociationClosed(AssociationEvent):
     """The SHUTDOWN sequence completed (RFC 9260 §9.2)."""
 
 
 @dataclass(frozen=True, slots=True)
-class DataReceived:
+class DataReceived(AssociationEvent):
     """A complete user message arrived on ``stream_id`` with payload protocol ``ppid``."""
 
     stream_id: int
@@ -46,14 +51,14 @@ class DataReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamsReset:
+class StreamsReset(AssociationEvent):
     """The peer reset its outgoing ``stream_ids`` (our incoming ones, RFC 6525)."""
 
     stream_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingStreamsReset:
+class OutgoingStreamsReset(AssociationEvent):
     """The peer confirmed the reset of our outgoing ``stream_ids``."""
 
     stream_ids: tuple[int, ...]

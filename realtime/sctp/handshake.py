@@ -42,8 +42,10 @@ from typing import Callable, Union
 from realtime.sctp.chunks import ChunkType, CookieEchoChunk, InitAckChunk, InitChunk
 from realtime.sctp.cookie import FEATURE_FORWARD_TSN, FEATURE_RECONFIG, CookieState
 from realtime.sctp.parameters import ForwardTsnSupported, StateCookie, SupportedExtensions
+from realtime.sctp.states import AssociationState
 
-_HANDSHAKING = ("closed", "cookie-wait", "cookie-echoed")
+_HANDSHAKING = (AssociationState.CLOSED, AssociationState.COOKIE_WAIT,
+                AssociationState.COOKIE_ECHOED)
 
 #: The optional features we announce in INIT and INIT ACK: PR-SCTP (RFC 3758 §3.3.1)
 #: and stream reconfiguration (RFC 6525 §5.1), as Forward-TSN-Supported and
@@ -70,7 +72,7 @@ def features_of(init: InitChunk | InitAckChunk) -> int:
 class HandshakeView:
     """What the handshake decisions read of the association."""
 
-    state: str
+    state: AssociationState
     local_tag: int
     peer_tag: int
     local_initial_tsn: int
@@ -130,11 +132,11 @@ def answer_init(view: HandshakeView, init: InitChunk, now: float, *, secret: byt
     if init.initiate_tag == 0 or init.outbound_streams == 0 or init.inbound_streams == 0:
         return Drop("invalid-init")
     local_tie = peer_tie = 0
-    if view.state in ("cookie-wait", "cookie-echoed"):
+    if view.state in (AssociationState.COOKIE_WAIT, AssociationState.COOKIE_ECHOED):
         local_tag, local_tsn = view.local_tag, view.local_initial_tsn  # §5.2.1
-        if view.state == "cookie-echoed":
+        if view.state == AssociationState.COOKIE_ECHOED:
             local_tie, peer_tie = view.local_tag, view.peer_tag
-    elif view.state == "closed":
+    elif view.state == AssociationState.CLOSED:
         local_tag, local_tsn = new_tag(), new_tsn()
     else:  # §5.2.2: a new tag; the tie-tags let §5.2.4 recognise a restart
         local_tag = new_tag()
@@ -153,7 +155,7 @@ def answer_init(view: HandshakeView, init: InitChunk, now: float, *, secret: byt
 
 def accept_init_ack(view: HandshakeView, ack: InitAckChunk) -> Drop | EchoCookie:
     """Take the peer's tag and TSN from an INIT ACK and echo its cookie (§5.1 step C)."""
-    if view.state != "cookie-wait":
+    if view.state != AssociationState.COOKIE_WAIT:
         return Drop("unexpected-init-ack")
     cookie = next((p for p in ack.parameters if isinstance(p, StateCookie)), None)
     if cookie is None or ack.initiate_tag == 0:

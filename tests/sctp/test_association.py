@@ -18,6 +18,7 @@ from realtime.sctp.events import (
 )
 from realtime.sctp.packet import SctpPacket
 from realtime.sctp.parameters import CauseCode, StateCookie
+from realtime.sctp.states import AssociationState
 from tests.sctp.network import LossyNetwork
 
 
@@ -343,3 +344,16 @@ def test_send_before_established_is_a_local_error():
         a.send(0, 53, b"x", 0.0)
     with pytest.raises(LocalProtocolError):
         a.reset_streams([0])
+
+
+def test_states_are_association_state_members_through_a_whole_life():
+    """States are :class:`AssociationState` members (RFC 9260 §4) that print as their names."""
+    a, b, net, _ = pair(seed=21)
+    assert a.state is AssociationState.CLOSED
+    a.connect(net.now)
+    assert a.state is AssociationState.COOKIE_WAIT and str(a.state) == "cookie-wait"
+    net.run_until(lambda: a.state == b.state == "established")
+    assert a.state is b.state is AssociationState.ESTABLISHED
+    a.shutdown(net.now)
+    net.run_until(lambda: a.state == b.state == "closed", limit=600)
+    assert a.state is b.state is AssociationState.CLOSED
