@@ -62,12 +62,15 @@ import hmac
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from enum import StrEnum
 
 from OpenSSL import SSL, crypto
 
 from realtime.dtls.certificate import Certificate, fingerprint_of, matches_fingerprint
 from realtime.dtls.record import DTLS_1_2, pack_datagrams, parse_records
+from realtime.dtls.events import (
+    ApplicationDataReceived, ConnectionClosed, Event, HandshakeCompleted, HandshakeFailed,
+)
 from realtime.errors import LocalProtocolError
 
 try:  # the private binding is the only way to set the DTLS MTU on a memory BIO
@@ -93,6 +96,35 @@ DEFAULT_SRTP_PROFILES = (
 )
 """The profiles we offer, most preferred first."""
 
+class DtlsRole(StrEnum):
+    """Which side of the handshake we are: SDP ``a=setup`` decides (RFC 5763 §5, RFC 8842 §5.2)."""
+
+    #: ``setup:active``: sends the ClientHello
+    CLIENT = "client"
+    #: ``setup:passive`` (what the SFU answers): waits for it, checks cookies
+    SERVER = "server"
+
+
+class DtlsState(StrEnum):
+    """Where a :class:`DtlsEndpoint` is; only ``ESTABLISHED`` carries application data."""
+
+    HANDSHAKING = "handshaking"
+    ESTABLISHED = "established"
+    #: the handshake failed (timeouts, bad fingerprint, fatal alert during it)
+    FAILED = "failed"
+    #: close_notify sent or received, or a fatal alert after the handshake
+    CLOSED = "closed"
+
+
+def dtls_role(role: str) -> DtlsRole:
+    """Return ``role`` as a :class:`DtlsRole`; raise LocalProtocolError if it is neither."""
+    try:
+        return DtlsRole(role)
+    except ValueError:
+        raise LocalProtocolError(
+            f"DTLS role {role!r} is neither 'client' nor 'server'") from None
+
+
 INITIAL_RTO = 1.0
 """Initial retransmission timeout, seconds (RFC 6347 §4.2.4.1)."""
 
@@ -107,44 +139,6 @@ DEFAULT_MTU = 1200
 
 MAX_EVENTS = 256
 """Events kept for the caller before the oldest application data is dropped."""
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeCompleted:
-    """The peer is authenticated and SRTP keys are agreed.
-
-    :ivar srtp_profile: the selected RFC 5764 profile name, "" if none.
-    :ivar local_keying: ``(master_key, master_salt)`` we protect with.
-    :ivar remote_keying: ``(master_key, master_salt)`` the peer protects with.
-    :ivar peer_fingerprint: sha-256 fingerprint of the peer certificate.
-    """
-
-    srtp_profile: str
-    local_keying: tuple[bytes, bytes]
-    remote_keying: tuple[bytes, bytes]
-    peer_fingerprint: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApplicationDataReceived:
-    """The peer sent application data (an SCTP packet in WebRTC)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeFailed:
-    """The handshake ended without a connection; ``reason`` says why."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The peer closed the connection (close_notify or fatal alert)."""
-
-
-Event = HandshakeCompleted | ApplicationDataReceived | HandshakeFailed | ConnectionClosed
 
 
 def _cookie_generate(connection: SSL.Connection) -> bytes:
@@ -194,8 +188,7 @@ class DtlsEndpoint:
         mtu: int = DEFAULT_MTU,
         keylog: Callable[[bytes], None] | None = None,
     ) -> None:
-        if role not in ("client", "server"):
-            raise LocalProtocolError(f"DTLS role {role!r} is neither 'client' nor 'server'")
+        role = dtls_role(role)
         unknown = [name for name in srtp_profiles if name not in SRTP_KEY_LENGTHS]
         if unknown or not srtp_profiles:
             raise LocalProtocolError(f"unsupported SRTP profiles {unknown or 'none'}")
@@ -211,9 +204,9 @@ class DtlsEndpoint:
         self._rto = INITIAL_RTO
         self._retransmissions = 0
         self._fingerprint_rejected = False
-        self.state = "handshaking"
+        self.state = DtlsState.HANDSHAKING
         self._connection = self._make_connection(certificate, srtp_profiles, keylog)
-        if role == "client":
+        if role == DtlsRole.CLIENT:
             self._connection.set_connect_state()
             self._drive_handshake(now)
         else:
@@ -233,7 +226,7 @@ class DtlsEndpoint:
         context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_peer)
         context.set_tlsext_use_srtp(":".join(srtp_profiles).encode())
         context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
-        if self.role == "server":
+        if self.role == DtlsRole.SERVER:
             context.set_options(SSL.OP_COOKIE_EXCHANGE)
             context.set_cookie_generate_callback(_cookie_generate)
             context.set_cookie_verify_callback(_cookie_verify)
@@ -273,13 +266,13 @@ class DtlsEndpoint:
         :raises DecodeError: if ``data`` is not DTLS records; the caller
             counts and drops it.  Input after a failure or close is ignored.
         """
-        if self.state in ("failed", "closed"):
+        if self.state in (DtlsState.FAILED, DtlsState.CLOSED):
             return
         parse_records(data)
         self._connection.bio_write(data)
-        if self.state == "handshaking":
+        if self.state == DtlsState.HANDSHAKING:
             self._drive_handshake(now)
-        if self.state == "established":
+        if self.state == DtlsState.ESTABLISHED:
             self._read_application_data()
             self._flush()
 
@@ -287,7 +280,7 @@ class DtlsEndpoint:
         """Retransmit the last flight if the deadline has passed."""
         if self._deadline is None or now < self._deadline:
             return
-        if self.state != "handshaking":
+        if self.state != DtlsState.HANDSHAKING:
             self._deadline = None
             return
         self._retransmissions += 1
@@ -312,21 +305,21 @@ class DtlsEndpoint:
         :raises LocalProtocolError: before the handshake completes or after
             the connection ends.
         """
-        if self.state != "established":
+        if self.state != DtlsState.ESTABLISHED:
             raise LocalProtocolError(f"cannot send application data while {self.state}")
         self._connection.send(data)
         self._flush()
 
     def close(self) -> None:
         """Send close_notify (RFC 5246 §7.2.1) and stop; later input is ignored."""
-        if self.state == "established":
+        if self.state == DtlsState.ESTABLISHED:
             try:
                 self._connection.shutdown()
             except SSL.Error:
                 pass
             self._flush()
-        if self.state not in ("failed",):
-            self.state = "closed"
+        if self.state not in (DtlsState.FAILED,):
+            self.state = DtlsState.CLOSED
         self._deadline = None
 
     # -- outputs ----------------------------------------------------------
@@ -396,8 +389,8 @@ class DtlsEndpoint:
                 EXPORTER_LABEL, 2 * (key_length + salt_length)
             )
             client, server = split_srtp_keying(material, key_length, salt_length)
-            local, remote = (client, server) if self.role == "client" else (server, client)
-        self.state = "established"
+            local, remote = (client, server) if self.role == DtlsRole.CLIENT else (server, client)
+        self.state = DtlsState.ESTABLISHED
         self._events.append(HandshakeCompleted(profile, local, remote, fingerprint_of(der)))
 
     def _read_application_data(self) -> None:
@@ -407,11 +400,11 @@ class DtlsEndpoint:
             except SSL.WantReadError:
                 return
             except SSL.ZeroReturnError:
-                self.state = "closed"
+                self.state = DtlsState.CLOSED
                 self._events.append(ConnectionClosed())
                 return
             except SSL.Error:
-                self.state = "closed"
+                self.state = DtlsState.CLOSED
                 self._events.append(ConnectionClosed())
                 return
             if len(self._events) >= MAX_EVENTS:
@@ -433,7 +426,7 @@ class DtlsEndpoint:
         self._outgoing.extend(self._take_output())
 
     def _fail(self, reason: str) -> None:
-        self.state = "failed"
+        self.state = DtlsState.FAILED
         self._deadline = None
         self._events.append(HandshakeFailed(reason))
 

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from realtime.ice.lite import Address, IceLiteAgent
+from realtime.addresses import Address
+from realtime.ice.lite import IceLiteAgent
 from realtime.stun.attributes import Username
 from realtime.stun.message import StunMessage
 

@@ -67,9 +67,15 @@ Deliberate choices, all documented in docs/ice.md:
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 
+from realtime.addresses import Address
 from realtime.errors import LocalProtocolError
+from realtime.ice.events import (
+    CandidatePairNominated, CandidatePairRemoved, CandidatePairValidated, ConsentExpired,
+    IceEvent, SelectedPairChanged,
+)
 from realtime.stun.attributes import (
     ATTRIBUTE_CLASSES,
     ErrorCode,
@@ -104,54 +110,9 @@ __all__ = [
     "Address",
 ]
 
-Address = tuple  # (host, port) or Twisted's (host, port, flowinfo, scope_id)
 
 _UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
 _PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
-
-
-@dataclass(frozen=True, slots=True)
-class CandidatePairValidated:
-    """An address passed its first authenticated check: a valid pair (RFC 8445 §7.3.1.3)."""
-
-    addr: Address
-
-
-@dataclass(frozen=True, slots=True)
-class CandidatePairNominated:
-    """The peer nominated the pair to ``addr`` (USE-CANDIDATE, or a DTLS record)."""
-
-    addr: Address
-
-
-@dataclass(frozen=True, slots=True)
-class SelectedPairChanged:
-    """Media now goes to ``addr``; None means there is no selected pair any more."""
-
-    addr: Address | None
-
-
-@dataclass(frozen=True, slots=True)
-class CandidatePairRemoved:
-    """The pair to ``addr`` is gone (consent expired or evicted): stop accepting from it."""
-
-    addr: Address
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentExpired:
-    """Consent on the selected pair lapsed (RFC 7675 §5.1): stop sending to ``addr``."""
-
-    addr: Address | None = None
-
-
-IceEvent = (
-    CandidatePairValidated
-    | CandidatePairNominated
-    | SelectedPairChanged
-    | CandidatePairRemoved
-    | ConsentExpired
-)
 
 
 @dataclass(slots=True)
@@ -219,7 +180,7 @@ class IceLiteAgent:
         self._credentials = [_new_credentials(local_ufrag, local_pwd, remote_ufrag, remote_pwd)]
         self._pairs: dict[Address, _Pair] = {}
         self._selected: Address | None = None
-        self._events: list[IceEvent] = []
+        self._events: deque[IceEvent] = deque()
 
     # -- credentials ---------------------------------------------------------
 
@@ -357,7 +318,7 @@ class IceLiteAgent:
 
     def next_event(self) -> IceEvent | None:
         """Return the oldest pending event, or None."""
-        return self._events.pop(0) if self._events else None
+        return self._events.popleft() if self._events else None
 
     # -- internals -----------------------------------------------------------
 

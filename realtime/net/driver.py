@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from realtime.net.router import Address
+from realtime.addresses import Address
 
 
 class Machine(Protocol):

@@ -33,9 +33,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from realtime.addresses import Address
 from realtime.demux import PacketKind, classify
 from realtime.errors import DecodeError
-from realtime.net.router import Address, DatagramRouter
+from realtime.net.router import DatagramRouter
 
 #: Drop-counter keys per packet kind, built once (the hot path only indexes).
 UNROUTED = {kind: f"unrouted-{kind.name.lower().replace('_', '-')}" for kind in PacketKind}

@@ -35,11 +35,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from realtime.addresses import Address
 from realtime.demux import PacketKind
 from realtime.stun.binding import answer_binding
 
-#: A transport address as Twisted and the machines use it: (host, port).
-Address = tuple[str, int]
 
 #: What a router hands back: packets to send, each to an address.
 Outgoing = Sequence[tuple[bytes, Address]]

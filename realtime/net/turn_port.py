@@ -30,9 +30,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from realtime.addresses import Address
 from realtime.errors import DecodeError
 from realtime.net.media_port import MediaPort
-from realtime.net.router import Address
 from realtime.net.driver import MachineDriver
 from realtime.stun.stream import StreamFramer
 

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from twisted.internet.error import CannotListenError, MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 
-from realtime.turn.allocation import Address, RelayPortPool
+from realtime.addresses import Address
+from realtime.turn.allocation import RelayPortPool
 
 Deliver = Callable[[bytes, tuple[Address, Address]], None]
 

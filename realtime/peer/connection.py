@@ -49,24 +49,23 @@ States (``state``), after RFC 8829's RTCPeerConnectionState::
 from __future__ import annotations
 
 import os
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, deque
+from enum import StrEnum
 from typing import Callable, Iterable, Sequence
 
+from realtime.addresses import Address
 from realtime.demux import PacketKind, classify
 from realtime.dtls.certificate import Certificate
-from realtime.dtls.endpoint import (
-    ApplicationDataReceived,
-    ConnectionClosed,
-    DtlsEndpoint,
-    HandshakeCompleted,
-    HandshakeFailed,
+from realtime.dtls.endpoint import DtlsEndpoint, DtlsRole, dtls_role as as_dtls_role
+from realtime.dtls.events import (
+    ApplicationDataReceived, ConnectionClosed, HandshakeCompleted, HandshakeFailed,
 )
 from realtime.errors import DecodeError, LocalProtocolError
-from realtime.ice.lite import ConsentExpired, IceLiteAgent, SelectedPairChanged
+from realtime.ice.events import ConsentExpired, SelectedPairChanged
+from realtime.ice.lite import IceLiteAgent
+from realtime.peer.events import ApplicationData, Connected, ConnectionEvent, Disconnected
 from realtime.srtp.context import SrtpSession, from_dtls_keying
 
-Address = tuple[str, int]
 MediaSink = Callable[[PacketKind, bytes, float], None]
 
 DEFAULT_SRTP_PROFILES = (
@@ -76,29 +75,19 @@ DEFAULT_SRTP_PROFILES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """ICE has a selected pair and DTLS-SRTP keys are in place."""
+class ConnectionState(StrEnum):
+    """The PeerConnection's state, after W3C's RTCPeerConnectionState (RFC 8829 §4.1.1)."""
 
-    address: Address
-    srtp_profile: str
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    """The connection failed or lost consent; ``reason`` says which."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApplicationData:
-    """DTLS application data arrived: an SCTP packet (RFC 8261)."""
-
-    data: bytes
-
-
-Event = Connected | Disconnected | ApplicationData
+    #: no authenticated connectivity check yet
+    NEW = "new"
+    #: ICE has a selected pair; DTLS is under way
+    CONNECTING = "connecting"
+    #: DTLS-SRTP keys are in place: media flows
+    CONNECTED = "connected"
+    #: consent expired or DTLS failed (an ICE restart may bring it back)
+    FAILED = "failed"
+    #: closed by us or by the peer's close_notify
+    CLOSED = "closed"
 
 
 def _ignore_media(kind: PacketKind, packet: bytes, now: float) -> None:
@@ -134,14 +123,14 @@ class PeerConnection:
     ) -> None:
         self.ice = ice
         self.certificate = certificate
-        self.dtls_role = dtls_role
+        self.dtls_role = as_dtls_role(dtls_role)
         self.remote_fingerprints = list(remote_fingerprints)
         self.srtp_profiles = tuple(srtp_profiles)
         self.media_sink = media_sink
         self.keylog = keylog
         self.cookie_secret = cookie_secret
         self.random = random
-        self.state = "new"
+        self.state = ConnectionState.NEW
         self.srtp: SrtpSession | None = None
         self.srtp_profile = ""
         #: ``(local_keying, remote_keying)`` of the completed handshake, each
@@ -159,7 +148,7 @@ class PeerConnection:
         self.bytes_received = self.packets_received = 0
         self.bytes_sent = self.packets_sent = 0
         self._outgoing: list[tuple[bytes, Address]] = []
-        self._events: list[Event] = []
+        self._events: deque[ConnectionEvent] = deque()
 
     # -- inputs ------------------------------------------------------------
 
@@ -261,7 +250,7 @@ class PeerConnection:
             return
         while (event := sctp.next_event()) is not None:
             self._events.append(event)
-        if self.state != "connected" or self.dtls is None:
+        if self.state != ConnectionState.CONNECTED or self.dtls is None:
             return
         for packet in sctp.packets_to_send(now):
             self.dtls.send(packet)
@@ -271,7 +260,7 @@ class PeerConnection:
 
     def start(self, now: float) -> None:
         """Begin: as DTLS client we send the ClientHello once a pair is selected."""
-        if self.dtls_role == "client" and self.ice.selected_address is not None:
+        if self.dtls_role == DtlsRole.CLIENT and self.ice.selected_address is not None:
             self._start_dtls(now)
 
     def send_rtp(self, packet: bytes) -> bool:
@@ -294,7 +283,7 @@ class PeerConnection:
 
     def send_application_data(self, data: bytes) -> None:
         """Send DTLS application data (an SCTP packet)."""
-        if self.dtls is None or self.state != "connected":
+        if self.dtls is None or self.state != ConnectionState.CONNECTED:
             raise LocalProtocolError("DTLS is not established")
         self.dtls.send(data)
         self._flush_dtls()
@@ -304,7 +293,7 @@ class PeerConnection:
         if self.dtls is not None:
             self.dtls.close()
             self._flush_dtls()
-        self.state = "closed"
+        self.state = ConnectionState.CLOSED
 
     # -- outputs -----------------------------------------------------------
 
@@ -322,9 +311,9 @@ class PeerConnection:
                                  self.sctp and self.sctp.get_timer()) if t]
         return min(deadlines) if deadlines else None
 
-    def next_event(self) -> Event | None:
-        """Return the oldest pending :data:`Event`, or None."""
-        return self._events.pop(0) if self._events else None
+    def next_event(self) -> ConnectionEvent | None:
+        """Return the oldest pending event (:mod:`realtime.peer.events`), or None."""
+        return self._events.popleft() if self._events else None
 
     # -- internals ---------------------------------------------------------
 
@@ -340,8 +329,8 @@ class PeerConnection:
             cookie_secret=self.cookie_secret,
             keylog=self.keylog,
         )
-        if self.state == "new":
-            self.state = "connecting"
+        if self.state == ConnectionState.NEW:
+            self.state = ConnectionState.CONNECTING
         self._flush_dtls()
 
     def _flush_dtls(self) -> None:
@@ -354,13 +343,13 @@ class PeerConnection:
     def _drain_ice(self, now: float) -> None:
         while (event := self.ice.next_event()) is not None:
             if isinstance(event, SelectedPairChanged):
-                if self.state == "new":
-                    self.state = "connecting"
-                if event.addr is not None and self.dtls_role == "client" and self.dtls is None:
+                if self.state == ConnectionState.NEW:
+                    self.state = ConnectionState.CONNECTING
+                if event.addr is not None and self.dtls_role == DtlsRole.CLIENT and self.dtls is None:
                     self._start_dtls(now)
             elif isinstance(event, ConsentExpired) and self.ice.selected_address is None:
-                if self.state not in ("failed", "closed"):
-                    self.state = "failed"
+                if self.state not in (ConnectionState.FAILED, ConnectionState.CLOSED):
+                    self.state = ConnectionState.FAILED
                     self._events.append(Disconnected("ICE consent expired"))
 
     def _drain_dtls(self, now: float) -> None:
@@ -381,13 +370,13 @@ class PeerConnection:
                 self.srtp = from_dtls_keying(
                     event.srtp_profile, event.local_keying, event.remote_keying
                 )
-                self.state = "connected"
+                self.state = ConnectionState.CONNECTED
                 self._events.append(Connected(self.ice.selected_address, event.srtp_profile))
                 if self.sctp is not None:
                     self.sctp.start(now)
             elif isinstance(event, HandshakeFailed):
-                self.state = "failed"
+                self.state = ConnectionState.FAILED
                 self._events.append(Disconnected(f"DTLS: {event.reason}"))
             elif isinstance(event, ConnectionClosed):
-                self.state = "closed"
+                self.state = ConnectionState.CLOSED
                 self._events.append(Disconnected("DTLS closed"))

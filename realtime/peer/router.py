@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
+from realtime.addresses import Address
 from realtime.demux import PacketKind
 from realtime.ice.demultiplexer import SessionDemultiplexer
 from realtime.ice.lite import IceLiteAgent
 
-Address = tuple[str, int]
 
 
 class RoutedSession(Protocol):

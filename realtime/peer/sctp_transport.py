@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable
 
 from realtime.datachannel.channels import (
     ChannelState, ChannelTable, DataChannel, Ppid, decode_message, encode_message,
@@ -45,47 +44,12 @@ from realtime.sctp.events import (
     AssociationAborted, AssociationClosed, AssociationEstablished, AssociationRestarted,
     DataReceived, OutgoingStreamsReset, StreamsReset,
 )
+from realtime.peer.events import (
+    ChannelClosed, ChannelOpened, DataChannelEvent, MessageReceived, TransportClosed,
+)
 
 DEFAULT_REMOTE_MAX_MESSAGE_SIZE = 65536
 """What to assume when the peer's SDP has no a=max-message-size (RFC 8841 §6.1)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelOpened:
-    """A channel is usable: we opened it, the peer opened it, or it was negotiated."""
-
-    channel: DataChannel
-
-
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    """A message arrived on ``channel_id``: ``str`` for text, ``bytes`` for binary."""
-
-    channel_id: int
-    data: bytes | str
-    ppid: int
-
-    @property
-    def is_binary(self) -> bool:
-        """True for binary messages (PPID 53, 57 or the deprecated 52)."""
-        return isinstance(self.data, bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelClosed:
-    """The channel's streams are reset both ways; its id may be reused."""
-
-    channel_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class TransportClosed:
-    """The SCTP association ended (ABORT, SHUTDOWN or timeouts); ``reason`` says how."""
-
-    reason: str
-
-
-Event = Union[ChannelOpened, MessageReceived, ChannelClosed, TransportClosed]
 
 
 class SctpTransport:
@@ -107,7 +71,7 @@ class SctpTransport:
         self.remote_max_message_size = remote_max_message_size
         #: Messages and DCEP packets dropped, by reason.
         self.drops: Counter[str] = Counter()
-        self._events: deque[Event] = deque()
+        self._events: deque[DataChannelEvent] = deque()
         self._now = 0.0
 
     @property
@@ -144,7 +108,7 @@ class SctpTransport:
         self._now = now
         return self.association.packets_to_send(now)
 
-    def next_event(self) -> Event | None:
+    def next_event(self) -> DataChannelEvent | None:
         """Return the oldest pending channel event, or None."""
         return self._events.popleft() if self._events else None
 
@@ -312,6 +276,6 @@ class SctpTransport:
 
 
 __all__ = [
-    "ChannelClosed", "ChannelOpened", "DataChannel", "Event", "MessageReceived",
+    "ChannelClosed", "ChannelOpened", "DataChannel", "DataChannelEvent", "MessageReceived",
     "SctpTransport", "TransportClosed",
 ]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-Address = tuple[str, int]
+from realtime.addresses import Address
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from realtime.addresses import Address
 from realtime.dtls.keylog import tls12_prf
 from realtime.dtls.record import ContentType, HandshakeType, Record, parse_records
 from realtime.errors import DecodeError
 from realtime.srtp.profiles import SrtpProtectionProfile
-from realtime.testing.srtp_keys import Address, SrtpKeys
+from realtime.testing.srtp_keys import SrtpKeys
 from realtime.wire import Reader
 
 EXPORTER_LABEL = b"EXTRACTOR-dtls_srtp"

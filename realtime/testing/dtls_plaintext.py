@@ -31,12 +31,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from realtime.addresses import Address
 from realtime.dtls.keylog import KeyBlock, UnsupportedSuite
 from realtime.dtls.record import ContentType, HandshakeType, Record, parse_handshake, parse_records
 from realtime.errors import DecodeError
 from realtime.testing.dtls_keys import hello_fields, hellos
 from realtime.testing.sctp_summary import summarize_sctp
-from realtime.testing.srtp_keys import Address
 
 ALERT_DESCRIPTIONS = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",

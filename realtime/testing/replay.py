@@ -50,6 +50,7 @@ from typing import Callable, Iterable, Iterator
 from collections import Counter
 from functools import partial
 
+from realtime.addresses import Address
 from realtime.demux import PacketKind, classify
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.rtp.packet import RtpPacket
@@ -64,7 +65,7 @@ from realtime.testing.media_summary import (
 from realtime.testing.srtp_keys import SrtpDecryptor, SrtpKeys, load_srtp_keys
 from realtime.stun.message import StunMessage, is_stun
 from realtime.stun.stream import split_stream
-from realtime.testing.captures import Address, CaptureRecord, read_capture, tcp_streams
+from realtime.testing.captures import CaptureRecord, read_capture, tcp_streams
 from realtime.wire import Reader
 
 

@@ -33,11 +33,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from realtime.addresses import Address
 from realtime.errors import DecodeError
 from realtime.srtp.context import InboundSrtpContext
 from realtime.srtp.profiles import SrtpProtectionProfile
 
-Address = tuple[str, int]
 Keying = tuple[bytes, bytes]
 
 

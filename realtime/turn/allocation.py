@@ -39,11 +39,11 @@ from __future__ import annotations
 import random as _random
 from typing import Callable, Hashable, Protocol
 
+from realtime.addresses import Address
 from realtime.stun.attributes import IPV4, IPV6
 from realtime.turn.credentials import Credential
 from realtime.turn.policy import TokenBucket
 
-Address = tuple[str, int]
 #: (socket, remote address): a client 5-tuple, or (relay address, peer address).
 Route = tuple[Hashable, Address]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from realtime.turn.allocation import Address, Route
+from realtime.addresses import Address
+from realtime.turn.allocation import Route
 
 
 @dataclass(frozen=True, slots=True)

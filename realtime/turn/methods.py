@@ -52,13 +52,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Protocol
 
+from realtime.addresses import Address
 from realtime.stun.attributes import (
     IPV4, IPV6, AdditionalAddressFamily, AddressErrorCode, ChannelNumber, DontFragment, EvenPort,
     Lifetime, RawAttribute, RequestedAddressFamily, RequestedTransport, ReservationToken,
     StunAttributeType as T, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 )
 from realtime.stun.message import StunMessage, StunMethod
-from realtime.turn.allocation import Address, Allocation, RelayAllocator, Route, is_stream
+from realtime.turn.allocation import Allocation, RelayAllocator, Route, is_stream
 from realtime.turn.channel_data import CHANNEL_MAX, CHANNEL_MIN
 from realtime.turn.config import TurnConfig
 from realtime.turn.credentials import Credential

@@ -45,6 +45,7 @@ import os
 from collections import Counter, deque
 from typing import Callable
 
+from realtime.addresses import Address
 from realtime.stun.attributes import (
     IPV4, IPV6, AdditionalAddressFamily, AddressErrorCode, ChannelNumber, Data, DontFragment,
     ErrorCode, EvenPort, Lifetime, RawAttribute, MessageIntegrity, Nonce, Realm, RequestedAddressFamily,
@@ -55,7 +56,7 @@ from realtime.stun.binding import answer_binding, unknown_required
 from realtime.stun.message import (
     StunClass, StunMessage, StunMethod, check_message_integrity, encode_message,
 )
-from realtime.turn.allocation import Address, Allocation, RelayAllocator, Route
+from realtime.turn.allocation import Allocation, RelayAllocator, Route
 from realtime.turn.channel_data import CHANNEL_MAX, CHANNEL_MIN, frame_channel_data, split_channel_data
 from realtime.turn.credentials import Authenticator, Credential, NonceIssuer
 from realtime.turn.config import TurnConfig

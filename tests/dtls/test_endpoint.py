@@ -15,6 +15,8 @@ from realtime.dtls.endpoint import (
     ApplicationDataReceived,
     ConnectionClosed,
     DtlsEndpoint,
+    DtlsRole,
+    DtlsState,
     HandshakeCompleted,
     HandshakeFailed,
     split_srtp_keying,
@@ -320,3 +322,17 @@ def test_split_srtp_keying_layout():
     assert server == (material[16:32], material[46:60])  # server_write key, salt
     with pytest.raises(LocalProtocolError):
         split_srtp_keying(material[:59], 16, 14)
+
+
+def test_role_and_state_are_enums(certificates):
+    """Roles and states are DtlsRole / DtlsState members that still read as their names."""
+    client, server = make_pair(certificates)
+    assert client.role is DtlsRole.CLIENT and server.role is DtlsRole.SERVER
+    assert server.state is DtlsState.HANDSHAKING
+    FakeNetwork(client, server).deliver()
+    assert client.state is server.state is DtlsState.ESTABLISHED
+    assert server.state == "established" and f"{server.role}" == "server"
+    client.close()
+    assert client.state is DtlsState.CLOSED
+    with pytest.raises(LocalProtocolError, match="neither 'client' nor 'server'"):
+        DtlsEndpoint("active", certificates[0])

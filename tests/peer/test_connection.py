@@ -17,7 +17,9 @@ import pytest
 
 from realtime.dtls.certificate import Certificate
 from realtime.dtls.endpoint import DtlsEndpoint, HandshakeCompleted
-from realtime.peer.connection import Connected
+from realtime.dtls.endpoint import DtlsRole
+from realtime.peer.connection import ConnectionState
+from realtime.peer.events import Connected
 from realtime.peer.echo import create_echo_session, translate_rtcp
 from realtime.srtp.context import from_dtls_keying
 from realtime.stun.attributes import (
@@ -138,6 +140,8 @@ def test_connected_event_after_handshake(call) -> None:
     assert isinstance(event, Connected)
     assert event.address == CLIENT
     assert session.connection.state == "connected"
+    assert session.connection.state is ConnectionState.CONNECTED
+    assert session.connection.dtls_role is DtlsRole.SERVER
     assert event.srtp_profile == "SRTP_AEAD_AES_128_GCM"
 
 
