@@ -13,17 +13,19 @@ the reaping of sessions that never connect or lose their peer::
          └──────────── send(data, addr) <─────────────────────┘ drain events: Connected,
                                                                 Disconnected, ApplicationData
 
-A *session* here is any object with ``ice`` (the IceLiteAgent),
-``connection`` (the :class:`~realtime.peer.connection.PeerConnection`) and a
-``session_id``; it may define ``handle_event(event, now)`` to see the
-connection's events, ``get_timer()`` and ``handle_timer(now)`` for deadlines
-of its own (folded into the connection's one timer), and ``take_touched()`` returning other sessions whose
-connections it queued datagrams on (the SFU fan-out), which are then sent.
+A *session* here is anything that provides :class:`HostedSession`: an
+``ice`` agent, a ``connection``, a ``session_id``, ``handle_event(event, now)``
+to see the connection's events, ``get_timer()`` / ``handle_timer(now)`` for
+deadlines of its own (folded into the connection's one timer), and
+``take_touched()`` returning other sessions whose connections it queued
+datagrams on (the SFU fan-out), which are then sent.  Today that is
+:class:`~realtime.sfu.session.SfuSession` and
+:class:`~realtime.peer.echo.EchoSession`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -32,7 +34,9 @@ from twisted.logger import Logger
 from realtime.dtls.certificate import Certificate
 from realtime.ice.demultiplexer import SessionDemultiplexer
 from realtime.net.driver import MachineDriver
-from realtime.peer.connection import Connected, Disconnected
+from realtime.ice.lite import IceLiteAgent
+from realtime.peer.connection import PeerConnection
+from realtime.peer.events import Connected, Disconnected, PeerEvent
 from realtime.peer.router import Fallback, PeerRouter
 
 log = Logger()
@@ -42,6 +46,32 @@ UNCONNECTED_TIMEOUT = 60.0
 
 #: Seconds a disconnected session is kept for its peer to come back (ICE restart).
 RECONNECT_WINDOW = 30.0
+
+
+class HostedSession(Protocol):
+    """What :class:`PeerHost` needs of a session (an SFU or echo session)."""
+
+    session_id: str
+    #: registered with the port's demultiplexer under its ufrag
+    ice: IceLiteAgent
+    #: the machine the host drives (set before :meth:`PeerHost.add`)
+    connection: PeerConnection
+
+    def handle_event(self, event: PeerEvent, now: float) -> None:
+        """See one event of the connection (after the host has acted on it)."""
+        ...
+
+    def get_timer(self) -> float | None:
+        """Return the session's own earliest deadline, or None."""
+        ...
+
+    def handle_timer(self, now: float) -> None:
+        """Run the session's own deadlines that are due."""
+        ...
+
+    def take_touched(self) -> Iterable[HostedSession]:
+        """Return (and forget) the sessions whose connections this one queued output on."""
+        ...
 
 
 class _Timed:
@@ -56,22 +86,18 @@ class _Timed:
         fire:      connection.handle_timer(now); session.handle_timer(now); drain
     """
 
-    __slots__ = ("host", "session", "session_timer")
+    __slots__ = ("host", "session")
 
-    def __init__(self, host: "PeerHost", session: Any) -> None:
+    def __init__(self, host: PeerHost, session: HostedSession) -> None:
         self.host = host
         self.session = session
-        has_timer = callable(getattr(session, "get_timer", None)) and \
-            callable(getattr(session, "handle_timer", None))
-        self.session_timer = has_timer
 
     def handle_timer(self, now: float) -> None:
         session = self.session
         session.connection.handle_timer(now)
-        if self.session_timer:
-            deadline = session.get_timer()
-            if deadline is not None and deadline <= now:
-                session.handle_timer(now)
+        deadline = session.get_timer()
+        if deadline is not None and deadline <= now:
+            session.handle_timer(now)
         self.host.demux.prune(session)  # consent lapsed: unbind those addresses
         self.host._drain(session, now)
 
@@ -80,10 +106,9 @@ class _Timed:
 
     def get_timer(self) -> float | None:
         deadline = self.session.connection.get_timer()
-        if self.session_timer:
-            other = self.session.get_timer()
-            if other is not None and (deadline is None or other < deadline):
-                return other
+        other = self.session.get_timer()
+        if other is not None and (deadline is None or other < deadline):
+            return other
         return deadline
 
 
@@ -112,12 +137,12 @@ class PeerHost:
         self.unconnected_timeout = unconnected_timeout
         self.reconnect_window = reconnect_window
         self.port = None
-        self.sessions: dict[str, Any] = {}
-        self._drivers: dict[Any, MachineDriver] = {}
-        #: per session, its optional ``handle_event`` and ``take_touched``, looked up once
-        self._hooks: dict[Any, tuple[Any, Any]] = {}
-        self._waiters: dict[Any, list[Deferred]] = {}
-        self._reapers: dict[Any, Any] = {}
+        self.sessions: dict[str, HostedSession] = {}
+        self._drivers: dict[HostedSession, MachineDriver] = {}
+        #: per session, its bound ``handle_event`` and ``take_touched``, looked up once
+        self._hooks: dict[HostedSession, tuple[Callable, Callable]] = {}
+        self._waiters: dict[HostedSession, list[Deferred]] = {}
+        self._reapers: dict[HostedSession, Any] = {}
 
     def attach(self, port: Any) -> None:
         """Send through ``port`` (a :class:`~realtime.net.media_port.MediaPort`)."""
@@ -127,18 +152,17 @@ class PeerHost:
         if self.port is not None:
             self.port.send(data, addr)
 
-    def add(self, session: Any) -> None:
+    def add(self, session: HostedSession) -> None:
         """Start routing the session's ICE ufrag and addresses to its connection."""
         self.demux.register(session.ice.local_ufrag, session)
         self.sessions[session.session_id] = session
         self._drivers[session] = MachineDriver(_Timed(self, session), self._send, self.reactor)
-        self._hooks[session] = (getattr(session, "handle_event", None),
-                                getattr(session, "take_touched", None))
+        self._hooks[session] = (session.handle_event, session.take_touched)
         self._reapers[session] = self.reactor.callLater(
             self.unconnected_timeout, self._reap_unconnected, session
         )
 
-    def remove(self, session: Any, reason: str = "closed") -> None:
+    def remove(self, session: HostedSession, reason: str = "closed") -> None:
         """Close the session's connection and forget it."""
         if self.sessions.get(session.session_id) is not session:
             return
@@ -155,7 +179,7 @@ class PeerHost:
         for waiter in self._waiters.pop(session, []):
             waiter.callback(False)
 
-    def wait_connected(self, session: Any, timeout: float) -> Deferred:
+    def wait_connected(self, session: HostedSession, timeout: float) -> Deferred:
         """Return a Deferred firing True once connected, False after ``timeout`` seconds."""
         if session.connection.state == "connected":
             return _fired(True)
@@ -167,17 +191,17 @@ class PeerHost:
         waiter.addBoth(lambda result: (call.active() and call.cancel(), result)[1])
         return waiter
 
-    def _time_out(self, session: Any, waiter: Deferred) -> None:
+    def _time_out(self, session: HostedSession, waiter: Deferred) -> None:
         waiters = self._waiters.get(session, [])
         if waiter in waiters:
             waiters.remove(waiter)
             waiter.callback(False)
 
-    def _after_input(self, session: Any) -> None:
+    def _after_input(self, session: HostedSession) -> None:
         if session in self._drivers:
             self._drain(session, self.reactor.seconds())
 
-    def _drain(self, session: Any, now: float) -> None:
+    def _drain(self, session: HostedSession, now: float) -> None:
         connection = session.connection
         handle, take_touched = self._hooks.get(session, (None, None))
         while (event := connection.next_event()) is not None:
@@ -202,24 +226,24 @@ class PeerHost:
         driver = self._drivers.get(session)
         if driver is not None:
             driver.pump()
-        if take_touched is not None:  # an SFU session's input queued output on others
+        if take_touched is not None:  # its input may have queued output on others (SFU fan-out)
             for other in take_touched():
                 if other is not session:
                     self.flush(other)
 
-    def flush(self, session: Any) -> None:
+    def flush(self, session: HostedSession) -> None:
         """Send what ``session``'s connection queued outside its own input (SFU fan-out)."""
         driver = self._drivers.get(session)
         if driver is not None:
             driver.pump()
 
-    def _reap_unconnected(self, session: Any) -> None:
+    def _reap_unconnected(self, session: HostedSession) -> None:
         self._reapers.pop(session, None)
         if session.connection.state != "connected":
             self.remove(session, "never connected")
 
 
-def srtp_keylog_entry(session: Any, event: Connected) -> dict:
+def srtp_keylog_entry(session: HostedSession, event: Connected) -> dict:
     """Return the SRTP master keys of a connected session as a JSON-ready dict.
 
     One entry per completed DTLS handshake, for decrypting captures

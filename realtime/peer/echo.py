@@ -80,6 +80,17 @@ class EchoSession:
                 return
             self.connection.flush_sctp(now)
 
+    def get_timer(self) -> float | None:
+        """Return None: an echo session has no deadlines beyond its connection's."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Do nothing (see :meth:`get_timer`)."""
+
+    def take_touched(self) -> tuple:
+        """Return no other sessions: an echo session only answers its own peer."""
+        return ()
+
     def echo(self, kind: PacketKind, packet: bytes, now: float) -> None:
         """Send ``packet`` back under our SSRC (RTP) or translated (RTCP)."""
         if kind is PacketKind.RTP:

@@ -16,11 +16,11 @@ import struct
 import pytest
 
 from realtime.dtls.certificate import Certificate
-from realtime.dtls.endpoint import DtlsEndpoint, HandshakeCompleted
-from realtime.dtls.endpoint import DtlsRole
+from realtime.dtls.endpoint import DtlsEndpoint, DtlsRole, HandshakeCompleted
+from realtime.net.peers import HostedSession
 from realtime.peer.connection import ConnectionState
-from realtime.peer.events import Connected
 from realtime.peer.echo import create_echo_session, translate_rtcp
+from realtime.peer.events import Connected
 from realtime.srtp.context import from_dtls_keying
 from realtime.stun.attributes import (
     IceControlling, Priority, UseCandidate, Username, XorMappedAddress,
@@ -194,3 +194,14 @@ def test_media_before_keys_is_dropped() -> None:
                                   address="127.0.0.1", port=10000)
     deliver(session, rtp(1111, 1, pt=111))
     assert session.connection.drops["srtp-before-keys"] == 1
+
+
+def test_echo_session_provides_what_the_peer_host_needs(call) -> None:
+    """EchoSession has every member of net.peers.HostedSession (no optional hooks probed)."""
+    session, _, _ = call
+    wanted = set(HostedSession.__annotations__) | {
+        name for name in vars(HostedSession) if not name.startswith("_")}
+    assert wanted == {"session_id", "ice", "connection", "handle_event", "get_timer",
+                      "handle_timer", "take_touched"}
+    assert all(hasattr(session, name) for name in wanted)
+    assert session.get_timer() is None and list(session.take_touched()) == []

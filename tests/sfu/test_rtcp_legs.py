@@ -206,6 +206,12 @@ class _Session:
         self.fired.append(now)
         self.deadline = now + 1.0
 
+    def handle_event(self, event, now):
+        pass
+
+    def take_touched(self):
+        return ()
+
 
 def test_peer_host_folds_the_session_timer_into_the_connection_timer() -> None:
     from realtime.net.peers import PeerHost
