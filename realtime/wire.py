@@ -12,6 +12,7 @@ All multi-byte integers on the wire of every protocol here are big-endian
 
 from __future__ import annotations
 
+import builtins
 import struct
 
 from realtime.errors import DecodeError, Truncated
@@ -92,7 +93,7 @@ class Reader:
         start = self._take(size)
         return self._view[start : start + size]
 
-    def rest(self) -> bytes:
+    def rest(self) -> builtins.bytes:
         """Read everything left."""
         return self.bytes(self.remaining)
 
@@ -156,6 +157,6 @@ class Writer:
         self.buffer += bytes([fill]) * padding_length(len(self.buffer), boundary)
         return self
 
-    def getvalue(self) -> bytes:
+    def getvalue(self) -> builtins.bytes:
         """Return the bytes written so far."""
         return bytes(self.buffer)

@@ -227,7 +227,8 @@ class DtlsEndpoint:
         context.set_tlsext_use_srtp(":".join(srtp_profiles).encode())
         context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
         if self.role == DtlsRole.SERVER:
-            context.set_options(SSL.OP_COOKIE_EXCHANGE)
+            # pyOpenSSL types the constant as optional (absent from old OpenSSL builds)
+            context.set_options(SSL.OP_COOKIE_EXCHANGE)  # type: ignore[arg-type]
             context.set_cookie_generate_callback(_cookie_generate)
             context.set_cookie_verify_callback(_cookie_verify)
         if keylog is not None:

@@ -177,6 +177,7 @@ class RecordProtection:
                                      f"{suite.iv_length}-byte IV")
         self.suite = suite
         self._iv = iv
+        self._aead: ChaCha20Poly1305 | AESCCM | AESGCM
         if suite.cipher == "chacha":
             self._aead = ChaCha20Poly1305(key)
         elif suite.cipher == "ccm8":

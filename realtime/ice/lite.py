@@ -69,6 +69,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from realtime.addresses import Address
 from realtime.errors import LocalProtocolError
@@ -77,6 +78,7 @@ from realtime.ice.events import (
     IceEvent, SelectedPairChanged,
 )
 from realtime.stun.attributes import (
+    Attribute,
     ATTRIBUTE_CLASSES,
     ErrorCode,
     IceControlled,
@@ -110,6 +112,8 @@ __all__ = [
     "Address",
 ]
 
+
+_T = TypeVar("_T")
 
 _UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
 _PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
@@ -344,10 +348,10 @@ class IceLiteAgent:
                 return True
             self.controlling = False
             return False
-        claim = _first(attributes, IceControlled)
-        if claim is None:
+        controlled = _first(attributes, IceControlled)
+        if controlled is None:
             return False
-        if self.tiebreaker >= claim.tiebreaker:
+        if self.tiebreaker >= controlled.tiebreaker:
             self.controlling = True  # lite-lite or a confused peer: we take control
             return False
         return True
@@ -400,7 +404,7 @@ def _new_credentials(
     return _Credentials(local_ufrag, local_pwd.encode("utf-8"), remote_ufrag, remote_pwd)
 
 
-def _first(attributes: tuple, cls: type):
+def _first(attributes: tuple, cls: type[_T]) -> _T | None:
     """Return the first attribute of class ``cls`` or None."""
     for attribute in attributes:
         if type(attribute) is cls:
@@ -455,7 +459,7 @@ def _success(message: StunMessage, addr: Address, key: bytes) -> bytes:
 
 
 def _error(
-    message: StunMessage, code: int, reason: str, key: bytes | None = None, *extra
+    message: StunMessage, code: int, reason: str, key: bytes | None = None, *extra: Attribute
 ) -> bytes:
     """Return a Binding error response; keyed only when the request authenticated."""
     return encode_message(

@@ -176,7 +176,7 @@ def decode_compound(data: bytes | bytearray | memoryview) -> tuple[RtcpPacket, .
     if end == 0:
         raise Truncated("RTCP datagram is empty")
     decoders = _decoders()
-    packets = []
+    packets: list[RtcpPacket] = []
     pos = 0
     while pos < end:
         if end - pos < 4:

@@ -467,20 +467,19 @@ class Association:
 
     def _apply(self, decision: Decision, now: float) -> bool:
         """Carry out a handshake decision; return False if the packet is to be dropped."""
-        kind = type(decision)
-        if kind is Drop:
+        if isinstance(decision, Drop):
             self._drop(decision.reason)
             return False
-        if kind is AnswerInit:
+        if isinstance(decision, AnswerInit):
             self._control.append((decision.tag, decision.init_ack))
-        elif kind is EchoCookie:
+        elif isinstance(decision, EchoCookie):
             self.peer_tag = decision.peer_tag
             self._peer_init = decision.init_ack
             self._cookie_echo = decision.echo
             self._control.append((self.peer_tag, decision.echo))
             self.state = AssociationState.COOKIE_ECHOED
             self._t1, self._t1_count = now + self.config.rto_initial, 0
-        elif kind is Establish:
+        elif isinstance(decision, Establish):
             cookie = decision.cookie
             self.local_tag, self.peer_tag = cookie.local_tag, cookie.peer_tag
             self._establish(cookie.local_initial_tsn, cookie.peer_initial_tsn,
@@ -488,7 +487,7 @@ class Association:
                             AssociationRestarted() if decision.restarted
                             else AssociationEstablished())
             self._control.append((self.peer_tag, CookieAckChunk()))
-        elif kind is AcknowledgeCookie:
+        elif isinstance(decision, AcknowledgeCookie):
             self.peer_tag = decision.peer_tag
             self._control.append((self.peer_tag, CookieAckChunk()))
         return True

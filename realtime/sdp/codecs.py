@@ -156,6 +156,7 @@ def h264_profile(profile_level_id: str) -> tuple[H264Profile, int] | None:
         return None
     if len(profile_level_id) != 6:
         return None
+    profile: H264Profile | None
     if idc == 0x42:
         profile = H264Profile.CONSTRAINED_BASELINE if iop & 0x40 else H264Profile.BASELINE
     elif idc == 0x4D:

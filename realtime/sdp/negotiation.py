@@ -174,8 +174,8 @@ class RtpStream:
             if ssrc in repaired:
                 continue
             msid = msids.get(ssrc, fallback)
-            streams.append(cls(ssrc, cnames.get(ssrc, ""), msid and msid.stream_id,
-                               msid and msid.track_id, rtx_of.get(ssrc)))
+            streams.append(cls(ssrc, cnames.get(ssrc, ""), msid.stream_id if msid else None,
+                               msid.track_id if msid else None, rtx_of.get(ssrc)))
         return tuple(streams)
 
 

@@ -106,10 +106,10 @@ def add_media(media: Sequence[MediaOffer], new: MediaOffer) -> tuple[MediaOffer,
 def _offer_section(local: LocalTransport, item: MediaOffer) -> MediaDescription:
     if item.closed:
         protocol = SCTP_PROTOCOL if item.kind == "application" else RTP_PROTOCOL
-        formats = (DATACHANNEL_FORMAT,) if item.kind == "application" else (
+        formats: tuple[str, ...] = (DATACHANNEL_FORMAT,) if item.kind == "application" else (
             str(item.resolved_codecs()[0].payload_type),)
-        lines = (Connection(), Attribute("mid", item.mid), Attribute("inactive"))
-        return MediaDescription(item.kind, 0, protocol, formats, lines)
+        inactive = (Connection(), Attribute("mid", item.mid), Attribute("inactive"))
+        return MediaDescription(item.kind, 0, protocol, formats, inactive)
     port = local.candidates[0].port
     lines: list[Any] = local.transport_lines("actpass")
     lines.append(Attribute("mid", item.mid))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +125,7 @@ class App:
         return f"App(app_id={self.app_id!r}, secret=<{len(self.secret)} chars>)"
 
 
-def generate_app(now: float, token_hex=secrets.token_hex) -> App:
+def generate_app(now: float, token_hex: Callable[[int], str] = secrets.token_hex) -> App:
     """Return a fresh app: a 32-hex-digit id and a 64-hex-digit secret.
 
     :param now: the creation time to record.
@@ -162,7 +163,8 @@ class StateStore:
     @property
     def schema_version(self) -> int:
         """Return the schema version the file is at."""
-        return self._db.execute("SELECT version FROM schema_version").fetchone()[0]
+        version: int = self._db.execute("SELECT version FROM schema_version").fetchone()[0]
+        return version
 
     def _migrate(self) -> None:
         db = self._db
@@ -240,7 +242,7 @@ class StateStore:
         """Same as ``turn.credentials``."""
         return self.turn.credentials(now)
 
-    def add_turn_usage(self, rows) -> None:
+    def add_turn_usage(self, rows: Iterable[tuple]) -> None:
         """Same as ``turn.add_usage``."""
         self.turn.add_usage(rows)
 
@@ -249,7 +251,7 @@ class StateStore:
         """Same as ``turn.usage``."""
         return self.turn.usage(key_id, since, until, username, custom_identifier)
 
-    def add_sfu_usage(self, rows) -> None:
+    def add_sfu_usage(self, rows: Iterable[tuple]) -> None:
         """Same as ``sfu.add``."""
         self.sfu.add(rows)
 

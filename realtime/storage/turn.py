@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -38,7 +39,8 @@ class TurnKey:
         return f"TurnKey(key_id={self.key_id!r}, token=<{len(self.token)} chars>)"
 
 
-def generate_turn_key(now: float, token_hex=secrets.token_hex) -> TurnKey:
+def generate_turn_key(now: float,
+                      token_hex: Callable[[int], str] = secrets.token_hex) -> TurnKey:
     """Return a fresh TURN key: a 32-hex-digit id and a 64-hex-digit token."""
     return TurnKey(key_id=token_hex(16), token=token_hex(32), created=now, generated=True)
 
@@ -86,7 +88,7 @@ class TurnTables:
                                 "FROM turn_credentials").fetchall()
         return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
 
-    def add_usage(self, rows) -> None:
+    def add_usage(self, rows: Iterable[tuple]) -> None:
         """Add ``(key_id, username, custom_identifier, minute, ingress, egress)`` rows."""
         self._db.execute("BEGIN")
         self._db.executemany(

@@ -14,6 +14,7 @@ times per minute.  Readers ask per minute or per track.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 
 class SfuUsageTables:
@@ -31,7 +32,7 @@ class SfuUsageTables:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def add(self, rows) -> None:
+    def add(self, rows: Iterable[tuple]) -> None:
         """Sum ``(app_id, session_id, track_name, minute, ingress, egress, ingress_packets,
         egress_packets)`` rows into the table, all or none."""
         self._db.execute("BEGIN")

@@ -45,7 +45,7 @@ import socket
 from dataclasses import dataclass
 from typing import ClassVar
 
-from realtime.errors import LocalProtocolError
+from realtime.errors import DecodeError, LocalProtocolError
 from realtime.stun.layout import Attribute, register, require
 from realtime.stun.registry import StunAttributeType as T, attribute_name
 
@@ -92,7 +92,8 @@ class AddressAttribute(Attribute):
         require(len(value) >= 4, f"{name} has length {len(value)}")
         family = value[1]
         size = _SIZES.get(family)
-        require(size is not None, f"{name} has unknown family {family}")
+        if size is None:
+            raise DecodeError(f"{name} has unknown family {family}")
         require(len(value) == 4 + size, f"{name} has length {len(value)} for family {family}")
         require(value[0] == 0, f"{name} has reserved byte {value[0]}")
         port = int.from_bytes(value[2:4], "big")

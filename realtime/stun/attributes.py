@@ -68,7 +68,7 @@ from realtime.stun.relay_attributes import (  # noqa: F401  (re-exported)
 T = StunAttributeType
 
 
-def _u32(cls: type, value: bytes) -> int:
+def _u32(cls: type[Attribute], value: bytes) -> int:
     require(len(value) == 4, f"{attribute_name(cls.TYPE)} has length {len(value)}")
     return int.from_bytes(value, "big")
 

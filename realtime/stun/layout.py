@@ -34,7 +34,7 @@ code that needs the attribute asks for its class with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from realtime.errors import DecodeError
 from realtime.stun.registry import attribute_name
@@ -57,8 +57,12 @@ class Attribute:
         """Return the attribute type code."""
         return self.TYPE
 
+    if TYPE_CHECKING:
+        # Subclasses are dataclasses whose fields are the constructor's arguments.
+        def __init__(self, *args: Any) -> None: ...
+
     @classmethod
-    def decode_value(cls: type[A], value: bytes, xor_key: bytes) -> A:
+    def decode_value(cls, value: bytes, xor_key: bytes) -> Attribute:
         """Return the attribute decoded from its value bytes (raise DecodeError if malformed)."""
         raise NotImplementedError
 
@@ -104,7 +108,7 @@ def decode_attribute(attribute_type: int, value: bytes, xor_key: bytes) -> Attri
         return RawAttribute(attribute_type, value)
 
 
-def reader(value: bytes, cls: type) -> Reader:
+def reader(value: bytes, cls: type[Attribute]) -> Reader:
     """Return a :class:`Reader` over an attribute value named after ``cls``."""
     return Reader(value, f"{attribute_name(cls.TYPE)} attribute")
 

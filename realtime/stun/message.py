@@ -58,7 +58,7 @@ import hmac
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Iterable
+from typing import Iterable, TypeVar, overload
 
 from realtime.errors import DecodeError, LocalProtocolError, Truncated
 from realtime.stun.attributes import (
@@ -66,6 +66,8 @@ from realtime.stun.attributes import (
 )
 from realtime.stun.credentials import long_term_key  # noqa: F401  (re-exported)
 from realtime.stun.registry import StunAttributeType
+
+_A = TypeVar("_A", bound=Attribute)
 
 MAGIC_COOKIE = 0x2112A442
 """The fixed second word of every RFC 5389/8489 message (§5)."""
@@ -206,6 +208,12 @@ class StunMessage:
         return _encode(self.method, self.message_class, self.transaction_id,
                        self.attributes, self.padding)
 
+    @overload
+    def find(self, attribute_type: type[_A]) -> _A | None: ...
+
+    @overload
+    def find(self, attribute_type: int) -> Attribute | RawAttribute | None: ...
+
     def find(self, attribute_type: int | type) -> Attribute | RawAttribute | None:
         """Return the first attribute of ``attribute_type``, or None.
 
@@ -262,7 +270,7 @@ def _encode(method, message_class, transaction_id, attributes, padding=None) -> 
 
 def _with_length(data: bytes | bytearray, extra: int) -> bytes:
     """Return the header's first 4 bytes with the length grown by ``extra``."""
-    return data[:2] + (len(data) - HEADER_LENGTH + extra).to_bytes(2, "big")
+    return bytes(data[:2]) + (len(data) - HEADER_LENGTH + extra).to_bytes(2, "big")
 
 
 def encode_message(

@@ -33,7 +33,7 @@ from realtime.stun.layout import Attribute, FlagAttribute, OpaqueAttribute, regi
 from realtime.stun.registry import StunAttributeType as T, attribute_name
 
 
-def _word(cls: type, value: bytes) -> int:
+def _word(cls: type[Attribute], value: bytes) -> int:
     require(len(value) == 4, f"{attribute_name(cls.TYPE)} has length {len(value)}")
     return int.from_bytes(value, "big")
 

@@ -114,7 +114,7 @@ def derive_srtp_keys(datagrams: Iterable[tuple[Address, Address, bytes]],
                     continue
                 client_random = client_randoms.get((dst, src))
                 secret = secrets.get(client_random) if client_random else None
-                if secret is None or profile_id is None:
+                if secret is None or client_random is None or profile_id is None:
                     continue
                 keys.append(_keys(dst, secret, client_random, random, suite, profile_id))
         except DecodeError:

@@ -90,7 +90,7 @@ class DtlsDecryptor:
                 continue
             client_random = self._client_randoms.get((dst, src))
             secret = self.secrets.get(client_random) if client_random else None
-            if secret is None:
+            if secret is None or client_random is None:
                 self._keys[(dst, src)] = "no key log line for this handshake"
                 continue
             try:

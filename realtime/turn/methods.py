@@ -289,7 +289,7 @@ def channel_bind(server: AllocationTable, message: StunMessage, source: Route, c
         raise Reply(437)
     number = message.find(ChannelNumber)
     peer = message.find(XorPeerAddress)
-    if (_malformed(message, _OPTIONS) or number is None
+    if (_malformed(message, _OPTIONS) or number is None or peer is None
             or not CHANNEL_MIN <= number.value <= CHANNEL_MAX):
         raise Reply(400)
     host = peer_host(server, allocation, peer)
@@ -304,7 +304,8 @@ def channel_bind(server: AllocationTable, message: StunMessage, source: Route, c
     server.wake(now + 300.0)
     return []
 
-HANDLERS = {
+
+HANDLERS: dict[int, Callable[[AllocationTable, StunMessage, Route, Credential, float], list]] = {
     StunMethod.ALLOCATE: allocate,
     StunMethod.REFRESH: refresh,
     StunMethod.CREATE_PERMISSION: create_permission,

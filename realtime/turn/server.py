@@ -234,7 +234,7 @@ class TurnServer:
         peer = message.find(XorPeerAddress)
         data = message.find(Data)
         relay = allocation.relay_of(peer.family) if peer is not None else None
-        if relay is None or data is None:
+        if peer is None or relay is None or data is None:
             self.drops["bad-send"] += 1
             return
         if not allocation.permitted(peer.address, now):
