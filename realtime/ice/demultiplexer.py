@@ -38,7 +38,7 @@ this port is not a public STUN server, and silence tells a scanner nothing.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from realtime.addresses import Address
 from realtime.ice.lite import IceLiteAgent
@@ -54,11 +54,15 @@ class IceSession(Protocol):
     ice: IceLiteAgent
 
 
-class Routed(NamedTuple):
+#: The kind of session a demultiplexer holds (anything with an ``ice`` agent).
+S = TypeVar("S", bound=IceSession)
+
+
+class Routed(NamedTuple, Generic[S]):
     """The result of :meth:`SessionDemultiplexer.route_stun`."""
 
     #: The session whose agent handled the message (None: dropped).
-    session: IceSession | None
+    session: S | None
     #: The datagram to send back to the source address at once, if any.
     response: bytes | None
 
@@ -66,20 +70,20 @@ class Routed(NamedTuple):
 _DROPPED = Routed(None, None)
 
 
-class SessionDemultiplexer:
+class SessionDemultiplexer(Generic[S]):
     """Map remote addresses and local ufrags of one media port to sessions."""
 
     def __init__(self) -> None:
-        self._by_address: dict[Address, IceSession] = {}
-        self._by_ufrag: dict[str, IceSession] = {}
-        self._ufrag_of: dict[IceSession, str] = {}
-        self._addresses_of: dict[IceSession, set[Address]] = {}
+        self._by_address: dict[Address, S] = {}
+        self._by_ufrag: dict[str, S] = {}
+        self._ufrag_of: dict[S, str] = {}
+        self._addresses_of: dict[S, set[Address]] = {}
 
     def __len__(self) -> int:
         """Return the number of bound addresses."""
         return len(self._by_address)
 
-    def register(self, local_ufrag: str, session: IceSession) -> None:
+    def register(self, local_ufrag: str, session: S) -> None:
         """Route checks whose USERNAME starts with ``local_ufrag:`` to ``session``.
 
         Registering a session again (after an ICE restart) replaces its old
@@ -97,7 +101,7 @@ class SessionDemultiplexer:
         self._ufrag_of[session] = local_ufrag
         self._addresses_of.setdefault(session, set())
 
-    def unregister(self, session: IceSession) -> None:
+    def unregister(self, session: S) -> None:
         """Forget ``session``: its ufrag and every address bound to it."""
         ufrag = self._ufrag_of.pop(session, None)
         if ufrag is not None:
@@ -105,25 +109,25 @@ class SessionDemultiplexer:
         for addr in self._addresses_of.pop(session, ()):
             del self._by_address[addr]
 
-    def session_for_address(self, addr: Address) -> IceSession | None:
+    def session_for_address(self, addr: Address) -> S | None:
         """Return the session bound to ``addr`` (the per-packet hot path: one lookup)."""
         return self._by_address.get(addr)
 
-    def session_for_ufrag(self, local_ufrag: str) -> IceSession | None:
+    def session_for_ufrag(self, local_ufrag: str) -> S | None:
         """Return the session registered under ``local_ufrag``."""
         return self._by_ufrag.get(local_ufrag)
 
-    def addresses_of(self, session: IceSession) -> frozenset:
+    def addresses_of(self, session: S) -> frozenset:
         """Return the addresses bound to ``session``."""
         return frozenset(self._addresses_of.get(session, ()))
 
-    def route_stun(self, data: bytes, addr: Address, now: float) -> Routed:
+    def route_stun(self, data: bytes, addr: Address, now: float) -> Routed[S]:
         """Let the right session's agent answer a STUN datagram; bind ``addr`` if it passed.
 
         :raises DecodeError: if ``data`` is not a well-formed STUN message.
         """
         message = StunMessage.decode(data)
-        session = None
+        session: S | None = None
         for attribute in message.attributes:
             if type(attribute) is Username:
                 session = self._by_ufrag.get(attribute.value.partition(":")[0])
@@ -138,7 +142,7 @@ class SessionDemultiplexer:
             self._bind(addr, session)
         return Routed(session, response)
 
-    def prune(self, session: IceSession) -> list[Address]:
+    def prune(self, session: S) -> list[Address]:
         """Unbind the addresses ``session``'s agent no longer holds; return them.
 
         Call after the agent's :meth:`~IceLiteAgent.handle_timer` (consent
@@ -159,7 +163,7 @@ class SessionDemultiplexer:
         if session is not None:
             self._addresses_of[session].discard(addr)
 
-    def _bind(self, addr: Address, session: IceSession) -> None:
+    def _bind(self, addr: Address, session: S) -> None:
         """Bind ``addr`` to ``session`` (moving it from another one) and prune."""
         self.unbind(addr)
         self._by_address[addr] = session

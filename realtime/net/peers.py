@@ -132,7 +132,7 @@ class PeerHost:
         self.keylog = keylog
         #: receives :func:`srtp_keylog_entry` of every connection (``--srtp-keylog``)
         self.srtp_keylog = srtp_keylog
-        self.demux = SessionDemultiplexer()
+        self.demux: SessionDemultiplexer[HostedSession] = SessionDemultiplexer()
         self.router = PeerRouter(self.demux, fallback, self._after_input)
         self.unconnected_timeout = unconnected_timeout
         self.reconnect_window = reconnect_window

@@ -27,12 +27,13 @@ Twisted import, ``now`` is a parameter.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Generic, Protocol, TypeVar
 
 from realtime.addresses import Address
 from realtime.demux import PacketKind
 from realtime.ice.demultiplexer import SessionDemultiplexer
 from realtime.ice.lite import IceLiteAgent
+from realtime.peer.connection import PeerConnection
 
 
 
@@ -40,7 +41,11 @@ class RoutedSession(Protocol):
     """What the router needs of a session: its ICE agent and its connection."""
 
     ice: IceLiteAgent
-    connection: "object"
+    connection: PeerConnection
+
+
+#: The kind of session a router delivers to.
+R = TypeVar("R", bound=RoutedSession)
 
 
 class Fallback(Protocol):
@@ -49,7 +54,7 @@ class Fallback(Protocol):
     def route(self, kind: PacketKind, data: bytes, addr: Address, now: float): ...
 
 
-class PeerRouter:
+class PeerRouter(Generic[R]):
     """Deliver each datagram of the media port to the PeerConnection it belongs to.
 
     :param demux: the port-wide address/ufrag map.
@@ -61,9 +66,9 @@ class PeerRouter:
 
     def __init__(
         self,
-        demux: SessionDemultiplexer,
+        demux: SessionDemultiplexer[R],
         fallback: Fallback,
-        after_input: Callable[[RoutedSession], None],
+        after_input: Callable[[R], None],
     ) -> None:
         self.demux = demux
         self.fallback = fallback
