@@ -25,9 +25,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferredTimeout, fail
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import TimeoutError as DeferredTimeout
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -78,7 +77,9 @@ class RespProtocol(Protocol):
         self._waiting: deque[Deferred] = deque()
         self._on_message = on_message
         self.connected_deferred: Deferred = Deferred()
+        #: Fires with the reason's message when the connection is lost.
         self.lost_deferred: Deferred = Deferred()
+        self.lost_reason: Failure | None = None
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted name)
         self.connected_deferred.callback(self)
@@ -123,7 +124,8 @@ class RespProtocol(Protocol):
         waiting, self._waiting = self._waiting, deque()
         for waiter in waiting:
             waiter.errback(DirectoryUnavailable(f"connection lost: {reason.getErrorMessage()}"))
-        self.lost_deferred.callback(reason)
+        self.lost_reason = reason
+        self.lost_deferred.callback(reason.getErrorMessage())
 
 
 class RedisConnection:
@@ -208,11 +210,17 @@ class RedisConnection:
 
         def timed_out(failure: Failure) -> Failure:
             if failure.check(DeferredTimeout, CancelledError):
+                error = DirectoryUnavailable(
+                    f"cluster directory {self.url} did not answer {args[0]!s} "
+                    f"within {self.command_timeout:g} s")
+                if protocol is self._protocol:
+                    # Later replies would be out of step: drop the connection now;
+                    # _lost (called once the transport is gone) reconnects.
+                    self._ready = False
+                    self._last_error = str(error)
                 if protocol.transport is not None:
                     protocol.transport.abortConnection()
-                return Failure(DirectoryUnavailable(
-                    f"cluster directory {self.url} did not answer {args[0]!s} "
-                    f"within {self.command_timeout:g} s"))
+                return Failure(error)
             return failure
 
         return d.addErrback(timed_out)
@@ -254,15 +262,15 @@ class RedisConnection:
         self._delay = RETRY_FIRST
         protocol.lost_deferred.addCallback(self._lost, protocol)
 
-    def _lost(self, reason: Failure, protocol: RespProtocol) -> None:
+    def _lost(self, cause: str, protocol: RespProtocol) -> None:
         if protocol is not self._protocol:
             return
         self._protocol = None
         self._ready = False
-        self._last_error = f"connection lost ({reason.getErrorMessage()})"
+        self._last_error = f"connection lost ({cause})"
         if not self._stopping:
             log.warn("cluster directory {url} lost: {cause}; reconnecting",
-                     url=self.url, cause=reason.getErrorMessage())
+                     url=self.url, cause=cause)
             self._schedule_retry()
 
     def _schedule_retry(self) -> None:
