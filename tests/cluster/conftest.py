@@ -9,6 +9,7 @@ Outside ``REALTIME_INTEROP=required`` the tests that use it skip when
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from realtime.cluster.address import parse_redis_url
 from realtime.cluster.launcher import PrivateRedis, start_private_redis
+from realtime.cluster.resp import NEED_MORE, RespReader, encode_command
 from tests.conftest import require_tool
 
 
@@ -34,6 +36,17 @@ class RedisUnderTest:
     @property
     def address(self):
         return parse_redis_url(self.url)
+
+    def command(self, *args):
+        """Run one command over a blocking socket (outside the reactor) and return its reply."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(self.server.socket_path))
+            s.sendall(encode_command(*args))
+            reader = RespReader()
+            while (reply := reader.next_reply()) is NEED_MORE:
+                reader.feed(s.recv(65536))
+            return reply
 
     def kill(self) -> None:
         """SIGKILL the server (an abrupt loss, as a crash or a partition would be)."""
