@@ -84,13 +84,13 @@ async def test_lost_then_back_by_itself(redis_server) -> None:
         started = time.monotonic()
         with pytest.raises(DirectoryUnavailable) as caught:
             await directory.get_session("x")
-        assert time.monotonic() - started < 0.1          # fails fast, never waits
+        assert time.monotonic() - started < 0.5          # fails fast, never waits (loaded CI margin)
         assert redis_server.url.removeprefix("unix://") in str(caught.value)
         assert caught.value.error_code == "directory_unavailable"
         await sleep(1.5)                                  # let back-off reach its cap
         redis_server.restart()
         took = await until(lambda: directory.available and directory.subscriber.ready, 5.0)
-        assert took < 2.0, f"reconnected after {took:.2f} s"
+        assert took < 4.0, f"reconnected after {took:.2f} s"   # issue 12: within 5 s
         assert directory.redis.reconnections == 1
         assert await directory.get_session("x") is None   # works again
         # The subscription was restored on the new connection.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from realtime.cluster.address import BadRedisUrl, RedisAddress, parse_redis_url
 from realtime.cluster.records import (
@@ -37,6 +37,7 @@ def test_exact_encoding() -> None:
         b'"rids":["h"],"session_id":"s1","ssrcs":[1,2],"status":"active","track_name":"cam"}')
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(RECORDS)
 def test_round_trip(record) -> None:
     assert type(record).decode(record.encode()) == record
@@ -73,6 +74,7 @@ def test_unknown_control_action() -> None:
         ControlMessage.decode(data)
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(st.binary(max_size=300))
 def test_hostile_bytes_raise_only_decode_error(data) -> None:
     for cls in (SessionRecord, TrackRecord, ControlMessage):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from realtime.cluster.relay import (
     REPLAY_WINDOW, RelayHeader, RelayKind, RelayLink, RelayPacketReceived, ReplayWindow,
@@ -149,6 +149,7 @@ def test_misuse_is_our_bug() -> None:
         RelayHeader(1, "", 0, 0, 0).encode()
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(st.binary(max_size=120))
 def test_hostile_datagrams_from_a_member_are_dropped_never_raised(data) -> None:
     b = link("b")
@@ -156,6 +157,7 @@ def test_hostile_datagrams_from_a_member_are_dropped_never_raised(data) -> None:
     assert events(b) == [] and sum(b.dropped.values()) == 1
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(st.binary(max_size=120))
 def test_header_decoder_raises_only_decode_error(data) -> None:
     try:
@@ -164,6 +166,7 @@ def test_header_decoder_raises_only_decode_error(data) -> None:
         pass
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(st.binary(max_size=60), st.integers(0, 2**32 - 1), st.sampled_from(list(RelayKind)))
 def test_round_trip(payload, stream_id, kind) -> None:
     a, b = link("a"), link("b")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from realtime.cluster.resp import (
     MAX_DEPTH, NEED_MORE, RespDecodeError, RespError, RespReader, decode_replies,
@@ -100,11 +100,13 @@ values = st.recursive(
     lambda children: st.lists(children, max_size=5), max_leaves=20)
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(values)
 def test_round_trip(value) -> None:
     assert decode_replies(encode_reply(value)) == [value]
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(st.binary(max_size=200))
 def test_hostile_bytes_raise_only_decode_error(data) -> None:
     reader = RespReader()
@@ -115,6 +117,7 @@ def test_hostile_bytes_raise_only_decode_error(data) -> None:
         pass
 
 
+@settings(deadline=None)  # no per-example deadline: the machine is shared
 @given(st.lists(values, min_size=1, max_size=4), st.integers(1, 7))
 def test_any_split_gives_the_same_replies(replies, step) -> None:
     stream = b"".join(encode_reply(v) for v in replies)
