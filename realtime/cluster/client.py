@@ -54,7 +54,13 @@ class DirectoryUnavailable(Exception):
     ``503 {"errorCode": "directory_unavailable", "errorDescription": str(error)}``.
     """
 
+    #: The HTTP status and ``errorCode`` the API answers with.
+    status = 503
     error_code = "directory_unavailable"
+
+    def json_body(self) -> dict[str, str]:
+        """Return the API's JSON error body (Cloudflare's shape, CALLS-API.md §3.1)."""
+        return {"errorCode": self.error_code, "errorDescription": str(self)}
 
 
 class RedisCommandError(Exception):

@@ -86,7 +86,11 @@ async def test_lost_then_back_by_itself(redis_server) -> None:
             await directory.get_session("x")
         assert time.monotonic() - started < 0.5          # fails fast, never waits (loaded CI margin)
         assert redis_server.url.removeprefix("unix://") in str(caught.value)
-        assert caught.value.error_code == "directory_unavailable"
+        assert caught.value.status == 503
+        body = caught.value.json_body()
+        assert body["errorCode"] == "directory_unavailable"
+        assert body["errorDescription"].startswith(
+            f"cluster directory {redis_server.url} is unavailable: connection lost (")
         await sleep(1.5)                                  # let back-off reach its cap
         redis_server.restart()
         took = await until(lambda: directory.available and directory.subscriber.ready, 5.0)
