@@ -103,7 +103,7 @@ def _tcp(url, parts, port, username, password) -> RedisAddress:
 
 
 def _db(url: str, text: str) -> int:
-    if not text.isdigit() or len(text) > 5:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise BadRedisUrl(f"{_shown(url)!r}: database {text!r} is not a number (0-15 by default)")
     return int(text)
 

@@ -95,7 +95,7 @@ def parse_relay_address(value: str) -> tuple[str, int]:
         ) from None
     if ip.is_unspecified or ip.is_multicast:
         raise ClusterOptionError(f"--relay-address: {host!r} cannot receive relay traffic")
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ClusterOptionError(f"--relay-address: {port_text!r} is not a port number (0-65535)")
     return str(ip), int(port_text)
 

@@ -61,6 +61,8 @@ def test_the_raw_url_with_its_password_is_not_kept() -> None:
      "--relay-address: '1.2.3.4' is not HOST:PORT"),
     (["--cluster", "redis://h", "--relay-address", "1.2.3.4:70000"],
      "--relay-address: '70000' is not a port number"),
+    (["--cluster", "redis://h", "--relay-address", "1.2.3.4:\u00b2"],
+     "--relay-address: '\u00b2' is not a port number"),
     (["--cluster", "redis://h", "--relay-address", "0.0.0.0:7000"],
      "--relay-address: '0.0.0.0' cannot receive relay traffic"),
 ])

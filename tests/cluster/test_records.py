@@ -113,9 +113,31 @@ def test_redis_urls(url, environ, expected, shown) -> None:
     ("redis://h_1:1", "'h_1' is not a host name"),
     ("redis://h:1?x=1", "has a query"),
     ("unix://rel.sock", "a unix URL is unix:///ABSOLUTE/PATH.sock"),
+    ("redis://h:1/\u00b2", "database '\u00b2' is not a number"),      # str.isdigit() is True
+    ("unix:///a.sock?db=\u0663", "database '\u0663' is not a number"),  # Arabic-Indic 3
 ])
 def test_bad_redis_urls(url, message) -> None:
     with pytest.raises(BadRedisUrl, match=None) as caught:
         parse_redis_url(url)
     assert message in str(caught.value)
     assert "pw" not in str(caught.value)
+
+
+@settings(deadline=None)
+@given(st.text(max_size=60) | st.builds(lambda s: "redis://" + s, st.text(max_size=40)))
+def test_any_url_raises_only_bad_redis_url(text) -> None:
+    try:
+        parse_redis_url(text, {})
+    except BadRedisUrl:
+        pass
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40))
+def test_any_relay_address_raises_only_the_option_error(text) -> None:
+    from realtime.cluster.options import ClusterOptionError, parse_relay_address
+
+    try:
+        parse_relay_address(text)
+    except ClusterOptionError:
+        pass
