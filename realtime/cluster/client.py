@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferredTimeout, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -189,7 +190,7 @@ class RedisConnection:
         self._retry_call = None
         protocol, self._protocol = self._protocol, None
         if protocol is None or protocol.transport is None:
-            return Deferred.fromCoroutine(_nothing())
+            return succeed(None)
         done = protocol.lost_deferred
         protocol.transport.loseConnection()
         return done.addBoth(lambda _: None)
@@ -306,6 +307,3 @@ def _cause(failure: Failure) -> str:
         return f"Redis refused: {failure.value.reply.kind}"
     return failure.getErrorMessage()
 
-
-async def _nothing() -> None:
-    return None

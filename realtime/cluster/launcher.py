@@ -128,7 +128,7 @@ def start_private_redis(run_dir: Path | str, *, binary: str | None = None,
 
 
 def ping(socket_path: Path | str, timeout: float = 1.0) -> bool:
-    """Return whether a Redis server answers ``PING`` on ``socket_path`` (blocking; not for the reactor)."""
+    """Return whether Redis answers ``PING`` on ``socket_path`` (blocking: not for the reactor)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)

@@ -84,7 +84,7 @@ def encode_command(*args: bytes | str | int) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if isinstance(arg, str):
-            data = arg.encode()
+            data = _utf8(arg)
         elif isinstance(arg, bool):
             raise LocalProtocolError("RESP has no booleans: pass 0/1 or a string")
         elif isinstance(arg, int):
@@ -105,11 +105,11 @@ def encode_reply(value: object) -> bytes:
     if value is None:
         return b"$-1\r\n"
     if isinstance(value, RespError):
-        return b"-" + value.message.encode() + CRLF
+        return b"-" + _utf8(value.message) + CRLF
     if isinstance(value, str):
         if "\r" in value or "\n" in value:
             raise LocalProtocolError("a simple string cannot hold CR or LF")
-        return b"+" + value.encode() + CRLF
+        return b"+" + _utf8(value) + CRLF
     if isinstance(value, bool):
         raise LocalProtocolError("RESP has no booleans")
     if isinstance(value, int):
@@ -119,6 +119,13 @@ def encode_reply(value: object) -> bytes:
     if isinstance(value, list):
         return b"*%d\r\n" % len(value) + b"".join(encode_reply(v) for v in value)
     raise LocalProtocolError(f"cannot encode {type(value).__name__} as a RESP reply")
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise LocalProtocolError("text with lone surrogates cannot be sent as UTF-8") from None
 
 
 class _Incomplete(Exception):

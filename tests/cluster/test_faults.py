@@ -84,7 +84,7 @@ async def test_lost_then_back_by_itself(redis_server) -> None:
         started = time.monotonic()
         with pytest.raises(DirectoryUnavailable) as caught:
             await directory.get_session("x")
-        assert time.monotonic() - started < 0.5          # fails fast, never waits (loaded CI margin)
+        assert time.monotonic() - started < 0.5      # fails fast, never waits (margin for CI)
         assert redis_server.url.removeprefix("unix://") in str(caught.value)
         assert caught.value.status == 503
         body = caught.value.json_body()
