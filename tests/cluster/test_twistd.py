@@ -67,3 +67,25 @@ def test_a_node_registers_heartbeats_and_leaves(tmp_path, redis_server) -> None:
         server.process.wait(30)
     assert redis_server.command("GET", "rt:node:node-a") is None      # left at once
     assert redis_server.command("SMEMBERS", "rt:nodes") == []
+
+
+@pytest.mark.slow
+def test_a_killed_node_leaves_the_registry_within_10_seconds(tmp_path, redis_server) -> None:
+    """SIGKILL: no orderly leave; the default heartbeat TTL alone removes the node."""
+    server = Server(tmp_path / "state", "--cluster", redis_server.url, "--node-id", "node-k")
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + 10
+        while redis_server.command("GET", "rt:node:node-k") is None:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.05)
+    finally:
+        server.process.kill()
+        server.process.wait(30)
+    killed = time.monotonic()
+    while redis_server.command("EXISTS", "rt:node:node-k"):
+        assert time.monotonic() - killed < 11, "still registered 11 s after the kill"
+        time.sleep(0.1)
+    gone = time.monotonic() - killed
+    assert gone <= 10.5, f"left after {gone:.1f} s"   # TTL 10 s + polling and load margin
+    print(f"node left the registry {gone:.1f} s after SIGKILL")
