@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -61,3 +64,14 @@ async def test_nodes_find_each_other_and_relay(redis_server) -> None:
     finally:
         for node in nodes.values():
             await node.stopService()
+
+
+def test_relay_port_in_use_is_one_line_naming_the_option(redis_server) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        node = ClusterNodeService(
+            reactor, ClusterOptions(redis_server.address, "a", "127.0.0.1", port, SECRET),
+            lambda: "127.0.0.1:10000")
+        with pytest.raises(SystemExit, match=f"^realtime: --relay-address 127.0.0.1:{port}: "):
+            node.privilegedStartService()
