@@ -53,6 +53,8 @@ from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
 from realtime.api.usage import flush_usage, sfu_usage
+from realtime.cluster.node import ClusterNodeService
+from realtime.cluster.options import ClusterOptionError, cluster_options
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
 from realtime.net.peers import PeerHost
@@ -115,6 +117,13 @@ class Options(usage.Options):
          "TURN allocations one username may hold at once (486 past it)."],
         ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
+        ["cluster", None, None,
+         "Join a cluster whose directory is Redis at redis://[:PASSWORD@]HOST:PORT[/DB] "
+         "(password also from REALTIME_REDIS_PASSWORD; REALTIME_CLUSTER_SECRET must hold the "
+         "secret all nodes share). Default: no cluster, one process."],
+        ["node-id", None, None, "This node's id in the cluster (default: the host name)."],
+        ["relay-address", None, None,
+         "IP:PORT where other nodes send this node media (default: --public-ip, any port)."],
     ]
     optFlags = [
         ["allow-loopback-peers", None,
@@ -204,6 +213,12 @@ class Options(usage.Options):
         state = Path(self["state-dir"])
         if state.exists() and not state.is_dir():
             raise usage.UsageError(f"--state-dir: {str(state)!r} is not a directory")
+        try:  # the raw URL may hold a password: keep only the parsed, redacting form
+            self["cluster-options"] = cluster_options(
+                self.pop("cluster"), self["node-id"], self["relay-address"],
+                self["public-ip"], dict(os.environ))
+        except ClusterOptionError as error:
+            raise usage.UsageError(str(error)) from None
 
 
 def _relay_ipv6(value: str | None, public) -> str | None:
@@ -478,6 +493,9 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
             service.turn_tcp, service.turn_tcp_listener = factory, listener
         elif name == "turn-tls":
             service.turn_tls, service.turn_tls_listener = factory, listener
+    if options.get("cluster-options") is not None:  # see docs/cluster.md: membership only so far
+        ClusterNodeService(reactor, options["cluster-options"], lambda: (
+            f"{service.config.public_ip}:{service.config.media_port}")).setServiceParent(service)
     return service
 
 

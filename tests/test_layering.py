@@ -4,7 +4,8 @@ The layering rule of docs/design.md §3, enforced by walking every module's AST.
 * codecs and machines import only the stdlib and lower ``realtime`` packages;
 * only ``realtime/dtls`` imports OpenSSL / cryptography
   (``realtime/net``, ``realtime/service.py`` and ``realtime/api`` may use them
-  for the TLS listeners' certificates);
+  for the TLS listeners' certificates, ``realtime/cluster`` may use
+  cryptography for the relay link's AES-GCM and HKDF);
 * only ``realtime/srtp`` imports pylibsrtp;
 * only ``realtime/net``, ``realtime/api``, ``realtime/cluster``,
   ``realtime/service.py`` (and the shipped ``realtime/testing`` tools) import
@@ -50,7 +51,7 @@ RULES = {
     "klein": ADAPTERS,
     "treq": ("testing",),
     "OpenSSL": ("dtls", "net", "api", "service.py"),
-    "cryptography": ("dtls", "net", "api", "service.py"),
+    "cryptography": ("dtls", "net", "api", "cluster", "service.py"),  # cluster: relay AEAD
     "pylibsrtp": ("srtp",),
     "scapy": ("testing",),
 }

@@ -1,0 +1,189 @@
+"""
+This process as a member of the cluster: directory connection, heartbeat, control inbox.
+
+:class:`ClusterNodeService` is the piece of ``twistd realtime --cluster``
+that is wired today:
+
+1. ``privilegedStartService`` (before the reactor runs) checks once, with a
+   blocking connect + ``PING`` (:func:`probe_directory`), that Redis answers;
+   if not, the process exits with one line naming the URL, password masked.
+   It then binds the relay link's UDP port on ``--relay-address``;
+2. ``startService`` opens the non-blocking :class:`~realtime.cluster.directory.Directory`,
+   registers this node with the bound relay address (heartbeat every
+   ``ttl / 3``), subscribes to its control channel, and refreshes the relay
+   link's members from the registry at the same pace;
+3. ``stopService`` leaves the registry and closes the connections and the port.
+
+Sessions and tracks are not wired to the SFU yet, so nothing is relayed by
+the service itself (``docs/cluster.md`` says what is built and what is not).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from realtime.cluster.address import RedisAddress
+from realtime.cluster.client import DirectoryUnavailable
+from realtime.cluster.directory import NODE_TTL, Directory, NodeHeartbeat
+from realtime.cluster.options import ClusterOptionError, ClusterOptions, parse_relay_address
+from realtime.cluster.records import ControlMessage, NodeRecord
+from realtime.cluster.relay import RelayLink, RelayPacketReceived
+from realtime.cluster.relay_port import RelayPort
+from realtime.cluster.resp import NEED_MORE, RespError, RespReader, encode_command
+
+log = Logger()
+
+
+def probe_directory(address: RedisAddress, timeout: float = 3.0) -> None:
+    """Connect, authenticate, select and ``PING`` once, blocking (start-up only).
+
+    :raises DirectoryUnavailable: naming the redacted URL and the cause.
+    """
+    commands = []
+    if address.password is not None:
+        commands.append(("AUTH", *([address.username] if address.username else []),
+                         address.password))
+    if address.db:
+        commands.append(("SELECT", address.db))
+    commands.append(("PING",))
+    try:
+        if address.unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target = address.unix_path
+        else:
+            info = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)[0]
+            sock = socket.socket(info[0], socket.SOCK_STREAM)
+            target = info[4]
+        with sock:
+            sock.settimeout(timeout)
+            sock.connect(target)
+            reader = RespReader()
+            for command in commands:
+                sock.sendall(encode_command(*command))
+                while (reply := reader.next_reply()) is NEED_MORE:
+                    data = sock.recv(4096)
+                    if not data:
+                        raise ConnectionError("connection closed by the server")
+                    reader.feed(data)
+                if isinstance(reply, RespError):
+                    raise ConnectionError(f"Redis refused {command[0]}: {reply.kind}")
+    except (OSError, ValueError) as error:
+        cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise DirectoryUnavailable(
+            f"cannot reach the cluster directory at {address.redacted()}: {cause}") from None
+
+
+class ClusterNodeService(Service):
+    """Keep this node registered in the directory and listening for control messages.
+
+    :param load: returns this node's current load (0.0 = idle), sent with each heartbeat.
+    :param on_control: called with every :class:`ControlMessage` addressed to this node.
+    :param on_relay: called with every packet another node relays here.
+    """
+
+    name = "cluster"
+
+    def __init__(self, reactor, options: ClusterOptions, media_address: Callable[[], str],
+                 load: Callable[[], float] = lambda: 0.0,
+                 on_control: Callable[[ControlMessage], None] | None = None,
+                 on_relay: Callable[[RelayPacketReceived], None] | None = None,
+                 ttl: float = NODE_TTL) -> None:
+        self.reactor = reactor
+        self.options = options
+        self.directory = Directory(reactor, options.address)
+        self.media_address = media_address
+        self.load = load
+        self.on_control = on_control or self._unhandled
+        self.heartbeat = NodeHeartbeat(self.directory, self.record, ttl)
+        self.relay = RelayPort(
+            RelayLink(options.node_id, options.secret, int(reactor.seconds() * 1000)),
+            reactor, on_relay or (lambda packet: None))
+        self.relay_listener = None
+        self._members = LoopingCall(self._refresh_tick)
+        self._members.clock = reactor
+        self.ttl = ttl
+        self.started: Deferred | None = None
+        #: Registry entries whose relay address did not parse (skipped).
+        self.bad_members = 0
+
+    @property
+    def relay_address(self) -> str:
+        """Return ``HOST:PORT`` of the relay link as bound (the configured one before)."""
+        if self.relay_listener is None:
+            return self.options.relay_address
+        host, port = self.options.relay_host, self.relay_listener.getHost().port
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def record(self) -> NodeRecord:
+        """Return this node's registry entry as of now."""
+        return NodeRecord(self.options.node_id, self.relay_address,
+                          self.media_address(), float(self.load()), self.reactor.seconds())
+
+    async def refresh_members(self) -> None:
+        """Give the relay link the live nodes of the registry (skipping unparsable entries)."""
+        members = {}
+        for node in await self.directory.live_nodes():
+            try:
+                members[node.node_id] = parse_relay_address(node.relay_address)
+            except ClusterOptionError:
+                self.bad_members += 1
+        self.relay.link.set_members(members)
+
+    def _refresh_tick(self) -> Deferred:
+        # While Redis is away the last known members stay; the loop keeps going.
+        d = Deferred.fromCoroutine(self.refresh_members())
+        return d.addErrback(lambda f: f.trap(DirectoryUnavailable) and None)
+
+    def privilegedStartService(self) -> None:
+        """Check Redis answers before anything listens; exit with one line if not."""
+        super().privilegedStartService()
+        try:
+            probe_directory(self.options.address)
+        except DirectoryUnavailable as error:
+            raise SystemExit(f"realtime: {error}") from None
+        try:
+            self.relay_listener = self.reactor.listenUDP(
+                self.options.relay_port, self.relay, interface=self.options.relay_host)
+        except CannotListenError as error:
+            raise SystemExit(f"realtime: --relay-address {self.options.relay_address}: "
+                             f"{error.socketError}") from None
+
+    def startService(self) -> None:
+        """Connect (without blocking), register, subscribe; log where the directory is."""
+        super().startService()
+        self.started = Deferred.fromCoroutine(self._start())
+        self.started.addErrback(
+            lambda f: log.error("cluster: {error}", error=f.getErrorMessage()))
+
+    async def _start(self) -> None:
+        await self.directory.start()
+        await self.directory.listen_control(self.options.node_id, self.on_control)
+        self.heartbeat.start()
+        self._members.start(self.ttl / 3, now=True).addErrback(
+            lambda f: log.error("cluster: member refresh stopped: {e}", e=f.getErrorMessage()))
+        log.info("cluster: node {node} in directory {url}, relay address {relay}",
+                 node=self.options.node_id, url=self.directory.url, relay=self.relay_address)
+
+    def stopService(self) -> Deferred:
+        """Leave the registry and close the directory connections."""
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self._members.running:
+            self._members.stop()
+        await self.heartbeat.stop()
+        await self.directory.stop()
+        if self.relay_listener is not None:
+            await self.relay_listener.stopListening()
+
+    def _unhandled(self, message: ControlMessage) -> None:
+        log.debug("cluster: control {action} from {node} not handled yet",
+                  action=message.action, node=message.from_node)

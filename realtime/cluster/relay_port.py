@@ -1,0 +1,44 @@
+"""
+The Twisted adapter of the relay link: one UDP port, one :class:`~realtime.cluster.relay.RelayLink`.
+
+It holds no protocol state (DESIGN.md §1): a received datagram goes into
+``link.receive_datagram``, every :class:`~realtime.cluster.relay.RelayPacketReceived`
+that comes out goes to ``on_packet``, and ``send`` writes what
+``link.datagrams_to_send`` returns.  Drops are counted by the machine, never
+logged per packet.  (Not started by ``twistd realtime`` yet: see ``docs/cluster.md``.)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet.protocol import DatagramProtocol
+
+from realtime.cluster.relay import Address, RelayKind, RelayLink, RelayPacketReceived
+
+
+class RelayPort(DatagramProtocol):
+    """Carry relay frames between this node's UDP port and ``link``.
+
+    :param on_packet: called with every authenticated packet from a member.
+    """
+
+    def __init__(self, link: RelayLink, reactor,
+                 on_packet: Callable[[RelayPacketReceived], None]) -> None:
+        self.link = link
+        self.reactor = reactor
+        self.on_packet = on_packet
+
+    def send(self, kind: RelayKind, stream_id: int, payload: bytes,
+             destinations: list[Address]) -> None:
+        """Seal ``payload`` once and send it to each node address in ``destinations``."""
+        self.link.send(kind, stream_id, payload, destinations)
+        write = self.transport.write
+        for frame, address in self.link.datagrams_to_send(self.reactor.seconds()):
+            write(frame, address)
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802 (Twisted)
+        link = self.link
+        link.receive_datagram(data, addr, self.reactor.seconds())
+        while (event := link.next_event()) is not None:
+            self.on_packet(event)
