@@ -2,11 +2,13 @@
 Firefox ESR as an interop peer, and pages run in two browsers at once.
 
 * :func:`run_firefox` -- open a page in Debian's headless ``/usr/bin/firefox-esr``
-  through puppeteer-core over WebDriver BiDi (``run_firefox.js``) and return
+  through puppeteer-core over WebDriver BiDi (``run_browser.js``) and return
   its ``window.__result``; the Firefox twin of :func:`tests.interop.conftest.run_page`.
 * :class:`PageRun` -- the same in the background, for either browser, so a
   test can wait for a line the page logs (``console.log("PUBLISHED {...}")``)
-  and open a second page, in the other browser, that uses it.
+  and open a second page, in the other browser, that uses it.  Chromium runs
+  through puppeteer-core too (CDP), with run_page.js's flags but its fake
+  camera at 30 fps (the default 20 is below the playback checks' 20 fps).
 
 Under ``REALTIME_INTEROP=required`` a missing firefox-esr, node or
 puppeteer-core fails the test instead of skipping it.  Neither script ever
@@ -36,15 +38,14 @@ def _command(browser: str, url: str, timeout: float) -> tuple[list[str], dict[st
         require_tool("firefox-esr", FIREFOX)
         require((HERE / "node_modules" / "puppeteer-core").is_dir(),
                 "puppeteer-core is not installed (scripts/install-interop-tools)")
-        script = "run_firefox.js"
         env = {"FIREFOX": shutil.which("firefox-esr") or FIREFOX}
     else:
         require_tool("chromium", "/usr/bin/chromium")
-        require((HERE / "node_modules" / "playwright-core").is_dir(),
-                "playwright-core is not installed (scripts/install-interop-tools)")
-        script = "run_page.js"
+        require((HERE / "node_modules" / "puppeteer-core").is_dir(),
+                "puppeteer-core is not installed (scripts/install-interop-tools)")
         env = {"CHROMIUM": shutil.which("chromium") or "/usr/bin/chromium"}
-    return [node, str(HERE / script), url, str(int(timeout * 1000))], {**os.environ, **env}
+    return ([node, str(HERE / "run_browser.js"), browser, url, str(int(timeout * 1000))],
+            {**os.environ, **env})
 
 
 def _result(lines: list[str], stderr: str = "") -> dict:
