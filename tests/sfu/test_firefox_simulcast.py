@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from realtime.demux import PacketKind
 from realtime.media.simulcast import SimulcastPreferences
@@ -139,3 +140,19 @@ def test_a_rid_the_offer_did_not_announce_or_a_taken_rid_is_not_bound(call) -> N
     assert cam.stream_for("h").ssrc == h and cam.streams[q].rid is None
     a.receive_media(PacketKind.RTP, packet(f, 2, VP8_KEY, rid="f"), 1.6)
     assert cam.streams[f].rid == "f"                 # bound once it names an offered rid
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=60))
+def test_hostile_packets_on_a_signalled_ssrc_never_raise(data) -> None:
+    """The rid lookup on an unnamed signalled stream reads hostile extension blocks."""
+    board = Switchboard(random=counting_random())
+    a = board.create_session("app", 0.0, certificate=certificate(), address="127.0.0.1",
+                             port=40000)
+    a.answer_offer(OFFER, 0.0, publish={"0": "cam"})
+    a.connection = Wire()
+    ssrc = PAIRS[0][0]
+    a.receive_media(PacketKind.RTP, struct.pack("!BBHII", 0x90, VP8, 1, 0, ssrc) + data, 1.0)
+    a.receive_media(PacketKind.RTP, packet(ssrc, 2, data), 1.0)
+    cam = board.find("app", a.session_id, "cam")
+    assert cam.streams[ssrc].rid in (None, "f", "h", "q")
