@@ -1,5 +1,5 @@
 """
-Firefox ESR publishes three-layer simulcast; tracks/update moves what a subscriber sees (issue 9, defect 1).
+Firefox ESR publishes three-layer simulcast; tracks/update moves what a subscriber sees (issue 9).
 
 Firefox's offer lists one SSRC and one ``a=ssrc-group:FID`` RTX pair per
 rid (Chromium's lists none) and sends the rid header extension only on each
