@@ -282,7 +282,7 @@ class PublishedTrack:
         RtpStreamId header extension (RFC 8852 §3.1), never through
         ``a=ssrc`` lines: Firefox lists one SSRC (and an ``a=ssrc-group:FID``
         RTX pair) per ``a=rid`` but the SDP does not say which is which, and
-        it sends the extension on a stream's first packets only (about 100).
+        it sends the extension on a stream's first few dozen packets only.
         So a signalled SSRC (registered at negotiation, rid unknown) takes
         its layer from the first packet that names one of the rids the offer
         announced (``a=simulcast:send``) and no other stream holds yet, and

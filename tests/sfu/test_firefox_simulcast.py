@@ -7,7 +7,7 @@ sent with ``sendEncodings`` rids f, h, q (``a=rid:f send`` ...,
 three ``a=ssrc-group:FID`` pairs, but nothing in the SDP says which SSRC
 carries which rid: RFC 8853 binds a simulcast stream to its rid only
 through the RtpStreamId header extension (RFC 8852 §3.1), and Firefox sends
-that extension on the first packets of each stream only (about 100), then
+that extension on the first few dozen packets of each stream only, then
 only the MID.  The SFU must therefore take the layer of a signalled SSRC
 from its first packets and keep it once the extension stops.
 """
