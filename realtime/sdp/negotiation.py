@@ -136,11 +136,15 @@ class RtpStream:
     track_id: str | None = None
     rtx_ssrc: int | None = None
 
-    def attributes(self) -> list[Any]:
-        """Return ``a=ssrc-group:FID`` (with RTX) and the ``a=ssrc`` cname/msid lines."""
+    def attributes(self, rtx: bool = True) -> list[Any]:
+        """Return ``a=ssrc-group:FID`` (with RTX) and the ``a=ssrc`` cname/msid lines.
+
+        ``rtx``: the section has an ``rtx`` format; without one there is no
+        retransmission stream (RFC 4588 §8.1), so no RTX SSRC is named.
+        """
         lines: list[Any] = []
         ssrcs = [self.ssrc]
-        if self.rtx_ssrc is not None:
+        if self.rtx_ssrc is not None and rtx:
             ssrcs.append(self.rtx_ssrc)
             lines.append(SsrcGroup("FID", (self.ssrc, self.rtx_ssrc)))
         for ssrc in ssrcs:
@@ -296,7 +300,7 @@ def _accept_rtp(media: MediaDescription, local: LocalTransport, choice: MediaCho
     if receives and choice.simulcast:
         lines += _answer_simulcast(media, {c.payload_type for c in codecs}, extensions)
     if sends and choice.send is not None:
-        lines += choice.send.attributes()
+        lines += choice.send.attributes(rtx=any(c.is_rtx for c in codecs))
     port = local.candidates[0].port
     formats = tuple(str(c.payload_type) for c in codecs)
     return MediaDescription(media.kind, port, media.protocol, formats, tuple(lines))

@@ -131,7 +131,7 @@ def _offer_section(local: LocalTransport, item: MediaOffer) -> MediaDescription:
         lines += [RidDescription(rid, "recv") for rid in item.receive_rids]
         lines.append(Simulcast(recv=tuple((SimulcastStream(rid),) for rid in item.receive_rids)))
     if sends and item.send is not None:
-        lines += item.send.attributes()
+        lines += item.send.attributes(rtx=any(c.is_rtx for c in codecs))
     formats = tuple(str(codec.payload_type) for codec in codecs)
     return MediaDescription(item.kind, port, RTP_PROTOCOL, formats, tuple(lines))
 

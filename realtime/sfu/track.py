@@ -38,10 +38,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from realtime.errors import Truncated
+from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import keyframe_detector
 from realtime.media.simulcast import LayerSelector, SimulcastLayers, SimulcastPreferences
-from realtime.rtp.packet import payload_offset, rewrite_header
+from realtime.rtp.extensions import ExtensionUri
+from realtime.rtp.packet import find_extension, payload_offset, rewrite_header
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
@@ -223,6 +224,8 @@ class PublishedTrack:
         self.configure(media)
         self.streams: dict[int, PublishedStream] = {}
         self.by_rid: dict[str, PublishedStream] = {}
+        #: layers a key frame was asked for before any stream was known to carry them
+        self.keyframes_wanted: set[str] = set()
         self.rtx_ssrcs: set[int] = set()
         self.latest: PublishedStream | None = None
         self.subscriptions: list[Subscription] = []
@@ -248,6 +251,8 @@ class PublishedTrack:
         self.clock_rate = primary.clock_rate if primary else 90000
         video = primary is not None and self.kind == "video"
         self.detector = keyframe_detector(primary.name) if video else None
+        #: RFC 8852 §3.1 RtpStreamId element id: names the layer of a signalled SSRC
+        self.rid_extension_id = media.extension_id(ExtensionUri.RTP_STREAM_ID)
         rids = media.remote_rids
         if rids and self.layers is None:
             self.layers = SimulcastLayers(rids)
@@ -269,6 +274,36 @@ class PublishedTrack:
         if rid is not None:
             self.by_rid[rid] = stream
         return stream
+
+    def _bind_layer(self, stream: PublishedStream, packet: bytes) -> str | None:
+        """Name the layer of a stream whose SSRC the SDP signalled without a rid; return it.
+
+        RFC 8853 ties a simulcast stream to its rid only through the
+        RtpStreamId header extension (RFC 8852 §3.1), never through
+        ``a=ssrc`` lines: Firefox lists one SSRC (and an ``a=ssrc-group:FID``
+        RTX pair) per ``a=rid`` but the SDP does not say which is which, and
+        it sends the extension on a stream's first few dozen packets only.
+        So a signalled SSRC (registered at negotiation, rid unknown) takes
+        its layer from the first packet that names one of the rids the offer
+        announced (``a=simulcast:send``) and no other stream holds yet, and
+        keeps it once the extension stops.  Runs only while the stream is
+        unnamed: once bound, the per-packet path is unchanged.
+        """
+        ext_id = self.rid_extension_id
+        if ext_id is None:
+            return None
+        try:
+            value = find_extension(packet, ext_id)
+        except DecodeError:
+            return None
+        if not value:
+            return None
+        rid = value.decode("ascii", "replace")
+        if rid not in self.media.remote_rids or rid in self.by_rid:
+            return None
+        stream.rid = rid
+        self.by_rid[rid] = stream
+        return rid
 
     def stream_for(self, rid: str | None) -> PublishedStream | None:
         """Return the stream of layer ``rid`` (None: the latest stream)."""
@@ -300,8 +335,14 @@ class PublishedTrack:
             keyframe, now, retransmission)
         rid = stream.rid
         layers = self.layers
-        if layers is not None and rid is not None:
-            layers.packet_received(rid, len(packet), now)
+        if layers is not None:
+            if rid is None:
+                rid = self._bind_layer(stream, packet)
+            if rid is not None:
+                layers.packet_received(rid, len(packet), now)
+                if self.keyframes_wanted and rid in self.keyframes_wanted:
+                    self.keyframes_wanted.discard(rid)
+                    self.session.rtcp.request_keyframe(stream.ssrc, now)
         for subscription in self.subscriptions:
             if not subscription.session.can_send_media:
                 continue  # not connected yet: a key frame sent now would be lost
@@ -329,7 +370,16 @@ class PublishedTrack:
         The publisher session's :class:`~realtime.sfu.rtcp_legs.RtcpLegs` sends
         a PLI (or FIR) at once unless one went out less than 300 ms ago, and
         repeats it every second until a key frame arrives.
+
+        A layer no stream is known to carry yet (its first packet has not
+        named it) is remembered and asked for when it does: asking the latest
+        stream instead sent Firefox's PLIs to the wrong layer while the
+        wanted one was never asked.
         """
+        if rid is not None and self.layers is not None and rid not in self.by_rid:
+            if rid in self.layers.layers:
+                self.keyframes_wanted.add(rid)
+            return
         stream = self.stream_for(rid)
         if stream is not None:
             self.session.rtcp.request_keyframe(stream.ssrc, now)
