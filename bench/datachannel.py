@@ -57,6 +57,7 @@ from tests.interop.realtime_server import APP_ID, APP_SECRET, Server  # noqa: E4
 
 import datachannel_fanout  # noqa: E402  (bench/ is this script's directory)
 from datachannel_fanout import cpu_seconds  # noqa: E402
+from record import Record, aiortc_configuration  # noqa: E402  (iceServers=[], loopback only)
 
 class Answerer:
     """A far side that answers the client's offer and echoes every message."""
@@ -103,7 +104,7 @@ def _aiortc_echo_main(conn) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     async def serve() -> None:
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(aiortc_configuration())
 
         @pc.on("datachannel")
         def on_channel(channel) -> None:
@@ -153,7 +154,7 @@ async def connect(answerer: Answerer):
     """Return ``(pc, channel)``: an aiortc client with an open reliable channel to ``answerer``."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(aiortc_configuration())
     channel = pc.createDataChannel("bench")
     opened = asyncio.Event()
     channel.on("open", opened.set)
@@ -267,9 +268,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="fan-out subscriber counts (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="2000 small and 200 bulk messages, 1 round (under 2 minutes)")
+    parser.add_argument("--json", help="write the JSON here (default bench/results/datachannel.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.small, args.bulk, args.rounds = 2000, 200, 1
+    record = Record("datachannel", {k: v for k, v in vars(args).items() if k != "json"}, args.json)
+    with record.capture():
+        rows, fanned = run(args, parser)
+    record.save({"echo": rows, "fan_out": {f"{kind} {n}": value
+                                           for (kind, n), value in (fanned or {}).items()}})
+    return 0
+
+
+def run(args, parser):
+    """Measure what ``args`` asks for; print the tables; return the echo and fan-out rows."""
     workloads = [("small", args.small, 100), ("bulk", args.bulk, 16384)]
     vias = args.via.split(",")
     for via in vias:
@@ -296,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         fanned = fan_out(workloads, subscribers, args.rounds)
         print("\nfan-out: one publisher to N subscribers, reliable ordered channel")
         datachannel_fanout.print_fan_out(workloads, fanned)
-    return 0
+        return rows, fanned
+    return rows, None
 
 
 if __name__ == "__main__":

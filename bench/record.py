@@ -18,7 +18,9 @@ ends with ``record.save(results)``, which writes ``bench/results/<bench>.json``
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import json
 import os
 import platform
@@ -69,6 +71,16 @@ def machine() -> dict:
             "load_average": list(os.getloadavg()), "versions": versions()}
 
 
+def plain(value):
+    """``value`` with every mapping key a string (tuple keys joined by spaces), for JSON."""
+    if isinstance(value, dict):
+        return {(" ".join(map(str, k)) if isinstance(k, tuple) else str(k)): plain(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 class Record:
     """Collect one bench run's printed lines and figures; :meth:`save` writes the JSON."""
 
@@ -80,16 +92,39 @@ class Record:
                          "parameters": parameters, "commit": commit(),
                          "date": self.started.isoformat(timespec="seconds"),
                          "machine": machine(), "printed": [], "results": None}
+        self._partial = ""
 
     def print(self, line: str = "", **kwargs) -> None:
         """Print ``line`` (one or more rows) and keep it, exactly as printed."""
         print(line, flush=True, **kwargs)
         self.document["printed"].extend(str(line).split("\n"))
 
+    @contextlib.contextmanager
+    def capture(self):
+        """Within the block, everything written to stdout is also kept as printed lines."""
+        record, stdout = self, sys.stdout
+
+        class Tee(io.TextIOBase):
+            def write(self, text: str) -> int:
+                stdout.write(text)
+                record._partial += text
+                *lines, record._partial = record._partial.split("\n")
+                record.document["printed"].extend(lines)
+                return len(text)
+
+            def flush(self) -> None:
+                stdout.flush()
+
+        with contextlib.redirect_stdout(Tee()):
+            yield self
+        if self._partial:
+            self.document["printed"].append(self._partial)
+            self._partial = ""
+
     def save(self, results) -> Path:
         """Write the JSON file (figures in ``results``); return its path."""
         finished = datetime.datetime.now(datetime.timezone.utc)
-        self.document["results"] = results
+        self.document["results"] = plain(results)
         self.document["seconds"] = round((finished - self.started).total_seconds(), 1)
         self.document["machine"]["load_average_end"] = list(os.getloadavg())
         self.path.parent.mkdir(parents=True, exist_ok=True)
