@@ -25,8 +25,9 @@ Workloads: ``small`` (``--small`` messages of 100 bytes: messages/s is the
 figure) and ``bulk`` (``--bulk`` messages of 16 KiB: MB/s is the figure;
 payload bytes one way per second of round trip).  Each (via, workload) is
 run ``--rounds`` times on one connection and the best round is printed,
-with the far side's CPU time per message (user + system, /proc/PID/stat)
-and the ratio of ours to aiortc.
+with the far side's CPU time per message (user + system, /proc/PID/stat),
+the client's own CPU (share of a core over the round: near 100 %, the
+client is the bottleneck) and the ratio of ours to aiortc.
 
 **Fan-out** (``--via sfu``, bench/datachannel_fanout.py): one aiortc
 publisher (this process) sends the same workloads on a reliable ordered
@@ -191,7 +192,8 @@ async def round_trip(channel, count: int, size: int, timeout: float = 120.0) -> 
 
 async def measure(answerer: Answerer, workloads: list[tuple[str, int, int]], rounds: int
                   ) -> dict[str, tuple[float, float]]:
-    """Return ``workload -> (best seconds, far-side CPU seconds of that round)``."""
+    """Return ``workload -> (best seconds, far-side CPU seconds, client CPU seconds)`` of the
+    best round (the client is this process: its CPU shows when the load itself saturates)."""
     pc, channel = await connect(answerer)
     results = {}
     try:
@@ -199,29 +201,31 @@ async def measure(answerer: Answerer, workloads: list[tuple[str, int, int]], rou
         for name, count, size in workloads:
             best = None
             for _ in range(rounds):
-                cpu = cpu_seconds(answerer.pid)
+                cpu, client = cpu_seconds(answerer.pid), time.process_time()
                 seconds = await round_trip(channel, count, size)
-                cpu = cpu_seconds(answerer.pid) - cpu
+                cpu, client = cpu_seconds(answerer.pid) - cpu, time.process_time() - client
                 if best is None or seconds < best[0]:
-                    best = (seconds, cpu)
+                    best = (seconds, cpu, client)
             results[name] = best
     finally:
         await pc.close()
     return results
 
 
-def print_table(workloads, rows: dict[str, dict[str, tuple[float, float]]]) -> None:
+def print_table(workloads, rows: dict[str, dict[str, tuple[float, float, float]]]) -> None:
     """Print one line per (workload, far side) and the ratio ours / aiortc."""
-    print(f"{'workload':<22} {'far side':<18} {'msg/s':>9} {'MB/s':>8} {'far CPU-µs/msg':>15}")
+    print(f"{'workload':<22} {'far side':<18} {'msg/s':>9} {'MB/s':>8} {'far CPU-µs/msg':>15}"
+          f" {'client CPU':>10}")
     for name, count, size in workloads:
         label = f"{name} {count} x {size} B"
         for via, results in rows.items():
             if name not in results:
-                print(f"{label:<22} {via:<18} {'-':>9} {'-':>8} {'-':>15}")
+                print(f"{label:<22} {via:<18} {'-':>9} {'-':>8} {'-':>15} {'-':>10}")
                 continue
-            seconds, cpu = results[name]
+            seconds, cpu, client = results[name]
             print(f"{label:<22} {via:<18} {count / seconds:>9.0f} "
-                  f"{count * size / seconds / 1e6:>8.2f} {cpu / count * 1e6:>15.1f}")
+                  f"{count * size / seconds / 1e6:>8.2f} {cpu / count * 1e6:>15.1f}"
+                  f" {client / seconds:>10.0%}")
         ours, base = rows.get(EchoRoute.name, {}), rows.get(AiortcEcho.name, {})
         if name in ours and name in base:
             print(f"{'':<22} {'ratio ours/aiortc':<18} {base[name][0] / ours[name][0]:>9.2f} "
@@ -287,7 +291,7 @@ def run(args, parser):
     for via in vias:
         if via not in VIAS and via != "sfu":
             parser.error(f"--via {via!r} is not one of {sorted(VIAS) + ['sfu']}")
-    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    rows: dict[str, dict[str, tuple[float, float, float]]] = {}
     for via in vias:
         if via == "sfu":
             continue

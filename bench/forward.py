@@ -230,11 +230,11 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
             continue
         received = set()
         for ts, arrival in frames:
-            sent_ts = nearest(ordered_ts, (ts - offset) & 0xFFFFFFFF)
-            if sent_ts is None:
+            match = nearest(ordered_ts, (ts - offset) & 0xFFFFFFFF)
+            if match is None:
                 continue
-            received.add(sent_ts)
-            t = by_ts[sent_ts]
+            received.add(match)
+            t = by_ts[match]
             if arrival >= t:
                 latencies.append(arrival - t)
         delivered.append(len(received & in_window) / len(in_window))

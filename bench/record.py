@@ -6,7 +6,8 @@ ends with ``record.save(results)``, which writes ``bench/results/<bench>.json``
 (or ``--json FILE``) holding:
 
 * ``bench``, ``command`` (argv), ``parameters`` (the parsed options);
-* ``commit`` (``git describe --always --dirty``) and ``date`` (UTC, ISO 8601);
+* ``commit`` (``git describe --always``, "-dirty" when code differs from it)
+  and ``date`` (UTC, ISO 8601);
 * ``machine``: cores, CPU model, kernel, Python, load average at start and end
   (a loaded machine is visible in the file, not only in the reader's memory);
 * ``printed``: every line the bench printed, in order, exactly as printed;
@@ -34,10 +35,16 @@ RESULTS = HERE / "results"
 
 
 def commit() -> str:
-    """Return ``git describe --always --dirty`` of the checkout, or "unknown"."""
+    """Return the checkout's commit (``git describe --always``), "-dirty" if a tracked file
+    other than the benches' own output (bench/results, bench/README.md) differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=10"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+        described = git("describe", "--always", "--abbrev=10") or "unknown"
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      ":(exclude)bench/results", ":(exclude)bench/README.md")
+        return described + ("-dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
