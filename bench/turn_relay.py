@@ -16,8 +16,11 @@ crosses the server twice (ChannelData client -> relay -> peer, peer -> relay
 
 For each server (``twistd realtime`` with credentials from its API, and
 coturn's ``turnserver`` with a static long-term user) the number of clients
-steps up (``--clients``); every step gets a fresh server process.  A step
-stops the sweep when it loses packets.  Per step, over the steady sending
+steps up (``--clients``); every step gets a fresh server process (so no
+5-tuple of an earlier step can meet a leftover allocation: coturn's 437).
+A step stops the sweep when it loses packets; a step that fails (a uclient
+that cannot allocate or does not finish) is run once more on a fresh server
+and stops the sweep if it fails again.  Per step, over the steady sending
 window (from every uclient's first progress line with replies to the first
 one to finish, each line time-stamped here as it is printed):
 
@@ -298,11 +301,15 @@ def sweep(record: Record, cls, options, workdir: Path) -> dict:
     try:
         for clients in options.clients:
             started = time.monotonic()
-            server = cls(workdir)
-            try:
-                result = step(server, clients, options, peer)
-            finally:
-                server.stop()
+            for attempt in (1, 2):  # a step that fails (not: loses) is run once more, fresh
+                server = cls(workdir)
+                try:
+                    result = step(server, clients, options, peer)
+                finally:
+                    server.stop()
+                result["attempt"] = attempt
+                if not result.get("error"):
+                    break
             result["step_seconds"] = round(time.monotonic() - started, 1)
             steps.append(result)
             record.print(step_row(cls.name, result))
