@@ -331,23 +331,34 @@ def allocations(cls, options, workdir: Path) -> dict:
         server.stop()
 
 
+SUMMARY = [  # (label, where in a server's results, format); ratio ours/coturn unless no_ratio
+    ("max relayed pkt/s, zero loss", ("best", "relayed_pps"), "{:.0f}"),
+    ("  at clients", ("best", "clients"), "{:.0f}"),
+    ("  CPU-µs per relayed packet", ("best", "cpu_us_per_packet"), "{:.2f}"),
+    ("  server CPU (cores)", ("best", "server_cores"), "{:.2f}"),
+    ("  load generator CPU (cores)", ("best", "load_cores"), "{:.2f}"),
+    ("allocations/s", ("allocate", "per_second"), "{:.0f}"),
+    ("  allocation clients CPU (cores)", ("allocate", "client_cpu_cores"), "{:.2f}"),
+    ("  437 answers (retried)", ("allocate", "mismatch_437"), "{}"),
+    ("  timeouts (retried)", ("allocate", "timeouts"), "{}"),
+]
+NO_RATIO = {"  at clients", "  437 answers (retried)", "  timeouts (retried)"}
+
+
 def summary(record: Record, results: dict) -> None:
+    """Print one column per server and the ratio ours/coturn."""
+    both = list(results) == ["ours", "coturn"]
     record.print()
     record.print(f"{'':<34}" + "".join(f"{name:>12}" for name in results)
-                 + (f"{'ours/coturn':>13}" if len(results) == 2 else ""))
-    rows = [("max relayed pkt/s, zero loss", lambda r: r["relay"]["best"] and r["relay"]["best"]["relayed_pps"], "{:.0f}"),
-            ("  at clients", lambda r: r["relay"]["best"] and r["relay"]["best"]["clients"], "{:.0f}"),
-            ("  CPU-µs per relayed packet", lambda r: r["relay"]["best"] and r["relay"]["best"]["cpu_us_per_packet"], "{:.2f}"),
-            ("  server CPU (cores)", lambda r: r["relay"]["best"] and r["relay"]["best"]["server_cores"], "{:.2f}"),
-            ("  load generator CPU (cores)", lambda r: r["relay"]["best"] and r["relay"]["best"]["load_cores"], "{:.2f}"),
-            ("allocations/s", lambda r: r["allocate"].get("per_second"), "{:.0f}"),
-            ("  allocation clients CPU (cores)", lambda r: r["allocate"].get("client_cpu_cores"), "{:.2f}"),
-            ("  437 retried / timeouts", lambda r: f"{r['allocate'].get('mismatch_437', '-')}/{r['allocate'].get('timeouts', '-')}", "{}")]
-    for label, get, fmt in rows:
-        values = [get(r) for r in results.values()]
+                 + (f"{'ours/coturn':>13}" if both else ""))
+    for label, (part, key), fmt in SUMMARY:
+        values = []
+        for r in results.values():
+            where = r["relay"]["best"] if part == "best" else r["allocate"]
+            values.append((where or {}).get(key))
         cells = "".join(f"{fmt.format(v) if v is not None else '-':>12}" for v in values)
         ratio = ""
-        if len(values) == 2 and all(isinstance(v, (int, float)) and v for v in values) and "clients" not in label:
+        if both and label not in NO_RATIO and None not in values and values[1]:
             ratio = f"{values[0] / values[1]:>13.2f}"
         record.print(f"{label:<34}{cells}{ratio}")
     for name, r in results.items():
@@ -385,7 +396,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in options.servers.split(","):
             relay = sweep(record, SERVERS[name], options, Path(tmp))
-            results[name] = {"relay": relay, "allocate": allocations(SERVERS[name], options, Path(tmp))}
+            allocate = allocations(SERVERS[name], options, Path(tmp))
+            results[name] = {"relay": relay, "allocate": allocate}
     summary(record, results)
     record.save(results)
     return 0
