@@ -1,7 +1,7 @@
 """
 bench/turn_relay.py: our TURN server and coturn side by side, same C load, same machine.
 
-Run (full, ~4 min on an idle machine; ``--quick`` ~1 min)::
+Run (full, ~5 min on an idle machine; ``--quick`` ~1.5 min)::
 
     .venv/bin/python bench/turn_relay.py
     .venv/bin/python bench/turn_relay.py --quick
@@ -18,7 +18,7 @@ For each server (``twistd realtime`` with credentials from its API, and
 coturn's ``turnserver`` with a static long-term user) the number of clients
 steps up (``--clients``); every step gets a fresh server process (so no
 5-tuple of an earlier step can meet a leftover allocation: coturn's 437).
-A step stops the sweep when it loses packets; a step that fails (a uclient
+Two steps in a row that lose packets stop the sweep; a step that fails (a uclient
 that cannot allocate or does not finish) is run once more on a fresh server
 and stops the sweep if it fails again.  Per step, over the steady sending
 window (from every uclient's first progress line with replies to the first
@@ -30,12 +30,15 @@ one to finish, each line time-stamped here as it is printed):
 * the load generator's own CPU (all uclients + the peer) in cores: if it
   nears the machine's core count, the figure measures the client, not the
   server;
-* the kernel's UDP receive-buffer drops over the step (``RcvbufErrors`` of
-  /proc/net/snmp, machine-wide): loss there means a socket (the server's,
-  the peer's or a client's) was not read fast enough for uclient's bursts.
+* where datagrams were dropped for a full receive buffer, per socket role
+  (the ``drops`` column of /proc/net/udp, sampled every 0.5 s): the
+  server's listening socket, its relayed sockets, the echo peer, the
+  clients; a drop there means that socket was not read fast enough for
+  uclient's bursts (the machine-wide ``RcvbufErrors`` is in the JSON).
 
 Reported per server: the highest relayed packets/s of a step with zero loss,
-and the CPU per packet of that step.  Then **allocations/s**
+and the CPU per packet of that step; and the highest of any step, with its
+loss.  Then **allocations/s**
 (bench/turn_allocate.py): ``--allocation-processes`` Python workers doing
 Allocate + Refresh(0) against a fresh server, robust against coturn's 437
 Allocation Mismatch (retried on a new 5-tuple, counted).
@@ -87,6 +90,27 @@ def udp_receive_errors() -> int:
     return int(values[names.index("RcvbufErrors")])
 
 
+def socket_drops() -> dict[int, tuple[int, int]]:
+    """Per UDP socket (inode): (local port, datagrams dropped so far), from /proc/net/udp."""
+    found = {}
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        found[int(fields[9])] = (int(fields[1].split(":")[1], 16), int(fields[-1]))
+    return found
+
+
+def classify_drops(seen: dict[int, tuple[int, int]], server, peer) -> dict[str, int]:
+    """Sum the drops of every socket seen during a step by role: the server's listening
+    socket, its relayed sockets (its --relay-ports range), the echo peer, the clients."""
+    roles = {"server": 0, "relay": 0, "peer": 0, "client": 0}
+    low, high = server.relay_ports
+    for port, drops in seen.values():
+        role = ("server" if port == server.port else "peer" if port == peer.port
+                else "relay" if low <= port <= high else "client")
+        roles[role] += drops
+    return roles
+
+
 def safe_cpu(pid: int, last: float) -> float:
     """CPU seconds of ``pid``; ``last`` if it has exited since."""
     try:
@@ -98,6 +122,7 @@ def safe_cpu(pid: int, last: float) -> float:
 class Ours:
     name = "ours"
     label = "realtime (ours)"
+    relay_ports = (46000, 47999)
 
     def __init__(self, workdir: Path) -> None:
         api, self.port = free_port(socket.SOCK_STREAM), free_port()
@@ -106,7 +131,7 @@ class Ours:
             [str(ROOT / ".venv/bin/twistd"), "-n", "--pidfile=", "realtime", "--state-dir",
              str(workdir / "ours"), "--api", f"tcp:{api}:interface=127.0.0.1", "--media-port", "0",
              "--turn-port", str(self.port), "--turns-port", str(free_port(socket.SOCK_STREAM)),
-             "--relay-ports", "46000-47999", "--allow-loopback-peers",
+             "--relay-ports", "%d-%d" % self.relay_ports, "--allow-loopback-peers",
              "--turn-user-allocations", "100000", "--turn-key", f"bench:{token}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + 30
@@ -136,13 +161,15 @@ class Ours:
 class Coturn(Ours):
     name = "coturn"
     label = "coturn turnserver"
+    relay_ports = (48000, 49999)
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.username, self.password = "alice", "wonderland"
         self.process = subprocess.Popen(
             ["turnserver", "-n", "--no-cli", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-             f"--listening-port={self.port}", "--min-port=48000", "--max-port=49999", "--no-tls",
+             f"--listening-port={self.port}", f"--min-port={self.relay_ports[0]}",
+             f"--max-port={self.relay_ports[1]}", "--no-tls",
              "--no-dtls", "--realm=example.org", "--allow-loopback-peers", "--lt-cred-mech",
              f"--user={self.username}:{self.password}", f"--pidfile={workdir}/coturn.pid",
              "--log-file=stdout", "--simple-log", "--no-stdout-log"],
@@ -224,7 +251,9 @@ def step(server, clients: int, options, peer) -> dict:
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     drops0 = udp_receive_errors()
     loads = [Load(server, share, options.messages, peer.port, options.length) for share in shares]
-    server_series, load_series, cpu = [], [], {}
+    server_series, load_series, cpu, seen = [], [], {}, {}
+    baseline = socket_drops()  # sockets of other programs: only their growth counts
+    next_scan = 0.0
     deadline = time.monotonic() + 60 + 3 * options.messages / 1000 + clients * 0.3
     while any(load.process.poll() is None for load in loads) and time.monotonic() < deadline:
         now = time.monotonic()
@@ -232,6 +261,11 @@ def step(server, clients: int, options, peer) -> dict:
         for pid in [load.pid for load in loads] + [peer.pid]:
             cpu[pid] = safe_cpu(pid, cpu.get(pid, 0.0))
         load_series.append((now, sum(cpu.values())))
+        if now >= next_scan:  # a socket's drop counter lives as long as the socket
+            for inode, (port, drops) in socket_drops().items():
+                before = baseline.get(inode, (port, 0))[1]
+                seen[inode] = (port, max(seen.get(inode, (port, 0))[1], drops - before))
+            next_scan = now + 0.5
         time.sleep(0.1)
     timed_out = [load for load in loads if load.process.poll() is None]
     for load in loads:
@@ -240,7 +274,8 @@ def step(server, clients: int, options, peer) -> dict:
         load.process.wait()
         load.thread.join(5)
     result = {"clients": clients, "processes": processes, "timed_out": len(timed_out),
-              "kernel_rcvbuf_drops": udp_receive_errors() - drops0}
+              "kernel_rcvbuf_drops": udp_receive_errors() - drops0,
+              "drops_by_socket": classify_drops(seen, server, peer)}
     if any(load.final is None for load in loads):
         tails = next(load.tail for load in loads if load.final is None)
         result["error"] = "uclient did not finish: " + " | ".join(tails[-3:])[:400]
@@ -283,7 +318,8 @@ class Peer:
 
 
 STEP_HEADER = (f"{'server':<8} {'clients':>7} {'procs':>5} {'relayed pkt/s':>13} {'lost':>7} "
-               f"{'server cores':>12} {'CPU-µs/pkt':>10} {'load cores':>10} {'rcvbuf drops':>12}")
+               f"{'server cores':>12} {'CPU-µs/pkt':>10} {'load cores':>10} "
+               f"{'drops server/relay/peer/client':>30}")
 
 
 def step_row(name: str, r: dict) -> str:
@@ -291,13 +327,13 @@ def step_row(name: str, r: dict) -> str:
         return f"{name:<8} {r['clients']:>7} {r['processes']:>5}  {r.get('error', 'failed')}"
     return (f"{name:<8} {r['clients']:>7} {r['processes']:>5} {r['relayed_pps']:>13.0f} "
             f"{r['lost']:>7} {r['server_cores']:>12.2f} {r['cpu_us_per_packet']:>10.2f} "
-            f"{r['load_cores']:>10.2f} {r['kernel_rcvbuf_drops']:>12}")
+            f"{r['load_cores']:>10.2f} {'/'.join(map(str, r['drops_by_socket'].values())):>30}")
 
 
 def sweep(record: Record, cls, options, workdir: Path) -> dict:
     """Step the client count up on fresh servers until a step loses packets."""
     peer = Peer()
-    steps = []
+    steps, lossy = [], 0
     try:
         for clients in options.clients:
             started = time.monotonic()
@@ -313,13 +349,16 @@ def sweep(record: Record, cls, options, workdir: Path) -> dict:
             result["step_seconds"] = round(time.monotonic() - started, 1)
             steps.append(result)
             record.print(step_row(cls.name, result))
-            if result.get("error") or result.get("lost"):
+            lossy = lossy + 1 if result.get("lost") else 0
+            if result.get("error") or lossy == 2:
                 break
     finally:
         peer.stop()
     clean = [s for s in steps if "relayed_pps" in s and s["lost"] == 0]
     best = max(clean, key=lambda s: s["relayed_pps"]) if clean else None
-    return {"steps": steps, "best": best}
+    measured = [s for s in steps if "relayed_pps" in s]
+    peak = max(measured, key=lambda s: s["relayed_pps"]) if measured else None
+    return {"steps": steps, "best": best, "peak": peak}
 
 
 def allocations(cls, options, workdir: Path) -> dict:
@@ -337,12 +376,15 @@ SUMMARY = [  # (label, where in a server's results, format); ratio ours/coturn u
     ("  CPU-µs per relayed packet", ("best", "cpu_us_per_packet"), "{:.2f}"),
     ("  server CPU (cores)", ("best", "server_cores"), "{:.2f}"),
     ("  load generator CPU (cores)", ("best", "load_cores"), "{:.2f}"),
+    ("peak relayed pkt/s, any loss", ("peak", "relayed_pps"), "{:.0f}"),
+    ("  its loss", ("peak", "loss"), "{:.3%}"),
+    ("  its CPU-µs per relayed packet", ("peak", "cpu_us_per_packet"), "{:.2f}"),
     ("allocations/s", ("allocate", "per_second"), "{:.0f}"),
     ("  allocation clients CPU (cores)", ("allocate", "client_cpu_cores"), "{:.2f}"),
     ("  437 answers (retried)", ("allocate", "mismatch_437"), "{}"),
     ("  timeouts (retried)", ("allocate", "timeouts"), "{}"),
 ]
-NO_RATIO = {"  at clients", "  437 answers (retried)", "  timeouts (retried)"}
+NO_RATIO = {"  at clients", "  its loss", "  437 answers (retried)", "  timeouts (retried)"}
 
 
 def summary(record: Record, results: dict) -> None:
@@ -354,7 +396,7 @@ def summary(record: Record, results: dict) -> None:
     for label, (part, key), fmt in SUMMARY:
         values = []
         for r in results.values():
-            where = r["relay"]["best"] if part == "best" else r["allocate"]
+            where = r["allocate"] if part == "allocate" else r["relay"][part]
             values.append((where or {}).get(key))
         cells = "".join(f"{fmt.format(v) if v is not None else '-':>12}" for v in values)
         ratio = ""
@@ -369,7 +411,7 @@ def summary(record: Record, results: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", default="ours,coturn", help="any of ours,coturn")
-    parser.add_argument("--clients", default="50,100,200,300,400,600",
+    parser.add_argument("--clients", default="10,25,50,100,200,300,400,600",
                         help="uclient clients per step (comma-separated, ascending)")
     parser.add_argument("--per-process", type=int, default=25, help="clients per uclient process")
     parser.add_argument("--messages", type=int, default=3000,
@@ -378,11 +420,11 @@ def main(argv=None) -> int:
     parser.add_argument("--allocations", type=int, default=2000)
     parser.add_argument("--allocation-processes", type=int, default=4)
     parser.add_argument("--quick", action="store_true",
-                        help="clients 50,200; 1,500 messages; 400 allocations (~1 min)")
+                        help="clients 25,100,200; 1,500 messages; 400 allocations (~1.5 min)")
     parser.add_argument("--json", help="write the JSON here (default bench/results/turn_relay.json)")
     options = parser.parse_args(argv)
     if options.quick:
-        options.clients, options.messages, options.allocations = "50,200", 1500, 400
+        options.clients, options.messages, options.allocations = "25,100,200", 1500, 400
     options.clients = [int(n) for n in options.clients.split(",")]
     for tool in ("turnutils_uclient", "turnutils_peer", "turnserver"):
         if shutil.which(tool) is None:
