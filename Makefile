@@ -1,13 +1,15 @@
 # realtime: two commands for a fresh Debian/Ubuntu machine with Python 3.11+.
 #   make run    set up .venv and start the service with embedded defaults
 #   make test   set up .venv, install the interop tools, type-check realtime/, run the whole suite
+#   make bench  run every benchmark (bench/README.md, ~25 min, quiet machine) and regenerate
+#               bench/README.md from bench/results/*.json; make bench-report: only regenerate
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test typecheck venv tools clean
+.PHONY: run test typecheck venv tools clean bench bench-report
 
 run: $(VENV)/.installed
 	$(BIN)/twistd -n realtime $(ARGS)
@@ -30,6 +32,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 tools:
 	scripts/install-interop-tools
+
+bench: $(VENV)/.installed tools
+	$(BIN)/python bench/forward.py --subscribers 1,10,50,100,200
+	$(BIN)/python bench/turn_relay.py
+	$(BIN)/python bench/datachannel.py
+	$(BIN)/python bench/forward_core.py
+	$(BIN)/python bench/rtp_codec.py
+	$(BIN)/python bench/report.py
+
+bench-report:
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info tests/interop/node_modules

@@ -25,8 +25,9 @@ Workloads: ``small`` (``--small`` messages of 100 bytes: messages/s is the
 figure) and ``bulk`` (``--bulk`` messages of 16 KiB: MB/s is the figure;
 payload bytes one way per second of round trip).  Each (via, workload) is
 run ``--rounds`` times on one connection and the best round is printed,
-with the far side's CPU time per message (user + system, /proc/PID/stat)
-and the ratio of ours to aiortc.
+with the far side's CPU time per message (user + system, /proc/PID/stat),
+the client's own CPU (share of a core over the round: near 100 %, the
+client is the bottleneck) and the ratio of ours to aiortc.
 
 **Fan-out** (``--via sfu``, bench/datachannel_fanout.py): one aiortc
 publisher (this process) sends the same workloads on a reliable ordered
@@ -57,6 +58,7 @@ from tests.interop.realtime_server import APP_ID, APP_SECRET, Server  # noqa: E4
 
 import datachannel_fanout  # noqa: E402  (bench/ is this script's directory)
 from datachannel_fanout import cpu_seconds  # noqa: E402
+from record import Record, aiortc_configuration  # noqa: E402  (iceServers=[], loopback only)
 
 class Answerer:
     """A far side that answers the client's offer and echoes every message."""
@@ -103,7 +105,7 @@ def _aiortc_echo_main(conn) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     async def serve() -> None:
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(aiortc_configuration())
 
         @pc.on("datachannel")
         def on_channel(channel) -> None:
@@ -153,7 +155,7 @@ async def connect(answerer: Answerer):
     """Return ``(pc, channel)``: an aiortc client with an open reliable channel to ``answerer``."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(aiortc_configuration())
     channel = pc.createDataChannel("bench")
     opened = asyncio.Event()
     channel.on("open", opened.set)
@@ -190,7 +192,8 @@ async def round_trip(channel, count: int, size: int, timeout: float = 120.0) -> 
 
 async def measure(answerer: Answerer, workloads: list[tuple[str, int, int]], rounds: int
                   ) -> dict[str, tuple[float, float]]:
-    """Return ``workload -> (best seconds, far-side CPU seconds of that round)``."""
+    """Return ``workload -> (best seconds, far-side CPU seconds, client CPU seconds)`` of the
+    best round (the client is this process: its CPU shows when the load itself saturates)."""
     pc, channel = await connect(answerer)
     results = {}
     try:
@@ -198,29 +201,31 @@ async def measure(answerer: Answerer, workloads: list[tuple[str, int, int]], rou
         for name, count, size in workloads:
             best = None
             for _ in range(rounds):
-                cpu = cpu_seconds(answerer.pid)
+                cpu, client = cpu_seconds(answerer.pid), time.process_time()
                 seconds = await round_trip(channel, count, size)
-                cpu = cpu_seconds(answerer.pid) - cpu
+                cpu, client = cpu_seconds(answerer.pid) - cpu, time.process_time() - client
                 if best is None or seconds < best[0]:
-                    best = (seconds, cpu)
+                    best = (seconds, cpu, client)
             results[name] = best
     finally:
         await pc.close()
     return results
 
 
-def print_table(workloads, rows: dict[str, dict[str, tuple[float, float]]]) -> None:
+def print_table(workloads, rows: dict[str, dict[str, tuple[float, float, float]]]) -> None:
     """Print one line per (workload, far side) and the ratio ours / aiortc."""
-    print(f"{'workload':<22} {'far side':<18} {'msg/s':>9} {'MB/s':>8} {'far CPU-µs/msg':>15}")
+    print(f"{'workload':<22} {'far side':<18} {'msg/s':>9} {'MB/s':>8} {'far CPU-µs/msg':>15}"
+          f" {'client CPU':>10}")
     for name, count, size in workloads:
         label = f"{name} {count} x {size} B"
         for via, results in rows.items():
             if name not in results:
-                print(f"{label:<22} {via:<18} {'-':>9} {'-':>8} {'-':>15}")
+                print(f"{label:<22} {via:<18} {'-':>9} {'-':>8} {'-':>15} {'-':>10}")
                 continue
-            seconds, cpu = results[name]
+            seconds, cpu, client = results[name]
             print(f"{label:<22} {via:<18} {count / seconds:>9.0f} "
-                  f"{count * size / seconds / 1e6:>8.2f} {cpu / count * 1e6:>15.1f}")
+                  f"{count * size / seconds / 1e6:>8.2f} {cpu / count * 1e6:>15.1f}"
+                  f" {client / seconds:>10.0%}")
         ours, base = rows.get(EchoRoute.name, {}), rows.get(AiortcEcho.name, {})
         if name in ours and name in base:
             print(f"{'':<22} {'ratio ours/aiortc':<18} {base[name][0] / ours[name][0]:>9.2f} "
@@ -267,15 +272,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="fan-out subscriber counts (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="2000 small and 200 bulk messages, 1 round (under 2 minutes)")
+    parser.add_argument("--json", help="write the JSON here (default bench/results/datachannel.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.small, args.bulk, args.rounds = 2000, 200, 1
+    record = Record("datachannel", {k: v for k, v in vars(args).items() if k != "json"}, args.json)
+    with record.capture():
+        rows, fanned = run(args, parser)
+    record.save({"echo": rows, "fan_out": {f"{kind} {n}": value
+                                           for (kind, n), value in (fanned or {}).items()}})
+    return 0
+
+
+def run(args, parser):
+    """Measure what ``args`` asks for; print the tables; return the echo and fan-out rows."""
     workloads = [("small", args.small, 100), ("bulk", args.bulk, 16384)]
     vias = args.via.split(",")
     for via in vias:
         if via not in VIAS and via != "sfu":
             parser.error(f"--via {via!r} is not one of {sorted(VIAS) + ['sfu']}")
-    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    rows: dict[str, dict[str, tuple[float, float, float]]] = {}
     for via in vias:
         if via == "sfu":
             continue
@@ -296,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         fanned = fan_out(workloads, subscribers, args.rounds)
         print("\nfan-out: one publisher to N subscribers, reliable ordered channel")
         datachannel_fanout.print_fan_out(workloads, fanned)
-    return 0
+        return rows, fanned
+    return rows, None
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from record import aiortc_configuration  # iceServers=[], host candidates on 127.0.0.1 only
+
 #: seconds a round may take before it is given up
 ROUND_TIMEOUT = 40.0
 #: seconds connection set-up (all subscribers) may take
@@ -87,7 +89,7 @@ async def sfu_session(api_url: str, app: tuple[str, str]):
     session = (await api(api_url, app, "POST", "/sessions/new"))["sessionId"]
     reply = await api(api_url, app, "POST", f"/sessions/{session}/datachannels/establish", {
         "dataChannel": {"location": "remote", "dataChannelName": "server-events"}})
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(aiortc_configuration())
     await pc.setRemoteDescription(RTCSessionDescription(reply["sessionDescription"]["sdp"],
                                                         "offer"))
     await pc.setLocalDescription(await pc.createAnswer())
@@ -138,7 +140,7 @@ class Subscribers:
         """Answer a mesh offer with a new subscriber; return the answer SDP."""
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(aiortc_configuration())
         listener = self.add(pc)
         pc.on("datachannel", lambda channel: channel.on("message", listener))
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -245,7 +247,7 @@ async def mesh_publisher(child: Child, n: int):
 
     pcs, channels = [], []
     for _ in range(n):
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(aiortc_configuration())
         channel = pc.createDataChannel("bench")
         await pc.setLocalDescription(await pc.createOffer())
         answer = await child.ask("answer", pc.localDescription.sdp)

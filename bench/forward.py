@@ -25,8 +25,9 @@ three servers:
 * publisher: one PeerConnection of our own endpoint sending pre-encoded real
   VP8 (640x480, 30 frames/s, ~1.55 Mbit/s, ~194 packets/s, a key frame a
   second; bench/forward_media.py) and Opus (20 ms, 64 kbit/s, 50 packets/s).
-  Publisher CPU is not measured.  It is our endpoint rather than aiortc so
-  that the send time of every frame is known exactly;
+  Its CPU is measured and printed (a saturated load shows).  It is our
+  endpoint rather than aiortc so that the send time of every frame is known
+  exactly;
 * subscribers: N PeerConnections of the same endpoint in one process; they
   do ICE, DTLS and send RR + REMB (2 Mbit/s) every second, and count RTP
   without decrypting (the first subscriber decrypts all video, to prove it
@@ -47,8 +48,11 @@ Measured over a window of ``--seconds`` (after ``--warmup`` seconds):
   frame even when the server rewrote the timestamp base (aiortc re-stamps,
   Janus and ours may offset); the offset per subscriber is the value most
   of its first 40 frames agree on;
-* delivered: frames received per subscriber / frames the publisher sent in
-  the window (aiortc drops frames when its encoders fall behind).
+* delivered: per subscriber, the share of the video frames the publisher
+  sent in the window (from its own send log, less the window's last second,
+  whose frames may still be in flight) that reached it, matched by RTP
+  timestamp; averaged over subscribers (aiortc drops frames when its
+  encoders fall behind).
 
 Each (server, N) gets a fresh server process; only 127.0.0.1 is used
 (aiortc also announces this host's other addresses; our endpoint binds
@@ -77,10 +81,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from forward_servers import SERVERS, JanusServer, cpu_seconds  # noqa: E402
+from record import Record  # noqa: E402
 
 LOAD = HERE / "forward_load.py"
 MATCH_SAMPLE = 40
 MAX_LATENCY = 30.0
+TOLERANCE = 150  # 90 kHz ticks, see nearest()
 
 
 class Child:
@@ -138,6 +144,17 @@ def match_offset(sent_times: list[float], sent_ts: list[int], frames: list) -> i
     return offset if count >= len(sample) // 2 else None
 
 
+def nearest(ordered: list[int], ts: int) -> int | None:
+    """The sent timestamp within TOLERANCE ticks of ``ts``, if any.
+
+    A transcoding relay (aiortc) may move a frame's timestamp by a few ticks
+    when it converts time bases; sent frames are >= 2,700 ticks apart, so a
+    tolerance of 150 ticks (1.7 ms) still names exactly one sent frame."""
+    i = bisect.bisect_left(ordered, ts)
+    best = min((c for c in ordered[max(0, i - 1):i + 1]), key=lambda c: abs(c - ts), default=None)
+    return best if best is not None and abs(best - ts) <= TOLERANCE else None
+
+
 def percentile(values: list[float], q: float) -> float:
     """Return the q-th percentile (nearest rank) of ``values``."""
     ordered = sorted(values)
@@ -163,10 +180,12 @@ def measure(server_class, count: int, seconds: float, warmup: float) -> dict:
             raise RuntimeError(f"no subscriber connected: {joined['failed']}")
         time.sleep(warmup)
         cpu0, load0, t0 = cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
+        publisher0 = cpu_seconds(publisher.pid)
         subscribers.send("start")
         time.sleep(seconds)
         subscribers.send("stop")
         cpu1, load1, t1 = cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
+        publisher_cpu = (cpu_seconds(publisher.pid) - publisher0) / (t1 - t0)
         counted = subscribers.receive(60)
         publisher.send("stop")
         publisher.receive(30)
@@ -177,7 +196,9 @@ def measure(server_class, count: int, seconds: float, warmup: float) -> dict:
             child.stop()
         server.stop()
         os.unlink(log.name)
-    return summarize(count, joined, counted, sent, cpu1 - cpu0, (load1 - load0) / (t1 - t0))
+    figures = summarize(count, joined, counted, sent, cpu1 - cpu0, (load1 - load0) / (t1 - t0))
+    figures["publisher_cpu"] = publisher_cpu
+    return figures
 
 
 def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, load: float) -> dict:
@@ -191,20 +212,32 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
     latencies: list[float] = []
     delivered = []
     unmatched = 0
+    # frames delivered: of the frames the publisher sent in the window (its own log, CLOCK_MONOTONIC
+    # like the subscribers'), the share each subscriber received; the window's last GUARD seconds
+    # are left out of both counts, so a frame still in flight at "stop" is not counted as lost
+    guard = min(1.0, window / 2)
+    ordered_ts = sorted(by_ts)
+    in_window = {ts for ts, t in sent if counted["started"] <= t <= counted["stopped"] - guard}
     for leg in legs:
         frames = leg["frames"]
-        if not frames:
+        if not frames or not in_window:
             delivered.append(0.0)
             continue
-        delivered.append(min(1.0, len(frames) / (window * 30)))
         offset = match_offset(sent_times, sent_ts, frames)
         if offset is None:
             unmatched += 1
+            delivered.append(0.0)  # frames that cannot be matched to a sent frame are not counted
             continue
+        received = set()
         for ts, arrival in frames:
-            t = by_ts.get((ts - offset) & 0xFFFFFFFF)
-            if t is not None and arrival >= t:
+            match = nearest(ordered_ts, (ts - offset) & 0xFFFFFFFF)
+            if match is None:
+                continue
+            received.add(match)
+            t = by_ts[match]
+            if arrival >= t:
                 latencies.append(arrival - t)
+        delivered.append(len(received & in_window) / len(in_window))
     return {
         "connected": joined["ready"], "subscribers": count, "failures": joined["failures"],
         "window": window, "egress_pps": packets / window,
@@ -214,6 +247,9 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
         "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
         "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
         "delivered": statistics.mean(delivered) if delivered else None,
+        "frames_sent": len(in_window),
+        "received_fps": statistics.mean(len(leg["frames"]) for leg in legs) / window if legs else None,
+        "sent_fps": sum(1 for _, t in sent if counted["started"] <= t <= counted["stopped"]) / window,
         "unmatched": unmatched,
         "auth_failures": sum(leg["auth_failures"] for leg in legs),
     }
@@ -227,7 +263,10 @@ ROWS = [
     ("p50_ms", "p50 added latency ms", "{:.1f}"),
     ("p99_ms", "p99 added latency ms", "{:.1f}"),
     ("delivered", "frames delivered", "{:.0%}"),
+    ("sent_fps", "video frames/s sent", "{:.1f}"),
+    ("received_fps", "video frames/s received", "{:.1f}"),
     ("load_cpu", "subscriber proc (cores)", "{:.2f}"),
+    ("publisher_cpu", "publisher proc (cores)", "{:.2f}"),
 ]
 
 
@@ -267,18 +306,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds between connect and window")
     parser.add_argument("--servers", default="ours,aiortc,janus", help="any of ours,aiortc,janus")
     parser.add_argument("--quick", action="store_true", help="N = 1,10 and 5 s windows (~1 minute)")
-    parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--json", help="write the JSON here (default bench/results/forward.json)")
     options = parser.parse_args(argv)
     if options.quick:
         options.subscribers, options.seconds, options.warmup = "1,10", 5.0, 2.0
     counts = [int(n) for n in options.subscribers.split(",")]
     servers = options.servers.split(",")
+    record = Record("forward", {k: v for k, v in vars(options).items() if k != "json"}, options.json)
     unavailable = {}
     if "janus" in servers and (why := JanusServer.available()):
         unavailable["janus"] = why
-        print(f"janus: not run: {why}")
-    print(f"{os.cpu_count()} CPUs; window {options.seconds:g} s after {options.warmup:g} s warm-up;"
-          f" servers {', '.join(servers)}", flush=True)
+        record.print(f"janus: not run: {why}")
+    record.print(f"{os.cpu_count()} CPUs; window {options.seconds:g} s after {options.warmup:g} s"
+                 f" warm-up; servers {', '.join(servers)}")
     everything = {}
     for count in counts:
         results: dict[str, dict | str] = {}
@@ -292,11 +332,10 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as error:  # one server failing must not stop the others
                 results[name] = f"failed: {str(error).strip()[:400]}"
             print(f"  N={count} {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-        print(table(count, results), flush=True)
-        print(flush=True)
-        everything[count] = results
-    if options.json:
-        Path(options.json).write_text(json.dumps(everything, indent=1))
+        record.print(table(count, results))
+        record.print()
+        everything[str(count)] = results
+    record.save(everything)
 
 
 if __name__ == "__main__":

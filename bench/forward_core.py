@@ -107,15 +107,30 @@ def nack_cost(packets: list[bytes]) -> float:
     return (time.perf_counter() - start) / (20 * len(wanted)) * 1e9
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Print ns per packet per subscriber; write bench/results/forward_core.json."""
+    from record import Record
+
+    record = Record("forward_core", {"packets": PACKETS, "subscribers": [1, 10, 50, 100],
+                                     "best_of": 3})
     data = make_packets()
-    print(
-        f"{PACKETS} packets of {len(data[0])} bytes, 4 one-byte extensions; "
-        "ns per packet per subscriber"
-    )
-    print(f"{'subscribers':>12} {'ext as is':>12} {'ext rewritten':>14}")
-    for count in (1, 10, 50, 100):
-        plain = min(run(count, False, data) for _ in range(3))
-        rewritten = min(run(count, True, data) for _ in range(3))
-        print(f"{count:>12} {plain:>12.0f} {rewritten:>14.0f}")
-    print(f"NACK answer (plain resend): {nack_cost(data):.0f} ns per packet")
+    results = {"ns_per_packet_per_subscriber": {}}
+    with record.capture():
+        print(
+            f"{PACKETS} packets of {len(data[0])} bytes, 4 one-byte extensions; "
+            "ns per packet per subscriber"
+        )
+        print(f"{'subscribers':>12} {'ext as is':>12} {'ext rewritten':>14}")
+        for count in (1, 10, 50, 100):
+            plain = min(run(count, False, data) for _ in range(3))
+            rewritten = min(run(count, True, data) for _ in range(3))
+            results["ns_per_packet_per_subscriber"][count] = {"ext_as_is": plain,
+                                                              "ext_rewritten": rewritten}
+            print(f"{count:>12} {plain:>12.0f} {rewritten:>14.0f}")
+        results["nack_ns_per_packet"] = nack_cost(data)
+        print(f"NACK answer (plain resend): {results['nack_ns_per_packet']:.0f} ns per packet")
+    record.save(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -176,7 +176,7 @@ def subscribe(server: str, target: dict, count: int, info: dict) -> None:
             stopped = time.monotonic()
             for leg in connected:
                 leg.counting = False
-            say({"window": stopped - started, "legs": [
+            say({"window": stopped - started, "started": started, "stopped": stopped, "legs": [
                 {"packets": leg.packets, "octets": leg.octets, "frames": leg.frames,
                  "auth_failures": leg.auth_failures, "verified": leg.verify} for leg in connected]})
             return

@@ -26,6 +26,7 @@ import sys
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
+from record import aiortc_configuration  # noqa: E402  (iceServers=[], loopback only)
 
 relay = MediaRelay()
 tracks: dict[str, object] = {}
@@ -34,7 +35,7 @@ connections: list[RTCPeerConnection] = []
 
 async def publish(offer: dict) -> dict:
     """Answer the publisher; keep its tracks for subscribers."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(aiortc_configuration())
     connections.append(pc)
 
     @pc.on("track")
@@ -48,7 +49,7 @@ async def publish(offer: dict) -> dict:
 
 async def subscribe(offer: dict) -> dict:
     """Answer a recvonly subscriber with relayed copies of the publisher's tracks."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(aiortc_configuration())
     connections.append(pc)
     await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
     for transceiver in pc.getTransceivers():
