@@ -115,13 +115,21 @@ def main() -> None:
     reactor.callWhenRunning(lambda: Deferred.fromCoroutine(run()).addCallbacks(done, crashed))
     try:
         reactor.run()
-        for transport in ("unix", "tcp"):
-            print(f"\n{transport} socket, {n} sequential round trips each")
-            for name, figure in results.get(transport, []):
-                print(f"  ours  {name:18s} {figure}")
-        print("\nredis-benchmark (C client, -c 1, PING) for comparison")
-        print(f"  unix  {redis_benchmark(['-s', str(private.socket_path)], n)}")
-        print(f"  tcp   {redis_benchmark(['-h', '127.0.0.1', '-p', str(port)], n)}")
+        from record import Record
+
+        record = Record("directory", {"round_trips": n})
+        with record.capture():
+            for transport in ("unix", "tcp"):
+                print(f"\n{transport} socket, {n} sequential round trips each")
+                for name, figure in results.get(transport, []):
+                    print(f"  ours  {name:18s} {figure}")
+            print("\nredis-benchmark (C client, -c 1, PING) for comparison")
+            baseline = {"unix": redis_benchmark(["-s", str(private.socket_path)], n),
+                        "tcp": redis_benchmark(["-h", "127.0.0.1", "-p", str(port)], n)}
+            for transport, figure in baseline.items():
+                print(f"  {transport:5s} {figure}")
+        record.save({"ours": {t: dict(rows) for t, rows in results.items()},
+                     "redis_benchmark_ping": baseline})
     finally:
         private.stop()
         tcp.terminate()
