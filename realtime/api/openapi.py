@@ -40,8 +40,9 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _SESSION_ERRORS = {
-    "401": _error("Missing or wrong bearer token (`unauthorized`)."),
-    "404": _error("Unknown app or session (`not_found`)."),
+    "401": _error("Missing or wrong bearer token, or an unknown app: the same answer, so "
+                  "app ids cannot be enumerated (`unauthorized`)."),
+    "404": _error("Unknown session or route (`not_found`)."),
     "410": _error("The session expired or its PeerConnection closed (`session_error`)."),
     "429": _error("More than 50 calls per second on this session "
                   "(`retryable_transient_error`)."),
