@@ -10,7 +10,9 @@
                        [--relay-ports LOW-HIGH] [--relay-ipv6 IP|none] [--allow-loopback-peers]
                        [--allow-peer CIDR ...] [--deny-peer CIDR ...] [--tls-cert PEM --tls-key PEM]
                        [--turn-peer-rate N] [--turn-packet-rate N] [--turn-bitrate BITS]
-                       [--turn-user-allocations N]
+                       [--turn-user-allocations N] [--turn-max-connections N]
+                       [--turn-connections-per-address N] [--turn-handshake-timeout S]
+                       [--turn-auth-timeout S] [--turn-idle-timeout S]
 
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
@@ -59,7 +61,8 @@ from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
 from realtime.net.turn_port import TurnStreamFactory
 from realtime.net.turn_service import (
-    build_turn, parse_alt_port, parse_cidr, parse_relay_ports, parse_turn_key,
+    STREAM_OPTIONS, build_turn, parse_alt_port, parse_cidr, parse_relay_ports, parse_turn_key,
+    stream_limits,
 )
 from realtime.net.usage_flush import UsageFlush
 from realtime.state import App, ServerConfig, StateStore, generate_app
@@ -115,6 +118,7 @@ class Options(usage.Options):
          "TURN allocations one username may hold at once (486 past it)."],
         ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
+        *STREAM_OPTIONS,
     ]
     optFlags = [
         ["allow-loopback-peers", None,
@@ -196,6 +200,7 @@ class Options(usage.Options):
         for name in ("turn-peer-rate", "turn-packet-rate", "turn-bitrate",
                      "turn-user-allocations"):
             self[name] = _positive(name, self[name])
+        stream_limits(self)
         if (self["tls-cert"] is None) != (self["tls-key"] is None):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         for name in ("tls-cert", "tls-key"):

@@ -17,8 +17,12 @@ relay sockets in :mod:`realtime.net.turn_relay`.  The older
 
 A stream that breaks framing (garbage, a STUN length not a multiple of 4, a
 frame over the limit) cannot resynchronise, so the connection is aborted.
-The number of simultaneous connections is bounded by the factory
-(``max_connections``); counters live on the factory, shared by its
+:class:`TurnConnection` is admitted by a
+:class:`~realtime.net.stream_gate.ConnectionGate` shared by every TCP/TLS
+listener (global and per-address caps, shedding the oldest unauthenticated
+connection first) and closed past its TLS-handshake, authentication or idle
+deadline; the base :class:`TurnStreamProtocol` only bounds its factory's
+``max_connections``.  Counters live on the factory, shared by its
 connections, and each drop reason is logged once.
 """
 
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress, IHandshakeListener, IProtocolNegotiationFactory, IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -36,6 +42,7 @@ from realtime.errors import DecodeError
 from realtime.net.media_port import MALFORMED, UNROUTED, MediaPort
 from realtime.net.router import Address, DatagramRouter
 from realtime.net.driver import MachineDriver
+from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.stun.stream import StreamFramer
 
 #: Default bound on one frame (STUN message or padded ChannelData), in bytes.
@@ -250,8 +257,15 @@ class TurnUdpPort(MediaPort):
         self.send(data, addr)
 
 
+@implementer(IHandshakeListener)
 class TurnConnection(TurnStreamProtocol):
     """One TCP or TLS client connection: frames go to the TURN host as ``(key, peer)``.
+
+    Admission, deadlines and idle closing follow
+    :mod:`realtime.net.stream_gate`: one timer per connection, armed for the
+    TLS handshake, then the first authenticated Allocate (seen as the
+    allocation appearing under this connection's route), then idleness.
+    Once authenticated, receiving costs one float store per segment.
 
     Framing accepts channel numbers up to 0x7FFF (RFC 5766 clients such as
     coturn's use them; see :mod:`realtime.turn.channel_data`).
@@ -261,12 +275,37 @@ class TurnConnection(TurnStreamProtocol):
         super().__init__(factory)
         factory.serial += 1
         self.key = f"{factory.name}#{factory.serial}"
+        self.route = (self.key, self.peer)
+        self.handshaken = not factory.tls
+        self.authenticated = False
+        self.accepted = self.last_received = 0.0
+        self._timer = None
 
     def connectionMade(self) -> None:
-        """Register the connection unless the factory refused it."""
-        super().connectionMade()
-        if self._counted:
-            self.factory.host.sockets[self.key] = self
+        """Ask the gate for a slot (it may shed an older connection); arm the first deadline."""
+        factory = self.factory
+        address = self.transport.getPeer()
+        self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
+        self.route = (self.key, self.peer)
+        refused = factory.gate.admit(self, self.peer[0])
+        if refused is not None:
+            factory.drop(refused, self.peer, "too many connections")
+            self.transport.abortConnection()
+            return
+        self._counted = True
+        factory.connections += 1
+        factory.host.sockets[self.key] = self
+        self.accepted = self.last_received = factory.reactor.seconds()
+        limits = factory.gate.limits
+        first = limits.auth_timeout if self.handshaken else limits.handshake_timeout
+        self._timer = factory.reactor.callLater(min(first, limits.auth_timeout), self._deadline)
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is done: the deadline becomes the authentication one."""
+        self.handshaken = True
+        if self._timer is not None and self._timer.active() and not self.authenticated:
+            remaining = self.accepted + self.factory.gate.limits.auth_timeout
+            self._timer.reset(max(0.0, remaining - self.factory.reactor.seconds()))
 
     def dataReceived(self, data: bytes) -> None:
         """Cut frames and hand each to the TURN host; bad framing aborts the connection."""
@@ -276,18 +315,59 @@ class TurnConnection(TurnStreamProtocol):
             self.factory.drop("framing", self.peer, str(error))
             self.transport.abortConnection()
             return
-        host, route = self.factory.host, (self.key, self.peer)
+        host, route = self.factory.host, self.route
         for frame in frames:
             host.receive(frame, route)
+        self.last_received = self.factory.reactor.seconds()
+        if not self.authenticated and route in host.server.allocations:
+            self._authenticated()
+
+    def _authenticated(self) -> None:
+        self.authenticated = self.handshaken = True
+        factory = self.factory
+        factory.gate.authenticated(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(factory.gate.limits.idle_timeout)
+
+    def _deadline(self) -> None:
+        """The one timer: handshake, authentication or idle deadline, by state."""
+        self._timer = None
+        factory = self.factory
+        if not self._counted:
+            return
+        if not self.authenticated:
+            reason = "auth-timeout" if self.handshaken else "handshake-timeout"
+            self.shed(reason)
+            return
+        idle = factory.gate.limits.idle_timeout
+        silent = factory.reactor.seconds() - self.last_received
+        if silent < idle:
+            wait = idle - silent
+        elif self.route in factory.host.server.allocations:
+            wait = idle  # the allocation's lifetime governs; look again later
+        else:
+            self.shed("idle-timeout")
+            return
+        self._timer = factory.reactor.callLater(wait, self._deadline)
+
+    def shed(self, reason: str) -> None:
+        """Close the connection now, counting ``reason`` (the gate has let it go)."""
+        self.factory.drop(reason, self.peer, "connection closed")
+        self.factory.gate.release(self)
+        self.transport.abortConnection()
 
     def connectionLost(self, reason=None) -> None:
         """Forget the connection and delete its allocation."""
         counted = self._counted
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         super().connectionLost(reason)
         if counted:
+            self.factory.gate.release(self)
             host = self.factory.host
             host.sockets.pop(self.key, None)
-            host.close_client((self.key, self.peer))
+            host.close_client(self.route)
 
     def write_to(self, data: bytes, addr: Address) -> None:
         """Write one framed message on the connection."""
@@ -301,6 +381,13 @@ class TurnConnectionFactory(TurnStreamFactory):
     Over TLS it offers the ALPN protocol ``stun.turn`` (RFC 7443): clients
     such as coturn's send ALPN, and a TLS server with no ALPN answer to
     give fails their handshake.
+
+    :param host: the TURN host.
+    :param reactor: the clock.
+    :param name: ``"tcp"``, ``"tls"`` or an alternate (``"tls-alt-443"``); a name
+        starting with ``tls`` arms the TLS handshake deadline.
+    :param gate: the :class:`~realtime.net.stream_gate.ConnectionGate` shared by every
+        stream listener (default: a gate of its own with the default limits).
     """
 
     def acceptableProtocols(self) -> list[bytes]:
@@ -308,9 +395,12 @@ class TurnConnectionFactory(TurnStreamFactory):
         return [b"stun.turn", b"stun.nat-discovery"]
 
     def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "tcp",
-                 max_connections: int = 4096) -> None:
-        super().__init__(None, reactor, name, max_connections=max_connections)
+                 gate: ConnectionGate | None = None) -> None:
+        gate = gate if gate is not None else ConnectionGate(StreamLimits())
+        super().__init__(None, reactor, name, max_connections=gate.limits.max_connections)
         self.host = host
+        self.gate = gate
+        self.tls = name.startswith("tls")
         self.serial = 0
 
     def buildProtocol(self, addr: IAddress) -> TurnConnection:

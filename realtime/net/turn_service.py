@@ -12,6 +12,7 @@ Wiring the TURN service: option parsing, keys, the machine, relays, usage flushi
          │ receive / send        v
     TurnHost (one MachineDriver = one timer) <── TurnUdpPort("udp"), TurnUdpPort("udp-alt-53")
                                              <── TurnConnectionFactory("tcp"), ("tls"), alternates
+                                                   all admitted by one ConnectionGate (stream_gate.py)
 
 ``service.py`` puts the listeners in its service tree; this module holds
 what is TURN-specific so the service module stays a table of listeners.
@@ -27,6 +28,7 @@ from twisted.internet import task
 from twisted.python import usage
 
 from realtime.api.turn import TurnKeys
+from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
 from realtime.state import StateStore, TurnKey, generate_turn_key
@@ -41,6 +43,46 @@ KEY_TOKEN = re.compile(r"[\x21-\x7e]{16,512}")
 
 #: Seconds between usage flushes to the state store.
 USAGE_FLUSH_INTERVAL = 30.0
+
+
+_DEFAULT_LIMITS = StreamLimits()
+
+#: ``twistd realtime`` options bounding TURN stream connections (see stream_gate.py)
+STREAM_OPTIONS = [
+    ["turn-max-connections", None, str(_DEFAULT_LIMITS.max_connections),
+     "TURN TCP+TLS connections in all; past it the oldest unauthenticated one is closed "
+     "(or, if every one has authenticated, the new one is refused)."],
+    ["turn-connections-per-address", None, str(_DEFAULT_LIMITS.per_address),
+     "TURN TCP+TLS connections from one IP address (same shedding rule)."],
+    ["turn-handshake-timeout", None, f"{_DEFAULT_LIMITS.handshake_timeout:g}",
+     "Seconds a TURN TLS connection has to finish its handshake."],
+    ["turn-auth-timeout", None, f"{_DEFAULT_LIMITS.auth_timeout:g}",
+     "Seconds a TURN TCP/TLS connection has, from accept, to get an authenticated "
+     "Allocate through; else it is closed."],
+    ["turn-idle-timeout", None, f"{_DEFAULT_LIMITS.idle_timeout:g}",
+     "Seconds of silence after which a TURN TCP/TLS connection holding no allocation "
+     "is closed."],
+]
+
+
+def stream_limits(options) -> StreamLimits:
+    """Check the :data:`STREAM_OPTIONS` values; return them as :class:`StreamLimits`."""
+    values = {}
+    for name, field_name, kind in (
+            ("turn-max-connections", "max_connections", int),
+            ("turn-connections-per-address", "per_address", int),
+            ("turn-handshake-timeout", "handshake_timeout", float),
+            ("turn-auth-timeout", "auth_timeout", float),
+            ("turn-idle-timeout", "idle_timeout", float)):
+        raw = options.get(name, getattr(_DEFAULT_LIMITS, field_name))
+        try:
+            value = kind(raw)
+        except (TypeError, ValueError):
+            value = 0
+        if not 0 < value < 1e9:
+            raise usage.UsageError(f"--{name}: {raw!r} is not a positive number")
+        values[field_name] = value
+    return StreamLimits(**values)
 
 
 def parse_turn_key(value: str) -> TurnKey:
@@ -148,16 +190,17 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
 
     api_keys = TurnKeys(store, keys, credentials, drain=server.drain_usage, revoke=revoke)
     runtime = TurnRuntime(host, server, api_keys, relays)
+    gate = ConnectionGate(stream_limits(options))
     runtime.udp.append(("turn-udp", options["turn-port"], TurnUdpPort(host, reactor, "udp")))
     runtime.streams.append(("turn-tcp", options["turn-port"],
-                            TurnConnectionFactory(host, reactor, "tcp")))
+                            TurnConnectionFactory(host, reactor, "tcp", gate)))
     runtime.streams.append(("turn-tls", options["turns-port"],
-                            TurnConnectionFactory(host, reactor, "tls")))
+                            TurnConnectionFactory(host, reactor, "tls", gate)))
     for kind, port in options["turn-alt-ports"]:
         name = f"turn-{kind}-alt-{port}"
         if kind == "udp":
             runtime.udp.append((name, port, TurnUdpPort(host, reactor, f"udp-alt-{port}")))
         else:
-            factory = TurnConnectionFactory(host, reactor, f"{kind}-alt-{port}")
+            factory = TurnConnectionFactory(host, reactor, f"{kind}-alt-{port}", gate)
             runtime.streams.append((name, port, factory))
     return runtime
