@@ -306,6 +306,9 @@ class RealtimeService(MultiService):
     #: ``--turn-host`` and the ``--turn-alt-port`` listeners, for the TURN URLs
     turn_host: str | None = None
     turn_alternates: list = []
+    #: the server's own IP addresses (public, interface, IPv6 relay): TURN never relays to
+    #: its listening ports on them
+    own_addresses: tuple[str, ...] = ()
 
     def __init__(self, api: RealtimeAPI, store: StateStore) -> None:
         super().__init__()
@@ -364,6 +367,9 @@ class RealtimeService(MultiService):
             self.turn.keys.set_urls(self.turn_host or self.config.public_ip,
                                     self.config.turn_port, self.turns_port, self.turn_alternates)
             self.turn.start(self.api.clock)
+            ports = [self.media.port, *(udp.port for _, _, udp in self.turn.udp)]
+            self.turn.server.policy.add_own_endpoints(
+                (address, port) for address in self.own_addresses for port in ports)
         self._announce()
 
     def stopService(self):
@@ -463,6 +469,9 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     api.turn = turn.keys
     service.turn_host = options["turn-host"]
     service.turn_alternates = list(options["turn-alt-ports"])
+    service.own_addresses = tuple(
+        a for a in {public_ip, interface, options.get("relay-ipv6")}
+        if a and not ipaddress.ip_address(a).is_unspecified)
     service.turn_udp = turn.udp[0][2]
     for name, port, protocol in (("media", options["media-port"], service.media), *turn.udp):
         udp = internet.UDPServer(port, protocol, interface=interface, reactor=reactor)

@@ -281,3 +281,17 @@ def test_port_in_use_is_one_clear_line(tmp_path) -> None:
     assert str(raised.value) == (
         "realtime: Couldn't listen on 127.0.0.1:10000: [Errno 98] Address already in use.")
     service.store.close()
+
+
+def test_turn_never_relays_to_the_servers_own_listening_ports(tmp_path) -> None:
+    """Issue 10 item 5: once bound, the media and TURN UDP ports on the server's own
+    addresses are refused as peers (through its own relay a client reached its TURN port)."""
+    service, _ = build(tmp_path, "--media-port", "0", "--turn-port", "0",
+                       "--turn-alt-port", "udp:5353", "--allow-loopback-peers")
+    service.startService()
+    policy = service.turn.server.policy
+    media, turn = service.media.port, service.config.turn_port
+    for port in (media, turn, 5353):
+        assert not policy.permits_endpoint("127.0.0.1", port)
+    assert policy.permits_endpoint("127.0.0.1", 40999)     # a peer beside it (tests' peers)
+    service.stopService()

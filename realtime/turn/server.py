@@ -288,6 +288,9 @@ class TurnServer:
         if not allocation.permitted(peer.address, now):
             self.drops["no-permission"] += 1
             return
+        if (peer.address, peer.port) in self.policy.own_endpoints:
+            self.drops["own-endpoint"] += 1
+            return
         if self._relayable(allocation, len(data.value), now):
             self._outgoing.append((data.value, (relay, (peer.address, peer.port))))
 
