@@ -143,11 +143,25 @@ async def ensure_connected(api: RealtimeAPI, session: SfuSession) -> None:
 async def first_packet(api: RealtimeAPI, track: PublishedTrack,
                        timeout: float = FIRST_PACKET_WAIT) -> bool:
     """Wait up to ``timeout`` seconds for ``track``'s first packet; return whether it came."""
+    return track in await first_packets(api, [track], timeout)
+
+
+async def first_packets(api: RealtimeAPI, tracks: list[PublishedTrack],
+                        timeout: float = FIRST_PACKET_WAIT) -> set[PublishedTrack]:
+    """Wait for the first packet of every track at once; return those that have one.
+
+    One deadline for the whole request: ``timeout`` seconds from now, however
+    many tracks wait (five pulls of one silent track took 15 s when each
+    waited 3 s in turn; 64 items could hold a request ~190 s).  Ends early
+    when every track has a packet or has ended.
+    """
+    waiting = {track for track in tracks if track.last_packet_time is None and not track.ended}
     waited = 0.0
-    while track.last_packet_time is None and not track.ended and waited < timeout:
+    while waiting and waited < timeout:
         await deferLater(api.clock, PACKET_POLL, lambda: None)
         waited += PACKET_POLL
-    return track.last_packet_time is not None and not track.ended
+        waiting = {t for t in waiting if t.last_packet_time is None and not t.ended}
+    return {track for track in tracks if track.last_packet_time is not None and not track.ended}
 
 
 # -- request bodies ------------------------------------------------------------------

@@ -232,6 +232,23 @@ def test_per_item_pull_errors_keep_the_rest(api) -> None:
     assert body["tracks"][3]["mid"] == "0" and body["requiresImmediateRenegotiation"] is True
 
 
+def test_silent_pulls_share_one_deadline(api) -> None:
+    """Issue 10 item 2: five pulls of a silent track wait 3 s in all, not 3 s each (15 s),
+    and a track that starts sending meanwhile is pulled."""
+    silent = api.publish((audio("0", 9),), ("quiet",), send=False)
+    late = api.publish((audio("0", 8),), ("late",), send=False)
+    api.clock.callLater(1.0, api.board.get(late).receive_media, PacketKind.RTP, rtp(8, 1),
+                        api.clock.seconds() + 1.0)
+    session_id = api.session()
+    started = api.clock.seconds()
+    status, body = api.call("POST", f"/sessions/{session_id}/tracks/new", {"tracks": [
+        *({"location": "remote", "sessionId": silent, "trackName": "quiet"} for _ in range(5)),
+        {"location": "remote", "sessionId": late, "trackName": "late"}]}, wait=3.5)
+    assert status == 200 and api.clock.seconds() - started <= 3.2
+    codes = [t.get("errorCode") for t in body["tracks"]]
+    assert codes == ["empty_track_error"] * 5 + [None]
+
+
 def test_pull_waits_for_the_first_packet(api) -> None:
     publisher = api.publish(send=False)
     session_id = api.session()
