@@ -13,6 +13,7 @@
                        [--turn-user-allocations N] [--turn-max-connections N]
                        [--turn-connections-per-address N] [--turn-handshake-timeout S]
                        [--turn-auth-timeout S] [--turn-idle-timeout S]
+                       [--session-rate N] [--session-burst N]
 
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
@@ -119,6 +120,10 @@ class Options(usage.Options):
         ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         *STREAM_OPTIONS,
+        ["session-rate", None, "20",
+         "sessions/new calls per second per app (429 past it; each abandoned session holds "
+         "~56 KB for 60 s)."],
+        ["session-burst", None, "100", "Burst of --session-rate."],
     ]
     optFlags = [
         ["allow-loopback-peers", None,
@@ -198,7 +203,7 @@ class Options(usage.Options):
         self["relay-ports"] = parse_relay_ports(self["relay-ports"])
         self["relay-ipv6"] = _relay_ipv6(self["relay-ipv6"], public)
         for name in ("turn-peer-rate", "turn-packet-rate", "turn-bitrate",
-                     "turn-user-allocations"):
+                     "turn-user-allocations", "session-rate", "session-burst"):
             self[name] = _positive(name, self[name])
         stream_limits(self)
         if (self["tls-cert"] is None) != (self["tls-key"] is None):
@@ -450,6 +455,8 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
         turn_port=options["turn-port"],
         turns_port=options["turns-port"],
         apps=apps,
+        session_rate=options.get("session-rate", 20),
+        session_burst=options.get("session-burst", 100),
     )
     api = RealtimeAPI(store, config, reactor)
     service = RealtimeService(api, store)

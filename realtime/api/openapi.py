@@ -220,7 +220,9 @@ DOCUMENT: dict[str, Any] = {
     "paths": {
         "/apps/{appId}/sessions/new": {"post": _operation(
             "Create a session; with an offer, answer it", "NewSessionRequest",
-            "NewSessionResponse", "201", _SDP_ERRORS, session=False)},
+            "NewSessionResponse", "201",
+            {**_SDP_ERRORS, "429": "More than --session-rate new sessions per second for "
+                                   "this app (`retryable_transient_error`)."}, session=False)},
         f"{_SESSION}/tracks/new": {"post": _operation(
             "Push tracks (with the client's offer, autoDiscover, or kind) or pull tracks "
             "(SFU offer with requiresImmediateRenegotiation, client offer, or mid #name)",

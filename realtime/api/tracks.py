@@ -175,6 +175,10 @@ async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
                     and media.direction in ("sendonly", "sendrecv"):
                 publish[media.mid] = session.random(16).hex()
                 discovered.append(media.mid)
+        if len(items) + len(discovered) > MAX_TRACKS_PER_CALL:
+            raise ApiError(400, ErrorCode.INVALID_PARAMS,
+                           f"At most {MAX_TRACKS_PER_CALL} tracks per request "
+                           "(autoDiscover found more)")
     found = await _resolve_pulls(api, app, remote, results)
     subscribe, pulled = _place_pulls(session, offer, remote, found, results)
     if session.pending_offer is not None:

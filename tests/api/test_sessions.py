@@ -35,10 +35,12 @@ BOTH = push_offer(audio("0", MIC), video("1", CAM))
 class Api:
     """One RealtimeAPI on a Clock with a StubTreq, and JSON helpers."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, **config) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
-        self.api = RealtimeAPI(store, ServerConfig(apps=(APP, OTHER)), self.clock)
+        # tests create sessions far faster than --session-rate on a clock that barely moves
+        config = {"session_burst": 100_000, **config}
+        self.api = RealtimeAPI(store, ServerConfig(apps=(APP, OTHER), **config), self.clock)
         self.api.peers = PeerHost(self.clock, BindingRouter(), certificate=certificate())
         self.treq = StubTreq(self.api.app.resource())
 
@@ -113,6 +115,45 @@ def test_new_session_without_body(api, prefix) -> None:
                             prefix=prefix)
     assert status == 201 and set(body) == {"sessionId"}
     assert re.fullmatch("[0-9a-f]{32}", body["sessionId"])
+
+
+def test_session_creation_is_rate_limited_per_app(tmp_path) -> None:
+    """Issue 10 item 4: sessions/new had no limit (~1,400/s, ~56 KB each held for 60 s)."""
+    store = StateStore(tmp_path / "limited.sqlite3")
+    api = Api(store, session_rate=2.0, session_burst=5.0)
+    statuses = [api.call("POST", "/sessions/new")[0] for _ in range(7)]
+    assert statuses == [201] * 5 + [429] * 2
+    status, body = api.call("POST", "/sessions/new", app=OTHER)    # per app
+    assert status == 201
+    api.clock.advance(0.5)                                           # 2/s refills one token
+    assert api.call("POST", "/sessions/new")[0] == 201
+    status, body = api.call("POST", "/sessions/new")
+    assert (status, body["errorCode"]) == (429, "retryable_transient_error")
+    assert len(api.board.sessions) == 7
+    store.close()
+
+
+def test_auto_discover_counts_against_the_per_call_track_limit(api) -> None:
+    """Issue 10 item 4: autoDiscover published 1,000 tracks in one call, past the 64 limit."""
+    session_id = api.session()
+    offer = push_offer(*(audio(str(i), 100 + i) for i in range(65)))
+    status, body = api.call("POST", f"/sessions/{session_id}/tracks/new", {
+        "autoDiscover": True, "sessionDescription": {"type": "offer", "sdp": offer}})
+    assert (status, body["errorCode"]) == (400, "invalid_params")
+    assert api.board.get(session_id).transceivers == []
+    offer = push_offer(*(audio(str(i), 100 + i) for i in range(64)))
+    status, body = api.call("POST", f"/sessions/{session_id}/tracks/new", {
+        "autoDiscover": True, "sessionDescription": {"type": "offer", "sdp": offer}})
+    assert status == 200 and len(body["tracks"]) == 64
+
+
+def test_media_sections_per_offer_are_bounded(api) -> None:
+    offer = push_offer(*(audio(str(i), 100 + i) for i in range(257)))
+    for path in ("/sessions/new", f"/sessions/{api.session()}/tracks/new"):
+        status, body = api.call("POST", path, {
+            "autoDiscover": True, "sessionDescription": {"type": "offer", "sdp": offer}})
+        assert (status, body["errorCode"]) == (400, "invalid_session_description"), path
+        assert "256 m= sections" in body["errorDescription"]
 
 
 def test_new_session_with_offer_answers_it(api) -> None:
