@@ -105,7 +105,8 @@ def matches_fingerprint(der: bytes, fingerprints: Iterable[tuple[str, str]]) -> 
     usable = []
     for algorithm, value in fingerprints:
         try:
-            usable.append((_STRENGTH[algorithm.lower()], algorithm, parse_fingerprint(algorithm, value)))
+            rank = _STRENGTH[algorithm.lower()]
+            usable.append((rank, algorithm, parse_fingerprint(algorithm, value)))
         except (FingerprintError, KeyError):
             continue
     if not usable:

@@ -12,7 +12,7 @@ Wiring the TURN service: option parsing, keys, the machine, relays, usage flushi
          │ receive / send        v
     TurnHost (one MachineDriver = one timer) <── TurnUdpPort("udp"), TurnUdpPort("udp-alt-53")
                                              <── TurnConnectionFactory("tcp"), ("tls"), alternates
-                                                   all admitted by one ConnectionGate (stream_gate.py)
+                                            (all admitted by one ConnectionGate, stream_gate.py)
 
 ``service.py`` puts the listeners in its service tree; this module holds
 what is TURN-specific so the service module stays a table of listeners.
