@@ -296,14 +296,16 @@ def test_port_in_use_is_one_clear_line(tmp_path) -> None:
 
 
 def test_turn_never_relays_to_the_servers_own_listening_ports(tmp_path) -> None:
-    """Issue 10 item 5: once bound, the media and TURN UDP ports on the server's own
-    addresses are refused as peers (through its own relay a client reached its TURN port)."""
+    """Issue 10 item 5: once bound, the TURN UDP ports on the server's own addresses are
+    refused as peers (through its own relay a client reached its TURN port); the media
+    port is not: a relay-only client reaches this server's SFU through its TURN."""
     service, _ = build(tmp_path, "--media-port", "0", "--turn-port", "0",
                        "--turn-alt-port", "udp:5353", "--allow-loopback-peers")
     service.startService()
     policy = service.turn.server.policy
     media, turn = service.media.port, service.config.turn_port
-    for port in (media, turn, 5353):
+    for port in (turn, 5353):
         assert not policy.permits_endpoint("127.0.0.1", port)
+    assert policy.permits_endpoint("127.0.0.1", media)     # the SFU, through TURN
     assert policy.permits_endpoint("127.0.0.1", 40999)     # a peer beside it (tests' peers)
     service.stopService()

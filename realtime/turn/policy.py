@@ -18,17 +18,17 @@ non-public ranges; :class:`PeerPolicy` does the same, in this order::
         |   reachable (Python's ``is_global``) ............... refused (403)
         +-- otherwise (a global unicast address) ............. allowed
     peer IP and port (ChannelBind, Send)
-        +-- one of the server's own listening endpoints ...... refused (403 / dropped)
+        +-- one of the server's own TURN UDP endpoints ....... refused (403 / dropped)
 
 :data:`DENIED_RANGES` is explicit rather than left to the Python version's
 idea of "global": 6to4 (``2002::/16``, which embeds any IPv4 address, 10.0.0.1
 included), the deprecated site-local ``fec0::/10`` and the 6to4 relay anycast
-``192.88.99.0/24`` counted as global in Python 3.11.  The server's own
-listening endpoints (TURN and media UDP ports on its own addresses) are
-refused so that a relay cannot be pointed back at the server (TURN inside
-TURN).  Its relayed addresses stay reachable on purpose: when both sides of
-a call relay through this server, each side's peer *is* the other's relayed
-address.
+``192.88.99.0/24`` counted as global in Python 3.11.  The server's own TURN
+UDP ports (on its own addresses) are refused so that a relay cannot be
+pointed back at the server (TURN inside TURN).  Its relayed addresses and
+its SFU media port stay reachable on purpose: when both sides of a call
+relay through this server, each side's peer *is* the other's relayed
+address, and a client that can only relay reaches the SFU through TURN.
 
 Decisions are cached per host string (bounded), because Send indications
 ask for every datagram.
