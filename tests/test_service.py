@@ -240,10 +240,22 @@ def test_generated_app_persists_and_is_announced(tmp_path, log_events) -> None:
     assert f"app id: {app.app_id}" in text and f"app secret: {app.secret}" in text
     assert (f'curl -k -X POST -H "Authorization: Bearer {app.secret}" '
             f"https://127.0.0.1:8443/v1/apps/{app.app_id}/sessions/new") in text
+    [key] = first.turn.keys.keys.values()
+    assert key.generated and f"TURN key API token: {key.token}" in text
     first.stopService()
 
+    log_events.clear()
     second, _ = build(tmp_path)
     assert second.store.apps() == [app]
+    second.startService()
+    text = "\n".join(e.get("log_format", "").format(**e) for e in log_events
+                     if e.get("log_namespace") == "realtime.service")
+    # issue 10 item 8: a generated secret is printed once, when created, never again
+    assert app.secret not in text and key.token not in text
+    database = tmp_path / "state" / "realtime.sqlite3"
+    assert (f"app {app.app_id} (generated; its secret is stored in {database} and was "
+            "printed only when created)") in text
+    assert f"TURN key {key.key_id} (generated; its token is stored in {database}" in text
     second.stopService()
 
 
@@ -288,3 +300,19 @@ def test_turn_alternates_belong_to_one_service() -> None:
     first, second = RealtimeService(None, None), RealtimeService(None, None)
     first.turn_alternates.append(("udp", 53))
     assert second.turn_alternates == []
+
+
+def test_turn_never_relays_to_the_servers_own_listening_ports(tmp_path) -> None:
+    """Issue 10 item 5: once bound, the TURN UDP ports on the server's own addresses are
+    refused as peers (through its own relay a client reached its TURN port); the media
+    port is not: a relay-only client reaches this server's SFU through its TURN."""
+    service, _ = build(tmp_path, "--media-port", "0", "--turn-port", "0",
+                       "--turn-alt-port", "udp:5353", "--allow-loopback-peers")
+    service.startService()
+    policy = service.turn.server.policy
+    media, turn = service.media.port, service.config.turn_port
+    for port in (turn, 5353):
+        assert not policy.permits_endpoint("127.0.0.1", port)
+    assert policy.permits_endpoint("127.0.0.1", media)     # the SFU, through TURN
+    assert policy.permits_endpoint("127.0.0.1", 40999)     # a peer beside it (tests' peers)
+    service.stopService()

@@ -59,6 +59,9 @@ APP_PREFIXES = ("/v1/apps/<app_id>", "/apps/<app_id>")
 #: Largest request body accepted, in bytes (SDP offers are a few KiB).
 MAX_BODY = 1 << 20
 
+#: Deepest nesting of arrays and objects accepted in a body (ours needs 4).
+MAX_DEPTH = 32
+
 ALLOW_HEADERS = b"authorization, content-type"
 ALLOW_METHODS = b"GET, POST, PUT, OPTIONS"
 
@@ -101,7 +104,9 @@ def read_json(request: IRequest, limit: int = MAX_BODY) -> dict[str, Any]:
 
     An empty body is ``{}`` (``sessions/new`` is often a bare POST).  Raises
     :class:`ApiError`: 413 ``payload_too_large`` past ``limit`` bytes, 400
-    ``decoding_error`` for bad UTF-8/JSON or a top level that is not an object.
+    ``decoding_error`` for bad UTF-8/JSON, a top level that is not an object,
+    or arrays/objects nested deeper than :data:`MAX_DEPTH` (the decoder
+    recurses per level: a body of 100,000 ``[`` raised ``RecursionError``).
     """
     content = request.content
     content.seek(0)
@@ -114,9 +119,27 @@ def read_json(request: IRequest, limit: int = MAX_BODY) -> dict[str, Any]:
         value = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise ApiError.decoding_error("The request body is not valid JSON") from None
+    except RecursionError:
+        value = _TOO_DEEP  # nested past the interpreter's stack: certainly past MAX_DEPTH
+    if value is _TOO_DEEP or _too_deep(value, MAX_DEPTH):
+        raise ApiError.decoding_error(f"The request body nests deeper than {MAX_DEPTH} levels")
     if not isinstance(value, dict):
         raise ApiError.decoding_error("The request body must be a JSON object")
     return value
+
+
+_TOO_DEEP = object()
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Return True if ``value`` nests lists/dicts more than ``limit`` deep (no recursion)."""
+    level = [value]
+    for _ in range(limit):
+        level = [child for node in level if isinstance(node, (list, dict))
+                 for child in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return False
+    return any(isinstance(node, (list, dict)) for node in level)
 
 
 def query_time(request: IRequest, name: str, default: float) -> float:

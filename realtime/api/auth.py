@@ -10,22 +10,43 @@ secret::
 The checks, in order, and what each failure answers (docs/cloudflare-api.md §3.1)::
 
     no "Authorization: Bearer <token>" header ..... 401 unauthorized
-    appId unknown (neither --app nor stored) ...... 404 not_found
-    token != the app's secret ..................... 401 unauthorized
+    appId unknown (neither --app nor stored) ...... 401 unauthorized  } the same body:
+    token != the app's secret ..................... 401 unauthorized  } INVALID_CREDENTIALS
     otherwise ..................................... the App
 
-The missing-token check comes first so that an anonymous client learns
-nothing about which app ids exist.  The secret comparison is constant-time
-(:func:`hmac.compare_digest`).  The scheme name is case-insensitive (RFC 7235
-§2.1); the token is taken verbatim.
+An unknown app id and a known one with the wrong token answer alike, status
+and body, so no bearer token -- right, wrong or made up -- tells which app
+ids exist (Cloudflare answers 404 for an unknown app; we trade that detail
+for non-enumerable ids, issue 10 item 6).  The secret comparison is
+constant-time (:func:`hmac.compare_digest`), and an unknown id is compared
+against a dummy secret so that the time taken does not tell either.  The
+scheme name is case-insensitive (RFC 7235 §2.1); the token is taken verbatim.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 
 from realtime.api.errors import ApiError
 from realtime.storage import App, ServerConfig, StateStore
+
+
+#: the one answer for an unknown id and for a wrong token (apps and TURN keys alike)
+INVALID_CREDENTIALS = "Unknown id or invalid bearer token"
+
+#: compared with the token when the id is unknown, so both failures take the same work
+_DUMMY_SECRET = os.urandom(32).hex()
+
+
+def check_secret(token: str, secret: str | None) -> bool:
+    """Return True if ``token`` equals ``secret``; ``None`` (unknown id) is never equal.
+
+    Constant-time either way: an unknown id costs the same comparison.
+    """
+    expected = _DUMMY_SECRET if secret is None else secret
+    same = hmac.compare_digest(token.encode(), expected.encode())
+    return same and secret is not None
 
 
 def bearer_token(authorization: bytes | None) -> str | None:
@@ -55,7 +76,7 @@ def find_app(app_id: str, config: ServerConfig, store: StateStore) -> App | None
 def authenticate(
     app_id: str, authorization: bytes | None, config: ServerConfig, store: StateStore
 ) -> App:
-    """Return the app a request may act for, or raise :class:`ApiError` (401/404).
+    """Return the app a request may act for, or raise :class:`ApiError` (401).
 
     :param app_id: the ``{appId}`` path component.
     :param authorization: the raw ``Authorization`` header value, if any.
@@ -64,8 +85,6 @@ def authenticate(
     if token is None:
         raise ApiError.unauthorized("Missing bearer token (Authorization: Bearer <APP_SECRET>)")
     app = find_app(app_id, config, store)
-    if app is None:
-        raise ApiError.not_found(f"App {app_id} was not found")
-    if not hmac.compare_digest(token.encode(), app.secret.encode()):
-        raise ApiError.unauthorized("Invalid bearer token for this app")
+    if not check_secret(token, None if app is None else app.secret):
+        raise ApiError.unauthorized(INVALID_CREDENTIALS)
     return app

@@ -40,8 +40,9 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _SESSION_ERRORS = {
-    "401": _error("Missing or wrong bearer token (`unauthorized`)."),
-    "404": _error("Unknown app or session (`not_found`)."),
+    "401": _error("Missing or wrong bearer token, or an unknown app: the same answer, so "
+                  "app ids cannot be enumerated (`unauthorized`)."),
+    "404": _error("Unknown session or route (`not_found`)."),
     "410": _error("The session expired or its PeerConnection closed (`session_error`)."),
     "429": _error("More than 50 calls per second on this session "
                   "(`retryable_transient_error`)."),
@@ -219,7 +220,9 @@ DOCUMENT: dict[str, Any] = {
     "paths": {
         "/apps/{appId}/sessions/new": {"post": _operation(
             "Create a session; with an offer, answer it", "NewSessionRequest",
-            "NewSessionResponse", "201", _SDP_ERRORS, session=False)},
+            "NewSessionResponse", "201",
+            {**_SDP_ERRORS, "429": "More than --session-rate new sessions per second for "
+                                   "this app (`retryable_transient_error`)."}, session=False)},
         f"{_SESSION}/tracks/new": {"post": _operation(
             "Push tracks (with the client's offer, autoDiscover, or kind) or pull tracks "
             "(SFU offer with requiresImmediateRenegotiation, client offer, or mid #name)",

@@ -37,7 +37,7 @@ from twisted.web.iweb import IRequest
 from realtime.api.app import RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.errors import DecodeError
-from realtime.sfu.limits import CONNECT_WAIT, FIRST_PACKET_WAIT, RateLimiter
+from realtime.sfu.limits import CONNECT_WAIT, FIRST_PACKET_WAIT, MAX_MEDIA_SECTIONS, RateLimiter
 from realtime.sfu.session import NegotiationPending, SfuSession
 from realtime.sfu.switchboard import Switchboard
 from realtime.sfu.track import PublishedTrack
@@ -58,6 +58,8 @@ def switchboard(api: RealtimeAPI) -> Switchboard:
     if board is None:
         board = api.switchboard = Switchboard()
         api.rate_limiter = RateLimiter()
+        api.session_limiter = RateLimiter(api.config.session_rate, api.config.session_burst,
+                                          max_keys=10_000)
         api.clock.callLater(COLLECT_INTERVAL, collect, api)
     return board
 
@@ -143,11 +145,25 @@ async def ensure_connected(api: RealtimeAPI, session: SfuSession) -> None:
 async def first_packet(api: RealtimeAPI, track: PublishedTrack,
                        timeout: float = FIRST_PACKET_WAIT) -> bool:
     """Wait up to ``timeout`` seconds for ``track``'s first packet; return whether it came."""
+    return track in await first_packets(api, [track], timeout)
+
+
+async def first_packets(api: RealtimeAPI, tracks: list[PublishedTrack],
+                        timeout: float = FIRST_PACKET_WAIT) -> set[PublishedTrack]:
+    """Wait for the first packet of every track at once; return those that have one.
+
+    One deadline for the whole request: ``timeout`` seconds from now, however
+    many tracks wait (five pulls of one silent track took 15 s when each
+    waited 3 s in turn; 64 items could hold a request ~190 s).  Ends early
+    when every track has a packet or has ended.
+    """
+    waiting = {track for track in tracks if track.last_packet_time is None and not track.ended}
     waited = 0.0
-    while track.last_packet_time is None and not track.ended and waited < timeout:
+    while waiting and waited < timeout:
         await deferLater(api.clock, PACKET_POLL, lambda: None)
         waited += PACKET_POLL
-    return track.last_packet_time is not None and not track.ended
+        waiting = {t for t in waiting if t.last_packet_time is None and not t.ended}
+    return {track for track in tracks if track.last_packet_time is not None and not track.ended}
 
 
 # -- request bodies ------------------------------------------------------------------
@@ -165,7 +181,16 @@ def session_description(body: dict[str, Any], kind: str | None,
     if kind is not None and description.get("type") != kind:
         raise ApiError(400, ErrorCode.INVALID_SESSION_DESCRIPTION,
                        f"sessionDescription.type must be '{kind}'")
-    return description["sdp"]
+    sdp = description["sdp"]
+    if sdp.count("m=") > MAX_MEDIA_SECTIONS and _sections(sdp) > MAX_MEDIA_SECTIONS:
+        raise ApiError(400, ErrorCode.INVALID_SESSION_DESCRIPTION,
+                       f"At most {MAX_MEDIA_SECTIONS} m= sections per session description")
+    return sdp
+
+
+def _sections(sdp: str) -> int:
+    """Count the m= lines of ``sdp`` (CRLF or LF line ends) without parsing it."""
+    return sdp.startswith("m=") + sdp.count("\nm=")
 
 
 def sdp_error(error: DecodeError) -> ApiError:
@@ -188,9 +213,18 @@ def item_error(item: dict[str, Any], code: str, description: str) -> dict[str, A
 
 @app_route(RealtimeAPI.app, "/sessions/new", "POST")
 def sessions_new(self: RealtimeAPI, request: IRequest, app) -> tuple[int, dict[str, Any]]:
-    """Create a session; with an offer in the body, answer it too (the older flow)."""
+    """Create a session; with an offer in the body, answer it too (the older flow).
+
+    At most ``--session-rate`` per second per app (burst ``--session-burst``),
+    else 429: each abandoned session holds ~56 KB for 60 s.
+    """
     body = read_json(request)
     sdp = session_description(body, "offer")
+    switchboard(self)
+    if not self.session_limiter.allow(app.app_id, self.clock.seconds()):
+        raise ApiError(429, "retryable_transient_error",
+                       f"More than {self.config.session_rate:g} new sessions per second "
+                       "for this app")
     session = new_session(self, app.app_id)
     if sdp is None:
         return 201, {"sessionId": session.session_id}

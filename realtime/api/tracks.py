@@ -19,7 +19,8 @@ docs/cloudflare-api.md §1.2 rows 2, 4, 5 and §1.3-§1.4, §3.3-§3.4::
 
 Per-item failures travel in ``tracks[]`` with HTTP 200 (§3.1): an unknown
 session or track is ``not_found_track_error`` (no ``mid``), a known track
-that sends nothing within 3 s is ``empty_track_error``; ``tracks`` is
+that sends nothing within 3 s is ``empty_track_error`` (one 3 s wait for
+all the request's items together, not per item); ``tracks`` is
 always present.  A request naming more than 64 tracks is 400
 ``invalid_params``.
 """
@@ -33,7 +34,7 @@ from twisted.web.iweb import IRequest
 from realtime.api.app import RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.api.sessions import (
-    ensure_connected, first_packet, flush, item_error, load_session, overlap_error, sdp_error,
+    ensure_connected, first_packets, flush, item_error, load_session, overlap_error, sdp_error,
     session_description, start, switchboard,
 )
 from realtime.errors import DecodeError, LocalProtocolError
@@ -120,9 +121,11 @@ async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dic
             results[index] = item_error(_pull_echo(item), *NOT_FOUND)
         else:
             found[index] = track
+    sending = await first_packets(api, list(found.values()))   # one deadline for all items
+    items = dict(remote)
     for index, track in list(found.items()):
-        if not await first_packet(api, track):
-            results[index] = item_error(_pull_echo(dict(remote)[index]), *EMPTY)
+        if track not in sending:
+            results[index] = item_error(_pull_echo(items[index]), *EMPTY)
             del found[index]
     return found
 
@@ -172,6 +175,10 @@ async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
                     and media.direction in ("sendonly", "sendrecv"):
                 publish[media.mid] = session.random(16).hex()
                 discovered.append(media.mid)
+        if len(items) + len(discovered) > MAX_TRACKS_PER_CALL:
+            raise ApiError(400, ErrorCode.INVALID_PARAMS,
+                           f"At most {MAX_TRACKS_PER_CALL} tracks per request "
+                           "(autoDiscover found more)")
     found = await _resolve_pulls(api, app, remote, results)
     subscribe, pulled = _place_pulls(session, offer, remote, found, results)
     if session.pending_offer is not None:

@@ -16,7 +16,8 @@ short-lived TURN credentials for its users, revokes them, and reads usage::
 
 Authentication (:func:`turn_key_route`): ``Authorization: Bearer <token>``
 compared in constant time with the key's token; a missing token is 401
-before the key id is even looked up, an unknown key 404, a wrong token 401.
+before the key id is even looked up; an unknown key and a wrong token are
+the same 401 (one body, one comparison), so key ids cannot be enumerated.
 Credentials are :class:`~realtime.turn.credentials.TurnKeyCredentials`
 (TTL 1 s .. 48 h); they are recorded in the state store so revocations and
 customIdentifiers survive a restart, and a revocation also stops the
@@ -25,7 +26,6 @@ running allocations of that username (:meth:`TurnServer.revoke`).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -35,7 +35,7 @@ from twisted.web.iweb import IRequest
 from realtime.api.app import (
     RealtimeAPI, apply_cors, error_response, json_response, preflight, query_time, read_json,
 )
-from realtime.api.auth import bearer_token
+from realtime.api.auth import INVALID_CREDENTIALS, bearer_token, check_secret
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.storage import StateStore, TurnKey
 from realtime.turn.accounting import UsageLedger, summarize
@@ -95,16 +95,14 @@ class TurnKeys:
 
 
 def authenticate_key(key_id: str, authorization: bytes | None, turn: TurnKeys | None) -> TurnKey:
-    """Return the TURN key a request may act for, or raise :class:`ApiError` (401/404)."""
+    """Return the TURN key a request may act for, or raise :class:`ApiError` (401)."""
     token = bearer_token(authorization)
     if token is None:
         raise ApiError.unauthorized(
             "Missing bearer token (Authorization: Bearer <TURN_KEY_API_TOKEN>)")
     key = None if turn is None else turn.keys.get(key_id)
-    if key is None:
-        raise ApiError.not_found(f"TURN key {key_id} was not found")
-    if not hmac.compare_digest(token.encode(), key.token.encode()):
-        raise ApiError.unauthorized("Invalid bearer token for this TURN key")
+    if not check_secret(token, None if key is None else key.token):
+        raise ApiError.unauthorized(INVALID_CREDENTIALS)
     return key
 
 

@@ -43,7 +43,10 @@ FINGERPRINT_ALGORITHMS = {
     "sha-384": hashlib.sha384,
     "sha-512": hashlib.sha512,
 }
-"""The RFC 8122 §5 ``hash-func`` names we compute, mapped to hashlib."""
+"""The RFC 8122 §5 ``hash-func`` names we compute, mapped to hashlib (weakest first)."""
+
+#: strength rank of each supported hash function (RFC 8122 §5: use the strongest offered)
+_STRENGTH = {name: rank for rank, name in enumerate(FINGERPRINT_ALGORITHMS)}
 
 DEFAULT_LIFETIME = 30 * 86400.0
 """Validity of a generated certificate in seconds (30 days)."""
@@ -89,20 +92,30 @@ def parse_fingerprint(algorithm: str, value: str) -> bytes:
 
 
 def matches_fingerprint(der: bytes, fingerprints: Iterable[tuple[str, str]]) -> bool:
-    """Return True if ``der`` hashes to one of the SDP ``(algorithm, value)`` pairs.
+    """Return True if ``der`` matches the SDP fingerprints of the strongest hash offered.
 
-    Pairs with an unknown algorithm or a malformed value are skipped (RFC
-    8122 §5 lets an offer list several; one match is enough).  Each
-    comparison is constant-time.
+    RFC 8122 §5: with several ``a=fingerprint`` lines, the endpoint uses the
+    strongest hash function it supports.  So only the pairs of the strongest
+    supported algorithm count (one of them must match: several certificates
+    may be listed); a weaker one cannot stand in for a strong one that does
+    not match (it could, before: any one match was enough).  Pairs with an
+    unknown algorithm or a malformed value are skipped.  Each comparison is
+    constant-time.
     """
-    matched = False
+    usable = []
     for algorithm, value in fingerprints:
         try:
-            expected = parse_fingerprint(algorithm, value)
-        except FingerprintError:
+            rank = _STRENGTH[algorithm.lower()]
+            usable.append((rank, algorithm, parse_fingerprint(algorithm, value)))
+        except (FingerprintError, KeyError):
             continue
-        actual = _hash(algorithm)(der).digest()
-        matched |= hmac.compare_digest(actual, expected)
+    if not usable:
+        return False
+    strongest = max(rank for rank, _, _ in usable)
+    matched = False
+    for rank, algorithm, expected in usable:
+        if rank == strongest:
+            matched |= hmac.compare_digest(_hash(algorithm)(der).digest(), expected)
     return matched
 
 

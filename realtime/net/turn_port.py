@@ -16,16 +16,21 @@ are cut into frames first (:class:`~realtime.stun.stream.StreamFramer`)::
 
 A stream that breaks framing (garbage, a STUN length not a multiple of 4, a
 frame over the limit) cannot resynchronise, so the connection is aborted.
-The number of simultaneous connections is bounded by the factory
-(``max_connections``); counters live on the factory, shared by its
-connections, and each drop reason is logged once.
+:class:`TurnConnection` is admitted by a
+:class:`~realtime.net.stream_gate.ConnectionGate` shared by every TCP/TLS
+listener (global and per-address caps, shedding the oldest unauthenticated
+connection first) and closed past its TLS-handshake, authentication or idle
+deadline.  Counters live on the factory, shared by its connections, and
+each drop reason is logged once.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress, IHandshakeListener, IProtocolNegotiationFactory, IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -34,6 +39,7 @@ from realtime.addresses import Address
 from realtime.errors import DecodeError
 from realtime.net.media_port import MediaPort
 from realtime.net.driver import MachineDriver
+from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.stun.stream import StreamFramer
 
 #: Default bound on one frame (STUN message or padded ChannelData), in bytes.
@@ -144,8 +150,15 @@ class TurnUdpPort(MediaPort):
         self.send(data, addr)
 
 
+@implementer(IHandshakeListener)
 class TurnConnection(Protocol):
     """One TCP or TLS client connection: frames go to the TURN host as ``(key, peer)``.
+
+    Admission, deadlines and idle closing follow
+    :mod:`realtime.net.stream_gate`: one timer per connection, armed for the
+    TLS handshake, then the first authenticated Allocate (seen as the
+    allocation appearing under this connection's route), then idleness.
+    Once authenticated, receiving costs one float store per segment.
 
     Framing accepts channel numbers up to 0x7FFF (RFC 5766 clients such as
     coturn's use them; see :mod:`realtime.turn.channel_data`).
@@ -158,19 +171,37 @@ class TurnConnection(Protocol):
         self._counted = False
         factory.serial += 1
         self.key = f"{factory.name}#{factory.serial}"
+        self.route = (self.key, self.peer)
+        self.handshaken = not factory.tls
+        self.authenticated = False
+        self.accepted = self.last_received = 0.0
+        self._timer = None
 
     def connectionMade(self) -> None:
-        """Register the connection, or abort it past the factory's limit."""
+        """Ask the gate for a slot (it may shed an older connection); arm the first deadline."""
+        factory = self.factory
         address = self.transport.getPeer()
         self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
-        factory = self.factory
-        if factory.connections >= factory.max_connections:
-            factory.drop("connection-limit", self.peer, "too many connections")
+        self.route = (self.key, self.peer)
+        refused = factory.gate.admit(self, self.peer[0])
+        if refused is not None:
+            factory.drop(refused, self.peer, "too many connections")
             self.transport.abortConnection()
             return
-        factory.connections += 1
         self._counted = True
+        factory.connections += 1
         factory.host.sockets[self.key] = self
+        self.accepted = self.last_received = factory.reactor.seconds()
+        limits = factory.gate.limits
+        first = limits.auth_timeout if self.handshaken else limits.handshake_timeout
+        self._timer = factory.reactor.callLater(min(first, limits.auth_timeout), self._deadline)
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is done: the deadline becomes the authentication one."""
+        self.handshaken = True
+        if self._timer is not None and self._timer.active() and not self.authenticated:
+            remaining = self.accepted + self.factory.gate.limits.auth_timeout
+            self._timer.reset(max(0.0, remaining - self.factory.reactor.seconds()))
 
     def dataReceived(self, data: bytes) -> None:
         """Cut frames and hand each to the TURN host; bad framing aborts the connection."""
@@ -180,19 +211,60 @@ class TurnConnection(Protocol):
             self.factory.drop("framing", self.peer, str(error))
             self.transport.abortConnection()
             return
-        host, route = self.factory.host, (self.key, self.peer)
+        host, route = self.factory.host, self.route
         for frame in frames:
             host.receive(frame, route)
+        self.last_received = self.factory.reactor.seconds()
+        if not self.authenticated and route in host.server.allocations:
+            self._authenticated()
+
+    def _authenticated(self) -> None:
+        self.authenticated = self.handshaken = True
+        factory = self.factory
+        factory.gate.authenticated(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(factory.gate.limits.idle_timeout)
+
+    def _deadline(self) -> None:
+        """The one timer: handshake, authentication or idle deadline, by state."""
+        self._timer = None
+        factory = self.factory
+        if not self._counted:
+            return
+        if not self.authenticated:
+            reason = "auth-timeout" if self.handshaken else "handshake-timeout"
+            self.shed(reason)
+            return
+        idle = factory.gate.limits.idle_timeout
+        silent = factory.reactor.seconds() - self.last_received
+        if silent < idle:
+            wait = idle - silent
+        elif self.route in factory.host.server.allocations:
+            wait = idle  # the allocation's lifetime governs; look again later
+        else:
+            self.shed("idle-timeout")
+            return
+        self._timer = factory.reactor.callLater(wait, self._deadline)
+
+    def shed(self, reason: str) -> None:
+        """Close the connection now, counting ``reason`` (the gate has let it go)."""
+        self.factory.drop(reason, self.peer, "connection closed")
+        self.factory.gate.release(self)
+        self.transport.abortConnection()
 
     def connectionLost(self, reason=None) -> None:
-        """Release the connection's slot, forget it and delete its allocation."""
+        """Release the slot, forget the connection and delete its allocation."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         if not self._counted:
             return
         self._counted = False
         factory = self.factory
         factory.connections -= 1
+        factory.gate.release(self)
         factory.host.sockets.pop(self.key, None)
-        factory.host.close_client((self.key, self.peer))
+        factory.host.close_client(self.route)
 
     def write_to(self, data: bytes, addr: Address) -> None:
         """Write one framed message on the connection."""
@@ -210,23 +282,27 @@ class TurnConnectionFactory(Factory):
 
     :param host: the :class:`TurnHost` frames go to.
     :param reactor: the clock.
-    :param name: the listener key and log name (``"tcp"``, ``"tls"``, ``"tcp-alt-80"``).
-    :param max_connections: connections beyond this are aborted at once.
+    :param name: the listener key and log name (``"tcp"``, ``"tls"``, ``"tls-alt-443"``); a
+        name starting with ``tls`` arms the TLS handshake deadline.
+    :param gate: the :class:`~realtime.net.stream_gate.ConnectionGate` shared by every
+        stream listener (default: a gate of its own with the default limits).
     :param max_frame_size: the framer's bound on one frame.
     """
 
     log = Logger()
 
     def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "tcp",
-                 max_connections: int = 4096,
+                 gate: ConnectionGate | None = None,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.host = host
         self.reactor = reactor
         self.name = name
-        self.max_connections = max_connections
+        self.gate = gate if gate is not None else ConnectionGate(StreamLimits())
+        self.max_connections = self.gate.limits.max_connections
+        self.tls = name.startswith("tls")
         self.max_frame_size = max_frame_size
         self.serial = 0
-        #: open connections (bounded by ``max_connections``)
+        #: open connections of this listener (all listeners together: ``gate.total``)
         self.connections = 0
         #: dropped frames and connections per reason, e.g. ``drops["framing"]``
         self.drops: Counter[str] = Counter()

@@ -16,6 +16,16 @@ reconnect window               30 s       :class:`~realtime.net.peers.PeerHost`
 wait for a silent track        3 s        the API (then per item ``empty_track_error``)
 =============================  =========  ======================================
 
+Limits of our own, where the contract is silent (issue 10 item 4: unbounded
+creation was the cheapest way to make the server hold memory):
+
+=============================  =========  ======================================
+``sessions/new`` per app       20 / s     :class:`RateLimiter` keyed by app id
+                               burst 100  (HTTP 429; ``--session-rate``, ``--session-burst``)
+m= sections per SDP            256        the API (HTTP 400 ``invalid_session_description``)
+tracks per call, autoDiscover  64         counted with the listed tracks (HTTP 400)
+=============================  =========  ======================================
+
 The rate limiter is a token bucket (RFC 2697's single-rate idea, without
 colours): a bucket of ``burst`` tokens refills at ``rate`` tokens per
 second; a call takes one token or is refused::
@@ -43,6 +53,12 @@ CONNECT_WAIT = 5.0
 FIRST_PACKET_WAIT = 3.0
 #: seconds a session that never negotiated is kept.
 UNNEGOTIATED_TIMEOUT = 60.0
+#: ``sessions/new`` calls per second per app, and the burst (``--session-rate/-burst``).
+SESSIONS_PER_SECOND = 20.0
+SESSION_BURST = 100.0
+#: m= sections one SDP given to the API may hold (a 1,000-section autoDiscover offer
+#: published 1,000 tracks and held the reactor 0.17 s).
+MAX_MEDIA_SECTIONS = 256
 
 
 class RateLimiter:

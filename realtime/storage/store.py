@@ -283,6 +283,8 @@ class ServerConfig:
     :param turns_port: the TURN-over-TLS port.
     :param api_url: the base URL of the HTTPS API, e.g. ``https://127.0.0.1:8443``.
     :param apps: apps from ``--app ID:SECRET``; they win over stored apps.
+    :param session_rate: ``sessions/new`` calls per second per app (``--session-rate``).
+    :param session_burst: the burst of that limit (``--session-burst``).
     """
 
     public_ip: str = "127.0.0.1"
@@ -291,6 +293,8 @@ class ServerConfig:
     turns_port: int = 5349
     api_url: str = "https://127.0.0.1:8443"
     apps: tuple[App, ...] = field(default=())
+    session_rate: float = 20.0
+    session_burst: float = 100.0
 
     def find_app(self, app_id: str) -> App | None:
         """Return the command-line app called ``app_id``, or ``None``."""

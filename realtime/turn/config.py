@@ -25,8 +25,9 @@ class TurnConfig:
     :ivar reservation_lifetime: seconds an EVEN-PORT R reservation is held (§7.2: 30 s).
     :ivar credential_grace: seconds between a credential going bad and deletion.
     :ivar limits: per-allocation rate limits.
-    :ivar unauthorized_rate: 401 answers per second per client host.
-    :ivar unauthorized_burst: 401 answers a host may get in a burst.
+    :ivar unauthorized_rate: 401 answers per second per client host to requests whose
+        MESSAGE-INTEGRITY failed (unknown user, wrong key); challenges are not counted.
+    :ivar unauthorized_burst: such 401 answers a host may get in a burst.
     """
 
     realm: str = "realtime"

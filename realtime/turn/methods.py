@@ -294,6 +294,8 @@ def channel_bind(server: AllocationTable, message: StunMessage, source: Route, c
         raise Reply(400)
     host = peer_host(server, allocation, peer)
     address = (host, peer.port)
+    if not server.policy.permits_endpoint(host, peer.port):
+        raise Reply(403)
     if allocation.channel_conflict(number.value, address, now):
         raise Reply(400)
     if host not in allocation.permissions and not allocation.new_peers.take(1, now):

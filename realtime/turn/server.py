@@ -19,7 +19,7 @@ Request handling, in order (RFC 8489 §6.3, §9.2.4; RFC 8656 §7.2, §8.2, §9.
 §11.2)::
 
     STUN request ── Binding? ─────────────────────────> Binding success (stateless)
-         │ no MESSAGE-INTEGRITY ───────────────────────> 401 + REALM + NONCE
+         │ no MESSAGE-INTEGRITY ───────────────────────> 401 + REALM + NONCE (always)
          │ USERNAME/REALM/NONCE missing ───────────────> 400
          │ NONCE stale or foreign ─────────────────────> 438 + REALM + NONCE
          │ unknown user / MI mismatch ─────────────────> 401 (rate-limited per host)
@@ -27,6 +27,17 @@ Request handling, in order (RFC 8489 §6.3, §9.2.4; RFC 8656 §7.2, §8.2, §9.
          │ unknown comprehension-required attribute ───> 420
          v
      Allocate / Refresh / CreatePermission / ChannelBind (responses carry MI)
+
+Only *failed* integrity checks count against a host's 401 budget: a
+challenge to a request without MESSAGE-INTEGRITY is always answered, like a
+Binding request, because UDP sources are spoofable and a flood "from" a
+victim's address must not use up the victim's own challenges (issue 10 item
+7: 100 spoofed requests/s cut a client's successes from 25 to 1-2 in 5 s).
+The NONCE is stateless (an HMAC of its expiry and the client's host) and
+valid 10 minutes, so a client that has one reuses it and needs no further
+challenge.  The reflection this allows is bounded by the answer's size:
+a 401 is at most 3.0x the smallest request that draws it (Binding: 1.86x);
+see docs/turn.md.
 
 Indications (Send) and ChannelData are not authenticated; they are relayed
 only within an allocation, to peers with a live permission, within the
@@ -240,6 +251,9 @@ class TurnServer:
         if not allocation.permitted(peer.address, now):
             self.drops["no-permission"] += 1
             return
+        if (peer.address, peer.port) in self.policy.own_endpoints:
+            self.drops["own-endpoint"] += 1
+            return
         if self._relayable(allocation, len(data.value), now):
             self._outgoing.append((data.value, (relay, (peer.address, peer.port))))
 
@@ -296,17 +310,22 @@ class TurnServer:
 
     def _plain_error(self, message: StunMessage, source: Route, code: int,
                      extra: tuple = ()) -> None:
-        """Answer with an error that carries no MESSAGE-INTEGRITY (401, 438, 400 before auth)."""
+        """Answer with an error that carries no MESSAGE-INTEGRITY (401, 438, 400 before auth).
+
+        No SOFTWARE: an unauthenticated answer is kept as small as it can be (it is
+        what a spoofed request reflects) and tells an anonymous prober nothing.
+        """
         out = encode_message(
             message.method, StunClass.ERROR, message.transaction_id,
-            [ErrorCode(code, REASONS[code]), *extra, *self._tail],
+            [ErrorCode(code, REASONS[code]), *extra],
             fingerprint=message.find(T.FINGERPRINT) is not None,
         )
         self._outgoing.append((out, source))
 
-    def _challenge(self, message: StunMessage, source: Route, code: int, now: float) -> None:
+    def _challenge(self, message: StunMessage, source: Route, code: int, now: float,
+                   failed_integrity: bool = False) -> None:
         host = source[1][0]
-        if code == 401:
+        if failed_integrity:
             bucket = self._unauthorized.get(host)
             if bucket is None:
                 if len(self._unauthorized) >= 65536:
@@ -338,7 +357,7 @@ class TurnServer:
             return None
         credential = self.authenticator.credential(username.value, self.config.realm, now)
         if credential is None or not check_message_integrity(data, credential.key):
-            self._challenge(message, source, 401, now)
+            self._challenge(message, source, 401, now, failed_integrity=True)
             return None
         allocation = self.allocations.get(source)
         if allocation is not None and allocation.credential.username != credential.username:

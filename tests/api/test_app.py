@@ -13,7 +13,7 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
-from realtime.api.app import MAX_BODY, RealtimeAPI, app_route, read_json
+from realtime.api.app import MAX_BODY, MAX_DEPTH, RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError
 from realtime.storage import App, ServerConfig, StateStore
 
@@ -92,8 +92,8 @@ def bearer(secret):
         (STORED.app_id, bearer("x" * 64), 401, "unauthorized"),
         # another app's secret
         (STORED.app_id, bearer(CONFIGURED.secret), 401, "unauthorized"),
-        # an unknown app id with a token
-        ("f" * 32, bearer(STORED.secret), 404, "not_found"),
+        # an unknown app id with a token: the same 401 as a wrong token (no app-id oracle)
+        ("f" * 32, bearer(STORED.secret), 401, "unauthorized"),
         # an unknown app id without a token: 401 first, no app-id oracle
         ("f" * 32, {}, 401, "unauthorized"),
     ],
@@ -142,6 +142,12 @@ def test_empty_body_is_empty_object(treq) -> None:
         (b"{", 400, "decoding_error", "The request body is not valid JSON"),
         (b"\xff\xfe", 400, "decoding_error", "The request body is not valid JSON"),
         (b"[1]", 400, "decoding_error", "The request body must be a JSON object"),
+        (b"null", 400, "decoding_error", "The request body must be a JSON object"),
+        # nested past the decoder's recursion (was a 500 and a traceback), and past MAX_DEPTH
+        (b"[" * 100_000 + b"]" * 100_000, 400, "decoding_error",
+         f"The request body nests deeper than {MAX_DEPTH} levels"),
+        (b'{"a":' * 33 + b"1" + b"}" * 33, 400, "decoding_error",
+         f"The request body nests deeper than {MAX_DEPTH} levels"),
         (b" " * (MAX_BODY + 1), 413, "payload_too_large",
          f"Request body exceeds {MAX_BODY} bytes"),
     ],
@@ -152,6 +158,23 @@ def test_bad_bodies(treq, data, status, code, description) -> None:
         data=data,
     )
     assert (got[0], got[2]) == (status, {"errorCode": code, "errorDescription": description})
+
+
+def test_nesting_up_to_max_depth_is_accepted(treq) -> None:
+    data = b'{"a":' * (MAX_DEPTH - 1) + b"[]" + b"}" * (MAX_DEPTH - 1)
+    got = call(treq, "POST", f"/v1/apps/{CONFIGURED.app_id}/test-echo/z",
+               bearer(CONFIGURED.secret), data=data)
+    assert got[0] == 201
+
+
+def test_unknown_app_and_wrong_token_answer_alike(treq) -> None:
+    """Issue 10 item 6: with any token, an unknown app id is indistinguishable from a known
+    one (was 404 against 401)."""
+    known = call(treq, "GET", f"/v1/apps/{STORED.app_id}/", bearer("guess" * 8))
+    unknown = call(treq, "GET", "/v1/apps/" + "f" * 32 + "/", bearer("guess" * 8))
+    assert (known[0], known[2]) == (unknown[0], unknown[2]) == (
+        401, {"errorCode": "unauthorized",
+              "errorDescription": "Unknown id or invalid bearer token"})
 
 
 def test_async_route_api_error(treq) -> None:

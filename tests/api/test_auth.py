@@ -41,7 +41,7 @@ def test_authenticate_order(tmp_path) -> None:
     cases = [
         ("stored", b"Bearer stored-secret", 401),
         ("nobody", None, 401),
-        ("nobody", b"Bearer x", 404),
+        ("nobody", b"Bearer x", 401),  # like a wrong token: ids are not enumerable
         ("cli", b"Bearer cli-secretX", 401),
         ("cli", b"Bearer cli-secre", 401),
     ]

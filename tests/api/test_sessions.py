@@ -35,10 +35,12 @@ BOTH = push_offer(audio("0", MIC), video("1", CAM))
 class Api:
     """One RealtimeAPI on a Clock with a StubTreq, and JSON helpers."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, **config) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
-        self.api = RealtimeAPI(store, ServerConfig(apps=(APP, OTHER)), self.clock)
+        # tests create sessions far faster than --session-rate on a clock that barely moves
+        config = {"session_burst": 100_000, **config}
+        self.api = RealtimeAPI(store, ServerConfig(apps=(APP, OTHER), **config), self.clock)
         self.api.peers = PeerHost(self.clock, BindingRouter(), certificate=certificate())
         self.treq = StubTreq(self.api.app.resource())
 
@@ -113,6 +115,45 @@ def test_new_session_without_body(api, prefix) -> None:
                             prefix=prefix)
     assert status == 201 and set(body) == {"sessionId"}
     assert re.fullmatch("[0-9a-f]{32}", body["sessionId"])
+
+
+def test_session_creation_is_rate_limited_per_app(tmp_path) -> None:
+    """Issue 10 item 4: sessions/new had no limit (~1,400/s, ~56 KB each held for 60 s)."""
+    store = StateStore(tmp_path / "limited.sqlite3")
+    api = Api(store, session_rate=2.0, session_burst=5.0)
+    statuses = [api.call("POST", "/sessions/new")[0] for _ in range(7)]
+    assert statuses == [201] * 5 + [429] * 2
+    status, body = api.call("POST", "/sessions/new", app=OTHER)    # per app
+    assert status == 201
+    api.clock.advance(0.5)                                           # 2/s refills one token
+    assert api.call("POST", "/sessions/new")[0] == 201
+    status, body = api.call("POST", "/sessions/new")
+    assert (status, body["errorCode"]) == (429, "retryable_transient_error")
+    assert len(api.board.sessions) == 7
+    store.close()
+
+
+def test_auto_discover_counts_against_the_per_call_track_limit(api) -> None:
+    """Issue 10 item 4: autoDiscover published 1,000 tracks in one call, past the 64 limit."""
+    session_id = api.session()
+    offer = push_offer(*(audio(str(i), 100 + i) for i in range(65)))
+    status, body = api.call("POST", f"/sessions/{session_id}/tracks/new", {
+        "autoDiscover": True, "sessionDescription": {"type": "offer", "sdp": offer}})
+    assert (status, body["errorCode"]) == (400, "invalid_params")
+    assert api.board.get(session_id).transceivers == []
+    offer = push_offer(*(audio(str(i), 100 + i) for i in range(64)))
+    status, body = api.call("POST", f"/sessions/{session_id}/tracks/new", {
+        "autoDiscover": True, "sessionDescription": {"type": "offer", "sdp": offer}})
+    assert status == 200 and len(body["tracks"]) == 64
+
+
+def test_media_sections_per_offer_are_bounded(api) -> None:
+    offer = push_offer(*(audio(str(i), 100 + i) for i in range(257)))
+    for path in ("/sessions/new", f"/sessions/{api.session()}/tracks/new"):
+        status, body = api.call("POST", path, {
+            "autoDiscover": True, "sessionDescription": {"type": "offer", "sdp": offer}})
+        assert (status, body["errorCode"]) == (400, "invalid_session_description"), path
+        assert "256 m= sections" in body["errorDescription"]
 
 
 def test_new_session_with_offer_answers_it(api) -> None:
@@ -230,6 +271,23 @@ def test_per_item_pull_errors_keep_the_rest(api) -> None:
     assert codes == ["not_found_track_error", "empty_track_error", "not_found_track_error", None]
     assert ["mid" in t for t in body["tracks"]] == [False, False, False, True]
     assert body["tracks"][3]["mid"] == "0" and body["requiresImmediateRenegotiation"] is True
+
+
+def test_silent_pulls_share_one_deadline(api) -> None:
+    """Issue 10 item 2: five pulls of a silent track wait 3 s in all, not 3 s each (15 s),
+    and a track that starts sending meanwhile is pulled."""
+    silent = api.publish((audio("0", 9),), ("quiet",), send=False)
+    late = api.publish((audio("0", 8),), ("late",), send=False)
+    api.clock.callLater(1.0, api.board.get(late).receive_media, PacketKind.RTP, rtp(8, 1),
+                        api.clock.seconds() + 1.0)
+    session_id = api.session()
+    started = api.clock.seconds()
+    status, body = api.call("POST", f"/sessions/{session_id}/tracks/new", {"tracks": [
+        *({"location": "remote", "sessionId": silent, "trackName": "quiet"} for _ in range(5)),
+        {"location": "remote", "sessionId": late, "trackName": "late"}]}, wait=3.5)
+    assert status == 200 and api.clock.seconds() - started <= 3.2
+    codes = [t.get("errorCode") for t in body["tracks"]]
+    assert codes == ["empty_track_error"] * 5 + [None]
 
 
 def test_pull_waits_for_the_first_packet(api) -> None:

@@ -81,7 +81,9 @@ def test_legacy_generate_is_an_object(env):
 @pytest.mark.parametrize("token, url, body, expected", [
     (None, BASE, {"ttl": 60}, (401, "unauthorized")),
     ("wrong", BASE, {"ttl": 60}, (401, "unauthorized")),
-    (KEY.token, "https://127.0.0.1/v1/turn/keys/nope", {"ttl": 60}, (404, "not_found")),
+    # an unknown key id answers like a wrong token (issue 10 item 6: was 404, an oracle)
+    (KEY.token, "https://127.0.0.1/v1/turn/keys/nope", {"ttl": 60}, (401, "unauthorized")),
+    ("wrong", "https://127.0.0.1/v1/turn/keys/nope", {"ttl": 60}, (401, "unauthorized")),
     (KEY.token, BASE, {"ttl": 48 * 3600 + 1}, (400, "invalid_params")),
     (KEY.token, BASE, {"ttl": "60"}, (400, "invalid_params")),
     (KEY.token, BASE, {"ttl": 60, "customIdentifier": 5}, (400, "invalid_params")),
@@ -90,6 +92,16 @@ def test_generate_errors(env, token, url, body, expected):
     treq, *_ = env
     status, answer = call(treq, "POST", url + "/credentials/generate-ice-servers", token, body)
     assert (status, answer["errorCode"]) == expected
+
+
+def test_unknown_key_and_wrong_token_answer_alike(env):
+    treq, *_ = env
+    known = call(treq, "POST", BASE + "/credentials/generate-ice-servers", "guess" * 4,
+                 {"ttl": 60})
+    unknown = call(treq, "POST", "https://127.0.0.1/v1/turn/keys/nope/credentials/"
+                   "generate-ice-servers", "guess" * 4, {"ttl": 60})
+    assert known == unknown
+    assert known[0] == 401
 
 
 def test_revoke(env):

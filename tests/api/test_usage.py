@@ -152,7 +152,7 @@ def test_bad_parameters_are_400_invalid_params(api, query, message) -> None:
 
 def test_authentication(api) -> None:
     assert usage(api, app=App(APP.app_id, "wrong-secret"))[0] == 401
-    assert usage(api, app=App("no-such-app", "any-secret"))[0] == 404
+    assert usage(api, app=App("no-such-app", "any-secret"))[0] == 401  # ids not enumerable
     assert api.call("GET", "/usage", prefix="/apps")[0] == 200
 
 

@@ -55,6 +55,21 @@ def test_matches_every_algorithm(certificate, algorithm):
     assert not matches_fingerprint(certificate.der, [(algorithm, flipped)])
 
 
+def test_only_the_strongest_hash_offered_counts(certificate):
+    """RFC 8122 §5 (issue 10 item 8): a matching SHA-1 cannot stand in for a SHA-256 line
+    that does not match; among several lines of the strongest hash, one match is enough."""
+    good1, good256 = certificate.fingerprint("sha-1"), certificate.fingerprint("sha-256")
+    wrong256 = ("0" if good256[0] != "0" else "1") + good256[1:]
+    assert not matches_fingerprint(certificate.der, [("sha-256", wrong256), ("sha-1", good1)])
+    assert not matches_fingerprint(certificate.der, [("sha-1", good1), ("SHA-256", wrong256)])
+    assert matches_fingerprint(certificate.der, [("sha-256", wrong256), ("sha-256", good256),
+                                                 ("sha-1", "00:" * 19 + "00")])
+    good512 = certificate.fingerprint("sha-512")
+    assert matches_fingerprint(certificate.der, [("sha-1", good1), ("sha-512", good512)])
+    # a malformed strongest line is skipped (it names no certificate): the next one decides
+    assert matches_fingerprint(certificate.der, [("sha-256", good256), ("sha-512", "AB:CD")])
+
+
 def test_one_matching_pair_is_enough(certificate):
     pairs = [("md5", "00"), ("sha-256", "zz"), ("sha-1", certificate.fingerprint("sha-1"))]
     assert matches_fingerprint(certificate.der, pairs)

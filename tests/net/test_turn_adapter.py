@@ -7,6 +7,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 
+from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
 from realtime.stun.attributes import IPV4, ChannelNumber, RequestedTransport, XorPeerAddress
@@ -198,13 +199,106 @@ def test_stream_malformed_stun_is_dropped_connection_kept():
     assert not connection.transport.aborted and len(answers(connection)) == 1
 
 
-def test_connection_limit():
-    factory, first, _ = make_stream(max_connections=1)
-    second = connect(factory)
-    assert second.transport.aborted and second.key not in factory.host.sockets
-    assert factory.connections == 1 and factory.drops == {"connection-limit": 1}
-    second.connectionLost(None)                                  # the refused one frees nothing
-    assert factory.connections == 1
-    first.connectionLost(None)
-    assert factory.connections == 0
-    assert not connect(factory).transport.aborted
+# -- admission, deadlines, shedding (issue 10 item 1) ----------------------------------------
+
+
+class PeerTcp(FakeTcp):
+    """A fake transport from ``host``; aborting calls connectionLost later, as Twisted does."""
+
+    def __init__(self, reactor, host, port=5555):
+        super().__init__()
+        self.reactor, self.host, self.port = reactor, host, port
+
+    def getPeer(self):
+        return IPv4Address("TCP", self.host, self.port)
+
+    def abortConnection(self):
+        if not self.aborted:
+            self.aborted = True
+            self.reactor.callLater(0, self.protocol.connectionLost, None)
+
+
+def gated(limits):
+    reactor, host, server, _, _ = build()
+    gate = ConnectionGate(limits)
+    tcp = TurnConnectionFactory(host, reactor, "tcp", gate)
+    tls = TurnConnectionFactory(host, reactor, "tls", gate)
+
+    def connect(factory, address, port=5555):
+        connection = factory.buildProtocol(None)
+        transport = PeerTcp(reactor, address, port)
+        transport.protocol = connection
+        connection.makeConnection(transport)
+        return connection
+
+    return reactor, server, gate, tcp, tls, connect
+
+
+def allocate(connection, server, reactor):
+    client = Client(server, connection.route)
+    client.request(StunMethod.ALLOCATE, [RequestedTransport(17)], reactor.seconds(), sign=False)
+    connection.dataReceived(client.raw(StunMethod.ALLOCATE, [RequestedTransport(17)]))
+    assert code(StunMessage.decode(connection.transport.written[-1])) == "success"
+
+
+def test_idle_connections_are_closed_at_the_auth_deadline_but_an_allocation_stays():
+    reactor, server, gate, tcp, _, connect = gated(StreamLimits(auth_timeout=10, idle_timeout=120))
+    idle, silent_binding, client = (connect(tcp, "192.0.2.7", p) for p in (1, 2, 3))
+    silent_binding.dataReceived(b"\x00\x01\x00\x00\x21\x12\xa4\x42" + bytes(12))  # Binding only
+    allocate(client, server, reactor)
+    reactor.advance(9.9)
+    assert not idle.transport.aborted
+    reactor.advance(0.2)
+    assert idle.transport.aborted and silent_binding.transport.aborted
+    assert not client.transport.aborted and tcp.drops["auth-timeout"] == 2
+    assert gate.total == 1 and len(server.allocations) == 1
+    reactor.advance(500)                      # silent, but its allocation (600 s) lives
+    assert not client.transport.aborted
+    reactor.advance(300)                      # allocation expired at 600 s; idle 120 s after
+    assert client.transport.aborted and tcp.drops["idle-timeout"] == 1 and gate.total == 0
+
+
+def test_tls_handshake_deadline_then_auth_deadline_from_accept():
+    reactor, server, gate, _, tls, connect = gated(
+        StreamLimits(handshake_timeout=2, auth_timeout=10))
+    never, slow = connect(tls, "192.0.2.8", 1), connect(tls, "192.0.2.8", 2)
+    reactor.advance(1)
+    slow.handshakeCompleted()
+    reactor.advance(1.1)
+    assert never.transport.aborted and tls.drops["handshake-timeout"] == 1
+    assert not slow.transport.aborted
+    reactor.advance(7.9)                      # 10 s after accept, not after the handshake
+    assert slow.transport.aborted and tls.drops["auth-timeout"] == 1
+
+
+def test_full_gate_sheds_the_oldest_unauthenticated_connection_never_an_allocated_one():
+    reactor, server, gate, tcp, tls, connect = gated(StreamLimits(max_connections=4,
+                                                                  per_address=64))
+    legit = connect(tls, "192.0.2.1")
+    allocate(legit, server, reactor)
+    flood = [connect(tcp if i % 2 else tls, f"198.51.100.{i}") for i in range(10)]
+    reactor.advance(0)
+    assert not legit.transport.aborted and gate.total == 4
+    assert [c.transport.aborted for c in flood] == [True] * 7 + [False] * 3   # oldest went first
+    assert tcp.drops["shed-global"] + tls.drops["shed-global"] == 7
+    late = connect(tcp, "192.0.2.2")                    # a new legitimate client still gets in
+    allocate(late, server, reactor)
+    assert not late.transport.aborted and len(server.allocations) == 2
+
+
+def test_per_address_cap_sheds_that_address_only_and_refuses_when_all_authenticated():
+    reactor, server, gate, tcp, _, connect = gated(StreamLimits(max_connections=100,
+                                                                per_address=2))
+    other = connect(tcp, "192.0.2.99")
+    first, second = connect(tcp, "192.0.2.3", 1), connect(tcp, "192.0.2.3", 2)
+    third = connect(tcp, "192.0.2.3", 3)
+    assert first.transport.aborted and not second.transport.aborted
+    assert not other.transport.aborted and tcp.drops["shed-per-address"] == 1
+    reactor.advance(0)
+    allocate(second, server, reactor)
+    allocate(third, server, reactor)
+    fourth = connect(tcp, "192.0.2.3", 4)     # both slots authenticated: refused
+    assert fourth.transport.aborted and tcp.drops["per-address-limit"] == 1
+    assert not second.transport.aborted and not third.transport.aborted
+    reactor.advance(0)
+    assert gate.per_address["192.0.2.3"] == 2 and gate.total == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from realtime.stun.attributes import (
@@ -101,14 +103,60 @@ def test_wrong_password_and_unknown_user_get_401(server):
     assert code(Client(server, username="mallory").allocate()) == 401
 
 
-def test_401_answers_are_rate_limited_per_host():
+def test_failed_integrity_401s_are_rate_limited_per_host():
     server, _ = make_server(unauthorized_burst=3, unauthorized_rate=1.0)
-    client = Client(server)
-    answers = [client.request(M.ALLOCATE, [RequestedTransport(17)], 0.0, sign=False)
-               for _ in range(5)]
+    client = Client(server, password="wrong")
+    client.request(M.ALLOCATE, [RequestedTransport(17)], 0.0, sign=False)   # the nonce
+    answers = [client.request(M.ALLOCATE, [RequestedTransport(17)], 0.0) for _ in range(5)]
     assert [code(a) for a in answers] == [401, 401, 401, None, None]
     assert server.drops["unauthorized-rate-limit"] == 2
-    assert code(client.request(M.ALLOCATE, [RequestedTransport(17)], 1.0, sign=False)) == 401
+    assert code(client.request(M.ALLOCATE, [RequestedTransport(17)], 1.0)) == 401
+
+
+def test_a_spoofed_flood_does_not_starve_a_victims_challenges():
+    """Issue 10 item 7: 100 unauthenticated requests/s "from" the victim's host (spoofed
+    UDP, other ports) used up its 401 budget; its own Allocates got no challenge."""
+    server, _ = make_server(unauthorized_burst=64, unauthorized_rate=10.0)
+    victim_host = "192.0.2.77"
+    spoofed = Client(server, route=("udp", (victim_host, 9999)))
+    forged = Client(server, route=("udp", (victim_host, 9998)), password="forged")
+    forged.request(M.ALLOCATE, [RequestedTransport(17)], 0.0, sign=False)
+    successes, now = 0, 0.0
+    for second in range(5):
+        for i in range(100):                       # 100 requests/s, half of them forged MI
+            now = second + i / 100
+            spoofed.request(M.ALLOCATE, [RequestedTransport(17)], now, sign=False)
+            forged.request(M.ALLOCATE, [RequestedTransport(17)], now)
+            if i % 20 == 0:                        # the victim allocates 5 times a second
+                victim = Client(server, route=("udp", (victim_host, 40000 + successes)))
+                if code(victim.allocate(now=now)) == "success":
+                    successes += 1
+                    victim.request(M.REFRESH, [Lifetime(0)], now)
+    assert successes == 25
+    assert server.drops["unauthorized-rate-limit"] > 0     # the forged ones were limited
+
+
+@pytest.mark.parametrize("fingerprint, ratio", [(False, 88 / 28), (True, 96 / 36)])
+def test_reflection_is_bounded_by_the_401s_size(fingerprint, ratio):
+    """The amplification docs/turn.md explains: a 401 to the smallest request that draws
+    one (header + REQUESTED-TRANSPORT [+ FINGERPRINT]) with the default realm "realtime"
+    is 88 (96) bytes for 28 (36): 3.14x (2.67x); no SOFTWARE in it (it was 100 bytes)."""
+    server, _ = make_server()
+    server.config = dataclasses.replace(server.config, realm="realtime")
+    client = Client(server)
+    request = client.raw(M.ALLOCATE, [RequestedTransport(17)], sign=False,
+                         fingerprint=fingerprint)
+    (answer, _), = client.send(request, 0.0)
+    assert code(StunMessage.decode(answer)) == 401
+    assert len(answer) / len(request) == pytest.approx(ratio)
+    assert StunMessage.decode(answer).find(Software) is None
+
+
+def test_binding_reflection_is_1_86x():
+    server, _ = make_server()
+    binding = encode_message(M.BINDING, StunClass.REQUEST, tid(), [], fingerprint=True)
+    (reply, _), = Client(server).send(binding, 0.0)
+    assert len(reply) / len(binding) == pytest.approx(52 / 28)
 
 
 def test_other_username_on_the_same_5_tuple_is_441(server, alice):
@@ -237,10 +285,7 @@ def test_refresh_with_the_other_family_is_443(server, alice):
 def test_allocation_expires_and_releases_its_port():
     server, pool = make_server()
     alice = Client(server)
-    alice.allocate()
-    assert server.get_timer() == 60.0     # the 401 rate-limit table is swept first
-    server.handle_timer(60.0)
-    server.handle_timer(server.get_timer())
+    alice.allocate()                      # a challenge opens no 401 budget (failures do)
     assert server.get_timer() == 600.0
     server.handle_timer(599.0)
     assert len(server.allocations) == 1
