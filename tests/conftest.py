@@ -2,7 +2,10 @@
 Shared pytest fixtures.
 
 * ``shared`` -- the ``../shared`` folder (captures and vectors), read in
-  place; tests that need it skip when it is absent.
+  place; tests that need it skip when it is absent, and fail instead under
+  ``REALTIME_INTEROP=required`` (CI must not pass with the oracles missing).
+* :func:`shared_params` -- parametrize over files found in ``../shared``
+  without the empty parameter set (a silent skip) when it is absent.
 * :func:`require_tool` -- interop tests call it for every external program;
   under ``REALTIME_INTEROP=required`` (set by ``.ci/run``) a missing tool
   fails the test instead of skipping it.
@@ -63,9 +66,21 @@ def require(condition: bool, message: str) -> None:
 def shared() -> Path:
     """The shared/ folder with pcaps/ and vectors/, or skip."""
     path = shared_dir()
-    if path is None:
-        pytest.skip("../shared is absent")
+    require(path is not None, "../shared is absent (set REALTIME_SHARED or place it beside the project)")
     return path
+
+
+def shared_params(make) -> list:
+    """Return ``make(shared_path)`` as parameters, or one placeholder when absent.
+
+    A ``parametrize`` over an empty list is skipped silently, even in CI;
+    the placeholder ``shared-absent`` runs the test instead, whose ``shared``
+    fixture then skips, or fails under ``REALTIME_INTEROP=required``.
+    """
+    path = shared_dir()
+    if path is None:
+        return [pytest.param(None, id="shared-absent")]
+    return make(path)
 
 
 @pytest.fixture(scope="session")
