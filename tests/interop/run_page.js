@@ -20,7 +20,15 @@ async function main() {
     headless: true,
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      // Test traffic stays on this machine: no name resolves but localhost
+      // (pages and the API are on 127.0.0.1 literals), no background fetches,
+      // and no mDNS (.local) host candidates, whose registration is multicast.
+      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE [::1]',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-default-apps', '--disable-domain-reliability', '--disable-breakpad',
+      '--disable-client-side-phishing-detection', '--no-default-browser-check',
+      '--metrics-recording-only', '--no-pings',
+      '--disable-features=WebRtcHideLocalIpsWithMdns,OptimizationHints,MediaRouter,Translate',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--allow-loopback-in-peer-connection', '--disable-dev-shm-usage',
       '--ignore-certificate-errors',

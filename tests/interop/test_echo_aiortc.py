@@ -26,10 +26,10 @@ aiortc = require_module("aiortc")
 
 async def echo_call(server: Server, during=None, seconds: float = 15.0, **options) -> dict:
     """Run one aiortc call against the echo route; return frame counts and states."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(AudioStreamTrack())
     pc.addTrack(VideoStreamTrack())
     counter = FrameCounter(pc, initial={"audio": 0, "video": 0},

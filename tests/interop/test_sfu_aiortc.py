@@ -59,10 +59,10 @@ async def connected(pc, seconds: float = 5.0) -> str:
 
 async def publish(server: Server):
     """Push an audio and a video track from aiortc; return (pc, session id, track names)."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(AudioStreamTrack())
     pc.addTrack(VideoStreamTrack())
     session = (await api(server, "POST", "/sessions/new"))["sessionId"]
@@ -80,9 +80,9 @@ async def publish(server: Server):
 
 async def subscribe(server: Server, publisher: str, names: list[str], seconds: float = 15.0):
     """Pull ``names`` of ``publisher`` on a new session; return frames decoded per kind."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     counter = FrameCounter(pc, initial={"audio": 0, "video": 0},
                            wanted=lambda f: f["video"] >= 30 and f["audio"] >= 50)
     frames = counter.frames
@@ -127,10 +127,10 @@ def test_two_aiortc_subscribers_decode_one_aiortc_publisher(realtime_server) -> 
 
 async def pull_one_at_a_time(server: Server) -> dict:
     """Pull audio, renegotiate, then pull video on the same session (two SFU offers)."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     publisher_pc, publisher, names = await publish(server)
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     frames = FrameCounter(pc, initial={"audio": 0, "video": 0}).frames
 
     session = (await api(server, "POST", "/sessions/new"))["sessionId"]

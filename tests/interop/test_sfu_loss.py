@@ -102,13 +102,13 @@ def count_publisher_nacks() -> dict:
 
 
 async def lossy_subscriber(server) -> dict:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     publisher_nacks = count_publisher_nacks()
     publisher_pc, publisher, names = await publish(server)
     relay = LossyRelay((server.media_host, server.media), LOSS)
     port = await relay.start()
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     frames = FrameCounter(pc, initial={"audio": 0, "video": 0}).frames
 
     try:

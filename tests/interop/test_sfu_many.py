@@ -38,9 +38,9 @@ VIDEO_FRAMES, AUDIO_FRAMES = 20, 40
 async def subscriber(server, publishers: list[tuple[str, list[str]]],
                      seconds: float = 20.0) -> dict:
     """Pull every publisher's tracks on one new session, one offer each; return the result."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     wanted = sum(len(names) for _, names in publishers)
     counter = FrameCounter(pc, key=by_mid, wanted=lambda frames: len(frames) == wanted and all(
         n >= (VIDEO_FRAMES if "video" in key else AUDIO_FRAMES) for key, n in frames.items()))
