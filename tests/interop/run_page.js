@@ -29,7 +29,11 @@ async function main() {
       '--disable-client-side-phishing-detection', '--no-default-browser-check',
       '--metrics-recording-only', '--no-pings',
       '--disable-features=WebRtcHideLocalIpsWithMdns,OptimizationHints,MediaRouter,Translate',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      // The fake camera runs at 20 fps unless told otherwise: 30 gives a viewer
+      // check of >= 20 fps decoded a margin.  Remote audio is played out
+      // (pages attach it to an <audio> element) so its stats count samples.
+      '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
       '--allow-loopback-in-peer-connection', '--disable-dev-shm-usage',
       '--ignore-certificate-errors',
     ],
