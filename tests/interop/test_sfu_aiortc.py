@@ -57,11 +57,13 @@ async def connected(pc, seconds: float = 5.0) -> str:
     return pc.connectionState
 
 
-async def publish(server: Server, audio=None, video=None, pc=None):
+async def publish(server: Server, audio=None, video=None, pc=None, answer_filter=None):
     """Push an audio and a video track from aiortc; return (pc, session id, track names).
 
     ``audio``/``video`` replace aiortc's silence and green frames (e.g. the
-    identifiable tracks of aiortc_frames); ``pc`` an already made peer.
+    identifiable tracks of aiortc_frames); ``pc`` an already made peer;
+    ``answer_filter`` rewrites the SFU's answer SDP (e.g. to route the
+    publisher through a relay).
     """
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
@@ -77,7 +79,10 @@ async def publish(server: Server, audio=None, video=None, pc=None):
         "tracks": [{"location": "local", "mid": mid, "trackName": name}
                    for mid, name in names.items()]})
     assert reply["requiresImmediateRenegotiation"] is False
-    await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+    answer = reply["sessionDescription"]
+    if answer_filter is not None:
+        answer = {**answer, "sdp": answer_filter(answer["sdp"])}
+    await pc.setRemoteDescription(RTCSessionDescription(**answer))
     assert await connected(pc) == "connected"
     return pc, session, sorted(names.values())
 
