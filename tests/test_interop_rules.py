@@ -30,3 +30,20 @@ def test_missing_peer_skips_otherwise(monkeypatch, call) -> None:
 
 def test_present_module_is_returned() -> None:
     assert rules.require_module("json").dumps([]) == "[]"
+
+
+def test_realtime_shared_is_the_only_place_looked_at(monkeypatch, tmp_path) -> None:
+    """An empty REALTIME_SHARED hides ../shared (no fallback), so its absence can be tested."""
+    from realtime.testing.captures import shared_dir
+
+    monkeypatch.setenv("REALTIME_SHARED", str(tmp_path))
+    assert shared_dir() is None
+    (tmp_path / "pcaps").mkdir()
+    assert shared_dir() == tmp_path
+
+
+def test_absent_shared_gives_a_placeholder_parameter(monkeypatch, tmp_path) -> None:
+    """Parametrizing over ../shared files never yields the silently skipped empty set."""
+    monkeypatch.setenv("REALTIME_SHARED", str(tmp_path))
+    (param,) = rules.shared_params(lambda root: [])
+    assert param.id == "shared-absent"

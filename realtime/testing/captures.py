@@ -12,8 +12,8 @@ reassembles each direction of each connection into one byte string, which
 is what a stream-framed protocol (STUN/TURN over TCP, RFC 8489 §6.2.2) parses.
 
 The shared captures live outside the project (``../shared/pcaps``) and are
-read in place: :func:`shared_dir` finds them (or returns None, and the tests
-skip).
+read in place: :func:`shared_dir` finds them (or returns None: the tests
+skip, or fail under ``REALTIME_INTEROP=required``).
 """
 
 from __future__ import annotations
@@ -57,13 +57,17 @@ class CaptureRecord:
 def shared_dir() -> Path | None:
     """Return the ``shared/`` folder beside the project, or None if absent.
 
-    ``REALTIME_SHARED`` overrides the location.
+    ``REALTIME_SHARED`` overrides the location: when it is set, it is the
+    only place looked at (an empty or wrong folder gives None, so a test run
+    can check what happens without the captures).
     """
     env = os.environ.get("REALTIME_SHARED")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [parent.parent / "shared" for parent in here.parents[1:4]]
-    candidates.append(Path.cwd().parent / "shared")
+    if env:
+        candidates = [Path(env)]
+    else:
+        here = Path(__file__).resolve()
+        candidates = [parent.parent / "shared" for parent in here.parents[1:4]]
+        candidates.append(Path.cwd().parent / "shared")
     for path in candidates:
         if (path / "pcaps").is_dir():
             return path

@@ -18,6 +18,7 @@ from realtime.ice.lite import ConsentExpired, IceLiteAgent, SelectedPairChanged
 from realtime.stun.attributes import XorMappedAddress
 from realtime.stun.message import StunClass, StunMessage, StunMethod
 from realtime.testing.captures import read_capture
+from tests.conftest import require
 
 NAMES = [
     "webrtc-chromium-aiortc-gcm-dtls-server",
@@ -37,8 +38,7 @@ def _credentials(sdp: Path) -> tuple[str, str]:
 def test_replay_chromium_checks(shared, name):
     folder = shared / "pcaps" / "generated" / "webrtc"
     pcap = folder / f"{name}.pcap"
-    if not pcap.exists():
-        pytest.skip(f"{pcap} is absent")
+    require(pcap.exists(), f"{pcap} is absent")
     local_ufrag, local_pwd = _credentials(folder / f"{name}.answer.sdp")
     remote_ufrag, _ = _credentials(folder / f"{name}.offer.sdp")
     agent = IceLiteAgent(local_ufrag, local_pwd, remote_ufrag=remote_ufrag, tiebreaker=0)

@@ -8,6 +8,9 @@ headless Chromium.
   (``http://127.0.0.1`` is a secure context, so getUserMedia works).
 * :func:`run_page` -- open a page in Debian's Chromium through
   playwright-core (``run_page.js``) and return what it reported.
+* :func:`assert_plays` -- what a viewer needs from a page's ``playback``
+  report (pages/playback.js): >= 20 decoded frames/s over >= 5 s, no new
+  freeze after the first 3 s, <= 5 % of audio samples concealed.
 """
 
 from __future__ import annotations
@@ -80,3 +83,28 @@ def run_page(url: str, timeout: float = 30.0) -> dict:
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     raise AssertionError("page gave no result:\n" + result.stdout + result.stderr)
+
+
+MIN_FPS = 20.0            # decoded frames per second a viewer needs (fake camera: 30)
+MIN_SECONDS = 5.0         # the measured window (after a 3 s warm-up)
+MAX_CONCEALMENT = 0.05    # share of audio samples the receiver had to invent
+
+
+def assert_plays(playback: dict, audio: bool = True, width: int | None = None) -> None:
+    """Assert that ``playback`` (pages/playback.js ``watchPlayback``) is what a viewer needs.
+
+    Video: at least :data:`MIN_FPS` decoded frames per second over at least
+    :data:`MIN_SECONDS`, and Chromium's ``freezeCount`` the same at the end
+    as after the warm-up.  Audio (when ``audio``): samples were received and
+    at most :data:`MAX_CONCEALMENT` of them concealed during the window.
+    """
+    assert "error" not in playback, playback
+    assert playback["seconds"] >= MIN_SECONDS, playback
+    assert playback["fps"] >= MIN_FPS, playback
+    assert playback["freezeCount"] == playback["freezeCountAfterWarmup"], playback
+    if width is not None:
+        assert playback["frameWidth"] == width, playback
+    if audio:
+        assert playback["totalSamplesReceived"] > 0, playback
+        assert playback["concealment"] <= MAX_CONCEALMENT, playback
+        assert playback["concealmentSinceStart"] <= MAX_CONCEALMENT, playback

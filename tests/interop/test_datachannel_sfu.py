@@ -99,7 +99,7 @@ def summary(data: bytes | str) -> str:
 
 async def aiortc_subscriber(server: Server, publisher: str, session: str) -> dict:
     """Subscribe to "chat" and "state" from aiortc behind :class:`LossyRelay`."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     reply = await api(server, "POST", f"/sessions/{session}/datachannels/establish", {
         "dataChannel": {"location": "remote", "dataChannelName": "server-events"}})
@@ -108,7 +108,7 @@ async def aiortc_subscriber(server: Server, publisher: str, session: str) -> dic
     relay = LossyRelay(("127.0.0.1", port), LOSS)
     relay_port = await relay.start()
     sdp = sdp.replace(f" 127.0.0.1 {port} typ host", f" 127.0.0.1 {relay_port} typ host")
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     got: dict = {"chat": [], "state": [], "state_times": [], "end": asyncio.Event()}
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))

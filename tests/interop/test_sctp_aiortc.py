@@ -41,10 +41,10 @@ async def datachannel_echo(server: Server | None, seconds: float = 20.0, **optio
 
     With ``server`` None the echo runs in process (:class:`InProcessEcho`).
     """
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(AudioStreamTrack())
     reliable = pc.createDataChannel("reliable")
     lossy = pc.createDataChannel("lossy", ordered=False, maxRetransmits=0)

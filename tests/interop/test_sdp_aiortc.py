@@ -34,7 +34,7 @@ LOCAL = LocalTransport.host("sfu1", "p" * 24, Fingerprint.from_digest("sha-256",
 async def _aiortc_accepts_our_answer() -> tuple[SessionDescription, SessionDescription, str]:
     from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-    pc = aiortc.RTCPeerConnection()
+    pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
     try:
         pc.addTrack(AudioStreamTrack())
         pc.addTrack(VideoStreamTrack())
@@ -69,7 +69,7 @@ def test_aiortc_accepts_our_answer():
 
 
 async def _aiortc_answers_our_offer(offer: SessionDescription) -> SessionDescription:
-    pc = aiortc.RTCPeerConnection()
+    pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
     try:
         await pc.setRemoteDescription(aiortc.RTCSessionDescription(offer.serialize(), "offer"))
         await pc.setLocalDescription(await pc.createAnswer())

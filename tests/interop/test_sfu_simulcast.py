@@ -7,7 +7,8 @@ Cloudflare's echo-simulcast flow (docs/cloudflare-api.md §2.4): session A pushe
 ``recv`` and ``a=simulcast:recv f;h;q``.  Session B pulls the track with
 ``preferredRid: "q"``, then ``PUT tracks/update`` moves ``preferredRid`` to
 h, f and back to q; B's decoded ``frameWidth`` must follow (q ≤ 400 < h ≤ 800
-< f).  All three layers start at once because the publisher leg's receiver
+< f), and keep decoding at that width for the next 3 s at >= 20 frames/s
+(not one key frame and a stall).  All three layers start at once because the publisher leg's receiver
 reports carry a REMB (docs/sfu.md, "Simulcast layer selection").
 """
 
@@ -22,6 +23,10 @@ from tests.interop.realtime_server import APP_ID, APP_SECRET
 
 pytestmark = pytest.mark.interop
 
+# Frames/s B decodes in the 3 s after each switch (the fake camera sends 30;
+# three layers of 720p are encoded on a loaded 2-core machine).
+MIN_FPS_AFTER_SWITCH = 20.0
+
 
 def test_preferred_rid_moves_the_received_frame_size(realtime_server, pages) -> None:
     query = urllib.parse.urlencode({"api": realtime_server.api_url(), "app": APP_ID,
@@ -35,3 +40,9 @@ def test_preferred_rid_moves_the_received_frame_size(realtime_server, pages) -> 
     assert 0 < q <= 400 < h <= 800 < f, result["steps"]
     back = result["steps"][3]
     assert back["rid"] == "q" and 0 < back["width"] <= 400, result["steps"]
+    bands = {"q": (1, 400), "h": (401, 800), "f": (801, 10_000)}
+    for step in result["steps"]:
+        low, high = bands[step["rid"]]
+        after = step["after"]
+        assert low <= after["minWidth"] and after["maxWidth"] <= high, step
+        assert after["fps"] >= MIN_FPS_AFTER_SWITCH, step

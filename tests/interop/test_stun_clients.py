@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import select
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -87,22 +90,75 @@ def server(tmp_path_factory):
         running.stop()
 
 
+class UdpRelay:
+    """A UDP relay on 127.0.0.1 whose server-facing socket has a known port.
+
+    turnutils_stunclient cannot choose its source port; sent through the
+    relay, the server sees the relay's :attr:`source` port, so the reflexive
+    address the client prints must name exactly that port.  Runs in a thread
+    for at most ``seconds``.
+    """
+
+    def __init__(self, server: tuple[str, int], seconds: float = 20.0) -> None:
+        self.server = server
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.bind(("127.0.0.1", 0))
+        self.port, self.source = self.front.getsockname()[1], self.back.getsockname()[1]
+        self.deadline = time.monotonic() + seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "UdpRelay":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.front.close()
+        self.back.close()
+
+    def _run(self) -> None:
+        client = None
+        while not self.stopped.is_set() and time.monotonic() < self.deadline:
+            ready, _, _ = select.select([self.front, self.back], [], [], 0.1)
+            for sock in ready:
+                data, addr = sock.recvfrom(65535)
+                if sock is self.front:
+                    client = addr
+                    self.back.sendto(data, self.server)
+                elif client is not None:
+                    self.front.sendto(data, client)
+
+
 @pytest.mark.parametrize("which", ["media", "turn"])
 def test_turnutils_stunclient_udp(server, which) -> None:
+    """The reflexive address is the source the server saw: the relay's port, exactly."""
     tool = require_tool("turnutils_stunclient")
-    port = getattr(server, which)
-    result = subprocess.run([tool, "-p", str(port), "127.0.0.1"], capture_output=True,
-                            text=True, timeout=20)
-    assert "UDP reflexive addr: 127.0.0.1:" in result.stdout, result.stdout + result.stderr
+    with UdpRelay(("127.0.0.1", getattr(server, which))) as relay:
+        result = subprocess.run([tool, "-p", str(relay.port), "127.0.0.1"], capture_output=True,
+                                text=True, timeout=20)
+    output = result.stdout + result.stderr
+    assert set(re.findall(r"UDP reflexive addr: ([\d.]+):(\d+)", output)) == {
+        ("127.0.0.1", str(relay.source))}, output
 
 
 def test_debian_stun_client_classic(server) -> None:
-    """RFC 8489 §12: the RFC 3489 client gets MAPPED-ADDRESS (its CHANGE-REQUEST asks nothing)."""
+    """RFC 8489 §12: the RFC 3489 client gets MAPPED-ADDRESS (its CHANGE-REQUEST asks nothing).
+
+    The client sends from a port it is told (``-p``); the mapped address must name it.
+    """
     tool = require_tool("stun")
-    result = subprocess.run([tool, f"127.0.0.1:{server.media}", "1", "-v"],
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        source = probe.getsockname()[1]
+    result = subprocess.run([tool, f"127.0.0.1:{server.media}", "1", "-v", "-p", str(source)],
                             capture_output=True, text=True, timeout=20)
     output = result.stdout + result.stderr
-    assert "mappedAddr=127.0.0.1:" in output, output
+    mapped = set(re.findall(r"mappedAddr=([\d.]+):(\d+)", output))
+    assert mapped == {("127.0.0.1", str(source))}, output
 
 
 def test_debian_stun_client_gets_an_answer(server) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import require_module
 
+from tests.interop.aiortc_frames import assert_rates
 from tests.interop.realtime_server import Server
 from tests.interop.test_sfu_aiortc import call, publish, subscribe
 
@@ -30,7 +31,7 @@ async def one_call(server: Server) -> tuple[str, dict]:
         result = await subscribe(server, publisher, names, seconds=4.0)
     finally:
         await pc.close()
-    assert result["frames"]["video"] > 0 and result["frames"]["audio"] > 0, result
+    assert_rates(result["rates"], result)
     return publisher, result
 
 

@@ -24,6 +24,7 @@ from realtime.demux import PacketKind, classify
 from realtime.srtp.context import InboundSrtpContext, from_dtls_keying
 from realtime.srtp.profiles import SrtpProtectionProfile, split_keying_material
 from realtime.testing.captures import read_capture
+from tests.conftest import shared_params
 from tests.srtp.relayed import media_datagrams
 
 # The TURN server's own dump holds the client TCP leg and relayed UDP legs,
@@ -35,17 +36,12 @@ DISTINCT_OVERRIDE = {
 }
 
 
-def _streams():
-    from realtime.testing.captures import shared_dir
-
-    root = shared_dir()
-    if root is None:
-        return []
+def _streams(root):
     keys = json.loads((root / "vectors" / "srtp_capture_keys.json").read_text())
     return [pytest.param(s, id=f"{s['file'].split('/')[-1]}-{s['ssrc']}") for s in keys["streams"]]
 
 
-@pytest.mark.parametrize("stream", _streams())
+@pytest.mark.parametrize("stream", shared_params(_streams))
 def test_sdes_capture_stream_unprotects(shared, stream):
     ssrc = int(stream["ssrc"], 16)
     profile = SrtpProtectionProfile.from_name(stream["suite"])
@@ -78,12 +74,7 @@ def test_sdes_capture_stream_unprotects(shared, stream):
     assert first_plain is not None and first_plain.hex() == stream["its_plaintext_rtp"]
 
 
-def _webrtc_names():
-    from realtime.testing.captures import shared_dir
-
-    root = shared_dir()
-    if root is None:
-        return []
+def _webrtc_names(root):
     keys = (root / "pcaps/generated/webrtc").glob("*.srtp.json")
     return sorted(p.name[: -len(".srtp.json")] for p in keys)
 
@@ -101,7 +92,7 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@pytest.mark.parametrize("name", _webrtc_names())
+@pytest.mark.parametrize("name", shared_params(_webrtc_names))
 def test_chromium_aiortc_capture_unprotects(shared, name):
     folder = shared / "pcaps/generated/webrtc"
     info = json.loads((folder / f"{name}.srtp.json").read_text())
