@@ -270,8 +270,14 @@ class PeerConnection:
     # -- commands ----------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Begin: as DTLS client we send the ClientHello once a pair is selected."""
-        if self.dtls_role == "client" and self.ice.selected_address is not None:
+        """Begin: take in what the agent learnt before us; as DTLS client, say hello.
+
+        The agent may have answered checks (and seen a nomination) before the
+        connection existed (an SFU offer awaiting its answer, RFC 8445 §7.3).
+        """
+        self._drain_ice(now)
+        if self.dtls_role == "client" and self.ice.selected_address is not None \
+                and self.dtls is None:
             self._start_dtls(now)
 
     def send_rtp(self, packet: bytes) -> bool:

@@ -60,10 +60,19 @@ def sustained(per_second: list[int], last: int) -> int:
 
 
 def test_vp8_opus_publish_and_pull(realtime_server) -> None:
-    published, done, _ = call(realtime_server, publish={"video": "vp8"}, pull={}, seconds=10)
+    """Also: a pull whose answer reaches us late still connects at once (defect 5).
+
+    The puller sends ``PUT renegotiate`` 0.5 s after applying its answer, as
+    with slow signalling; its checks come before that and must be answered
+    with MESSAGE-INTEGRITY.  Before the fix ICE connected ~0.56 s after the
+    answer with a 0.1 s delay (libnice discarded the unauthenticated answers
+    and retried); after it, ~0.06 s whatever the delay.
+    """
+    published, done, _ = call(realtime_server, publish={"video": "vp8"},
+                              pull={"renegotiate_delay": 0.5}, seconds=10)
     assert published["offer_has_ssrc"], published
     assert done["width"] == 320, done
     assert sustained(done["per_second"]["video"], 5) >= MIN_FPS, done
     assert sustained(done["per_second"]["audio"], 5) >= 40, done  # 50 Opus frames/s
     timings = done["timings"]
-    assert timings["ice_connected"] - timings["answer"] < 0.25, timings
+    assert timings["ice_connected"] - timings["answer"] < 0.35, timings
