@@ -76,3 +76,17 @@ def test_vp8_opus_publish_and_pull(realtime_server) -> None:
     assert sustained(done["per_second"]["audio"], 5) >= 40, done  # 50 Opus frames/s
     timings = done["timings"]
     assert timings["ice_connected"] - timings["answer"] < 0.35, timings
+
+
+def test_call_outlives_the_consent_timeout(realtime_server) -> None:
+    """Defect 2: libnice in webrtcbin 1.22 refreshes nothing but Binding Indications.
+
+    Both sessions (publisher and puller) run 40 s, past the 30 s after which
+    the server used to declare consent expired and stop forwarding; the
+    last seconds must still decode at a viewer's rate.
+    """
+    _, done, _ = call(realtime_server, publish={"video": "vp8"}, pull={}, seconds=40)
+    video = done["per_second"]["video"]
+    assert len(video) >= 38, done
+    assert sustained(video, 5) >= MIN_FPS, done           # seconds 34-39: still flowing
+    assert min(video[2:-1]) >= MIN_FPS // 2, done          # and no gap on the way

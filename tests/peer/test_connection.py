@@ -17,7 +17,7 @@ import pytest
 
 from realtime.dtls.certificate import Certificate
 from realtime.dtls.endpoint import DtlsEndpoint, HandshakeCompleted
-from realtime.peer.connection import Connected
+from realtime.peer.connection import Connected, Disconnected
 from realtime.peer.echo import create_echo_session, translate_rtcp
 from realtime.srtp.context import from_dtls_keying
 from realtime.stun.attributes import (
@@ -190,3 +190,43 @@ def test_media_before_keys_is_dropped() -> None:
                                   address="127.0.0.1", port=10000)
     deliver(session, rtp(1111, 1, pt=111))
     assert session.connection.drops["srtp-before-keys"] == 1
+
+
+def test_media_keeps_a_peer_without_consent_checks_alive(call) -> None:
+    """Issue 9, defect 2: webrtcbin 1.22 (libnice, consent freshness off) sends no checks.
+
+    Only Binding Indications and media come after the first check; the
+    session must outlive the 30 s consent timeout while SRTP decrypts, and
+    still end 30 s after everything falls silent.
+    """
+    session, _, srtp = call
+    connection = session.connection
+    indication = encode_message(StunMethod.BINDING, StunClass.INDICATION, os.urandom(12), [],
+                                fingerprint=True)
+    for second in range(1, 61):  # a 60 s call: one packet and one indication per second
+        now = NOW + second
+        deliver(session, srtp.protect(rtp(2222, 1000 + second)), now)
+        deliver(session, indication, now)
+        if (deadline := connection.get_timer()) is not None and deadline <= now:
+            connection.handle_timer(now)
+    assert connection.state == "connected"
+    assert connection.ice.selected_address == CLIENT
+    silent = NOW + 60
+    while connection.state == "connected":
+        deadline = connection.get_timer()
+        assert deadline is not None and deadline <= silent + 30.0
+        connection.handle_timer(deadline)
+    assert connection.state == "failed" and deadline == silent + 30.0
+    assert any(isinstance(e, Disconnected) and "consent" in e.reason
+               for e in iter(connection.next_event, None))
+
+
+def test_undecryptable_media_is_no_proof_of_life(call) -> None:
+    session, _, srtp = call
+    connection = session.connection
+    forged = bytearray(srtp.protect(rtp(2222, 7)))
+    forged[-1] ^= 0xFF  # the authentication tag no longer verifies
+    for second in range(1, 40):
+        deliver(session, bytes(forged), NOW + second)
+    connection.handle_timer(NOW + 30.0)
+    assert connection.state == "failed" and connection.drops["srtp"] == 39
