@@ -55,7 +55,7 @@ VIDEO = {
              "! video/x-h264,profile=constrained-baseline "
              "! rtph264pay pt=102 config-interval=-1 mtu=1200",
              "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=102,"
-             "packetization-mode=(string)1,profile-level-id=(string)42e01f"),
+             "packetization-mode=(string)1"),
 }
 AUDIO = ("opusenc ! rtpopuspay pt=111",
          "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111")

@@ -90,3 +90,23 @@ def test_call_outlives_the_consent_timeout(realtime_server) -> None:
     assert len(video) >= 38, done
     assert sustained(video, 5) >= MIN_FPS, done           # seconds 34-39: still flowing
     assert min(video[2:-1]) >= MIN_FPS // 2, done          # and no gap on the way
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["as-answered", "no-profile-level-id"])
+def test_h264_publish_and_pull(realtime_server, strip: bool) -> None:
+    """Defect 3: H.264 to a subscriber whose answer omits ``profile-level-id``.
+
+    The SFU offers the publisher's Constrained Baseline (42e01f); the answer
+    keeps the payload type but drops the parameter, which RFC 6184 §8.1
+    reads as Baseline.  The answer still selects that payload type (RFC 3264
+    §6.1): frames must decode at a viewer's rate, and /diagnostics must
+    show nothing dropped for want of a payload type.
+    """
+    published, done, _ = call(realtime_server, publish={"video": "h264", "audio": False},
+                              pull={"strip_profile_level_id": strip}, seconds=8)
+    assert done["width"] == 320, done
+    assert sustained(done["per_second"]["video"], 4) >= MIN_FPS, done
+    status, diagnostics = realtime_server.get("/diagnostics")
+    for session in diagnostics["sessions"].values():
+        drops = session.get("sfu", {}).get("mediaDrops", {})
+        assert "payload-type-not-negotiated" not in drops, diagnostics
