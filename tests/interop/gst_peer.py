@@ -57,8 +57,9 @@ VIDEO = {
              "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=102,"
              "packetization-mode=(string)1"),
 }
-AUDIO = ("opusenc ! rtpopuspay pt=111",
-         "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111")
+AUDIO = ("opusenc ! rtpopuspay pt=111",  # Opus is opus/48000/2 in SDP (RFC 7587 §7)
+         "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111,"
+         "encoding-params=(string)2")
 
 
 def _keep_reference(gobject) -> None:
@@ -73,6 +74,13 @@ def _keep_reference(gobject) -> None:
     library = ctypes.CDLL("libgobject-2.0.so.0")
     library.g_object_ref.argtypes = [ctypes.c_void_p]
     library.g_object_ref(capsule(gobject.__gpointer__, None))
+
+
+def _section_ssrcs(sdp: str, kind: str) -> int:
+    """Return how many a=ssrc lines the first ``kind`` section of ``sdp`` has."""
+    sections = re.split(r"^(?=m=)", sdp, flags=re.M)
+    section = next((s for s in sections if s.startswith(f"m={kind}")), "")
+    return len(re.findall(r"^a=ssrc:", section, re.M))
 
 
 def emit(**fields) -> None:
@@ -201,9 +209,12 @@ class Peer:
         session = self.call("POST", "/sessions/new")["sessionId"]
         if not self.options.get("early_offer"):
             time.sleep(0.5)  # let caps flow, so the offer names SSRCs
+        # early_offer: the pipeline is only READY, no caps have flowed (see run)
         reply = self.promise("create-offer", None)
         offer = reply.get_value("offer")
         self.promise("set-local-description", offer)
+        if self.options.get("early_offer"):
+            self.pipeline.set_state(Gst.State.PLAYING)  # caps flow only now
         sdp = offer.sdp.as_text()
         mids = re.findall(r"^a=mid:(\S+)", sdp, re.M)
         kinds = re.findall(r"^m=(\w+)", sdp, re.M)
@@ -216,7 +227,7 @@ class Peer:
                              answer["sessionDescription"]["sdp"])
         self.mark("answer")
         emit(event="published", sessionId=session, tracks=[t["trackName"] for t in tracks],
-             offer_has_ssrc="a=ssrc:" in sdp, offer=sdp if self.options.get("show_sdp") else None,
+             offer_has_ssrc="a=ssrc:" in sdp, video_ssrcs=_section_ssrcs(sdp, "video"), offer=sdp if self.options.get("show_sdp") else None,
              results=answer["tracks"])
 
     def pull(self) -> None:
@@ -257,7 +268,8 @@ class Peer:
     def run(self) -> None:
         mode = self.options["mode"]
         self.build(publish=mode == "publish")
-        self.pipeline.set_state(Gst.State.PLAYING)
+        early = mode == "publish" and self.options.get("early_offer")
+        self.pipeline.set_state(Gst.State.READY if early else Gst.State.PLAYING)
         work = threading.Thread(target=self.negotiate, args=(mode,), daemon=True)
         work.start()
         GLib.timeout_add(1000, self.tick)

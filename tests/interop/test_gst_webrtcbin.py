@@ -110,3 +110,18 @@ def test_h264_publish_and_pull(realtime_server, strip: bool) -> None:
     for session in diagnostics["sessions"].values():
         drops = session.get("sfu", {}).get("mediaDrops", {})
         assert "payload-type-not-negotiated" not in drops, diagnostics
+
+
+def test_offer_before_caps_flow_is_routed_by_payload_type(realtime_server) -> None:
+    """Defect 4 (RFC 8843 §9.2): webrtcbin offers before caps flow.
+
+    Its video section then has no ``a=ssrc``, and webrtcbin sends no MID
+    header extension; with two sections the SFU must route by payload type
+    (96 VP8 and 111 Opus are unique in the BUNDLE).
+    """
+    published, done, _ = call(realtime_server, publish={"video": "vp8", "early_offer": True},
+                              pull={}, seconds=8)
+    assert published["video_ssrcs"] == 0, published  # the case under test
+    assert done["width"] == 320, done
+    assert sustained(done["per_second"]["video"], 4) >= MIN_FPS, done
+    assert sustained(done["per_second"]["audio"], 4) >= 40, done

@@ -408,5 +408,29 @@ def test_every_forwarder_drop_is_counted_by_reason(board) -> None:
     assert len(b.connection.rtp) == 1
     assert media_drops(b) == {"awaiting-keyframe": 1, "duplicate": 1,
                               "payload-type-not-negotiated": 1, "subscriber-not-connected": 1}
-    a.receive_media(PacketKind.RTP, rtp(4242, 1, 96, VP8_KEY), 1.5)     # unknown SSRC, 2 tracks
+    a.receive_media(PacketKind.RTP, rtp(4242, 1, 100, VP8_KEY), 1.5)    # no section has PT 100
     assert media_drops(a) == {"rtp-unrouted": 1}
+
+
+def test_unsignalled_ssrcs_are_routed_by_unique_payload_type(board) -> None:
+    """Issue 9, defect 4 (RFC 8843 §9.2): no a=ssrc, no MID extension, two sections.
+
+    webrtcbin offering before caps flow names no SSRC; the payload types
+    (96 VP8 in one section, 111 Opus in the other) are unique in the
+    BUNDLE, so each packet's payload type names its section.
+    """
+    from realtime.sdp.codecs import OPUS
+    from realtime.sdp.offer import DEFAULT_AUDIO_EXTENSIONS, MediaOffer
+
+    a = new(board)
+    offer = push_offer(MediaOffer("0", "audio", "sendonly", None, (OPUS,),
+                                  DEFAULT_AUDIO_EXTENSIONS), video("1", 0))
+    assert "a=ssrc" not in offer
+    a.answer_offer(offer, 0.0, publish={"0": "mic", "1": "cam"})
+    a.connection = Wire()
+    b = subscriber(board, a)
+    a.receive_media(PacketKind.RTP, rtp(MIC, 5, 111, b"opus" * 5), 1.1)
+    a.receive_media(PacketKind.RTP, rtp(CAM, 6, 96, VP8_KEY), 1.1)
+    sent = {header(p)[4]: header(p)[1] & 0x7F for p in b.connection.rtp}
+    assert sent == {b.transceiver("0").send.ssrc: 111, b.transceiver("1").send.ssrc: 96}
+    assert a.counters == {}
