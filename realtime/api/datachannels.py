@@ -42,7 +42,7 @@ from twisted.web.iweb import IRequest
 from realtime.api.app import RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.api.sessions import (
-    ensure_connected, flush, item_error, load_session, overlap_error, sdp_error,
+    ensure_connected, expect_checks, flush, item_error, load_session, overlap_error, sdp_error,
     session_description, start, switchboard,
 )
 from realtime.errors import DecodeError, LocalProtocolError
@@ -181,6 +181,7 @@ async def establish(self: RealtimeAPI, request: IRequest, app,
         reply["requiresImmediateRenegotiation"] = True
         reply["sessionDescription"] = {"type": "offer",
                                        "sdp": session.pending_offer.serialize()}
+        expect_checks(self, session)
         return reply
     try:
         offer = SessionDescription.parse(sdp)

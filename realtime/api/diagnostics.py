@@ -11,6 +11,14 @@ NACK shield's and keyframe requests' counters under ``sfu``:
     retransmissionsAnswered       packets resent from our buffers in answer (RTX or plain)
     nacksSentUpstream             NACK packets we sent to the session as publisher
     keyframeRequestsSentUpstream  PLI/FIR we sent to the session as publisher
+    mediaDrops                    RTP packets dropped, by reason: what the session sent
+                                  us that no track takes (``rtp-unrouted``,
+                                  ``rtp-malformed``, ``rtcp-malformed``), and what
+                                  the forwarders towards this session did not send
+                                  (``payload-type-not-negotiated``,
+                                  ``awaiting-keyframe``, ``duplicate``,
+                                  ``before-segment``, ``subscriber-not-connected``,
+                                  ``not-sent``)
 
 A subscriber's NACKs never show up in its publisher's ``nacksSentUpstream``:
 that counts only gaps in what the publisher itself delivered.  Counters
@@ -43,6 +51,19 @@ def diagnostics(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
         }
         rtcp = getattr(session, "rtcp", None)
         if rtcp is not None:
-            entry["sfu"] = rtcp.counters()
+            entry["sfu"] = {**rtcp.counters(), "mediaDrops": media_drops(session)}
         sessions[session_id] = entry
     return {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
+
+
+def media_drops(session: Any) -> dict[str, int]:
+    """Return the session's routing drops and its subscriptions' forwarder drops, by reason."""
+    drops = dict(getattr(session, "counters", {}))
+    for transceiver in getattr(session, "transceivers", ()):
+        subscription = transceiver.subscription
+        forwarder = subscription.forwarder if subscription is not None else None
+        if forwarder is None:
+            continue
+        for reason, count in forwarder.drops.items():
+            drops[reason] = drops.get(reason, 0) + count
+    return drops

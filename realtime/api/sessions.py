@@ -75,8 +75,8 @@ def collect(api: RealtimeAPI) -> None:
 def forget(api: RealtimeAPI, session: SfuSession) -> None:
     """Stop running ``session``'s PeerConnection and its rate limit."""
     peers = api.peers
-    if peers is not None and peers.sessions.get(session.session_id) is session:
-        peers.remove(session)
+    if peers is not None:
+        peers.remove(session)  # a no-op for a session it does not run
     api.rate_limiter.forget(session.session_id)
 
 
@@ -117,6 +117,18 @@ def start(api: RealtimeAPI, session: SfuSession) -> None:
     if peers.sessions.get(session.session_id) is not session:
         peers.add(session)
     flush(api, session)
+
+
+def expect_checks(api: RealtimeAPI, session: SfuSession) -> None:
+    """Let the session's ICE agent answer checks as soon as the SFU has offered.
+
+    The client checks once it has applied our offer and its answer; that
+    answer (``PUT renegotiate``) may come later.  Only the first negotiation
+    needs it: afterwards the session is running.
+    """
+    peers = api.peers
+    if session.connection is None and peers is not None:
+        peers.expect(session)
 
 
 def flush(api: RealtimeAPI, session: SfuSession) -> None:

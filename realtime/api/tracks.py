@@ -34,7 +34,8 @@ from twisted.web.iweb import IRequest
 from realtime.api.app import RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.api.sessions import (
-    ensure_connected, first_packets, flush, item_error, load_session, overlap_error, sdp_error,
+    ensure_connected, expect_checks, first_packets, flush, item_error, load_session, overlap_error,
+    sdp_error,
     session_description, start, switchboard,
 )
 from realtime.errors import DecodeError, LocalProtocolError
@@ -280,6 +281,7 @@ async def _without_offer(api: RealtimeAPI, app: Any, session: SfuSession,
         response["requiresImmediateRenegotiation"] = True
         response["sessionDescription"] = {"type": "offer",
                                           "sdp": session.pending_offer.serialize()}
+        expect_checks(api, session)
     flush(api, session)
     response["tracks"] = [results[i] for i in range(len(items))]
     return response

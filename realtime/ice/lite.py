@@ -42,10 +42,17 @@ Pair life::
                                                        ConsentExpired if it was selected)
 
 Consent (RFC 7675).  RFC 7675 §4 asks nothing of lite agents, since they
-send no checks.  We go further on purpose: a full peer refreshes consent on
-the selected pair every ~5 s (RFC 7675 §5.1), so 30 s without an
-authenticated check from an address means the peer has gone or withdrawn
-consent, and we stop sending there (:class:`ConsentExpired`).
+send no checks: consent freshness is the full agent's job.  We still keep a
+true timeout for silence: 30 s without proof of life from an address means
+the peer has gone, and we stop sending there (:class:`ConsentExpired`).
+Proof of life is an authenticated check, or authenticated traffic from the
+pair -- SRTP/SRTCP that decrypted, DTLS application data -- reported with
+:meth:`IceLiteAgent.notice_authenticated`: only the peer that holds the
+keys of this session can produce it.  A peer that runs no consent checks
+(libnice with consent freshness off, as webrtcbin 1.22 builds it, keeps
+the pair alive with unauthenticated Binding Indications only) stays up as
+long as its media flows.  Unauthenticated bytes (:meth:`notice_traffic`,
+indications) never count.
 
 Deliberate choices, all documented in docs/ice.md:
 
@@ -153,8 +160,8 @@ class IceLiteAgent:
         be exactly ``local:remote``.
     :param remote_pwd: the peer's ``ice-pwd`` (kept; a lite agent never uses it).
     :param tiebreaker: our 64-bit ICE tiebreaker (RFC 8445 §7.3.1.1), random.
-    :param consent_timeout: seconds without an authenticated check after which
-        a pair loses consent (RFC 7675 §5.1: 30).
+    :param consent_timeout: seconds without an authenticated check or
+        authenticated media after which a pair loses consent (RFC 7675 §5.1: 30).
     :param max_pairs: bound on valid pairs; the least recently active one
         that is not selected is evicted.
     :param controlling: start in the controlling role (lite-lite offerer only).
@@ -185,6 +192,8 @@ class IceLiteAgent:
         self._pairs: dict[Address, _Pair] = {}
         self._selected: Address | None = None
         self._events: deque[IceEvent] = deque()
+        self._proof_addr: Address | None = None
+        self._proof_time = 0.0
 
     # -- credentials ---------------------------------------------------------
 
@@ -297,6 +306,17 @@ class IceLiteAgent:
         if self._selected is None and not pair.nominated and not self.controlling:
             self._nominate(pair)
 
+    def notice_authenticated(self, addr: Address, now: float) -> None:
+        """Count authenticated SRTP/SRTCP/DTLS from ``addr`` as proof of life.
+
+        Called per media packet, so it only records the sender and the time
+        (two attribute stores); the pair's consent deadline is moved when the
+        timer runs.  Only the most recent sender is remembered, which is the
+        selected pair whenever media flows.
+        """
+        self._proof_addr = addr
+        self._proof_time = now
+
     def notice_traffic(self, addr: Address, now: float) -> None:
         """Record non-STUN traffic from ``addr`` (orders eviction; never refreshes consent)."""
         pair = self._pairs.get(addr)
@@ -304,7 +324,8 @@ class IceLiteAgent:
             pair.last_received = now
 
     def handle_timer(self, now: float) -> None:
-        """Remove pairs whose consent lapsed (RFC 7675 §5.1)."""
+        """Remove pairs whose consent lapsed (RFC 7675 §5.1) and whose media fell silent."""
+        self._apply_proof()
         for addr in [a for a, p in self._pairs.items() if p.consent_expires <= now]:
             self._remove(addr)
             if addr == self._selected:
@@ -325,6 +346,18 @@ class IceLiteAgent:
         return self._events.popleft() if self._events else None
 
     # -- internals -----------------------------------------------------------
+
+    def _apply_proof(self) -> None:
+        """Move the consent deadline of the pair :meth:`notice_authenticated` last saw."""
+        addr = self._proof_addr
+        pair = self._pairs.get(addr) if addr is not None else None
+        if pair is None:
+            return
+        deadline = self._proof_time + self.consent_timeout
+        if deadline > pair.consent_expires:
+            pair.consent_expires = deadline
+        if self._proof_time > pair.last_received:
+            pair.last_received = self._proof_time
 
     def _credentials_for(self, username: str) -> _Credentials | None:
         """Return the credentials whose ufrags USERNAME names (RFC 8445 §7.3)."""

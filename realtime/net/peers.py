@@ -143,6 +143,8 @@ class PeerHost:
         self._hooks: dict[HostedSession, tuple[Callable, Callable]] = {}
         self._waiters: dict[HostedSession, list[Deferred]] = {}
         self._reapers: dict[HostedSession, Any] = {}
+        #: sessions whose agent answers checks before their connection exists (:meth:`expect`)
+        self._expected: set[HostedSession] = set()
 
     def attach(self, port: Any) -> None:
         """Send through ``port`` (a :class:`~realtime.net.media_port.MediaPort`)."""
@@ -152,8 +154,36 @@ class PeerHost:
         if self.port is not None:
             self.port.send(data, addr)
 
+    def expect(self, session: HostedSession) -> None:
+        """Answer checks for ``session`` before its connection exists (RFC 8445 §7.3).
+
+        Call when the SFU's offer is made: the client checks as soon as it
+        has answered, often before its answer reaches us.  The agent answers
+        them with MESSAGE-INTEGRITY; :meth:`add` takes over when the answer
+        creates the connection.  A session that never gets that far is
+        dropped after ``unconnected_timeout``.
+        """
+        if session in self._drivers or session in self._expected:
+            return
+        self.demux.register(session.ice.local_ufrag, session)
+        self._expected.add(session)
+        self._reapers[session] = self.reactor.callLater(
+            self.unconnected_timeout, self._forget_expected, session)
+
+    def _forget_expected(self, session: HostedSession) -> None:
+        if session in self._expected:
+            self._expected.discard(session)
+            self._reapers.pop(session, None)
+            self.router.take_early(session)
+            self.demux.unregister(session)
+
     def add(self, session: HostedSession) -> None:
         """Start routing the session's ICE ufrag and addresses to its connection."""
+        if session in self._expected:
+            self._expected.discard(session)
+            reaper = self._reapers.pop(session)
+            if reaper.active():
+                reaper.cancel()
         self.demux.register(session.ice.local_ufrag, session)
         self.sessions[session.session_id] = session
         self._drivers[session] = MachineDriver(_Timed(self, session), self._send, self.reactor)
@@ -161,9 +191,23 @@ class PeerHost:
         self._reapers[session] = self.reactor.callLater(
             self.unconnected_timeout, self._reap_unconnected, session
         )
+        now = self.reactor.seconds()
+        connection = session.connection
+        start = getattr(connection, "start", None)  # test doubles may have none
+        if start is not None:
+            start(now)  # what the agent learnt while expected
+        for kind, data, addr, _held_at in self.router.take_early(session):
+            connection.receive_classified(kind, data, addr, now)
+        self._drain(session, now)
 
     def remove(self, session: HostedSession, reason: str = "closed") -> None:
-        """Close the session's connection and forget it."""
+        """Close the session's connection and forget it (or stop expecting it)."""
+        if session in self._expected:
+            reaper = self._reapers.get(session)
+            if reaper is not None and reaper.active():
+                reaper.cancel()
+            self._forget_expected(session)
+            return
         if self.sessions.get(session.session_id) is not session:
             return
         del self.sessions[session.session_id]

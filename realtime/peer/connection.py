@@ -161,7 +161,7 @@ class PeerConnection:
         if kind is PacketKind.RTP or kind is PacketKind.RTCP:
             self.bytes_received += len(data)
             self.packets_received += 1
-            self._receive_srtp(kind, data, now)
+            self._receive_srtp(kind, data, addr, now)
         elif kind is PacketKind.STUN:
             self.receive_stun(data, addr, now)  # counts it
         else:
@@ -204,9 +204,9 @@ class PeerConnection:
         except DecodeError:
             self.drops["dtls"] += 1
             return
-        self._drain_dtls(now)
+        self._drain_dtls(now, addr)
 
-    def _receive_srtp(self, kind: PacketKind, data: bytes, now: float) -> None:
+    def _receive_srtp(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> None:
         srtp = self.srtp
         if srtp is None:
             self.drops["srtp-before-keys"] += 1
@@ -219,6 +219,7 @@ class PeerConnection:
         except DecodeError:
             self.drops["srtp" if kind is PacketKind.RTP else "srtcp"] += 1
             return
+        self.ice.notice_authenticated(addr, now)  # proof of life (RFC 7675 is the peer's job)
         self.media_sink(kind, packet, now)
 
     def handle_timer(self, now: float) -> None:
@@ -259,8 +260,14 @@ class PeerConnection:
     # -- commands ----------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Begin: as DTLS client we send the ClientHello once a pair is selected."""
-        if self.dtls_role == DtlsRole.CLIENT and self.ice.selected_address is not None:
+        """Begin: take in what the agent learnt before us; as DTLS client, say hello.
+
+        The agent may have answered checks (and seen a nomination) before the
+        connection existed (an SFU offer awaiting its answer, RFC 8445 §7.3).
+        """
+        self._drain_ice(now)
+        if self.dtls_role == DtlsRole.CLIENT and self.ice.selected_address is not None \
+                and self.dtls is None:
             self._start_dtls(now)
 
     def send_rtp(self, packet: bytes) -> bool:
@@ -352,14 +359,16 @@ class PeerConnection:
                     self.state = ConnectionState.FAILED
                     self._events.append(Disconnected("ICE consent expired"))
 
-    def _drain_dtls(self, now: float) -> None:
+    def _drain_dtls(self, now: float, addr: Address | None = None) -> None:
         self._flush_dtls()
-        self._drain_dtls_events(now)
+        self._drain_dtls_events(now, addr)
         self.flush_sctp(now)
 
-    def _drain_dtls_events(self, now: float) -> None:
+    def _drain_dtls_events(self, now: float, addr: Address | None = None) -> None:
         while (event := self.dtls.next_event()) is not None:
             if isinstance(event, ApplicationDataReceived):
+                if addr is not None:  # a record that passed DTLS's MAC: proof of life
+                    self.ice.notice_authenticated(addr, now)
                 if self.sctp is not None:
                     self.sctp.receive_packet(event.data, now)
                 else:

@@ -12,12 +12,31 @@ port hands every classified datagram to::
       |              |                                     binds addr only after the
       |              |                                     check authenticated)
       |              +-- a session --> connection.receive_stun(response)
+      |              +-- a session, no connection yet --> its agent's response, sent back
+      |              +-- nobody, USERNAME present --> None: no unauthenticated answer
       |              +-- nobody    --> fallback (the plain STUN Binding service)
       |
       +-- DTLS / RTP / RTCP --> demux.session_for_address(addr)   <- the one lookup
                      |
                      +-- a session --> connection.receive_datagram()
+                     +-- a session, no connection yet --> held (a few per session)
                      +-- nobody    --> None (the port counts "unrouted-<kind>")
+
+Checks before the answer (RFC 8445 §7.3).  When the SFU offers, the client
+starts its checks as soon as it has applied our offer and its own answer,
+often before that answer has reached us (``PUT renegotiate``).  The
+session's agent is registered when the offer is made
+(:meth:`realtime.net.peers.PeerHost.expect`), so it answers those checks
+with MESSAGE-INTEGRITY; the PeerConnection only exists once the answer
+settles the DTLS role and fingerprint.  Until then the DTLS (or SRTP) that
+follows a passed check is held, at most :data:`EARLY_DATAGRAMS` per session,
+and replayed by the host when the connection is made: a ClientHello dropped
+here would cost the client a 1 s DTLS retransmission.
+
+A check whose USERNAME names no session is not passed to the fallback: a
+Binding success without MESSAGE-INTEGRITY is discarded by a real ICE agent
+(RFC 8489 §9.1.4): it only delays the client; a plain Binding request
+without USERNAME (server-reflexive discovery, RFC 8489) is still answered.
 
 After any input the router calls ``after_input(session)``; the Twisted side
 uses it to pump the session's output and re-arm its single timer
@@ -32,9 +51,15 @@ from typing import Callable, Generic, Protocol, TypeVar
 from realtime.addresses import Address
 from realtime.demux import PacketKind
 from realtime.ice.demultiplexer import SessionDemultiplexer
+from realtime.errors import DecodeError
 from realtime.ice.lite import IceLiteAgent
 from realtime.peer.connection import PeerConnection
+from realtime.stun.attributes import Username
+from realtime.stun.message import StunMessage
 
+
+#: datagrams held per session between its first passed check and its answer
+EARLY_DATAGRAMS = 8
 
 
 class RoutedSession(Protocol):
@@ -62,7 +87,7 @@ class PeerRouter(Generic[R]):
     :param after_input: called with the session after it consumed input.
     """
 
-    __slots__ = ("demux", "fallback", "after_input")
+    __slots__ = ("demux", "fallback", "after_input", "early")
 
     def __init__(
         self,
@@ -73,6 +98,8 @@ class PeerRouter(Generic[R]):
         self.demux = demux
         self.fallback = fallback
         self.after_input = after_input
+        #: per session without a connection yet: the datagrams held for it
+        self.early: dict[RoutedSession, list[tuple[PacketKind, bytes, Address, float]]] = {}
 
     def route(self, kind: PacketKind, data: bytes, addr: Address, now: float):
         """Deliver ``data``; return replies for the port, ``[]`` or ``None`` (unrouted)."""
@@ -80,13 +107,38 @@ class PeerRouter(Generic[R]):
             routed = self.demux.route_stun(data, addr, now)
             session = routed.session
             if session is None:
+                if _names_username(data):
+                    return None  # a check for no session of ours: no unauthenticated answer
                 return self.fallback.route(kind, data, addr, now)
-            session.connection.receive_stun(data, addr, now, routed.response, handled=True)
+            connection = session.connection
+            if connection is None:  # offered, not yet answered: the agent answers alone
+                return [] if routed.response is None else [(routed.response, addr)]
+            connection.receive_stun(data, addr, now, routed.response, handled=True)
             self.after_input(session)
             return []
         session = self.demux.session_for_address(addr)
         if session is None:
             return None
-        session.connection.receive_classified(kind, data, addr, now)
+        connection = session.connection
+        if connection is None:
+            held = self.early.setdefault(session, [])
+            if len(held) >= EARLY_DATAGRAMS:
+                return None
+            held.append((kind, data, addr, now))
+            return []
+        connection.receive_classified(kind, data, addr, now)
         self.after_input(session)
         return []
+
+    def take_early(self, session: RoutedSession) -> list[tuple[PacketKind, bytes, Address, float]]:
+        """Return (and forget) what was held for ``session`` before it had a connection."""
+        return self.early.pop(session, [])
+
+
+def _names_username(data: bytes) -> bool:
+    """Return whether the STUN message ``data`` carries USERNAME (an ICE check)."""
+    try:
+        message = StunMessage.decode(data)
+    except DecodeError:
+        return False
+    return any(type(attribute) is Username for attribute in message.attributes)

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -367,9 +367,16 @@ class Forwarder:
         self.keyframe_wanted = False
         self._keyframe_unasked = False
         self.forwarded = 0
+        #: packets not forwarded, in all and by reason (``/diagnostics``): "duplicate",
+        #: "before-segment", "awaiting-keyframe", "payload-type-not-negotiated"
         self.dropped = 0
+        self.drops: Counter[str] = Counter()
         self.retransmitted = 0
         self.unanswered = 0
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.drops[reason] += 1
 
     def take_keyframe_wanted(self) -> bool:
         """Return True once when the forwarder starts waiting for a key frame (ask for one)."""
@@ -394,7 +401,7 @@ class Forwarder:
         if source is self.source:
             d = (seq - self._in_highest) & 0xFFFF
             if d == 0:
-                self.dropped += 1  # duplicate
+                self._drop("duplicate")
                 return None
             if d < 0x8000:
                 if d > MAX_JUMP:
@@ -410,11 +417,11 @@ class Forwarder:
                 if back > MAX_JUMP:
                     return self._start_segment(packet, source, seq, ts, keyframe, now)
                 if back > self._span:
-                    self.dropped += 1  # older than the segment: its number belongs to the last one
+                    self._drop("before-segment")  # its number belongs to the last one
                     return None
                 if back < _WINDOW:
                     if self._seen >> back & 1:
-                        self.dropped += 1  # a duplicate (say, original and RTX both arrived)
+                        self._drop("duplicate")  # say, original and RTX both arrived
                         return None
                     self._seen |= 1 << back
             return self._emit(packet, seq, ts, now)
@@ -424,7 +431,7 @@ class Forwarder:
         self, packet: bytes, source: PublishedStream, seq: int, ts: int, keyframe: bool, now: float
     ) -> bytearray | None:
         if self.require_keyframe and not keyframe:
-            self.dropped += 1
+            self._drop("awaiting-keyframe")
             if not self.keyframe_wanted:
                 self.keyframe_wanted = self._keyframe_unasked = True
             return None
@@ -480,7 +487,7 @@ class Forwarder:
         if self.payload_types is not None:
             mapped = self.payload_types.get(pt)
             if mapped is None:
-                self.dropped += 1
+                self._drop("payload-type-not-negotiated")
                 return None
             pt = mapped
         plan = self.extensions

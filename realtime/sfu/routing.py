@@ -9,6 +9,7 @@ that runs for every decrypted packet (the connection's ``media_sink``)::
                         │                our upstream NACK -> the original -> the track
                         │ miss
                         └─> _learn: MID extension (RFC 8843 §9.2) -> transceiver -> track,
+                            else a payload type unique to one publishing section (§9.2),
                             RtpStreamId (RFC 8852 §3.1) -> simulcast layer,
                             RepairedRtpStreamId (RFC 8852 §3.2) -> RtxRepair of that layer
     RTCP ──decode_compound (once)──> RtcpLegs (realtime/sfu/rtcp_legs.py):
@@ -116,7 +117,10 @@ class MediaRouting:
             mid, rid, repaired = self._extension_values(packet)
         except DecodeError:
             return None
-        transceiver = self.transceiver(mid) if mid is not None else self._only_publisher()
+        if mid is not None:
+            transceiver = self.transceiver(mid)
+        else:
+            transceiver = self._publisher_of_payload_type(packet[1] & 0x7F)
         track = transceiver.track if transceiver is not None else None
         if track is not None and repaired is not None:
             route = self.repair_route(track, track.by_rid.get(repaired))
@@ -144,9 +148,19 @@ class MediaRouting:
                     return ext_id
         return None
 
-    def _only_publisher(self) -> Transceiver | None:
+    def _publisher_of_payload_type(self, pt: int) -> Transceiver | None:
+        """Return the one publishing section whose payload types include ``pt`` (RFC 8843 §9.2).
+
+        Without a=ssrc and the MID extension (webrtcbin offering before caps
+        flow), a payload type that only one receiving section negotiated
+        names it.  A lone publishing section takes every packet.
+        """
         publishers = [t for t in self.transceivers if t.track is not None and not t.track.ended]
-        return publishers[0] if len(publishers) == 1 else None
+        if len(publishers) == 1:
+            return publishers[0]
+        owners = [t for t in publishers if t.media is not None
+                  and any(c.payload_type == pt for c in t.media.codecs)]
+        return owners[0] if len(owners) == 1 else None
 
     @staticmethod
     def _is_rtx(track: PublishedTrack, packet: bytes) -> bool:

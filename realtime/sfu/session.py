@@ -262,10 +262,14 @@ class SfuSession(MediaRouting):
                                       track_name=request.track_name)
             track = request.track
             if request.role == SUBSCRIBE and track is not None:
-                transceiver.codecs = numbering.renumber_codecs(subscriber_codecs(track))
+                offered = subscriber_codecs(track)
+                transceiver.codecs = numbering.renumber_codecs(offered)
                 transceiver.extensions = numbering.renumber_extensions(
                     subscriber_extensions(track))
                 self._subscribe(transceiver, track, request.preferences)
+                transceiver.subscription.offered_payload_types = {
+                    codec.payload_type: pt for codec in offered if not codec.is_rtx
+                    and (pt := numbering.payload_type_for(codec)) is not None}
             elif request.role != APPLICATION:  # m=application: SCTP, nothing to number
                 default = MediaOffer(mid, request.kind)
                 transceiver.codecs = numbering.renumber_codecs(default.resolved_codecs())

@@ -95,6 +95,9 @@ class Subscription:
         self.forwarder: Forwarder | None = None
         self.selector: LayerSelector | None = None
         self.keyframe_requests = 0
+        #: publisher PT -> the PT our offer gave that format, when the SFU offered
+        #: (:meth:`SfuSession.offer_media`); None when the subscriber offered
+        self.offered_payload_types: dict[int, int] | None = None
 
     @property
     def active(self) -> bool:
@@ -102,10 +105,24 @@ class Subscription:
         return self.forwarder is not None
 
     def configure(self, media: NegotiatedMedia, now: float) -> None:
-        """Start forwarding with the subscriber's negotiated ``media``; ask for a key frame."""
+        """Start forwarding with the subscriber's negotiated ``media``; ask for a key frame.
+
+        Payload types: when the SFU made the offer, the publisher's formats
+        map to the payload types we offered for them and the answer kept;
+        when the subscriber offered, formats are matched
+        (:func:`payload_type_map`).
+        """
         track = self.track
         codecs = media.codecs
-        pts = payload_type_map(track.codecs, codecs)
+        offered = self.offered_payload_types
+        if offered is not None:
+            # RFC 3264 §6.1: the answer selects among the payload types we offered, so
+            # each answered one means what we offered under it; re-matching formats
+            # would lose H.264 whose answer omits profile-level-id (issue 9, defect 3).
+            answered = {c.payload_type for c in codecs}
+            pts = {ours: theirs for ours, theirs in offered.items() if theirs in answered}
+        else:
+            pts = payload_type_map(track.codecs, codecs)
         rtx_pts = {c.apt: c.payload_type for c in codecs if c.is_rtx and c.apt is not None}
         plan = ExtensionPlan.between(
             {e.id: e.uri for e in track.extensions}, {e.id: e.uri for e in media.extensions},
@@ -345,6 +362,7 @@ class PublishedTrack:
                     self.session.rtcp.request_keyframe(stream.ssrc, now)
         for subscription in self.subscriptions:
             if not subscription.session.can_send_media:
+                subscription.forwarder.drops["subscriber-not-connected"] += 1
                 continue  # not connected yet: a key frame sent now would be lost
             selector = subscription.selector
             if selector is not None and rid is not None and not selector.accept(rid, keyframe, now):
@@ -359,6 +377,8 @@ class PublishedTrack:
                 if subscription.session.send_rtp(out):
                     self.egress_bytes += len(out)
                     self.egress_packets += 1
+                else:
+                    forwarder.drops["not-sent"] += 1
             elif forwarder.take_keyframe_wanted():
                 self.session.rtcp.request_keyframe(stream.ssrc, now)
 

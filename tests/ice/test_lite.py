@@ -444,3 +444,29 @@ def test_bad_configuration(kwargs, message):
 
 def test_peer_tiebreaker_constant_is_higher_than_ours():
     assert PEER_TIEBREAKER > TIEBREAKER  # the role tests above rely on it
+
+
+def test_authenticated_media_is_proof_of_life():
+    """Issue 9, defect 2: SRTP/SRTCP/DTLS that decrypted refreshes consent; silence still ends it."""
+    agent = make_agent()
+    agent.receive_stun(check(use_candidate=True), ADDR, 10.0)
+    events(agent)
+    for now in range(11, 100):
+        agent.notice_authenticated(ADDR, float(now))
+        if agent.get_timer() <= now:
+            agent.handle_timer(float(now))
+    assert events(agent) == [] and agent.selected_address == ADDR
+    agent.handle_timer(agent.get_timer())  # the stale deadline moves to 99 + 30
+    assert events(agent) == [] and agent.get_timer() == 129.0
+    agent.handle_timer(129.0)
+    assert events(agent) == [CandidatePairRemoved(ADDR), ConsentExpired(ADDR),
+                             SelectedPairChanged(None)]
+
+
+def test_proof_of_life_from_an_unknown_address_changes_nothing():
+    agent = make_agent()
+    agent.receive_stun(check(use_candidate=True), ADDR, 0.0)
+    events(agent)
+    agent.notice_authenticated(("203.0.113.9", 9), 20.0)
+    agent.handle_timer(30.0)
+    assert ConsentExpired(ADDR) in events(agent)

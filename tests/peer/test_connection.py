@@ -18,7 +18,7 @@ import pytest
 from realtime.dtls.certificate import Certificate
 from realtime.dtls.endpoint import DtlsEndpoint, DtlsRole, HandshakeCompleted
 from realtime.net.peers import HostedSession
-from realtime.peer.connection import ConnectionState
+from realtime.peer.connection import ConnectionState, Connected, Disconnected
 from realtime.peer.echo import create_echo_session, translate_rtcp
 from realtime.peer.events import Connected
 from realtime.srtp.context import from_dtls_keying
@@ -207,3 +207,43 @@ def test_echo_session_provides_what_the_peer_host_needs(call) -> None:
                       "handle_timer", "take_touched"}
     assert all(hasattr(session, name) for name in wanted)
     assert session.get_timer() is None and list(session.take_touched()) == []
+
+
+def test_media_keeps_a_peer_without_consent_checks_alive(call) -> None:
+    """Issue 9, defect 2: webrtcbin 1.22 (libnice, consent freshness off) sends no checks.
+
+    Only Binding Indications and media come after the first check; the
+    session must outlive the 30 s consent timeout while SRTP decrypts, and
+    still end 30 s after everything falls silent.
+    """
+    session, _, srtp = call
+    connection = session.connection
+    indication = encode_message(StunMethod.BINDING, StunClass.INDICATION, os.urandom(12), [],
+                                fingerprint=True)
+    for second in range(1, 61):  # a 60 s call: one packet and one indication per second
+        now = NOW + second
+        deliver(session, srtp.protect(rtp(2222, 1000 + second)), now)
+        deliver(session, indication, now)
+        if (deadline := connection.get_timer()) is not None and deadline <= now:
+            connection.handle_timer(now)
+    assert connection.state == "connected"
+    assert connection.ice.selected_address == CLIENT
+    silent = NOW + 60
+    while connection.state == "connected":
+        deadline = connection.get_timer()
+        assert deadline is not None and deadline <= silent + 30.0
+        connection.handle_timer(deadline)
+    assert connection.state == "failed" and deadline == silent + 30.0
+    assert any(isinstance(e, Disconnected) and "consent" in e.reason
+               for e in iter(connection.next_event, None))
+
+
+def test_undecryptable_media_is_no_proof_of_life(call) -> None:
+    session, _, srtp = call
+    connection = session.connection
+    forged = bytearray(srtp.protect(rtp(2222, 7)))
+    forged[-1] ^= 0xFF  # the authentication tag no longer verifies
+    for second in range(1, 40):
+        deliver(session, bytes(forged), NOW + second)
+    connection.handle_timer(NOW + 30.0)
+    assert connection.state == "failed" and connection.drops["srtp"] == 39

@@ -358,3 +358,79 @@ def test_hostile_media_never_raises(data, kind) -> None:
     subscriber(board, a)
     a.receive_media(kind, data, 1.0)
     a.receive_media(kind, rtp(MIC, 1)[:12] + data, 1.0)
+
+
+# -- payload types (issue 9, defect 3) ------------------------------------------------------
+
+
+def test_h264_answer_without_profile_level_id_still_receives(board) -> None:
+    """RFC 3264 §6.1: the answer picks among the payload types we offered; accept them.
+
+    webrtcbin's answer lists ``a=fmtp:108 packetization-mode=1`` without
+    ``profile-level-id``; re-matching formats read that as Baseline (RFC 6184
+    §8.1 default), found no match for Constrained Baseline and dropped all.
+    """
+    from realtime.api.diagnostics import media_drops
+    from realtime.sdp.codecs import H264
+    from realtime.sdp.offer import DEFAULT_VIDEO_EXTENSIONS, MediaOffer
+    from tests.sfu.client import stream
+
+    a = new(board)
+    a.answer_offer(push_offer(MediaOffer("0", "video", "sendonly", stream(CAM), (H264,),
+                                         DEFAULT_VIDEO_EXTENSIONS)), 0.0, publish={"0": "cam"})
+    a.connection = Wire()
+    b = new(board)
+    track = board.find("app", a.session_id, "cam")
+    b.offer_media([MediaRequest("video", "subscribe", track)], 1.0)
+    answer = answer_sfu_offer(b.pending_offer)
+    assert ";profile-level-id=42e01f" in answer
+    b.apply_answer(answer.replace(";profile-level-id=42e01f", ""), 1.0)
+    b.connection = Wire()
+    offered = b.transceiver("0").codecs[0].payload_type
+    idr = b"\x65" + b"\x88" * 30                                  # NAL type 5: an IDR slice
+    a.receive_media(PacketKind.RTP, rtp(CAM, 10, 108, idr), 1.1)
+    a.receive_media(PacketKind.RTP, rtp(CAM, 11, 108, b"\x41" + b"\x9a" * 30), 1.13)
+    assert [header(p)[1] & 0x7F for p in b.connection.rtp] == [offered, offered]
+    assert media_drops(b) == {}
+
+
+def test_every_forwarder_drop_is_counted_by_reason(board) -> None:
+    from realtime.api.diagnostics import media_drops
+
+    a = publisher(board)
+    b = subscriber(board, a)
+    a.receive_media(PacketKind.RTP, rtp(CAM, 10, 96, VP8_DELTA), 1.1)   # no key frame yet
+    a.receive_media(PacketKind.RTP, rtp(CAM, 11, 96, VP8_KEY), 1.2)
+    a.receive_media(PacketKind.RTP, rtp(CAM, 11, 96, VP8_KEY), 1.2)     # duplicate
+    a.receive_media(PacketKind.RTP, rtp(CAM, 12, 100, VP8_DELTA), 1.3)  # never negotiated
+    b.connection.srtp = None                                            # DTLS not done
+    a.receive_media(PacketKind.RTP, rtp(CAM, 13, 96, VP8_DELTA), 1.4)
+    assert len(b.connection.rtp) == 1
+    assert media_drops(b) == {"awaiting-keyframe": 1, "duplicate": 1,
+                              "payload-type-not-negotiated": 1, "subscriber-not-connected": 1}
+    a.receive_media(PacketKind.RTP, rtp(4242, 1, 100, VP8_KEY), 1.5)    # no section has PT 100
+    assert media_drops(a) == {"rtp-unrouted": 1}
+
+
+def test_unsignalled_ssrcs_are_routed_by_unique_payload_type(board) -> None:
+    """Issue 9, defect 4 (RFC 8843 §9.2): no a=ssrc, no MID extension, two sections.
+
+    webrtcbin offering before caps flow names no SSRC; the payload types
+    (96 VP8 in one section, 111 Opus in the other) are unique in the
+    BUNDLE, so each packet's payload type names its section.
+    """
+    from realtime.sdp.codecs import OPUS
+    from realtime.sdp.offer import DEFAULT_AUDIO_EXTENSIONS, MediaOffer
+
+    a = new(board)
+    offer = push_offer(MediaOffer("0", "audio", "sendonly", None, (OPUS,),
+                                  DEFAULT_AUDIO_EXTENSIONS), video("1", 0))
+    assert "a=ssrc" not in offer
+    a.answer_offer(offer, 0.0, publish={"0": "mic", "1": "cam"})
+    a.connection = Wire()
+    b = subscriber(board, a)
+    a.receive_media(PacketKind.RTP, rtp(MIC, 5, 111, b"opus" * 5), 1.1)
+    a.receive_media(PacketKind.RTP, rtp(CAM, 6, 96, VP8_KEY), 1.1)
+    sent = {header(p)[4]: header(p)[1] & 0x7F for p in b.connection.rtp}
+    assert sent == {b.transceiver("0").send.ssrc: 111, b.transceiver("1").send.ssrc: 96}
+    assert a.counters == {}
