@@ -4,7 +4,7 @@ Headless Firefox ESR against ``twistd realtime``'s echo session and DataChannels
 Firefox is a second independent WebRTC stack (its own ICE, DTLS, SRTP,
 SDP munging and usrsctp), driven by puppeteer-core over WebDriver BiDi
 (tests/interop/run_browser.js).  What a viewer needs, measured by
-pages/viewer-playback.js over 5 s after a 3 s warm-up:
+pages/playback.js over 5 s after a 3 s warm-up:
 
 * video decoded at >= 20 frames per second (Firefox's fake camera sends 30);
 * ``freezeCount`` does not grow after the first 3 s;

@@ -30,7 +30,7 @@ import pytest
 
 from tests.conftest import require_tool
 from tests.interop.test_turn_uclient import (
-    KEY_ID, ROOT, TOKEN, TWISTD, credentials, free_pair, free_port, uclient, wait_for,
+    KEY_ID, MESSAGES, ROOT, TOKEN, TWISTD, credentials, free_pair, free_port, uclient, wait_for,
 )
 
 pytestmark = pytest.mark.interop
@@ -141,7 +141,7 @@ def test_uclient_allocates_and_relays_during_an_idle_connection_flood(flooded_se
     assert result.returncode == 0, output[-2000:]
     totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n", output)
     assert totals, output[-2000:]
-    assert tuple(map(int, totals[-1])) == (5, 5), output[-2000:]
+    assert tuple(map(int, totals[-1])) == (MESSAGES, MESSAGES), output[-2000:]
     assert "Total lost packets 0 (0.000000%)" in output
     server["log"].seek(0)
     log = server["log"].read()

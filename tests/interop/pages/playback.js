@@ -65,3 +65,56 @@ async function watchPlayback(pc, {warmupMs = 3000, windowMs = 5500, firstFrameMs
       ? (b.audio.concealedSamples || 0) / b.audio.totalSamplesReceived : null,
   };
 }
+
+// The same measures under the names the cross-browser pages use (Firefox and
+// Chromium through run_browser.js): show() plays what was received,
+// firstFrame() waits for the first decoded frame, playback() measures a
+// window after a warm-up and reports freezes/concealment as deltas.
+function snapshot(stats) {
+  const {video, audio} = stats;
+  return {t: performance.now(), frames: video.framesDecoded || 0, freezes: video.freezeCount || 0,
+          freezeMs: 1000 * (video.totalFreezesDuration || 0), width: video.frameWidth || 0,
+          height: video.frameHeight || 0, concealed: audio.concealedSamples || 0,
+          samples: audio.totalSamplesReceived || 0, audioPackets: audio.packetsReceived || 0,
+          hasFreezeCount: video.freezeCount !== undefined,
+          hasConcealment: audio.concealedSamples !== undefined && audio.totalSamplesReceived !== undefined};
+}
+
+// Show the received tracks as a user's page would (a playing <video>).
+function show(tracks) {
+  const element = document.createElement('video');
+  element.muted = true; element.autoplay = true; element.playsInline = true;
+  element.srcObject = new MediaStream(tracks);
+  document.body.appendChild(element);
+  element.play().catch(() => {});
+  return element;
+}
+
+// Wait up to `limitMs` for the first decoded frame; return ms waited, or null.
+async function firstFrame(pc, limitMs) {
+  const started = performance.now();
+  while (performance.now() - started < limitMs) {
+    if (((await playbackSnapshot(pc)).video.framesDecoded || 0) > 0) return performance.now() - started;
+    await sleep(50);
+  }
+  return null;
+}
+
+// Measure `windowMs` of playback after `warmupMs`; `audio` false for video-only streams.
+async function playback(pc, {warmupMs = 3000, windowMs = 5000, audio = true} = {}) {
+  await sleep(warmupMs);
+  const a = snapshot(await playbackSnapshot(pc));
+  await sleep(windowMs);
+  const b = snapshot(await playbackSnapshot(pc));
+  const seconds = (b.t - a.t) / 1000;
+  const samples = b.samples - a.samples;
+  return {
+    seconds, fps: (b.frames - a.frames) / seconds, framesDecoded: b.frames,
+    freezes: b.freezes - a.freezes, freezeMs: b.freezeMs - a.freezeMs,
+    freezesBefore: a.freezes, hasFreezeCount: b.hasFreezeCount,
+    width: b.width, height: b.height,
+    audioSamples: audio ? samples : null,
+    concealment: audio ? (samples > 0 ? (b.concealed - a.concealed) / samples : 1) : null,
+    hasConcealment: b.hasConcealment, audioPackets: b.audioPackets,
+  };
+}
