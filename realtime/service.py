@@ -53,8 +53,11 @@ from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
 from realtime.api.usage import flush_usage, sfu_usage
+from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.options import ClusterOptionError, cluster_options
+from realtime.cluster.publish import ClusterSessions
+from realtime.dtls.certificate import Certificate
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
 from realtime.net.peers import PeerHost
@@ -124,6 +127,10 @@ class Options(usage.Options):
         ["node-id", None, None, "This node's id in the cluster (default: the host name)."],
         ["relay-address", None, None,
          "IP:PORT where other nodes send this node media (default: --public-ip, any port)."],
+        ["dtls-certificate", None, None,
+         "PEM file holding the DTLS certificate and its private key; with --cluster, give "
+         "every node the same one (any node then completes DTLS for any session). "
+         "Default: a fresh certificate per process."],
     ]
     optFlags = [
         ["allow-loopback-peers", None,
@@ -207,7 +214,7 @@ class Options(usage.Options):
             self[name] = _positive(name, self[name])
         if (self["tls-cert"] is None) != (self["tls-key"] is None):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        for name in ("tls-cert", "tls-key"):
+        for name in ("tls-cert", "tls-key", "dtls-certificate"):
             if self[name] is not None and not Path(self[name]).is_file():
                 raise usage.UsageError(f"--{name}: {self[name]!r} is not a file")
         state = Path(self["state-dir"])
@@ -315,6 +322,8 @@ class RealtimeService(MultiService):
     turn = None
     #: ``--turn-host``, for the TURN URLs
     turn_host: str | None = None
+    #: with ``--cluster``: the media port's just-in-time fallback (its counters), else None
+    just_in_time = None
 
     def __init__(self, api: RealtimeAPI, store: StateStore) -> None:
         super().__init__()
@@ -456,12 +465,26 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
         turns_port=options["turns-port"],
         apps=apps,
     )
-    api = RealtimeAPI(store, config, reactor)
+    certificate = _dtls_certificate(options.get("dtls-certificate"), reactor.seconds())
+    keylog = _keylog_writer(options["dtls-keylog"])
+    cluster = options.get("cluster-options")
+    node = sessions = None
+    fallback = BindingRouter()
+    if cluster is not None:  # docs/cluster.md: what the cluster wires and what it does not yet
+        if options.get("dtls-certificate") is None:
+            log.warn("cluster: no --dtls-certificate: this node's DTLS certificate is its own, "
+                     "so sessions made here connect only here")
+        node = ClusterNodeService(reactor, cluster, lambda: (
+            f"{service.config.public_ip}:{service.config.media_port}"))
+        sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
+        fallback = JustInTime(node.directory, reactor, fallback, cluster.node_id, certificate,
+                              lambda session, held: peers.admit(session, held), keylog=keylog)
+    api = RealtimeAPI(store, config, reactor, cluster=sessions)
     service = RealtimeService(api, store)
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api")
-    peers = PeerHost(reactor, BindingRouter(), keylog=_keylog_writer(options["dtls-keylog"]),
+    peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")))
     api.peers = peers
     service.peers = peers
@@ -493,10 +516,22 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
             service.turn_tcp, service.turn_tcp_listener = factory, listener
         elif name == "turn-tls":
             service.turn_tls, service.turn_tls_listener = factory, listener
-    if options.get("cluster-options") is not None:  # see docs/cluster.md: membership only so far
-        ClusterNodeService(reactor, options["cluster-options"], lambda: (
-            f"{service.config.public_ip}:{service.config.media_port}")).setServiceParent(service)
+    if node is not None:
+        node.setServiceParent(service)
+    service.just_in_time = fallback if isinstance(fallback, JustInTime) else None
     return service
+
+
+def _dtls_certificate(path: str | None, now: float) -> Certificate:
+    """Load ``--dtls-certificate`` (certificate and key in one PEM file), or make one."""
+    if path is None:
+        return Certificate.generate(now)
+    pem = Path(path).read_bytes()
+    try:
+        return Certificate.from_pem(pem, pem)
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"realtime: --dtls-certificate {path}: not a PEM certificate "
+                         f"with its unencrypted private key ({error})") from None
 
 
 def _keylog_writer(path: str | None):

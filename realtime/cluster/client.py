@@ -195,11 +195,18 @@ class RedisConnection:
         protocol.transport.loseConnection()
         return done.addBoth(lambda _: None)
 
+    def unavailable(self) -> DirectoryUnavailable | None:
+        """Return the error a command would fail with now, or ``None`` while Redis is ready."""
+        if self._ready:
+            return None
+        return DirectoryUnavailable(
+            f"cluster directory {self.url} is unavailable: {self._last_error}")
+
     def execute(self, *args: bytes | str | int) -> Deferred:
         """Send a command; fail at once with :class:`DirectoryUnavailable` while Redis is away."""
-        if not self._ready:
-            return fail(DirectoryUnavailable(
-                f"cluster directory {self.url} is unavailable: {self._last_error}"))
+        error = self.unavailable()
+        if error is not None:
+            return fail(error)
         return self._send(self._protocol, *args)
 
     def subscribe(self, channel: bytes | str) -> Deferred:

@@ -123,10 +123,15 @@ class SessionRecord(Record):
     ``remote_fingerprints`` are the peer's ``a=fingerprint`` values
     (RFC 8122 §5), ``dtls_role`` is our role after ``a=setup`` (RFC 4145 §4),
     ``local_fingerprint`` the certificate fingerprint our answer carried.
+    ``media_description`` is our answer (the negotiated SDP) and
+    ``remote_description`` the peer's offer: with both, a node that did not
+    make the session rebuilds it exactly (same ufrag, SSRCs, DTLS role).
+    ``session_kind`` says what to rebuild: ``"echo"`` or ``"sfu"``.
     """
 
     kind: ClassVar[str] = "session"
-    long_fields: ClassVar[dict[str, int]] = {"media_description": 128 * 1024}
+    long_fields: ClassVar[dict[str, int]] = {"media_description": 128 * 1024,
+                                             "remote_description": 128 * 1024}
     session_id: str
     app_id: str
     ice_ufrag: str
@@ -139,6 +144,8 @@ class SessionRecord(Record):
     owner_node: str | None
     created: float
     last_seen: float
+    session_kind: str = "sfu"
+    remote_description: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from realtime.addresses import Address
+from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.ice.demultiplexer import SessionDemultiplexer
 from realtime.net.driver import MachineDriver
@@ -161,6 +163,19 @@ class PeerHost:
         self._reapers[session] = self.reactor.callLater(
             self.unconnected_timeout, self._reap_unconnected, session
         )
+
+    def admit(self, session: HostedSession, checks: Iterable[tuple[bytes, Address]]) -> None:
+        """Add a session learnt after its first checks arrived; route those checks now.
+
+        The cluster's just-in-time path (``realtime.cluster.jit``) holds the
+        checks of an unknown ufrag while it asks the directory, then hands the
+        rebuilt session and the checks here.
+        """
+        self.add(session)
+        now = self.reactor.seconds()
+        for data, addr in checks:
+            for reply, to in self.router.route(PacketKind.STUN, data, addr, now) or ():
+                self._send(reply, to)
 
     def remove(self, session: HostedSession, reason: str = "closed") -> None:
         """Close the session's connection and forget it."""
