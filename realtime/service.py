@@ -10,7 +10,8 @@
                        [--relay-ports LOW-HIGH] [--relay-ipv6 IP|none] [--allow-loopback-peers]
                        [--allow-peer CIDR ...] [--deny-peer CIDR ...] [--tls-cert PEM --tls-key PEM]
                        [--turn-peer-rate N] [--turn-packet-rate N] [--turn-bitrate BITS]
-                       [--turn-user-allocations N]
+                       [--turn-user-allocations N] [--dtls-certificate PEM]
+                       [--cluster URL --node-id ID --relay-address IP:PORT]
 
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
