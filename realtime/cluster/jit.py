@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from realtime.addresses import Address
 from realtime.cluster.client import DirectoryUnavailable
@@ -122,12 +123,16 @@ class JustInTime:
         if len(self.timings) < 4096:
             self.timings[record.session_id] = (first, now)
         claim = replace(record, owner_node=self.node_id, last_seen=now)
-        Deferred.fromCoroutine(self.directory.put_session(claim)).addErrback(
-            lambda f: f.trap(DirectoryUnavailable) and None)
+        Deferred.fromCoroutine(self.directory.put_session(claim)).addErrback(_unclaimed)
 
     def stop(self) -> None:
         """Cancel the lookups' timer."""
         self.finder.stop()
+
+
+def _unclaimed(failure: Failure) -> None:
+    """The claim is best effort: the session runs here whether Redis heard of it or not."""
+    failure.trap(DirectoryUnavailable)  # type: ignore[no-untyped-call]
 
 
 def check_ufrag(data: bytes) -> str | None:

@@ -69,6 +69,8 @@ class EchoSession:
         #: our SSRC -> peer SSRC, for feedback going the other way
         self.reverse_map = {ours: theirs for theirs, ours in ssrc_map.items()}
         self.random = random
+        #: the app that made it (set by the API or the cluster's just-in-time path)
+        self.app_id: str | None = None
         connection.media_sink = self.echo
 
     def handle_event(self, event, now: float) -> None:
