@@ -58,7 +58,8 @@ from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.options import ClusterOptionError, cluster_options
 from realtime.cluster.publish import ClusterSessions
-from realtime.dtls.certificate import Certificate
+from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
+from realtime.cluster.workers import load_dtls_certificate, supervise, worker_arguments
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
 from realtime.net.peers import PeerHost
@@ -128,6 +129,10 @@ class Options(usage.Options):
         ["node-id", None, None, "This node's id in the cluster (default: the host name)."],
         ["relay-address", None, None,
          "IP:PORT where other nodes send this node media (default: --public-ip, any port)."],
+        ["workers", None, "1",
+         "Processes sharing the media, TURN and API ports (SO_REUSEPORT), acting as one "
+         "through the cluster directory; 'auto': one per core. With no --cluster the parent "
+         "starts a private redis-server on a Unix socket in the state dir."],
         ["dtls-certificate", None, None,
          "PEM file holding the DTLS certificate and its private key; with --cluster, give "
          "every node the same one (any node then completes DTLS for any session). "
@@ -136,7 +141,16 @@ class Options(usage.Options):
     optFlags = [
         ["allow-loopback-peers", None,
          "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
+        ["reuse-port", None,
+         "Bind the media, TURN and API ports with SO_REUSEPORT (what --workers gives each "
+         "worker; several processes then share them)."],
     ]
+
+    def parseOptions(self, options=None) -> None:  # noqa: N802 (Twisted name)
+        """Parse, keeping the raw arguments (``--workers`` hands them to each worker)."""
+        import sys
+        self["argv"] = worker_arguments(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def __init__(self) -> None:
         super().__init__()
@@ -208,6 +222,11 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--api: {self['api']!r} is not a server endpoint ({error})"
                 ) from None
+        self["workers"] = _workers(self["workers"])
+        if self["workers"] > 1:
+            for name in ("media-port", "turn-port", "turns-port"):
+                if not self[name]:
+                    raise usage.UsageError(f"--{name}: workers share it, so it cannot be 0")
         self["relay-ports"] = parse_relay_ports(self["relay-ports"])
         self["relay-ipv6"] = _relay_ipv6(self["relay-ipv6"], public)
         for name in ("turn-peer-rate", "turn-packet-rate", "turn-bitrate",
@@ -222,8 +241,10 @@ class Options(usage.Options):
         if state.exists() and not state.is_dir():
             raise usage.UsageError(f"--state-dir: {str(state)!r} is not a directory")
         try:  # the raw URL may hold a password: keep only the parsed, redacting form
+            workers_name = self["workers"] > 1 and self["cluster"] is None  # the workers' base id
             self["cluster-options"] = cluster_options(
-                self.pop("cluster"), self["node-id"], self["relay-address"],
+                self.pop("cluster"), None if workers_name else self["node-id"],
+                self["relay-address"],
                 self["public-ip"], dict(os.environ))
         except ClusterOptionError as error:
             raise usage.UsageError(str(error)) from None
@@ -253,6 +274,13 @@ def has_ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def _workers(value: str) -> int:
+    """``--workers N`` or ``auto`` (the number of cores)."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    return _positive("workers", value)
 
 
 def _positive(name: str, value: str) -> int:
@@ -440,7 +468,7 @@ class RealtimeService(MultiService):
             )
 
 
-def makeService(options: Options, reactor=None) -> RealtimeService:
+def makeService(options: Options, reactor=None):
     """Build the realtime service tree from parsed options.
 
     Creates the state dir (0700), the database and the TLS certificate if
@@ -459,6 +487,9 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
         store.add_app(generate_app(reactor.seconds()))
     interface, public_ip = options["media-interface"], options["public-ip"]
     tls = ensure_certificate(state_dir / "tls", (public_ip,))
+    if options.get("workers", 1) > 1:   # the parent supervises; the workers serve
+        store.close()
+        return supervise(reactor, options, state_dir)
     config = ServerConfig(
         public_ip=public_ip,
         media_port=options["media-port"],
@@ -466,7 +497,7 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
         turns_port=options["turns-port"],
         apps=apps,
     )
-    certificate = _dtls_certificate(options.get("dtls-certificate"), reactor.seconds())
+    certificate = load_dtls_certificate(options.get("dtls-certificate"), reactor.seconds())
     keylog = _keylog_writer(options["dtls-keylog"])
     cluster = options.get("cluster-options")
     node = sessions = None
@@ -484,7 +515,9 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     service = RealtimeService(api, store)
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
-    service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api")
+    reuse = bool(options.get("reuse-port"))
+    service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api",
+                                     reuse)
     peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")))
     api.peers = peers
@@ -500,7 +533,8 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     service.turn_alternates = list(options["turn-alt-ports"])
     service.turn_udp = turn.udp[0][2]
     for name, port, protocol in (("media", options["media-port"], service.media), *turn.udp):
-        udp = internet.UDPServer(port, protocol, interface=interface, reactor=reactor)
+        udp = (ReusePortUDPServer(port, protocol, interface, reactor) if reuse
+               else internet.UDPServer(port, protocol, interface=interface, reactor=reactor))
         udp.setName(name)
         udp.setServiceParent(service)
     service.api_listener.setServiceParent(service)
@@ -511,7 +545,7 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     for name, port, factory in turn.streams:
         description = (f"tcp:{port}:interface={quoted}" if factory.name.startswith("tcp")
                        else tls_endpoint(port, interface, tls))
-        listener = _listener(reactor, description, factory, name)
+        listener = _listener(reactor, description, factory, name, reuse)
         listener.setServiceParent(service)
         if name == "turn-tcp":
             service.turn_tcp, service.turn_tcp_listener = factory, listener
@@ -522,17 +556,6 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     service.just_in_time = fallback if isinstance(fallback, JustInTime) else None
     return service
 
-
-def _dtls_certificate(path: str | None, now: float) -> Certificate:
-    """Load ``--dtls-certificate`` (certificate and key in one PEM file), or make one."""
-    if path is None:
-        return Certificate.generate(now)
-    pem = Path(path).read_bytes()
-    try:
-        return Certificate.from_pem(pem, pem)
-    except (ValueError, TypeError) as error:
-        raise SystemExit(f"realtime: --dtls-certificate {path}: not a PEM certificate "
-                         f"with its unencrypted private key ({error})") from None
 
 
 def _keylog_writer(path: str | None):
@@ -559,9 +582,14 @@ def _json_lines_writer(path: str | None):
     return write
 
 
-def _listener(reactor, description: str, factory, name: str) -> EndpointListener:
-    listener = EndpointListener(
-        endpoints.serverFromString(reactor, description), factory, description
-    )
+def _listener(reactor, description: str, factory, name: str,
+              reuse_port: bool = False) -> EndpointListener:
+    endpoint = endpoints.serverFromString(reactor, description)
+    if reuse_port:
+        try:
+            endpoint = reuse_port_endpoint(reactor, endpoint)
+        except ValueError as error:
+            raise SystemExit(f"realtime: --{name}: {error}") from None
+    listener = EndpointListener(endpoint, factory, description)
     listener.setName(name)
     return listener

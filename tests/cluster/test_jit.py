@@ -54,8 +54,12 @@ def pointed_at(sdp: str, from_port: int, to_port: int) -> str:
                   rf"\g<1>{to_port}\g<2>", sdp, flags=re.MULTILINE)
 
 
-async def echo_call(api: Server, media_port: int | None, seconds: float = 10.0) -> dict:
-    """Create an echo session through ``api``; send its media to ``media_port`` (None: as answered)."""
+async def echo_call(api: Server, media_port: int | None, seconds: float = 10.0,
+                    wanted_video: int = 20, answered=None) -> dict:
+    """Create an echo session through ``api``; send its media to ``media_port`` (None: as answered).
+
+    ``answered(session_id)``, if given, runs before any check is sent (its value: "created_by").
+    """
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
@@ -63,13 +67,14 @@ async def echo_call(api: Server, media_port: int | None, seconds: float = 10.0) 
     pc.addTrack(AudioStreamTrack())
     pc.addTrack(VideoStreamTrack())
     counter = FrameCounter(pc, initial={"audio": 0, "video": 0},
-                           wanted=lambda f: f["video"] >= 20 and f["audio"] >= 30)
+                           wanted=lambda f: f["video"] >= wanted_video and f["audio"] >= 30)
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()
     status, body = await loop.run_in_executor(None, api.post, "/echo/new", {
         "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}})
     assert status == 201, body
     sdp = body["sessionDescription"]["sdp"]
+    created_by = None if answered is None else answered(body["sessionId"])
     if media_port is not None:
         moved = pointed_at(sdp, api.media, media_port)
         assert moved != sdp, sdp
@@ -84,7 +89,8 @@ async def echo_call(api: Server, media_port: int | None, seconds: float = 10.0) 
         await asyncio.sleep(0.02)
     await counter.wait(seconds)
     result = {"connected": pc.connectionState, "frames": dict(counter.frames),
-              "session": body["sessionId"], "connect_time": connect_time}
+              "session": body["sessionId"], "connect_time": connect_time,
+              "created_by": created_by}
     await pc.close()
     return result
 
