@@ -174,3 +174,40 @@ def test_redis_lost_gives_503_and_the_node_recovers(tmp_path, redis_server) -> N
         print(f"sessions/new answered 201 again {recovered:.2f} s after redis-server restarted")
     finally:
         a.stop()
+
+
+def test_an_sfu_push_writes_its_session_and_tracks(tmp_path, redis_server,
+                                                  certificate_file) -> None:
+    """sessions/new + tracks/new (aiortc pushes audio and video): what other nodes will need."""
+    require_module("aiortc")
+    from tests.interop.test_sfu_aiortc import publish
+
+    a = node(tmp_path, redis_server, "node-a", "--dtls-certificate", str(certificate_file))
+    try:
+        a.wait_ready()
+
+        async def push() -> tuple[str, list[str]]:
+            pc, session, names = await publish(a)
+            await pc.close()
+            return session, names
+
+        session, names = asyncio.run(push())
+    finally:
+        a.stop()
+    record = json.loads(redis_server.command("GET", f"rt:session:{session}"))
+    assert record["session_kind"] == "sfu" and record["owner_node"] == "node-a"
+    assert record["dtls_role"] in ("server", "client") and record["remote_fingerprints"]
+    assert record["local_fingerprint"] == "sha-256 " + Certificate.from_pem(
+        certificate_file.read_bytes(), certificate_file.read_bytes()).fingerprint()
+    assert redis_server.command("GET", f"rt:ufrag:{record['ice_ufrag']}").decode() == session
+    listed = sorted(m.decode() for m in redis_server.command(
+        "SMEMBERS", f"rt:session-tracks:{session}"))
+    assert listed == names
+    for name in names:
+        track = json.loads(redis_server.command("GET", f"rt:track:{session}:{name}"))
+        assert track["owner_node"] == "node-a" and track["status"] == "active", track
+        assert track["ssrcs"] and track["codecs"], track
+        assert track["media_kind"] == name.split("-")[1]
+    media = json.loads(record["media_description"])
+    assert sorted(t["trackName"] for t in media if t["trackName"]) == names
+    assert all(t["codecs"] for t in media if t["trackName"])
