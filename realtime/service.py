@@ -507,10 +507,13 @@ def makeService(options: Options, reactor=None):
             log.warn("cluster: no --dtls-certificate: this node's DTLS certificate is its own, "
                      "so sessions made here connect only here")
         node = ClusterNodeService(reactor, cluster, lambda: (
-            f"{service.config.public_ip}:{service.config.media_port}"))
+            f"{service.config.public_ip}:{service.config.media_port}"),
+            on_control=lambda message: jit.control(message))
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
-        fallback = JustInTime(node.directory, reactor, fallback, cluster.node_id, certificate,
-                              lambda session, held: peers.admit(session, held), keylog=keylog)
+        fallback = jit = JustInTime(
+            node.directory, reactor, fallback, cluster.node_id, certificate,
+            lambda session, held: peers.admit(session, held),
+            lambda session_id: peers.release(session_id), keylog=keylog)
     api = RealtimeAPI(store, config, reactor, cluster=sessions)
     service = RealtimeService(api, store)
 
@@ -519,7 +522,8 @@ def makeService(options: Options, reactor=None):
     service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api",
                                      reuse)
     peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
-                     srtp_keylog=_json_lines_writer(options.get("srtp-keylog")))
+                     srtp_keylog=_json_lines_writer(options.get("srtp-keylog")),
+                     on_removed=None if sessions is None else sessions.session_removed)
     api.peers = peers
     service.peers = peers
     sfu_usage(api)  # meter every session from the first one on

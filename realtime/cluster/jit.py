@@ -39,7 +39,7 @@ from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
 from realtime.cluster.finder import SessionFinder
 from realtime.cluster.publish import ECHO
-from realtime.cluster.records import SessionRecord
+from realtime.cluster.records import ControlMessage, SessionRecord
 from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError
@@ -51,6 +51,9 @@ log = Logger()
 
 #: ``admit(session, held_checks)``: add the session to the media port, route the checks.
 Admit = Callable[[Any, list[tuple[bytes, Address]]], None]
+#: ``release(session_id)``: drop this node's copy of a session unless it is connected here;
+#: return whether a copy was dropped.
+Release = Callable[[str], bool]
 
 
 class JustInTime:
@@ -62,10 +65,11 @@ class JustInTime:
     :param node_id: this node, written as owner when it takes a session.
     :param certificate: the cluster's DTLS certificate (the one answers pin).
     :param admit: adds a rebuilt session to the media port and routes its held checks.
+    :param release: drops this node's unconnected copy of a session another node took.
     """
 
     def __init__(self, directory: Directory, reactor: Any, inner: Any, node_id: str,
-                 certificate: Certificate, admit: Admit,
+                 certificate: Certificate, admit: Admit, release: Release,
                  keylog: Callable[[bytes], None] | None = None) -> None:
         self.directory = directory
         self.reactor = reactor
@@ -74,6 +78,9 @@ class JustInTime:
         self.certificate = certificate
         self.fingerprint = f"sha-256 {certificate.fingerprint()}"
         self.admit = admit
+        self.release = release
+        #: copies of sessions dropped because another node took them over
+        self.released = 0
         self.keylog = keylog
         self.finder = SessionFinder(directory, reactor, self.found)
         #: sessions taken over, and records found but not taken, by reason
@@ -123,7 +130,25 @@ class JustInTime:
         if len(self.timings) < 4096:
             self.timings[record.session_id] = (first, now)
         claim = replace(record, owner_node=self.node_id, last_seen=now)
-        Deferred.fromCoroutine(self.directory.put_session(claim)).addErrback(_unclaimed)
+        Deferred.fromCoroutine(self._claim(claim, record.owner_node)).addErrback(_unclaimed)
+
+    async def _claim(self, claim: SessionRecord, previous: str | None) -> None:
+        """Record this node as owner, then tell the previous owner to drop its copy.
+
+        Both go over the same Redis connection, so the owner is written before
+        the previous owner hears ``close`` and looks.
+        """
+        await self.directory.put_session(claim)
+        if previous is not None and previous != self.node_id:
+            await self.directory.send_control(previous, ControlMessage(
+                "close", self.node_id, claim.session_id, "", claim.last_seen))
+
+    def control(self, message: ControlMessage) -> None:
+        """Act on a control message to this node (``close``: another node took the session)."""
+        if message.action == "close" and self.release(message.session_id):
+            self.released += 1
+            log.info("cluster: session {session} was taken over by {node}",
+                     session=message.session_id, node=message.from_node)
 
     def stop(self) -> None:
         """Cancel the lookups' timer."""

@@ -150,6 +150,24 @@ class ClusterSessions:
                 status="ended" if track.ended else "active"))
         return records
 
+    # -- end ---------------------------------------------------------------------
+
+    def session_removed(self, session: Any) -> None:
+        """Forget a session that ended here, if this node still owns it (in the background)."""
+        self._write(self.forget(session.session_id))
+
+    async def forget(self, session_id: str) -> bool:
+        """Delete ``session_id`` from the directory if this node owns it; return whether it did.
+
+        A copy dropped because another node took the session over is not the
+        owner's any more (the new owner wrote itself first), so it deletes nothing.
+        """
+        record = await self.directory.get_session(session_id)
+        if record is None or record.owner_node != self.node_id:
+            return False
+        await self.directory.delete_session(session_id)
+        return True
+
     def _write(self, coroutine) -> None:
         Deferred.fromCoroutine(coroutine).addErrback(self._failed)
 

@@ -126,7 +126,8 @@ class PeerHost:
                  unconnected_timeout: float = UNCONNECTED_TIMEOUT,
                  reconnect_window: float = RECONNECT_WINDOW,
                  keylog: Callable[[bytes], None] | None = None,
-                 srtp_keylog: Callable[[dict], None] | None = None) -> None:
+                 srtp_keylog: Callable[[dict], None] | None = None,
+                 on_removed: Callable[[HostedSession], None] | None = None) -> None:
         self.reactor = reactor
         #: our DTLS certificate, one per process (its fingerprint goes in every SDP)
         self.certificate = certificate or Certificate.generate(reactor.seconds())
@@ -134,6 +135,8 @@ class PeerHost:
         self.keylog = keylog
         #: receives :func:`srtp_keylog_entry` of every connection (``--srtp-keylog``)
         self.srtp_keylog = srtp_keylog
+        #: told of every session removed (the cluster forgets the ones this node owns)
+        self.on_removed = on_removed
         self.demux: SessionDemultiplexer[HostedSession] = SessionDemultiplexer()
         self.router = PeerRouter(self.demux, fallback, self._after_input)
         self.unconnected_timeout = unconnected_timeout
@@ -177,6 +180,14 @@ class PeerHost:
             for reply, to in self.router.route(PacketKind.STUN, data, addr, now) or ():
                 self._send(reply, to)
 
+    def release(self, session_id: str) -> bool:
+        """Drop session ``session_id`` unless it is connected here (another node took it)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.connection.state == "connected":
+            return False
+        self.remove(session, "taken over")
+        return True
+
     def remove(self, session: HostedSession, reason: str = "closed") -> None:
         """Close the session's connection and forget it."""
         if self.sessions.get(session.session_id) is not session:
@@ -193,6 +204,8 @@ class PeerHost:
             reaper.cancel()
         for waiter in self._waiters.pop(session, []):
             waiter.callback(False)
+        if self.on_removed is not None:
+            self.on_removed(session)
 
     def wait_connected(self, session: HostedSession, timeout: float) -> Deferred:
         """Return a Deferred firing True once connected, False after ``timeout`` seconds."""

@@ -121,6 +121,9 @@ def test_a_session_made_on_a_connects_and_echoes_on_b(tmp_path, redis_server,
           f"own node {home['connect_time']:.3f} s, other node {away['connect_time']:.3f} s")
     assert owner(redis_server, home["session"]) == "node-a"
     assert owner(redis_server, away["session"]) == "node-b"   # B took it and said so
+    # ... and told A, which dropped its unconnected copy at once (not after 60 s)
+    assert f"session {away['session']} was taken over by node-b" in a.output(), a.output()
+    assert f"session {home['session']} was taken over" not in a.output()
 
 
 def test_without_the_cluster_certificate_b_refuses(tmp_path, redis_server,
