@@ -181,6 +181,9 @@ class WorkerSupervisor(Service):
             self.workers.append(worker)
         log.info("realtime: {count} workers started, directory: {where}", count=self.count,
                  where="--cluster" if self.redis is None else f"private {self.redis.url}")
+        log.warn("realtime: workers take over echo sessions from each other, not yet SFU "
+                 "sessions: an SFU session connects only if its media reaches the worker "
+                 "that answered its API call (docs/cluster.md)")
 
     def stopService(self) -> Deferred:  # noqa: N802 (Twisted name)
         """Stop every worker (SIGTERM), then the private Redis."""
