@@ -523,7 +523,8 @@ def makeService(options: Options, reactor=None):
                                      reuse)
     peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")),
-                     on_removed=None if sessions is None else sessions.session_removed)
+                     on_removed=None if sessions is None else sessions.session_removed,
+                     on_connected=None if sessions is None else sessions.session_connected)
     api.peers = peers
     service.peers = peers
     sfu_usage(api)  # meter every session from the first one on

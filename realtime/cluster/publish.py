@@ -24,6 +24,7 @@ While Redis is away every hook raises :class:`~realtime.api.errors.ApiError`
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -150,7 +151,23 @@ class ClusterSessions:
                 status="ended" if track.ended else "active"))
         return records
 
-    # -- end ---------------------------------------------------------------------
+    # -- connected, ended -----------------------------------------------------------
+
+    def session_connected(self, session: Any) -> None:
+        """Write ``last_seen`` = now when a session this node owns completes ICE + DTLS."""
+        self._write(self.touch(session.session_id))
+
+    async def touch(self, session_id: str) -> bool:
+        """Set ``last_seen`` of ``session_id`` to now if this node owns it; return whether it did.
+
+        ``last_seen - created`` of a session just connected is its server-side connect
+        time (answer written -> ICE and DTLS done), on whichever node it landed.
+        """
+        record = await self.directory.get_session(session_id)
+        if record is None or record.owner_node != self.node_id:
+            return False
+        await self.directory.put_session(replace(record, last_seen=self.clock.seconds()))
+        return True
 
     def session_removed(self, session: Any) -> None:
         """Forget a session that ended here, if this node still owns it (in the background)."""

@@ -127,7 +127,8 @@ class PeerHost:
                  reconnect_window: float = RECONNECT_WINDOW,
                  keylog: Callable[[bytes], None] | None = None,
                  srtp_keylog: Callable[[dict], None] | None = None,
-                 on_removed: Callable[[HostedSession], None] | None = None) -> None:
+                 on_removed: Callable[[HostedSession], None] | None = None,
+                 on_connected: Callable[[HostedSession], None] | None = None) -> None:
         self.reactor = reactor
         #: our DTLS certificate, one per process (its fingerprint goes in every SDP)
         self.certificate = certificate or Certificate.generate(reactor.seconds())
@@ -137,6 +138,8 @@ class PeerHost:
         self.srtp_keylog = srtp_keylog
         #: told of every session removed (the cluster forgets the ones this node owns)
         self.on_removed = on_removed
+        #: told of every session whose ICE and DTLS completed (the cluster's "last seen")
+        self.on_connected = on_connected
         self.demux: SessionDemultiplexer[HostedSession] = SessionDemultiplexer()
         self.router = PeerRouter(self.demux, fallback, self._after_input)
         self.unconnected_timeout = unconnected_timeout
@@ -241,6 +244,8 @@ class PeerHost:
                     waiter.callback(True)
                 if self.srtp_keylog is not None:
                     self.srtp_keylog(srtp_keylog_entry(session, event))
+                if self.on_connected is not None:
+                    self.on_connected(session)
             elif isinstance(event, Disconnected):
                 log.info("session {id} disconnected: {reason}", id=session.session_id,
                          reason=event.reason)

@@ -121,6 +121,13 @@ def test_a_session_made_on_a_connects_and_echoes_on_b(tmp_path, redis_server,
           f"own node {home['connect_time']:.3f} s, other node {away['connect_time']:.3f} s")
     assert owner(redis_server, home["session"]) == "node-a"
     assert owner(redis_server, away["session"]) == "node-b"   # B took it and said so
+    # last_seen - created: answer written -> ICE + DTLS done at the owner (server side)
+    for result in (home, away):
+        record = json.loads(redis_server.command("GET", f"rt:session:{result['session']}"))
+        result["server_connect"] = record["last_seen"] - record["created"]
+        assert 0 < result["server_connect"] < 5, record
+    print(f"server side (answer written -> connected at the owner): own node "
+          f"{home['server_connect'] * 1000:.1f} ms, other node {away['server_connect'] * 1000:.1f} ms")
     # ... and told A, which dropped its unconnected copy at once (not after 60 s)
     assert f"session {away['session']} was taken over by node-b" in a.output(), a.output()
     assert f"session {home['session']} was taken over" not in a.output()
