@@ -55,7 +55,7 @@ def pointed_at(sdp: str, from_port: int, to_port: int) -> str:
 
 
 async def echo_call(api: Server, media_port: int | None, seconds: float = 10.0,
-                    wanted_video: int = 20, answered=None) -> dict:
+                    wanted_video: int = 20, answered=None, during=None) -> dict:
     """Create an echo session through ``api``; send its media to ``media_port`` (None: as answered).
 
     ``answered(session_id)``, if given, runs before any check is sent (its value: "created_by").
@@ -87,8 +87,14 @@ async def echo_call(api: Server, media_port: int | None, seconds: float = 10.0,
             connect_time = time.monotonic() - started
             break
         await asyncio.sleep(0.02)
+    after = None
+    if during is not None and pc.connectionState == "connected":
+        await loop.run_in_executor(None, during)
+        before = dict(counter.frames)
+        await asyncio.sleep(2.0)
+        after = {k: counter.frames[k] - before[k] for k in before}
     await counter.wait(seconds)
-    result = {"connected": pc.connectionState, "frames": dict(counter.frames),
+    result = {"connected": pc.connectionState, "frames": dict(counter.frames), "after": after,
               "session": body["sessionId"], "connect_time": connect_time,
               "created_by": created_by}
     await pc.close()
@@ -221,3 +227,18 @@ def test_an_sfu_push_writes_its_session_and_tracks(tmp_path, redis_server,
     media = json.loads(record["media_description"])
     assert sorted(t["trackName"] for t in media if t["trackName"]) == names
     assert all(t["codecs"] for t in media if t["trackName"])
+
+
+def test_redis_lost_mid_call_the_call_keeps_flowing(tmp_path, redis_server) -> None:
+    """Media never waits for the directory: kill Redis during an echo call, frames keep coming."""
+    require_module("aiortc")
+    a = node(tmp_path, redis_server, "node-a")
+    try:
+        a.wait_ready()
+        wait_registered(redis_server, "node-a")
+        result = asyncio.run(echo_call(a, None, seconds=1.0, during=redis_server.kill))
+    finally:
+        a.stop()
+    assert result["connected"] == "connected", result
+    # 2 s after the kill: ~60 video frames at 30 fps; ask for a third of that
+    assert result["after"]["video"] >= 20 and result["after"]["audio"] >= 30, result
