@@ -69,10 +69,10 @@ def test_good_values(argv, key, value) -> None:
 
 
 def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkeypatch) -> None:
-    import realtime.service as service
-    monkeypatch.setattr(service, "has_ipv6_loopback", lambda: True)
+    import realtime.options as options
+    monkeypatch.setattr(options, "has_ipv6_loopback", lambda: True)
     assert parse()["relay-ipv6"] == "::1"
-    monkeypatch.setattr(service, "has_ipv6_loopback", lambda: False)
+    monkeypatch.setattr(options, "has_ipv6_loopback", lambda: False)
     assert parse()["relay-ipv6"] is None
 
 

@@ -50,6 +50,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from realtime.api.auth import authenticate
+from realtime.api.cluster_hooks import ClusterHooks
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.storage import ServerConfig, StateStore
 
@@ -215,14 +216,18 @@ class RealtimeAPI:
     :param store: the persistent :class:`~realtime.storage.StateStore`.
     :param config: the announced addresses and command-line apps.
     :param clock: the reactor's clock (``task.Clock`` in tests).
+    :param cluster: the cluster directory's hooks (``--cluster``), or None.
     """
 
     app = Klein()
 
-    def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime) -> None:
+    def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime,
+                 cluster: ClusterHooks | None = None) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        #: writes sessions into the cluster directory (``--cluster``), or None
+        self.cluster = cluster
         #: the media port's :class:`~realtime.net.peers.PeerHost` (set by the service)
         self.peers = None
 

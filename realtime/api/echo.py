@@ -65,8 +65,18 @@ def echo_new(self: RealtimeAPI, request: IRequest, app) -> tuple[int, dict[str, 
     except DecodeError as error:
         raise ApiError(400, ErrorCode.INVALID_SESSION_DESCRIPTION, str(error)) from None
     session.app_id = app.app_id
-    peers.add(session)
-    return 201, {
+    body = {
         "sessionId": session.session_id,
         "sessionDescription": {"type": "answer", "sdp": session.answer.serialize()},
     }
+    if self.cluster is not None:  # stored before it is answered (a 503 if it cannot be)
+        return _stored(self, session, app.app_id, sdp, body)
+    peers.add(session)
+    return 201, body
+
+
+async def _stored(api: RealtimeAPI, session, app_id: str, sdp: str,
+                  body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    await api.cluster.echo_created(session, app_id, sdp)
+    api.peers.add(session)
+    return 201, body

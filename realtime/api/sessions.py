@@ -83,9 +83,16 @@ def forget(api: RealtimeAPI, session: SfuSession) -> None:
 def new_session(api: RealtimeAPI, app_id: str) -> SfuSession:
     """Create a session of ``app_id`` on the media port's transport."""
     peers = api.peers
-    return switchboard(api).create_session(
+    session = switchboard(api).create_session(
         app_id, api.clock.seconds(), certificate=peers.certificate,
         address=api.config.public_ip, port=api.config.media_port, keylog=peers.keylog)
+    if api.cluster is not None:
+        try:
+            api.cluster.session_created(session)  # the 503 while the directory is away
+        except ApiError:
+            switchboard(api).close_session(session, "directory unavailable")
+            raise
+    return session
 
 
 def load_session(api: RealtimeAPI, app: Any, session_id: str) -> SfuSession:
@@ -114,6 +121,8 @@ def start(api: RealtimeAPI, session: SfuSession) -> None:
     peers = api.peers
     if session.connection is None or peers is None:
         return
+    if api.cluster is not None:
+        api.cluster.session_negotiated(session)
     if peers.sessions.get(session.session_id) is not session:
         peers.add(session)
     flush(api, session)

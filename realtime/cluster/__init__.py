@@ -14,6 +14,9 @@ The cluster: many ``twistd realtime`` processes and machines acting as one SFU.
   node-to-node relay link (sans-I/O, AES-GCM) and its UDP adapter;
 * :mod:`~realtime.cluster.lookup`, :mod:`~realtime.cluster.finder` -- holding
   the first checks of a session this node does not know while the directory is asked;
+* :mod:`~realtime.cluster.publish` -- the API's writes (sessions, tracks; the 503);
+* :mod:`~realtime.cluster.jit` -- the media port's fallback that takes over a
+  session made on another node from its first STUN check;
 * :mod:`~realtime.cluster.node` -- this process as a member (``twistd realtime --cluster``);
 * :mod:`~realtime.cluster.launcher` -- the private ``redis-server`` of ``--workers``.
 

@@ -42,10 +42,14 @@ class RedisAddress:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
 
-    def redacted(self) -> str:
-        """Return the URL with the password replaced by ``***`` (safe to log)."""
+    def redacted(self, mask: str = "***") -> str:
+        """Return the URL with the password replaced by ``mask`` (safe to log).
+
+        ``mask=""`` gives the URL without its password (``--workers`` hands that
+        to each worker and the password through ``REALTIME_REDIS_PASSWORD``).
+        """
         user = self.username or ""
-        auth = f"{user}:***@" if self.password else (f"{user}@" if user else "")
+        auth = f"{user}:{mask}@" if self.password and mask else (f"{user}@" if user else "")
         if self.unix_path is not None:
             query = f"?db={self.db}" if self.db else ""
             return f"unix://{auth}{self.unix_path}{query}"

@@ -23,12 +23,12 @@ the directory is consulted at the edges only.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -98,7 +98,7 @@ class RespProtocol(Protocol):
         """
         waiter: Deferred = Deferred()
         self._waiting.append(waiter)
-        self.transport.write(encode_command(*args))
+        _transport(self).write(encode_command(*args))
         return waiter
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted name)
@@ -107,7 +107,7 @@ class RespProtocol(Protocol):
             replies = self._reader.replies()
         except RespDecodeError as error:
             log.error("cluster directory sent malformed RESP: {error}", error=str(error))
-            self.transport.abortConnection()
+            _transport(self).abortConnection()
             return
         for reply in replies:
             self._deliver(reply)
@@ -119,7 +119,7 @@ class RespProtocol(Protocol):
             return
         if not self._waiting:
             log.warn("cluster directory sent a reply nobody asked for; dropping the connection")
-            self.transport.abortConnection()
+            _transport(self).abortConnection()
             return
         waiter = self._waiting.popleft()
         if isinstance(reply, RespError):
@@ -127,7 +127,7 @@ class RespProtocol(Protocol):
         else:
             waiter.callback(reply)
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted name)
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         waiting, self._waiting = self._waiting, deque()
         for waiter in waiting:
             waiter.errback(DirectoryUnavailable(f"connection lost: {reason.getErrorMessage()}"))
@@ -175,9 +175,9 @@ class RedisConnection:
         self._stopping = False
         d = self._connect()
 
-        def failed(failure: Failure) -> Failure:
-            return Failure(DirectoryUnavailable(
-                f"cannot reach the cluster directory at {self.url}: {_cause(failure)}"))
+        def failed(failure: Failure) -> None:
+            raise DirectoryUnavailable(
+                f"cannot reach the cluster directory at {self.url}: {_cause(failure)}")
 
         return d.addErrback(failed)
 
@@ -192,15 +192,22 @@ class RedisConnection:
         if protocol is None or protocol.transport is None:
             return succeed(None)
         done = protocol.lost_deferred
-        protocol.transport.loseConnection()
+        _transport(protocol).loseConnection()
         return done.addBoth(lambda _: None)
+
+    def unavailable(self) -> DirectoryUnavailable | None:
+        """Return the error a command would fail with now, or ``None`` while Redis is ready."""
+        if self._ready:
+            return None
+        return DirectoryUnavailable(
+            f"cluster directory {self.url} is unavailable: {self._last_error}")
 
     def execute(self, *args: bytes | str | int) -> Deferred:
         """Send a command; fail at once with :class:`DirectoryUnavailable` while Redis is away."""
-        if not self._ready:
-            return fail(DirectoryUnavailable(
-                f"cluster directory {self.url} is unavailable: {self._last_error}"))
-        return self._send(self._protocol, *args)
+        error, protocol = self.unavailable(), self._protocol
+        if error is not None or protocol is None:
+            return fail(error or DirectoryUnavailable(f"cluster directory {self.url} is unavailable"))
+        return self._send(protocol, *args)
 
     def subscribe(self, channel: bytes | str) -> Deferred:
         """Subscribe this (subscriber) connection to ``channel``; kept across reconnections."""
@@ -216,7 +223,7 @@ class RedisConnection:
         d.addTimeout(self.command_timeout, self.reactor)
 
         def timed_out(failure: Failure) -> Failure:
-            if failure.check(DeferredTimeout, CancelledError):
+            if isinstance(failure.value, (DeferredTimeout, CancelledError)):
                 error = DirectoryUnavailable(
                     f"cluster directory {self.url} did not answer {args[0]!s} "
                     f"within {self.command_timeout:g} s")
@@ -226,22 +233,22 @@ class RedisConnection:
                     self._ready = False
                     self._last_error = str(error)
                 if protocol.transport is not None:
-                    protocol.transport.abortConnection()
-                return Failure(error)
+                    _transport(protocol).abortConnection()
+                raise error
             return failure
 
         return d.addErrback(timed_out)
 
-    def _endpoint(self):
+    def _endpoint(self) -> Any:
         if self.address.unix_path is not None:
-            return UNIXClientEndpoint(self.reactor, self.address.unix_path,
-                                      timeout=CONNECT_TIMEOUT)
-        return HostnameEndpoint(self.reactor, self.address.host, self.address.port,
-                                timeout=CONNECT_TIMEOUT)
+            return UNIXClientEndpoint(  # type: ignore[no-untyped-call]
+                self.reactor, self.address.unix_path, timeout=CONNECT_TIMEOUT)
+        return HostnameEndpoint(self.reactor, self.address.host or "localhost",
+                                self.address.port, timeout=CONNECT_TIMEOUT)
 
     def _connect(self) -> Deferred:
         protocol = RespProtocol(self._on_message)
-        d = connectProtocol(self._endpoint(), protocol)
+        d = connectProtocol(self._endpoint(), protocol)  # type: ignore[no-untyped-call]
         d.addCallback(lambda _: Deferred.fromCoroutine(self._handshake(protocol)))
         return d
 
@@ -262,7 +269,7 @@ class RedisConnection:
                 protocol.transport.abortConnection()
             raise
         if self._stopping:
-            protocol.transport.loseConnection()
+            _transport(protocol).loseConnection()
             return
         self._protocol = protocol
         self._ready = True
@@ -303,7 +310,12 @@ class RedisConnection:
 
 def _cause(failure: Failure) -> str:
     """Return a short reason for ``failure`` with no secret in it."""
-    if failure.check(RedisCommandError):
+    if isinstance(failure.value, RedisCommandError):
         return f"Redis refused: {failure.value.reply.kind}"
     return failure.getErrorMessage()
+
+
+def _transport(protocol: Protocol) -> Any:
+    """Return ``protocol``'s transport (Twisted's interface stubs lack ``self``, so: Any)."""
+    return protocol.transport
 

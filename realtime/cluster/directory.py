@@ -20,7 +20,7 @@ at most ``ttl`` (10 s by default) without anyone having to notice.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
 from twisted.internet.task import LoopingCall
@@ -307,7 +307,7 @@ class NodeHeartbeat:
         return d.addCallback(counted)
 
 
-def _deferred(coroutine):
+def _deferred(coroutine: Coroutine[Any, Any, Any]) -> Deferred:
     return Deferred.fromCoroutine(coroutine)
 
 

@@ -47,6 +47,9 @@ LOOKUP_TIMEOUT = 1.0
 NEGATIVE_TTL = 2.0
 #: Misses remembered at once (oldest forgotten first).
 MAX_NEGATIVE = 4096
+#: Lookups started per second at most (token bucket, burst of one second's worth): a flood
+#: of random ufrags costs Redis this much and no more.
+MAX_LOOKUP_RATE = 1000.0
 
 
 @dataclass
@@ -59,15 +62,19 @@ class SessionLookups:
     """Decide when to ask the directory about a ufrag; hold and release the checks meanwhile."""
 
     def __init__(self, *, max_pending: int = MAX_PENDING, held_per_ufrag: int = HELD_PER_UFRAG,
-                 timeout: float = LOOKUP_TIMEOUT, negative_ttl: float = NEGATIVE_TTL) -> None:
+                 timeout: float = LOOKUP_TIMEOUT, negative_ttl: float = NEGATIVE_TTL,
+                 max_rate: float = MAX_LOOKUP_RATE) -> None:
         self.max_pending = max_pending
         self.held_per_ufrag = held_per_ufrag
         self.timeout = timeout
         self.negative_ttl = negative_ttl
+        self.max_rate = max_rate
+        self._tokens = max_rate
+        self._refilled: float | None = None
         self._pending: dict[str, _Pending] = {}
         self._misses: dict[str, float] = {}     # ufrag -> until (insertion ordered)
         #: Checks dropped, by reason: ``unknown``, ``held_full``, ``pending_full``,
-        #: ``timeout``, ``directory_unavailable``.
+        #: ``rate_limited``, ``timeout``, ``directory_unavailable``.
         self.dropped: Counter[str] = Counter()
 
     def check_arrived(self, ufrag: str, data: bytes, addr: Address, now: float) -> bool:
@@ -88,7 +95,20 @@ class SessionLookups:
         if len(self._pending) >= self.max_pending:
             self.dropped["pending_full"] += 1
             return False
+        if not self._take_token(now):
+            self.dropped["rate_limited"] += 1
+            return False
         self._pending[ufrag] = _Pending(now + self.timeout, [(data, addr)])
+        return True
+
+    def _take_token(self, now: float) -> bool:
+        if self._refilled is not None:
+            elapsed = max(0.0, now - self._refilled)
+            self._tokens = min(self.max_rate, self._tokens + elapsed * self.max_rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
         return True
 
     def lookup_finished(self, ufrag: str, found: bool, now: float) -> list[tuple[bytes, Address]]:

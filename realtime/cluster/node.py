@@ -21,13 +21,14 @@ the service itself (``docs/cluster.md`` says what is built and what is not).
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from realtime.cluster.address import RedisAddress
 from realtime.cluster.client import DirectoryUnavailable
@@ -46,13 +47,14 @@ def probe_directory(address: RedisAddress, timeout: float = 3.0) -> None:
 
     :raises DirectoryUnavailable: naming the redacted URL and the cause.
     """
-    commands = []
+    commands: list[tuple[str | int, ...]] = []
     if address.password is not None:
         commands.append(("AUTH", *([address.username] if address.username else []),
                          address.password))
     if address.db:
         commands.append(("SELECT", address.db))
     commands.append(("PING",))
+    target: Any
     try:
         if address.unix_path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -78,6 +80,11 @@ def probe_directory(address: RedisAddress, timeout: float = 3.0) -> None:
         cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise DirectoryUnavailable(
             f"cannot reach the cluster directory at {address.redacted()}: {cause}") from None
+
+
+def _directory_away(failure: Failure) -> None:
+    """Swallow :class:`DirectoryUnavailable` (the loop keeps going); anything else propagates."""
+    failure.trap(DirectoryUnavailable)  # type: ignore[no-untyped-call]
 
 
 class ClusterNodeService(Service):
@@ -139,11 +146,11 @@ class ClusterNodeService(Service):
     def _refresh_tick(self) -> Deferred:
         # While Redis is away the last known members stay; the loop keeps going.
         d = Deferred.fromCoroutine(self.refresh_members())
-        return d.addErrback(lambda f: f.trap(DirectoryUnavailable) and None)
+        return d.addErrback(_directory_away)
 
     def privilegedStartService(self) -> None:
         """Check Redis answers before anything listens; exit with one line if not."""
-        super().privilegedStartService()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
         try:
             probe_directory(self.options.address)
         except DirectoryUnavailable as error:
@@ -157,7 +164,7 @@ class ClusterNodeService(Service):
 
     def startService(self) -> None:
         """Connect (without blocking), register, subscribe; log where the directory is."""
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         self.started = Deferred.fromCoroutine(self._start())
         self.started.addErrback(
             lambda f: log.error("cluster: {error}", error=f.getErrorMessage()))
@@ -173,7 +180,7 @@ class ClusterNodeService(Service):
 
     def stopService(self) -> Deferred:
         """Leave the registry and close the directory connections."""
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from realtime.errors import DecodeError
 
@@ -46,7 +46,8 @@ def _check(name: str, kind: str, value: object, limit: int) -> object:
             raise RecordDecodeError(f"field {name!r} is not a 64-bit integer")
         return value
     if kind == "float":
-        if type(value) not in (int, float) or not math.isfinite(value):
+        if (type(value) not in (int, float) or not isinstance(value, (int, float))
+                or not math.isfinite(value)):
             raise RecordDecodeError(f"field {name!r} is not a finite number")
         return float(value)
     if kind == "bool":
@@ -70,7 +71,7 @@ class Record:
 
     def encode(self) -> bytes:
         """Return the record as compact, key-sorted UTF-8 JSON."""
-        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body = {f.name: getattr(self, f.name) for f in fields(cast(Any, self))}
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
@@ -85,11 +86,11 @@ class Record:
         if not isinstance(body, dict):
             raise RecordDecodeError(f"{cls.kind} record is not a JSON object")
         values = {}
-        for f in fields(cls):
+        for f in fields(cast(Any, cls)):
             if f.name not in body:
                 raise RecordDecodeError(f"{cls.kind} record has no {f.name!r}")
             limit = cls.long_fields.get(f.name, MAX_TEXT)
-            values[f.name] = _check(f.name, f.type, body[f.name], limit)
+            values[f.name] = _check(f.name, str(f.type), body[f.name], limit)
         return cls(**values)
 
 
@@ -123,10 +124,15 @@ class SessionRecord(Record):
     ``remote_fingerprints`` are the peer's ``a=fingerprint`` values
     (RFC 8122 §5), ``dtls_role`` is our role after ``a=setup`` (RFC 4145 §4),
     ``local_fingerprint`` the certificate fingerprint our answer carried.
+    ``media_description`` is our answer (the negotiated SDP) and
+    ``remote_description`` the peer's offer: with both, a node that did not
+    make the session rebuilds it exactly (same ufrag, SSRCs, DTLS role).
+    ``session_kind`` says what to rebuild: ``"echo"`` or ``"sfu"``.
     """
 
     kind: ClassVar[str] = "session"
-    long_fields: ClassVar[dict[str, int]] = {"media_description": 128 * 1024}
+    long_fields: ClassVar[dict[str, int]] = {"media_description": 128 * 1024,
+                                             "remote_description": 128 * 1024}
     session_id: str
     app_id: str
     ice_ufrag: str
@@ -139,6 +145,8 @@ class SessionRecord(Record):
     owner_node: str | None
     created: float
     last_seen: float
+    session_kind: str = "sfu"
+    remote_description: str = ""
 
 
 @dataclass(frozen=True, slots=True)

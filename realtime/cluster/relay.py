@@ -251,8 +251,9 @@ class RelayLink:
         if not window.check(header.sequence):
             self.dropped["replay"] += 1
             return
-        cipher = (AESGCM(derive_key(self._secret, peer.node_id, header.epoch))
-                  if fresh else peer.cipher)
+        cipher = peer.cipher
+        if fresh or cipher is None:     # None only before the first frame (epoch -1)
+            cipher = AESGCM(derive_key(self._secret, peer.node_id, header.epoch))
         nonce = b"\0\0\0\0" + data[end - 12:end - 4]
         try:
             payload = cipher.decrypt(nonce, data[end:], data[:end])

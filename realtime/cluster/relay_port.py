@@ -10,7 +10,7 @@ logged per packet.  (Not started by ``twistd realtime`` yet: see ``docs/cluster.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.protocol import DatagramProtocol
 
@@ -33,7 +33,8 @@ class RelayPort(DatagramProtocol):
              destinations: list[Address]) -> None:
         """Seal ``payload`` once and send it to each node address in ``destinations``."""
         self.link.send(kind, stream_id, payload, destinations)
-        write = self.transport.write
+        transport: Any = self.transport   # Twisted's IUDPTransport stubs lack ``self``
+        write = transport.write
         for frame, address in self.link.datagrams_to_send(self.reactor.seconds()):
             write(frame, address)
 

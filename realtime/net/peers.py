@@ -31,6 +31,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from realtime.addresses import Address
+from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.ice.demultiplexer import SessionDemultiplexer
 from realtime.net.driver import MachineDriver
@@ -117,6 +119,8 @@ class PeerHost:
 
     :param reactor: the clock (``task.Clock`` in tests).
     :param fallback: router for STUN no session claims (the Binding service).
+    :param unknown_checks: router for ICE checks naming no session here (the cluster's
+        just-in-time lookup); None: they are dropped.
     """
 
     def __init__(self, reactor: IReactorTime, fallback: Fallback,
@@ -124,7 +128,10 @@ class PeerHost:
                  unconnected_timeout: float = UNCONNECTED_TIMEOUT,
                  reconnect_window: float = RECONNECT_WINDOW,
                  keylog: Callable[[bytes], None] | None = None,
-                 srtp_keylog: Callable[[dict], None] | None = None) -> None:
+                 srtp_keylog: Callable[[dict], None] | None = None,
+                 on_removed: Callable[[HostedSession], None] | None = None,
+                 on_connected: Callable[[HostedSession], None] | None = None,
+                 unknown_checks: Fallback | None = None) -> None:
         self.reactor = reactor
         #: our DTLS certificate, one per process (its fingerprint goes in every SDP)
         self.certificate = certificate or Certificate.generate(reactor.seconds())
@@ -132,8 +139,12 @@ class PeerHost:
         self.keylog = keylog
         #: receives :func:`srtp_keylog_entry` of every connection (``--srtp-keylog``)
         self.srtp_keylog = srtp_keylog
+        #: told of every session removed (the cluster forgets the ones this node owns)
+        self.on_removed = on_removed
+        #: told of every session whose ICE and DTLS completed (the cluster's "last seen")
+        self.on_connected = on_connected
         self.demux: SessionDemultiplexer[HostedSession] = SessionDemultiplexer()
-        self.router = PeerRouter(self.demux, fallback, self._after_input)
+        self.router = PeerRouter(self.demux, fallback, self._after_input, unknown_checks)
         self.unconnected_timeout = unconnected_timeout
         self.reconnect_window = reconnect_window
         self.port = None
@@ -200,6 +211,27 @@ class PeerHost:
             connection.receive_classified(kind, data, addr, now)
         self._drain(session, now)
 
+    def admit(self, session: HostedSession, checks: Iterable[tuple[bytes, Address]]) -> None:
+        """Add a session learnt after its first checks arrived; route those checks now.
+
+        The cluster's just-in-time path (``realtime.cluster.jit``) holds the
+        checks of an unknown ufrag while it asks the directory, then hands the
+        rebuilt session and the checks here.
+        """
+        self.add(session)
+        now = self.reactor.seconds()
+        for data, addr in checks:
+            for reply, to in self.router.route(PacketKind.STUN, data, addr, now) or ():
+                self._send(reply, to)
+
+    def release(self, session_id: str) -> bool:
+        """Drop session ``session_id`` unless it is connected here (another node took it)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.connection.state == "connected":
+            return False
+        self.remove(session, "taken over")
+        return True
+
     def remove(self, session: HostedSession, reason: str = "closed") -> None:
         """Close the session's connection and forget it (or stop expecting it)."""
         if session in self._expected:
@@ -222,6 +254,8 @@ class PeerHost:
             reaper.cancel()
         for waiter in self._waiters.pop(session, []):
             waiter.callback(False)
+        if self.on_removed is not None:
+            self.on_removed(session)
 
     def wait_connected(self, session: HostedSession, timeout: float) -> Deferred:
         """Return a Deferred firing True once connected, False after ``timeout`` seconds."""
@@ -257,6 +291,8 @@ class PeerHost:
                     waiter.callback(True)
                 if self.srtp_keylog is not None:
                     self.srtp_keylog(srtp_keylog_entry(session, event))
+                if self.on_connected is not None:
+                    self.on_connected(session)
             elif isinstance(event, Disconnected):
                 log.info("session {id} disconnected: {reason}", id=session.session_id,
                          reason=event.reason)

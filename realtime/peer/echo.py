@@ -40,6 +40,7 @@ from realtime.errors import LocalProtocolError
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
 from realtime.peer.sctp_transport import MessageReceived, SctpTransport
 from realtime.sdp.attributes import Fingerprint
+from realtime.sdp.errors import SdpError
 from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
 from realtime.sdp.session import SessionDescription
 
@@ -68,6 +69,8 @@ class EchoSession:
         #: our SSRC -> peer SSRC, for feedback going the other way
         self.reverse_map = {ours: theirs for theirs, ours in ssrc_map.items()}
         self.random = random
+        #: the app that made it (set by the API or the cluster's just-in-time path)
+        self.app_id: str | None = None
         connection.media_sink = self.echo
 
     def handle_event(self, event, now: float) -> None:
@@ -232,12 +235,62 @@ def create_echo_session(
         setup="active" if dtls_role == "client" else "passive",
     )
     answer = create_answer(offer, local, choices)
+    return _echo_session(session_id, offer, answer, ssrc_map, certificate=certificate,
+                         srtp_profiles=srtp_profiles, random=random, keylog=keylog)
+
+
+def restore_echo_session(
+    session_id: str,
+    offer_sdp: str,
+    answer_sdp: str,
+    *,
+    certificate: Certificate,
+    srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
+    random: Callable[[int], bytes] = os.urandom,
+    keylog: Callable[[bytes], None] | None = None,
+) -> EchoSession:
+    """Rebuild an echo session from its offer and the answer another process gave.
+
+    A node of a cluster that did not make the session gets both descriptions
+    from the directory (docs/cluster.md); everything the session needs is in
+    them: our ICE credentials and ``a=setup`` in the answer (RFC 8839 §5.4,
+    RFC 4145 §4), the peer's fingerprints in the offer (RFC 8122 §5), and for
+    each m-line the peer's source (offer) and ours (answer, RFC 5576), which
+    pair up into the same SSRC map :func:`create_echo_session` chose.
+
+    :raises SdpError: if either description cannot be parsed.
+    """
+    offer = SessionDescription.parse(offer_sdp)
+    answer = SessionDescription.parse(answer_sdp)
+    ssrc_map: dict[int, int] = {}
+    for media in answer.media:
+        offered = offer.media_by_mid(media.mid) if media.mid is not None else None
+        if media.port == 0 or offered is None or media.kind not in ("audio", "video"):
+            continue
+        ours, theirs = RtpStream.from_media(media), RtpStream.from_media(offered)
+        if not ours or not theirs:
+            continue
+        ssrc_map[theirs[0].ssrc] = ours[0].ssrc
+        if theirs[0].rtx_ssrc is not None and ours[0].rtx_ssrc is not None:
+            ssrc_map[theirs[0].rtx_ssrc] = ours[0].rtx_ssrc
+    return _echo_session(session_id, offer, answer, ssrc_map, certificate=certificate,
+                         srtp_profiles=srtp_profiles, random=random, keylog=keylog)
+
+
+def _echo_session(session_id: str, offer: SessionDescription, answer: SessionDescription,
+                  ssrc_map: dict[int, int], *, certificate: Certificate,
+                  srtp_profiles: Sequence[str], random: Callable[[int], bytes],
+                  keylog: Callable[[bytes], None] | None) -> EchoSession:
+    """Build the session's ICE agent, PeerConnection and SCTP from the offer and our answer."""
+    if not offer.media or not answer.media:
+        raise SdpError("the offer has no media section")
     accepted = [m for m in answer.media if m.port != 0]
     offered = offer.media_by_mid(accepted[0].mid) if accepted else offer.media[0]
     fingerprints = [(f.hash_function, f.fingerprint) for f in offer.fingerprints_for(offered)]
     setup = answer.transport_value(accepted[0], "setup") if accepted else "passive"
+    local = accepted[0] if accepted else answer.media[0]
     ice = IceLiteAgent(
-        ufrag, pwd,
+        answer.transport_value(local, "ice-ufrag"), answer.transport_value(local, "ice-pwd"),
         remote_ufrag=offer.transport_value(offered, "ice-ufrag"),
         remote_pwd=offer.transport_value(offered, "ice-pwd"),
         tiebreaker=int.from_bytes(random(8), "big"),

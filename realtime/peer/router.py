@@ -85,19 +85,24 @@ class PeerRouter(Generic[R]):
     :param demux: the port-wide address/ufrag map.
     :param fallback: router for STUN that no session claims.
     :param after_input: called with the session after it consumed input.
+    :param unknown_checks: router for checks whose USERNAME names no session of this
+        port (a cluster node's just-in-time lookup, :mod:`realtime.cluster.jit`);
+        None: such checks are dropped, never answered without MESSAGE-INTEGRITY.
     """
 
-    __slots__ = ("demux", "fallback", "after_input", "early")
+    __slots__ = ("demux", "fallback", "after_input", "early", "unknown_checks")
 
     def __init__(
         self,
         demux: SessionDemultiplexer[R],
         fallback: Fallback,
         after_input: Callable[[R], None],
+        unknown_checks: Fallback | None = None,
     ) -> None:
         self.demux = demux
         self.fallback = fallback
         self.after_input = after_input
+        self.unknown_checks = unknown_checks
         #: per session without a connection yet: the datagrams held for it
         self.early: dict[RoutedSession, list[tuple[PacketKind, bytes, Address, float]]] = {}
 
@@ -107,8 +112,10 @@ class PeerRouter(Generic[R]):
             routed = self.demux.route_stun(data, addr, now)
             session = routed.session
             if session is None:
-                if _names_username(data):
-                    return None  # a check for no session of ours: no unauthenticated answer
+                if _names_username(data):  # a check for no session of ours
+                    if self.unknown_checks is None:
+                        return None  # no unauthenticated answer
+                    return self.unknown_checks.route(kind, data, addr, now)
                 return self.fallback.route(kind, data, addr, now)
             connection = session.connection
             if connection is None:  # offered, not yet answered: the agent answers alone

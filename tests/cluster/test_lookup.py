@@ -82,3 +82,14 @@ async def test_finder_learns_a_session_from_redis(redis_server) -> None:
     finally:
         finder.stop()
         await directory.stop()
+
+
+def test_a_flood_of_random_ufrags_is_rate_limited() -> None:
+    """At most ``max_rate`` lookups a second (burst one second's worth), whatever arrives."""
+    lookups = SessionLookups(max_rate=100.0, max_pending=10_000)
+    started = sum(lookups.check_arrived(f"u{i}", b"x", ADDR, 0.0) for i in range(500))
+    assert started == 100 and lookups.dropped["rate_limited"] == 400
+    started = sum(lookups.check_arrived(f"v{i}", b"x", ADDR, 0.5) for i in range(500))
+    assert started == 50                          # half a second refilled half the bucket
+    started = sum(lookups.check_arrived(f"w{i}", b"x", ADDR, 10.0) for i in range(500))
+    assert started == 100                         # never more than the burst

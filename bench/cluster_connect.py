@@ -1,0 +1,129 @@
+"""
+Connect time of a session that lands on the node that made it vs on another node.
+
+Two ``twistd realtime --cluster`` nodes (one private redis-server, one cluster DTLS
+certificate), N aiortc echo sessions each way, all created through node A's API:
+
+* own node: media goes where the answer says (node A);
+* other node: the answer's host candidate is pointed at node B, which has never seen
+  the session and takes it over just in time (directory lookup on the first check).
+
+Measured twice: on the client, ``setRemoteDescription(answer)`` -> ``connectionState ==
+"connected"`` (ICE + a full DTLS handshake; aiortc polls every 10 ms), and on the server,
+the session record's ``last_seen - created``: the answer written to Redis at node A ->
+ICE and DTLS done at the node that owns it (both nodes share this machine's clock).  Sessions alternate between the two cases so that
+machine load affects both alike.  Usage::
+
+    flock /tmp/realtime-interop.lock .venv/bin/python bench/cluster_connect.py [-n 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realtime.cluster.launcher import start_private_redis  # noqa: E402
+from realtime.cluster.options import SECRET_VARIABLE  # noqa: E402
+from realtime.dtls.certificate import Certificate  # noqa: E402
+from tests.interop.realtime_server import Server  # noqa: E402
+
+
+async def connect(api: Server, media_port: int | None, redis) -> tuple[float, float]:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    status, body = await loop.run_in_executor(None, api.post, "/echo/new", {
+        "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}})
+    assert status == 201, body
+    sdp = body["sessionDescription"]["sdp"]
+    if media_port is not None:
+        sdp = re.sub(rf"( 127\.0\.0\.1 ){api.media}( typ host)", rf"\g<1>{media_port}\g<2>", sdp)
+    started = time.monotonic()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+    while pc.connectionState != "connected":
+        if time.monotonic() - started > 10:
+            raise RuntimeError(f"not connected after 10 s ({pc.connectionState})")
+        await asyncio.sleep(0.01)
+    elapsed = time.monotonic() - started
+    await asyncio.sleep(0.05)     # the owner's last_seen write is in the background
+    record = json.loads(ping_get(redis, f"rt:session:{body['sessionId']}"))
+    await pc.close()
+    return elapsed, record["last_seen"] - record["created"]
+
+
+def ping_get(redis, key: str):
+    import socket
+
+    from realtime.cluster.resp import NEED_MORE, RespReader, encode_command
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(redis.socket_path))
+        s.sendall(encode_command("GET", key))
+        reader = RespReader()
+        while (reply := reader.next_reply()) is NEED_MORE:
+            reader.feed(s.recv(65536))
+        return reply
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=100, help="sessions per case")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rt-cluster-bench-"))
+    os.environ.setdefault(SECRET_VARIABLE, "bench secret bench secret")
+    redis = start_private_redis(work / "run")
+    certificate = Certificate.generate(time.time())
+    pem = work / "cluster-dtls.pem"
+    pem.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
+    common = ("--cluster", redis.url, "--dtls-certificate", str(pem),
+              "--relay-address", "127.0.0.1:0")
+    a = Server(work / "a", *common, "--node-id", "a", app=True)
+    b = Server(work / "b", *common, "--node-id", "b", app=True)
+    own: list[tuple[float, float]] = []
+    other: list[tuple[float, float]] = []
+    failed = [0, 0]
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        for _ in range(args.n):
+            for samples, port in ((own, None), (other, b.media)):
+                try:
+                    samples.append(asyncio.run(connect(a, port, redis)))
+                except RuntimeError:
+                    failed[samples is other] += 1
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
+    print(f"{args.n} sessions per case")
+    for name, samples, failures in (("own node", own, failed[0]),
+                                    ("other node", other, failed[1])):
+        client = [c for c, _ in samples]
+        server = [s for _, s in samples]
+        print(f"  {name:<10} client p50 {percentile(client, 0.5) * 1000:6.1f} ms "
+              f"p99 {percentile(client, 0.99) * 1000:6.1f} ms | server p50 "
+              f"{percentile(server, 0.5) * 1000:6.1f} ms p99 {percentile(server, 0.99) * 1000:6.1f}"
+              f" ms | not connected in 10 s: {failures}")
+
+
+if __name__ == "__main__":
+    main()

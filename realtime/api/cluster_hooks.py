@@ -1,0 +1,31 @@
+"""
+What the API asks of the cluster when ``--cluster`` is on (docs/cluster.md).
+
+The API does not import the cluster (it sits below it, tests/test_layering.py);
+``realtime.service`` passes a :class:`ClusterHooks` implementation
+(:class:`realtime.cluster.publish.ClusterSessions`) to
+:class:`~realtime.api.app.RealtimeAPI`, or ``None`` for one process alone.
+Each hook raises :class:`~realtime.api.errors.ApiError` 503
+``directory_unavailable`` when the directory cannot take the write, so a
+session other nodes could never find is never answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Protocol
+
+
+class ClusterHooks(Protocol):
+    """Write what other nodes need into the cluster directory."""
+
+    def echo_created(self, session: Any, app_id: str, offer_sdp: str) -> Awaitable[None]:
+        """Store an echo session (offer + answer) before its answer is sent."""
+        ...
+
+    def session_created(self, session: Any) -> None:
+        """Store an SFU session just made (raise the 503 at once if the directory is away)."""
+        ...
+
+    def session_negotiated(self, session: Any) -> None:
+        """Store an SFU session's negotiated parameters and its pushed tracks."""
+        ...

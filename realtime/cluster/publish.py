@@ -1,0 +1,200 @@
+"""
+The API's side of the directory: every session and pushed track, written where other nodes look.
+
+:class:`ClusterSessions` implements :class:`realtime.api.cluster_hooks.ClusterHooks`.
+What it writes is exactly what a node that did not make a session needs to take
+it over just in time (:mod:`realtime.cluster.jit`):
+
+* an echo session (``/echo/new``): our ICE ufrag/pwd, our DTLS role and
+  fingerprint, the peer's fingerprints, the offer and our answer -- written
+  and *awaited* before the answer leaves, so no check can beat it to Redis;
+* an SFU session (``sessions/new``, then every negotiation): the same
+  parameters once negotiated, a compact JSON list of its transceivers as the
+  media description, and one :class:`~realtime.cluster.records.TrackRecord`
+  per pushed track (SSRCs, rids, codecs, status).  These writes are pipelined
+  in the background: the API call first checks the directory is connected
+  (the 503 otherwise) and the writes go out on that connection before the
+  HTTP answer does.
+
+Every record names this node as owner; ``last_seen`` is the write time.
+While Redis is away every hook raises :class:`~realtime.api.errors.ApiError`
+503 ``directory_unavailable`` whose description names the URL and the cause.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from realtime.api.errors import ApiError
+from realtime.cluster.client import DirectoryUnavailable
+from realtime.cluster.directory import Directory
+from realtime.cluster.records import SessionRecord, TrackRecord
+
+log = Logger()
+
+ECHO, SFU = "echo", "sfu"
+
+
+def api_error(error: DirectoryUnavailable) -> ApiError:
+    """Return the API's 503 for ``error`` (``errorDescription`` names URL and cause)."""
+    return ApiError(error.status, error.error_code, str(error))
+
+
+def _fingerprint(algorithm: str, value: str) -> str:
+    return f"{algorithm} {value}"
+
+
+class ClusterSessions:
+    """Write sessions and tracks into the directory as the API makes them.
+
+    :param directory: the connected :class:`Directory`.
+    :param node_id: this node (the owner written into each record).
+    :param clock: the reactor (``seconds()``).
+    """
+
+    def __init__(self, directory: Directory, node_id: str, clock: Any) -> None:
+        self.directory = directory
+        self.node_id = node_id
+        self.clock = clock
+        #: background writes that failed (Redis lost between the check and the write)
+        self.failed_writes = 0
+
+    def require(self) -> None:
+        """Raise the API's 503 unless the directory is connected now."""
+        error = self.directory.redis.unavailable()
+        if error is not None:
+            raise api_error(error)
+
+    # -- echo ----------------------------------------------------------------
+
+    def echo_record(self, session: Any, app_id: str, offer_sdp: str) -> SessionRecord:
+        """Return the record of an echo session (offer and answer included)."""
+        connection = session.connection
+        now = self.clock.seconds()
+        return SessionRecord(
+            session_id=session.session_id, app_id=app_id,
+            ice_ufrag=session.ice.local_ufrag, ice_pwd=session.ice.local_pwd,
+            remote_ice_ufrag=session.ice.remote_ufrag or "",
+            remote_fingerprints=tuple(_fingerprint(a, v)
+                                      for a, v in connection.remote_fingerprints),
+            local_fingerprint=_fingerprint("sha-256", connection.certificate.fingerprint()),
+            dtls_role=str(connection.dtls_role), media_description=session.answer.serialize(),
+            owner_node=self.node_id, created=now, last_seen=now,
+            session_kind=ECHO, remote_description=offer_sdp)
+
+    async def echo_created(self, session: Any, app_id: str, offer_sdp: str) -> None:
+        """Store an echo session; the 503 if Redis cannot take it."""
+        try:
+            await self.directory.put_session(self.echo_record(session, app_id, offer_sdp))
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+
+    # -- SFU -------------------------------------------------------------------
+
+    def session_created(self, session: Any) -> None:
+        """Store a new SFU session (nothing negotiated yet); the 503 at once if Redis is away."""
+        self.require()
+        self._write(self.directory.put_session(self.sfu_record(session)))
+
+    def session_negotiated(self, session: Any) -> None:
+        """Store an SFU session's negotiated parameters and its pushed tracks."""
+        self.require()
+        self._write(self.directory.put_session(self.sfu_record(session)))
+        for track in self.track_records(session):
+            self._write(self.directory.put_track(track))
+
+    def sfu_record(self, session: Any) -> SessionRecord:
+        """Return the record of an SFU session as negotiated so far."""
+        connection = session.connection
+        negotiated = session.negotiated
+        now = self.clock.seconds()
+        remote = () if connection is None else tuple(
+            _fingerprint(a, v) for a, v in connection.remote_fingerprints)
+        return SessionRecord(
+            session_id=session.session_id, app_id=session.app_id,
+            ice_ufrag=session.ice.local_ufrag, ice_pwd=session.ice.local_pwd,
+            remote_ice_ufrag=session.ice.remote_ufrag or "", remote_fingerprints=remote,
+            local_fingerprint=_fingerprint("sha-256", session.certificate.fingerprint()),
+            dtls_role="" if negotiated is None else str(negotiated.dtls_role),
+            media_description=json.dumps(
+                [self._transceiver(t) for t in session.transceivers], separators=(",", ":")),
+            owner_node=self.node_id, created=session.created, last_seen=now,
+            session_kind=SFU)
+
+    @staticmethod
+    def _transceiver(transceiver: Any) -> dict[str, Any]:
+        media = transceiver.media
+        return {"mid": transceiver.mid, "kind": transceiver.kind, "role": transceiver.role,
+                "trackName": transceiver.track_name,
+                "codecs": [] if media is None else [_codec(c) for c in media.codecs]}
+
+    def track_records(self, session: Any) -> list[TrackRecord]:
+        """Return one record per track ``session`` pushes (publish and bidirectional)."""
+        records = []
+        for transceiver in session.transceivers:
+            track = transceiver.track
+            if track is None or transceiver.track_name is None:
+                continue
+            media = track.media
+            ssrcs = [s.ssrc for s in media.remote_streams]
+            ssrcs += [s.rtx_ssrc for s in media.remote_streams if s.rtx_ssrc is not None]
+            records.append(TrackRecord(
+                session_id=session.session_id, track_name=transceiver.track_name,
+                mid=transceiver.mid, media_kind=track.kind, owner_node=self.node_id,
+                ssrcs=tuple(ssrcs), rids=tuple(media.remote_rids),
+                codecs=tuple(_codec(c) for c in media.codecs),
+                status="ended" if track.ended else "active"))
+        return records
+
+    # -- connected, ended -----------------------------------------------------------
+
+    def session_connected(self, session: Any) -> None:
+        """Write ``last_seen`` = now when a session this node owns completes ICE + DTLS."""
+        self._write(self.touch(session.session_id))
+
+    async def touch(self, session_id: str) -> bool:
+        """Set ``last_seen`` of ``session_id`` to now if this node owns it; return whether it did.
+
+        ``last_seen - created`` of a session just connected is its server-side connect
+        time (answer written -> ICE and DTLS done), on whichever node it landed.
+        """
+        record = await self.directory.get_session(session_id)
+        if record is None or record.owner_node != self.node_id:
+            return False
+        await self.directory.put_session(replace(record, last_seen=self.clock.seconds()))
+        return True
+
+    def session_removed(self, session: Any) -> None:
+        """Forget a session that ended here, if this node still owns it (in the background)."""
+        self._write(self.forget(session.session_id))
+
+    async def forget(self, session_id: str) -> bool:
+        """Delete ``session_id`` from the directory if this node owns it; return whether it did.
+
+        A copy dropped because another node took the session over is not the
+        owner's any more (the new owner wrote itself first), so it deletes nothing.
+        """
+        record = await self.directory.get_session(session_id)
+        if record is None or record.owner_node != self.node_id:
+            return False
+        await self.directory.delete_session(session_id)
+        return True
+
+    def _write(self, coroutine) -> None:
+        Deferred.fromCoroutine(coroutine).addErrback(self._failed)
+
+    def _failed(self, failure) -> None:
+        failure.trap(DirectoryUnavailable)
+        self.failed_writes += 1
+        log.warn("cluster: a directory write failed: {error}", error=failure.getErrorMessage())
+
+
+def _codec(codec: Any) -> str:
+    """Return ``name/clock[/channels]`` (the rtpmap form, RFC 8866 §6.6)."""
+    text = f"{codec.name}/{codec.clock_rate}"
+    return f"{text}/{codec.channels}" if codec.channels else text
