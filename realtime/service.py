@@ -57,6 +57,7 @@ from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.options import ClusterOptionError, cluster_options
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
+from realtime.net.mmsg import BatchedUDP
 from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
 from realtime.net.turn_port import TurnConnectionFactory
@@ -476,7 +477,7 @@ def makeService(options: Options, reactor=None) -> RealtimeService:
     service.turn_alternates = list(options["turn-alt-ports"])
     service.turn_udp = turn.udp[0][2]
     for name, port, protocol in (("media", options["media-port"], service.media), *turn.udp):
-        udp = internet.UDPServer(port, protocol, interface=interface, reactor=reactor)
+        udp = internet.UDPServer(port, protocol, interface=interface, reactor=BatchedUDP(reactor))
         udp.setName(name)
         udp.setServiceParent(service)
     service.api_listener.setServiceParent(service)
