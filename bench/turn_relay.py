@@ -227,13 +227,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--allocations", type=int, default=300)
+    parser.add_argument("--ours-only", action="store_true", help="skip coturn")
     args = parser.parse_args(argv)
     echo = Echo()
     echo.start()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         results.append(measure("realtime (ours)", start_ours, Path(tmp), echo, args))
-        if shutil.which("turnserver"):
+        if shutil.which("turnserver") and not args.ours_only:
             results.append(measure("coturn turnserver", start_coturn, Path(tmp), echo, args))
     print(f"{'server':20} {'relayed pkt/s':>14} {'CPU-µs/pkt':>11} {'lost':>6} {'alloc/s':>9}")
     for r in results:

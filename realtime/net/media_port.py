@@ -17,6 +17,12 @@ adapter moves bytes and nothing else::
      socket <──transport.write──┘    drops["unrouted-dtls"]  drops["malformed-stun"]
                                      (logged once per key)   drops["internal-error"]
 
+Reads and writes are batched where the kernel allows it
+(:mod:`realtime.net.mmsg`): a ``recvmmsg`` batch arrives as one
+:meth:`MediaPort.datagramsReceived`, and while it is delivered the port is
+corked, so everything the batch causes -- replies and an SFU fan-out to N
+subscribers alike -- leaves in order with one ``sendmmsg``.
+
 It holds no protocol state: the router (see :mod:`realtime.net.router`) owns
 the machines, and :class:`realtime.net.driver.MachineDriver` pumps a
 machine's later output and timer.  Drops are counted in :attr:`drops` and
