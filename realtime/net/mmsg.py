@@ -97,7 +97,10 @@ def _libc_calls():
     if not sys.platform.startswith("linux"):
         return None, None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # PyDLL keeps the GIL across the call: with MSG_DONTWAIT neither call
+        # blocks, and releasing the GIL per call would hand it to any other
+        # thread of the process, adding its switch to every batch's latency.
+        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         recv, send = libc.recvmmsg, libc.sendmmsg
     except (OSError, AttributeError):
         return None, None
@@ -316,7 +319,7 @@ class BatchedPort(udp.Port):
     """A Twisted UDP port that reads with ``recvmmsg`` and sends lists with ``sendmmsg``.
 
     A protocol with ``datagramsReceived(batch)`` gets each batch as one list of
-    ``(bytes, (host, port))``; any other gets ``datagramReceived`` per datagram.
+    ``(bytes, (host, port))``; any other is read by Twisted's own ``recvfrom`` loop.
 
     :param batched: use the batched calls (default: where :data:`AVAILABLE`);
         ``False`` keeps Twisted's ``recvfrom`` loop and plain ``sendto``.
@@ -333,47 +336,62 @@ class BatchedPort(udp.Port):
         self._fd = self.socket.fileno()
 
     def doRead(self) -> None:
-        """Drain the socket: ``recvmmsg`` batches until it is empty (at most :data:`READS_PER_WAKEUP`)."""
+        """Drain the socket: two ``recvfrom`` first, then ``recvmmsg`` batches while a backlog lasts.
+
+        A lone datagram (a STUN check, an Allocate) costs what Twisted's own
+        loop costs: one ``recvfrom`` and one that finds the socket empty.
+        Only when a second datagram is already waiting -- the socket is under
+        load -- does reading switch to batches (at most
+        :data:`READS_PER_WAKEUP`), so a ctypes call is paid only where it
+        saves system calls.  The whole read is delivered as one batch.
+        """
         protocol = self.protocol
         many = getattr(protocol, "datagramsReceived", None)
-        if not self.batched:
-            if many is None:
-                return super().doRead()
-            return self._read_plain(many)
-        for _ in range(READS_PER_WAKEUP):
-            try:
-                batch = receive_batch(self._fd)
-            except OSError as error:
-                if error.errno in _READ_IGNORE or error.errno in _READ_REFUSED:
-                    return
-                raise
-            if not batch:
-                return
-            try:
-                if many is not None:
-                    many(batch)
-                else:
-                    for data, address in batch:
-                        protocol.datagramReceived(data, address)
-            except BaseException:
-                log.err()
-            if len(batch) < RECV_BATCH:
-                return
-
-    def _read_plain(self, many) -> None:
-        batch = []
+        if many is None:
+            return super().doRead()
+        batch: list = []
+        recvfrom, size = self.socket.recvfrom, self.maxPacketSize
         try:
-            while len(batch) < RECV_BATCH:
-                data, address = self.socket.recvfrom(self.maxPacketSize)
+            for _ in range(2):
+                data, address = recvfrom(size)
                 batch.append((data, (address[0], address[1])))
         except OSError as error:
             if error.errno not in _READ_IGNORE and error.errno not in _READ_REFUSED:
                 raise
+        if len(batch) == 2:
+            if self.batched:
+                batch = self._read_batches(batch)
+            else:
+                batch = self._read_plain(batch)
         if batch:
             try:
                 many(batch)
             except BaseException:
                 log.err()
+
+    def _read_batches(self, batch: list) -> list:
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                more = receive_batch(self._fd)
+            except OSError as error:
+                if error.errno in _READ_IGNORE or error.errno in _READ_REFUSED:
+                    return batch
+                raise
+            batch += more
+            if len(more) < RECV_BATCH:
+                break
+        return batch
+
+    def _read_plain(self, batch: list) -> list:
+        recvfrom, size = self.socket.recvfrom, self.maxPacketSize
+        try:
+            while len(batch) < RECV_BATCH * READS_PER_WAKEUP:
+                data, address = recvfrom(size)
+                batch.append((data, (address[0], address[1])))
+        except OSError as error:
+            if error.errno not in _READ_IGNORE and error.errno not in _READ_REFUSED:
+                raise
+        return batch
 
     def write_many(self, datagrams: list) -> list[tuple[tuple, int]]:
         """Send every ``(bytes, address)``; return the failures as ``[(address, errno)]``."""

@@ -82,6 +82,7 @@ class TurnHost:
         self.fast = FastPath(self) if fast else None
         #: while corked: the UDP sockets with queued datagrams, else ``None``
         self.dirty: list | None = None
+        self._unlogged: list = []
 
     def run(self, server) -> None:
         """Drive ``server`` (a TurnServer whose relay allocator delivers to :meth:`receive`)."""
@@ -105,7 +106,9 @@ class TurnHost:
             self.log.failure("TURN machine failed on a packet from {route}", route=route)
         self.driver.pump()
         if server._events:
-            self._log_events()
+            self._take_events()
+            if self.dirty is None:
+                self._log_events()
 
     def receive_batch(self, socket, batch) -> None:
         """Deliver one ``recvmmsg`` batch from UDP ``socket`` (a listener or a relay), corked."""
@@ -126,17 +129,31 @@ class TurnHost:
                 self.flush()
 
     def flush(self) -> None:
-        """Uncork: every UDP socket writes what was queued on it (one ``write_many`` each)."""
+        """Uncork: every UDP socket writes what was queued on it (one ``write_many`` each).
+
+        Events are logged after the writes: a log line costs more than a
+        datagram, and the client waiting for its Allocate answer should not
+        wait for it.
+        """
         dirty, self.dirty = self.dirty, None
         for target in dirty or ():
             queued, target.queued = target.queued, []
             target.write_many(queued)
+        if self._unlogged:
+            self._log_events()
 
-    def _log_events(self) -> None:
+    def _take_events(self) -> None:
+        """Take the machine's events: forget fast-path entries of deleted allocations now."""
         fast = self.fast
         for event in iter(self.server.next_event, None):
             if fast is not None and type(event) is AllocationDeleted:
                 fast.forget(event.client)
+            self._unlogged.append(event)
+
+    def _log_events(self) -> None:
+        self._take_events()
+        unlogged, self._unlogged = self._unlogged, []
+        for event in unlogged:
             self.log.info("TURN {event}", event=event)
 
     def send(self, data: bytes, route) -> None:

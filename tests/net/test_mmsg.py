@@ -13,6 +13,7 @@ import os
 import socket
 
 import pytest
+import pytest_twisted
 
 from realtime.net import mmsg
 from tests.conftest import require
@@ -126,3 +127,62 @@ def test_sockaddr_codec_round_trips() -> None:
     for address in [("127.0.0.1", 1), ("10.1.2.3", 65535), ("::1", 3478),
                     ("2001:db8::7", 5000), ("::ffff:192.0.2.1", 9)]:
         assert mmsg.decode_address(mmsg.encode_address(address)) == address
+
+
+class Collect:
+    """A protocol taking whole batches; it echoes each batch back with one write_many."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+        self.transport = None
+
+    def makeConnection(self, transport) -> None:
+        self.transport = transport
+
+    def doStart(self) -> None:
+        pass
+
+    def doStop(self) -> None:
+        pass
+
+    def datagramsReceived(self, batch) -> None:
+        self.batches.append(list(batch))
+        assert self.transport.write_many(batch) == []
+
+
+def _sleep(seconds: float):
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+    d: Deferred = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+@pytest.mark.parametrize("batched", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_a_batched_port_delivers_a_backlog_as_batches_and_echoes_it_intact(batched) -> None:
+    from twisted.internet import reactor
+    protocol = Collect()
+    port = mmsg.BatchedUDP(reactor, batched=batched).listenUDP(0, protocol, "127.0.0.1")
+    assert isinstance(port, mmsg.BatchedPort) and port.batched is batched
+    port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client.setblocking(False)
+    sent = [os.urandom(20 + i) for i in range(300)]
+    try:
+        for data in sent:                       # a backlog builds while the reactor waits
+            client.sendto(data, ("127.0.0.1", port.getHost().port))
+        for _ in range(100):
+            await _sleep(0.01)
+            if sum(len(b) for b in protocol.batches) == len(sent):
+                break
+        got = [data for batch in protocol.batches for data, _ in batch]
+        assert got == sent
+        assert {addr for b in protocol.batches for _, addr in b} == {client.getsockname()}
+        assert max(len(b) for b in protocol.batches) > 2      # read as batches, not one by one
+        assert drain_plain(client) == [(d, ("127.0.0.1", port.getHost().port)) for d in sent]
+    finally:
+        client.close()
+        await port.stopListening()
