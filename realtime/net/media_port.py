@@ -19,8 +19,8 @@ adapter moves bytes and nothing else::
 
 Reads and writes are batched where the kernel allows it
 (:mod:`realtime.net.mmsg`): a ``recvmmsg`` batch arrives as one
-:meth:`MediaPort.datagramsReceived`, and while it is delivered the port is
-corked, so everything the batch causes -- replies and an SFU fan-out to N
+:meth:`MediaPort.datagramsReceived`, and while each datagram is delivered the
+port is corked, so everything it causes -- replies and an SFU fan-out to N
 subscribers alike -- leaves in order with one ``sendmmsg``.
 
 It holds no protocol state: the router (see :mod:`realtime.net.router`) owns
@@ -80,30 +80,33 @@ class MediaPort(DatagramProtocol):
         self.datagramsReceived(((data, addr),))
 
     def datagramsReceived(self, batch) -> None:
-        """Deliver a batch read by one ``recvmmsg``; write everything it causes with one ``sendmmsg``.
+        """Deliver a batch read by one ``recvmmsg``; what each datagram causes leaves in one ``sendmmsg``.
 
-        While the batch is delivered the port is *corked*: :meth:`send` (what
-        the session drivers call, so an SFU fan-out to N subscribers too)
-        queues instead of writing, and the queue goes out in order as one
-        :meth:`send_many`.  ``now`` is read once per batch.
+        While a datagram is delivered the port is *corked*: :meth:`send`
+        (what the session drivers call, so an SFU fan-out to N subscribers
+        too) queues instead of writing, and the queue goes out in order as
+        one :meth:`send_many` before the next datagram is routed -- a fan-out
+        is one system call, and no subscriber waits for the rest of the batch.
+        ``now`` is read once per batch.
         """
         now = self.reactor.seconds()
         route = self._route
-        out: list = []
         outer = self._pending
-        self._pending = out
         try:
             for data, addr in batch:
+                out: list = []
+                self._pending = out
                 replies = route(data, addr, now)
                 if replies:
                     out += replies
+                if out:
+                    if outer is not None:
+                        outer += out
+                    else:
+                        self._pending = None
+                        self.send_many(out)
         finally:
             self._pending = outer
-        if out:
-            if outer is not None:
-                outer += out
-            else:
-                self.send_many(out)
 
     def _route(self, data: bytes, addr: Address, now: float):
         kind = classify(data)
