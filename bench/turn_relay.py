@@ -156,9 +156,17 @@ def allocation_rate(server, username, password, count):
     clients = []
     start = time.perf_counter()
     for _ in range(count):
-        client = TurnClient(server, username, password)
-        client.realm, client.nonce = realm, nonce
-        answer = client.request(StunMethod.ALLOCATE, [RequestedTransport(17)])
+        for _attempt in range(3):
+            client = TurnClient(server, username, password)
+            client.realm, client.nonce = realm, nonce
+            answer = client.request(StunMethod.ALLOCATE, [RequestedTransport(17)])
+            error = answer.find(ErrorCode)
+            if error is None or error.code != 437:
+                break
+            # 437 Allocation Mismatch (RFC 8656 §7.2): the kernel handed this
+            # socket a port an earlier client used and the server still holds
+            # that 5-tuple's allocation; try again from another port.
+            clients.append(client)
         assert answer.message_class is StunClass.SUCCESS, answer.summary()
         client.request(StunMethod.REFRESH, [Lifetime(0)])
         realm, nonce = client.realm, client.nonce
