@@ -197,7 +197,7 @@ _send_vector: _Vector | None = None
 
 def _vectors() -> tuple[_Vector, _Vector]:
     global _receive_vector, _send_vector
-    if _receive_vector is None:
+    if _receive_vector is None or _send_vector is None:
         _receive_vector, _send_vector = _Vector(RECV_BATCH), _Vector(SEND_BATCH)
     return _receive_vector, _send_vector
 
@@ -217,7 +217,7 @@ def receive_batch(fd: int, limit: int = RECV_BATCH) -> list[tuple[bytes, tuple[s
         raise OSError(number, "recvmmsg failed")
     words, data, names = vector.words, vector.data, vector.name_bytes
     msg_len, namelen = vector.msg_len, vector.namelen
-    out = []
+    out: list[tuple[bytes, tuple[str, int]]] = []
     append = out.append
     for i in range(count):
         size = words[msg_len[i]]
@@ -247,7 +247,7 @@ def send_batch(fd: int, datagrams: list, sock: socket.socket | None = None) -> l
     index = 0
     while index < total:
         filled = 0
-        addresses = []
+        addresses: list = []
         while index < total and filled < vector.count:
             payload, address = datagrams[index]
             index += 1

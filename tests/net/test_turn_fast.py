@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import itertools
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from realtime.net.turn_port import TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
 from realtime.stun.attributes import (
@@ -179,3 +182,27 @@ def test_revocation_and_deletion_stop_the_fast_path_at_once() -> None:
     assert not twins.fast.udp.channels
     assert code(twins.request(StunMethod.ALLOCATE, [RequestedTransport(17)])) == "success"
     twins.clients([ping])                                  # a new allocation has no channel
+
+
+_channel_like = st.builds(
+    lambda channel, length, body: channel.to_bytes(2, "big") + length.to_bytes(2, "big") + body,
+    st.sampled_from([0x4000, 0x4001, 0x7FFF, 0x3FFF, 0x8000]),
+    st.integers(0, 40), st.binary(max_size=40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(client=st.lists(st.lists(st.one_of(_channel_like, st.binary(max_size=30)), max_size=6),
+                       max_size=5),
+       peer=st.lists(st.lists(st.tuples(st.binary(max_size=30),
+                                        st.sampled_from([PEER_A, PEER_B, PEER_C])), max_size=6),
+                     max_size=5),
+       gaps=st.lists(st.sampled_from([0.0, 0.01, 1.0, 150.0, 320.0]), min_size=5, max_size=5))
+def test_hostile_bytes_give_the_same_output_on_both_paths(client, peer, gaps) -> None:
+    twins = Twins()
+    allocate(twins)
+    for step in range(5):
+        if step < len(client):
+            twins.clients(client[step])
+        if step < len(peer):
+            twins.peers(peer[step])
+        twins.advance(gaps[step])
