@@ -50,6 +50,7 @@ from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
+from realtime.net.mmsg import BatchedUDP
 from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
 from realtime.net.turn_port import TurnConnectionFactory
@@ -315,8 +316,10 @@ def makeService(options: Options, reactor=None):
         if a and not ipaddress.ip_address(a).is_unspecified)
     service.turn_udp = turn.udp[0][2]
     for name, port, protocol in (("media", options["media-port"], service.media), *turn.udp):
+        # --workers: SO_REUSEPORT sockets (not batched yet); else recvmmsg/sendmmsg
         udp = (ReusePortUDPServer(port, protocol, interface, reactor) if reuse
-               else internet.UDPServer(port, protocol, interface=interface, reactor=reactor))
+               else internet.UDPServer(port, protocol, interface=interface,
+                                       reactor=BatchedUDP(reactor)))
         udp.setName(name)
         udp.setServiceParent(service)
     service.api_listener.setServiceParent(service)

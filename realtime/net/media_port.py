@@ -17,6 +17,12 @@ adapter moves bytes and nothing else::
      socket <──transport.write──┘    drops["unrouted-dtls"]  drops["malformed-stun"]
                                      (logged once per key)   drops["internal-error"]
 
+Reads and writes are batched where the kernel allows it
+(:mod:`realtime.net.mmsg`): a ``recvmmsg`` batch arrives as one
+:meth:`MediaPort.datagramsReceived`, and while each datagram is delivered the
+port is corked, so everything it causes -- replies and an SFU fan-out to N
+subscribers alike -- leaves in order with one ``sendmmsg``.
+
 It holds no protocol state: the router (see :mod:`realtime.net.router`) owns
 the machines, and :class:`realtime.net.driver.MachineDriver` pumps a
 machine's later output and timer.  Drops are counted in :attr:`drops` and
@@ -26,6 +32,7 @@ garbage neither fills the log nor stops the reactor.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 from twisted.internet.error import MessageLengthError
@@ -60,6 +67,8 @@ class MediaPort(DatagramProtocol):
         #: dropped datagrams per reason, e.g. ``drops["malformed-stun"]``
         self.drops: Counter[str] = Counter()
         self._logged: set[str] = set()
+        #: datagrams queued while a received batch is delivered (see :meth:`datagramsReceived`)
+        self._pending: list | None = None
 
     @property
     def port(self) -> int | None:
@@ -67,30 +76,81 @@ class MediaPort(DatagramProtocol):
         return None if self.transport is None else self.transport.getHost().port
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
-        """Deliver one datagram to the router and write its replies."""
+        """Deliver one datagram to the router and write its replies (and any fan-out) at once."""
+        self.datagramsReceived(((data, addr),))
+
+    def datagramsReceived(self, batch) -> None:
+        """Deliver a batch read by one ``recvmmsg``; what each datagram causes leaves in one ``sendmmsg``.
+
+        While a datagram is delivered the port is *corked*: :meth:`send`
+        (what the session drivers call, so an SFU fan-out to N subscribers
+        too) queues instead of writing, and the queue goes out in order as
+        one :meth:`send_many` before the next datagram is routed -- a fan-out
+        is one system call, and no subscriber waits for the rest of the batch.
+        ``now`` is read once per batch.
+        """
+        now = self.reactor.seconds()
+        route = self._route
+        outer = self._pending
+        try:
+            for data, addr in batch:
+                out: list = []
+                self._pending = out
+                replies = route(data, addr, now)
+                if replies:
+                    out += replies
+                if out:
+                    if outer is not None:
+                        outer += out
+                    else:
+                        self._pending = None
+                        self.send_many(out)
+        finally:
+            self._pending = outer
+
+    def _route(self, data: bytes, addr: Address, now: float):
         kind = classify(data)
         try:
-            replies = self.router.route(kind, data, addr, self.reactor.seconds())
+            replies = self.router.route(kind, data, addr, now)
         except DecodeError as error:
             self.drop(MALFORMED[kind], addr, str(error))
-            return
+            return None
         except Exception:
             self.drops["internal-error"] += 1
             self.log.failure("{port} port: router failed on a {kind} datagram from {addr}",
                              port=self.name, kind=kind.name, addr=addr)
-            return
+            return None
         if replies is None:
             self.drop(UNROUTED[kind], addr, "no session for this packet")
-            return
-        for payload, destination in replies:
-            self.send(payload, destination)
+        return replies
 
     def send(self, data: bytes, addr: Address) -> None:
-        """Send one datagram; a socket error is counted, never raised."""
+        """Send one datagram (queued while corked); a socket error is counted, never raised."""
+        pending = self._pending
+        if pending is not None:
+            pending.append((data, addr))
+            return
         try:
             self.transport.write(data, addr)
         except (OSError, MessageLengthError) as error:
             self.drop("send-error", addr, str(error))
+
+    def send_many(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        """Write ``[(bytes, address), ...]`` in order: one ``sendmmsg`` on a batched port.
+
+        Failures are counted as ``send-error`` drops, as :meth:`send` does.
+        """
+        transport = self.transport
+        write_many = getattr(transport, "write_many", None)
+        if write_many is not None and len(datagrams) > 1:
+            for addr, number in write_many(datagrams):
+                self.drop("send-error", addr, os.strerror(number))
+            return
+        for data, addr in datagrams:
+            try:
+                transport.write(data, addr)
+            except (OSError, MessageLengthError) as error:
+                self.drop("send-error", addr, str(error))
 
     def drop(self, reason: str, addr: Address, detail: str) -> None:
         """Count a dropped datagram under ``reason``; log the first one of each reason."""

@@ -40,7 +40,9 @@ from realtime.errors import DecodeError
 from realtime.net.media_port import MediaPort
 from realtime.net.driver import MachineDriver
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
+from realtime.net.turn_fast import FastPath
 from realtime.stun.stream import StreamFramer
+from realtime.turn.events import AllocationDeleted
 
 #: Default bound on one frame (STUN message or padded ChannelData), in bytes.
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024
@@ -62,30 +64,47 @@ __all__ = ["MediaPort", "TurnConnection", "TurnConnectionFactory", "TurnHost", "
 class TurnHost:
     """Run one :class:`~realtime.turn.server.TurnServer`: feed it, send its output, keep its timer.
 
+    UDP sockets (listeners and relays) hand over whole ``recvmmsg`` batches
+    (:meth:`receive_batch`): while a batch is delivered the host is *corked*,
+    every datagram for a UDP socket is queued on that socket, and each socket
+    writes its queue with one ``sendmmsg`` at the end.  ChannelData takes the
+    :class:`~realtime.net.turn_fast.FastPath` when it can.
+
     :param reactor: the clock and UDP reactor.
+    :param fast: use the ChannelData fast path (``False``: every packet goes
+        through the machine, the reference behaviour).
     """
 
     log = Logger()
 
-    def __init__(self, reactor: IReactorTime) -> None:
+    def __init__(self, reactor: IReactorTime, fast: bool = True) -> None:
         self.reactor = reactor
         self.server = None
         self.driver = None
-        #: socket key -> object with ``write_to(data, addr)``
+        #: socket key -> object with ``write_to(data, addr)`` (UDP ones: ``queued``, ``write_many``)
         self.sockets: dict = {}
         self.drops: Counter[str] = Counter()
         self._logged: set[str] = set()
+        self.fast = FastPath(self) if fast else None
+        #: while corked: the UDP sockets with queued datagrams, else ``None``
+        self.dirty: list | None = None
+        self._unlogged: list = []
 
     def run(self, server) -> None:
         """Drive ``server`` (a TurnServer whose relay allocator delivers to :meth:`receive`)."""
         self.server = server
         self.driver = MachineDriver(server, self.send, self.reactor)
 
-    def receive(self, data: bytes, route) -> None:
+    def receive(self, data: bytes, route, now: float | None = None) -> None:
         """Give one packet to the machine, then send its output and re-arm its timer."""
         server = self.server
+        if now is None:
+            now = self.reactor.seconds()
+        fast = self.fast
+        if fast is not None and data and data[0] < 0x40 and type(route[0]) is not tuple:
+            fast.forget(route)  # a STUN message may change what the entries promise
         try:
-            server.receive_datagram(data, route, self.reactor.seconds())
+            server.receive_datagram(data, route, now)
         except DecodeError as error:
             self.drop("malformed", route, str(error))
         except Exception:
@@ -93,22 +112,76 @@ class TurnHost:
             self.log.failure("TURN machine failed on a packet from {route}", route=route)
         self.driver.pump()
         if server._events:
+            self._take_events()
+            if self.dirty is None:
+                self._log_events()
+
+    def receive_batch(self, socket, batch) -> None:
+        """Deliver one ``recvmmsg`` batch from UDP ``socket`` (a listener or a relay), corked."""
+        now = self.reactor.seconds()
+        fast = self.fast
+        outer = self.dirty
+        if outer is None:
+            self.dirty = []
+        try:
+            if fast is None:
+                key, receive = socket.key, self.receive
+                for data, addr in batch:
+                    receive(data, (key, addr), now)
+            else:
+                socket.receive_fast(self, fast, batch, now)
+        finally:
+            if outer is None:
+                self.flush()
+
+    def flush(self) -> None:
+        """Uncork: every UDP socket writes what was queued on it (one ``write_many`` each).
+
+        Events are logged after the writes: a log line costs more than a
+        datagram, and the client waiting for its Allocate answer should not
+        wait for it.
+        """
+        dirty, self.dirty = self.dirty, None
+        for target in dirty or ():
+            queued, target.queued = target.queued, []
+            target.write_many(queued)
+        if self._unlogged:
             self._log_events()
 
-    def _log_events(self) -> None:
+    def _take_events(self) -> None:
+        """Take the machine's events: forget fast-path entries of deleted allocations now."""
+        fast = self.fast
         for event in iter(self.server.next_event, None):
+            if fast is not None and type(event) is AllocationDeleted:
+                fast.forget(event.client)
+            self._unlogged.append(event)
+
+    def _log_events(self) -> None:
+        self._take_events()
+        unlogged, self._unlogged = self._unlogged, []
+        for event in unlogged:
             self.log.info("TURN {event}", event=event)
 
     def send(self, data: bytes, route) -> None:
-        """Write ``data`` on the socket the route names (dropped if it has gone)."""
+        """Write ``data`` on the socket the route names (dropped if it has gone); queue if corked."""
         target = self.sockets.get(route[0])
         if target is None:
             self.drops["socket-gone"] += 1
             return
+        dirty = self.dirty
+        if dirty is not None:
+            queued = getattr(target, "queued", None)
+            if queued is not None:
+                if not queued:
+                    dirty.append(target)
+                queued.append((data, route[1]))
+                return
         target.write_to(data, route[1])
 
     def close_client(self, route) -> None:
         """Tell the machine a client connection closed (its allocation goes)."""
+        if self.fast is not None:
+            self.fast.forget(route)
         self.server.close_client(route, self.reactor.seconds())
         self.driver.pump()
         self._log_events()
@@ -139,15 +212,43 @@ class TurnUdpPort(MediaPort):
     def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "udp") -> None:
         super().__init__(None, reactor, name)
         self.host = host
+        self.key = name
+        #: datagrams queued while the host is corked
+        self.queued: list = []
+        #: the fast path's entries: (client address, channel number) -> ChannelEntry
+        self.channels: dict = {}
         host.sockets[name] = self
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         """Hand the datagram to the TURN host."""
-        self.host.receive(data, (self.name, (addr[0], addr[1])))
+        self.host.receive_batch(self, ((data, (addr[0], addr[1])),))
+
+    def datagramsReceived(self, batch) -> None:
+        """Hand a ``recvmmsg`` batch to the TURN host."""
+        self.host.receive_batch(self, batch)
+
+    def receive_fast(self, host: TurnHost, fast: FastPath, batch, now: float) -> None:
+        """Relay what the fast path can, hand the rest to the machine (and learn from it)."""
+        table, name, receive = self.channels, self.name, host.receive
+        for data, addr in batch:
+            if len(data) >= 4 and 0x40 <= data[0] < 0x80:
+                channel = (data[0] << 8) | data[1]
+                entry = table.get((addr, channel))
+                if entry is not None and fast.channel_data(entry, data, now):
+                    continue
+                route = (name, addr)
+                receive(data, route, now)
+                fast.learn_channel(table, route, channel, now)
+            else:
+                receive(data, (name, addr), now)
 
     def write_to(self, data: bytes, addr: Address) -> None:
         """Send one datagram to a client."""
         self.send(data, addr)
+
+    def write_many(self, datagrams: list) -> None:
+        """Send datagrams to clients (one ``sendmmsg`` on a batched port)."""
+        self.send_many(datagrams)
 
 
 @implementer(IHandshakeListener)

@@ -14,9 +14,11 @@ program holds::
                                                   │   CannotListenError -> port stays marked
                                                   │   used, try another (8 attempts)
                                                   v
-    peer ──datagram──> RelaySocket.datagramReceived(data, peer)
-                          └─> deliver(data, (relay address, peer))   (the TURN host)
-    TurnServer output (data, (relay address, peer)) ──> RelaySocket.write(data, peer)
+    peer ──datagrams──> RelaySocket.datagramsReceived(batch)      (one recvmmsg)
+                          └─> deliver_batch(socket, batch)           (TurnHost.receive_batch:
+                                fast path or TurnServer, corked)
+    TurnServer output (data, (relay address, peer)) ──> RelaySocket.queued
+                          └─> write_many(queued)                     (one sendmmsg)
 
 Each socket carries exactly one allocation (or one EVEN-PORT reservation),
 so a relay's bytes never mix.  Closing stops listening and returns the port
@@ -34,21 +36,55 @@ from realtime.addresses import Address
 from realtime.turn.allocation import RelayPortPool
 
 Deliver = Callable[[bytes, tuple[Address, Address]], None]
+DeliverBatch = Callable[["RelaySocket", list], None]
 
 
 class RelaySocket(DatagramProtocol):
-    """Hand every datagram a relayed address receives to the TURN host, and send for it."""
+    """Hand every datagram a relayed address receives to the TURN host, and send for it.
 
-    __slots__ = ("address", "deliver", "port")
+    :param address: the relayed transport address (the socket's key in the host's table).
+    :param deliver: ``deliver(data, (relay address, peer))`` for one datagram.
+    :param deliver_batch: ``deliver_batch(socket, [(data, peer), ...])`` for a
+        ``recvmmsg`` batch (:meth:`~realtime.net.turn_port.TurnHost.receive_batch`);
+        without it each datagram goes to ``deliver``.
+    """
 
-    def __init__(self, address: Address, deliver: Deliver) -> None:
+    def __init__(self, address: Address, deliver: Deliver,
+                 deliver_batch: DeliverBatch | None = None) -> None:
         self.address = address
+        self.key = address
         self.deliver = deliver
+        self.deliver_batch = deliver_batch
         self.port = None
+        #: datagrams queued while the host is corked
+        self.queued: list = []
+        #: the fast path's entries: peer address -> PeerEntry
+        self.peers: dict = {}
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         """Deliver ``data`` from peer ``addr`` as ``(relay address, peer)``."""
-        self.deliver(data, (self.address, (addr[0], addr[1])))
+        if self.deliver_batch is not None:
+            self.deliver_batch(self, ((data, (addr[0], addr[1])),))
+        else:
+            self.deliver(data, (self.address, (addr[0], addr[1])))
+
+    def datagramsReceived(self, batch) -> None:
+        """Deliver a ``recvmmsg`` batch."""
+        if self.deliver_batch is not None:
+            self.deliver_batch(self, batch)
+        else:
+            for data, addr in batch:
+                self.deliver(data, (self.address, addr))
+
+    def receive_fast(self, host, fast, batch, now: float) -> None:
+        """Relay what the fast path can, hand the rest to the machine (and learn from it)."""
+        table, relay, receive = self.peers, self.address, host.receive
+        for data, peer in batch:
+            entry = table.get(peer)
+            if entry is not None and fast.from_peer(entry, data, now):
+                continue
+            receive(data, (relay, peer), now)
+            fast.learn_peer(table, relay, peer, now)
 
     def write_to(self, data: bytes, addr: Address) -> None:
         """Send ``data`` to peer ``addr``; socket errors (ICMP, size) are swallowed."""
@@ -58,6 +94,15 @@ class RelaySocket(DatagramProtocol):
                 transport.write(data, addr)
             except (OSError, MessageLengthError):
                 pass
+
+    def write_many(self, datagrams: list) -> None:
+        """Send datagrams to peers (one ``sendmmsg`` on a batched port); errors swallowed."""
+        write_many = getattr(self.transport, "write_many", None)
+        if write_many is None:
+            for data, addr in datagrams:
+                self.write_to(data, addr)
+        else:
+            write_many(datagrams)
 
 
 class BoundRelayPorts:
@@ -70,15 +115,20 @@ class BoundRelayPorts:
     :param bind_interface: the interface to bind for relays of its family (default: the
         relayed address's host, which differs when ``--public-ip`` is a NAT's address);
         relays of the other family bind their own host.
+    :param deliver_batch: ``deliver_batch(socket, batch)`` for ``recvmmsg`` batches
+        (the TURN host's ``receive_batch``); pass a
+        :class:`~realtime.net.mmsg.BatchedUDP` reactor to get batched sockets.
     """
 
     ATTEMPTS = 8
 
     def __init__(self, pool: RelayPortPool, reactor, deliver: Deliver,
-                 sockets: dict | None = None, bind_interface: str | None = None) -> None:
+                 sockets: dict | None = None, bind_interface: str | None = None,
+                 deliver_batch: DeliverBatch | None = None) -> None:
         self.pool = pool
         self.reactor = reactor
         self.deliver = deliver
+        self.deliver_batch = deliver_batch
         #: relayed address -> its socket (shared with the TURN host's socket table)
         self.sockets: dict = sockets if sockets is not None else {}
         self.bind_interface = bind_interface
@@ -112,7 +162,7 @@ class BoundRelayPorts:
         return None
 
     def _bind(self, address: Address) -> bool:
-        socket = RelaySocket(address, self.deliver)
+        socket = RelaySocket(address, self.deliver, self.deliver_batch)
         try:
             socket.port = self.reactor.listenUDP(address[1], socket,
                                                  interface=self._interface(address[0]))

@@ -28,6 +28,7 @@ from twisted.internet import task
 from twisted.python import usage
 
 from realtime.api.turn import TurnKeys
+from realtime.net.mmsg import BatchedUDP
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
 from realtime.net.turn_relay import BoundRelayPorts
@@ -175,7 +176,8 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
         hosts[IPV6] = options["relay-ipv6"]
     pool = RelayPortPool(hosts, low, high)
     host = TurnHost(reactor)
-    relays = BoundRelayPorts(pool, reactor, host.receive, host.sockets, bind_interface=interface)
+    relays = BoundRelayPorts(pool, BatchedUDP(reactor), host.receive, host.sockets,
+                             bind_interface=interface, deliver_batch=host.receive_batch)
     policy = PeerPolicy(options["allow-loopback-peers"], options["allow-peers"],
                         options["deny-peers"])
     realm = options.get("turn-realm") or options.get("turn-host") or "realtime"

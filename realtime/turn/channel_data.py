@@ -26,6 +26,13 @@ UDP padding is optional and a receiver ignores bytes past ``Length``.
 coturn's clients still pick numbers up to 0x7FFF (0x6a21, 0x7fc9 in the
 captures).  Deliberate deviation: this server accepts the RFC 5766 range
 (:data:`CHANNEL_MIN`-:data:`CHANNEL_MAX`) so those clients work.
+
+**Fast path.**  On UDP the server's adapter does not call these functions
+for every packet: :mod:`realtime.net.turn_fast` keeps, per (client, channel)
+and per (relay, peer), the result of the lookups this module's callers make
+and frames/unframes inline (the same four header bytes).  These functions
+stay the reference; ``tests/net/test_turn_fast.py`` checks both give the
+same bytes.
 """
 
 from __future__ import annotations

@@ -167,3 +167,53 @@ def test_router_decode_error_type() -> None:
     with pytest.raises(DecodeError):
         BindingRouter().route(PacketKind.STUN, TRUNCATED, SOURCE, 0.0)
     assert BindingRouter().route(PacketKind.RTP, RTP, SOURCE, 0.0) is None
+
+
+class BatchTransport(FakeUdpTransport):
+    """A transport with ``write_many`` (as realtime.net.mmsg.BatchedPort has)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list] = []
+
+    def write_many(self, datagrams):
+        self.calls.append(list(datagrams))
+        return [(("192.0.2.99", 1), 111)] if any(a[0] == "192.0.2.99" for _, a in datagrams) else []
+
+
+class FanOutRouter:
+    """Routes every datagram as an SFU would: sends to each subscriber through the port."""
+
+    def __init__(self, subscribers) -> None:
+        self.subscribers = subscribers
+        self.port = None
+
+    def route(self, kind, data, addr, now):
+        for subscriber in self.subscribers:
+            self.port.send(data + b"@" + subscriber[0].encode(), subscriber)
+        return [(b"reply:" + data, addr)]
+
+
+def test_one_packets_fan_out_leaves_in_one_write_many_call() -> None:
+    subscribers = [("192.0.2.%d" % i, 5000 + i) for i in range(1, 4)]
+    router = FanOutRouter(subscribers)
+    port = MediaPort(router, Clock())
+    router.port = port
+    port.makeConnection(BatchTransport())
+    port.datagramsReceived([(RTP, SOURCE), (RTP + b"2", SOURCE)])
+    calls = port.transport.calls
+    assert len(calls) == 2                                       # one per received packet
+    assert calls[0] == [(RTP + b"@" + s[0].encode(), s) for s in subscribers] + [
+        (b"reply:" + RTP, SOURCE)]
+    assert port.transport.written == []                         # nothing went one by one
+    port.send(b"timer", SOURCE)                                  # outside a batch: at once
+    assert port.transport.written == [(b"timer", SOURCE)]
+
+
+def test_failures_of_a_batched_write_are_counted() -> None:
+    router = FanOutRouter([("192.0.2.99", 1), ("192.0.2.1", 2)])
+    port = MediaPort(router, Clock())
+    router.port = port
+    port.makeConnection(BatchTransport())
+    port.datagramReceived(RTP, SOURCE)
+    assert port.drops["send-error"] == 1

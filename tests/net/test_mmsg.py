@@ -1,0 +1,188 @@
+"""
+recvmmsg/sendmmsg (realtime/net/mmsg.py) against plain recvfrom/sendto, on real loopback sockets.
+
+Whatever goes through the batched calls must arrive exactly as through the
+plain ones: the same bytes, in the same order, from the same address, with
+the same datagrams refused.  Under REALTIME_INTEROP=required the batched
+calls must exist (this is Linux CI).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import pytest_twisted
+
+from realtime.net import mmsg
+from tests.conftest import require
+
+LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+
+
+def pair(family: int) -> tuple[socket.socket, socket.socket]:
+    sockets = []
+    for _ in range(2):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.bind((LOOPBACK[family], 0))
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sockets.append(s)
+    return sockets[0], sockets[1]
+
+
+def drain_plain(s: socket.socket) -> list:
+    out = []
+    while True:
+        try:
+            data, addr = s.recvfrom(mmsg.SLOT)
+        except BlockingIOError:
+            return out
+        out.append((data, (addr[0], addr[1])))
+
+
+def drain_batched(s: socket.socket) -> list:
+    out = []
+    while batch := mmsg.receive_batch(s.fileno()):
+        out += batch
+    return out
+
+
+def payloads() -> list[bytes]:
+    # every size class: empty, tiny, MTU-sized, a whole slot, and more than a slot
+    sizes = [0, 1, 3, 100, 1200, 1500, mmsg.SLOT, mmsg.SLOT + 1, 9000] + list(range(2, 140, 7))
+    return [os.urandom(n) for n in sizes]
+
+
+@pytest.fixture(autouse=True)
+def batched_calls_exist():
+    require(mmsg.AVAILABLE, "recvmmsg/sendmmsg are not reachable (needs Linux and libc)")
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_batched_and_plain_paths_carry_identical_datagrams(family) -> None:
+    a, b = pair(family)
+    destination = b.getsockname()[:2]
+    datagrams = [(p, destination) for p in payloads()] * 3   # 3 x 28 > one 64-message call
+    assert mmsg.send_batch(a.fileno(), datagrams, a) == []
+    batched = drain_batched(b)
+    assert mmsg.send_plain(a, datagrams) == []
+    plain = drain_plain(b)
+    source = a.getsockname()[:2]
+    assert batched == plain
+    assert [d for d, _ in batched] == [p[:mmsg.SLOT] for p, _ in datagrams]
+    assert {addr for _, addr in batched} == {source}
+    # cross-check: batched send read plainly, plain send read in batches
+    mmsg.send_batch(a.fileno(), datagrams, a)
+    crossed = drain_plain(b)
+    mmsg.send_plain(a, datagrams)
+    assert crossed == drain_batched(b) == plain
+    a.close()
+    b.close()
+
+
+def test_many_sources_are_told_apart() -> None:
+    sink = pair(socket.AF_INET)[0]
+    senders = [pair(socket.AF_INET)[0] for _ in range(5)]
+    for i, sender in enumerate(senders):
+        sender.sendto(b"from %d" % i, sink.getsockname())
+    got = drain_batched(sink)
+    assert got == [(b"from %d" % i, s.getsockname()) for i, s in enumerate(senders)]
+
+
+def test_a_refused_datagram_is_skipped_and_the_rest_still_go() -> None:
+    a, b = pair(socket.AF_INET)
+    good = b.getsockname()
+    datagrams = [(b"1", good), (b"bad port", ("127.0.0.1", 0)), (b"2", good),
+                 (b"wrong family", ("::1", 9)), (b"not an address", ("localhost", 9)),
+                 (b"3", good), (b"x" * 70000, good), (b"4", good)]
+    failed = mmsg.send_batch(a.fileno(), datagrams, a)
+    assert [addr for addr, _ in failed] == [("127.0.0.1", 0), ("::1", 9), ("localhost", 9), good]
+    assert all(number > 0 for _, number in failed)
+    assert drain_batched(b) == [(b"%d" % i, a.getsockname()) for i in (1, 2, 3, 4)]
+    assert [addr for addr, _ in mmsg.send_plain(a, datagrams)] == [addr for addr, _ in failed]
+    assert drain_plain(b) == [(b"%d" % i, a.getsockname()) for i in (1, 2, 3, 4)]
+
+
+def test_an_empty_socket_answers_eagain_as_an_empty_batch() -> None:
+    a, b = pair(socket.AF_INET6)
+    assert mmsg.receive_batch(b.fileno()) == []
+    a.sendto(b"one", b.getsockname())
+    assert mmsg.receive_batch(b.fileno()) == [(b"one", a.getsockname()[:2])]
+    assert mmsg.receive_batch(b.fileno()) == []
+
+
+def test_a_closed_descriptor_raises_oserror() -> None:
+    a, b = pair(socket.AF_INET)
+    fd = b.fileno()
+    b.close()
+    with pytest.raises(OSError):
+        mmsg.receive_batch(fd)
+    failed = mmsg.send_batch(fd, [(b"x", a.getsockname())], None)
+    assert failed and failed[0][1] > 0
+
+
+def test_sockaddr_codec_round_trips() -> None:
+    for address in [("127.0.0.1", 1), ("10.1.2.3", 65535), ("::1", 3478),
+                    ("2001:db8::7", 5000), ("::ffff:192.0.2.1", 9)]:
+        assert mmsg.decode_address(mmsg.encode_address(address)) == address
+
+
+class Collect:
+    """A protocol taking whole batches; it echoes each batch back with one write_many."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+        self.transport = None
+
+    def makeConnection(self, transport) -> None:
+        self.transport = transport
+
+    def doStart(self) -> None:
+        pass
+
+    def doStop(self) -> None:
+        pass
+
+    def datagramsReceived(self, batch) -> None:
+        self.batches.append(list(batch))
+        assert self.transport.write_many(batch) == []
+
+
+def _sleep(seconds: float):
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+    d: Deferred = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+@pytest.mark.parametrize("batched", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_a_batched_port_delivers_a_backlog_as_batches_and_echoes_it_intact(batched) -> None:
+    from twisted.internet import reactor
+    protocol = Collect()
+    port = mmsg.BatchedUDP(reactor, batched=batched).listenUDP(0, protocol, "127.0.0.1")
+    assert isinstance(port, mmsg.BatchedPort) and port.batched is batched
+    port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client.setblocking(False)
+    sent = [os.urandom(20 + i) for i in range(300)]
+    try:
+        for data in sent:                       # a backlog builds while the reactor waits
+            client.sendto(data, ("127.0.0.1", port.getHost().port))
+        for _ in range(100):
+            await _sleep(0.01)
+            if sum(len(b) for b in protocol.batches) == len(sent):
+                break
+        got = [data for batch in protocol.batches for data, _ in batch]
+        assert got == sent
+        assert {addr for b in protocol.batches for _, addr in b} == {client.getsockname()}
+        assert max(len(b) for b in protocol.batches) > 2      # read as batches, not one by one
+        assert drain_plain(client) == [(d, ("127.0.0.1", port.getHost().port)) for d in sent]
+    finally:
+        client.close()
+        await port.stopListening()
