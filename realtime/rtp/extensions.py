@@ -188,6 +188,31 @@ def encode_extensions(
     return profile, bytes(out)
 
 
+def write_extension_block(out: bytearray, elements: list[tuple[int, bytes | bytearray]]) -> None:
+    """Append a whole extension block (profile, length, elements, padding) to ``out``.
+
+    The hot-path twin of :func:`encode_extensions` for ``(id, value)`` pairs
+    whose ids the caller has already checked: the one-byte form when every
+    element fits it (§4.2), else the two-byte form (§4.3); the block's
+    length field counts 32-bit words after zero padding.
+    """
+    start = len(out)
+    if all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in elements):
+        out += b"\xbe\xde\x00\x00"
+        for ext_id, value in elements:
+            out.append(ext_id << 4 | (len(value) - 1))
+            out += value
+    else:
+        out += b"\x10\x00\x00\x00"
+        for ext_id, value in elements:
+            out.append(ext_id)
+            out.append(len(value))
+            out += value
+    size = len(out) - start - 4
+    pad = -size % 4
+    out += bytes(pad)
+    out[start + 2 : start + 4] = ((size + pad) // 4).to_bytes(2, "big")
+
 # --- typed values of the registered URIs -------------------------------------------------
 
 

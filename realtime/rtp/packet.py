@@ -55,10 +55,45 @@ from realtime.rtp.extensions import (
     encode_extensions,
 )
 
+# --- the byte layout of the fixed header (RFC 3550 §5.1), by name ---------------------------
+
+HEADER_LENGTH = 12
+"""Octets of the fixed header: V/P/X/CC, M/PT, sequence number, timestamp, SSRC."""
+VERSION_SHIFT = 6
+"""Octet 0, bits 0-1: the version, 2 (``octet0 >> VERSION_SHIFT``)."""
+PADDING_BIT = 0x20
+"""Octet 0, bit 2 (P): the last octet of the datagram counts padding octets, itself included."""
+EXTENSION_BIT = 0x10
+"""Octet 0, bit 3 (X): one header extension block follows the CSRC list (§5.3.1)."""
+CSRC_COUNT_MASK = 0x0F
+"""Octet 0, bits 4-7 (CC): how many 4-octet CSRC identifiers follow the fixed header."""
+MARKER_BIT = 0x80
+"""Octet 1, bit 0 (M): profile-defined; for video, the last packet of a frame."""
+PAYLOAD_TYPE_MASK = 0x7F
+"""Octet 1, bits 1-7 (PT): the payload format, bound by SDP ``a=rtpmap``."""
+SEQUENCE_NUMBER_OFFSET = 2
+"""Octets 2-3: the sequence number, +1 per packet, random start."""
+TIMESTAMP_OFFSET = 4
+"""Octets 4-7: the sampling instant of the first payload octet, in clock-rate units."""
+SSRC_OFFSET = 8
+"""Octets 8-11: the synchronization source identifier."""
+CSRC_OFFSET = 12
+"""The first CSRC (if CC > 0) and, after the CSRCs, the extension block (if X)."""
+CSRC_LENGTH = 4
+"""Octets per CSRC identifier."""
+EXTENSION_HEADER_LENGTH = 4
+"""Octets of the extension block's own header: 16-bit profile, 16-bit length in 32-bit words."""
+
 _FIXED = struct.Struct("!BBHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
 _PROFILE_LEN = struct.Struct("!HH")
 _CSRC = [struct.Struct(f"!{n}I") for n in range(16)]
+_U16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+_SEQ_TS = struct.Struct("!HI").unpack_from
+_READ_FIXED = _FIXED.unpack_from
+_READ_PROFILE_LEN = _PROFILE_LEN.unpack_from
+_WRITE_SEQ_TS_SSRC = _SEQ_TS_SSRC.pack_into
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,31 +165,32 @@ class RtpPacket:
     def decode(cls, data: bytes | bytearray | memoryview) -> "RtpPacket":
         """Parse one RTP packet; malformed bytes raise :class:`DecodeError`."""
         n = len(data)
-        if n < 12:
+        if n < HEADER_LENGTH:
             raise Truncated(f"RTP header truncated: need 12 bytes, have {n}")
-        b0, b1, seq, ts, ssrc = _FIXED.unpack_from(data)
-        if b0 >> 6 != 2:
-            raise DecodeError(f"RTP version must be 2, got {b0 >> 6}")
-        cc = b0 & 0x0F
-        pos = 12 + 4 * cc
+        b0, b1, seq, ts, ssrc = _READ_FIXED(data)
+        if b0 >> VERSION_SHIFT != 2:
+            raise DecodeError(f"RTP version must be 2, got {b0 >> VERSION_SHIFT}")
+        cc = b0 & CSRC_COUNT_MASK
+        pos = CSRC_OFFSET + CSRC_LENGTH * cc
         if pos > n:
             raise Truncated(f"RTP CSRC list truncated: {cc} CSRCs need {pos} bytes, have {n}")
-        csrc = _CSRC[cc].unpack_from(data, 12) if cc else ()
+        csrc = _CSRC[cc].unpack_from(data, CSRC_OFFSET) if cc else ()
         profile = None
         ext_data = b""
-        if b0 & 0x10:
-            if pos + 4 > n:
+        if b0 & EXTENSION_BIT:
+            start = pos + EXTENSION_HEADER_LENGTH
+            if start > n:
                 raise Truncated("RTP header extension truncated: no profile and length")
-            profile, words = _PROFILE_LEN.unpack_from(data, pos)
-            ext_end = pos + 4 + 4 * words
+            profile, words = _READ_PROFILE_LEN(data, pos)
+            ext_end = start + 4 * words
             if ext_end > n:
                 raise Truncated(f"RTP header extension overruns the packet: {words} words")
-            ext_data = bytes(data[pos + 4 : ext_end])
+            ext_data = bytes(data[start:ext_end])
             pos = ext_end
         end = n
         pad = 0
         filler = b""
-        if b0 & 0x20:
+        if b0 & PADDING_BIT:
             if end == pos:
                 raise DecodeError("RTP padding bit set but nothing follows the header")
             pad = data[end - 1]
@@ -168,11 +204,11 @@ class RtpPacket:
                 if not any(filler):
                     filler = b""
         return cls(
-            b1 & 0x7F,
+            b1 & PAYLOAD_TYPE_MASK,
             seq,
             ts,
             ssrc,
-            bool(b1 & 0x80),
+            bool(b1 & MARKER_BIT),
             csrc,
             profile,
             ext_data,
@@ -190,15 +226,15 @@ class RtpPacket:
             raise LocalProtocolError("padding_size is 0..255")
         if self.padding_data and len(self.padding_data) != self.padding_size - 1:
             raise LocalProtocolError("padding_data must hold padding_size - 1 octets")
-        b0 = 0x80 | cc
+        b0 = 2 << VERSION_SHIFT | cc
         if self.padding_size:
-            b0 |= 0x20
+            b0 |= PADDING_BIT
         out = bytearray()
         if self.extension_profile is not None:
-            b0 |= 0x10
+            b0 |= EXTENSION_BIT
         out += _FIXED.pack(
             b0,
-            (0x80 if self.marker else 0) | self.payload_type,
+            (MARKER_BIT if self.marker else 0) | self.payload_type,
             self.sequence_number,
             self.timestamp,
             self.ssrc,
@@ -219,52 +255,101 @@ class RtpPacket:
 
 
 # --- hot path: work on the datagram itself -----------------------------------------------
+#
+# The SFU handles every packet once per subscriber, so these read and write the
+# octets in place at the named offsets above instead of decoding an RtpPacket.
+# A fixed-width field is one ``struct`` call (cheaper in CPython than assembling
+# it from single octets); flags are tested inline with the masks above.
 
 
 def read_header_fields(data: bytes | bytearray | memoryview) -> tuple[int, int, int, int, bool]:
     """Return ``(payload_type, sequence_number, timestamp, ssrc, marker)`` without decoding."""
-    if len(data) < 12:
-        raise Truncated(f"RTP header truncated: need 12 bytes, have {len(data)}")
-    _, b1, seq, ts, ssrc = _FIXED.unpack_from(data)
-    return b1 & 0x7F, seq, ts, ssrc, b1 > 0x7F
+    try:
+        _, b1, seq, ts, ssrc = _READ_FIXED(data)
+    except struct.error:
+        raise Truncated(f"RTP header truncated: need 12 bytes, have {len(data)}") from None
+    return b1 & PAYLOAD_TYPE_MASK, seq, ts, ssrc, b1 >= MARKER_BIT
+
+
+def sequence_number(data: bytes | bytearray | memoryview) -> int:
+    """Return octets 2-3, the sequence number; the caller has checked ``len(data) >= 12``."""
+    return _U16(data, SEQUENCE_NUMBER_OFFSET)[0]
+
+
+def timestamp(data: bytes | bytearray | memoryview) -> int:
+    """Return octets 4-7, the RTP timestamp; the caller has checked ``len(data) >= 12``."""
+    return _U32(data, TIMESTAMP_OFFSET)[0]
+
+
+def sequence_number_and_timestamp(data: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """Return ``(sequence_number, timestamp)`` of octets 2-7 in one read (length checked by the caller)."""
+    return _SEQ_TS(data, SEQUENCE_NUMBER_OFFSET)
 
 
 def rewrite_header(
     buf: bytearray, ssrc: int, sequence_number: int, timestamp: int, payload_type: int | None = None
 ) -> None:
     """Overwrite SSRC, sequence number, timestamp (and payload type) of ``buf`` in place."""
-    _SEQ_TS_SSRC.pack_into(buf, 2, sequence_number, timestamp, ssrc)
+    _WRITE_SEQ_TS_SSRC(buf, SEQUENCE_NUMBER_OFFSET, sequence_number, timestamp, ssrc)
     if payload_type is not None:
-        buf[1] = (buf[1] & 0x80) | payload_type
+        buf[1] = (buf[1] & MARKER_BIT) | payload_type
 
 
 def _extension_block(data: bytes | bytearray | memoryview) -> tuple[int, int, int] | None:
     """Return ``(profile, start, end)`` of the extension data, or None without X bit."""
     n = len(data)
-    if n < 12:
+    if n < HEADER_LENGTH:
         raise Truncated(f"RTP header truncated: need 12 bytes, have {n}")
     b0 = data[0]
-    if not b0 & 0x10:
+    if not b0 & EXTENSION_BIT:
         return None
-    pos = 12 + 4 * (b0 & 0x0F)
-    if pos + 4 > n:
+    pos = CSRC_OFFSET + CSRC_LENGTH * (b0 & CSRC_COUNT_MASK)
+    start = pos + EXTENSION_HEADER_LENGTH
+    if start > n:
         raise Truncated("RTP header extension truncated: no profile and length")
-    profile, words = _PROFILE_LEN.unpack_from(data, pos)
-    end = pos + 4 + 4 * words
+    profile, words = _READ_PROFILE_LEN(data, pos)
+    end = start + 4 * words
     if end > n:
         raise Truncated(f"RTP header extension overruns the packet: {words} words")
-    return profile, pos + 4, end
+    return profile, start, end
 
 
 def payload_offset(data: bytes | bytearray | memoryview) -> int:
-    """Return the offset of the payload (after CSRCs and the extension block)."""
-    block = _extension_block(data)
-    if block is not None:
-        return block[2]
-    offset = 12 + 4 * (data[0] & 0x0F)
-    if offset > len(data):
+    """Return the offset of the payload (after CSRCs and the extension block).
+
+    :raises DecodeError: the header, CSRC list or extension block is truncated.
+    """
+    n = len(data)
+    if n < HEADER_LENGTH:
+        raise Truncated(f"RTP header truncated: need 12 bytes, have {n}")
+    b0 = data[0]
+    pos = CSRC_OFFSET + CSRC_LENGTH * (b0 & CSRC_COUNT_MASK)
+    if b0 & EXTENSION_BIT:
+        if pos + EXTENSION_HEADER_LENGTH > n:
+            raise Truncated("RTP header extension truncated: no profile and length")
+        words = _U16(data, pos + 2)[0]
+        pos += EXTENSION_HEADER_LENGTH + 4 * words
+        if pos > n:
+            raise Truncated(f"RTP header extension overruns the packet: {words} words")
+    elif pos > n:
         raise Truncated("RTP CSRC list truncated")
-    return offset
+    return pos
+
+
+def header_length(data: bytes | bytearray | memoryview) -> int:
+    """Return the payload offset of a packet already validated (by :func:`payload_offset` or
+    by building it): 12, plus 4 per CSRC, plus the extension block's 4 + 4 x length octets.
+    """
+    b0 = data[0]
+    head = CSRC_OFFSET + CSRC_LENGTH * (b0 & CSRC_COUNT_MASK)
+    if b0 & EXTENSION_BIT:
+        head += EXTENSION_HEADER_LENGTH + 4 * _U16(data, head + 2)[0]
+    return head
+
+
+def padding_size(data: bytes | bytearray | memoryview) -> int:
+    """Return the padding octets at the end (the last octet's count if P is set, else 0)."""
+    return data[-1] if data[0] & PADDING_BIT else 0
 
 
 def extension_elements(
@@ -275,8 +360,9 @@ def extension_elements(
     ``data[pos:end]`` is the block's element data and ``profile`` its form
     (0xBEDE one-byte, 0x100x two-byte; others yield nothing).  Padding bytes
     are skipped; a one-byte id 15 ends the walk (RFC 8285 §4.2).  The one
-    walk behind :func:`find_extension`, :func:`rewrite_extension_ids` and the
-    SFU's extension rewriting; it reads offsets only, no values are copied.
+    walk behind :func:`find_extension`, :func:`rewrite_extension_ids` and
+    :class:`~realtime.rtp.rewrite.ExtensionRewrite`; it reads offsets only, no
+    values are copied.
 
     :raises DecodeError: when an element runs past ``end``.
     """

@@ -29,7 +29,8 @@ shield needs: :meth:`Forwarder.retransmit` finds the segment an outgoing
 number falls in, subtracts its delta and fetches the original from that
 source's :class:`~realtime.media.nack.RetransmissionBuffer`, then sends it
 again, either plainly (same outgoing seq) or, where the subscriber
-negotiated RFC 4588 RTX, on the RTX SSRC with the OSN first::
+negotiated RFC 4588 RTX, on the RTX SSRC with the OSN first
+(:func:`~realtime.rtp.rtx.wrap_rtx`)::
 
     segments (last `history`):  [start_out_ext=70, delta=-430, ts_delta, source f]
                                 [start_out_ext=74, delta=-8926, ts_delta, source h]
@@ -44,7 +45,10 @@ Header extensions are rewritten to the subscriber's negotiation (RFC 8285
 §5: ids are local to a session): :class:`ExtensionPlan` maps the
 publisher's ids to the subscriber's, drops what the subscriber did not
 negotiate or must not see (mid, rid, repaired-rid, transport-cc: per hop
-values) and may append the subscriber's own ``mid``.  Payload types are
+values) and may append the subscriber's own ``mid``; the octets are
+rewritten by :class:`~realtime.rtp.rewrite.ExtensionRewrite`.  Every
+header field is read and written at its named offset in
+:mod:`realtime.rtp.packet`.  Payload types are
 mapped the same way.  Hostile input: a datagram shorter than an RTP header
 or with a malformed extension block raises
 :class:`~realtime.errors.DecodeError`; a packet of an unmapped payload type
@@ -54,23 +58,31 @@ is dropped and counted.
 from __future__ import annotations
 
 import os
-import struct
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import KeyframeDetector, packet_starts_keyframe
 from realtime.media.nack import RetransmissionBuffer
 from realtime.media.vp8 import PictureNumbering, rewrite_picture_fields
-from realtime.rtp.extensions import ONE_BYTE_PROFILE, ExtensionUri
-from realtime.rtp.packet import extension_elements, payload_offset, rewrite_header
+from realtime.rtp.extensions import ExtensionUri
+from realtime.rtp.packet import (
+    HEADER_LENGTH,
+    PAYLOAD_TYPE_MASK,
+    header_length,
+    padding_size,
+    payload_offset,
+    rewrite_header,
+    sequence_number,
+    sequence_number_and_timestamp,
+    timestamp,
+)
+from realtime.rtp.rewrite import ExtensionRewrite
+from realtime.rtp.rtx import wrap_rtx
 from realtime.rtp.statistics import SenderStatistics
 
 __all__ = ["ExtensionPlan", "Forwarder", "PublishedStream", "Segment"]
-
-_PROFILE_LEN = struct.Struct("!HH")
-_OSN = struct.Struct("!H")
 
 _WINDOW = 256
 _WINDOW_MASK = (1 << _WINDOW) - 1
@@ -133,9 +145,9 @@ class PublishedStream:
         a malformed payload descriptor is counted in :attr:`malformed` and
         treated as "not a key frame".
         """
-        if len(packet) < 12:
+        if len(packet) < HEADER_LENGTH:
             raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
-        self.buffer.store(packet[2] << 8 | packet[3], packet)
+        self.buffer.store(sequence_number(packet), packet)
         self.packets += 1
         detector = self.detector
         if detector is None:
@@ -151,24 +163,13 @@ class PublishedStream:
         return key
 
 
-@dataclass(frozen=True, slots=True)
-class ExtensionPlan:
-    """How one subscriber's packets carry header extensions.
-
-    :ivar ids: publisher id -> subscriber id; elements whose id is absent are dropped.
-    :ivar append: elements added to every packet as ``(id, value)`` (the subscriber's mid).
-    :ivar one_byte: derived: every id and appended value fits the one-byte form (fast path).
+class ExtensionPlan(ExtensionRewrite):
+    """How one subscriber's packets carry header extensions: an
+    :class:`~realtime.rtp.rewrite.ExtensionRewrite` (the byte-level work)
+    built from both sides' ``a=extmap`` by the SFU's policy, :meth:`between`.
     """
 
-    ids: Mapping[int, int] = field(default_factory=dict)
-    append: tuple[tuple[int, bytes], ...] = ()
-    one_byte: bool = field(init=False, repr=False, compare=False, default=False)
-
-    def __post_init__(self) -> None:
-        fits = all(1 <= i <= 14 for i in self.ids.values()) and all(
-            1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in self.append
-        )
-        object.__setattr__(self, "one_byte", fits)
+    __slots__ = ()
 
     @classmethod
     def between(
@@ -189,116 +190,6 @@ class ExtensionPlan:
         if mid is not None and ExtensionUri.MID in by_uri:
             append = ((by_uri[ExtensionUri.MID], mid.encode("ascii")),)
         return cls(ids, append)
-
-    def apply(self, packet: bytes | bytearray) -> bytearray:
-        """Return a copy of ``packet`` whose extension block follows this plan."""
-        n = len(packet)
-        b0 = packet[0]
-        head = 12 + 4 * (b0 & 0x0F)
-        if not b0 & 0x10:
-            if head > n:
-                raise Truncated("RTP CSRC list truncated")
-            return self._rebuild(packet, head, head, [])
-        if head + 4 > n:
-            raise Truncated("RTP header extension truncated: no profile and length")
-        profile, words = _PROFILE_LEN.unpack_from(packet, head)
-        tail = head + 4 + 4 * words
-        if tail > n:
-            raise Truncated(f"RTP header extension overruns the packet: {words} words")
-        if profile == ONE_BYTE_PROFILE and self.one_byte:
-            return self._one_byte(packet, head, tail)
-        elements: list[tuple[int, bytes | bytearray]] = []
-        _read_elements(packet, profile, head + 4, tail, self.ids, elements)
-        return self._rebuild(packet, head, tail, elements)
-
-    def _one_byte(self, packet: bytes | bytearray, head: int, tail: int) -> bytearray:
-        """Fast path: one-byte form in and out, elements copied straight into the result."""
-        out = bytearray(packet[:head])
-        out += b"\xbe\xde\x00\x00"
-        ids = self.ids
-        pos = head + 4
-        while pos < tail:
-            byte = packet[pos]
-            if byte == 0:
-                pos += 1
-                continue
-            if byte >= 0xF0:
-                break
-            end = pos + 2 + (byte & 0x0F)
-            if end > tail:
-                raise DecodeError(f"one-byte header extension {byte >> 4} overruns the block")
-            new = ids.get(byte >> 4)
-            if new is not None:
-                out.append(new << 4 | (byte & 0x0F))
-                out += packet[pos + 1 : end]
-            pos = end
-        for ext_id, value in self.append:
-            out.append(ext_id << 4 | (len(value) - 1))
-            out += value
-        size = len(out) - head - 4
-        if size == 0:
-            del out[head:]
-            out[0] &= ~0x10
-        else:
-            pad = -size % 4
-            if pad:
-                out += bytes(pad)
-            out[head + 2 : head + 4] = ((size + pad) >> 2).to_bytes(2, "big")
-        out += packet[tail:]
-        return out
-
-    def _rebuild(
-        self,
-        packet: bytes | bytearray,
-        head: int,
-        tail: int,
-        elements: list[tuple[int, bytes | bytearray]],
-    ) -> bytearray:
-        """General path: write ``elements`` plus the appended ones in whichever form fits."""
-        elements.extend(self.append)
-        out = bytearray(packet[:head])
-        if elements:
-            out[0] |= 0x10
-            _write_block(out, elements)
-        else:
-            out[0] &= ~0x10
-        out += packet[tail:]
-        return out
-
-
-def _read_elements(
-    data: bytes | bytearray,
-    profile: int,
-    pos: int,
-    end: int,
-    ids: Mapping[int, int],
-    out: list[tuple[int, bytes | bytearray]],
-) -> None:
-    """Append the ``(new id, value)`` of every element of the block kept by ``ids``."""
-    for this_id, _, start, size in extension_elements(data, profile, pos, end):
-        new = ids.get(this_id)
-        if new is not None:
-            out.append((new, data[start : start + size]))
-
-
-def _write_block(out: bytearray, elements: list[tuple[int, bytes | bytearray]]) -> None:
-    """Append an RFC 8285 block: the one-byte form when every element fits it."""
-    start = len(out)
-    if all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in elements):
-        out += b"\xbe\xde\x00\x00"
-        for ext_id, value in elements:
-            out.append(ext_id << 4 | (len(value) - 1))
-            out += value
-    else:
-        out += b"\x10\x00\x00\x00"
-        for ext_id, value in elements:
-            out.append(ext_id)
-            out.append(len(value))
-            out += value
-    size = len(out) - start - 4
-    pad = -size % 4
-    out += bytes(pad)
-    out[start + 2 : start + 4] = ((size + pad) // 4).to_bytes(2, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,12 +283,9 @@ class Forwarder:
         self, packet: bytes, source: PublishedStream, keyframe: bool, now: float
     ) -> bytearray | None:
         """Return ``packet`` rewritten for this subscriber, or None if it must not be sent."""
-        if len(packet) < 12:
+        if len(packet) < HEADER_LENGTH:
             raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
-        seq, ts = (
-            packet[2] << 8 | packet[3],
-            packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7],
-        )
+        seq, ts = sequence_number_and_timestamp(packet)
         if source is self.source:
             d = (seq - self._in_highest) & 0xFFFF
             if d == 0:
@@ -445,7 +333,7 @@ class Forwarder:
         self._seq_delta = (start - seq) & 0xFFFF
         self._ts_delta = (out_ts - ts) & 0xFFFFFFFF
         vp8 = self.vp8
-        if vp8 is not None and packet[1] & 0x7F in self.vp8_payload_types:
+        if vp8 is not None and packet[1] & PAYLOAD_TYPE_MASK in self.vp8_payload_types:
             vp8.switch(packet, payload_offset(packet))
             self.segments.append(Segment(start, self._seq_delta, self._ts_delta, source,
                                          vp8.picture_delta, vp8.tl0_delta))
@@ -467,23 +355,20 @@ class Forwarder:
         if out is None:
             return None
         self.forwarded += 1
-        b0 = out[0]
-        head = 12 + ((b0 & 0x0F) << 2)
-        if b0 & 0x10:
-            head += 4 + ((out[head + 2] << 8 | out[head + 3]) << 2)
+        head = header_length(out)  # validated: ExtensionRewrite.apply or payload_offset checked it
         vp8 = self.vp8
-        if vp8 is not None and packet[1] & 0x7F in self.vp8_payload_types:
+        if vp8 is not None and packet[1] & PAYLOAD_TYPE_MASK in self.vp8_payload_types:
             if vp8.picture_delta or vp8.tl0_delta:
                 rewrite_picture_fields(out, head, vp8.picture_delta, vp8.tl0_delta)
             vp8.last_packet = out
             vp8.last_offset = head
-        size = len(out) - head - (out[-1] if b0 & 0x20 else 0)
+        size = len(out) - head - padding_size(out)
         self.sender.sent(size, self._out_ts, now)
         return out
 
     def _rewrite(self, packet: bytes, seq: int, ts: int) -> bytearray | None:
         """Rewrite header fields, payload type and extensions; None for an unmapped payload type."""
-        pt = packet[1] & 0x7F
+        pt = packet[1] & PAYLOAD_TYPE_MASK
         if self.payload_types is not None:
             mapped = self.payload_types.get(pt)
             if mapped is None:
@@ -523,32 +408,22 @@ class Forwarder:
             packet = None
             if segment is not None:
                 packet = segment.source.buffer.get((seq - segment.seq_delta) & 0xFFFF)
-            if packet is None:
+            if packet is None or segment is None:
                 self.unanswered += 1
                 continue
-            ts = (packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7]) + segment.ts_delta
+            ts = timestamp(packet) + segment.ts_delta
             rewritten = self._rewrite(packet, seq, ts & 0xFFFFFFFF)
             if rewritten is None:
                 continue
             if (segment.picture_delta or segment.tl0_delta) and \
-                    packet[1] & 0x7F in self.vp8_payload_types:
+                    packet[1] & PAYLOAD_TYPE_MASK in self.vp8_payload_types:
                 rewrite_picture_fields(rewritten, payload_offset(rewritten),
                                        segment.picture_delta, segment.tl0_delta)
             if self.rtx_ssrc is not None:
-                rewritten = self._as_rtx(rewritten, seq)
+                rtx_pt = self.rtx_payload_types.get(rewritten[1] & PAYLOAD_TYPE_MASK)
+                if rtx_pt is not None:  # else no RTX for this payload type: plain resend
+                    self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                    wrap_rtx(rewritten, rtx_pt, self.rtx_ssrc, self._rtx_seq)
             self.retransmitted += 1
             out.append(rewritten)
         return out
-
-    def _as_rtx(self, packet: bytearray, osn: int) -> bytearray:
-        """Turn a rewritten packet into its RFC 4588 form: RTX SSRC, PT, seq; OSN first."""
-        rtx_pt = self.rtx_payload_types.get(packet[1] & 0x7F)
-        if rtx_pt is None:
-            return packet  # no RTX for this payload type: plain resend
-        offset = payload_offset(packet)
-        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        packet[offset:offset] = _OSN.pack(osn)
-        packet[1] = (packet[1] & 0x80) | rtx_pt
-        packet[2:4] = _OSN.pack(self._rtx_seq)
-        packet[8:12] = self.rtx_ssrc.to_bytes(4, "big")  # type: ignore[union-attr]
-        return packet

@@ -42,7 +42,8 @@ from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import keyframe_detector
 from realtime.media.simulcast import LayerSelector, SimulcastLayers, SimulcastPreferences
 from realtime.rtp.extensions import ExtensionUri
-from realtime.rtp.packet import find_extension, payload_offset, rewrite_header
+from realtime.rtp.packet import HEADER_LENGTH, find_extension
+from realtime.rtp.rtx import unwrap_rtx
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
@@ -203,20 +204,12 @@ class RtxRepair:
 
         :raises DecodeError: the header is truncated or its extension block malformed.
         """
-        if len(packet) < 12:
+        if len(packet) < HEADER_LENGTH:
             raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
-        offset = payload_offset(packet)
-        end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
-        apt = self.apt.get(packet[1] & 0x7F)
-        if end - offset < 2 or apt is None:
+        original = unwrap_rtx(packet, self.apt, stream.ssrc)
+        if original is None:
             self.probes += 1
             return
-        osn = packet[offset] << 8 | packet[offset + 1]
-        original = bytearray(packet[:offset])
-        original += packet[offset + 2 : end]
-        original[0] &= ~0x20  # the RTX padding is not the original's
-        timestamp = int.from_bytes(packet[4:8], "big")
-        rewrite_header(original, stream.ssrc, osn, timestamp, apt)
         self.track.receive_rtp(bytes(original), stream, now, retransmission=True)
 
 

@@ -9,12 +9,26 @@ from hypothesis import strategies as st
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.rtp.extensions import HeaderExtension
 from realtime.rtp.packet import (
+    CSRC_COUNT_MASK,
+    EXTENSION_BIT,
+    MARKER_BIT,
+    PADDING_BIT,
+    PAYLOAD_TYPE_MASK,
+    SEQUENCE_NUMBER_OFFSET,
+    SSRC_OFFSET,
+    TIMESTAMP_OFFSET,
+    VERSION_SHIFT,
     RtpPacket,
     find_extension,
+    header_length,
+    padding_size,
     payload_offset,
     read_header_fields,
     rewrite_extension_ids,
     rewrite_header,
+    sequence_number,
+    sequence_number_and_timestamp,
+    timestamp,
 )
 
 # An annotated packet: three CSRCs, a one-byte extension block, padding.
@@ -59,6 +73,23 @@ def test_hot_path_matches_decoder() -> None:
     assert payload_offset(ANNOTATED) == 12 + 12 + 8
     assert find_extension(ANNOTATED, 4) == b"A"
     assert find_extension(ANNOTATED, 7) is None
+
+
+def test_named_offsets_and_masks_read_the_annotated_packet() -> None:
+    b0, b1 = ANNOTATED[0], ANNOTATED[1]
+    assert b0 >> VERSION_SHIFT == 2
+    assert b0 & PADDING_BIT and b0 & EXTENSION_BIT and b0 & CSRC_COUNT_MASK == 3
+    assert b1 & MARKER_BIT and b1 & PAYLOAD_TYPE_MASK == 96
+    assert ANNOTATED[SEQUENCE_NUMBER_OFFSET : SEQUENCE_NUMBER_OFFSET + 2] == b"\x12\x34"
+    assert ANNOTATED[TIMESTAMP_OFFSET : TIMESTAMP_OFFSET + 4] == (1000).to_bytes(4, "big")
+    assert ANNOTATED[SSRC_OFFSET : SSRC_OFFSET + 4] == b"\xde\xad\xbe\xef"
+    assert sequence_number(ANNOTATED) == 0x1234
+    assert timestamp(ANNOTATED) == 1000
+    assert sequence_number_and_timestamp(ANNOTATED) == (0x1234, 1000)
+    assert header_length(ANNOTATED) == payload_offset(ANNOTATED) == 32
+    assert padding_size(ANNOTATED) == 2
+    plain = RtpPacket(0, 1, 2, 3, payload=b"x").encode()
+    assert header_length(plain) == 12 and padding_size(plain) == 0
 
 
 def test_find_extension_without_x_bit() -> None:

@@ -339,3 +339,17 @@ def test_random_loss_is_fully_repaired_from_the_buffer() -> None:
     for packet in repaired:
         delivered[packet[2] << 8 | packet[3]] = bytes(packet)
     assert sorted(delivered) == list(range(500))
+
+
+def test_rtx_keeps_a_non_zero_timestamp() -> None:
+    """The RTX copy carries the original's timestamp, not zeros (RFC 4588 §4)."""
+    source = PublishedStream(0xA, 90000)
+    forwarder = Forwarder(0xB, 90000, rtx_ssrc=0xB0, rtx_payload_types={96: 97},
+                          random=lambda n: b"\x11" * n)
+    original = RtpPacket(96, 500, 9000, 0xA, payload=b"frame").encode()
+    source.receive(original)
+    first = forwarder.forward(original, source, False, 0.0)
+    assert first is not None and first[4:8] == b"\x11" * 4
+    (rtx,) = forwarder.retransmit([first[2] << 8 | first[3]], 0.1)
+    assert rtx[4:8] == first[4:8]
+    assert rtx[8:12] == b"\x00\x00\x00\xb0" and rtx[12:14] == first[2:4]
