@@ -39,6 +39,9 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/datachannel.py
 	$(BIN)/python bench/forward_core.py
 	$(BIN)/python bench/rtp_codec.py
+	$(BIN)/python bench/directory.py
+	$(BIN)/python bench/cluster_connect.py
+	$(BIN)/python bench/setup.py
 	$(BIN)/python bench/report.py
 
 bench-report:

@@ -114,16 +114,26 @@ def main() -> None:
         a.stop()
         b.stop()
         redis.stop()
-    print(f"{args.n} sessions per case")
-    for name, samples, failures in (("own node", own, failed[0]),
-                                    ("other node", other, failed[1])):
-        client = [c for c, _ in samples]
-        server = [s for _, s in samples]
-        print(f"  {name:<10} client p50 {percentile(client, 0.5) * 1000:6.1f} ms "
-              f"p99 {percentile(client, 0.99) * 1000:6.1f} ms | server p50 "
-              f"{percentile(server, 0.5) * 1000:6.1f} ms p99 {percentile(server, 0.99) * 1000:6.1f}"
-              f" ms | not connected in 10 s: {failures}")
+    from record import Record
 
+    record = Record("cluster_connect", {"sessions_per_case": args.n})
+    figures = {}
+    with record.capture():
+        print(f"{args.n} sessions per case")
+        for name, samples, failures in (("own node", own, failed[0]),
+                                        ("other node", other, failed[1])):
+            client = [c for c, _ in samples]
+            server = [s for _, s in samples]
+            figures[name] = {"client_p50_ms": percentile(client, 0.5) * 1000,
+                             "client_p99_ms": percentile(client, 0.99) * 1000,
+                             "server_p50_ms": percentile(server, 0.5) * 1000,
+                             "server_p99_ms": percentile(server, 0.99) * 1000,
+                             "not_connected": failures}
+            print(f"  {name:<10} client p50 {percentile(client, 0.5) * 1000:6.1f} ms "
+                  f"p99 {percentile(client, 0.99) * 1000:6.1f} ms | server p50 "
+                  f"{percentile(server, 0.5) * 1000:6.1f} ms p99 "
+                  f"{percentile(server, 0.99) * 1000:6.1f} ms | not connected in 10 s: {failures}")
+    record.save(figures)
 
 if __name__ == "__main__":
     main()
