@@ -315,11 +315,22 @@ def send_plain(sock: socket.socket, datagrams: Iterable) -> list[tuple[tuple, in
     return failures
 
 
+#: Receive and send buffer asked for every batched socket (SO_RCVBUF/SO_SNDBUF,
+#: socket(7)).  The kernel's default (``net.core.rmem_default``, 208 KiB here)
+#: holds ~190 full-size datagrams: a burst from many clients (a TURN listener
+#: under coturn's ``turnutils_uclient`` load) overflowed it while the server used
+#: a fifth of a core, and the kernel dropped the rest.  The kernel caps the
+#: request at ``net.core.rmem_max``/``wmem_max`` (4 MiB on this machine; raise
+#: them with sysctl on a busy server) and doubles it for its own bookkeeping.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+
 class BatchedPort(udp.Port):
     """A Twisted UDP port that reads with ``recvmmsg`` and sends lists with ``sendmmsg``.
 
     A protocol with ``datagramsReceived(batch)`` gets each batch as one list of
     ``(bytes, (host, port))``; any other is read by Twisted's own ``recvfrom`` loop.
+    The socket's buffers are :data:`SOCKET_BUFFER_BYTES` (within the kernel's caps).
 
     :param batched: use the batched calls (default: where :data:`AVAILABLE`);
         ``False`` keeps Twisted's ``recvfrom`` loop and plain ``sendto``.
@@ -333,6 +344,11 @@ class BatchedPort(udp.Port):
 
     def _bindSocket(self) -> None:
         super()._bindSocket()
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                self.socket.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            except OSError:  # refused: keep the kernel's default
+                pass
         self._fd = self.socket.fileno()
 
     def doRead(self) -> None:

@@ -186,3 +186,30 @@ async def test_a_batched_port_delivers_a_backlog_as_batches_and_echoes_it_intact
     finally:
         client.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_beyond_the_default_buffer_is_kept_for_the_reader() -> None:
+    """2,000 datagrams of 1,000 bytes arrive while the reactor is busy: the port's buffer
+    (SOCKET_BUFFER_BYTES, within net.core.rmem_max) keeps them all; the kernel's default
+    (~208 KiB) kept about 90 and dropped the rest."""
+    from twisted.internet import reactor
+    protocol = Collect()
+    port = mmsg.BatchedUDP(reactor, batched=True).listenUDP(0, protocol, "127.0.0.1")
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client.setblocking(False)
+    sent = [i.to_bytes(4, "big") + bytes(996) for i in range(2000)]
+    try:
+        for data in sent:                       # the reactor does not run meanwhile
+            client.sendto(data, ("127.0.0.1", port.getHost().port))
+        for _ in range(200):
+            await _sleep(0.01)
+            if sum(len(b) for b in protocol.batches) == len(sent):
+                break
+        got = [data for batch in protocol.batches for data, _ in batch]
+        assert len(got) == len(sent) and got == sent
+    finally:
+        client.close()
+        await port.stopListening()
