@@ -115,7 +115,10 @@ class OursServer:
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="bench-forward-"))
-        self.server = Server(self.directory / "state", app=True)
+        # a load test opens up to 201 sessions at once: lift the per-app sessions/new
+        # limit (default 20/s, burst 100; docs/operations.md) as an operator would
+        self.server = Server(self.directory / "state", "--session-rate", "1000",
+                             "--session-burst", "1000", app=True)
         self.server.wait_ready()
         self.pid = self.server.process.pid
         self.target = {"api": self.server.api_url(), "app": APP_ID, "secret": APP_SECRET}
