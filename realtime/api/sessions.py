@@ -163,12 +163,6 @@ async def ensure_connected(api: RealtimeAPI, session: SfuSession) -> None:
                        "The PeerConnection is not connected; finish setup and wait for it")
 
 
-async def first_packet(api: RealtimeAPI, track: PublishedTrack,
-                       timeout: float = FIRST_PACKET_WAIT) -> bool:
-    """Wait up to ``timeout`` seconds for ``track``'s first packet; return whether it came."""
-    return track in await first_packets(api, [track], timeout)
-
-
 async def first_packets(api: RealtimeAPI, tracks: list[PublishedTrack],
                         timeout: float = FIRST_PACKET_WAIT) -> set[PublishedTrack]:
     """Wait for the first packet of every track at once; return those that have one.
