@@ -58,14 +58,19 @@ def test_loopback_and_declared_networks_pass(traffic_guard) -> None:
     assert traffic_guard.take() == []
 
 
-def test_aiortc_default_configuration_is_caught(traffic_guard) -> None:
-    """aiortc without RTCConfiguration(iceServers=[]) resolves Google's STUN server."""
+def test_aiortc_with_an_outside_ice_server_is_caught(traffic_guard) -> None:
+    """An aiortc peer given an ICE server off this machine is stopped before it sends.
+
+    The server is 192.0.2.1 (TEST-NET-1, RFC 5737: documentation only), so no
+    public host is named and nothing is resolved even if the guard failed.
+    """
     from tests.conftest import require_module
 
     aiortc = require_module("aiortc")
+    outside = aiortc.RTCConfiguration(iceServers=[aiortc.RTCIceServer("stun:192.0.2.1:3478")])
 
     async def gather() -> None:
-        pc = aiortc.RTCPeerConnection()
+        pc = aiortc.RTCPeerConnection(outside)
         pc.addTransceiver("audio")
         try:
             await pc.setLocalDescription(await pc.createOffer())
@@ -75,7 +80,7 @@ def test_aiortc_default_configuration_is_caught(traffic_guard) -> None:
             await pc.close()
 
     asyncio.run(gather())
-    assert any("stun.l.google.com" in v for v in traffic_guard.take())
+    assert any("192.0.2.1" in v for v in traffic_guard.take())
 
 
 def test_aiortc_gathers_loopback_host_candidates_only() -> None:
