@@ -35,7 +35,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port  # noqa: E402
+from tests.interop.realtime_server import (  # noqa: E402
+    APP_ID, APP_SECRET, Server, free_port, stop_process,
+)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -99,13 +101,7 @@ class _Process:
 
     def stop(self) -> None:
         """Terminate, then kill after 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class OursServer:

@@ -70,7 +70,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from forward_servers import cpu_seconds  # noqa: E402
+from forward_servers import cpu_seconds, stop_process  # noqa: E402
 from record import Record  # noqa: E402
 from turn_allocate import allocation_rate  # noqa: E402
 
@@ -150,12 +150,7 @@ class Ours:
         self.username, self.password = relay["username"], relay["credential"]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 class Coturn(Ours):

@@ -32,7 +32,7 @@ import pytest
 from realtime.cluster.options import SECRET_VARIABLE
 from realtime.dtls.certificate import Certificate
 from tests.conftest import require, require_module, require_tool
-from tests.interop.realtime_server import APP_ID, APP_SECRET, ROOT, TWISTD
+from tests.interop.realtime_server import APP_ID, APP_SECRET, ROOT, TWISTD, stop_process
 
 pytestmark = pytest.mark.interop
 
@@ -84,12 +84,7 @@ class Node:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def build(tmp: Path) -> list[str]:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from tests.conftest import require, require_tool
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, stop_process
 
 PEER = Path(__file__).resolve().with_name("gst_peer.py")
 PYTHON = "/usr/bin/python3"
@@ -76,10 +76,4 @@ class GstPeer:
         return found
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

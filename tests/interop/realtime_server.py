@@ -41,6 +41,18 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate ``process`` (SIGTERM), then kill it if it is still there after ``grace`` s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Server:
     """A running ``twistd -n realtime`` and what it printed."""
 
@@ -88,12 +100,7 @@ class Server:
         raise KeyError(prefix)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
     def api_url(self) -> str:
         """Return the API base URL the banner announced."""
