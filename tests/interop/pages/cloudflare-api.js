@@ -31,3 +31,41 @@ function iceConnected(pc) {
     pc.addEventListener('iceconnectionstatechange', check); check();
   }), 'ICE connected');
 }
+
+// Simulcast pages: A publishes one camera track in three layers (f, h = 1/2, q = 1/4)
+// and waits for ICE; returns what the pages report about the offer and the answer.
+async function pushSimulcast(stream) {
+  const local = new RTCPeerConnection({bundlePolicy: 'max-bundle'});
+  const transceiver = local.addTransceiver(stream.getVideoTracks()[0], {direction: 'sendonly',
+    sendEncodings: [{rid: 'f'}, {rid: 'h', scaleResolutionDownBy: 2.0},
+                    {rid: 'q', scaleResolutionDownBy: 4.0}]});
+  const localId = (await call('POST', '/sessions/new')).sessionId;
+  await local.setLocalDescription(await local.createOffer());
+  const offerSsrcLines = local.localDescription.sdp.split('\n').filter(l => /^a=ssrc/.test(l)).length;
+  const trackName = transceiver.sender.track.id;
+  const push = await call('POST', `/sessions/${localId}/tracks/new`, {
+    sessionDescription: {sdp: local.localDescription.sdp, type: 'offer'},
+    tracks: [{location: 'local', mid: transceiver.mid, trackName}],
+  });
+  await local.setRemoteDescription(new RTCSessionDescription(push.sessionDescription));
+  await iceConnected(local);
+  const answerSimulcast = push.sessionDescription.sdp.split('\n').filter(l => /^a=(rid|simulcast)/.test(l)).map(l => l.trim());
+  return {local, localId, trackName, offerSsrcLines, answerSimulcast};
+}
+
+// B pulls that track asking for layer `rid` (the SFU's offer, B's answer through
+// renegotiate) and waits for ICE; `ontrack` (optional) sees B's remote tracks.
+async function pullLayer(trackName, sessionId, rid, ontrack) {
+  const remote = new RTCPeerConnection({bundlePolicy: 'max-bundle'});
+  if (ontrack) remote.ontrack = ontrack;
+  const remoteId = (await call('POST', '/sessions/new')).sessionId;
+  const pull = await call('POST', `/sessions/${remoteId}/tracks/new`, {
+    tracks: [{location: 'remote', trackName, sessionId, simulcast: {preferredRid: rid}}],
+  });
+  await remote.setRemoteDescription(new RTCSessionDescription(pull.sessionDescription));
+  const answer = await remote.createAnswer();
+  await remote.setLocalDescription(answer);
+  await call('PUT', `/sessions/${remoteId}/renegotiate`, {sessionDescription: {sdp: answer.sdp, type: 'answer'}});
+  await iceConnected(remote);
+  return {remote, remoteId, mid: pull.tracks[0].mid};
+}
