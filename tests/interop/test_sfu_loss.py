@@ -142,8 +142,25 @@ def count_publisher_nacks() -> dict:
     return counts
 
 
+async def subscribe(server, pc, publisher: str, names, offer_filter=None) -> tuple[str, str]:
+    """Pull ``names`` of ``publisher`` into ``pc`` (the SFU offers, ``pc`` answers through
+    renegotiate; ``offer_filter`` may rewrite the offer); return the session id and ICE state."""
+    from aiortc import RTCSessionDescription
+
+    session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+    reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {"tracks": [
+        {"location": "remote", "sessionId": publisher, "trackName": name} for name in names]})
+    sdp = reply["sessionDescription"]["sdp"]
+    await pc.setRemoteDescription(RTCSessionDescription(
+        sdp=offer_filter(sdp) if offer_filter else sdp, type="offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+        "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+    return session, await connected(pc)
+
+
 async def lossy_subscriber(server) -> dict:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
 
     publisher_nacks = count_publisher_nacks()
     publisher_pc, publisher, names = await publish(server)
@@ -153,18 +170,12 @@ async def lossy_subscriber(server) -> dict:
     frames = FrameCounter(pc, initial={"audio": 0, "video": 0}).frames
 
     try:
-        session = (await api(server, "POST", "/sessions/new"))["sessionId"]
-        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {"tracks": [
-            {"location": "remote", "sessionId": publisher, "trackName": name}
-            for name in names]})
-        sdp = reply["sessionDescription"]["sdp"]
-        rewritten = sdp.replace(f" {server.media} typ host", f" {port} typ host")
-        assert rewritten != sdp
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=rewritten, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
-            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
-        state = await connected(pc)
+        def through_relay(sdp: str) -> str:
+            rewritten = sdp.replace(f" {server.media} typ host", f" {port} typ host")
+            assert rewritten != sdp
+            return rewritten
+
+        session, state = await subscribe(server, pc, publisher, names, through_relay)
         samples = []
         for _ in range(4):  # frames decoded after 2, 4, 6 and 8 s
             await asyncio.sleep(2.0)
@@ -198,7 +209,7 @@ def test_subscriber_behind_a_lossy_relay_recovers_through_the_sfu(realtime_serve
 
 
 async def lossy_publisher(server) -> dict:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
 
     publisher_nacks = count_publisher_nacks()
     relay = LossyRelay((server.media_host, server.media), LOSS, towards="server")
@@ -215,15 +226,7 @@ async def lossy_publisher(server) -> dict:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     counter = FrameCounter(pc, initial={"audio": 0, "video": 0})
     try:
-        session = (await api(server, "POST", "/sessions/new"))["sessionId"]
-        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {"tracks": [
-            {"location": "remote", "sessionId": publisher, "trackName": name}
-            for name in names]})
-        await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
-            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
-        state = await connected(pc)
+        session, state = await subscribe(server, pc, publisher, names)
         rates = await counter.rates(["audio", "video"], seconds=6.0)
         inbound = [r for r in (await pc.getStats()).values() if r.type == "inbound-rtp"]
         _, diagnostics = server.get("/diagnostics")
