@@ -80,7 +80,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from forward_servers import SERVERS, JanusServer, cpu_seconds  # noqa: E402
+from forward_servers import SERVERS, JanusServer, cpu_seconds, tree_cpu_seconds  # noqa: E402
 from record import Record  # noqa: E402
 
 LOAD = HERE / "forward_load.py"
@@ -179,12 +179,12 @@ def measure(server_class, count: int, seconds: float, warmup: float) -> dict:
         if not joined["ready"]:
             raise RuntimeError(f"no subscriber connected: {joined['failed']}")
         time.sleep(warmup)
-        cpu0, load0, t0 = cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
+        cpu0, load0, t0 = tree_cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
         publisher0 = cpu_seconds(publisher.pid)
         subscribers.send("start")
         time.sleep(seconds)
         subscribers.send("stop")
-        cpu1, load1, t1 = cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
+        cpu1, load1, t1 = tree_cpu_seconds(server.pid), cpu_seconds(subscribers.pid), time.monotonic()
         publisher_cpu = (cpu_seconds(publisher.pid) - publisher0) / (t1 - t0)
         counted = subscribers.receive(60)
         publisher.send("stop")
@@ -274,19 +274,21 @@ def table(count: int, results: dict[str, dict | str]) -> str:
     """Return the side-by-side table for one N, with ours/baseline ratios."""
     names = list(results)
     baselines = [n for n in names if n != "ours"]
-    header = f"{'N = ' + str(count):<26}" + "".join(f"{n:>11}" for n in names)
-    header += "".join(f"{'ours/' + b:>14}" for b in baselines if "ours" in results)
+    width = {n: max(11, len(n) + 2) for n in names}
+    ratio_width = {b: max(14, len(b) + 7) for b in baselines}
+    header = f"{'N = ' + str(count):<26}" + "".join(f"{n:>{width[n]}}" for n in names)
+    header += "".join(f"{'ours/' + b:>{ratio_width[b]}}" for b in baselines if "ours" in results)
     lines = [header]
     for key, label, fmt in ROWS:
         cells = []
         for name in names:
             value = results[name].get(key) if isinstance(results[name], dict) else None
-            cells.append(f"{fmt.format(value) if value is not None else '-':>11}")
+            cells.append(f"{fmt.format(value) if value is not None else '-':>{width[name]}}")
         for base in baselines if "ours" in results else []:
             ours, other = (results[n].get(key) if isinstance(results[n], dict) else None
                            for n in ("ours", base))
             ratio = f"{ours / other:.2f}" if ours is not None and other else "-"
-            cells.append(f"{ratio:>14}")
+            cells.append(f"{ratio:>{ratio_width[base]}}")
         lines.append(f"{label:<26}" + "".join(cells))
     for name in names:
         if isinstance(results[name], str):
@@ -304,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscribers", default="1,10,50,100", help="comma-separated N values")
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds between connect and window")
-    parser.add_argument("--servers", default="ours,aiortc,janus", help="any of ours,aiortc,janus")
+    parser.add_argument("--servers", default="ours,aiortc,janus", help="any of ours,ours-workers2,aiortc,janus")
     parser.add_argument("--quick", action="store_true", help="N = 1,10 and 5 s windows (~1 minute)")
     parser.add_argument("--json", help="write the JSON here (default bench/results/forward.json)")
     options = parser.parse_args(argv)

@@ -63,6 +63,29 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: proc(5) 14, 15
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """Return :func:`cpu_seconds` of ``pid`` and of every process below it (``--workers``:
+    the parent, its workers and their private redis-server)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])  # proc(5) field 4
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        todo.extend(children.get(current, []))
+    return total
+
+
 def host_address() -> str:
     """Return this host's primary IPv4 address (no packet is sent to find it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -108,13 +131,14 @@ class OursServer:
     """``twistd -n realtime`` with one app, through its Cloudflare-compatible API."""
 
     name = "ours"
+    options: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="bench-forward-"))
         # a load test opens up to 201 sessions at once: lift the per-app sessions/new
         # limit (default 20/s, burst 100; docs/operations.md) as an operator would
         self.server = Server(self.directory / "state", "--session-rate", "1000",
-                             "--session-burst", "1000", app=True)
+                             "--session-burst", "1000", *self.options, app=True)
         self.server.wait_ready()
         self.pid = self.server.process.pid
         self.target = {"api": self.server.api_url(), "app": APP_ID, "secret": APP_SECRET}
@@ -123,6 +147,21 @@ class OursServer:
         """Stop twistd and remove its state directory."""
         self.server.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class OursWorkersServer(OursServer):
+    """The same with ``--workers 2``: two processes share the ports (SO_REUSEPORT) and act
+    as one through a private redis-server; CPU is counted over the whole process tree."""
+
+    def __init__(self) -> None:
+        # the workers share one API port, so it is chosen here rather than left to the kernel
+        self.options = ("--workers", "2", "--api", f"tcp:{free_port()}:interface=127.0.0.1")
+        super().__init__()
+        deadline = time.monotonic() + 30
+        while self.server.output().count("realtime API listening on") < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the two workers did not start:\n" + self.server.output())
+            time.sleep(0.1)
 
 
 class RelayServer:
@@ -178,4 +217,6 @@ class JanusServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-SERVERS = {"ours": OursServer, "aiortc": RelayServer, "janus": JanusServer}
+# key: the name --servers takes; a class's ``name`` picks the signalling (forward_signal)
+SERVERS = {"ours": OursServer, "ours-workers2": OursWorkersServer, "aiortc": RelayServer,
+           "janus": JanusServer}
