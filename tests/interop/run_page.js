@@ -23,7 +23,10 @@ async function main() {
       // Test traffic stays on this machine: no name resolves but localhost
       // (pages and the API are on 127.0.0.1 literals), no background fetches,
       // and no mDNS (.local) host candidates, whose registration is multicast.
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE [::1]',
+      // REALTIME_EXCLUDE (comma-separated literals) adds addresses a test made itself,
+      // e.g. the namespaces of tests/cluster.
+      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE [::1]'
+        + (process.env.REALTIME_EXCLUDE || '').split(',').filter(Boolean).map(a => ` , EXCLUDE ${a}`).join(''),
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--disable-default-apps', '--disable-domain-reliability', '--disable-breakpad',
       '--disable-client-side-phishing-detection', '--no-default-browser-check',
