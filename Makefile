@@ -42,6 +42,7 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/directory.py
 	$(BIN)/python bench/cluster_connect.py
 	$(BIN)/python bench/setup.py
+	$(BIN)/python bench/idle_sessions.py
 	$(BIN)/python bench/report.py
 
 bench-report:

@@ -54,27 +54,41 @@ class RetransmissionBuffer:
 
     :param capacity: number of slots, a power of two (1024 holds about 3 s of
         a 3 Mbit/s video stream).
+
+    The two rings (~16 KiB at 1024 slots) are made by the first :meth:`store`: a
+    source that never sends (an idle session's announced track) costs a few
+    dozen bytes, not 16 KiB.
     """
 
     __slots__ = ("capacity", "_mask", "_seqs", "_packets", "stored", "hits", "misses")
+
+    #: the rings before the first store: no slot matches a sequence number (0..65535)
+    _NOTHING: tuple[int, ...] = (-1,)
 
     def __init__(self, capacity: int = 1024) -> None:
         if capacity <= 0 or capacity & (capacity - 1):
             raise ValueError("capacity must be a power of two")
         self.capacity = capacity
-        self._mask = capacity - 1
-        self._seqs = [-1] * capacity
-        self._packets: list[bytes | None] = [None] * capacity
+        self._mask = 0  # until the first store, every number maps to _NOTHING's one slot
+        self._seqs: list[int] | tuple[int, ...] = self._NOTHING
+        self._packets: list[bytes | None] = []
         self.stored = 0
         self.hits = 0
         self.misses = 0
 
     def store(self, sequence_number: int, packet: bytes) -> None:
         """Remember ``packet`` under ``sequence_number``, evicting whatever used the slot."""
+        if not self.stored:
+            self._allocate()
         slot = sequence_number & self._mask
-        self._seqs[slot] = sequence_number
+        self._seqs[slot] = sequence_number  # type: ignore[index]  # a list once allocated
         self._packets[slot] = packet
         self.stored += 1
+
+    def _allocate(self) -> None:
+        self._mask = self.capacity - 1
+        self._seqs = [-1] * self.capacity
+        self._packets = [None] * self.capacity
 
     def get(self, sequence_number: int) -> bytes | None:
         """Return the packet stored under ``sequence_number``, or None (evicted or never seen)."""
@@ -94,9 +108,10 @@ class RetransmissionBuffer:
         return sum(1 for p in self._packets if p is not None)
 
     def clear(self) -> None:
-        """Forget every packet (the source restarted)."""
-        self._seqs = [-1] * self.capacity
-        self._packets = [None] * self.capacity
+        """Forget every packet (the source restarted); the rings are kept if made."""
+        if self.stored:
+            self._seqs = [-1] * self.capacity
+            self._packets = [None] * self.capacity
 
 
 class _Missing:
