@@ -150,22 +150,22 @@ class SessionNumbering:
             if not existing.is_rtx and codecs_match(existing, codec) and \
                     existing.parameters == codec.parameters:
                 return pt
-        pt = codec.payload_type if codec.payload_type not in self.codecs else \
+        free = codec.payload_type if codec.payload_type not in self.codecs else \
             self._free_payload_type()
-        if pt is not None:
-            self.codecs[pt] = replace(codec, payload_type=pt)
-        return pt
+        if free is not None:
+            self.codecs[free] = replace(codec, payload_type=free)
+        return free
 
     def rtx_payload_type_for(self, rtx: Codec, apt: int) -> int | None:
         """Return the payload type of an RTX format repairing ``apt`` here, reserving it."""
         for pt, existing in self.codecs.items():
             if existing.is_rtx and existing.apt == apt:
                 return pt
-        pt = rtx.payload_type if rtx.payload_type not in self.codecs else \
+        free = rtx.payload_type if rtx.payload_type not in self.codecs else \
             self._free_payload_type()
-        if pt is not None:
-            self.codecs[pt] = Codec(pt, "rtx", rtx.clock_rate, None, f"apt={apt}")
-        return pt
+        if free is not None:
+            self.codecs[free] = Codec(free, "rtx", rtx.clock_rate, None, f"apt={apt}")
+        return free
 
     def renumber_codecs(self, codecs: Iterable[Codec]) -> tuple[Codec, ...]:
         """Return ``codecs`` with payload types unique in this session (RTX follows ``apt``)."""
