@@ -206,7 +206,7 @@ Channel = PublishedChannel | ChannelSubscription
 
 
 class SessionDataChannels:
-    """The API DataChannels of one :class:`ChannelHost` (an SFU session), and the fan-out between sessions.
+    """The API DataChannels of one session (a :class:`ChannelHost`), and the fan-out between them.
 
     :ivar channels: stream id -> channel, closed ones kept (listed ``inactive``)
         until their id is reused.
