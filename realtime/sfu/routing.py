@@ -36,6 +36,7 @@ from typing import Iterable, Protocol
 from realtime.demux import PacketKind
 from realtime.errors import DecodeError
 from realtime.rtcp.packet import decode_compound
+from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import HEADER_LENGTH, PAYLOAD_TYPE_MASK, SSRC_OFFSET, find_extension
 from realtime.sdp.negotiation import RtpStream
 from realtime.sfu.rtcp_legs import RtcpLegs
@@ -45,9 +46,8 @@ from realtime.sfu.transceiver import BIDIRECTIONAL, PUBLISH, Transceiver
 __all__ = ["MAX_ROUTES", "MediaRouting", "Route"]
 
 _SSRC = struct.Struct("!I").unpack_from
-RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+#: the header extensions that name an unsignalled SSRC's section, layer and repaired layer
+_NAMING_URIS = (ExtensionUri.MID, ExtensionUri.RTP_STREAM_ID, ExtensionUri.REPAIRED_RTP_STREAM_ID)
 #: most SSRCs one session routes (signalled + learned)
 MAX_ROUTES = 256
 
@@ -151,7 +151,7 @@ class MediaRouting:
 
     def _extension_values(self, packet: bytes) -> tuple[str | None, str | None, str | None]:
         values = []
-        for uri in (MID_URI, RID_URI, REPAIRED_RID_URI):
+        for uri in _NAMING_URIS:
             ext_id = self._extension_id(uri)
             value = find_extension(packet, ext_id) if ext_id is not None else None
             values.append(value.decode("ascii", "replace") if value else None)
