@@ -204,9 +204,7 @@ class PeerHost:
         )
         now = self.reactor.seconds()
         connection = session.connection
-        start = getattr(connection, "start", None)  # test doubles may have none
-        if start is not None:
-            start(now)  # what the agent learnt while expected
+        connection.start(now)  # what the agent learnt while expected
         for kind, data, addr, _held_at in self.router.take_early(session):
             connection.receive_classified(kind, data, addr, now)
         self._drain(session, now)

@@ -228,7 +228,7 @@ class SessionDataChannels:
     def transport(self) -> SctpTransport | None:
         """Return the session's SCTP transport, or None before it is negotiated."""
         connection = self.session.connection
-        return getattr(connection, "sctp", None) if connection is not None else None
+        return connection.sctp if connection is not None else None
 
     def settle(self, negotiated: NegotiatedSession, now: float) -> None:
         """Attach an SCTP transport the first time an exchange accepts an m=application."""

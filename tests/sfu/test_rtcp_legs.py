@@ -184,6 +184,9 @@ class _Connection:
     def next_event(self):
         return None
 
+    def start(self, now):
+        pass
+
 
 class _Ice:
     local_ufrag = "ufrag"
