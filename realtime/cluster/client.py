@@ -23,11 +23,12 @@ the directory is consulted at the edges only.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -241,14 +242,14 @@ class RedisConnection:
 
     def _endpoint(self) -> Any:
         if self.address.unix_path is not None:
-            return UNIXClientEndpoint(  # type: ignore[no-untyped-call]
+            return UNIXClientEndpoint(
                 self.reactor, self.address.unix_path, timeout=CONNECT_TIMEOUT)
         return HostnameEndpoint(self.reactor, self.address.host or "localhost",
                                 self.address.port, timeout=CONNECT_TIMEOUT)
 
     def _connect(self) -> Deferred:
         protocol = RespProtocol(self._on_message)
-        d = connectProtocol(self._endpoint(), protocol)  # type: ignore[no-untyped-call]
+        d = connectProtocol(self._endpoint(), protocol)
         d.addCallback(lambda _: Deferred.fromCoroutine(self._handshake(protocol)))
         return d
 
@@ -265,8 +266,8 @@ class RedisConnection:
             for channel in self._channels:
                 await self._send(protocol, "SUBSCRIBE", channel)
         except BaseException:
-            if protocol.transport is not None:
-                protocol.transport.abortConnection()
+            if protocol.transport is not None:  # TCP or Unix: both are ITCPTransports
+                cast(ITCPTransport, protocol.transport).abortConnection()
             raise
         if self._stopping:
             _transport(protocol).loseConnection()

@@ -29,21 +29,25 @@ events (``next_event()``) stay with whoever owns the machine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from realtime.addresses import Address
 
+#: Where a datagram goes: an :data:`~realtime.addresses.Address` for a PeerConnection,
+#: a ``(socket key, address)`` route for the TURN server.
+To = TypeVar("To")
 
-class Machine(Protocol):
+
+class Machine(Protocol[To]):
     """The sans-I/O surface a :class:`MachineDriver` needs."""
 
     def handle_timer(self, now: float) -> Any:
         """Act on an expired deadline."""
         ...
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, To]]:
         """Return and forget the datagrams waiting to go out."""
         ...
 
@@ -52,7 +56,7 @@ class Machine(Protocol):
         ...
 
 
-class MachineDriver:
+class MachineDriver(Generic[To]):
     """Send a machine's output and keep its single timer armed at ``get_timer()``.
 
     :param machine: the sans-I/O machine.
@@ -63,7 +67,7 @@ class MachineDriver:
     __slots__ = ("machine", "send", "reactor", "_call", "_deadline")
 
     def __init__(
-        self, machine: Machine, send: Callable[[bytes, Address], None], reactor: IReactorTime
+        self, machine: Machine[To], send: Callable[[bytes, To], None], reactor: IReactorTime
     ) -> None:
         self.machine = machine
         self.send = send

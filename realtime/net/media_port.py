@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from typing import Sequence
 
 from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IReactorTime
@@ -43,7 +44,7 @@ from twisted.logger import Logger
 from realtime.addresses import Address
 from realtime.demux import PacketKind, classify
 from realtime.errors import DecodeError
-from realtime.net.router import DatagramRouter
+from realtime.net.router import DatagramRouter, Outgoing
 
 #: Drop-counter keys per packet kind, built once (the hot path only indexes).
 UNROUTED = {kind: f"unrouted-{kind.name.lower().replace('_', '-')}" for kind in PacketKind}
@@ -79,7 +80,7 @@ class MediaPort(DatagramProtocol):
         """Deliver one datagram to the router and write its replies (and any fan-out) at once."""
         self.datagramsReceived(((data, addr),))
 
-    def datagramsReceived(self, batch) -> None:
+    def datagramsReceived(self, batch: Sequence[tuple[bytes, Address]]) -> None:
         """Deliver a batch read by one ``recvmmsg``; what each datagram causes leaves in one ``sendmmsg``.
 
         While a datagram is delivered the port is *corked*: :meth:`send`
@@ -108,7 +109,7 @@ class MediaPort(DatagramProtocol):
         finally:
             self._pending = outer
 
-    def _route(self, data: bytes, addr: Address, now: float):
+    def _route(self, data: bytes, addr: Address, now: float) -> Outgoing | None:
         kind = classify(data)
         try:
             replies = self.router.route(kind, data, addr, now)
@@ -130,8 +131,12 @@ class MediaPort(DatagramProtocol):
         if pending is not None:
             pending.append((data, addr))
             return
+        transport = self.transport
+        if transport is None:
+            self.drop("not-listening", addr, "the port is not listening")
+            return
         try:
-            self.transport.write(data, addr)
+            transport.write(data, addr)
         except (OSError, MessageLengthError) as error:
             self.drop("send-error", addr, str(error))
 
@@ -141,6 +146,10 @@ class MediaPort(DatagramProtocol):
         Failures are counted as ``send-error`` drops, as :meth:`send` does.
         """
         transport = self.transport
+        if transport is None:
+            for _, addr in datagrams:
+                self.drop("not-listening", addr, "the port is not listening")
+            return
         write_many = getattr(transport, "write_many", None)
         if write_many is not None and len(datagrams) > 1:
             for addr, number in write_many(datagrams):

@@ -53,11 +53,13 @@ from errno import (
     EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EINTR, EINVAL, EMSGSIZE, ENETRESET, ETIMEDOUT,
     EWOULDBLOCK,
 )
-from typing import Iterable
+from typing import Any, Iterable
 
 from twisted.internet import udp
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import log
+
+from realtime.addresses import Address
 
 #: Datagrams per ``recvmmsg`` / ``sendmmsg`` call.
 RECV_BATCH = 32
@@ -92,7 +94,7 @@ class _mmsghdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _msghdr), ("msg_len", ctypes.c_uint32)]
 
 
-def _libc_calls():
+def _libc_calls() -> tuple[Any, Any]:  # ctypes foreign functions, or (None, None)
     """Return ``(recvmmsg, sendmmsg)`` from the C library, or ``(None, None)``."""
     if not sys.platform.startswith("linux"):
         return None, None
@@ -293,7 +295,8 @@ def _flush(fd: int, vector: _Vector, filled: int, addresses: list, failures: lis
         done += 1
 
 
-def _send_one(sock: socket.socket | None, payload: bytes, address, failures: list) -> None:
+def _send_one(sock: socket.socket | None, payload: bytes, address: Address,
+              failures: list[tuple[Address, int]]) -> None:
     """``sendto`` one datagram to an IP literal (never a name: nothing here may resolve DNS)."""
     try:
         host = address[0]
@@ -336,14 +339,15 @@ class BatchedPort(udp.Port):
         ``False`` keeps Twisted's ``recvfrom`` loop and plain ``sendto``.
     """
 
-    def __init__(self, port: int, proto, interface: str = "", maxPacketSize: int = SLOT,
-                 reactor=None, batched: bool | None = None) -> None:
-        super().__init__(port, proto, interface, maxPacketSize, reactor)
+    def __init__(self, port: int, proto: Any, interface: str = "", maxPacketSize: int = SLOT,
+                 reactor: Any = None, batched: bool | None = None) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]  # Twisted's Port
+            port, proto, interface, maxPacketSize, reactor)
         self.batched = AVAILABLE if batched is None else (batched and AVAILABLE)
         self._fd = -1
 
     def _bindSocket(self) -> None:
-        super()._bindSocket()
+        super()._bindSocket()  # type: ignore[no-untyped-call]  # Twisted's Port
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 self.socket.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
@@ -364,7 +368,7 @@ class BatchedPort(udp.Port):
         protocol = self.protocol
         many = getattr(protocol, "datagramsReceived", None)
         if many is None:
-            return super().doRead()
+            return super().doRead()  # type: ignore[no-untyped-call]  # Twisted's Port
         batch: list = []
         recvfrom, size = self.socket.recvfrom, self.maxPacketSize
         try:
@@ -426,18 +430,19 @@ class BatchedUDP:
     ``MemoryReactor``, the test network) keeps its own ``listenUDP``.
     """
 
-    def __init__(self, reactor, batched: bool | None = None) -> None:
+    def __init__(self, reactor: Any, batched: bool | None = None) -> None:
         self._reactor = reactor
         self.batched = batched
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
-    def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = SLOT):
+    def listenUDP(self, port: int, protocol: Any, interface: str = "",
+                  maxPacketSize: int = SLOT) -> Any:
         """Listen on ``port`` with a :class:`BatchedPort` (plain ``listenUDP`` on fake reactors)."""
         reactor = self._reactor
         if not isinstance(reactor, PosixReactorBase):
             return reactor.listenUDP(port, protocol, interface, maxPacketSize)
         listener = BatchedPort(port, protocol, interface, maxPacketSize, reactor, self.batched)
-        listener.startListening()
+        listener.startListening()  # type: ignore[no-untyped-call]  # Twisted's Port
         return listener

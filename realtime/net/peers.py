@@ -103,7 +103,7 @@ class _Timed:
         self.host.demux.prune(session)  # consent lapsed: unbind those addresses
         self.host._drain(session, now)
 
-    def datagrams_to_send(self, now: float):
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         return self.session.connection.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
@@ -204,9 +204,7 @@ class PeerHost:
         )
         now = self.reactor.seconds()
         connection = session.connection
-        start = getattr(connection, "start", None)  # test doubles may have none
-        if start is not None:
-            start(now)  # what the agent learnt while expected
+        connection.start(now)  # what the agent learnt while expected
         for kind, data, addr, _held_at in self.router.take_early(session):
             connection.receive_classified(kind, data, addr, now)
         self._drain(session, now)
@@ -266,7 +264,13 @@ class PeerHost:
         waiter: Deferred = Deferred()
         self._waiters.setdefault(session, []).append(waiter)
         call = self.reactor.callLater(timeout, self._time_out, session, waiter)
-        waiter.addBoth(lambda result: (call.active() and call.cancel(), result)[1])
+
+        def stop_timer(result: bool) -> bool:
+            if call.active():
+                call.cancel()
+            return result
+
+        waiter.addBoth(stop_timer)
         return waiter
 
     def _time_out(self, session: HostedSession, waiter: Deferred) -> None:
@@ -331,7 +335,9 @@ def srtp_keylog_entry(session: HostedSession, event: Connected) -> dict:
     ``client_write_*`` and ``server_write_*`` after the DTLS roles.
     """
     connection = session.connection
-    local, remote = connection.srtp_keying
+    keying = connection.srtp_keying
+    assert keying is not None, "Connected comes once DTLS has exported the SRTP keys"
+    local, remote = keying
     ours = connection.dtls_role
     theirs = "client" if ours == "server" else "server"
     entry = {"session_id": session.session_id, "srtp_profile": event.srtp_profile,

@@ -38,7 +38,7 @@ fast path and through the machine alone and compares every byte written.
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Any, Hashable
 
 from realtime.addresses import Address
 from realtime.turn.allocation import Allocation
@@ -51,7 +51,7 @@ class ChannelEntry:
 
     __slots__ = ("allocation", "target", "peer", "until")
 
-    def __init__(self, allocation: Allocation, target, peer: Address, until: float) -> None:
+    def __init__(self, allocation: Allocation, target: Any, peer: Address, until: float) -> None:
         self.allocation = allocation
         self.target = target
         self.peer = peer
@@ -63,7 +63,7 @@ class PeerEntry:
 
     __slots__ = ("allocation", "target", "client", "number", "until")
 
-    def __init__(self, allocation: Allocation, target, client: Address, number: bytes,
+    def __init__(self, allocation: Allocation, target: Any, client: Address, number: bytes,
                  until: float) -> None:
         self.allocation = allocation
         self.target = target
@@ -75,10 +75,11 @@ class PeerEntry:
 class FastPath:
     """Build, use and forget the entries of one :class:`~realtime.net.turn_port.TurnHost`.
 
-    :param host: the TURN host (its ``server``, ``sockets`` and write queue).
+    :param host: the TURN host (its ``server``, ``sockets`` and write queue); ``Any``
+        because the host module imports this one.
     """
 
-    def __init__(self, host) -> None:
+    def __init__(self, host: Any) -> None:
         self.host = host
         #: client route -> [(table, key), ...] of the entries that depend on its allocation
         self.owned: dict[Hashable, list[tuple[dict, Hashable]]] = {}

@@ -27,22 +27,27 @@ each drop reason is logged once.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, Sequence, cast
 
 from twisted.internet.interfaces import (
-    IAddress, IHandshakeListener, IProtocolNegotiationFactory, IReactorTime,
+    IAddress, IDelayedCall, IHandshakeListener, IProtocolNegotiationFactory, IReactorTime,
+    ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from realtime.addresses import Address
+from realtime.demux import PacketKind
 from realtime.errors import DecodeError
 from realtime.net.media_port import MediaPort
 from realtime.net.driver import MachineDriver
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_fast import FastPath
 from realtime.stun.stream import StreamFramer
+from realtime.turn.allocation import Route
 from realtime.turn.events import AllocationDeleted
+from realtime.turn.server import TurnServer
 
 #: Default bound on one frame (STUN message or padded ChannelData), in bytes.
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024
@@ -79,10 +84,11 @@ class TurnHost:
 
     def __init__(self, reactor: IReactorTime, fast: bool = True) -> None:
         self.reactor = reactor
-        self.server = None
-        self.driver = None
+        #: the machine and its driver, from :meth:`run` on
+        self.server: TurnServer | None = None
+        self.driver: MachineDriver[Route] | None = None
         #: socket key -> object with ``write_to(data, addr)`` (UDP ones: ``queued``, ``write_many``)
-        self.sockets: dict = {}
+        self.sockets: dict[Any, Any] = {}
         self.drops: Counter[str] = Counter()
         self._logged: set[str] = set()
         self.fast = FastPath(self) if fast else None
@@ -90,14 +96,22 @@ class TurnHost:
         self.dirty: list | None = None
         self._unlogged: list = []
 
-    def run(self, server) -> None:
+    def run(self, server: TurnServer) -> None:
         """Drive ``server`` (a TurnServer whose relay allocator delivers to :meth:`receive`)."""
         self.server = server
         self.driver = MachineDriver(server, self.send, self.reactor)
 
-    def receive(self, data: bytes, route, now: float | None = None) -> None:
+    def pump(self) -> None:
+        """Send what the machine queued outside :meth:`receive` (a revocation) and re-arm."""
+        if self.driver is not None:
+            self.driver.pump()
+
+    def receive(self, data: bytes, route: Route, now: float | None = None) -> None:
         """Give one packet to the machine, then send its output and re-arm its timer."""
-        server = self.server
+        server, driver = self.server, self.driver
+        if server is None or driver is None:
+            self.drops["not-running"] += 1
+            return
         if now is None:
             now = self.reactor.seconds()
         fast = self.fast
@@ -110,13 +124,13 @@ class TurnHost:
         except Exception:
             self.drops["internal-error"] += 1
             self.log.failure("TURN machine failed on a packet from {route}", route=route)
-        self.driver.pump()
+        driver.pump()
         if server._events:
             self._take_events()
             if self.dirty is None:
                 self._log_events()
 
-    def receive_batch(self, socket, batch) -> None:
+    def receive_batch(self, socket: Any, batch: Sequence[tuple[bytes, Address]]) -> None:
         """Deliver one ``recvmmsg`` batch from UDP ``socket`` (a listener or a relay), corked."""
         now = self.reactor.seconds()
         fast = self.fast
@@ -150,8 +164,10 @@ class TurnHost:
 
     def _take_events(self) -> None:
         """Take the machine's events: forget fast-path entries of deleted allocations now."""
-        fast = self.fast
-        for event in iter(self.server.next_event, None):
+        fast, server = self.fast, self.server
+        if server is None:
+            return
+        for event in iter(server.next_event, None):
             if fast is not None and type(event) is AllocationDeleted:
                 fast.forget(event.client)
             self._unlogged.append(event)
@@ -162,7 +178,7 @@ class TurnHost:
         for event in unlogged:
             self.log.info("TURN {event}", event=event)
 
-    def send(self, data: bytes, route) -> None:
+    def send(self, data: bytes, route: Route) -> None:
         """Write ``data`` on the socket the route names (dropped if it has gone); queue if corked."""
         target = self.sockets.get(route[0])
         if target is None:
@@ -178,20 +194,21 @@ class TurnHost:
                 return
         target.write_to(data, route[1])
 
-    def close_client(self, route) -> None:
+    def close_client(self, route: Route) -> None:
         """Tell the machine a client connection closed (its allocation goes)."""
         if self.fast is not None:
             self.fast.forget(route)
-        self.server.close_client(route, self.reactor.seconds())
-        self.driver.pump()
-        self._log_events()
+        if self.server is not None:
+            self.server.close_client(route, self.reactor.seconds())
+            self.pump()
+            self._log_events()
 
     def stop(self) -> None:
         """Cancel the timer."""
         if self.driver is not None:
             self.driver.stop()
 
-    def drop(self, reason: str, route, detail: str) -> None:
+    def drop(self, reason: str, route: Route, detail: str) -> None:
         """Count a dropped packet; log the first of each reason."""
         self.drops[reason] += 1
         if reason not in self._logged:
@@ -199,6 +216,13 @@ class TurnHost:
             self.log.warn("TURN: dropped a packet from {route} ({reason}: {detail});"
                           " further {reason} drops are only counted",
                           route=route, reason=reason, detail=detail)
+
+
+class _NoRouter:
+    """The router of a :class:`TurnUdpPort`: it hands datagrams to the TURN host instead."""
+
+    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> None:
+        return None
 
 
 class TurnUdpPort(MediaPort):
@@ -210,24 +234,25 @@ class TurnUdpPort(MediaPort):
     """
 
     def __init__(self, host: TurnHost, reactor: IReactorTime, name: str = "udp") -> None:
-        super().__init__(None, reactor, name)
+        super().__init__(_NoRouter(), reactor, name)
         self.host = host
         self.key = name
         #: datagrams queued while the host is corked
-        self.queued: list = []
+        self.queued: list[tuple[bytes, Address]] = []
         #: the fast path's entries: (client address, channel number) -> ChannelEntry
-        self.channels: dict = {}
+        self.channels: dict[tuple[Address, int], Any] = {}
         host.sockets[name] = self
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         """Hand the datagram to the TURN host."""
         self.host.receive_batch(self, ((data, (addr[0], addr[1])),))
 
-    def datagramsReceived(self, batch) -> None:
+    def datagramsReceived(self, batch: Sequence[tuple[bytes, Address]]) -> None:
         """Hand a ``recvmmsg`` batch to the TURN host."""
         self.host.receive_batch(self, batch)
 
-    def receive_fast(self, host: TurnHost, fast: FastPath, batch, now: float) -> None:
+    def receive_fast(self, host: TurnHost, fast: FastPath, batch: Sequence[tuple[bytes, Address]],
+                     now: float) -> None:
         """Relay what the fast path can, hand the rest to the machine (and learn from it)."""
         table, name, receive = self.channels, self.name, host.receive
         for data, addr in batch:
@@ -246,7 +271,7 @@ class TurnUdpPort(MediaPort):
         """Send one datagram to a client."""
         self.send(data, addr)
 
-    def write_many(self, datagrams: list) -> None:
+    def write_many(self, datagrams: list[tuple[bytes, Address]]) -> None:
         """Send datagrams to clients (one ``sendmmsg`` on a batched port)."""
         self.send_many(datagrams)
 
@@ -276,18 +301,23 @@ class TurnConnection(Protocol):
         self.handshaken = not factory.tls
         self.authenticated = False
         self.accepted = self.last_received = 0.0
-        self._timer = None
+        self._timer: IDelayedCall | None = None
+
+    @property
+    def stream(self) -> ITCPTransport:
+        """The connection's transport (TCP, or TLS over TCP), set before ``connectionMade``."""
+        return cast(ITCPTransport, self.transport)
 
     def connectionMade(self) -> None:
         """Ask the gate for a slot (it may shed an older connection); arm the first deadline."""
         factory = self.factory
-        address = self.transport.getPeer()
+        address = self.stream.getPeer()
         self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
         self.route = (self.key, self.peer)
         refused = factory.gate.admit(self, self.peer[0])
         if refused is not None:
             factory.drop(refused, self.peer, "too many connections")
-            self.transport.abortConnection()
+            self.stream.abortConnection()
             return
         self._counted = True
         factory.connections += 1
@@ -310,7 +340,7 @@ class TurnConnection(Protocol):
             frames = self.framer.feed(data)
         except DecodeError as error:
             self.factory.drop("framing", self.peer, str(error))
-            self.transport.abortConnection()
+            self.stream.abortConnection()
             return
         host, route = self.factory.host, self.route
         for frame in frames:
@@ -351,9 +381,9 @@ class TurnConnection(Protocol):
         """Close the connection now, counting ``reason`` (the gate has let it go)."""
         self.factory.drop(reason, self.peer, "connection closed")
         self.factory.gate.release(self)
-        self.transport.abortConnection()
+        self.stream.abortConnection()
 
-    def connectionLost(self, reason=None) -> None:
+    def connectionLost(self, reason: object = None) -> None:
         """Release the slot, forget the connection and delete its allocation."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -369,7 +399,7 @@ class TurnConnection(Protocol):
 
     def write_to(self, data: bytes, addr: Address) -> None:
         """Write one framed message on the connection."""
-        self.transport.write(data)
+        self.stream.write(data)
 
 
 @implementer(IProtocolNegotiationFactory)
@@ -413,7 +443,7 @@ class TurnConnectionFactory(Factory):
         """Return the ALPN protocols of TURN over TLS (RFC 7443 §5)."""
         return [b"stun.turn", b"stun.nat-discovery"]
 
-    def buildProtocol(self, addr: IAddress) -> TurnConnection:
+    def buildProtocol(self, addr: IAddress | None) -> TurnConnection:
         """Return a new client connection."""
         return TurnConnection(self)
 

@@ -27,7 +27,8 @@ to the pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.internet.error import CannotListenError, MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
@@ -36,7 +37,7 @@ from realtime.addresses import Address
 from realtime.turn.allocation import RelayPortPool
 
 Deliver = Callable[[bytes, tuple[Address, Address]], None]
-DeliverBatch = Callable[["RelaySocket", list], None]
+DeliverBatch = Callable[["RelaySocket", Sequence[tuple[bytes, Address]]], None]
 
 
 class RelaySocket(DatagramProtocol):
@@ -68,7 +69,7 @@ class RelaySocket(DatagramProtocol):
         else:
             self.deliver(data, (self.address, (addr[0], addr[1])))
 
-    def datagramsReceived(self, batch) -> None:
+    def datagramsReceived(self, batch: Sequence[tuple[bytes, Address]]) -> None:
         """Deliver a ``recvmmsg`` batch."""
         if self.deliver_batch is not None:
             self.deliver_batch(self, batch)
@@ -76,7 +77,8 @@ class RelaySocket(DatagramProtocol):
             for data, addr in batch:
                 self.deliver(data, (self.address, addr))
 
-    def receive_fast(self, host, fast, batch, now: float) -> None:
+    def receive_fast(self, host: Any, fast: Any, batch: Sequence[tuple[bytes, Address]],
+                     now: float) -> None:
         """Relay what the fast path can, hand the rest to the machine (and learn from it)."""
         table, relay, receive = self.peers, self.address, host.receive
         for data, peer in batch:
@@ -122,8 +124,8 @@ class BoundRelayPorts:
 
     ATTEMPTS = 8
 
-    def __init__(self, pool: RelayPortPool, reactor, deliver: Deliver,
-                 sockets: dict | None = None, bind_interface: str | None = None,
+    def __init__(self, pool: RelayPortPool, reactor: Any, deliver: Deliver,
+                 sockets: dict[Any, Any] | None = None, bind_interface: str | None = None,
                  deliver_batch: DeliverBatch | None = None) -> None:
         self.pool = pool
         self.reactor = reactor

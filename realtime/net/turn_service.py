@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from twisted.internet import task
 from twisted.python import usage
@@ -66,9 +67,9 @@ STREAM_OPTIONS = [
 ]
 
 
-def stream_limits(options) -> StreamLimits:
+def stream_limits(options: Mapping[str, Any]) -> StreamLimits:
     """Check the :data:`STREAM_OPTIONS` values; return them as :class:`StreamLimits`."""
-    values = {}
+    values: dict[str, Any] = {}
     for name, field_name, kind in (
             ("turn-max-connections", "max_connections", int),
             ("turn-connections-per-address", "per_address", int),
@@ -136,13 +137,13 @@ class TurnRuntime:
     streams: list[tuple[str, int, TurnConnectionFactory]] = field(default_factory=list)
     loop: task.LoopingCall | None = None
 
-    def start(self, reactor) -> None:
+    def start(self, reactor: Any) -> None:
         """Start flushing usage to the state store every :data:`USAGE_FLUSH_INTERVAL` s."""
         self.loop = task.LoopingCall(lambda: self.keys.flush(reactor.seconds()))
         self.loop.clock = reactor
         self.loop.start(USAGE_FLUSH_INTERVAL, now=False)
 
-    def stop(self, reactor) -> None:
+    def stop(self, reactor: Any) -> None:
         """Stop the flush loop, flush once more, cancel the machine's timer."""
         if self.loop is not None and self.loop.running:
             self.loop.stop()
@@ -159,7 +160,8 @@ def turn_keys(store: StateStore, given: list[TurnKey], now: float) -> list[TurnK
     return list(given) + [key for key in stored if key.key_id not in names]
 
 
-def build_turn(options, reactor, store: StateStore, interface: str, public_ip: str) -> TurnRuntime:
+def build_turn(options: Mapping[str, Any], reactor: Any, store: StateStore, interface: str,
+               public_ip: str) -> TurnRuntime:
     """Build the TURN host, machine, relays, keys and listener protocols from ``options``."""
     now = reactor.seconds()
     stored_before = {key.key_id for key in store.turn_keys()}
@@ -191,7 +193,7 @@ def build_turn(options, reactor, store: StateStore, interface: str, public_ip: s
 
     def revoke(username: str, when: float) -> None:
         server.revoke(username, when)
-        host.driver.pump()
+        host.pump()
 
     api_keys = TurnKeys(store, keys, credentials, drain=server.drain_usage, revoke=revoke)
     runtime = TurnRuntime(host, server, api_keys, relays,

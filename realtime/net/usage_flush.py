@@ -22,6 +22,7 @@ from typing import Callable
 
 from twisted.application.service import Service
 from twisted.internet import task
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -51,18 +52,18 @@ class UsageFlush(Service):
 
     def startService(self) -> None:
         """Start flushing every :attr:`interval` seconds (first flush after one interval)."""
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service
         self.loop = task.LoopingCall(self.run)
         self.loop.clock = self.clock
         self.loop.start(self.interval, now=False)
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None] | None:
         """Stop the loop and flush once more, so nothing counted is lost."""
         if self.loop is not None and self.loop.running:
             self.loop.stop()
         self.loop = None
         self.run()
-        return super().stopService()
+        return super().stopService()  # type: ignore[no-untyped-call]  # Twisted's Service
 
     def run(self) -> None:
         """Flush now; log (never raise) a failure, keeping the counts for the next run."""

@@ -64,6 +64,7 @@ from realtime.errors import DecodeError, LocalProtocolError
 from realtime.ice.events import ConsentExpired, SelectedPairChanged
 from realtime.ice.lite import IceLiteAgent
 from realtime.peer.events import ApplicationData, Connected, ConnectionEvent, Disconnected
+from realtime.peer.sctp_transport import SctpTransport
 from realtime.srtp.context import SrtpSession, from_dtls_keying
 
 MediaSink = Callable[[PacketKind, bytes, float], None]
@@ -138,7 +139,7 @@ class PeerConnection:
         self.srtp_keying: tuple[tuple[bytes, bytes], tuple[bytes, bytes]] | None = None
         self.dtls: DtlsEndpoint | None = None
         #: the DataChannel transport, when the SDP negotiated one (:meth:`attach_sctp`)
-        self.sctp = None
+        self.sctp: SctpTransport | None = None
         #: Datagrams dropped, by reason ("stun", "dtls", "srtp", "srtcp", "unknown", ...).
         self.drops: Counter[str] = Counter()
         #: Packets and bytes received and sent, by kind.
@@ -197,14 +198,13 @@ class PeerConnection:
             return
         self.ice.notice_dtls(addr, now)
         self._drain_ice(now)
-        if self.dtls is None:
-            self._start_dtls(now)
+        dtls = self.dtls if self.dtls is not None else self._start_dtls(now)
         try:
-            self.dtls.receive_datagram(data, now)
+            dtls.receive_datagram(data, now)
         except DecodeError:
             self.drops["dtls"] += 1
             return
-        self._drain_dtls(now, addr)
+        self._drain_dtls(dtls, now, addr)
 
     def _receive_srtp(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> None:
         srtp = self.srtp
@@ -228,7 +228,7 @@ class PeerConnection:
         self._drain_ice(now)
         if self.dtls is not None:
             self.dtls.handle_timer(now)
-            self._drain_dtls(now)
+            self._drain_dtls(self.dtls, now)
         sctp = self.sctp
         if sctp is not None:
             deadline = sctp.get_timer()
@@ -236,7 +236,7 @@ class PeerConnection:
                 sctp.handle_timer(now)
             self.flush_sctp(now)
 
-    def attach_sctp(self, transport) -> None:
+    def attach_sctp(self, transport: SctpTransport) -> None:
         """Carry DataChannels: run ``transport`` (an SctpTransport) over DTLS."""
         self.sctp = transport
 
@@ -324,8 +324,8 @@ class PeerConnection:
 
     # -- internals ---------------------------------------------------------
 
-    def _start_dtls(self, now: float) -> None:
-        self.dtls = DtlsEndpoint(
+    def _start_dtls(self, now: float) -> DtlsEndpoint:
+        dtls = self.dtls = DtlsEndpoint(
             self.dtls_role,
             self.certificate,
             self.remote_fingerprints,
@@ -339,6 +339,7 @@ class PeerConnection:
         if self.state == ConnectionState.NEW:
             self.state = ConnectionState.CONNECTING
         self._flush_dtls()
+        return dtls
 
     def _flush_dtls(self) -> None:
         addr = self.ice.selected_address
@@ -359,13 +360,14 @@ class PeerConnection:
                     self.state = ConnectionState.FAILED
                     self._events.append(Disconnected("ICE consent expired"))
 
-    def _drain_dtls(self, now: float, addr: Address | None = None) -> None:
+    def _drain_dtls(self, dtls: DtlsEndpoint, now: float, addr: Address | None = None) -> None:
         self._flush_dtls()
-        self._drain_dtls_events(now, addr)
+        self._drain_dtls_events(dtls, now, addr)
         self.flush_sctp(now)
 
-    def _drain_dtls_events(self, now: float, addr: Address | None = None) -> None:
-        while (event := self.dtls.next_event()) is not None:
+    def _drain_dtls_events(self, dtls: DtlsEndpoint, now: float,
+                           addr: Address | None = None) -> None:
+        while (event := dtls.next_event()) is not None:
             if isinstance(event, ApplicationDataReceived):
                 if addr is not None:  # a record that passed DTLS's MAC: proof of life
                     self.ice.notice_authenticated(addr, now)
@@ -380,7 +382,9 @@ class PeerConnection:
                     event.srtp_profile, event.local_keying, event.remote_keying
                 )
                 self.state = ConnectionState.CONNECTED
-                self._events.append(Connected(self.ice.selected_address, event.srtp_profile))
+                selected = self.ice.selected_address
+                assert selected is not None, "DTLS runs only once ICE selected a pair"
+                self._events.append(Connected(selected, event.srtp_profile))
                 if self.sctp is not None:
                     self.sctp.start(now)
             elif isinstance(event, HandshakeFailed):

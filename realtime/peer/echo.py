@@ -38,11 +38,12 @@ from realtime.ice.credentials import ice_credentials
 from realtime.ice.lite import IceLiteAgent
 from realtime.errors import LocalProtocolError
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
+from realtime.peer.events import PeerEvent
 from realtime.peer.sctp_transport import MessageReceived, SctpTransport
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.errors import SdpError
 from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
-from realtime.sdp.session import SessionDescription
+from realtime.sdp.session import MediaDescription, SessionDescription
 
 _SSRC = struct.Struct("!I")
 RTCP_SR, RTCP_RTPFB, RTCP_PSFB = 200, 205, 206
@@ -73,7 +74,7 @@ class EchoSession:
         self.app_id: str | None = None
         connection.media_sink = self.echo
 
-    def handle_event(self, event, now: float) -> None:
+    def handle_event(self, event: PeerEvent, now: float) -> None:
         """Echo each DataChannel message on its own channel."""
         if isinstance(event, MessageReceived) and self.connection.sctp is not None:
             try:
@@ -285,12 +286,13 @@ def _echo_session(session_id: str, offer: SessionDescription, answer: SessionDes
     if not offer.media or not answer.media:
         raise SdpError("the offer has no media section")
     accepted = [m for m in answer.media if m.port != 0]
-    offered = offer.media_by_mid(accepted[0].mid) if accepted else offer.media[0]
+    offered = _offered(offer, accepted[0].mid) if accepted else offer.media[0]
     fingerprints = [(f.hash_function, f.fingerprint) for f in offer.fingerprints_for(offered)]
     setup = answer.transport_value(accepted[0], "setup") if accepted else "passive"
     local = accepted[0] if accepted else answer.media[0]
     ice = IceLiteAgent(
-        answer.transport_value(local, "ice-ufrag"), answer.transport_value(local, "ice-pwd"),
+        _required(answer.transport_value(local, "ice-ufrag"), "ice-ufrag"),
+        _required(answer.transport_value(local, "ice-pwd"), "ice-pwd"),
         remote_ufrag=offer.transport_value(offered, "ice-ufrag"),
         remote_pwd=offer.transport_value(offered, "ice-pwd"),
         tiebreaker=int.from_bytes(random(8), "big"),
@@ -302,10 +304,24 @@ def _echo_session(session_id: str, offer: SessionDescription, answer: SessionDes
     )
     application = [m for m in accepted if m.kind == "application"]
     if application:
-        offered_app = offer.media_by_mid(application[0].mid)
+        offered_app = _offered(offer, application[0].mid)
         connection.attach_sctp(SctpTransport(
             dtls, remote_max_message_size=offered_app.max_message_size or 65536, random=random))
     return EchoSession(session_id, answer, connection, ssrc_map, random)
+
+
+def _offered(offer: SessionDescription, mid: str | None) -> MediaDescription:
+    """Return the offer's section that our answer's section ``mid`` answers."""
+    media = offer.media_by_mid(mid) if mid is not None else None
+    if media is None:
+        raise SdpError(f"no offered media section has mid {mid!r}")
+    return media
+
+
+def _required(value: str | None, name: str) -> str:
+    if value is None:
+        raise SdpError(f"the description has no a={name}")
+    return value
 
 
 def _random_ssrc(random: Callable[[int], bytes], taken: dict[int, int]) -> int:

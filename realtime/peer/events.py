@@ -79,8 +79,9 @@ class TransportClosed(PeerEvent):
     reason: str
 
 
-#: What :meth:`PeerConnection.next_event` returns.
-ConnectionEvent = Connected | Disconnected | ApplicationData
-
 #: What :meth:`SctpTransport.next_event` returns.
 DataChannelEvent = ChannelOpened | MessageReceived | ChannelClosed | TransportClosed
+
+#: What :meth:`PeerConnection.next_event` returns: its own events, and those of
+#: the SCTP transport it carries (passed on by ``flush_sctp``).
+ConnectionEvent = Connected | Disconnected | ApplicationData | DataChannelEvent

@@ -73,10 +73,15 @@ class RoutedSession(Protocol):
 R = TypeVar("R", bound=RoutedSession)
 
 
+#: datagrams for the port to send in answer: ``(data, address)``
+Replies = list[tuple[bytes, Address]]
+
+
 class Fallback(Protocol):
     """Answers what no session takes (the STUN Binding service)."""
 
-    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float): ...
+    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float
+              ) -> Replies | None: ...
 
 
 class PeerRouter(Generic[R]):
@@ -106,7 +111,7 @@ class PeerRouter(Generic[R]):
         #: per session without a connection yet: the datagrams held for it
         self.early: dict[RoutedSession, list[tuple[PacketKind, bytes, Address, float]]] = {}
 
-    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float):
+    def route(self, kind: PacketKind, data: bytes, addr: Address, now: float) -> Replies | None:
         """Deliver ``data``; return replies for the port, ``[]`` or ``None`` (unrouted)."""
         if kind is PacketKind.STUN:
             routed = self.demux.route_stun(data, addr, now)

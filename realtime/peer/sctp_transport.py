@@ -175,40 +175,41 @@ class SctpTransport:
     @property
     def buffered_amount(self) -> int:
         """Bytes of user data queued and not yet acknowledged by the peer."""
-        transmitter = self.association.transmitter
-        return transmitter.buffered_amount if transmitter is not None else 0
+        transfer = self.association.transfer
+        return transfer.transmitter.buffered_amount if transfer is not None else 0
 
     # -- association events ------------------------------------------------
 
     def _drain(self) -> None:
         association = self.association
         while (event := association.next_event()) is not None:
-            kind = type(event)
-            if kind is DataReceived:
-                self._data(event)
-            elif kind is AssociationEstablished:
-                for entry in self.channels.states():
-                    if entry.state == "connecting":
-                        self._announce(entry)
-            elif kind is StreamsReset:
-                for entry in self._entries(event.stream_ids):
-                    entry.incoming_reset = True
-                    if entry.state == "open":
-                        entry.state = "closing"
-                        association.reset_streams([entry.channel.id])
-                    self._maybe_closed(entry)
-            elif kind is OutgoingStreamsReset:
-                for entry in self._entries(event.stream_ids):
-                    entry.outgoing_reset = True
-                    self._maybe_closed(entry)
-            elif kind is AssociationRestarted:
-                for entry in self.channels.states():  # the peer forgot its channels
-                    self._finish_close(entry)
-            elif kind is AssociationAborted or kind is AssociationClosed:
-                for entry in self.channels.states():
-                    self._finish_close(entry)
-                reason = event.reason if kind is AssociationAborted else "shutdown"
-                self._events.append(TransportClosed(reason))
+            match event:  # the association's events are final classes: no subclass matches
+                case DataReceived():
+                    self._data(event)
+                case AssociationEstablished():
+                    for entry in self.channels.states():
+                        if entry.state == "connecting":
+                            self._announce(entry)
+                case StreamsReset(stream_ids=stream_ids):
+                    for entry in self._entries(stream_ids):
+                        entry.incoming_reset = True
+                        if entry.state == "open":
+                            entry.state = "closing"
+                            association.reset_streams([entry.channel.id])
+                        self._maybe_closed(entry)
+                case OutgoingStreamsReset(stream_ids=stream_ids):
+                    for entry in self._entries(stream_ids):
+                        entry.outgoing_reset = True
+                        self._maybe_closed(entry)
+                case AssociationRestarted():
+                    for entry in self.channels.states():  # the peer forgot its channels
+                        self._finish_close(entry)
+                case AssociationAborted() | AssociationClosed():
+                    for entry in self.channels.states():
+                        self._finish_close(entry)
+                    reason = event.reason if isinstance(event, AssociationAborted) \
+                        else "shutdown"
+                    self._events.append(TransportClosed(reason))
 
     def _entries(self, stream_ids: tuple[int, ...]) -> list[ChannelState]:
         if not stream_ids:

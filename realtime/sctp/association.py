@@ -50,7 +50,7 @@ from typing import Callable
 
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.sctp.chunks import (
-    AbortChunk, CookieAckChunk, CookieEchoChunk, DataChunk, ErrorChunk,
+    AbortChunk, Chunk, CookieAckChunk, CookieEchoChunk, DataChunk, ErrorChunk,
     ForwardTsnChunk, HeartbeatAckChunk, HeartbeatChunk, InitAckChunk, InitChunk, ReconfigChunk,
     SackChunk, ShutdownAckChunk, ShutdownChunk, ShutdownCompleteChunk, UnknownChunk,
 )
@@ -64,7 +64,9 @@ from realtime.sctp.handshake import (
     HandshakeView, accept_cookie_echo, accept_init_ack, answer_init, features_of,
 )
 from realtime.sctp.packet import ChecksumMismatch, SctpPacket, encode_packet
-from realtime.sctp.parameters import CauseCode, ErrorCause, HeartbeatInfo, ReconfigurationResponse
+from realtime.sctp.parameters import (
+    RECONFIG_REQUESTS, CauseCode, ErrorCause, HeartbeatInfo, ReconfigurationResponse,
+)
 from realtime.sctp.receive import Receiver
 from realtime.sctp.reconfig import StreamReconfiguration
 from realtime.sctp.states import AssociationState
@@ -80,6 +82,21 @@ _RECEIVING_STATES = (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PEN
 
 def _padded(raw: bytes) -> int:
     return len(raw) + (-len(raw) & 3)
+
+
+@dataclass(frozen=True, slots=True)
+class DataTransfer:
+    """What an association holds from ESTABLISHED until it closes.
+
+    User data transfer (RFC 9260 §6) and stream reset (RFC 6525) need both
+    sides' Initial TSNs, so they exist only once the handshake is done:
+    the association has all three or none (``Association.transfer`` is None
+    before ESTABLISHED and after CLOSED).
+    """
+
+    transmitter: Transmitter  #: our DATA, its retransmission and T3-rtx (§6.1-6.3)
+    receiver: Receiver  #: the peer's DATA, reassembly and SACKs (§6.2, §6.9)
+    reconfig: StreamReconfiguration  #: RE-CONFIG requests both ways (RFC 6525 §5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +138,12 @@ class Association:
         self.peer_tag = 0
         self.local_initial_tsn = 0
         self.rto = RtoEstimator(config.rto_initial, config.rto_min, config.rto_max)
-        self.transmitter: Transmitter | None = None
-        self.receiver: Receiver | None = None
-        self.reconfig: StreamReconfiguration | None = None
+        #: the data-carrying halves, from ESTABLISHED until CLOSED
+        self.transfer: DataTransfer | None = None
         self.peer_forward_tsn = False
         #: Packets or chunks dropped, by reason ("checksum", "verification-tag", ...).
         self.drops: dict[str, int] = {}
-        self._control: list[tuple[int, object]] = []  # (verification tag, chunk)
+        self._control: list[tuple[int, Chunk]] = []  # (verification tag, chunk)
         self._events: deque[Event] = deque()
         self._peer_init: InitChunk | None = None
         self._cookie_echo: CookieEchoChunk | None = None
@@ -154,19 +170,20 @@ class Association:
     def send(self, stream_id: int, ppid: int, data: bytes, now: float, *, ordered: bool = True,
              max_retransmits: int | None = None, lifetime: float | None = None) -> None:
         """Queue a user message on ``stream_id`` (``lifetime`` in seconds, RFC 3758)."""
-        if self.state != AssociationState.ESTABLISHED:
+        transfer = self.transfer
+        if self.state != AssociationState.ESTABLISHED or transfer is None:
             raise LocalProtocolError(f"cannot send in state {self.state}")
         if not self.peer_forward_tsn:
             max_retransmits = lifetime = None
-        self.transmitter.enqueue(
+        transfer.transmitter.enqueue(
             stream_id, ppid, data, ordered=ordered, max_retransmits=max_retransmits,
             expiry=None if lifetime is None else now + lifetime)
 
     def reset_streams(self, stream_ids: list[int]) -> None:
         """Reset our outgoing ``stream_ids`` (RFC 6525), e.g. to close DataChannels."""
-        if self.reconfig is None:
+        if self.transfer is None:
             raise LocalProtocolError(f"cannot reset streams in state {self.state}")
-        self.reconfig.request_reset(stream_ids)
+        self.transfer.reconfig.request_reset(stream_ids)
 
     def shutdown(self, now: float) -> None:
         """Close gracefully once all queued data is acknowledged (§9.2)."""
@@ -193,11 +210,12 @@ class Association:
     def get_timer(self) -> float | None:
         """Return the earliest deadline among T1, T2, T3, SACK, HEARTBEAT, RE-CONFIG."""
         deadlines = [self._t1, self._t2, self._heartbeat]
-        if self.transmitter is not None:
-            deadlines.append(self.transmitter.t3_rtx)
-            deadlines.append(self.receiver.sack_deadline)
-            if self.reconfig.outstanding is not None:
-                deadlines.append(self.reconfig.deadline)
+        transfer = self.transfer
+        if transfer is not None:
+            deadlines.append(transfer.transmitter.t3_rtx)
+            deadlines.append(transfer.receiver.sack_deadline)
+            if transfer.reconfig.outstanding is not None:
+                deadlines.append(transfer.reconfig.deadline)
         found = [d for d in deadlines if d is not None]
         return min(found) if found else None
 
@@ -207,29 +225,32 @@ class Association:
         control, self._control = self._control, []
         for tag, chunk in control:
             self._emit(packets, tag, [chunk.encode()])
-        if self.transmitter is None:
+        transfer = self.transfer
+        if transfer is None:
             return packets
         chunks: list[bytes] = []
-        receiver, transmitter = self.receiver, self.transmitter
+        receiver, transmitter = transfer.receiver, transfer.transmitter
         if receiver.sack_deadline is not None and receiver.sack_deadline <= now:
             chunks.append(receiver.sack().encode())
         forward = transmitter.forward_tsn() if self.peer_forward_tsn else None
         if forward is not None:
             chunks.append(forward.encode())
-        request = self.reconfig.request_to_send(transmitter.last_assigned_tsn, now, self.rto.rto)
+        request = transfer.reconfig.request_to_send(transmitter.last_assigned_tsn, now,
+                                                     self.rto.rto)
         if request is not None:
             chunks.append(ReconfigChunk((request,)).encode())
         if self.state in _SENDING_STATES:
-            self._bundle_data(packets, chunks, now)
+            self._bundle_data(transmitter, packets, chunks, now)
         elif chunks:
             self._emit(packets, self.peer_tag, chunks)
         return packets
 
-    def _bundle_data(self, packets: list[bytes], chunks: list[bytes], now: float) -> None:
+    def _bundle_data(self, transmitter: Transmitter, packets: list[bytes], chunks: list[bytes],
+                     now: float) -> None:
         """Fill packets with DATA after the control chunks already in ``chunks``."""
         full = self.config.mtu - 12
         room = full - sum(_padded(c) for c in chunks)
-        take = self.transmitter.take
+        take = transmitter.take
         while True:
             data = take(now, room)
             if data is None:
@@ -258,18 +279,19 @@ class Association:
             self._drop("decode")
             return
         chunks, tag = packet.chunks, packet.verification_tag
-        first = type(chunks[0])
-        if first is InitChunk:
+        head = chunks[0]
+        first = type(head)
+        if type(head) is InitChunk:
             if len(chunks) != 1 or tag != 0:
                 self._drop("init-verification-tag")  # §8.5.1 A, §6.10
             else:
                 config = self.config
-                self._apply(answer_init(self._view(), chunks[0], now, secret=self.secret,
+                self._apply(answer_init(self._view(), head, now, secret=self.secret,
                                         a_rwnd=config.a_rwnd, streams=config.streams,
                                         new_tag=self._nonzero32, new_tsn=self._random32), now)
             return
-        if first is AbortChunk or first is ShutdownCompleteChunk:
-            expected = self.peer_tag if chunks[0].reflected else self.local_tag
+        if type(head) is AbortChunk or type(head) is ShutdownCompleteChunk:
+            expected = self.peer_tag if head.reflected else self.local_tag
             if self.state == AssociationState.CLOSED or tag != expected:
                 self._drop("verification-tag")
                 return
@@ -288,12 +310,13 @@ class Association:
             if kind is DataChunk:
                 had_data = self._receive_data(chunk) or had_data
             elif kind is SackChunk:
-                if self.transmitter is not None:
-                    self.transmitter.handle_sack(chunk, now)
+                if self.transfer is not None:
+                    self.transfer.transmitter.handle_sack(chunk, now)
                     self._finish_sending(now)
             elif kind is ForwardTsnChunk:
-                if self.receiver is not None and self.state in _RECEIVING_STATES:
-                    self.receiver.forward_tsn(chunk.new_cumulative_tsn, chunk.streams, now)
+                if self.transfer is not None and self.state in _RECEIVING_STATES:
+                    self.transfer.receiver.forward_tsn(chunk.new_cumulative_tsn, chunk.streams,
+                                                       now)
             elif kind is CookieEchoChunk:
                 decision = accept_cookie_echo(self._view(), chunk, tag, now, secret=self.secret,
                                               lifetime=self.config.cookie_lifetime)
@@ -302,8 +325,8 @@ class Association:
             elif kind is InitAckChunk:
                 self._apply(accept_init_ack(self._view(), chunk), now)
             elif kind is CookieAckChunk:
-                if self.state == AssociationState.COOKIE_ECHOED:  # §5.1 step E
-                    ack = self._peer_init
+                ack = self._peer_init
+                if self.state == AssociationState.COOKIE_ECHOED and ack is not None:  # §5.1 E
                     self._establish(self.local_initial_tsn, ack.initial_tsn, ack.a_rwnd,
                                     features_of(ack), AssociationEstablished())
             elif kind is HeartbeatChunk:
@@ -331,25 +354,24 @@ class Association:
                 self._drop(type(chunk).__name__)
             if self.state == AssociationState.CLOSED:
                 break
-        if self.receiver is not None:
-            self.receiver.packet_done(now, had_data)
-            self._deliver()
+        if self.transfer is not None:
+            self.transfer.receiver.packet_done(now, had_data)
+            self._deliver(self.transfer.receiver)
         if self.state == AssociationState.ESTABLISHED:
             self._heartbeat = now + self.config.heartbeat_interval + self.rto.rto
             self._heartbeat_misses = 0
 
     def _receive_data(self, chunk: DataChunk) -> bool:
-        if self.receiver is None or self.state not in _RECEIVING_STATES:
+        if self.transfer is None or self.state not in _RECEIVING_STATES:
             self._drop("data-out-of-state")
             return False
         if not chunk.user_data:
             self._drop("data-without-user-data")  # §6.2 would ABORT; one bad chunk is not worth it
             return False
-        self.receiver.receive_data(chunk)
+        self.transfer.receiver.receive_data(chunk)
         return True
 
-    def _deliver(self) -> None:
-        receiver = self.receiver
+    def _deliver(self, receiver: Receiver) -> None:
         if receiver.delivered:
             for message in receiver.delivered:
                 self._events.append(DataReceived(message.stream_id, message.ppid, message.data,
@@ -358,29 +380,31 @@ class Association:
 
     def _reconfigure(self, chunk: ReconfigChunk, now: float) -> None:
         """Answer the peer's requests and apply responses to ours (RFC 6525 §5.2)."""
-        if self.reconfig is None:
+        transfer = self.transfer
+        if transfer is None:
             return
         responses = []
         for param in chunk.parameters:
             if isinstance(param, ReconfigurationResponse):
-                streams = self.reconfig.handle_response(param, now, self.rto.rto)
+                streams = transfer.reconfig.handle_response(param, now, self.rto.rto)
                 if streams is not None:
-                    self.transmitter.reset_stream_seq(list(streams))
+                    transfer.transmitter.reset_stream_seq(list(streams))
                     self._events.append(OutgoingStreamsReset(streams))
-            elif hasattr(param, "request_seq"):
-                response, reset = self.reconfig.handle_request(
-                    param, self.receiver.cumulative_tsn & MASK)
+            elif isinstance(param, RECONFIG_REQUESTS):
+                response, reset = transfer.reconfig.handle_request(
+                    param, transfer.receiver.cumulative_tsn & MASK)
                 responses.append(response)
                 if reset is not None:
-                    self.receiver.reset_streams(reset)
+                    transfer.receiver.reset_streams(reset)
                     self._events.append(StreamsReset(reset))
         if responses:
             self._control.append((self.peer_tag, ReconfigChunk(tuple(responses))))
 
     def _peer_shutdown(self, chunk: ShutdownChunk, now: float) -> None:
         """Handle SHUTDOWN (§9.2): acknowledge up to its TSN, then SHUTDOWN ACK when idle."""
-        if self.state in (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING):
-            transmitter = self.transmitter
+        if self.state in (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING) \
+                and self.transfer is not None:
+            transmitter = self.transfer.transmitter
             window = transmitter.peer_rwnd + transmitter.flight_size
             transmitter.handle_sack(SackChunk(chunk.cumulative_tsn_ack, window), now)
             self.state = AssociationState.SHUTDOWN_RECEIVED
@@ -405,7 +429,7 @@ class Association:
             self._t1_expired(now)
         if self._t2 is not None and now >= self._t2:
             self._t2_expired(now)
-        transmitter = self.transmitter
+        transmitter = self.transfer.transmitter if self.transfer is not None else None
         if transmitter is not None and transmitter.t3_rtx is not None and now >= transmitter.t3_rtx:
             transmitter.handle_t3(now)
             if transmitter.timeouts > self.config.max_retransmits:
@@ -420,7 +444,7 @@ class Association:
             return
         if self.state == AssociationState.COOKIE_WAIT:
             self._control.append((0, self._init_chunk()))
-        elif self.state == AssociationState.COOKIE_ECHOED:
+        elif self.state == AssociationState.COOKIE_ECHOED and self._cookie_echo is not None:
             self._control.append((self.peer_tag, self._cookie_echo))
         backoff = self.config.rto_initial * (2 ** self._t1_count)
         self._t1 = now + min(backoff, self.config.rto_max)
@@ -431,9 +455,9 @@ class Association:
             self.abort("no answer to SHUTDOWN")
             return
         self.rto.back_off()
-        if self.state == AssociationState.SHUTDOWN_SENT:
+        if self.state == AssociationState.SHUTDOWN_SENT and self.transfer is not None:
             self._control.append((self.peer_tag,
-                                  ShutdownChunk(self.receiver.cumulative_tsn & MASK)))
+                                  ShutdownChunk(self.transfer.receiver.cumulative_tsn & MASK)))
         elif self.state == AssociationState.SHUTDOWN_ACK_SENT:
             self._control.append((self.peer_tag, ShutdownAckChunk()))
         self._t2 = now + self.rto.rto
@@ -516,9 +540,10 @@ class Association:
         config = self.config
         self.local_initial_tsn = local_tsn
         self.rto = RtoEstimator(config.rto_initial, config.rto_min, config.rto_max)
-        self.transmitter = Transmitter(local_tsn, config.mtu, peer_rwnd, self.rto)
-        self.receiver = Receiver(peer_tsn, config.a_rwnd, config.max_message_size)
-        self.reconfig = StreamReconfiguration(local_tsn, peer_tsn)
+        self.transfer = DataTransfer(
+            Transmitter(local_tsn, config.mtu, peer_rwnd, self.rto),
+            Receiver(peer_tsn, config.a_rwnd, config.max_message_size),
+            StreamReconfiguration(local_tsn, peer_tsn))
         self.peer_forward_tsn = bool(features & FEATURE_FORWARD_TSN)
         self.state = AssociationState.ESTABLISHED
         self._t1 = self._t2 = None
@@ -529,17 +554,18 @@ class Association:
     def _close(self, event: Event) -> None:
         """Forget the association and report ``event``."""
         self.state = AssociationState.CLOSED
-        self.transmitter = self.receiver = self.reconfig = None
+        self.transfer = None
         self._t1 = self._t2 = self._heartbeat = None
         self._events.append(event)
 
     def _finish_sending(self, now: float) -> None:
         """Send SHUTDOWN or SHUTDOWN ACK once everything we sent is acknowledged."""
-        if self.transmitter is None or not self.transmitter.idle:
+        transfer = self.transfer
+        if transfer is None or not transfer.transmitter.idle:
             return
         if self.state == AssociationState.SHUTDOWN_PENDING:
             self._control.append((self.peer_tag,
-                                  ShutdownChunk(self.receiver.cumulative_tsn & MASK)))
+                                  ShutdownChunk(transfer.receiver.cumulative_tsn & MASK)))
             self.state = AssociationState.SHUTDOWN_SENT
         elif self.state == AssociationState.SHUTDOWN_RECEIVED:
             self._control.append((self.peer_tag, ShutdownAckChunk()))

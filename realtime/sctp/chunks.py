@@ -144,11 +144,11 @@ class InitChunk:
         if len(value) < 16:
             raise DecodeError(f"{cls.chunk_type.name} chunk value of {len(value)} bytes "
                               "is shorter than 16")
-        fixed = struct.unpack_from("!IIHHI", value)
+        tag, a_rwnd, outbound, inbound, initial_tsn = struct.unpack_from("!IIHHI", value)
         params = decode_tlvs(memoryview(value)[16:], decode_parameter,
                              f"{cls.chunk_type.name} parameter")
         padded = bool(params) and len(value) % 4 == 0 and len(params[-1].encode_value()) % 4 != 0
-        return cls(*fixed, params, padded)
+        return cls(tag, a_rwnd, outbound, inbound, initial_tsn, params, padded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,10 +333,11 @@ Chunk = Union[
 ]
 
 
-def _fixed(name: str, size: int, build: Callable[[int, bytes], object]):
+def _fixed(name: str, size: int, build: Callable[[int, bytes], Chunk]
+           ) -> Callable[[int, bytes], Chunk]:
     """Return a decoder that insists on a ``size``-byte value."""
 
-    def decode(flags: int, value: bytes):
+    def decode(flags: int, value: bytes) -> Chunk:
         if len(value) != size:
             raise DecodeError(f"{name} chunk value of {len(value)} bytes is not {size}")
         return build(flags, value)
@@ -344,11 +345,14 @@ def _fixed(name: str, size: int, build: Callable[[int, bytes], object]):
     return decode
 
 
-def _params(cls):
+def _params(cls: Callable[[tuple[Parameter, ...]], Chunk]) -> Callable[[int, bytes], Chunk]:
+    """Return a decoder of a chunk whose value is a run of parameters."""
     return lambda flags, value: cls(decode_tlvs(value, decode_parameter, "SCTP parameter"))
 
 
-def _causes(build):
+def _causes(build: Callable[[int, tuple[ErrorCause, ...]], Chunk]
+            ) -> Callable[[int, bytes], Chunk]:
+    """Return a decoder of a chunk whose value is a run of error causes."""
     return lambda flags, value: build(flags, decode_tlvs(value, decode_cause, "SCTP error cause"))
 
 

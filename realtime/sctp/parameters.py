@@ -251,8 +251,9 @@ class OutgoingSsnResetRequest:
         if len(value) < 12:
             raise DecodeError(
                 f"Outgoing SSN Reset Request value of {len(value)} bytes is too short")
-        seqs = struct.unpack_from("!III", value)
-        return cls(*seqs, _streams(value, 12, "Outgoing SSN Reset Request"))
+        request_seq, response_seq, last_tsn = struct.unpack_from("!III", value)
+        return cls(request_seq, response_seq, last_tsn,
+                   _streams(value, 12, "Outgoing SSN Reset Request"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +353,15 @@ Parameter = Union[
     OutgoingSsnResetRequest, IncomingSsnResetRequest, ReconfigurationResponse,
     AddOutgoingStreamsRequest, AddIncomingStreamsRequest,
 ]
+
+#: The requests a RE-CONFIG chunk may carry (RFC 6525 §4.1-4.6), answered by
+#: :meth:`~realtime.sctp.reconfig.StreamReconfiguration.handle_request`.
+ReconfigRequest = Union[
+    OutgoingSsnResetRequest, IncomingSsnResetRequest, AddOutgoingStreamsRequest,
+    AddIncomingStreamsRequest,
+]
+RECONFIG_REQUESTS = (OutgoingSsnResetRequest, IncomingSsnResetRequest, AddOutgoingStreamsRequest,
+                     AddIncomingStreamsRequest)
 
 PARAMETER_CLASSES: dict[int, Callable[[bytes], Parameter]] = {
     cls.TYPE: cls.from_value

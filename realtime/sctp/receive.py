@@ -208,7 +208,7 @@ class Receiver:
 
     def sack(self) -> SackChunk:
         """Return the SACK describing what arrived, and forget the duplicates."""
-        blocks = []
+        blocks: list[list[int]] = []  # [start, end] offsets, the last one growing
         cumulative = self.cumulative_tsn
         for tsn in sorted(self._above):
             offset = tsn - cumulative

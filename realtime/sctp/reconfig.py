@@ -26,8 +26,7 @@ answered "denied"; WebRTC closes channels only with outgoing resets.
 from __future__ import annotations
 
 from realtime.sctp.parameters import (
-    AddIncomingStreamsRequest, AddOutgoingStreamsRequest, IncomingSsnResetRequest,
-    OutgoingSsnResetRequest, Parameter, ReconfigResult, ReconfigurationResponse,
+    OutgoingSsnResetRequest, ReconfigRequest, ReconfigResult, ReconfigurationResponse,
 )
 
 MASK = 0xFFFFFFFF
@@ -46,7 +45,7 @@ class StreamReconfiguration:
         self.pending: list[int] = []
         self.outstanding: OutgoingSsnResetRequest | None = None
         self.deadline: float | None = None
-        self._last_request: Parameter | None = None
+        self._last_request: ReconfigRequest | None = None
         self._last_result: int = ReconfigResult.SUCCESS_NOTHING_TO_DO
 
     # -- our requests ------------------------------------------------------
@@ -93,7 +92,7 @@ class StreamReconfiguration:
 
     # -- the peer's requests -----------------------------------------------
 
-    def handle_request(self, request: Parameter, cumulative_tsn: int
+    def handle_request(self, request: ReconfigRequest, cumulative_tsn: int
                        ) -> tuple[ReconfigurationResponse, tuple[int, ...] | None]:
         """Answer one of the peer's requests.
 
@@ -116,10 +115,7 @@ class StreamReconfiguration:
                 result, reset = ReconfigResult.SUCCESS_PERFORMED, request.streams
             else:
                 result = ReconfigResult.IN_PROGRESS
-        elif isinstance(request, (IncomingSsnResetRequest, AddOutgoingStreamsRequest,
-                                  AddIncomingStreamsRequest)):
-            result = ReconfigResult.DENIED
-        else:  # pragma: no cover - callers pass only requests
+        else:  # Incoming SSN Reset, Add Outgoing/Incoming Streams: we do not grant them
             result = ReconfigResult.DENIED
         self._last_result = result
         return ReconfigurationResponse(seq, result), reset

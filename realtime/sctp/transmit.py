@@ -255,18 +255,18 @@ class Transmitter:
         highest_newly_acked = cumulative
         for start, end in sack.gap_blocks:
             for tsn in range(cumulative + start, min(cumulative + end, self.unsent - 1) + 1):
-                record = self._by_tsn.get(tsn)
-                if record is None or record.acked:
+                gapped = self._by_tsn.get(tsn)
+                if gapped is None or gapped.acked:
                     continue
-                record.acked = True
-                record.marked = False
-                if record.in_flight:
-                    record.in_flight = False
-                    self.flight_size -= record.size
-                if not record.abandoned:
-                    bytes_acked += record.size
-                    if record.transmissions == 1:
-                        rtt_sample = now - record.sent_at
+                gapped.acked = True
+                gapped.marked = False
+                if gapped.in_flight:
+                    gapped.in_flight = False
+                    self.flight_size -= gapped.size
+                if not gapped.abandoned:
+                    bytes_acked += gapped.size
+                    if gapped.transmissions == 1:
+                        rtt_sample = now - gapped.sent_at
                 highest_newly_acked = max(highest_newly_acked, tsn)
         if rtt_sample is not None:
             self.rto.observe(rtt_sample)

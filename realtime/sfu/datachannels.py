@@ -55,21 +55,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 from realtime.errors import LocalProtocolError
+from realtime.peer.connection import PeerConnection
+from realtime.peer.events import PeerEvent
 from realtime.peer.sctp_transport import (
     DEFAULT_REMOTE_MAX_MESSAGE_SIZE, ChannelClosed, MessageReceived, SctpTransport,
     TransportClosed,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from realtime.sdp.negotiated import NegotiatedSession
-    from realtime.sfu.session import SfuSession
+from realtime.sdp.negotiated import NegotiatedSession
 
 __all__ = [
-    "ACK_TIMEOUT", "MAX_BACKLOG", "SERVER_EVENTS", "ChannelExists", "ChannelPolicy",
-    "ChannelSubscription", "NoTransport", "PublishedChannel", "SessionDataChannels",
+    "ACK_TIMEOUT", "MAX_BACKLOG", "SERVER_EVENTS", "ChannelExists", "ChannelHost",
+    "ChannelPolicy", "ChannelSubscription", "NoTransport", "PublishedChannel",
+    "SessionDataChannels",
 ]
 
 #: the only channel ``datachannels/establish`` pulls
@@ -88,6 +88,40 @@ class NoTransport(LocalProtocolError):
 
 class ChannelExists(LocalProtocolError):
     """The session already publishes that name, or already subscribes to that channel."""
+
+
+class ChannelHost(Protocol):
+    """What the DataChannels need of the session that holds them (an SFU session).
+
+    Read-only: the channels send through the host's connection, draw stream
+    ids' randomness from it, and mark it ``touched`` for the I/O side to
+    flush; a subscription's messages go through the publisher's host.
+    """
+
+    @property
+    def session_id(self) -> str:
+        """The session's id (``GET /sessions/{id}`` lists a subscription's publisher by it)."""
+        ...
+
+    @property
+    def connection(self) -> PeerConnection | None:
+        """The session's PeerConnection, once an exchange completed."""
+        ...
+
+    @property
+    def random(self) -> Callable[[int], bytes]:
+        """The session's source of randomness (the SCTP association's tags and TSNs)."""
+        ...
+
+    @property
+    def touched(self) -> set[Any]:
+        """The switchboard's set of sessions with output queued outside their own input."""
+        ...
+
+    @property
+    def datachannels(self) -> SessionDataChannels:
+        """The host's channels (a publication's subscribers live on other hosts)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +150,7 @@ class PublishedChannel:
     :ivar replier: the one subscription allowed to send back (``canReply``).
     """
 
-    session: SfuSession
+    session: ChannelHost
     id: int
     name: str
     policy: ChannelPolicy
@@ -143,7 +177,7 @@ class ChannelSubscription:
         the time it must arrive by; None once acknowledged (or not asked).
     """
 
-    session: SfuSession
+    session: ChannelHost
     id: int
     publication: PublishedChannel
     policy: ChannelPolicy
@@ -172,14 +206,14 @@ Channel = PublishedChannel | ChannelSubscription
 
 
 class SessionDataChannels:
-    """The API DataChannels of one :class:`SfuSession`, and the fan-out between sessions.
+    """The API DataChannels of one session (a :class:`ChannelHost`), and the fan-out between them.
 
     :ivar channels: stream id -> channel, closed ones kept (listed ``inactive``)
         until their id is reused.
     :ivar drops: messages not forwarded, by reason.
     """
 
-    def __init__(self, session: SfuSession) -> None:
+    def __init__(self, session: ChannelHost) -> None:
         self.session = session
         self.channels: dict[int, Channel] = {}
         self.drops: Counter[str] = Counter()
@@ -194,14 +228,15 @@ class SessionDataChannels:
     def transport(self) -> SctpTransport | None:
         """Return the session's SCTP transport, or None before it is negotiated."""
         connection = self.session.connection
-        return getattr(connection, "sctp", None) if connection is not None else None
+        return connection.sctp if connection is not None else None
 
     def settle(self, negotiated: NegotiatedSession, now: float) -> None:
         """Attach an SCTP transport the first time an exchange accepts an m=application."""
         connection = self.session.connection
         if connection is None:
             return
-        if connection.sctp is None:
+        transport = connection.sctp
+        if transport is None:
             application = next((m for m in negotiated.media
                                 if m.kind == "application" and m.accepted), None)
             if application is None:
@@ -215,7 +250,7 @@ class SessionDataChannels:
             if connection.state == "connected":  # DataChannels added to a live session
                 transport.start(now)
         if self.want_server_events and self.server_events_id is None:
-            self.server_events_id = connection.sctp.open_channel(SERVER_EVENTS).id
+            self.server_events_id = transport.open_channel(SERVER_EVENTS).id
         self.flush(self.session, now)
 
     def planned_server_events_id(self) -> int:
@@ -314,24 +349,23 @@ class SessionDataChannels:
 
     # -- events from the PeerConnection -------------------------------------------------
 
-    def handle_event(self, event: object, now: float) -> None:
+    def handle_event(self, event: PeerEvent, now: float) -> None:
         """Fan out a publisher's message, route a reply, or note a closed channel."""
-        kind = type(event)
-        if kind is MessageReceived:
+        if type(event) is MessageReceived:
             channel = self.channels.get(event.channel_id)
             if channel is None or channel.closed:
                 self.drops["message-on-unknown-channel"] += 1
             elif type(channel) is PublishedChannel:
                 self._fan_out(channel, event, now)
-            else:
+            elif type(channel) is ChannelSubscription:
                 self._from_subscriber(channel, event, now)
-        elif kind is ChannelClosed:
+        elif type(event) is ChannelClosed:
             channel = self.channels.get(event.channel_id)
             if channel is not None and not channel.closed:
                 self._end(channel, now, reset=False)
             if event.channel_id == self.server_events_id:
                 self.server_events_id = None
-        elif kind is TransportClosed:
+        elif type(event) is TransportClosed:
             self.close_all(now)
 
     def _fan_out(self, publication: PublishedChannel, event: MessageReceived,
@@ -355,7 +389,7 @@ class SessionDataChannels:
         else:
             self.drops["one-way"] += 1
 
-    def _deliver(self, target: SfuSession, stream_id: int, data: bytes | str,
+    def _deliver(self, target: ChannelHost, stream_id: int, data: bytes | str,
                  now: float) -> None:
         """Send one message on ``target``'s stream and mark it for the I/O side to flush."""
         connection = target.connection
@@ -410,7 +444,7 @@ class SessionDataChannels:
             self.flush(self.session, now)
 
     @staticmethod
-    def flush(target: SfuSession, now: float) -> None:
+    def flush(target: ChannelHost, now: float) -> None:
         """Move ``target``'s queued SCTP packets into DTLS and mark it touched."""
         connection = target.connection
         if connection is not None and connection.sctp is not None:

@@ -56,7 +56,7 @@ from realtime.rtcp.feedback import (
 )
 from realtime.rtcp.packet import decode_compound, encode_compound
 from realtime.rtcp.reports import ReceiverReport, ReportBlock, SenderReport
-from realtime.rtcp.sdes import SourceDescription
+from realtime.rtcp.sdes import SdesChunk, SourceDescription
 from realtime.rtp.statistics import ReceiverStatistics, ntp_middle32, ntp_timestamp
 from realtime.sfu.forwarder import Forwarder
 
@@ -387,8 +387,8 @@ class SubscriberFeedback:
 
     def sender_reports(self, now: float) -> bytes:
         """Return an SR + SDES compound for every forwarder that has sent media (b"" if none)."""
-        packets: list = []
-        chunks = []
+        packets: list[SenderReport | SourceDescription] = []
+        chunks: list[SdesChunk] = []
         ntp = ntp_timestamp(now)
         for forwarder in self.forwarders.values():
             sender = forwarder.sender

@@ -1,8 +1,11 @@
 """
 Where a session's incoming media goes: RTP routed to tracks by SSRC, RTCP terminated.
 
-:class:`MediaRouting` is the part of :class:`~realtime.sfu.session.SfuSession`
-that runs for every decrypted packet (the connection's ``media_sink``)::
+:class:`MediaRouting` is the component of :class:`~realtime.sfu.session.SfuSession`
+that runs for every decrypted packet (its :meth:`~MediaRouting.receive_media` is
+the connection's ``media_sink``).  It owns the SSRC routes; the session hands it
+what it reads: its m= sections (``transceivers``), its RTCP legs and the
+counters drops are reported in::
 
     RTP  ──ssrc──> routes[ssrc] ─hit─> PublishedTrack.receive_rtp(packet, stream, now)
                         │                or RtxRepair.receive_rtp: RTX (RFC 4588 §4) answering
@@ -19,10 +22,6 @@ that runs for every decrypted packet (the connection's ``media_sink``)::
                              RR (round trip), REMB (the subscriber's estimate)
              everything else (SDES, transport-cc, unknown): consumed
 
-The session's timer is the RTCP legs' timer (:meth:`MediaRouting.get_timer`,
-:meth:`MediaRouting.handle_timer`); the I/O side folds it into the
-connection's.
-
 Hostile input: a datagram too short for RTP, a malformed extension block or
 an undecodable RTCP compound is counted in ``counters`` and dropped; routes
 are bounded by :data:`MAX_ROUTES`.
@@ -31,57 +30,73 @@ are bounded by :data:`MAX_ROUTES`.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections import Counter
+from typing import Iterable, Protocol
 
 from realtime.demux import PacketKind
 from realtime.errors import DecodeError
 from realtime.rtcp.packet import decode_compound
-from realtime.rtp.packet import find_extension
+from realtime.rtp.extensions import ExtensionUri
+from realtime.rtp.packet import HEADER_LENGTH, PAYLOAD_TYPE_MASK, SSRC_OFFSET, find_extension
+from realtime.sdp.negotiation import RtpStream
 from realtime.sfu.rtcp_legs import RtcpLegs
 from realtime.sfu.track import PublishedStream, PublishedTrack, RtxRepair
 from realtime.sfu.transceiver import BIDIRECTIONAL, PUBLISH, Transceiver
 
-__all__ = ["MAX_ROUTES", "MediaRouting"]
+__all__ = ["MAX_ROUTES", "MediaRouting", "Route"]
 
-_SSRC = struct.Struct("!I")
-RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_SSRC = struct.Struct("!I").unpack_from
+#: the header extensions that name an unsignalled SSRC's section, layer and repaired layer
+_NAMING_URIS = (ExtensionUri.MID, ExtensionUri.RTP_STREAM_ID, ExtensionUri.REPAIRED_RTP_STREAM_ID)
 #: most SSRCs one session routes (signalled + learned)
 MAX_ROUTES = 256
 
 
-class MediaRouting:
-    """Route a session's decrypted media; mixed into :class:`~realtime.sfu.session.SfuSession`.
+class MediaReceiver(Protocol):
+    """Where a route delivers: a :class:`PublishedTrack`, or the :class:`RtxRepair` of one."""
 
-    Expects ``routes``, ``subscriptions``, ``transceivers``, ``counters``,
-    ``rtcp`` (:class:`~realtime.sfu.rtcp_legs.RtcpLegs`) and
-    ``transceiver(mid)`` on the instance.
+    def receive_rtp(self, packet: bytes, stream: PublishedStream, now: float) -> None:
+        """Take one packet of ``stream`` (:raises DecodeError: it is malformed)."""
+        ...
+
+
+#: What an SSRC routes to: the receiver and the publisher's stream the packets belong to.
+Route = tuple[MediaReceiver, PublishedStream]
+
+
+class MediaRouting:
+    """Route one session's decrypted media to its tracks; terminate its RTCP.
+
+    :param transceivers: the session's m= sections, the session's own list (read
+        at each lookup, so sections added later are seen).
+    :param rtcp: the session's RTCP legs, which take every RTCP compound.
+    :param counters: where drops are counted (``rtp-malformed``, ``rtp-unrouted``,
+        ``rtcp-malformed``); the session's.
+    :ivar routes: SSRC -> route; None marks an SSRC known to route nowhere.
     """
 
-    routes: dict[int, Any]
-    subscriptions: dict[int, Any]
-    transceivers: list[Transceiver]
-    counters: Any
-    rtcp: RtcpLegs
+    __slots__ = ("transceivers", "rtcp", "counters", "routes")
 
-    def transceiver(self, mid: str) -> Transceiver | None:  # pragma: no cover - overridden
-        """Return the transceiver of m= section ``mid``."""
-        raise NotImplementedError
+    def __init__(self, transceivers: list[Transceiver], rtcp: RtcpLegs,
+                 counters: Counter[str]) -> None:
+        self.transceivers = transceivers
+        self.rtcp = rtcp
+        self.counters = counters
+        self.routes: dict[int, Route | None] = {}
 
-    # -- the session's timer: its RTCP legs ------------------------------------------
-
-    def get_timer(self) -> float | None:
-        """Return the next deadline of the session's RTCP (reports, NACKs, keyframe requests)."""
-        return self.rtcp.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        """Send the RTCP that is due (the I/O side calls this from the connection's timer)."""
-        self.rtcp.handle_timer(now)
+    def route_signalled(self, track: PublishedTrack, streams: Iterable[RtpStream]) -> None:
+        """Route the SSRCs the publisher's SDP signalled for ``track`` (``a=ssrc``, FID groups)."""
+        routes = self.routes
+        for stream in streams:
+            if len(routes) >= MAX_ROUTES:
+                return
+            published = track.learn(stream.ssrc, None)
+            routes[stream.ssrc] = (track, published) if published else None
+            if stream.rtx_ssrc is not None:
+                routes[stream.rtx_ssrc] = self.repair_route(track, published)
 
     @staticmethod
-    def repair_route(track: PublishedTrack, stream: PublishedStream | None
-                     ) -> tuple[RtxRepair, PublishedStream] | None:
+    def repair_route(track: PublishedTrack, stream: PublishedStream | None) -> Route | None:
         """Return the route of an RTX SSRC repairing ``stream`` (None: nothing to repair)."""
         if stream is None:
             return None
@@ -91,36 +106,38 @@ class MediaRouting:
     def receive_media(self, kind: PacketKind, packet: bytes, now: float) -> None:
         """Route a decrypted RTP packet to its track; terminate an RTCP compound."""
         if kind is PacketKind.RTP:
-            if len(packet) < 12:
+            if len(packet) < HEADER_LENGTH:
                 self.counters["rtp-malformed"] += 1
                 return
-            ssrc = _SSRC.unpack_from(packet, 8)[0]
-            route = self.routes.get(ssrc, False)
-            if route is False:
+            ssrc = _SSRC(packet, SSRC_OFFSET)[0]
+            try:
+                route = self.routes[ssrc]
+            except KeyError:  # never seen: learn it (once, unless it stays unroutable)
                 route = self._learn(ssrc, packet)
             if route is None:
                 self.counters["rtp-unrouted"] += 1
                 return
+            receiver, stream = route
             try:
-                route[0].receive_rtp(packet, route[1], now)
+                receiver.receive_rtp(packet, stream, now)
             except DecodeError:
                 self.counters["rtp-malformed"] += 1
         else:
             self._receive_rtcp(packet, now)
 
-    def _learn(self, ssrc: int, packet: bytes) -> tuple[PublishedTrack, Any] | None:
+    def _learn(self, ssrc: int, packet: bytes) -> Route | None:
         """Route an unsignalled SSRC by its MID/RID header extensions (RFC 8843 §9.2, RFC 8852)."""
         if len(self.routes) >= MAX_ROUTES:
             return None
-        route = None
+        route: Route | None = None
         try:
             mid, rid, repaired = self._extension_values(packet)
         except DecodeError:
             return None
         if mid is not None:
-            transceiver = self.transceiver(mid)
+            transceiver = next((t for t in self.transceivers if t.mid == mid), None)
         else:
-            transceiver = self._publisher_of_payload_type(packet[1] & 0x7F)
+            transceiver = self._publisher_of_payload_type(packet[1] & PAYLOAD_TYPE_MASK)
         track = transceiver.track if transceiver is not None else None
         if track is not None and repaired is not None:
             route = self.repair_route(track, track.by_rid.get(repaired))
@@ -134,7 +151,7 @@ class MediaRouting:
 
     def _extension_values(self, packet: bytes) -> tuple[str | None, str | None, str | None]:
         values = []
-        for uri in (MID_URI, RID_URI, REPAIRED_RID_URI):
+        for uri in _NAMING_URIS:
             ext_id = self._extension_id(uri)
             value = find_extension(packet, ext_id) if ext_id is not None else None
             values.append(value.decode("ascii", "replace") if value else None)
@@ -164,7 +181,7 @@ class MediaRouting:
 
     @staticmethod
     def _is_rtx(track: PublishedTrack, packet: bytes) -> bool:
-        pt = packet[1] & 0x7F
+        pt = packet[1] & PAYLOAD_TYPE_MASK
         return any(c.payload_type == pt and c.is_rtx for c in track.codecs)
 
     def _receive_rtcp(self, packet: bytes, now: float) -> None:

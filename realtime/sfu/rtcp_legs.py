@@ -36,7 +36,7 @@ the connection's single timer (:mod:`realtime.net.peers`).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from realtime.sdp.codecs import Codec
 from realtime.sfu.feedback import (
@@ -115,7 +115,7 @@ class RtcpLegs:
         self.publisher.receive_rtp(ssrc, sequence_number, timestamp, keyframe, now,
                                    retransmission)
 
-    def receive_rtcp(self, packets: list, now: float) -> None:
+    def receive_rtcp(self, packets: Sequence[object], now: float) -> None:
         """Handle one decoded compound from the client; send what it causes at once."""
         self.publisher.receive_packets(packets, now)
         self.subscriber.receive_packets(packets, now)
@@ -138,8 +138,8 @@ class RtcpLegs:
     def flush(self, now: float) -> None:
         """Send queued retransmissions and RTCP; act on the legs' events."""
         session = self.session
-        for packet in self.subscriber.rtp_to_send():
-            session.send_rtp(bytes(packet))
+        for retransmission in self.subscriber.rtp_to_send():
+            session.send_rtp(bytes(retransmission))
         for packet in self.publisher.rtcp_to_send():
             session.send_rtcp(packet)
         for packet in self.subscriber.rtcp_to_send():

@@ -29,9 +29,11 @@ ICE restart (RFC 8445 §9): a later description with new remote
 credentials is applied with ``set_remote_credentials``; our own ufrag/pwd
 stay (the port routes checks by our ufrag), a deliberate simplification.
 
-Media: :meth:`SfuSession.receive_media` (from :class:`~realtime.sfu.routing.MediaRouting`)
+Media: the session's :class:`~realtime.sfu.routing.MediaRouting` (:attr:`SfuSession.media`)
 is the connection's ``media_sink``: RTP goes by SSRC to its
-:class:`~realtime.sfu.track.PublishedTrack`, RTCP is terminated.
+:class:`~realtime.sfu.track.PublishedTrack`, RTCP is terminated by the session's
+:class:`~realtime.sfu.rtcp_legs.RtcpLegs`, whose timer is the session's
+(:meth:`SfuSession.get_timer`; the I/O side folds it into the connection's).
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.ice.credentials import ice_credentials
 from realtime.ice.lite import IceLiteAgent
 from realtime.media.simulcast import SimulcastPreferences
 from realtime.peer.connection import DEFAULT_SRTP_PROFILES, PeerConnection
+from realtime.peer.events import PeerEvent
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiated import NegotiatedSession, apply_answer
@@ -54,7 +58,7 @@ from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, cre
 from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
 from realtime.sfu.datachannels import SessionDataChannels
-from realtime.sfu.routing import MAX_ROUTES, MediaRouting
+from realtime.sfu.routing import MediaRouting
 from realtime.sfu.rtcp_legs import RtcpLegs
 from realtime.sfu.track import PublishedTrack, Subscription
 from realtime.sfu.transceiver import (
@@ -88,7 +92,7 @@ class MediaRequest:
     preferences: SimulcastPreferences | None = None
 
 
-class SfuSession(MediaRouting):
+class SfuSession:
     """One client PeerConnection of the SFU, without I/O.
 
     :param session_id: 32 lowercase hex characters.
@@ -129,9 +133,11 @@ class SfuSession(MediaRouting):
         self.negotiated: NegotiatedSession | None = None
         self.rtcp_ssrc = self._new_ssrc()
         self.rtcp = RtcpLegs(self, self.rtcp_ssrc, f"realtime-{session_id[:8]}", random=random)
-        self.routes: dict[int, tuple[PublishedTrack, Any] | None] = {}
         self.subscriptions: dict[int, Subscription] = {}
+        #: media packets dropped, by reason (the routing counts them)
         self.counters: Counter[str] = Counter()
+        #: routes the decrypted media: the connection's media sink
+        self.media = MediaRouting(self.transceivers, self.rtcp, self.counters)
         #: the API DataChannels this session publishes and subscribes to
         self.datachannels = SessionDataChannels(self)
         self.closed = False
@@ -147,6 +153,18 @@ class SfuSession(MediaRouting):
         """Return the open transceiver that publishes ``name`` (``mid: "#name"``)."""
         return next((t for t in self.transceivers
                      if t.track_name == name and t.role in (PUBLISH, BIDIRECTIONAL)), None)
+
+    def receive_media(self, kind: PacketKind, packet: bytes, now: float) -> None:
+        """Route one decrypted packet (what :attr:`media` does for the connection)."""
+        self.media.receive_media(kind, packet, now)
+
+    def get_timer(self) -> float | None:
+        """Return the next deadline of the session's RTCP (reports, NACKs, keyframe requests)."""
+        return self.rtcp.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """Send the RTCP that is due (the I/O side calls this from the connection's timer)."""
+        self.rtcp.handle_timer(now)
 
     @property
     def negotiated_once(self) -> bool:
@@ -266,8 +284,8 @@ class SfuSession(MediaRouting):
                 transceiver.codecs = numbering.renumber_codecs(offered)
                 transceiver.extensions = numbering.renumber_extensions(
                     subscriber_extensions(track))
-                self._subscribe(transceiver, track, request.preferences)
-                transceiver.subscription.offered_payload_types = {
+                subscription = self._subscribe(transceiver, track, request.preferences)
+                subscription.offered_payload_types = {
                     codec.payload_type: pt for codec in offered if not codec.is_rtx
                     and (pt := numbering.payload_type_for(codec)) is not None}
             elif request.role != APPLICATION:  # m=application: SCTP, nothing to number
@@ -313,7 +331,7 @@ class SfuSession(MediaRouting):
             self.ice.set_remote_credentials(negotiated.remote_ice_ufrag, negotiated.remote_ice_pwd)
             self.connection = PeerConnection(
                 self.ice, self.certificate, negotiated.dtls_role, fingerprints,
-                srtp_profiles=self.srtp_profiles, media_sink=self.receive_media,
+                srtp_profiles=self.srtp_profiles, media_sink=self.media.receive_media,
                 keylog=self.keylog, random=self.random)
         elif negotiated.remote_ice_ufrag != self.ice.remote_ufrag:
             self.ice.set_remote_credentials(negotiated.remote_ice_ufrag, negotiated.remote_ice_pwd)
@@ -341,12 +359,8 @@ class SfuSession(MediaRouting):
             self.publish(track)
         elif track is not None:
             track.configure(media)
-        for stream in media.remote_streams:
-            if track is not None and len(self.routes) < MAX_ROUTES:
-                published = track.learn(stream.ssrc, None)
-                self.routes[stream.ssrc] = (track, published) if published else None
-                if stream.rtx_ssrc is not None:
-                    self.routes[stream.rtx_ssrc] = self.repair_route(track, published)
+        if track is not None:
+            self.media.route_signalled(track, media.remote_streams)
 
     def close_transceivers(self, mids: Iterable[str]) -> list[str]:
         """Close the listed m= sections without SDP (``force``); return the mids closed."""
@@ -371,7 +385,7 @@ class SfuSession(MediaRouting):
     # -- subscriptions --------------------------------------------------------------------
 
     def _subscribe(self, transceiver: Transceiver, track: PublishedTrack,
-                   preferences: SimulcastPreferences | None) -> None:
+                   preferences: SimulcastPreferences | None) -> Subscription:
         if transceiver.send is None:
             transceiver.send = self._new_stream(track.name, track.session.session_id,
                                                 rtx=track.kind == "video")
@@ -381,6 +395,7 @@ class SfuSession(MediaRouting):
         self.subscriptions[subscription.ssrc] = subscription
         if transceiver.send.rtx_ssrc is not None:
             self.subscriptions[transceiver.send.rtx_ssrc] = subscription
+        return subscription
 
     def attach(self, mid: str, track: PublishedTrack, preferences: SimulcastPreferences | None,
                now: float) -> Subscription:
@@ -411,7 +426,7 @@ class SfuSession(MediaRouting):
 
     # -- output ---------------------------------------------------------------------------
 
-    def handle_event(self, event: object, now: float) -> None:
+    def handle_event(self, event: PeerEvent, now: float) -> None:
         """Pass the PeerConnection's DataChannel events to :attr:`datachannels` (the fan-out)."""
         self.datachannels.handle_event(event, now)
 
@@ -454,7 +469,7 @@ class SfuSession(MediaRouting):
         for transceiver in self.transceivers:
             if transceiver.role != CLOSED:
                 self._close(transceiver)
-        self.routes.clear()
+        self.media.routes.clear()
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import keyframe_detector
 from realtime.media.simulcast import LayerSelector, SimulcastLayers, SimulcastPreferences
 from realtime.rtp.extensions import ExtensionUri
-from realtime.rtp.packet import HEADER_LENGTH, find_extension
+from realtime.rtp.packet import HEADER_LENGTH, find_extension, sequence_number_and_timestamp
 from realtime.rtp.rtx import unwrap_rtx
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
@@ -259,8 +259,8 @@ class PublishedTrack:
         self.extensions = media.extensions
         primary = next((c for c in media.codecs if not c.is_rtx), None)
         self.clock_rate = primary.clock_rate if primary else 90000
-        video = primary is not None and self.kind == "video"
-        self.detector = keyframe_detector(primary.name) if video else None
+        self.detector = keyframe_detector(primary.name) \
+            if primary is not None and self.kind == "video" else None
         #: RFC 8852 §3.1 RtpStreamId element id: names the layer of a signalled SSRC
         self.rid_extension_id = media.extension_id(ExtensionUri.RTP_STREAM_ID)
         rids = media.remote_rids
@@ -339,10 +339,9 @@ class PublishedTrack:
         self.bytes += len(packet)
         self.latest = stream
         keyframe = stream.receive(packet)
-        self.session.rtcp.receive_rtp(
-            stream.ssrc, packet[2] << 8 | packet[3],
-            packet[4] << 24 | packet[5] << 16 | packet[6] << 8 | packet[7],
-            keyframe, now, retransmission)
+        sequence, rtp_time = sequence_number_and_timestamp(packet)
+        self.session.rtcp.receive_rtp(stream.ssrc, sequence, rtp_time, keyframe, now,
+                                      retransmission)
         rid = stream.rid
         layers = self.layers
         if layers is not None:
@@ -354,8 +353,11 @@ class PublishedTrack:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)
         for subscription in self.subscriptions:
+            forwarder = subscription.forwarder
+            if forwarder is None:  # stopped (it leaves the list as it stops)
+                continue
             if not subscription.session.can_send_media:
-                subscription.forwarder.drops["subscriber-not-connected"] += 1
+                forwarder.drops["subscriber-not-connected"] += 1
                 continue  # not connected yet: a key frame sent now would be lost
             selector = subscription.selector
             if selector is not None and rid is not None and not selector.accept(rid, keyframe, now):
@@ -363,10 +365,9 @@ class PublishedTrack:
                 if wanted is not None:
                     self.request_keyframe(wanted, now)
                 continue
-            forwarder = subscription.forwarder
-            out = forwarder.forward(packet, stream, keyframe, now)
-            if out is not None:
-                out = bytes(out)
+            rewritten = forwarder.forward(packet, stream, keyframe, now)
+            if rewritten is not None:
+                out = bytes(rewritten)
                 if subscription.session.send_rtp(out):
                     self.egress_bytes += len(out)
                     self.egress_packets += 1

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable
 
+from realtime.rtp.extensions import ExtensionUri
 from realtime.sdp.attributes import HeaderExtension
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
@@ -56,7 +57,6 @@ DIRECTIONS = {PUBLISH: "recvonly", SUBSCRIBE: "sendonly", BIDIRECTIONAL: "sendre
 
 #: dynamic payload types (RFC 3551 §6), in the order we hand them out
 FREE_PAYLOAD_TYPES = tuple(range(96, 128)) + tuple(range(35, 64))
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 #: RTCP feedback a subscriber may send us (transport-cc: we do not generate it)
 SUBSCRIBER_FEEDBACK = frozenset({("nack", None), ("nack", "pli"), ("ccm", "fir"),
                                  ("goog-remb", None)})
@@ -150,22 +150,22 @@ class SessionNumbering:
             if not existing.is_rtx and codecs_match(existing, codec) and \
                     existing.parameters == codec.parameters:
                 return pt
-        pt = codec.payload_type if codec.payload_type not in self.codecs else \
+        free = codec.payload_type if codec.payload_type not in self.codecs else \
             self._free_payload_type()
-        if pt is not None:
-            self.codecs[pt] = replace(codec, payload_type=pt)
-        return pt
+        if free is not None:
+            self.codecs[free] = replace(codec, payload_type=free)
+        return free
 
     def rtx_payload_type_for(self, rtx: Codec, apt: int) -> int | None:
         """Return the payload type of an RTX format repairing ``apt`` here, reserving it."""
         for pt, existing in self.codecs.items():
             if existing.is_rtx and existing.apt == apt:
                 return pt
-        pt = rtx.payload_type if rtx.payload_type not in self.codecs else \
+        free = rtx.payload_type if rtx.payload_type not in self.codecs else \
             self._free_payload_type()
-        if pt is not None:
-            self.codecs[pt] = Codec(pt, "rtx", rtx.clock_rate, None, f"apt={apt}")
-        return pt
+        if free is not None:
+            self.codecs[free] = Codec(free, "rtx", rtx.clock_rate, None, f"apt={apt}")
+        return free
 
     def renumber_codecs(self, codecs: Iterable[Codec]) -> tuple[Codec, ...]:
         """Return ``codecs`` with payload types unique in this session (RTX follows ``apt``)."""
@@ -223,6 +223,6 @@ def subscriber_extensions(track: Any) -> tuple[HeaderExtension, ...]:
     Per-hop extensions (rid, repaired-rid, transport-cc, the publisher's mid)
     are not forwarded, so they are not offered either.
     """
-    out = [HeaderExtension(4, MID_URI)]
+    out = [HeaderExtension(4, ExtensionUri.MID)]
     out += [HeaderExtension(e.id, e.uri) for e in track.extensions if e.uri not in PER_HOP_URIS]
     return tuple(out)

@@ -147,7 +147,10 @@ class UsageMeter:
     def rows(self) -> list[SfuUsageRow]:
         """Return the pending rows and forget them."""
         pending, self._pending = self._pending, {}
-        return [(*key, *counts) for key, counts in pending.items()]
+        return [(app, session, track, minute, ingress_bytes, egress_bytes, ingress_packets,
+                 egress_packets)
+                for (app, session, track, minute),
+                (ingress_bytes, egress_bytes, ingress_packets, egress_packets) in pending.items()]
 
     def restore(self, rows: Iterable[SfuUsageRow]) -> None:
         """Put rows taken by :meth:`rows` back (the store refused them; retry later)."""

@@ -115,7 +115,7 @@ def test_unordered_max_retransmits_zero_keeps_delivering_under_loss():
     for i in range(100):
         pair.a.send(channel.id, i.to_bytes(2, "big") * 500)  # one packet each
     association = pair.a.association
-    pair.run(lambda: association.transmitter.idle, limit=60)
+    pair.run(lambda: association.transfer.transmitter.idle, limit=60)
     received = [int.from_bytes(m.data[:2], "big") for m in pair.of("b", MessageReceived)]
     assert 80 <= len(received) < 100 and max(received) >= 95
     assert pair.net.now < 20  # no stall waiting on lost messages

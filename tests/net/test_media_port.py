@@ -217,3 +217,11 @@ def test_failures_of_a_batched_write_are_counted() -> None:
     port.makeConnection(BatchTransport())
     port.datagramReceived(RTP, SOURCE)
     assert port.drops["send-error"] == 1
+
+
+def test_a_port_that_is_not_listening_counts_what_it_cannot_send() -> None:
+    """Sending before ``listenUDP`` gave the port a socket is a counted drop, not a crash."""
+    port = MediaPort(BindingRouter(), Clock())
+    port.send(b"x", SOURCE)
+    port.send_many([(b"y", SOURCE), (b"z", SOURCE)])
+    assert port.drops["not-listening"] == 3

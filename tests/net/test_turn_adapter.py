@@ -302,3 +302,14 @@ def test_per_address_cap_sheds_that_address_only_and_refuses_when_all_authentica
     assert not second.transport.aborted and not third.transport.aborted
     reactor.advance(0)
     assert gate.per_address["192.0.2.3"] == 2 and gate.total == 3
+
+
+def test_a_host_without_its_machine_counts_packets_instead_of_failing() -> None:
+    """Packets reaching a TurnHost before ``run(server)`` are counted as ``not-running``."""
+    clock = Clock()
+    host = TurnHost(clock)
+    binding = b"\x00\x01\x00\x00" + bytes(16)  # a STUN Binding request header
+    TurnUdpPort(host, clock, "udp").datagramReceived(binding, ("192.0.2.1", 1))
+    host.close_client(("udp", ("192.0.2.1", 1)))
+    host.pump()
+    assert host.drops["not-running"] == 1

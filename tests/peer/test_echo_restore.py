@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from realtime.dtls.certificate import Certificate
 from realtime.dtls.endpoint import DtlsEndpoint
 from realtime.peer.echo import create_echo_session, restore_echo_session
 from realtime.peer.events import Connected
+from realtime.sdp.errors import SdpError
 from realtime.stun.message import StunClass, StunMessage
 from tests.peer.test_connection import NOW, Client, deliver
 
@@ -50,3 +53,19 @@ def test_restored_session_with_our_dtls_client_role() -> None:
                                     certificate=certificate)
     assert str(restored.connection.dtls_role) == str(made.connection.dtls_role)
     assert "client" in str(made.connection.dtls_role)
+
+
+def test_restore_refuses_an_answer_that_does_not_fit_the_offer() -> None:
+    """A directory record whose answer names mids the offer lacks, or has no ICE
+    credentials, raises SdpError (as documented), not an AttributeError."""
+    certificate = Certificate.generate(NOW)
+    client = Client()
+    answer = create_echo_session("s1", client.offer, certificate=certificate,
+                                 address="127.0.0.1", port=10000).answer.serialize()
+    foreign = re.sub(r"a=mid:(\S+)", r"a=mid:x\1", answer).replace("a=group:BUNDLE ",
+                                                                     "a=group:BUNDLE x")
+    with pytest.raises(SdpError):
+        restore_echo_session("s1", client.offer, foreign, certificate=certificate)
+    bare = re.sub(r"a=ice-(ufrag|pwd):\S+\r\n", "", answer)
+    with pytest.raises(SdpError):
+        restore_echo_session("s1", client.offer, bare, certificate=certificate)

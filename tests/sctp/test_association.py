@@ -74,7 +74,7 @@ def test_handshake_keeps_no_state_before_cookie_echo():
     (init_ack,) = b.packets_to_send(0.01)
     assert chunk_types(init_ack) == [InitAckChunk]
     # the listener answered but remembers nothing: no tag, no TSN state, no timer
-    assert (b.state, b.local_tag, b.transmitter, b.get_timer()) == ("closed", 0, None, None)
+    assert (b.state, b.local_tag, b.transfer, b.get_timer()) == ("closed", 0, None, None)
     a.receive_packet(init_ack, 0.02)
     (echo,) = a.packets_to_send(0.02)
     assert chunk_types(echo) == [CookieEchoChunk] and a.state == "cookie-echoed"
@@ -121,7 +121,7 @@ def test_ten_megabytes_over_a_lossy_reordering_duplicating_network():
         expected.setdefault(offset // 65536 % 4, []).append(payload[offset:offset + 65536])
     assert by_stream == expected  # every message, in order per stream, byte for byte
     assert net.dropped > 100  # the loss really happened
-    assert b.receiver.cumulative_tsn == a.transmitter.next_tsn - 1
+    assert b.transfer.receiver.cumulative_tsn == a.transfer.transmitter.next_tsn - 1
     net.run_until(lambda: rec.data("a") == b"and back")
 
 
@@ -190,8 +190,8 @@ def test_unordered_max_retransmits_zero_skips_losses_without_stalling():
     net.filter = drop_every_fifth_data
     for i in range(200):
         a.send(2, 53, i.to_bytes(2, "big") * 500, net.now, ordered=False, max_retransmits=0)
-    net.run_until(lambda: a.transmitter.idle and b.receiver.cumulative_tsn
-                  == a.transmitter.next_tsn - 1, limit=120)
+    net.run_until(lambda: a.transfer.transmitter.idle and b.transfer.receiver.cumulative_tsn
+                  == a.transfer.transmitter.next_tsn - 1, limit=120)
     received = {int.from_bytes(e.data[:2], "big") for e in rec.of("b", DataReceived)}
     assert 140 <= len(received) < 200  # the lost ones are gone for good ...
     assert max(received) >= 195  # ... and later messages were not held back

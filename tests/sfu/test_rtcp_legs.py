@@ -79,7 +79,7 @@ def test_rtx_probe_without_osn_is_dropped(board) -> None:
     probe = struct.pack("!BBHII", 0xA0, 97, 8, 14000, CAM_RTX) + bytes(223) + b"\xe0"
     a.receive_media(PacketKind.RTP, probe, 1.1)      # P bit, 224 bytes of padding only
     assert len(b.connection.rtp) == sent
-    assert a.routes[CAM_RTX][0].probes == 1 and a.counters["rtp-malformed"] == 0
+    assert a.media.routes[CAM_RTX][0].probes == 1 and a.counters["rtp-malformed"] == 0
 
 
 def test_lost_for_good_means_retries_then_a_keyframe_request(board) -> None:
@@ -183,6 +183,9 @@ class _Connection:
 
     def next_event(self):
         return None
+
+    def start(self, now):
+        pass
 
 
 class _Ice:

@@ -88,8 +88,8 @@ def test_push_answer_receives_each_section_and_publishes_the_tracks(board) -> No
     assert sorted(k[2] for k in board.tracks) == ["cam", "mic"]
     cam = board.find("app", a.session_id, "cam")
     assert set(cam.streams) == {CAM} and cam.rtx_ssrcs == {CAM_RTX}  # RTX: not a stream
-    repair, stream = a.routes[CAM_RTX]                              # RTX: repairs CAM
-    assert repair.track is cam and stream is cam.streams[CAM] and a.routes[CAM][0] is cam
+    repair, stream = a.media.routes[CAM_RTX]                              # RTX: repairs CAM
+    assert repair.track is cam and stream is cam.streams[CAM] and a.media.routes[CAM][0] is cam
 
 
 def test_sendrecv_section_is_bidirectional_with_our_source(board) -> None:
