@@ -113,13 +113,11 @@ RANKS = {
 }
 
 #: Import circles inside a package that are known and scheduled (issue 11):
-#: ``api/`` registers routes by import side effect (item 1, API composition);
 #: ``sfu/`` session <-> datachannels waits for SfuSession's MediaRouting mixin to
-#: become a component.  Remove an entry when its circle is gone.
+#: become a component.  Remove an entry when its circle is gone.  (``api/`` had
+#: one through all nine modules while routes registered themselves on import;
+#: RealtimeAPI now mounts them from one table, realtime/api/app.py.)
 KNOWN_CIRCLES = {
-    ("realtime.api.app", "realtime.api.datachannels", "realtime.api.diagnostics",
-     "realtime.api.echo", "realtime.api.openapi", "realtime.api.sessions",
-     "realtime.api.tracks", "realtime.api.turn", "realtime.api.usage"),
     ("realtime.sfu.datachannels", "realtime.sfu.session"),
 }
 

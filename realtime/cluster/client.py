@@ -241,14 +241,14 @@ class RedisConnection:
 
     def _endpoint(self) -> Any:
         if self.address.unix_path is not None:
-            return UNIXClientEndpoint(  # type: ignore[no-untyped-call]
+            return UNIXClientEndpoint(
                 self.reactor, self.address.unix_path, timeout=CONNECT_TIMEOUT)
         return HostnameEndpoint(self.reactor, self.address.host or "localhost",
                                 self.address.port, timeout=CONNECT_TIMEOUT)
 
     def _connect(self) -> Deferred:
         protocol = RespProtocol(self._on_message)
-        d = connectProtocol(self._endpoint(), protocol)  # type: ignore[no-untyped-call]
+        d = connectProtocol(self._endpoint(), protocol)
         d.addCallback(lambda _: Deferred.fromCoroutine(self._handshake(protocol)))
         return d
 
@@ -266,7 +266,7 @@ class RedisConnection:
                 await self._send(protocol, "SUBSCRIBE", channel)
         except BaseException:
             if protocol.transport is not None:
-                protocol.transport.abortConnection()
+                _transport(protocol).abortConnection()
             raise
         if self._stopping:
             _transport(protocol).loseConnection()

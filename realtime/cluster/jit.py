@@ -157,7 +157,7 @@ class JustInTime:
 
 def _unclaimed(failure: Failure) -> None:
     """The claim is best effort: the session runs here whether Redis heard of it or not."""
-    failure.trap(DirectoryUnavailable)  # type: ignore[no-untyped-call]
+    failure.trap(DirectoryUnavailable)
 
 
 def check_ufrag(data: bytes) -> str | None:

@@ -84,7 +84,7 @@ def probe_directory(address: RedisAddress, timeout: float = 3.0) -> None:
 
 def _directory_away(failure: Failure) -> None:
     """Swallow :class:`DirectoryUnavailable` (the loop keeps going); anything else propagates."""
-    failure.trap(DirectoryUnavailable)  # type: ignore[no-untyped-call]
+    failure.trap(DirectoryUnavailable)
 
 
 class ClusterNodeService(Service):

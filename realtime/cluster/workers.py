@@ -89,7 +89,7 @@ def load_dtls_certificate(path: str | None, now: float) -> Certificate:
 def supervise(reactor: Any, options: Any, state_dir: Path) -> MultiService:
     """Return the parent's service tree for ``--workers N`` (N > 1): the supervisor alone."""
     cluster = options.get("cluster-options")
-    parent = MultiService()  # type: ignore[no-untyped-call]
+    parent = MultiService()
     WorkerSupervisor(reactor, options["argv"], options["workers"], state_dir,
                      options["node-id"] or default_node_id(),
                      None if cluster is None else cluster.address,
