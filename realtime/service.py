@@ -6,13 +6,21 @@ The options are in :mod:`realtime.options`.
 :func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
 
     RealtimeService
-     ├─ api          EndpointListener(--api, Site(RealtimeAPI.app.resource()))   HTTPS/HTTP
-     ├─ media        UDPServer(--media-port, MediaPort(BindingRouter))           all PeerConnections
+     ├─ sfu-collect  TimerService(SfuSessions.collect): silent tracks, dead sessions, every 5 s
+     ├─ usage-flush  UsageFlush: SFU usage counters -> state store every 10 s and on stop
+     ├─ turn-usage-flush  UsageFlush: TURN usage -> state store every 30 s and on stop
+     ├─ media        UDPServer(--media-port, MediaPort(PeerHost.router))      all PeerConnections
      ├─ turn-udp     UDPServer(--turn-port, TurnUdpPort)                         RFC 8656 §3.1
+     ├─ api          EndpointListener(--api, Site(api.app.resource()))        HTTPS/HTTP
      ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnConnectionFactory)    RFC 8656 §3.1
      ├─ turn-tls     EndpointListener(ssl:--turns-port, TurnConnectionFactory)   RFC 8656 §3.1
      ├─ turn-<kind>-alt-<port>  one per --turn-alt-port (see realtime.net.turn_service)
-     └─ usage-flush  UsageFlush: SFU usage counters -> state store every 10 s and on stop
+     └─ cluster      ClusterNodeService (with --cluster)
+
+The :class:`~realtime.api.app.RealtimeAPI` is given every collaborator here
+(PeerHost, Switchboard, rate limiters, SfuUsage, TurnKeys, the cluster's
+hooks); periodic work runs only as the child services above, so it starts
+and stops with the tree.
 
 State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps, TURN
 keys, usage; see :mod:`realtime.storage`) and ``tls/`` (the self-signed certificate; see
