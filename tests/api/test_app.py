@@ -8,6 +8,7 @@ errors everywhere, CORS (§2.1) and adding a route to the table (:meth:`Realtime
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from treq.testing import StubTreq
@@ -16,6 +17,7 @@ from twisted.internet.task import Clock
 from realtime.api.app import RealtimeAPI, Route
 from realtime.api.http import MAX_BODY, MAX_DEPTH, read_json
 from realtime.api.errors import ApiError
+from realtime.api.openapi import DOCUMENT
 from realtime.storage import App, ServerConfig, StateStore
 from tests.api.compose import compose
 
@@ -246,3 +248,26 @@ def test_no_origin_no_allow_origin(treq) -> None:
     _, got, _ = call(treq, "GET", f"/v1/apps/{STORED.app_id}/", bearer(STORED.secret))
     assert got.getRawHeaders("access-control-allow-origin") is None
     assert got.getRawHeaders("vary") == ["Origin"]
+
+
+def _openapi_path(path: str) -> str:
+    """``/sessions/<session_id>`` -> ``/apps/{appId}/sessions/{sessionId}``."""
+    def camel(match: re.Match) -> str:
+        first, *rest = match.group(1).split("_")
+        return "{" + first + "".join(word.title() for word in rest) + "}"
+    return "/apps/{appId}" + re.sub(r"<(\w+)>", camel, path)
+
+
+def test_the_route_table_is_what_the_openapi_document_describes(store) -> None:
+    """The one table (RealtimeAPI.routes) and /openapi.json list the same app routes."""
+    api = compose(store, ServerConfig(apps=(CONFIGURED,)), Clock())
+    table = {(route.method.lower(), _openapi_path(route.path)) for route in api.routes()
+             if route.guard.id_name == "app_id" and route.path != "/"}
+    documented = {(method, path) for path, operations in DOCUMENT["paths"].items()
+                  for method in operations}
+    assert table == documented
+    turn = {(route.method, route.path) for route in api.routes() if route.guard.id_name == "key_id"}
+    assert turn == {("POST", "/credentials/generate-ice-servers"),
+                    ("POST", "/credentials/generate"),
+                    ("POST", "/credentials/<username>/revoke"), ("GET", "/usage")}
+
