@@ -41,6 +41,7 @@ from realtime.media.simulcast import SimulcastPreferences
 from realtime.sdp.session import SessionDescription
 from realtime.sfu.limits import MAX_TRACKS_PER_CALL
 from realtime.sfu.session import MediaRequest, NegotiationPending, SfuSession
+from realtime.sfu.track import PublishedTrack
 from realtime.sfu.transceiver import BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE
 from realtime.storage import App
 
@@ -192,12 +193,16 @@ def _push_result(session: SfuSession, mid: str, name: str) -> dict[str, Any]:
     return item
 
 
-def _place_pulls(session: SfuSession, offer: SessionDescription, remote: list,
-                 found: dict[int, Any], results: dict[int, dict[str, Any]]):
+def _place_pulls(session: SfuSession, offer: SessionDescription,
+                 remote: list[tuple[int, dict[str, Any]]], found: dict[int, PublishedTrack],
+                 results: dict[int, dict[str, Any]],
+                 ) -> tuple[dict[str, tuple[PublishedTrack, SimulcastPreferences | None]],
+                            dict[int, str]]:
     """Match pulled tracks to the offer's new receiving sections (by mid, else by kind)."""
     free = [m for m in offer.media if m.mid and session.transceiver(m.mid) is None
             and m.direction in ("recvonly", "sendrecv") and not m.rejected]
-    subscribe, pulled = {}, {}
+    subscribe: dict[str, tuple[PublishedTrack, SimulcastPreferences | None]] = {}
+    pulled: dict[int, str] = {}
     for index, item in remote:
         track = found.get(index)
         if track is None:
@@ -205,7 +210,7 @@ def _place_pulls(session: SfuSession, offer: SessionDescription, remote: list,
         wanted = _text(item, "mid")
         media = next((m for m in free if (m.mid == wanted if wanted else m.kind == track.kind)),
                      None)
-        if media is None or media.kind != track.kind:
+        if media is None or media.mid is None or media.kind != track.kind:
             results[index] = item_error(_pull_echo(item), "invalid_params",
                                         "No receiving m= section of this kind in the offer")
             continue
