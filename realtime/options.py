@@ -122,7 +122,7 @@ class Options(usage.Options):
          "worker; several processes then share them)."],
     ]
 
-    def parseOptions(self, options=None) -> None:  # noqa: N802 (Twisted name)
+    def parseOptions(self, options: list[str] | None = None) -> None:  # noqa: N802 (Twisted)
         """Parse, keeping the raw arguments (``--workers`` hands them to each worker)."""
         import sys
         self["argv"] = worker_arguments(sys.argv[1:] if options is None else options)
@@ -227,7 +227,8 @@ class Options(usage.Options):
             raise usage.UsageError(str(error)) from None
 
 
-def _relay_ipv6(value: str | None, public) -> str | None:
+def _relay_ipv6(value: str | None,
+                public: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Check ``--relay-ipv6``; resolve its default (``::1`` beside an IPv4 loopback)."""
     if value is None:
         if public.version == 4 and public.is_loopback and has_ipv6_loopback():

@@ -184,7 +184,8 @@ def test_tree(tmp_path) -> None:
     service, reactor = build(tmp_path, "--media-port", "10001", "--turn-port", "3479",
                              "--turns-port", "5350")
     children = {s.name: s for s in service}
-    assert set(children) == {"api", "media", "turn-udp", "turn-tcp", "turn-tls", "usage-flush"}
+    assert set(children) == {"api", "media", "turn-udp", "turn-tcp", "turn-tls", "usage-flush",
+                             "sfu-collect", "turn-usage-flush"}
     assert isinstance(children["api"], EndpointListener)
     assert isinstance(service.media, MediaPort) and isinstance(service.turn_udp, MediaPort)
     assert isinstance(service.turn_tcp, TurnConnectionFactory)
@@ -198,6 +199,29 @@ def test_tree(tmp_path) -> None:
     assert (config.media_port, config.turn_port, config.turns_port) == (10001, 3479, 5350)
     assert config.api_url == "https://127.0.0.1:8443"
     service.stopService()
+
+
+def test_periodic_work_starts_and_stops_with_the_service(tmp_path) -> None:
+    """Issue 11: the SFU collector and both usage flushes are child services, not callLaters.
+
+    The switchboard's collector used to reschedule itself with ``callLater``
+    forever: it was still pending after ``stopService``.
+    """
+    service, reactor = build(tmp_path, "--media-port", "0", "--turn-port", "0",
+                             "--turns-port", "0", "--api", "tcp:0")
+    assert reactor.getDelayedCalls() == []           # nothing runs before the service starts
+    service.privilegedStartService()
+    service.startService()
+    board = service.api.switchboard
+    collected = []
+    board.collect_garbage = lambda now, *a, **k: collected.append(now) or []
+    reactor.pump([5] * 6)
+    assert collected == [1_700_000_005.0 + 5 * i for i in range(6)]
+    assert reactor.getDelayedCalls()                  # the loops are armed while running
+    service.stopService()
+    assert reactor.getDelayedCalls() == []
+    reactor.pump([5] * 6)
+    assert len(collected) == 6                        # no collection after the stop
 
 
 def test_turn_options_reach_the_turn_machine(tmp_path) -> None:

@@ -1,277 +1,217 @@
 """
-The HTTPS API shell: a Klein app compatible with Cloudflare Realtime.
+The HTTPS API: a Klein app compatible with Cloudflare Realtime, composed in one place.
 
-Paths, auth and error shape follow docs/cloudflare-api.md (§1.1, §3.1,
-§3.6).  This module holds the plumbing every route shares; the SFU routes
-(``sessions/new``, ``tracks/new`` ...) are added with :func:`app_route`::
+:class:`RealtimeAPI` is given every collaborator by its constructor
+(``realtime.service.makeService`` builds them), makes the route objects
+from them, and mounts every route from one table, :meth:`RealtimeAPI.routes`::
 
-    request ──> CORS headers (reflect Origin, Vary: Origin)
-        │
-        ├─ OPTIONS (any path) ─────────────> 204 preflight
-        ├─ no route ───────────────────────> 404 {"errorCode": "not_found", ...}
-        ├─ route, wrong method ────────────> 405 {"errorCode": "method_not_allowed", ...}
-        └─ /v1/apps/{appId}/<path>  or  /apps/{appId}/<path>
-               │ authenticate (auth.py) ───> 401 / 404 JSON
-               v
-           route(self, request, app, **path_args) -> (status, body) or body
-               │ ApiError ─────────────────> its status + JSON
-               │ any other exception ──────> 500 internal_error (logged)
-               v
-           JSON body, Content-Type: application/json
+    makeService ──> RealtimeAPI(store, config, clock, peers=, switchboard=, rate_limiter=,
+                                session_limiter=, usage=, turn=, cluster=)
+                      │ SfuSessions(switchboard, peers, ...)          api/sessions.py
+                      │ SessionRoutes, TrackRoutes, DataChannelRoutes  api/sessions.py,
+                      │   (each over the SfuSessions)                  tracks.py, datachannels.py
+                      │ EchoRoutes(peers), DiagnosticsRoutes(peers)    api/echo.py, diagnostics.py
+                      │ UsageRoutes(usage), TurnRoutes(turn), openapi  api/usage.py, turn.py, openapi.py
+                      v
+                    routes(): one row per route: method, path, bound method, Guard
+                      │ mounted on this instance's Klein app, each endpoint wrapped by
+                      │ http.authenticated (CORS, preflight, auth, JSON)   api/http.py
+                      v
+                    Site(api.app.resource())
 
-Adding a route (the next engineer's recipe)::
+A :class:`Guard` says where a group of routes is mounted and who may call them::
 
-    class RealtimeAPI:
-        ...
-        @app_route(app, "/sessions/<session_id>", "GET")
-        def session_state(self, request, app, session_id):
-            body = read_json(request)      # lenient JSON, {} when empty
-            return 200, {"tracks": [], "dataChannels": []}
+    app       /v1/apps/{appId}/...  and  /apps/{appId}/...   bearer: the app's secret (auth.py)
+    key       /v1/turn/keys/{keyId}/...                      bearer: the key's token (turn.py)
+    PUBLIC    /openapi.json                                  anyone
 
-``app`` is the authenticated :class:`realtime.storage.App`.  A route may be a
-coroutine or return a Deferred.  Both path prefixes are registered at once.
+Route modules import nothing from here (no route registers itself by being
+imported), so ``api/`` has no import circle (tests/test_layering.py).  The
+Klein app is per instance, not the class attribute of docs/design.md §3: its
+endpoints are the bound methods of this instance's route objects.  A request
+that matches no route, or a route with another method, answers JSON 404/405
+(a preflight for ``OPTIONS``); an unexpected exception is logged and answers
+500 ``internal_error``.
+
+Adding a route (the next engineer's recipe): write a method
+``f(self, request, app, **path_args)`` on the route class that owns its state
+(return a JSON body, or ``(status, body)``; raise :class:`ApiError`; may be
+async), then add its row to :meth:`RealtimeAPI.routes` and to docs/api.md.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
-from datetime import datetime
-from functools import wraps
-from inspect import isawaitable
+from dataclasses import dataclass
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from realtime.api.auth import authenticate
 from realtime.api.cluster_hooks import ClusterHooks
+from realtime.api.datachannels import DataChannelRoutes
+from realtime.api.diagnostics import DiagnosticsRoutes
+from realtime.api.echo import EchoRoutes
 from realtime.api.errors import ApiError, ErrorCode
-from realtime.storage import ServerConfig, StateStore
+from realtime.api.http import Authenticate, authenticated, error_response, preflight
+from realtime.api.media import Announced, MediaPeers
+from realtime.api.openapi import openapi
+from realtime.api.sessions import SessionRoutes, SfuSessions
+from realtime.api.tracks import TrackRoutes
+from realtime.api.turn import PREFIX as TURN_KEY_PREFIX
+from realtime.api.turn import TurnKeys, TurnRoutes
+from realtime.api.usage import SfuUsage, UsageRoutes
+from realtime.sfu.limits import RateLimiter
+from realtime.sfu.switchboard import Switchboard
+from realtime.storage import App, ServerConfig, StateStore
 
 #: Path prefixes under which every app route is served (docs/cloudflare-api.md §1.1).
 APP_PREFIXES = ("/v1/apps/<app_id>", "/apps/<app_id>")
 
-#: Largest request body accepted, in bytes (SDP offers are a few KiB).
-MAX_BODY = 1 << 20
-
-#: Deepest nesting of arrays and objects accepted in a body (ours needs 4).
-MAX_DEPTH = 32
-
-ALLOW_HEADERS = b"authorization, content-type"
-ALLOW_METHODS = b"GET, POST, PUT, OPTIONS"
-
 log = Logger()
 
 
-def apply_cors(request: IRequest) -> None:
-    """Set the CORS response headers: reflect ``Origin`` and add ``Vary: Origin``."""
-    request.setHeader(b"vary", b"Origin")
-    origin = request.getHeader(b"origin")
-    if origin:
-        request.setHeader(b"access-control-allow-origin", origin)
+@dataclass(frozen=True)
+class Guard:
+    """Where a group of routes lives and who may call them.
 
-
-def json_response(request: IRequest, status: int, body: Any) -> bytes:
-    """Set ``status`` and a JSON content type on ``request``; return the encoded body."""
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def error_response(request: IRequest, error: ApiError) -> bytes:
-    """Answer ``request`` with ``error`` as a JSON error body."""
-    apply_cors(request)
-    return json_response(request, error.status, error.body())
-
-
-def preflight(request: IRequest) -> bytes:
-    """Answer a CORS preflight ``OPTIONS`` request with 204 and the allowed headers/methods."""
-    apply_cors(request)
-    request.setResponseCode(204)
-    request.setHeader(b"access-control-allow-headers", ALLOW_HEADERS)
-    request.setHeader(b"access-control-allow-methods", ALLOW_METHODS)
-    request.setHeader(b"access-control-max-age", b"86400")
-    return b""
-
-
-def read_json(request: IRequest, limit: int = MAX_BODY) -> dict[str, Any]:
-    """Return the request body parsed as a JSON object, whatever the Content-Type.
-
-    An empty body is ``{}`` (``sessions/new`` is often a bare POST).  Raises
-    :class:`ApiError`: 413 ``payload_too_large`` past ``limit`` bytes, 400
-    ``decoding_error`` for bad UTF-8/JSON, a top level that is not an object,
-    or arrays/objects nested deeper than :data:`MAX_DEPTH` (the decoder
-    recurses per level: a body of 100,000 ``[`` raised ``RecursionError``).
-    """
-    content = request.content
-    content.seek(0)
-    raw = content.read(limit + 1)
-    if len(raw) > limit:
-        raise ApiError.payload_too_large(limit)
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError.decoding_error("The request body is not valid JSON") from None
-    except RecursionError:
-        value = _TOO_DEEP  # nested past the interpreter's stack: certainly past MAX_DEPTH
-    if value is _TOO_DEEP or _too_deep(value, MAX_DEPTH):
-        raise ApiError.decoding_error(f"The request body nests deeper than {MAX_DEPTH} levels")
-    if not isinstance(value, dict):
-        raise ApiError.decoding_error("The request body must be a JSON object")
-    return value
-
-
-_TOO_DEEP = object()
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """Return True if ``value`` nests lists/dicts more than ``limit`` deep (no recursion)."""
-    level = [value]
-    for _ in range(limit):
-        level = [child for node in level if isinstance(node, (list, dict))
-                 for child in (node.values() if isinstance(node, dict) else node)]
-        if not level:
-            return False
-    return any(isinstance(node, (list, dict)) for node in level)
-
-
-def query_time(request: IRequest, name: str, default: float) -> float:
-    """Return query parameter ``name`` as unix seconds (number or ISO 8601), or ``default``.
-
-    :raises ApiError: 400 ``invalid_params`` when it is neither, or not finite.
-    """
-    raw = request.args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        except (ValueError, OverflowError, OSError):
-            value = math.nan
-    if not math.isfinite(value) or abs(value) > 1e12:
-        raise ApiError(400, ErrorCode.INVALID_PARAMS,
-                       f"{name} must be unix seconds or an ISO 8601 time")
-    return value
-
-
-def app_route(klein: Klein, path: str, *methods: str) -> Callable:
-    """Register an authenticated app route under ``/v1/apps/<app_id>`` and ``/apps/<app_id>``.
-
-    The decorated method is called as ``f(self, request, app, **path_args)``
-    after :func:`realtime.api.auth.authenticate` and returns either a JSON
-    value (status 200) or ``(status, value)``; it may be async.
-
-    :param klein: the class's ``Klein()`` instance.
-    :param path: the part after the prefix, e.g. ``"/sessions/new"``.
-    :param methods: HTTP methods, e.g. ``"POST"``.
+    :param prefixes: the path prefixes the routes are mounted under.
+    :param id_name: the path variable naming who calls (``app_id``, ``key_id``).
+    :param authenticate: checks that id and the bearer token; ``None``: no authentication.
     """
 
-    def decorate(f: Callable) -> Callable:
-        @wraps(f)
-        def route(self: RealtimeAPI, request: IRequest, app_id: str, **kwargs: Any):
-            if request.method == b"OPTIONS":
-                return preflight(request)
-            apply_cors(request)
-            try:
-                app = authenticate(
-                    app_id, request.getHeader(b"authorization"), self.config, self.store
-                )
-                result = f(self, request, app, **kwargs)
-            except ApiError as error:
-                return error_response(request, error)
-            if isawaitable(result):
-                return ensureDeferred(_awaited(result)).addCallback(self._render, request)
-            return self._render(result, request)
-
-        for prefix in APP_PREFIXES:
-            endpoint = f"{prefix.split('/')[1]}:{f.__name__}"
-            klein.route(
-                prefix + path, methods=list(methods), endpoint=endpoint, strict_slashes=False
-            )(route)
-        return f
-
-    return decorate
+    prefixes: tuple[str, ...]
+    id_name: str = ""
+    authenticate: Authenticate | None = None
 
 
-async def _awaited(result: Any) -> Any:
-    try:
-        return await result
-    except ApiError as error:
-        return error
+#: routes that anyone may call, mounted at their own path
+PUBLIC = Guard(("",))
+
+
+@dataclass(frozen=True)
+class Route:
+    """One row of the API's route table.
+
+    :param method: the HTTP method (``OPTIONS`` is answered for every route).
+    :param path: the path after the guard's prefix (``/sessions/new``).
+    :param handler: ``handler(request, principal, **path_args)``, or ``handler(request)``
+        when public.
+    :param guard: where it is mounted and who may call it.
+    """
+
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    guard: Guard
 
 
 class RealtimeAPI:
-    """Serve the Realtime HTTPS API over injected state.
+    """Serve the Realtime HTTPS API over the collaborators it is given.
 
-    :param store: the persistent :class:`~realtime.storage.StateStore`.
+    :param store: the persistent :class:`~realtime.storage.StateStore` (apps, usage).
     :param config: the announced addresses and command-line apps.
     :param clock: the reactor's clock (``task.Clock`` in tests).
+    :param peers: runs PeerConnections on the media port (:class:`~realtime.net.peers.PeerHost`).
+    :param switchboard: the SFU's registry of sessions and tracks.
+    :param rate_limiter: API calls per session (50/s).
+    :param session_limiter: ``sessions/new`` per app (``--session-rate``, ``--session-burst``).
+    :param usage: the SFU usage meter and its store.
+    :param turn: the TURN keys (``None``: the TURN key routes answer 401).
     :param cluster: the cluster directory's hooks (``--cluster``), or None.
     """
 
-    app = Klein()
-
-    def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime,
+    def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime, *,
+                 peers: MediaPeers, switchboard: Switchboard, rate_limiter: RateLimiter,
+                 session_limiter: RateLimiter, usage: SfuUsage, turn: TurnKeys | None = None,
                  cluster: ClusterHooks | None = None) -> None:
         self.store = store
-        self.config = config
+        self.announced = Announced(config)
         self.clock = clock
-        #: writes sessions into the cluster directory (``--cluster``), or None
+        self.peers = peers
+        self.usage = usage
+        self.turn = turn
         self.cluster = cluster
-        #: the media port's :class:`~realtime.net.peers.PeerHost` (set by the service)
-        self.peers = None
+        self.sessions = SfuSessions(switchboard, peers, self.announced, clock, rate_limiter,
+                                    session_limiter, cluster)
+        self.app = Klein()
+        self.app.handle_errors(NotFound)(self.not_found)
+        self.app.handle_errors(MethodNotAllowed)(self.method_not_allowed)
+        self.app.handle_errors(HTTPException)(self.http_error)
+        self.app.handle_errors(Exception)(self.internal_error)
+        for route in self.routes():
+            self._mount(route)
 
-    def _render(self, result: Any, request: IRequest) -> bytes:
-        if isinstance(result, ApiError):
-            return error_response(request, result)
-        status, body = result if isinstance(result, tuple) else (200, result)
-        return json_response(request, status, body)
+    @property
+    def config(self) -> ServerConfig:
+        """Return the announced configuration (the bound ports once the service started)."""
+        return self.announced.config
 
-    @app.handle_errors(NotFound)
-    def not_found(self, request: IRequest, failure) -> bytes:
-        """Answer an unknown path with a JSON 404 (or a preflight for OPTIONS)."""
-        if request.method == b"OPTIONS":
-            return preflight(request)
-        path = request.path.decode("ascii", "replace")
-        return error_response(request, ApiError.not_found(f"No route for {path}"))
+    @config.setter
+    def config(self, config: ServerConfig) -> None:
+        self.announced.config = config
 
-    @app.handle_errors(MethodNotAllowed)
-    def method_not_allowed(self, request: IRequest, failure) -> bytes:
-        """Answer a known path with the wrong method with a JSON 405 (OPTIONS: preflight)."""
-        if request.method == b"OPTIONS":
-            return preflight(request)
-        method = request.method.decode("ascii", "replace")
-        error = ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
-        return error_response(request, error)
+    @property
+    def switchboard(self) -> Switchboard:
+        """Return the SFU's registry of sessions and tracks."""
+        return self.sessions.switchboard
 
-    @app.handle_errors(HTTPException)
-    def http_error(self, request: IRequest, failure) -> bytes:
-        """Answer any other routing exception (e.g. a redirect) as JSON with its status."""
-        code = failure.value.code or 400
-        error = ApiError(code, ErrorCode.NOT_FOUND if code == 404 else "http_error",
-                         failure.value.name)
-        return error_response(request, error)
+    def routes(self) -> list[Route]:
+        """Return every route of the API: the one table (docs/api.md describes each)."""
+        sessions = SessionRoutes(self.sessions)
+        tracks = TrackRoutes(self.sessions)
+        channels = DataChannelRoutes(self.sessions)
+        echo = EchoRoutes(self.peers, self.announced, self.cluster)
+        diagnostics = DiagnosticsRoutes(self.peers)
+        usage = UsageRoutes(self.usage, self.clock)
+        turn = TurnRoutes(self.turn, self.clock)
+        app = Guard(APP_PREFIXES, "app_id", self.authenticate_app)
+        key = Guard((TURN_KEY_PREFIX,), "key_id", turn.authenticate)
+        session = "/sessions/<session_id>"
+        return [
+            Route("GET", "/", self.app_info, app),
+            Route("POST", "/sessions/new", sessions.sessions_new, app),
+            Route("PUT", f"{session}/renegotiate", sessions.renegotiate, app),
+            Route("GET", session, sessions.session_state, app),
+            Route("POST", f"{session}/tracks/new", tracks.tracks_new, app),
+            Route("PUT", f"{session}/tracks/close", tracks.tracks_close, app),
+            Route("PUT", f"{session}/tracks/update", tracks.tracks_update, app),
+            Route("POST", f"{session}/datachannels/establish", channels.establish, app),
+            Route("POST", f"{session}/datachannels/new", channels.datachannels_new, app),
+            Route("PUT", f"{session}/datachannels/update", channels.datachannels_update, app),
+            Route("PUT", f"{session}/datachannels/close", channels.datachannels_close, app),
+            Route("POST", "/echo/new", echo.echo_new, app),                       # ours
+            Route("GET", "/diagnostics", diagnostics.diagnostics, app),           # ours
+            Route("GET", "/usage", usage.usage_report, app),
+            Route("POST", "/credentials/generate-ice-servers", turn.generate_ice_servers, key),
+            Route("POST", "/credentials/generate", turn.generate_legacy, key),
+            Route("POST", "/credentials/<username>/revoke", turn.revoke, key),
+            Route("GET", "/usage", turn.usage, key),
+            Route("GET", "/openapi.json", openapi, PUBLIC),
+        ]
 
-    @app.handle_errors(Exception)
-    def internal_error(self, request: IRequest, failure) -> bytes:
-        """Log an unexpected failure and answer 500 ``internal_error``."""
-        log.failure("API request {method} {path} failed", failure,
-                    method=request.method, path=request.path)
-        error = ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal server error")
-        return error_response(request, error)
+    def _mount(self, route: Route) -> None:
+        """Add ``route`` to this instance's Klein app, under each prefix of its guard."""
+        guard = route.guard
+        if guard.authenticate is None:
+            self.app.route(route.path, methods=[route.method, "OPTIONS"],
+                           endpoint=f"{route.method} {route.path}")(route.handler)
+            return
+        endpoint = authenticated(route.handler, guard.authenticate, guard.id_name)
+        for prefix in guard.prefixes:
+            self.app.route(prefix + route.path, methods=[route.method], strict_slashes=False,
+                           endpoint=f"{route.method} {prefix}{route.path}")(endpoint)
 
-    @app_route(app, "/", "GET")
-    def app_info(self, request: IRequest, app) -> dict[str, Any]:
+    def authenticate_app(self, app_id: str, authorization: bytes | None) -> App:
+        """Return the app a request may act for (:func:`realtime.api.auth.authenticate`)."""
+        return authenticate(app_id, authorization, self.config, self.store)
+
+    def app_info(self, request: IRequest, app: App) -> dict[str, Any]:
         """Return the app id and where media and TURN listen (a liveness probe for clients)."""
         config = self.config
         return {
@@ -280,10 +220,35 @@ class RealtimeAPI:
             "turn": {"port": config.turn_port, "tlsPort": config.turns_port},
         }
 
+    # -- errors of routing and of routes ---------------------------------------------
 
-# Route modules register themselves on RealtimeAPI.app when imported.
-from realtime.api import echo  # noqa: E402,F401
-from realtime.api import diagnostics  # noqa: E402,F401
-from realtime.api import turn  # noqa: E402,F401
-from realtime.api import sessions  # noqa: E402,F401
-from realtime.api import usage  # noqa: E402,F401
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        """Answer an unknown path with a JSON 404 (or a preflight for OPTIONS)."""
+        if request.method == b"OPTIONS":
+            return preflight(request)
+        path = (request.path or b"").decode("ascii", "replace")
+        return error_response(request, ApiError.not_found(f"No route for {path}"))
+
+    def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        """Answer a known path with the wrong method with a JSON 405 (OPTIONS: preflight)."""
+        if request.method == b"OPTIONS":
+            return preflight(request)
+        method = request.method.decode("ascii", "replace")
+        error = ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
+        return error_response(request, error)
+
+    def http_error(self, request: IRequest, failure: Failure) -> bytes:
+        """Answer any other routing exception (e.g. a redirect) as JSON with its status."""
+        value = failure.value
+        assert isinstance(value, HTTPException)
+        code = value.code or 400
+        error = ApiError(code, ErrorCode.NOT_FOUND if code == 404 else "http_error", value.name)
+        return error_response(request, error)
+
+    def internal_error(self, request: IRequest, failure: Failure) -> bytes:
+        """Log an unexpected failure and answer 500 ``internal_error``."""
+        log.failure("API request {method} {path} failed", failure,
+                    method=request.method, path=request.path)
+        error = ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal server error")
+        return error_response(request, error)
+

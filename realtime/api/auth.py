@@ -85,6 +85,6 @@ def authenticate(
     if token is None:
         raise ApiError.unauthorized("Missing bearer token (Authorization: Bearer <APP_SECRET>)")
     app = find_app(app_id, config, store)
-    if not check_secret(token, None if app is None else app.secret):
-        raise ApiError.unauthorized(INVALID_CREDENTIALS)
+    if not check_secret(token, None if app is None else app.secret) or app is None:
+        raise ApiError.unauthorized(INVALID_CREDENTIALS)  # check_secret is False for None
     return app

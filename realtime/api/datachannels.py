@@ -39,11 +39,10 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError, ErrorCode
+from realtime.api.http import read_json
 from realtime.api.sessions import (
-    ensure_connected, expect_checks, flush, item_error, load_session, overlap_error, sdp_error,
-    session_description, start, switchboard,
+    SfuSessions, item_error, overlap_error, pending_offer, sdp_error, session_description,
 )
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.sdp.session import SessionDescription
@@ -54,6 +53,7 @@ from realtime.sfu.datachannels import (
 from realtime.sfu.limits import MAX_TRACKS_PER_CALL
 from realtime.sfu.session import MediaRequest, NegotiationPending, SfuSession
 from realtime.sfu.transceiver import APPLICATION
+from realtime.storage import App
 
 #: the longest dataChannelName accepted (DCEP labels are 16-bit lengths; keep names short)
 MAX_NAME = 1024
@@ -156,82 +156,15 @@ def _require_transport(session: SfuSession) -> None:
 # -- routes ------------------------------------------------------------------------
 
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/datachannels/establish", "POST")
-async def establish(self: RealtimeAPI, request: IRequest, app,
-                    session_id: str) -> dict[str, Any]:
-    """Negotiate the session's SCTP transport and pull the ``server-events`` channel."""
-    session = load_session(self, app, session_id)
-    body = read_json(request)
-    wanted = body.get("dataChannel", {"dataChannelName": SERVER_EVENTS})
-    if not isinstance(wanted, dict) or wanted.get("dataChannelName") != SERVER_EVENTS:
-        raise ApiError(400, ErrorCode.INVALID_PARAMS,
-                       f"datachannels/establish only pulls the {SERVER_EVENTS} channel")
-    sdp = session_description(body, "offer")
-    if session.pending_offer is not None:
-        raise overlap_error(NegotiationPending(
-            "an SFU offer is waiting for its answer (PUT renegotiate)"))
-    if any(t.role == APPLICATION for t in session.transceivers):
-        raise ApiError.decoding_error("The session already has a DataChannel transport")
-    reply: dict[str, Any] = {"dataChannel": {"location": "remote",
-                                             "dataChannelName": SERVER_EVENTS}}
-    if sdp is None:
-        session.datachannels.want_server_events = True
-        session.offer_media([MediaRequest("application", APPLICATION)], self.clock.seconds())
-        reply["dataChannel"]["id"] = session.datachannels.planned_server_events_id()
-        reply["requiresImmediateRenegotiation"] = True
-        reply["sessionDescription"] = {"type": "offer",
-                                       "sdp": session.pending_offer.serialize()}
-        expect_checks(self, session)
-        return reply
-    try:
-        offer = SessionDescription.parse(sdp)
-    except DecodeError as error:
-        raise sdp_error(error) from None
-    if not any(m.kind == "application" and not m.rejected and m.mid is not None
-               and session.transceiver(m.mid) is None for m in offer.media):
-        raise ApiError(400, ErrorCode.INVALID_SESSION_DESCRIPTION,
-                       "The offer has no new m=application section")
-    await ensure_connected(self, session)
-    try:
-        answer = session.answer_offer(sdp, self.clock.seconds())
-    except NegotiationPending as error:
-        raise overlap_error(error) from None
-    except DecodeError as error:
-        raise sdp_error(error) from None
-    start(self, session)
-    # The client's own in-band channel: as DTLS client its first id is 0 (RFC 8832 §6).
-    reply["dataChannel"]["id"] = 0
-    reply["requiresImmediateRenegotiation"] = False
-    reply["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
-    return reply
-
-
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/datachannels/new", "POST")
-def datachannels_new(self: RealtimeAPI, request: IRequest, app,
-                     session_id: str) -> dict[str, Any]:
-    """Publish (``local``) or subscribe to (``remote``) channels; allocate their ids."""
-    session = load_session(self, app, session_id)
-    items = channel_items(read_json(request))
-    _require_transport(session)
-    now = self.clock.seconds()
-    results = []
-    for item in items:
-        try:
-            results.append(_new_channel(self, app, session, item, now))
-        except ItemError as error:
-            results.append(item_error(_echo(item), *error.args))
-    flush(self, session)
-    return {"dataChannels": results}
-
-
-def _new_channel(api: RealtimeAPI, app: Any, session: SfuSession, item: dict[str, Any],
+def _new_channel(sessions: SfuSessions, app: Any, session: SfuSession, item: dict[str, Any],
                  now: float) -> dict[str, Any]:
     name, policy = channel_name(item), channel_policy(item)
     channels = session.datachannels
+    channel: PublishedChannel | ChannelSubscription
     try:
         if item.get("location") == "remote":
             can_reply, wait = _flag(item, "canReply"), _flag(item, "waitForAck")
-            publication = _find_publication(api, app, item.get("sessionId"), name)
+            publication = _find_publication(sessions, app, item.get("sessionId"), name)
             channel = channels.subscribe(publication, policy, now, can_reply=can_reply,
                                          wait_for_ack=wait)
         elif item.get("location", "local") == "local":
@@ -248,9 +181,9 @@ def _new_channel(api: RealtimeAPI, app: Any, session: SfuSession, item: dict[str
     return {**_echo(item), "id": channel.id}
 
 
-def _find_publication(api: RealtimeAPI, app: Any, session_id: Any,
+def _find_publication(sessions: SfuSessions, app: Any, session_id: Any,
                       name: str) -> PublishedChannel:
-    publisher = switchboard(api).get(session_id) if isinstance(session_id, str) else None
+    publisher = sessions.switchboard.get(session_id) if isinstance(session_id, str) else None
     publication = None
     if publisher is not None and publisher.app_id == app.app_id:
         publication = publisher.datachannels.published(name)
@@ -259,22 +192,7 @@ def _find_publication(api: RealtimeAPI, app: Any, session_id: Any,
     return publication
 
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/datachannels/update", "PUT")
-def datachannels_update(self: RealtimeAPI, request: IRequest, app,
-                        session_id: str) -> dict[str, Any]:
-    """Grant or revoke ``canReply`` on this session's subscriptions."""
-    session = load_session(self, app, session_id)
-    items = channel_items(read_json(request))
-    results = []
-    for item in items:
-        try:
-            results.append(_update_channel(self, app, session, item))
-        except ItemError as error:
-            results.append(item_error(_echo(item), *error.args))
-    return {"dataChannels": results}
-
-
-def _update_channel(api: RealtimeAPI, app: Any, session: SfuSession,
+def _update_channel(sessions: SfuSessions, app: Any, session: SfuSession,
                     item: dict[str, Any]) -> dict[str, Any]:
     name = channel_name(item)
     channels = session.datachannels
@@ -284,36 +202,12 @@ def _update_channel(api: RealtimeAPI, app: Any, session: SfuSession,
             raise ItemError(*NOT_FOUND)
         return {**_echo(item), "id": published.id}  # canReply is ignored for local channels
     can_reply = _flag(item, "canReply")
-    subscription = channels.subscription(_find_publication(api, app, item.get("sessionId"),
+    subscription = channels.subscription(_find_publication(sessions, app, item.get("sessionId"),
                                                            name))
     if subscription is None:
         raise ItemError(*NOT_FOUND)
     channels.grant_reply(subscription, can_reply)
     return {**_echo(item), "canReply": can_reply, "id": subscription.id}
-
-
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/datachannels/close", "PUT")
-def datachannels_close(self: RealtimeAPI, request: IRequest, app,
-                       session_id: str) -> dict[str, Any]:
-    """Close channels by id (stream reset, no SDP); a publication takes its subscribers along."""
-    session = load_session(self, app, session_id)
-    items = channel_items(read_json(request))
-    now = self.clock.seconds()
-    results = []
-    for item in items:
-        stream_id = item.get("id")
-        channel = None
-        if isinstance(stream_id, int) and not isinstance(stream_id, bool):
-            channel = session.datachannels.close(stream_id, now)
-        if channel is None:
-            valid = isinstance(stream_id, int) and not isinstance(stream_id, bool) and \
-                0 <= stream_id <= 65534  # an SCTP stream id (RFC 8831 §6.5)
-            echo = {"id": stream_id} if valid else {}
-            results.append(item_error(echo, *CLOSE_ERROR))
-        else:
-            results.append(describe(channel, with_status=False))
-    flush(self, session)
-    return {"dataChannels": results}
 
 
 def describe(channel: PublishedChannel | ChannelSubscription,
@@ -323,3 +217,112 @@ def describe(channel: PublishedChannel | ChannelSubscription,
     if not with_status:
         del body["status"]
     return body
+
+
+class DataChannelRoutes:
+    """Establish the DataChannel transport; publish, subscribe to, update and close channels.
+
+    :param sessions: the SFU's sessions.
+    """
+
+    def __init__(self, sessions: SfuSessions) -> None:
+        self.sessions = sessions
+
+    async def establish(self, request: IRequest, app: App,
+                        session_id: str) -> dict[str, Any]:
+        """Negotiate the session's SCTP transport and pull the ``server-events`` channel."""
+        session = self.sessions.load_session(app, session_id)
+        body = read_json(request)
+        wanted = body.get("dataChannel", {"dataChannelName": SERVER_EVENTS})
+        if not isinstance(wanted, dict) or wanted.get("dataChannelName") != SERVER_EVENTS:
+            raise ApiError(400, ErrorCode.INVALID_PARAMS,
+                           f"datachannels/establish only pulls the {SERVER_EVENTS} channel")
+        sdp = session_description(body, "offer")
+        if session.pending_offer is not None:
+            raise overlap_error(NegotiationPending(
+                "an SFU offer is waiting for its answer (PUT renegotiate)"))
+        if any(t.role == APPLICATION for t in session.transceivers):
+            raise ApiError.decoding_error("The session already has a DataChannel transport")
+        reply: dict[str, Any] = {"dataChannel": {"location": "remote",
+                                                 "dataChannelName": SERVER_EVENTS}}
+        if sdp is None:
+            session.datachannels.want_server_events = True
+            session.offer_media([MediaRequest("application", APPLICATION)],
+                                self.sessions.clock.seconds())
+            reply["dataChannel"]["id"] = session.datachannels.planned_server_events_id()
+            reply["requiresImmediateRenegotiation"] = True
+            reply["sessionDescription"] = pending_offer(session)
+            self.sessions.expect_checks(session)
+            return reply
+        try:
+            offer = SessionDescription.parse(sdp)
+        except DecodeError as error:
+            raise sdp_error(error) from None
+        if not any(m.kind == "application" and not m.rejected and m.mid is not None
+                   and session.transceiver(m.mid) is None for m in offer.media):
+            raise ApiError(400, ErrorCode.INVALID_SESSION_DESCRIPTION,
+                           "The offer has no new m=application section")
+        await self.sessions.ensure_connected(session)
+        try:
+            answer = session.answer_offer(sdp, self.sessions.clock.seconds())
+        except NegotiationPending as error:
+            raise overlap_error(error) from None
+        except DecodeError as error:
+            raise sdp_error(error) from None
+        self.sessions.start(session)
+        # The client's own in-band channel: as DTLS client its first id is 0 (RFC 8832 §6).
+        reply["dataChannel"]["id"] = 0
+        reply["requiresImmediateRenegotiation"] = False
+        reply["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
+        return reply
+
+    def datachannels_new(self, request: IRequest, app: App,
+                         session_id: str) -> dict[str, Any]:
+        """Publish (``local``) or subscribe to (``remote``) channels; allocate their ids."""
+        session = self.sessions.load_session(app, session_id)
+        items = channel_items(read_json(request))
+        _require_transport(session)
+        now = self.sessions.clock.seconds()
+        results = []
+        for item in items:
+            try:
+                results.append(_new_channel(self.sessions, app, session, item, now))
+            except ItemError as error:
+                results.append(item_error(_echo(item), *error.args))
+        self.sessions.flush(session)
+        return {"dataChannels": results}
+
+    def datachannels_update(self, request: IRequest, app: App,
+                            session_id: str) -> dict[str, Any]:
+        """Grant or revoke ``canReply`` on this session's subscriptions."""
+        session = self.sessions.load_session(app, session_id)
+        items = channel_items(read_json(request))
+        results = []
+        for item in items:
+            try:
+                results.append(_update_channel(self.sessions, app, session, item))
+            except ItemError as error:
+                results.append(item_error(_echo(item), *error.args))
+        return {"dataChannels": results}
+
+    def datachannels_close(self, request: IRequest, app: App,
+                           session_id: str) -> dict[str, Any]:
+        """Close channels by id (stream reset, no SDP); a publication takes its subscribers."""
+        session = self.sessions.load_session(app, session_id)
+        items = channel_items(read_json(request))
+        now = self.sessions.clock.seconds()
+        results = []
+        for item in items:
+            stream_id = item.get("id")
+            channel = None
+            if isinstance(stream_id, int) and not isinstance(stream_id, bool):
+                channel = session.datachannels.close(stream_id, now)
+            if channel is None:
+                valid = isinstance(stream_id, int) and not isinstance(stream_id, bool) and \
+                    0 <= stream_id <= 65534  # an SCTP stream id (RFC 8831 §6.5)
+                echo = {"id": stream_id} if valid else {}
+                results.append(item_error(echo, *CLOSE_ERROR))
+            else:
+                results.append(describe(channel, with_status=False))
+        self.sessions.flush(session)
+        return {"dataChannels": results}

@@ -31,35 +31,47 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, app_route
+from realtime.api.media import MediaPeers
+from realtime.peer.echo import EchoSession
+from realtime.sfu.session import SfuSession
+from realtime.storage import App
 
 
-@app_route(RealtimeAPI.app, "/diagnostics", "GET")
-def diagnostics(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
-    """Return drop counters of the media port and of the app's PeerConnections."""
-    peers = self.peers
-    port = getattr(peers, "port", None)
-    sessions = {}
-    for session_id, session in (peers.sessions.items() if peers else ()):
-        if getattr(session, "app_id", None) != app.app_id:
-            continue
-        connection = session.connection
-        entry = {
-            "state": connection.state,
-            "srtpProfile": connection.srtp_profile,
-            "drops": dict(connection.drops),
-        }
-        rtcp = getattr(session, "rtcp", None)
-        if rtcp is not None:
-            entry["sfu"] = {**rtcp.counters(), "mediaDrops": media_drops(session)}
-        sessions[session_id] = entry
-    return {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
+class DiagnosticsRoutes:
+    """``diagnostics``: the counters of the media port and of one app's PeerConnections.
+
+    :param peers: the media port's running sessions.
+    """
+
+    def __init__(self, peers: MediaPeers) -> None:
+        self.peers = peers
+
+    def diagnostics(self, request: IRequest, app: App) -> dict[str, Any]:
+        """Return drop counters of the media port and of the app's PeerConnections."""
+        sessions = {}
+        for session_id, session in self.peers.sessions.items():
+            if not isinstance(session, SfuSession | EchoSession) or session.app_id != app.app_id:
+                continue
+            connection = session.connection
+            if connection is None:
+                continue
+            entry: dict[str, Any] = {
+                "state": connection.state,
+                "srtpProfile": connection.srtp_profile,
+                "drops": dict(connection.drops),
+            }
+            if isinstance(session, SfuSession):
+                entry["sfu"] = {**session.rtcp.counters(), "mediaDrops": media_drops(session)}
+            sessions[session_id] = entry
+        port = self.peers.port
+        return {"mediaPort": {"drops": dict(port.drops) if port is not None else {}},
+                "sessions": sessions}
 
 
-def media_drops(session: Any) -> dict[str, int]:
+def media_drops(session: SfuSession) -> dict[str, int]:
     """Return the session's routing drops and its subscriptions' forwarder drops, by reason."""
-    drops = dict(getattr(session, "counters", {}))
-    for transceiver in getattr(session, "transceivers", ()):
+    drops = dict(session.counters)
+    for transceiver in session.transceivers:
         subscription = transceiver.subscription
         forwarder = subscription.forwarder if subscription is not None else None
         if forwarder is None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, apply_cors, json_response
+from realtime.api.http import apply_cors, json_response
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -268,8 +268,7 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-@RealtimeAPI.app.route("/openapi.json", methods=["GET", "OPTIONS"])
-def openapi(self: RealtimeAPI, request: IRequest) -> bytes:
+def openapi(request: IRequest) -> bytes:
     """Return this server's OpenAPI document (no authentication)."""
     apply_cors(request)
     return json_response(request, 200, DOCUMENT)

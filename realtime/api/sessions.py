@@ -8,7 +8,7 @@ Routes here (docs/cloudflare-api.md §1.2 rows 1, 3, 10); the track routes are i
     PUT  /apps/{appId}/sessions/{sessionId}/renegotiate   200 {}  (applies the SFU offer's answer)
     GET  /apps/{appId}/sessions/{sessionId}         200 {tracks: [...], dataChannels: [...]}
 
-Every ``/sessions/{sessionId}/...`` call goes through :func:`load_session`::
+Every ``/sessions/{sessionId}/...`` call goes through :meth:`SfuSessions.load_session`::
 
     session id unknown to this app ........... 404 not_found
     session ended (expired, closed, gone) .... 410 session_error
@@ -21,164 +21,196 @@ forbids the change; ``invalid_session_description`` is kept for SDP that is
 bad or out of order on its own); a rate-limited call is 429
 ``retryable_transient_error`` (the contract's code for "try again").
 
-The sans-I/O :class:`~realtime.sfu.switchboard.Switchboard` lives on the
-:class:`~realtime.api.app.RealtimeAPI` instance (made on first use, with a
-periodic garbage collection on the injected clock); PeerConnections run in
-the media port's :class:`~realtime.net.peers.PeerHost`.
+The sans-I/O :class:`~realtime.sfu.switchboard.Switchboard`, the rate
+limiters and the media port's peers are given to :class:`SfuSessions` by
+:class:`~realtime.api.app.RealtimeAPI` (built in ``realtime.service.makeService``);
+its :meth:`SfuSessions.collect` runs every :data:`COLLECT_INTERVAL` seconds as
+the service's ``sfu-collect`` ``TimerService``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, app_route, read_json
+from realtime.api.cluster_hooks import ClusterHooks
 from realtime.api.errors import ApiError, ErrorCode
-from realtime.errors import DecodeError
+from realtime.api.http import read_json
+from realtime.api.media import Announced, MediaPeers
+from realtime.errors import DecodeError, LocalProtocolError
 from realtime.sfu.limits import CONNECT_WAIT, FIRST_PACKET_WAIT, MAX_MEDIA_SECTIONS, RateLimiter
 from realtime.sfu.session import NegotiationPending, SfuSession
 from realtime.sfu.switchboard import Switchboard
 from realtime.sfu.track import PublishedTrack
 from realtime.sfu.transceiver import APPLICATION, CLOSED, SUBSCRIBE
+from realtime.storage import App
 
-#: seconds between garbage collections of the switchboard
+#: seconds between garbage collections of the switchboard (the ``sfu-collect`` service)
 COLLECT_INTERVAL = 5.0
-#: seconds between checks while a pull waits for a track's first packet
-PACKET_POLL = 0.05
+
+log = Logger()
 
 
-# -- shared state ----------------------------------------------------------------
+class SfuSessions:
+    """The SFU's sessions as the routes see them: create, load, start, wait, forget.
 
+    :param switchboard: the registry of sessions and tracks.
+    :param peers: runs the sessions' PeerConnections on the media port.
+    :param announced: the address put in answers.
+    :param clock: the reactor's clock (``task.Clock`` in tests).
+    :param rate_limiter: 50 calls per second per session.
+    :param session_limiter: ``sessions/new`` per app (``--session-rate``/``--session-burst``).
+    :param cluster: writes sessions into the cluster directory (``--cluster``), or None.
+    """
 
-def switchboard(api: RealtimeAPI) -> Switchboard:
-    """Return the API's switchboard, creating it (and its collector) on first use."""
-    board = getattr(api, "switchboard", None)
-    if board is None:
-        board = api.switchboard = Switchboard()
-        api.rate_limiter = RateLimiter()
-        api.session_limiter = RateLimiter(api.config.session_rate, api.config.session_burst,
-                                          max_keys=10_000)
-        api.clock.callLater(COLLECT_INTERVAL, collect, api)
-    return board
+    def __init__(self, switchboard: Switchboard, peers: MediaPeers, announced: Announced,
+                 clock: IReactorTime, rate_limiter: RateLimiter, session_limiter: RateLimiter,
+                 cluster: ClusterHooks | None = None) -> None:
+        self.switchboard = switchboard
+        self.peers = peers
+        self.announced = announced
+        self.clock = clock
+        self.rate_limiter = rate_limiter
+        self.session_limiter = session_limiter
+        self.cluster = cluster
 
+    def collect(self) -> None:
+        """End silent tracks and dead sessions (run every :data:`COLLECT_INTERVAL` s).
 
-def collect(api: RealtimeAPI) -> None:
-    """End silent tracks and dead sessions, then run again in :data:`COLLECT_INTERVAL`."""
-    board = api.switchboard
-    for session in board.collect_garbage(api.clock.seconds()):
-        forget(api, session)
-    api.clock.callLater(COLLECT_INTERVAL, collect, api)
-
-
-def forget(api: RealtimeAPI, session: SfuSession) -> None:
-    """Stop running ``session``'s PeerConnection and its rate limit."""
-    peers = api.peers
-    if peers is not None:
-        peers.remove(session)  # a no-op for a session it does not run
-    api.rate_limiter.forget(session.session_id)
-
-
-def new_session(api: RealtimeAPI, app_id: str) -> SfuSession:
-    """Create a session of ``app_id`` on the media port's transport."""
-    peers = api.peers
-    session = switchboard(api).create_session(
-        app_id, api.clock.seconds(), certificate=peers.certificate,
-        address=api.config.public_ip, port=api.config.media_port, keylog=peers.keylog)
-    if api.cluster is not None:
+        A failure is logged, never raised: it would stop the ``TimerService``.
+        """
         try:
-            api.cluster.session_created(session)  # the 503 while the directory is away
-        except ApiError:
-            switchboard(api).close_session(session, "directory unavailable")
-            raise
-    return session
+            for session in self.switchboard.collect_garbage(self.clock.seconds()):
+                self.forget(session)
+        except Exception:
+            log.failure("SFU garbage collection failed")
 
+    def forget(self, session: SfuSession) -> None:
+        """Stop running ``session``'s PeerConnection and its rate limit."""
+        self.peers.remove(session)  # a no-op for a session it does not run
+        self.rate_limiter.forget(session.session_id)
 
-def load_session(api: RealtimeAPI, app: Any, session_id: str) -> SfuSession:
-    """Return the app's live session ``session_id``; raise 404, 410 or 429 otherwise."""
-    board = switchboard(api)
-    session = board.get(session_id)
-    if session is None or session.app_id != app.app_id:
-        if board.is_gone(session_id):
+    def new_session(self, app_id: str) -> SfuSession:
+        """Create a session of ``app_id`` on the media port's transport."""
+        peers, config = self.peers, self.announced.config
+        session = self.switchboard.create_session(
+            app_id, self.clock.seconds(), certificate=peers.certificate,
+            address=config.public_ip, port=config.media_port, keylog=peers.keylog)
+        if self.cluster is not None:
+            try:
+                self.cluster.session_created(session)  # the 503 while the directory is away
+            except ApiError:
+                self.switchboard.close_session(session, "directory unavailable")
+                raise
+        return session
+
+    def load_session(self, app: App, session_id: str) -> SfuSession:
+        """Return the app's live session ``session_id``; raise 404, 410 or 429 otherwise."""
+        board = self.switchboard
+        session = board.get(session_id)
+        if session is None or session.app_id != app.app_id:
+            if board.is_gone(session_id):
+                raise ApiError(410, ErrorCode.SESSION_ERROR,
+                               "The session has expired or was closed; create a new one")
+            raise ApiError.not_found(f"Session {session_id} not found")
+        connection = session.connection
+        if connection is not None and connection.state == "closed":
+            board.close_session(session, "closed")
+            self.forget(session)
             raise ApiError(410, ErrorCode.SESSION_ERROR,
-                           "The session has expired or was closed; create a new one")
-        raise ApiError.not_found(f"Session {session_id} not found")
-    connection = session.connection
-    if connection is not None and connection.state == "closed":
-        board.close_session(session, "closed")
-        forget(api, session)
-        raise ApiError(410, ErrorCode.SESSION_ERROR,
-                       "The session's PeerConnection has closed; create a new session")
-    if not api.rate_limiter.allow(session_id, api.clock.seconds()):
-        raise ApiError(429, "retryable_transient_error",
-                       "More than 50 API calls per second on this session")
-    return session
+                           "The session's PeerConnection has closed; create a new session")
+        if not self.rate_limiter.allow(session_id, self.clock.seconds()):
+            raise ApiError(429, "retryable_transient_error",
+                           "More than 50 API calls per second on this session")
+        return session
 
+    def start(self, session: SfuSession) -> None:
+        """Hand a freshly negotiated session to the PeerHost; send what it queued."""
+        if session.connection is None:
+            return
+        if self.cluster is not None:
+            self.cluster.session_negotiated(session)
+        if self.peers.sessions.get(session.session_id) is not session:
+            self.peers.add(session)
+        self.flush(session)
 
-def start(api: RealtimeAPI, session: SfuSession) -> None:
-    """Hand a freshly negotiated session to the PeerHost; send what it queued."""
-    peers = api.peers
-    if session.connection is None or peers is None:
-        return
-    if api.cluster is not None:
-        api.cluster.session_negotiated(session)
-    if peers.sessions.get(session.session_id) is not session:
-        peers.add(session)
-    flush(api, session)
+    def expect_checks(self, session: SfuSession) -> None:
+        """Let the session's ICE agent answer checks as soon as the SFU has offered.
 
+        The client checks once it has applied our offer and its answer; that
+        answer (``PUT renegotiate``) may come later.  Only the first negotiation
+        needs it: afterwards the session is running.
+        """
+        if session.connection is None:
+            self.peers.expect(session)
 
-def expect_checks(api: RealtimeAPI, session: SfuSession) -> None:
-    """Let the session's ICE agent answer checks as soon as the SFU has offered.
+    def flush(self, session: SfuSession) -> None:
+        """Send the datagrams API calls queued (upstream PLIs, retransmissions ...)."""
+        for touched in session.take_touched():
+            self.peers.flush(touched)
 
-    The client checks once it has applied our offer and its answer; that
-    answer (``PUT renegotiate``) may come later.  Only the first negotiation
-    needs it: afterwards the session is running.
-    """
-    peers = api.peers
-    if session.connection is None and peers is not None:
-        peers.expect(session)
+    async def ensure_connected(self, session: SfuSession) -> None:
+        """Wait up to 5 s for an established session's transport; 425 if it stays down.
 
+        The first negotiation of a session never waits (there is nothing to
+        connect yet), docs/cloudflare-api.md §3.5.
+        """
+        connection = session.connection
+        if connection is None or connection.state == "connected":
+            return
+        if not await self.peers.wait_connected(session, CONNECT_WAIT):
+            raise ApiError(425, ErrorCode.SESSION_ERROR,
+                           "The PeerConnection is not connected; finish setup and wait for it")
 
-def flush(api: RealtimeAPI, session: SfuSession) -> None:
-    """Send the datagrams API calls queued (upstream PLIs, retransmissions ...)."""
-    peers = api.peers
-    if peers is None:
-        return
-    for touched in session.take_touched():
-        peers.flush(touched)
+    async def first_packets(self, tracks: list[PublishedTrack],
+                            timeout: float = FIRST_PACKET_WAIT) -> set[PublishedTrack]:
+        """Wait for the first packet of every track at once; return those that have one.
 
+        One deadline for the whole request: ``timeout`` seconds from now, however
+        many tracks wait (five pulls of one silent track took 15 s when each
+        waited 3 s in turn; 64 items could hold a request ~190 s).  Each track
+        calls back at its first packet (or its end,
+        :attr:`PublishedTrack.first_packet_callbacks`); the request resumes on
+        the reactor's next turn after the last one, never inside the
+        publisher's packet path.
+        """
+        waiting = {track for track in tracks
+                   if track.last_packet_time is None and not track.ended}
+        if waiting:
+            await self._all_called_back(waiting, timeout)
+        return {track for track in tracks
+                if track.last_packet_time is not None and not track.ended}
 
-async def ensure_connected(api: RealtimeAPI, session: SfuSession) -> None:
-    """Wait up to 5 s for an established session's transport; 425 if it stays down.
+    def _all_called_back(self, tracks: set[PublishedTrack], timeout: float) -> Deferred[None]:
+        """Return a Deferred fired once every track has called back, or at ``timeout``."""
+        done: Deferred[None] = Deferred()
+        callbacks: dict[PublishedTrack, Callable[[], None]] = {}
 
-    The first negotiation of a session never waits (there is nothing to
-    connect yet), docs/cloudflare-api.md §3.5.
-    """
-    connection = session.connection
-    if connection is None or connection.state == "connected":
-        return
-    if not await api.peers.wait_connected(session, CONNECT_WAIT):
-        raise ApiError(425, ErrorCode.SESSION_ERROR,
-                       "The PeerConnection is not connected; finish setup and wait for it")
+        def finish() -> None:
+            if deadline.active():
+                deadline.cancel()
+            for track, callback in callbacks.items():  # timed out: leave none on silent tracks
+                if callback in track.first_packet_callbacks:
+                    track.first_packet_callbacks.remove(callback)
+            if not done.called:
+                done.callback(None)
 
+        def called_back(track: PublishedTrack) -> None:
+            del callbacks[track]
+            if not callbacks:
+                self.clock.callLater(0, finish)
 
-async def first_packets(api: RealtimeAPI, tracks: list[PublishedTrack],
-                        timeout: float = FIRST_PACKET_WAIT) -> set[PublishedTrack]:
-    """Wait for the first packet of every track at once; return those that have one.
-
-    One deadline for the whole request: ``timeout`` seconds from now, however
-    many tracks wait (five pulls of one silent track took 15 s when each
-    waited 3 s in turn; 64 items could hold a request ~190 s).  Ends early
-    when every track has a packet or has ended.
-    """
-    waiting = {track for track in tracks if track.last_packet_time is None and not track.ended}
-    waited = 0.0
-    while waiting and waited < timeout:
-        await deferLater(api.clock, PACKET_POLL, lambda: None)
-        waited += PACKET_POLL
-        waiting = {t for t in waiting if t.last_packet_time is None and not t.ended}
-    return {track for track in tracks if track.last_packet_time is not None and not track.ended}
+        deadline = self.clock.callLater(timeout, finish)
+        for track in tracks:
+            callbacks[track] = callback = partial(called_back, track)
+            track.first_packet_callbacks.append(callback)
+        return done
 
 
 # -- request bodies ------------------------------------------------------------------
@@ -218,6 +250,14 @@ def overlap_error(error: NegotiationPending) -> ApiError:
     return ApiError(406, ErrorCode.SESSION_ERROR, str(error))
 
 
+def pending_offer(session: SfuSession) -> dict[str, str]:
+    """Return the SFU's offer just made (``offer_media``) as a ``sessionDescription``."""
+    offer = session.pending_offer
+    if offer is None:
+        raise LocalProtocolError("the session has no pending offer")
+    return {"type": "offer", "sdp": offer.serialize()}
+
+
 def item_error(item: dict[str, Any], code: str, description: str) -> dict[str, Any]:
     """Return a per-item result carrying ``errorCode``/``errorDescription`` (HTTP 200)."""
     return {**item, "errorCode": code, "errorDescription": description}
@@ -226,72 +266,74 @@ def item_error(item: dict[str, Any], code: str, description: str) -> dict[str, A
 # -- routes ---------------------------------------------------------------------------
 
 
-@app_route(RealtimeAPI.app, "/sessions/new", "POST")
-def sessions_new(self: RealtimeAPI, request: IRequest, app) -> tuple[int, dict[str, Any]]:
-    """Create a session; with an offer in the body, answer it too (the older flow).
+class SessionRoutes:
+    """``sessions/new``, ``renegotiate`` and ``GET`` session.
 
-    At most ``--session-rate`` per second per app (burst ``--session-burst``),
-    else 429: each abandoned session holds ~56 KB for 60 s.
+    :param sessions: the SFU's sessions.
     """
-    body = read_json(request)
-    sdp = session_description(body, "offer")
-    switchboard(self)
-    if not self.session_limiter.allow(app.app_id, self.clock.seconds()):
-        raise ApiError(429, "retryable_transient_error",
-                       f"More than {self.config.session_rate:g} new sessions per second "
-                       "for this app")
-    session = new_session(self, app.app_id)
-    if sdp is None:
-        return 201, {"sessionId": session.session_id}
-    try:
-        answer = session.answer_offer(sdp, self.clock.seconds())
-    except DecodeError as error:
-        switchboard(self).close_session(session, "bad offer")
-        raise sdp_error(error) from None
-    start(self, session)
-    return 201, {"sessionId": session.session_id,
-                 "sessionDescription": {"type": "answer", "sdp": answer.serialize()}}
 
+    def __init__(self, sessions: SfuSessions) -> None:
+        self.sessions = sessions
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/renegotiate", "PUT")
-def renegotiate(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
-    """Apply the client's answer to the SFU's pending offer."""
-    session = load_session(self, app, session_id)
-    body = read_json(request)
-    sdp = session_description(body, "answer", required=True)
-    try:
-        session.apply_answer(sdp, self.clock.seconds())
-    except DecodeError as error:
-        raise sdp_error(error) from None
-    start(self, session)
-    return {}
+    def sessions_new(self, request: IRequest, app: App) -> tuple[int, dict[str, Any]]:
+        """Create a session; with an offer in the body, answer it too (the older flow).
 
+        At most ``--session-rate`` per second per app (burst ``--session-burst``),
+        else 429: each abandoned session holds ~56 KB for 60 s.
+        """
+        sessions = self.sessions
+        body = read_json(request)
+        sdp = session_description(body, "offer")
+        limiter, now = sessions.session_limiter, sessions.clock.seconds()
+        if not limiter.allow(app.app_id, now):
+            raise ApiError(429, "retryable_transient_error",
+                           f"More than {limiter.rate:g} new sessions per second for this app")
+        session = sessions.new_session(app.app_id)
+        if sdp is None:
+            return 201, {"sessionId": session.session_id}
+        try:
+            answer = session.answer_offer(sdp, now)
+        except DecodeError as error:
+            sessions.switchboard.close_session(session, "bad offer")
+            raise sdp_error(error) from None
+        sessions.start(session)
+        return 201, {"sessionId": session.session_id,
+                     "sessionDescription": {"type": "answer", "sdp": answer.serialize()}}
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>", "GET")
-def session_state(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
-    """Return the session's tracks and DataChannels with their status."""
-    session = load_session(self, app, session_id)
-    tracks = []
-    for transceiver in session.transceivers:
-        if transceiver.role == APPLICATION:
-            continue
-        subscription = transceiver.subscription
-        if transceiver.role == SUBSCRIBE or (transceiver.role == CLOSED and subscription):
-            if subscription is None:
+    def renegotiate(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
+        """Apply the client's answer to the SFU's pending offer."""
+        session = self.sessions.load_session(app, session_id)
+        body = read_json(request)
+        sdp = session_description(body, "answer", required=True)
+        assert sdp is not None  # required=True raises instead
+        try:
+            session.apply_answer(sdp, self.sessions.clock.seconds())
+        except DecodeError as error:
+            raise sdp_error(error) from None
+        self.sessions.start(session)
+        return {}
+
+    def session_state(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
+        """Return the session's tracks and DataChannels with their status."""
+        session = self.sessions.load_session(app, session_id)
+        tracks = []
+        for transceiver in session.transceivers:
+            if transceiver.role == APPLICATION:
                 continue
-            item = {"location": "remote", "mid": transceiver.mid,
-                    "sessionId": subscription.track.session.session_id,
-                    "trackName": subscription.track.name}
-        else:
-            if transceiver.track_name is None:
-                continue
-            item = {"location": "local", "mid": transceiver.mid,
-                    "trackName": transceiver.track_name}
-        item["status"] = transceiver.status()
-        tracks.append(item)
-    channels = session.datachannels.listed(self.clock.seconds())
-    return {"tracks": tracks, "dataChannels": [channel.describe() for channel in channels]}
-
-
-# The track routes and the OpenAPI document live in their own modules; importing registers them.
-from realtime.api import datachannels, openapi, tracks  # noqa: E402,F401
+            subscription = transceiver.subscription
+            item: dict[str, Any]
+            if transceiver.role == SUBSCRIBE or (transceiver.role == CLOSED and subscription):
+                if subscription is None:
+                    continue
+                item = {"location": "remote", "mid": transceiver.mid,
+                        "sessionId": subscription.track.session.session_id,
+                        "trackName": subscription.track.name}
+            else:
+                if transceiver.track_name is None:
+                    continue
+                item = {"location": "local", "mid": transceiver.mid,
+                        "trackName": transceiver.track_name}
+            item["status"] = transceiver.status()
+            tracks.append(item)
+        channels = session.datachannels.listed(self.sessions.clock.seconds())
+        return {"tracks": tracks, "dataChannels": [channel.describe() for channel in channels]}

@@ -31,19 +31,19 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, app_route, read_json
 from realtime.api.errors import ApiError, ErrorCode
+from realtime.api.http import read_json
 from realtime.api.sessions import (
-    ensure_connected, expect_checks, first_packets, flush, item_error, load_session, overlap_error,
-    sdp_error,
-    session_description, start, switchboard,
+    SfuSessions, item_error, overlap_error, pending_offer, sdp_error, session_description,
 )
 from realtime.errors import DecodeError, LocalProtocolError
 from realtime.media.simulcast import SimulcastPreferences
 from realtime.sdp.session import SessionDescription
 from realtime.sfu.limits import MAX_TRACKS_PER_CALL
 from realtime.sfu.session import MediaRequest, NegotiationPending, SfuSession
+from realtime.sfu.track import PublishedTrack
 from realtime.sfu.transceiver import BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE
+from realtime.storage import App
 
 NOT_FOUND = ("not_found_track_error",
              "Track not found: make sure the publisher is connected and sending packets")
@@ -110,10 +110,10 @@ def _pull_echo(item: dict[str, Any]) -> dict[str, Any]:
                                                                 "simulcast") if key in echo}}
 
 
-async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dict[str, Any]]],
+async def _resolve_pulls(sessions: SfuSessions, app: Any, remote: list[tuple[int, dict[str, Any]]],
                          results: dict[int, dict[str, Any]]) -> dict[int, Any]:
     """Return item index -> pulled track (after its first packet); failures go to ``results``."""
-    board = switchboard(api)
+    board = sessions.switchboard
     found = {}
     for index, item in remote:
         name, owner = _text(item, "trackName"), _text(item, "sessionId")
@@ -122,7 +122,7 @@ async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dic
             results[index] = item_error(_pull_echo(item), *NOT_FOUND)
         else:
             found[index] = track
-    sending = await first_packets(api, list(found.values()))   # one deadline for all items
+    sending = await sessions.first_packets(list(found.values()))   # one deadline for all items
     items = dict(remote)
     for index, track in list(found.items()):
         if track not in sending:
@@ -131,29 +131,13 @@ async def _resolve_pulls(api: RealtimeAPI, app: Any, remote: list[tuple[int, dic
     return found
 
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/tracks/new", "POST")
-async def tracks_new(self: RealtimeAPI, request: IRequest, app,
-                     session_id: str) -> dict[str, Any]:
-    """Push and/or pull tracks (with the client's offer, or producing the SFU's)."""
-    session = load_session(self, app, session_id)
-    body = read_json(request)
-    items = track_items(body)
-    sdp = session_description(body, "offer")
-    if session.pending_offer is not None:
-        raise overlap_error(NegotiationPending(
-            "an SFU offer is waiting for its answer (PUT renegotiate)"))
-    if sdp is not None:
-        return await _with_offer(self, app, session, sdp, items, body.get("autoDiscover") is True)
-    return await _without_offer(self, app, session, items)
-
-
-async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
+async def _with_offer(sessions: SfuSessions, app: Any, session: SfuSession, sdp: str,
                       items: list[dict[str, Any]], auto_discover: bool) -> dict[str, Any]:
     try:
         offer = SessionDescription.parse(sdp)
     except DecodeError as error:
         raise sdp_error(error) from None
-    await ensure_connected(api, session)
+    await sessions.ensure_connected(session)
     results: dict[int, dict[str, Any]] = {}
     publish: dict[str, str] = {}
     remote = [(i, item) for i, item in enumerate(items) if item.get("location") == "remote"]
@@ -180,12 +164,12 @@ async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
             raise ApiError(400, ErrorCode.INVALID_PARAMS,
                            f"At most {MAX_TRACKS_PER_CALL} tracks per request "
                            "(autoDiscover found more)")
-    found = await _resolve_pulls(api, app, remote, results)
+    found = await _resolve_pulls(sessions, app, remote, results)
     subscribe, pulled = _place_pulls(session, offer, remote, found, results)
     if session.pending_offer is not None:
         raise overlap_error(NegotiationPending("an SFU offer is waiting for its answer"))
     try:
-        answer = session.answer_offer(sdp, api.clock.seconds(), publish, subscribe)
+        answer = session.answer_offer(sdp, sessions.clock.seconds(), publish, subscribe)
     except DecodeError as error:
         raise sdp_error(error) from None
     for index, item in enumerate(items):
@@ -196,7 +180,7 @@ async def _with_offer(api: RealtimeAPI, app: Any, session: SfuSession, sdp: str,
         results[index] = {**_pull_echo(items[index]), "mid": mid}
     out = [results[i] for i in range(len(items))]
     out += [_push_result(session, mid, publish[mid]) for mid in discovered]
-    start(api, session)
+    sessions.start(session)
     return {"requiresImmediateRenegotiation": False, "tracks": out,
             "sessionDescription": {"type": "answer", "sdp": answer.serialize()}}
 
@@ -209,12 +193,16 @@ def _push_result(session: SfuSession, mid: str, name: str) -> dict[str, Any]:
     return item
 
 
-def _place_pulls(session: SfuSession, offer: SessionDescription, remote: list,
-                 found: dict[int, Any], results: dict[int, dict[str, Any]]):
+def _place_pulls(session: SfuSession, offer: SessionDescription,
+                 remote: list[tuple[int, dict[str, Any]]], found: dict[int, PublishedTrack],
+                 results: dict[int, dict[str, Any]],
+                 ) -> tuple[dict[str, tuple[PublishedTrack, SimulcastPreferences | None]],
+                            dict[int, str]]:
     """Match pulled tracks to the offer's new receiving sections (by mid, else by kind)."""
     free = [m for m in offer.media if m.mid and session.transceiver(m.mid) is None
             and m.direction in ("recvonly", "sendrecv") and not m.rejected]
-    subscribe, pulled = {}, {}
+    subscribe: dict[str, tuple[PublishedTrack, SimulcastPreferences | None]] = {}
+    pulled: dict[int, str] = {}
     for index, item in remote:
         track = found.get(index)
         if track is None:
@@ -222,7 +210,7 @@ def _place_pulls(session: SfuSession, offer: SessionDescription, remote: list,
         wanted = _text(item, "mid")
         media = next((m for m in free if (m.mid == wanted if wanted else m.kind == track.kind)),
                      None)
-        if media is None or media.kind != track.kind:
+        if media is None or media.mid is None or media.kind != track.kind:
             results[index] = item_error(_pull_echo(item), "invalid_params",
                                         "No receiving m= section of this kind in the offer")
             continue
@@ -232,13 +220,13 @@ def _place_pulls(session: SfuSession, offer: SessionDescription, remote: list,
     return subscribe, pulled
 
 
-async def _without_offer(api: RealtimeAPI, app: Any, session: SfuSession,
+async def _without_offer(sessions: SfuSessions, app: Any, session: SfuSession,
                          items: list[dict[str, Any]]) -> dict[str, Any]:
     results: dict[int, dict[str, Any]] = {}
     remote = [(i, item) for i, item in enumerate(items) if item.get("location") == "remote"]
-    found = await _resolve_pulls(api, app, remote, results)
+    found = await _resolve_pulls(sessions, app, remote, results)
     requests: list[tuple[int, MediaRequest]] = []
-    now = api.clock.seconds()
+    now = sessions.clock.seconds()
     for index, item in remote:
         track = found.get(index)
         if track is None:
@@ -264,7 +252,7 @@ async def _without_offer(api: RealtimeAPI, app: Any, session: SfuSession,
     requests.sort(key=lambda pair: pair[0])
     response: dict[str, Any] = {"requiresImmediateRenegotiation": False}
     if requests:
-        await ensure_connected(api, session)
+        await sessions.ensure_connected(session)
         try:
             added = session.offer_media([request for _, request in requests], now)
         except NegotiationPending as error:
@@ -279,10 +267,9 @@ async def _without_offer(api: RealtimeAPI, app: Any, session: SfuSession,
                 if request.role == BIDIRECTIONAL:
                     results[index]["bidirectionalMediaStream"] = True
         response["requiresImmediateRenegotiation"] = True
-        response["sessionDescription"] = {"type": "offer",
-                                          "sdp": session.pending_offer.serialize()}
-        expect_checks(api, session)
-    flush(api, session)
+        response["sessionDescription"] = pending_offer(session)
+        sessions.expect_checks(session)
+    sessions.flush(session)
     response["tracks"] = [results[i] for i in range(len(items))]
     return response
 
@@ -301,75 +288,98 @@ def _pull_into(session: SfuSession, item: dict[str, Any], name: str, track: Any,
     return {**_pull_echo(item), "mid": transceiver.mid}
 
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/tracks/close", "PUT")
-def tracks_close(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
-    """Close tracks by mid: negotiated (client offer -> our answer) or forced (no SDP)."""
-    session = load_session(self, app, session_id)
-    body = read_json(request)
-    items = track_items(body, required=True)
-    force = body.get("force") is True
-    sdp = None if force else session_description(body, "offer")
-    if sdp is not None and session.pending_offer is not None:
-        raise overlap_error(NegotiationPending("an SFU offer is waiting for its answer"))
-    results, mids = [], []
-    for item in items:
-        mid = _text(item, "mid")
-        transceiver = session.transceiver(mid) if mid else None
-        if transceiver is None or transceiver.role == CLOSED:
-            results.append(item_error({} if mid is None else {"mid": mid}, "close_track_error",
-                                      "Track doesn't exist or was already closed"))
-        else:
-            results.append({"mid": mid})
-            mids.append(mid)
-    session.close_transceivers(mids)
-    response: dict[str, Any] = {"requiresImmediateRenegotiation": False, "tracks": results}
-    if sdp is not None:
-        try:
-            answer = session.answer_offer(sdp, self.clock.seconds())
-        except DecodeError as error:
-            raise sdp_error(error) from None
-        response["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
-        start(self, session)
-    return response
+class TrackRoutes:
+    """Push, pull, close and update tracks.
 
+    :param sessions: the SFU's sessions.
+    """
 
-@app_route(RealtimeAPI.app, "/sessions/<session_id>/tracks/update", "PUT")
-def tracks_update(self: RealtimeAPI, request: IRequest, app, session_id: str) -> dict[str, Any]:
-    """Change simulcast preferences or the remote track a subscribed mid carries (no SDP)."""
-    session = load_session(self, app, session_id)
-    body = read_json(request)
-    items = track_items(body, required=True)
-    board = switchboard(self)
-    now = self.clock.seconds()
-    results = []
-    for item in items:
-        mid = _text(item, "mid")
-        transceiver = session.transceiver(mid) if mid else None
-        subscription = transceiver.subscription if transceiver is not None else None
-        echo = track_echo(item)
-        if subscription is None or transceiver.role == CLOSED:
-            results.append(item_error(echo, "update_track_error",
-                                      "No pulled track on this mid"))
-            continue
-        name, owner = _text(item, "trackName"), _text(item, "sessionId")
-        preferences = _preferences(item)
-        current = subscription.track
-        if name and owner and (name, owner) != (current.name, current.session.session_id):
-            track = board.find(app.app_id, owner, name)
-            if track is None:
-                results.append(item_error(echo, *NOT_FOUND))
-                continue
+    def __init__(self, sessions: SfuSessions) -> None:
+        self.sessions = sessions
+
+    async def tracks_new(self, request: IRequest, app: App,
+                         session_id: str) -> dict[str, Any]:
+        """Push and/or pull tracks (with the client's offer, or producing the SFU's)."""
+        session = self.sessions.load_session(app, session_id)
+        body = read_json(request)
+        items = track_items(body)
+        sdp = session_description(body, "offer")
+        if session.pending_offer is not None:
+            raise overlap_error(NegotiationPending(
+                "an SFU offer is waiting for its answer (PUT renegotiate)"))
+        if sdp is not None:
+            return await _with_offer(self.sessions, app, session, sdp, items,
+                                     body.get("autoDiscover") is True)
+        return await _without_offer(self.sessions, app, session, items)
+
+    def tracks_close(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
+        """Close tracks by mid: negotiated (client offer -> our answer) or forced (no SDP)."""
+        session = self.sessions.load_session(app, session_id)
+        body = read_json(request)
+        items = track_items(body, required=True)
+        force = body.get("force") is True
+        sdp = None if force else session_description(body, "offer")
+        if sdp is not None and session.pending_offer is not None:
+            raise overlap_error(NegotiationPending("an SFU offer is waiting for its answer"))
+        results: list[dict[str, Any]] = []
+        mids: list[str] = []
+        for item in items:
+            mid = _text(item, "mid")
+            transceiver = session.transceiver(mid) if mid else None
+            if mid is None or transceiver is None or transceiver.role == CLOSED:
+                results.append(item_error({} if mid is None else {"mid": mid}, "close_track_error",
+                                          "Track doesn't exist or was already closed"))
+            else:
+                results.append({"mid": mid})
+                mids.append(mid)
+        session.close_transceivers(mids)
+        response: dict[str, Any] = {"requiresImmediateRenegotiation": False, "tracks": results}
+        if sdp is not None:
             try:
-                session.attach(mid, track, preferences or subscription.preferences, now)
-            except LocalProtocolError as error:
-                results.append(item_error(echo, "update_track_error", str(error)))
-                continue
-        elif preferences is not None:
-            if current.layers is None:
+                answer = session.answer_offer(sdp, self.sessions.clock.seconds())
+            except DecodeError as error:
+                raise sdp_error(error) from None
+            response["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
+            self.sessions.start(session)
+        return response
+
+    def tracks_update(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
+        """Change simulcast preferences or the remote track a subscribed mid carries (no SDP)."""
+        session = self.sessions.load_session(app, session_id)
+        body = read_json(request)
+        items = track_items(body, required=True)
+        board = self.sessions.switchboard
+        now = self.sessions.clock.seconds()
+        results = []
+        for item in items:
+            mid = _text(item, "mid")
+            transceiver = session.transceiver(mid) if mid else None
+            subscription = transceiver.subscription if transceiver is not None else None
+            echo = track_echo(item)
+            if mid is None or transceiver is None or subscription is None \
+                    or transceiver.role == CLOSED:
                 results.append(item_error(echo, "update_track_error",
-                                          "The track is not simulcast"))
+                                          "No pulled track on this mid"))
                 continue
-            subscription.update_preferences(preferences, now)
-        results.append(echo)
-    flush(self, session)
-    return {"requiresImmediateRenegotiation": False, "tracks": results}
+            name, owner = _text(item, "trackName"), _text(item, "sessionId")
+            preferences = _preferences(item)
+            current = subscription.track
+            if name and owner and (name, owner) != (current.name, current.session.session_id):
+                track = board.find(app.app_id, owner, name)
+                if track is None:
+                    results.append(item_error(echo, *NOT_FOUND))
+                    continue
+                try:
+                    session.attach(mid, track, preferences or subscription.preferences, now)
+                except LocalProtocolError as error:
+                    results.append(item_error(echo, "update_track_error", str(error)))
+                    continue
+            elif preferences is not None:
+                if current.layers is None:
+                    results.append(item_error(echo, "update_track_error",
+                                              "The track is not simulcast"))
+                    continue
+                subscription.update_preferences(preferences, now)
+            results.append(echo)
+        self.sessions.flush(session)
+        return {"requiresImmediateRenegotiation": False, "tracks": results}

@@ -22,10 +22,11 @@ What the numbers mean is in :mod:`realtime.sfu.usage`::
     trackName=T             RTP of tracks named T (of session S when given):
                             ingress = from the publisher, egress = to all subscribers
 
-The :class:`SfuUsage` object (meter + store) lives on the API instance;
-:func:`sfu_usage` makes it on first use and attaches its meter to the
-switchboard, and :mod:`realtime.net.usage_flush` calls :meth:`SfuUsage.flush`
-every few seconds and once more when the service stops.
+``realtime.service.makeService`` builds one :class:`SfuUsage` (meter + store),
+adds its meter to the switchboard's observers, gives it to
+:class:`~realtime.api.app.RealtimeAPI`, and runs :meth:`SfuUsage.flush` every
+few seconds and once more on stop (the ``usage-flush`` service,
+:mod:`realtime.net.usage_flush`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from realtime.api.app import RealtimeAPI, app_route, query_time
+from twisted.internet.interfaces import IReactorTime
+
 from realtime.api.errors import ApiError, ErrorCode
-from realtime.api.sessions import switchboard
+from realtime.api.http import query_time
 from realtime.sfu.usage import UsageMeter, summarize
-from realtime.storage import StateStore
+from realtime.storage import App, StateStore
 
 #: seconds of SFU usage kept in the store
 RETENTION = 31 * 86400
@@ -82,29 +84,13 @@ class SfuUsage:
         return len(rows)
 
 
-def sfu_usage(api: RealtimeAPI) -> SfuUsage:
-    """Return the API's :class:`SfuUsage`, observing every session of its switchboard."""
-    usage = getattr(api, "usage", None)
-    if usage is None:
-        usage = api.usage = SfuUsage(api.store)
-        board = switchboard(api)
-        for session in board.sessions.values():
-            usage.meter.observe(session)
-        board.observers.append(usage.meter.observe)
-    return usage
-
-
-def flush_usage(api: RealtimeAPI, now: float) -> int:
-    """Flush the SFU usage of ``api`` at ``now`` (the periodic flush's callable)."""
-    return sfu_usage(api).flush(now)
-
-
 def query_text(request: IRequest, name: str) -> str | None:
     """Return query parameter ``name`` as text, ``None`` when absent or empty.
 
     :raises ApiError: 400 ``invalid_params`` past :data:`MAX_PARAMETER` characters.
     """
-    raw = request.args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
+    args = request.args or {}
+    raw = args.get(name.encode(), [b""])[0].decode("utf-8", "replace")
     if len(raw) > MAX_PARAMETER:
         raise ApiError(400, ErrorCode.INVALID_PARAMS,
                        f"{name} must be at most {MAX_PARAMETER} characters")
@@ -117,26 +103,37 @@ def _totals(row: tuple[str, int, int, int, int]) -> dict[str, Any]:
             "ingressPackets": ingress_packets, "egressPackets": egress_packets}
 
 
-@app_route(RealtimeAPI.app, "/usage", "GET")
-def usage(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
-    """Return the app's SFU bytes and packets in [since, until): totals and per minute."""
-    now = self.clock.seconds()
-    sfu_usage(self).flush(now)
-    until = query_time(request, "until", now + 60)
-    since = query_time(request, "since", until - DEFAULT_WINDOW)
-    if since > until:
-        raise ApiError(400, ErrorCode.INVALID_PARAMS, "since must not be after until")
-    session_id = query_text(request, "sessionId")
-    track_name = query_text(request, "trackName")
-    first, end = int(since // 60) * 60, math.ceil(until)
-    rows = self.store.sfu_usage(app.app_id, first, end, session_id, track_name or "")
-    body: dict[str, Any] = {"appId": app.app_id, "since": since, "until": until}
-    if session_id is not None:
-        body["sessionId"] = session_id
-    if track_name is not None:
-        body["trackName"] = track_name
-    body.update(summarize(rows))
-    if session_id is not None and track_name is None:
-        body["tracks"] = [_totals(row) for row in
-                          self.store.sfu_usage_by_track(app.app_id, session_id, first, end)]
-    return body
+class UsageRoutes:
+    """``usage``: an app's SFU usage, flushed first so it includes the last second.
+
+    :param usage: the meter and its store.
+    :param clock: the reactor's clock.
+    """
+
+    def __init__(self, usage: SfuUsage, clock: IReactorTime) -> None:
+        self.usage = usage
+        self.clock = clock
+
+    def usage_report(self, request: IRequest, app: App) -> dict[str, Any]:
+        """Return the app's SFU bytes and packets in [since, until): totals and per minute."""
+        now = self.clock.seconds()
+        self.usage.flush(now)
+        store = self.usage.store
+        until = query_time(request, "until", now + 60)
+        since = query_time(request, "since", until - DEFAULT_WINDOW)
+        if since > until:
+            raise ApiError(400, ErrorCode.INVALID_PARAMS, "since must not be after until")
+        session_id = query_text(request, "sessionId")
+        track_name = query_text(request, "trackName")
+        first, end = int(since // 60) * 60, math.ceil(until)
+        rows = store.sfu_usage(app.app_id, first, end, session_id, track_name or "")
+        body: dict[str, Any] = {"appId": app.app_id, "since": since, "until": until}
+        if session_id is not None:
+            body["sessionId"] = session_id
+        if track_name is not None:
+            body["trackName"] = track_name
+        body.update(summarize(rows))
+        if session_id is not None and track_name is None:
+            body["tracks"] = [_totals(row) for row in
+                              store.sfu_usage_by_track(app.app_id, session_id, first, end)]
+        return body

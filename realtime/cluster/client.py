@@ -266,8 +266,8 @@ class RedisConnection:
             for channel in self._channels:
                 await self._send(protocol, "SUBSCRIBE", channel)
         except BaseException:
-            if protocol.transport is not None:  # TCP or Unix: both are ITCPTransports
-                cast(ITCPTransport, protocol.transport).abortConnection()
+            if protocol.transport is not None:
+                _transport(protocol).abortConnection()
             raise
         if self._stopping:
             _transport(protocol).loseConnection()

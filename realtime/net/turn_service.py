@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from twisted.internet import task
 from twisted.python import usage
 
 from realtime.api.turn import TurnKeys
@@ -43,7 +42,7 @@ from realtime.turn.server import TurnConfig, TurnServer
 KEY_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 KEY_TOKEN = re.compile(r"[\x21-\x7e]{16,512}")
 
-#: Seconds between usage flushes to the state store.
+#: Seconds between TURN usage flushes to the state store (the service's ``turn-usage-flush``).
 USAGE_FLUSH_INTERVAL = 30.0
 
 
@@ -135,20 +134,6 @@ class TurnRuntime:
     new_key_ids: set[str] = field(default_factory=set)
     udp: list[tuple[str, int, TurnUdpPort]] = field(default_factory=list)
     streams: list[tuple[str, int, TurnConnectionFactory]] = field(default_factory=list)
-    loop: task.LoopingCall | None = None
-
-    def start(self, reactor: Any) -> None:
-        """Start flushing usage to the state store every :data:`USAGE_FLUSH_INTERVAL` s."""
-        self.loop = task.LoopingCall(lambda: self.keys.flush(reactor.seconds()))
-        self.loop.clock = reactor
-        self.loop.start(USAGE_FLUSH_INTERVAL, now=False)
-
-    def stop(self, reactor: Any) -> None:
-        """Stop the flush loop, flush once more, cancel the machine's timer."""
-        if self.loop is not None and self.loop.running:
-            self.loop.stop()
-        self.keys.flush(reactor.seconds())
-        self.host.stop()
 
 
 def turn_keys(store: StateStore, given: list[TurnKey], now: float) -> list[TurnKey]:

@@ -35,8 +35,8 @@ INTERVAL = 10.0
 class UsageFlush(Service):
     """Call ``flush(now)`` every ``interval`` seconds while running, and on stop.
 
-    :param flush: writes the usage counted so far (e.g. :func:`realtime.api.usage.flush_usage`
-        bound to the API).
+    :param flush: writes the usage counted so far (:meth:`realtime.api.usage.SfuUsage.flush`
+        or :meth:`realtime.api.turn.TurnKeys.flush`).
     :param clock: the reactor's clock (``task.Clock`` in tests).
     :param interval: seconds between flushes.
     """

@@ -46,7 +46,7 @@ Twisted import, ``now`` is a parameter.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Protocol, TypeVar
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
 from realtime.addresses import Address
 from realtime.demux import PacketKind
@@ -74,7 +74,7 @@ R = TypeVar("R", bound=RoutedSession)
 
 
 #: datagrams for the port to send in answer: ``(data, address)``
-Replies = list[tuple[bytes, Address]]
+Replies = Sequence[tuple[bytes, Address]]
 
 
 class Fallback(Protocol):

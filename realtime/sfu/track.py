@@ -36,7 +36,7 @@ A session object here is anything with ``send_rtp(packet)`` and ``rtcp``
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import keyframe_detector
@@ -241,6 +241,9 @@ class PublishedTrack:
         self.subscriptions: list[Subscription] = []
         self.created = now
         self.last_packet_time: float | None = None
+        #: called once, then cleared: at the first packet, or at the end of a track that
+        #: never sent one (a pull waits on it: realtime.api.sessions.SfuSessions.first_packets)
+        self.first_packet_callbacks: list[Callable[[], None]] = []
         #: RTP accepted from the publisher / forwarded to subscribers (realtime.sfu.usage)
         self.packets = 0
         self.bytes = 0
@@ -334,6 +337,8 @@ class PublishedTrack:
         :raises DecodeError: the packet is too short or its header
             extension block is malformed (the caller counts and drops it).
         """
+        if self.last_packet_time is None:
+            self._first_packet()
         self.last_packet_time = now
         self.packets += 1
         self.bytes += len(packet)
@@ -412,6 +417,11 @@ class PublishedTrack:
         if subscription in self.subscriptions:
             self.subscriptions.remove(subscription)
 
+    def _first_packet(self) -> None:
+        callbacks, self.first_packet_callbacks = self.first_packet_callbacks, []
+        for callback in callbacks:
+            callback()
+
     def is_inactive(self, now: float, timeout: float) -> bool:
         """Return whether no packet arrived for ``timeout`` seconds (or since creation)."""
         last = self.created if self.last_packet_time is None else self.last_packet_time
@@ -424,6 +434,7 @@ class PublishedTrack:
         on the track's streams.
         """
         self.ended = True
+        self._first_packet()
         subscriptions, self.subscriptions = self.subscriptions, []
         for subscription in subscriptions:
             subscription.end()

@@ -2,43 +2,56 @@
 The Klein API shell through ``treq.testing.StubTreq``: no sockets, no clock.
 
 Covers bearer auth on both path prefixes (docs/cloudflare-api.md §1.1, §3.1), JSON
-errors everywhere, CORS (§2.1) and the :func:`app_route` recipe.
+errors everywhere, CORS (§2.1) and adding a route to the table (:meth:`RealtimeAPI.routes`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
-from realtime.api.app import MAX_BODY, MAX_DEPTH, RealtimeAPI, app_route, read_json
+from realtime.api.app import RealtimeAPI, Route
+from realtime.api.http import MAX_BODY, MAX_DEPTH, read_json
 from realtime.api.errors import ApiError
+from realtime.api.openapi import DOCUMENT
 from realtime.storage import App, ServerConfig, StateStore
+from tests.api.compose import compose
 
 STORED = App("a" * 32, "s" * 64, 1.0, generated=True)
 CONFIGURED = App("cli-app", "cli-secret")
 
 
-# Routes added from outside the class body, as the SFU modules will; they
+# Routes added to the table by a subclass, as a new route class would be; they
 # live under /test-* so they cannot shadow a real route.
-@app_route(RealtimeAPI.app, "/test-echo/<thing>", "POST", "PUT")
-def _echo(self, request, app, thing):
-    """Echo the body: a route added from outside the class (test only)."""
+def _echo(request, app, thing):
+    """Echo the body (test only)."""
     return 201, {"app": app.app_id, "thing": thing, "body": read_json(request)}
 
 
-@app_route(RealtimeAPI.app, "/test-async", "GET")
-async def _async_route(self, request, app):
+async def _async_route(request, app):
     """An async route that fails with an ApiError (test only)."""
     raise ApiError(425, "session_error", "not yet")
 
 
-@app_route(RealtimeAPI.app, "/test-crash", "GET")
-def _crash(self, request, app):
+def _crash(request, app):
     """A route with a bug (test only)."""
     raise RuntimeError("boom")
+
+
+class WithTestRoutes(RealtimeAPI):
+    """The API with three more app routes."""
+
+    def routes(self) -> list[Route]:
+        routes = super().routes()
+        app = next(route.guard for route in routes if route.path == "/")
+        return routes + [Route("POST", "/test-echo/<thing>", _echo, app),
+                         Route("PUT", "/test-echo/<thing>", _echo, app),
+                         Route("GET", "/test-async", _async_route, app),
+                         Route("GET", "/test-crash", _crash, app)]
 
 
 @pytest.fixture
@@ -51,7 +64,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def treq(store):
-    api = RealtimeAPI(store, ServerConfig(apps=(CONFIGURED,)), Clock())
+    api = compose(store, ServerConfig(apps=(CONFIGURED,)), Clock(), api_class=WithTestRoutes)
     return StubTreq(api.app.resource())
 
 
@@ -235,3 +248,26 @@ def test_no_origin_no_allow_origin(treq) -> None:
     _, got, _ = call(treq, "GET", f"/v1/apps/{STORED.app_id}/", bearer(STORED.secret))
     assert got.getRawHeaders("access-control-allow-origin") is None
     assert got.getRawHeaders("vary") == ["Origin"]
+
+
+def _openapi_path(path: str) -> str:
+    """``/sessions/<session_id>`` -> ``/apps/{appId}/sessions/{sessionId}``."""
+    def camel(match: re.Match) -> str:
+        first, *rest = match.group(1).split("_")
+        return "{" + first + "".join(word.title() for word in rest) + "}"
+    return "/apps/{appId}" + re.sub(r"<(\w+)>", camel, path)
+
+
+def test_the_route_table_is_what_the_openapi_document_describes(store) -> None:
+    """The one table (RealtimeAPI.routes) and /openapi.json list the same app routes."""
+    api = compose(store, ServerConfig(apps=(CONFIGURED,)), Clock())
+    table = {(route.method.lower(), _openapi_path(route.path)) for route in api.routes()
+             if route.guard.id_name == "app_id" and route.path != "/"}
+    documented = {(method, path) for path, operations in DOCUMENT["paths"].items()
+                  for method in operations}
+    assert table == documented
+    turn = {(route.method, route.path) for route in api.routes() if route.guard.id_name == "key_id"}
+    assert turn == {("POST", "/credentials/generate-ice-servers"),
+                    ("POST", "/credentials/generate"),
+                    ("POST", "/credentials/<username>/revoke"), ("GET", "/usage")}
+

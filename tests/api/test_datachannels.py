@@ -323,7 +323,7 @@ def test_hostile_items_get_an_id_or_an_error_never_a_5xx(api, items, route) -> N
     if not hasattr(api, "established"):
         api.established = establish(api)
     method, path = route
-    api.api.rate_limiter.forget(api.established)  # stay under 50 calls per second
+    api.api.sessions.rate_limiter.forget(api.established)  # stay under 50 calls per second
     status, body = api.call(method, f"/sessions/{api.established}/datachannels/{path}",
                             {"dataChannels": items})
     assert status == 200, body

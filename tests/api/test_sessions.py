@@ -16,12 +16,10 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
-from realtime.api.app import RealtimeAPI
 from realtime.demux import PacketKind
-from realtime.net.peers import PeerHost
-from realtime.net.router import BindingRouter
 from realtime.sdp import SessionDescription
 from realtime.storage import App, ServerConfig, StateStore
+from tests.api.compose import collector, compose
 from tests.sfu.client import (
     VP8_KEY, answer_sfu_offer, audio, certificate, push_offer, rtp, video,
 )
@@ -40,8 +38,8 @@ class Api:
         self.clock.advance(1000)
         # tests create sessions far faster than --session-rate on a clock that barely moves
         config = {"session_burst": 100_000, **config}
-        self.api = RealtimeAPI(store, ServerConfig(apps=(APP, OTHER), **config), self.clock)
-        self.api.peers = PeerHost(self.clock, BindingRouter(), certificate=certificate())
+        self.api = compose(store, ServerConfig(apps=(APP, OTHER), **config), self.clock)
+        self.collector = collector(self.api, self.clock)
         self.treq = StubTreq(self.api.app.resource())
 
     def call(self, method, path, body=None, *, app=APP, raw=None, wait=0.0, prefix="/v1/apps"):
@@ -308,6 +306,69 @@ def test_pull_waits_for_the_first_packet(api) -> None:
     api.clock.advance(0.05)
     api.treq.flush()
     assert done and done[0].code == 200
+
+
+def _start_pull(api, publisher, names=("mic",)):
+    """Start pulling ``names`` of ``publisher`` on a new session; return (done list, session)."""
+    session_id = api.session()
+    url = f"https://x/v1/apps/cli-app/sessions/{session_id}/tracks/new"
+    deferred = api.treq.request("POST", url, data=json.dumps({"tracks": [
+        {"location": "remote", "sessionId": publisher, "trackName": name} for name in names]
+    }).encode(), headers={"Authorization": "Bearer cli-secret"})
+    done: list = []
+    deferred.addBoth(done.append)
+    api.treq.flush()
+    return done, session_id
+
+
+def test_a_pull_resumes_at_the_first_packet_not_at_a_poll(api) -> None:
+    """Issue 11: the track calls the waiting pull back; it used to poll every 50 ms."""
+    publisher = api.publish(send=False)
+    done, _ = _start_pull(api, publisher, ("mic", "cam"))
+    api.clock.advance(1.0)
+    now = api.clock.seconds()
+    assert [c for c in api.clock.getDelayedCalls() if abs(c.getTime() - (now + 2)) < 1e-6]
+    assert done == [] and not [c for c in api.clock.getDelayedCalls() if c.getTime() < now + 1]
+    session = api.board.get(publisher)
+    session.receive_media(PacketKind.RTP, rtp(MIC, 1), api.clock.seconds())
+    api.clock.advance(0)
+    assert done == []                             # cam has not sent yet
+    session.receive_media(PacketKind.RTP, rtp(CAM, 1, 96, VP8_KEY), api.clock.seconds())
+    assert done == []                             # never inside the publisher's packet path
+    api.clock.advance(0)                          # the reactor's next turn, no time passing
+    api.treq.flush()
+    assert done and done[0].code == 200
+    mic = api.board.find("cli-app", publisher, "mic")
+    assert mic.first_packet_callbacks == []
+    deadline = now - 1.0 + 3.0                    # the request's 3 s deadline is cancelled
+    assert not [c for c in api.clock.getDelayedCalls() if abs(c.getTime() - deadline) < 1e-6]
+
+
+def test_a_timed_out_pull_leaves_nothing_on_the_silent_track(api) -> None:
+    silent = api.publish((audio("0", 9),), ("quiet",), send=False)
+    done, _ = _start_pull(api, silent, ("quiet",))
+    track = api.board.find("cli-app", silent, "quiet")
+    assert len(track.first_packet_callbacks) == 1
+    api.clock.advance(2.99)
+    api.treq.flush()
+    assert done == []
+    api.clock.advance(0.01)                       # the 3 s deadline, to the millisecond
+    api.treq.flush()
+    assert done and done[0].code == 200 and track.first_packet_callbacks == []
+
+
+def test_a_pull_of_a_track_that_ends_while_waiting_answers_at_once(api) -> None:
+    silent = api.publish((audio("0", 9),), ("quiet",), send=False)
+    done, _ = _start_pull(api, silent, ("quiet",))
+    api.clock.advance(0.5)
+    api.board.unpublish(api.board.find("cli-app", silent, "quiet"))
+    api.clock.advance(0)
+    api.treq.flush()
+    assert done and done[0].code == 200
+    body: list = []
+    done[0].json().addCallback(body.append)
+    api.treq.flush()
+    assert body[0]["tracks"][0]["errorCode"] == "empty_track_error"
 
 
 def test_pull_with_a_client_offer_is_answered(api) -> None:

@@ -8,11 +8,11 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
-from realtime.api.app import RealtimeAPI
 from realtime.api.turn import TurnKeys
 from realtime.storage import ServerConfig, StateStore, TurnKey
 from realtime.stun.credentials import long_term_key
 from realtime.turn.credentials import Credential, TurnKeyCredentials
+from tests.api.compose import compose
 
 KEY = TurnKey("key-1", "token-1-secret")
 BASE = "https://127.0.0.1/v1/turn/keys/key-1"
@@ -31,11 +31,11 @@ def env(tmp_path):
     store = StateStore(tmp_path / "s.sqlite3")
     clock = Clock()
     clock.advance(1_800_000_000)
-    api = RealtimeAPI(store, ServerConfig(), clock)
     pending = []
     revocations = Revocations()
-    api.turn = TurnKeys(store, [KEY], TurnKeyCredentials({KEY.key_id: KEY.token}),
-                        drain=lambda: [pending.pop() for _ in list(pending)], revoke=revocations)
+    turn = TurnKeys(store, [KEY], TurnKeyCredentials({KEY.key_id: KEY.token}),
+                    drain=lambda: [pending.pop() for _ in list(pending)], revoke=revocations)
+    api = compose(store, ServerConfig(), clock, turn=turn)
     api.turn.set_urls("203.0.113.9", 3478, 5349, [("udp", 53), ("tcp", 80), ("tls", 443)])
     yield StubTreq(api.app.resource()), api, pending, revocations
     store.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from twisted.logger import globalLogPublisher
 
-from realtime.api.usage import PRUNE_INTERVAL, SfuUsage, flush_usage, sfu_usage
+from realtime.api.usage import PRUNE_INTERVAL, SfuUsage
 from realtime.demux import PacketKind
 from realtime.net.usage_flush import INTERVAL, UsageFlush
 from realtime.sdp import SessionDescription
@@ -163,7 +163,7 @@ def test_flush_every_interval_and_on_stop_survives_restart(tmp_path) -> None:
     path = tmp_path / "state.sqlite3"
     store = StateStore(path)
     first = Api(store)
-    flush = UsageFlush(lambda now: flush_usage(first.api, now), first.clock)
+    flush = UsageFlush(first.api.usage.flush, first.clock)
     flush.startService()
     publisher = first.publish(send=False)
     wire(first, publisher, 100, 200)
@@ -206,7 +206,7 @@ def test_a_failed_flush_is_logged_and_its_counts_retried(api) -> None:
     globalLogPublisher.addObserver(events.append)
     try:
         publisher = api.publish(send=False)
-        usage_ = sfu_usage(api.api)
+        usage_ = api.api.usage
         usage_.store = FailingOnce(usage_.store)
         wire(api, publisher, 7, 8)
         flush = UsageFlush(usage_.flush, api.clock)
