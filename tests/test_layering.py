@@ -118,8 +118,7 @@ RANKS = {
 #: now mounts them from one table, realtime/api/app.py; ``sfu/`` session <->
 #: datachannels ended when MediaRouting became a component).  Add an entry only for
 #: a circle that is known and scheduled.
-KNOWN_CIRCLES: set[tuple[str, ...]] = {
-}
+KNOWN_CIRCLES: set[tuple[str, ...]] = set()
 
 DELIBERATE = "deliberate import circle"
 
