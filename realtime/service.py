@@ -42,10 +42,12 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.sessions import switchboard
 from realtime.api.usage import flush_usage, sfu_usage
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
+from realtime.cluster.remote_tracks import RemoteTracks
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
@@ -281,8 +283,15 @@ def makeService(options: Options, reactor=None):
                      "so sessions made here connect only here")
         node = ClusterNodeService(reactor, cluster, lambda: (
             f"{service.config.public_ip}:{service.config.media_port}"),
-            on_control=lambda message: jit.control(message))
-        sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
+            on_control=lambda message: remote.on_control(message) or jit.control(message),
+            on_relay=lambda packet: remote.on_relay(packet),
+            on_members=lambda members: remote.on_members(members))
+        # cross-node pulls (docs/cluster.md): the switchboard and PeerHost are made below
+        remote = RemoteTracks(reactor, node.directory, cluster.node_id, node.relay.send,
+                              board=lambda: switchboard(api),
+                              flush=lambda session: peers.flush(session))
+        sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
+                                   relay_stats=node.relay_stats)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
             lambda session, held: peers.admit(session, held),

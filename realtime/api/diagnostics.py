@@ -20,6 +20,11 @@ NACK shield's and keyframe requests' counters under ``sfu``:
                                   ``before-segment``, ``subscriber-not-connected``,
                                   ``not-sent``)
 
+With ``--cluster``, ``cluster`` holds the node id, the relay link's counters
+(``sealed``: frames sealed, one per packet; ``sent``: one per destination node;
+``opened``; ``dropped`` by reason: ``non_member``, ``authentication`` ...) and
+the cross-node pulls' (``pulls``: per mirror and per fan-out, docs/cluster.md).
+
 A subscriber's NACKs never show up in its publisher's ``nacksSentUpstream``:
 that counts only gaps in what the publisher itself delivered.  Counters
 only; no SDP or keys.
@@ -53,7 +58,10 @@ def diagnostics(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
         if rtcp is not None:
             entry["sfu"] = {**rtcp.counters(), "mediaDrops": media_drops(session)}
         sessions[session_id] = entry
-    return {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
+    out = {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
+    if self.cluster is not None:
+        out["cluster"] = self.cluster.stats(app.app_id)
+    return out
 
 
 def media_drops(session: Any) -> dict[str, int]:
