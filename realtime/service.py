@@ -289,7 +289,8 @@ def makeService(options: Options, reactor=None):
         # cross-node pulls (docs/cluster.md): the switchboard and PeerHost are made below
         remote = RemoteTracks(reactor, node.directory, cluster.node_id, node.relay.send,
                               board=lambda: switchboard(api),
-                              flush=lambda session: peers.flush(session))
+                              flush=lambda session: peers.flush(session),
+                              refresh_members=node.refresh_now)
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
                                    relay_stats=node.relay_stats)
         jit = JustInTime(

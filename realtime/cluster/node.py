@@ -155,6 +155,10 @@ class ClusterNodeService(Service):
         return {"sealed": link.sealed, "opened": link.opened, "sent": link.sent,
                 "dropped": dict(link.dropped), "members": link.member_ids()}
 
+    def refresh_now(self) -> Deferred:
+        """Re-read the registry now (a Deferred that never fails: Redis away keeps the old list)."""
+        return self._refresh_tick()
+
     def _refresh_tick(self) -> Deferred:
         # While Redis is away the last known members stay; the loop keeps going.
         d = Deferred.fromCoroutine(self.refresh_members())

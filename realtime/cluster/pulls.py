@@ -159,6 +159,8 @@ class RelayFanout:
         #: packets sealed (one per RTP packet) and frames sent (packets x nodes)
         self.packets = 0
         self.frames = 0
+        #: sequence numbers nodes asked for, resent from the buffer, not buffered any more
+        self.nacked = 0
         self.repairs = 0
         self.unanswered = 0
         self.keyframe_requests = 0
@@ -219,7 +221,9 @@ class RelayFanout:
         for packet in decode_compound(payload):
             if isinstance(packet, GenericNack):
                 stream = track.streams.get(packet.media_ssrc)
-                for seq in packet.lost_sequence_numbers():
+                lost = packet.lost_sequence_numbers()
+                self.nacked += len(lost)
+                for seq in lost:
                     original = None if stream is None else stream.buffer.get(seq)
                     if original is None:
                         self.unanswered += 1
@@ -545,7 +549,7 @@ class PullMachine:
                 for m in self.mirrors.values() if app_id in (None, m.session.app_id)},
             "fanouts": {f"{f.track.session.session_id}/{f.track.name}": {
                 "nodes": sorted(f.nodes), "packets": f.packets, "frames": f.frames,
-                "repairs": f.repairs, "unanswered": f.unanswered,
+                "nacked": f.nacked, "repairs": f.repairs, "unanswered": f.unanswered,
                 "keyframeRequests": f.keyframe_requests}
                 for f in self.fanouts.values()
                 if app_id in (None, f.track.session.app_id)},

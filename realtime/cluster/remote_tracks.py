@@ -47,12 +47,18 @@ class RemoteTracks:
     :param send: ``send(kind, stream_id, payload, addresses)``: the relay port's.
     :param board: returns this node's switchboard (the API makes it on first use).
     :param flush: sends what a session's connection queued (``PeerHost.flush``).
+    :param refresh_members: re-reads the registry now (a Deferred; it calls
+        :meth:`on_members`): used when a pull names a node this one has not
+        seen yet (a node that just started), instead of waiting for the next
+        periodic refresh.
     """
 
     def __init__(self, reactor: Any, directory: Directory, node_id: str,
                  send: Callable[[RelayKind, int, bytes, list[Address]], None],
-                 board: Callable[[], Any], flush: Callable[[Any], None]) -> None:
+                 board: Callable[[], Any], flush: Callable[[Any], None],
+                 refresh_members: Callable[[], Deferred] | None = None) -> None:
         self.reactor = reactor
+        self.refresh_members = refresh_members
         self.directory = directory
         self.node_id = node_id
         self.board = board
@@ -89,6 +95,8 @@ class RemoteTracks:
         track = board.find(app_id, session_id, name)   # made while we waited?
         if track is not None:
             return track
+        if record.owner_node not in self.machine.members and self.refresh_members is not None:
+            await self.refresh_members()
         try:
             media = media_from_json(record.media)
         except DecodeError:
@@ -110,10 +118,16 @@ class RemoteTracks:
         """Handle ``pull``/``unpull``; return False for other actions (not ours)."""
         if message.action not in PULL_ACTIONS:
             return False
+        if message.from_node not in self.machine.members and self.refresh_members is not None:
+            self.refresh_members().addBoth(lambda _: self._control(message))
+        else:
+            self._control(message)
+        return True
+
+    def _control(self, message: ControlMessage) -> None:
         self.machine.receive_control(message.action, message.from_node, message.session_id,
                                      message.name, self.reactor.seconds())
         self._after_input()
-        return True
 
     def on_members(self, members: dict[str, Address]) -> None:
         """Take the registry's live nodes (relay addresses) at each refresh."""
