@@ -17,12 +17,15 @@ RTP frames it seals for B never leave.  Checked through both nodes'
 ``/diagnostics``: A sealed each packet once for B (``packets == frames``)
 although B has three subscribers; B asked A for the sequence numbers it
 lost and A answered from its buffer; the publisher received no NACK at all
-(aiortc's sender counts them); every subscriber decodes video at >= 20 fps.
+(aiortc's sender counts them); every subscriber decodes video at >= 20 fps;
+datagrams sent to B's relay port from outside the cluster are counted as
+``non_member`` drops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 from pathlib import Path
@@ -64,6 +67,19 @@ def certificate_file(tmp_path):
     path.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
     path.chmod(0o600)
     return path
+
+
+def junk_to_relay(node: Server) -> int:
+    """Send the node's relay port datagrams from a socket no member owns; return how many."""
+    for _ in range(100):   # logged once the node has registered
+        if "relay address " in node.output():
+            break
+        time.sleep(0.05)
+    host, port = node.value("relay address ").rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for data in (b"\xc1\x01\x06node-a" + bytes(40), b"hello", bytes(100)):
+            udp.sendto(data, (host, int(port)))
+    return 3
 
 
 def start(tmp_path, redis_server, name: str, certificate: Path, program=None) -> Server:
@@ -122,6 +138,7 @@ def test_subscribers_on_b_pull_a_track_published_on_a(tmp_path, redis_server,
     try:
         a.wait_ready()
         b.wait_ready()
+        outsider = junk_to_relay(b)
         result = asyncio.run(cross_node_pull(a, b))
     finally:
         a.stop()
@@ -146,6 +163,8 @@ def test_subscribers_on_b_pull_a_track_published_on_a(tmp_path, redis_server,
     assert mirrors[f"{publisher}/aiortc-video"]["subscribers"] == SUBSCRIBERS, result
     relay_a = result["a"]["cluster"]["relay"]
     assert relay_a["members"] == ["node-b"] and relay_a["dropped"] == {}, result
+    # Datagrams from outside the cluster (one forging node-a's id) were dropped, counted.
+    assert result["b"]["cluster"]["relay"]["dropped"] == {"non_member": outsider}, result
     # B asked A for what B lost (each at least once, retries allowed), nothing more:
     # three subscribers' NACKs would have been three times as many.
     assert len(video_drops) <= cam["nacked"] <= 2 * len(video_drops), (video_drops, cam)
