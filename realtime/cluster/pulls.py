@@ -256,12 +256,18 @@ class MirrorLeg:
 
     Has the interface :class:`~realtime.sfu.track.PublishedTrack` uses of its
     publisher session's :class:`~realtime.sfu.rtcp_legs.RtcpLegs`.
+
+    :param send_rtcp: sends one RTCP datagram to the owner node.
+    :param wake: called when this leg has a deadline the I/O side may not know
+        (a new gap, a keyframe request made from a subscriber's RTCP).
     """
 
-    def __init__(self, send_rtcp: Callable[[bytes], None], ssrc: int) -> None:
+    def __init__(self, send_rtcp: Callable[[bytes], None], ssrc: int,
+                 wake: Callable[[], None]) -> None:
         self.feedback = PublisherFeedback(ssrc, report_interval=_NO_REPORTS,
                                           keyframe_interval=KEYFRAME_INTERVAL)
         self.send_rtcp = send_rtcp
+        self.wake = wake
 
     def add_source(self, ssrc: int, clock_rate: int, codecs: Any) -> None:
         if ssrc not in self.feedback.sources:
@@ -273,12 +279,17 @@ class MirrorLeg:
 
     def receive_rtp(self, ssrc: int, sequence_number: int, timestamp: int, keyframe: bool,
                     now: float, retransmission: bool = False) -> None:
-        self.feedback.receive_rtp(ssrc, sequence_number, timestamp, keyframe, now,
-                                  retransmission)
+        feedback = self.feedback
+        feedback.receive_rtp(ssrc, sequence_number, timestamp, keyframe, now, retransmission)
+        source = feedback.sources.get(ssrc)
+        if source is not None and source.nacks is not None \
+                and source.nacks.get_timer() is not None:   # None at once when nothing is missing
+            self.wake()
 
     def request_keyframe(self, ssrc: int, now: float) -> None:
         self.feedback.request_keyframe(ssrc, now)
         self.handle_timer(now)
+        self.wake()     # the request repeats each second until a key frame arrives
 
     def handle_timer(self, now: float) -> None:
         self.feedback.handle_timer(now)
@@ -326,13 +337,18 @@ class PullMachine:
     :param node_id: this node.
     :param board: returns this node's :class:`~realtime.sfu.switchboard.Switchboard`.
     :param send: ``send(kind, stream_id, payload, addresses)``: seal once, send to each address.
+    :param wake: called when :meth:`get_timer` may have moved earlier outside this
+        machine's own inputs (a mirror's new gap or keyframe request): the I/O
+        side re-reads it.  Inputs through this machine's methods need no wake.
     """
 
     def __init__(self, node_id: str, board: Callable[[], Any],
-                 send: Callable[[RelayKind, int, bytes, list[Address]], None]) -> None:
+                 send: Callable[[RelayKind, int, bytes, list[Address]], None],
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.node_id = node_id
         self.board = board
         self.send = send
+        self.wake = wake
         #: live node id -> relay address (the registry, via the relay link's refresh)
         self.members: dict[str, Address] = {}
         #: B side: stream id -> mirror of a remote track
@@ -370,7 +386,7 @@ class PullMachine:
             if target is not None:
                 self.send(RelayKind.RTCP, stream_id, packet, [target])
 
-        leg = MirrorLeg(send_rtcp, stream_id)
+        leg = MirrorLeg(send_rtcp, stream_id, self.wake)
         mirror = MirrorTrack(MirrorSession(app_id, session_id, leg), name, media, now,
                              owner, stream_id, self._idle)
         self.mirrors[stream_id] = mirror
@@ -529,6 +545,11 @@ class PullMachine:
             if fanout.track.ended:
                 deadlines.append(0.0)
         return min(deadlines) if deadlines else None
+
+    @property
+    def has_control(self) -> bool:
+        """Return whether control messages wait (:meth:`control_to_send`)."""
+        return bool(self._control)
 
     def control_to_send(self) -> list[tuple[str, str, str, str]]:
         """Return and forget ``(to_node, action, session_id, track_name)`` messages to publish."""

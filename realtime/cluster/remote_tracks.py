@@ -63,7 +63,7 @@ class RemoteTracks:
         self.node_id = node_id
         self.board = board
         self.flush = flush
-        self.machine = PullMachine(node_id, board, send)
+        self.machine = PullMachine(node_id, board, send, wake=self._rearm)
         self._timer: Any = None
         #: control messages that could not be published (Redis away)
         self.failed_control = 0
@@ -110,9 +110,18 @@ class RemoteTracks:
     # -- inputs ---------------------------------------------------------------------------
 
     def on_relay(self, packet: RelayPacketReceived) -> None:
-        """Feed one authenticated relay packet to the machine; send what it queued."""
-        self.machine.receive_relay(packet, self.reactor.seconds())
-        self._after_input()
+        """Feed one authenticated relay packet to the machine; send what it queued.
+
+        The per-packet path: the machine wakes the timer itself when a packet
+        opens a gap (``wake``), so the timer is not re-read for every packet.
+        """
+        machine = self.machine
+        machine.receive_relay(packet, self.reactor.seconds())
+        touched = self.board().touched
+        while touched:
+            self.flush(touched.pop())
+        if machine.has_control:
+            self._after_input()
 
     def on_control(self, message: ControlMessage) -> bool:
         """Handle ``pull``/``unpull``; return False for other actions (not ours)."""
@@ -148,6 +157,10 @@ class RemoteTracks:
         for to_node, action, session_id, name in self.machine.control_to_send():
             self._publish(to_node, ControlMessage(action, self.node_id, session_id, name,
                                                   self.reactor.seconds()))
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Keep one delayed call at the machine's earliest deadline."""
         deadline = self.machine.get_timer()
         timer = self._timer
         if deadline is None:

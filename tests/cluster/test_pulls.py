@@ -38,7 +38,9 @@ class Cluster:
         self.boards = {n: Switchboard(random=counting_random()) for n in MEMBERS}
         self.frames: list[tuple[str, str, int, int, bytes]] = []   # from, to, kind, id, payload
         self.seals = {n: 0 for n in MEMBERS}
-        self.machines = {n: PullMachine(n, lambda n=n: self.boards[n], self._sender(n))
+        self.wakes: list[str] = []      # nodes whose timer had to be re-read (a gap, a PLI)
+        self.machines = {n: PullMachine(n, lambda n=n: self.boards[n], self._sender(n),
+                                        wake=lambda n=n: self.wakes.append(n))
                          for n in MEMBERS}
         for machine in self.machines.values():
             machine.set_members(MEMBERS)
@@ -151,10 +153,14 @@ def test_b_asks_a_only_for_what_b_lacks_and_answers_its_subscribers_itself(clust
     cluster.control(1.0)
     b = cluster.subscribe("b", "cam")
     cluster.deliver(1.0)
-    cluster.send_video(100, 10, 2.0)
+    cluster.send_video(100, 4, 2.0)
+    cluster.deliver(2.0)
+    cluster.wakes.clear()
+    cluster.send_video(104, 6, 2.0)
     lost = {104, 107}
     cluster.deliver(2.0, drop=lambda f: f[2] == RelayKind.RTP
                     and header(f[4])[2] in lost)
+    assert set(cluster.wakes) == {"b"}          # the gaps woke B's timer (no wake without)
     forwarded = [header(p)[2] for p in b.connection.rtp]
     assert len(forwarded) == 8
     machine_b = cluster.machines["b"]
