@@ -105,21 +105,43 @@ def media_to_json(media: NegotiatedMedia) -> str:
     }, separators=(",", ":"))
 
 
+def _bounded(value: Any, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{value!r} is not an integer in {low}-{high}")
+    return value
+
+
+def _text(value: Any, limit: int = 256) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"not a string of at most {limit} characters")
+    return value
+
+
 def media_from_json(text: str) -> NegotiatedMedia:
-    """Parse :func:`media_to_json`'s text (from the shared directory: checked, DecodeError if bad)."""
+    """Parse :func:`media_to_json`'s text (from the shared directory: checked, DecodeError if bad).
+
+    Payload types 0-127 (RFC 3550 §5.1: 7 bits), header extension ids 1-255
+    (RFC 8285 §4.2/§4.3), SSRCs 32 bits; strings and lists bounded.
+    """
     try:
         body = json.loads(text)
+        if len(body["codecs"]) > 64 or len(body["extensions"]) > 32 \
+                or len(body["streams"]) > 16 or len(body["rids"]) > 8:
+            raise ValueError("too many codecs, extensions, streams or rids")
         codecs = tuple(
-            Codec(int(pt), str(name), int(rate), None if channels is None else int(channels),
-                  str(parameters), tuple((str(a), None if b is None else str(b))
-                                         for a, b in feedback))
+            Codec(_bounded(pt, 0, 127), _text(name, 64), _bounded(rate, 1, 2**32 - 1),
+                  None if channels is None else _bounded(channels, 1, 255),
+                  _text(parameters, 1024),
+                  tuple((_text(a, 64), None if b is None else _text(b, 64)) for a, b in feedback))
             for pt, name, rate, channels, parameters, feedback in body["codecs"])
-        extensions = tuple(HeaderExtension(int(i), str(uri)) for i, uri in body["extensions"])
-        streams = tuple(RtpStream(int(ssrc), "", rtx_ssrc=None if rtx is None else int(rtx))
+        extensions = tuple(HeaderExtension(_bounded(i, 1, 255), _text(uri))
+                           for i, uri in body["extensions"])
+        streams = tuple(RtpStream(_bounded(ssrc, 0, 2**32 - 1), "",
+                                  rtx_ssrc=None if rtx is None else _bounded(rtx, 0, 2**32 - 1))
                         for ssrc, rtx in body["streams"])
-        rids = tuple(str(rid) for rid in body["rids"])
-        kind = str(body["kind"])
-        mid = str(body["mid"])
+        rids = tuple(_text(rid, 64) for rid in body["rids"])
+        kind = _text(body["kind"])
+        mid = _text(body["mid"], 64)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
         raise DecodeError(f"track media description does not decode: {error}") from None
     if kind not in ("audio", "video") or not codecs:

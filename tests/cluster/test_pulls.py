@@ -270,6 +270,41 @@ def test_only_the_owner_may_feed_a_mirror_and_unknown_streams_are_counted(cluste
     assert machine_a.counters["pull-unknown-track"] == 1
 
 
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda children: st.lists(children, max_size=6)
+                    | st.dictionaries(st.sampled_from(["codecs", "extensions", "streams", "rids",
+                                                       "kind", "mid"]), children),
+                    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=JSON)
+def test_hostile_track_media_is_a_decode_error_or_a_valid_section(body) -> None:
+    import json
+    try:
+        media = media_from_json(json.dumps(body))
+    except DecodeError:
+        return
+    assert media.kind in ("audio", "video")
+    assert all(0 <= codec.payload_type <= 127 for codec in media.codecs)
+
+
+def test_out_of_range_numbers_in_track_media_are_refused(cluster) -> None:
+    import json
+    track = cluster.boards["a"].find("app", cluster.session_id, "cam")
+    good = json.loads(media_to_json(track.media))
+    for path, value in ((("codecs", 0, 0), 300), (("codecs", 0, 2), 0),
+                        (("extensions", 0, 0), 0), (("streams", 0, 0), 2**32),
+                        (("codecs", 0, 0), True), (("mid",), 5)):
+        body = json.loads(json.dumps(good))
+        target = body
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        with pytest.raises(DecodeError):
+            media_from_json(json.dumps(body))
+
+
 @settings(max_examples=200, deadline=None)
 @given(kind=st.sampled_from(list(RelayKind)), payload=st.binary(max_size=64))
 def test_hostile_relay_payloads_never_raise(kind, payload) -> None:
