@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from realtime.api.errors import ApiError
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
-from realtime.cluster.pulls import media_to_json
+from realtime.cluster.track_media import media_to_json
 from realtime.cluster.records import SessionRecord, TrackRecord
 
 log = Logger()

@@ -165,7 +165,7 @@ class TrackRecord(Record):
     codecs: tuple[str, ...]
     status: str
     #: what a node mirroring the track needs (payload types, fmtp, rtcp-fb, extension
-    #: ids, SSRCs, rids): JSON of :func:`realtime.cluster.pulls.media_to_json`
+    #: ids, SSRCs, rids): JSON of :func:`realtime.cluster.track_media.media_to_json`
     media: str = ""
 
 

@@ -27,7 +27,8 @@ from twisted.logger import Logger
 
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
-from realtime.cluster.pulls import PullMachine, media_from_json
+from realtime.cluster.pulls import PullMachine
+from realtime.cluster.track_media import media_from_json
 from realtime.cluster.records import ControlMessage
 from realtime.cluster.relay import Address, RelayKind, RelayPacketReceived
 from realtime.errors import DecodeError

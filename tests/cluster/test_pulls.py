@@ -14,10 +14,9 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from realtime.cluster.pulls import (
-    IDLE_GRACE, LEASE, MirrorTrack, PullMachine, media_from_json, media_to_json, stream_id_of,
-)
+from realtime.cluster.pulls import IDLE_GRACE, LEASE, MirrorTrack, PullMachine, stream_id_of
 from realtime.cluster.relay import RelayKind, RelayPacketReceived
+from realtime.cluster.track_media import media_from_json, media_to_json
 from realtime.demux import PacketKind
 from realtime.errors import DecodeError
 from realtime.rtcp.feedback import GenericNack, PictureLossIndication
