@@ -29,7 +29,8 @@ packet once for all destinations):
 relay kind          way     payload
 ==================  ======  =====================================================
 ``RTP``             A → B   one RTP packet of the track as A received it (SRTP
-                            removed, RTX unwrapped)
+                            removed, RTX unwrapped); a simulcast layer's packets
+                            under the layer's own stream id
 ``RTP_REPAIR``      A → B   a packet A resends from its buffer for B's NACK
 ``RTCP``            B → A   generic NACK (RFC 4585 §6.2.1) for packets B lacks,
                             PLI (RFC 4585 §6.3.1) for key frames B's subscribers want
@@ -79,10 +80,17 @@ KEYFRAME_INTERVAL = 0.3
 _NO_REPORTS = 1e9   # MirrorLeg sends NACK and PLI, never receiver reports
 
 
-def stream_id_of(session_id: str, track_name: str) -> int:
-    """Return the relay stream id of a track: 32 bits of SHA-256 over its name (every node agrees)."""
-    digest = hashlib.sha256(f"{session_id}\0{track_name}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+def stream_id_of(session_id: str, track_name: str, rid: str | None = None) -> int:
+    """Return the relay stream id of a track (or of its simulcast layer ``rid``).
+
+    32 bits of SHA-256 over the names, so every node agrees without asking.
+    Each layer has its own id so that the receiving node knows a packet's
+    layer from the frame alone: browsers name the layer (RFC 8852
+    RtpStreamId) on a stream's first packets only, which a node that starts
+    mirroring later never sees.
+    """
+    text = f"{session_id}\0{track_name}" if rid is None else f"{session_id}\0{track_name}\0{rid}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 # -- A's side: one relay "subscription" per track ---------------------------------------
@@ -108,6 +116,9 @@ class RelayFanout:
         self.track = track
         self.stream_id = stream_id
         self.send = send
+        #: simulcast rid -> its layer's stream id (filled as layers show up)
+        self._layer_ids: dict[str, int] = {}
+        self._sending = stream_id       # the id of the packet being forwarded
         self.session = self
         self.forwarder = self
         #: subscribing node id -> its relay address
@@ -144,14 +155,25 @@ class RelayFanout:
         return bool(self._addresses)
 
     def forward(self, packet: bytes, stream: Any, keyframe: bool, now: float) -> bytes:
+        self._sending = self.layer_id(stream.rid)
         return packet
+
+    def layer_id(self, rid: str | None) -> int:
+        """Return the stream id a packet of layer ``rid`` travels under (the track's if None)."""
+        if rid is None:
+            return self.stream_id
+        layer = self._layer_ids.get(rid)
+        if layer is None:
+            layer = self._layer_ids[rid] = stream_id_of(self.track.session.session_id,
+                                                         self.track.name, rid)
+        return layer
 
     def take_keyframe_wanted(self) -> bool:
         return False
 
     def send_rtp(self, packet: bytes) -> bool:
         addresses = self._addresses
-        self.send(RelayKind.RTP, self.stream_id, packet, addresses)
+        self.send(RelayKind.RTP, self._sending, packet, addresses)
         self.packets += 1
         self.frames += len(addresses)
         return True
@@ -186,7 +208,8 @@ class RelayFanout:
                     if original is None:
                         self.unanswered += 1
                         continue
-                    self.send(RelayKind.RTP_REPAIR, self.stream_id, original, [address])
+                    layer = self.layer_id(stream.rid if stream is not None else None)
+                    self.send(RelayKind.RTP_REPAIR, layer, original, [address])
                     self.repairs += 1
             elif isinstance(packet, (PictureLossIndication, FullIntraRequest)):
                 ssrcs = [packet.media_ssrc] if isinstance(packet, PictureLossIndication) \
@@ -311,6 +334,9 @@ class PullMachine:
         self.members: dict[str, Address] = {}
         #: B side: stream id -> mirror of a remote track
         self.mirrors: dict[int, MirrorTrack] = {}
+        #: B side: every stream id a mirror receives (the track's, one per simulcast
+        #: layer) -> (mirror, rid): one lookup per relayed packet
+        self.feeds: dict[int, tuple[MirrorTrack, str | None]] = {}
         #: A side: stream id -> fan-out of a local track to subscribing nodes
         self.fanouts: dict[int, RelayFanout] = {}
         self._control: deque[tuple[str, str, str, str]] = deque()
@@ -329,9 +355,13 @@ class PullMachine:
         """
         stream_id = stream_id_of(session_id, name)
         mirror = self.mirrors.get(stream_id)
-        if mirror is not None and not mirror.ended:
-            if (mirror.session.session_id, mirror.name) == (session_id, name):
-                return mirror
+        if mirror is not None and not mirror.ended \
+                and (mirror.session.session_id, mirror.name) == (session_id, name):
+            return mirror
+        ids = {stream_id: None, **{stream_id_of(session_id, name, rid): rid
+                                   for rid in media.remote_rids}}
+        taken = [i for i in ids if i in self.feeds and not self.feeds[i][0].ended]
+        if taken or len(ids) != 1 + len(media.remote_rids):
             self.counters["stream-id-collision"] += 1
             return None
         address = self.members.get(owner)
@@ -348,6 +378,8 @@ class PullMachine:
         mirror = MirrorTrack(MirrorSession(app_id, session_id, leg), name, media, now,
                              owner, stream_id, self._idle)
         self.mirrors[stream_id] = mirror
+        for feed, rid in ids.items():
+            self.feeds[feed] = (mirror, rid)
         self.board().publish(mirror)
         self._control.append((owner, "pull", session_id, name))
         self.counters["mirrors-made"] += 1
@@ -363,6 +395,8 @@ class PullMachine:
         """Unpublish ``mirror`` (its subscribers' sections go quiet) and tell its owner to stop."""
         if self.mirrors.get(mirror.stream_id) is mirror:
             del self.mirrors[mirror.stream_id]
+        for feed in [i for i, (m, _) in self.feeds.items() if m is mirror]:
+            del self.feeds[feed]
         self.board().unpublish(mirror)
         if tell_owner:
             self._control.append((mirror.owner, "unpull", mirror.session.session_id,
@@ -373,19 +407,23 @@ class PullMachine:
         """Take one authenticated relay packet (RTP into a mirror, RTCP into a fan-out)."""
         kind = packet.kind
         if kind == RelayKind.RTP or kind == RelayKind.RTP_REPAIR:
-            mirror = self.mirrors.get(packet.stream_id)
-            if mirror is None or mirror.owner != packet.sender:
+            feed = self.feeds.get(packet.stream_id)
+            if feed is None or feed[0].owner != packet.sender:
                 self.counters["rtp-no-mirror"] += 1
                 return
+            mirror, rid = feed
             data = packet.payload
             if len(data) < 12:
                 self.counters["rtp-malformed"] += 1
                 return
             ssrc = int.from_bytes(data[8:12], "big")
-            stream = mirror.streams.get(ssrc) or mirror.learn(ssrc, None)
+            stream = mirror.streams.get(ssrc) or mirror.learn(ssrc, rid)
             if stream is None:
                 self.counters["rtp-too-many-streams"] += 1
                 return
+            if stream.rid is None and rid is not None and rid not in mirror.by_rid:
+                stream.rid = rid            # a signalled SSRC: its layer named by the frame
+                mirror.by_rid[rid] = stream
             try:
                 mirror.receive_rtp(data, stream, now, kind == RelayKind.RTP_REPAIR)
             except DecodeError:

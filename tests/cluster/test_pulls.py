@@ -328,3 +328,62 @@ def test_stream_ids_are_stable_32_bit_values() -> None:
     value = stream_id_of("s" * 32, "cam")
     assert value == stream_id_of("s" * 32, "cam") and 0 <= value < 2**32
     assert len({stream_id_of(os.urandom(16).hex(), "cam") for _ in range(1000)}) == 1000
+
+
+def test_simulcast_layers_cross_under_their_own_stream_ids(shared) -> None:
+    """B knows each packet's layer from its stream id, though the packets name no rid any more.
+
+    Chromium's offer (three layers f/h/q); A learns each layer from the
+    RtpStreamId extension of its first packets, then the packets stop
+    carrying it (as browsers do).  Only then does B start mirroring: with a
+    single stream id B could never name the layers, and its subscriber who
+    prefers "h" would get nothing.
+    """
+    import struct
+
+    from realtime.media.simulcast import SimulcastPreferences
+    from realtime.sdp import SessionDescription
+
+    sdp = (shared / "pcaps/generated/webrtc/webrtc-chromium-aiortc-simulcast.offer.sdp").read_text()
+    offer = SessionDescription.parse(sdp)
+    mid = next(m.mid for m in offer.media if m.kind == "video")
+    cluster = Cluster()
+    a = new(cluster.boards["a"])
+    a.answer_offer(sdp, 0.0, publish={mid: "screen"})
+    a.connection = Wire()
+    media = offer.media_by_mid(mid)
+    ids = {e.uri.rsplit(":", 1)[-1]: e.id for e in media.extensions}
+    vp8 = next(c.payload_type for c in media.codecs if c.name == "VP8")
+    ssrcs = {"f": 51, "h": 52, "q": 53}
+
+    def packet(rid, seq, payload, named):
+        if not named:
+            return struct.pack("!BBHII", 0x80, vp8, seq, seq * 3000, ssrcs[rid]) + payload
+        ext = bytes([ids["mid"] << 4 | len(mid) - 1]) + mid.encode() + \
+            bytes([ids["rtp-stream-id"] << 4 | len(rid) - 1]) + rid.encode()
+        ext += bytes(-len(ext) % 4)
+        return struct.pack("!BBHIIHH", 0x90, vp8, seq, seq * 3000, ssrcs[rid], 0xBEDE,
+                           len(ext) // 4) + ext + payload
+
+    for rid in ssrcs:                                   # A learns the layers
+        a.receive_media(PacketKind.RTP, packet(rid, 1, VP8_KEY, True), 0.5)
+    screen = cluster.boards["a"].find("app", a.session_id, "screen")
+    assert {s.rid for s in screen.streams.values()} == {"f", "h", "q"}
+    mirrored = media_from_json(media_to_json(screen.media))
+    mirror = cluster.machines["b"].mirror("app", a.session_id, "screen", "a", mirrored, 1.0)
+    cluster.control(1.0)
+    b = new(cluster.boards["b"])
+    b.offer_media([MediaRequest("video", "subscribe", mirror,
+                                preferences=SimulcastPreferences("h"))], 1.0)
+    b.apply_answer(answer_sfu_offer(b.pending_offer), 1.0)
+    b.connection = Wire()
+    cluster.deliver(1.0)
+    for seq in range(2, 6):                             # no rid extension any more
+        for rid in ssrcs:
+            a.receive_media(PacketKind.RTP,
+                            packet(rid, seq, VP8_KEY if seq == 2 else VP8_DELTA, False), 1.1)
+    frames = cluster.deliver(1.1)
+    assert len({f[3] for f in frames if f[2] == RelayKind.RTP}) == 3   # one id per layer
+    assert {s.rid: s.ssrc for s in mirror.streams.values()} == ssrcs
+    assert len(b.connection.rtp) == 4                   # the "h" layer only, every packet
+    assert b.transceiver("0").subscription.current_rid() == "h"
