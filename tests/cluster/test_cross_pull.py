@@ -19,7 +19,8 @@ although B has three subscribers; B asked A for the sequence numbers it
 lost and A answered from its buffer; the publisher received no NACK at all
 (aiortc's sender counts them); every subscriber decodes video at >= 20 fps;
 datagrams sent to B's relay port from outside the cluster are counted as
-``non_member`` drops.
+``non_member`` drops; when the subscribers close their pulled tracks, B
+sends ``unpull`` after its 5 s grace and A stops relaying.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ SUBSCRIBERS = 3
 LOSSY = [sys.executable, str(Path(__file__).with_name("lossy_twistd.py"))]
 
 
+#: video RTP frames node A loses on the way to B (one in 25 after the first 60)
+DROPS = 5
 #: aiortc's payload type for VP8 (its codec table; checked against the publisher's offer)
 VP8_PT = 97
 
@@ -54,8 +57,8 @@ VP8_PT = 97
 @pytest.fixture(autouse=True)
 def secret(monkeypatch):
     monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
-    # lossy_twistd.py (node A): lose one video RTP frame in 25 towards B, 8 at most
-    for name, value in (("PT", VP8_PT), ("EVERY", 25), ("AFTER", 60), ("LIMIT", 8)):
+    # lossy_twistd.py (node A): lose one video RTP frame in 25 towards B, DROPS in all
+    for name, value in (("PT", VP8_PT), ("EVERY", 25), ("AFTER", 60), ("LIMIT", DROPS)):
         monkeypatch.setenv(f"REALTIME_TEST_RELAY_DROP_{name}", str(value))
 
 
@@ -108,6 +111,12 @@ async def subscriber(node: Server, publisher: str, names: list[str]):
     return pc, session, counter
 
 
+def drops_of(node: Server) -> list[list[str]]:
+    """Return ``[stream id, ssrc, seq]`` of each frame lossy_twistd.py lost (twistd logs it)."""
+    return [line.split("relay-test-drop", 1)[1].split() for line in node.output().splitlines()
+            if "relay-test-drop" in line]
+
+
 async def cross_node_pull(a: Server, b: Server) -> dict:
     loop = asyncio.get_running_loop()
     publisher_nacks = count_publisher_nacks()
@@ -119,11 +128,33 @@ async def cross_node_pull(a: Server, b: Server) -> dict:
         pcs += [pc for pc, _, _ in subscribers]
         rates = await asyncio.gather(*(counter.rates(["audio", "video"])
                                        for _, _, counter in subscribers))
+        for _ in range(100):    # all the losses happened (and were repaired) before we look
+            if len(drops_of(a)) >= DROPS:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
         _, at_a = await loop.run_in_executor(None, a.get, "/diagnostics")
         _, at_b = await loop.run_in_executor(None, b.get, "/diagnostics")
+        # Every subscriber closes its pulled tracks: B tells A to stop, A stops.
+        for _, session, _ in subscribers:
+            await api(b, "PUT", f"/sessions/{session}/tracks/close",
+                      {"tracks": [{"mid": "0"}, {"mid": "1"}], "force": True})
+        closed = time.monotonic()
+        stopped = None
+        while time.monotonic() - closed < 15.0:
+            _, now_a = await loop.run_in_executor(None, a.get, "/diagnostics")
+            if not now_a["cluster"]["pulls"]["fanouts"]:
+                stopped = time.monotonic() - closed
+                break
+            await asyncio.sleep(0.25)
+        _, after_a = await loop.run_in_executor(None, a.get, "/diagnostics")
+        await asyncio.sleep(0.5)
+        _, later_a = await loop.run_in_executor(None, a.get, "/diagnostics")
         return {"publisher": publisher, "rates": rates, "a": at_a, "b": at_b,
                 "subscribers": [session for _, session, _ in subscribers],
-                "publisher_nacks": publisher_nacks["nacks"]}
+                "publisher_nacks": publisher_nacks["nacks"], "stopped_after": stopped,
+                "sealed_after_stop": later_a["cluster"]["relay"]["sealed"]
+                - after_a["cluster"]["relay"]["sealed"]}
     finally:
         publisher_nacks["restore"]()
         for pc in pcs:
@@ -147,15 +178,15 @@ def test_subscribers_on_b_pull_a_track_published_on_a(tmp_path, redis_server,
         assert_rates(rates, result)
     publisher = result["publisher"]
     video = stream_id_of(publisher, "aiortc-video")
-    drops = [line.split("relay-test-drop", 1)[1].split() for line in a.output().splitlines()
-             if "relay-test-drop" in line]   # twistd logs the wrapper's stdout
+    drops = drops_of(a)
     video_drops = [d for d in drops if int(d[0]) == video]
-    assert len(video_drops) >= 3, (drops, result)                 # the loss was real
+    assert len(video_drops) == DROPS, (drops, result)             # the loss was real
     fanouts = result["a"]["cluster"]["pulls"]["fanouts"]
     mirrors = result["b"]["cluster"]["pulls"]["mirrors"]
     cam = fanouts[f"{publisher}/aiortc-video"]
     print("cross-node pull: video drops", len(video_drops), "fan-out", cam,
-          "mirror", mirrors[f"{publisher}/aiortc-video"], "rates", result["rates"])
+          "mirror", mirrors[f"{publisher}/aiortc-video"], "rates", result["rates"],
+          "stopped after", result["stopped_after"])
     assert cam["nodes"] == ["node-b"], result
     # Once per node: every packet A relayed for the track went out once, to B only,
     # while B forwarded it to three subscribers.
@@ -172,3 +203,6 @@ def test_subscribers_on_b_pull_a_track_published_on_a(tmp_path, redis_server,
     # The publisher saw no NACK: A answered B from its buffer.
     assert result["publisher_nacks"] == 0, result
     assert result["a"]["sessions"][publisher]["sfu"]["nacksSentUpstream"] == 0, result
+    # B's last subscriber left: within the 5 s grace (+ margin) A stopped relaying.
+    assert result["stopped_after"] is not None and result["stopped_after"] < 10.0, result
+    assert result["sealed_after_stop"] == 0, result
