@@ -61,6 +61,8 @@ from realtime.api.usage import SfuUsage
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
+from realtime.cluster.records import ControlMessage
+from realtime.cluster.remote_tracks import RemoteTracks
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
@@ -301,14 +303,29 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     sessions: ClusterSessions | None = None
     jit: JustInTime | None = None
     fallback = BindingRouter()
+    board = Switchboard()
     if cluster is not None:  # docs/cluster.md: what the cluster wires and what it does not yet
         if options.get("dtls-certificate") is None:
             log.warn("cluster: no --dtls-certificate: this node's DTLS certificate is its own, "
                      "so sessions made here connect only here")
+
+        def on_control(message: ControlMessage) -> None:
+            """A control message for this node: a cross-node pull's, else just in time's."""
+            if not remote.on_control(message) and jit is not None:
+                jit.control(message)
+
         node = ClusterNodeService(reactor, cluster, lambda: (
             f"{service.config.public_ip}:{service.config.media_port}"),
-            on_control=lambda message: jit.control(message))  # type: ignore[union-attr]
-        sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
+            on_control=on_control,
+            on_relay=lambda packet: remote.on_relay(packet),
+            on_members=lambda members: remote.on_members(members))
+        # cross-node pulls (docs/cluster.md): PeerHost is made below
+        remote = RemoteTracks(reactor, node.directory, cluster.node_id, node.relay.send,
+                              board=lambda: board,
+                              flush=lambda session: peers.flush(session),
+                              refresh_members=node.refresh_now)
+        sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
+                                   relay_stats=node.relay_stats)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
             lambda session, held: peers.admit(session, held),
@@ -320,7 +337,6 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                      unknown_checks=jit)
     turn = build_turn(options, reactor, store, interface, public_ip)
     usage = SfuUsage(store)
-    board = Switchboard()
     board.observers.append(usage.meter.observe)  # meter every session from the first one on
     api = RealtimeAPI(
         store, config, reactor, peers=peers, switchboard=board,

@@ -10,7 +10,8 @@ from them, and mounts every route from one table, :meth:`RealtimeAPI.routes`::
                       │ SfuSessions(switchboard, peers, ...)          api/sessions.py
                       │ SessionRoutes, TrackRoutes, DataChannelRoutes  api/sessions.py,
                       │   (each over the SfuSessions)                  tracks.py, datachannels.py
-                      │ EchoRoutes(peers), DiagnosticsRoutes(peers)    api/echo.py, diagnostics.py
+                      │ EchoRoutes(peers), DiagnosticsRoutes(peers, cluster)
+                      │                                                api/echo.py, diagnostics.py
                       │ UsageRoutes(usage), TurnRoutes(turn), openapi  api/usage.py, turn.py, openapi.py
                       v
                     routes(): one row per route: method, path, bound method, Guard
@@ -167,7 +168,7 @@ class RealtimeAPI:
         tracks = TrackRoutes(self.sessions)
         channels = DataChannelRoutes(self.sessions)
         echo = EchoRoutes(self.peers, self.announced, self.cluster)
-        diagnostics = DiagnosticsRoutes(self.peers)
+        diagnostics = DiagnosticsRoutes(self.peers, self.cluster)
         usage = UsageRoutes(self.usage, self.clock)
         turn = TurnRoutes(self.turn, self.clock)
         app = Guard(APP_PREFIXES, "app_id", self.authenticate_app)

@@ -29,3 +29,17 @@ class ClusterHooks(Protocol):
     def session_negotiated(self, session: Any) -> None:
         """Store an SFU session's negotiated parameters and its pushed tracks."""
         ...
+
+    def find_track(self, board: Any, app_id: str, session_id: str,
+                   name: str) -> Awaitable[Any | None]:
+        """Return a track another node publishes, mirrored here (None if there is none).
+
+        Called for a pull whose track ``board`` (this node's switchboard)
+        does not hold; the result is a track-like object local subscribers
+        attach to as to a local track (``realtime.cluster.remote_tracks``).
+        """
+        ...
+
+    def stats(self, app_id: str) -> dict[str, Any]:
+        """Return the cluster's counters for app ``app_id``'s ``/diagnostics`` (relay, pulls)."""
+        ...

@@ -20,6 +20,11 @@ NACK shield's and keyframe requests' counters under ``sfu``:
                                   ``before-segment``, ``subscriber-not-connected``,
                                   ``not-sent``)
 
+With ``--cluster``, ``cluster`` holds the node id, the relay link's counters
+(``sealed``: frames sealed, one per packet; ``sent``: one per destination node;
+``opened``; ``dropped`` by reason: ``non_member``, ``authentication`` ...) and
+the cross-node pulls' (``pulls``: per mirror and per fan-out, docs/cluster.md).
+
 A subscriber's NACKs never show up in its publisher's ``nacksSentUpstream``:
 that counts only gaps in what the publisher itself delivered.  Counters
 only; no SDP or keys.
@@ -31,6 +36,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
+from realtime.api.cluster_hooks import ClusterHooks
 from realtime.api.media import MediaPeers
 from realtime.peer.echo import EchoSession
 from realtime.sfu.session import SfuSession
@@ -41,10 +47,12 @@ class DiagnosticsRoutes:
     """``diagnostics``: the counters of the media port and of one app's PeerConnections.
 
     :param peers: the media port's running sessions.
+    :param cluster: the cluster's hooks (``--cluster``: relay link and pull counters), or None.
     """
 
-    def __init__(self, peers: MediaPeers) -> None:
+    def __init__(self, peers: MediaPeers, cluster: ClusterHooks | None = None) -> None:
         self.peers = peers
+        self.cluster = cluster
 
     def diagnostics(self, request: IRequest, app: App) -> dict[str, Any]:
         """Return drop counters of the media port and of the app's PeerConnections."""
@@ -64,8 +72,12 @@ class DiagnosticsRoutes:
                 entry["sfu"] = {**session.rtcp.counters(), "mediaDrops": media_drops(session)}
             sessions[session_id] = entry
         port = self.peers.port
-        return {"mediaPort": {"drops": dict(port.drops) if port is not None else {}},
-                "sessions": sessions}
+        out: dict[str, Any] = {
+            "mediaPort": {"drops": dict(port.drops) if port is not None else {}},
+            "sessions": sessions}
+        if self.cluster is not None:
+            out["cluster"] = self.cluster.stats(app.app_id)
+        return out
 
 
 def media_drops(session: SfuSession) -> dict[str, int]:

@@ -110,14 +110,23 @@ def _pull_echo(item: dict[str, Any]) -> dict[str, Any]:
                                                                 "simulcast") if key in echo}}
 
 
+async def find_track(sessions: SfuSessions, app: Any, session_id: str, name: str) -> Any | None:
+    """Return the live track ``name`` of ``session_id``: this node's, else (``--cluster``)
+    a mirror of the node that owns it (docs/cluster.md, "Cross-node pulls")."""
+    board = sessions.switchboard
+    track = board.find(app.app_id, session_id, name)
+    if track is None and sessions.cluster is not None:
+        track = await sessions.cluster.find_track(board, app.app_id, session_id, name)
+    return track
+
+
 async def _resolve_pulls(sessions: SfuSessions, app: Any, remote: list[tuple[int, dict[str, Any]]],
                          results: dict[int, dict[str, Any]]) -> dict[int, Any]:
     """Return item index -> pulled track (after its first packet); failures go to ``results``."""
-    board = sessions.switchboard
     found = {}
     for index, item in remote:
         name, owner = _text(item, "trackName"), _text(item, "sessionId")
-        track = board.find(app.app_id, owner, name) if name and owner else None
+        track = await find_track(sessions, app, owner, name) if name and owner else None
         if track is None:
             results[index] = item_error(_pull_echo(item), *NOT_FOUND)
         else:
@@ -343,12 +352,12 @@ class TrackRoutes:
             self.sessions.start(session)
         return response
 
-    def tracks_update(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
+    async def tracks_update(self, request: IRequest, app: App,
+                            session_id: str) -> dict[str, Any]:
         """Change simulcast preferences or the remote track a subscribed mid carries (no SDP)."""
         session = self.sessions.load_session(app, session_id)
         body = read_json(request)
         items = track_items(body, required=True)
-        board = self.sessions.switchboard
         now = self.sessions.clock.seconds()
         results = []
         for item in items:
@@ -365,7 +374,7 @@ class TrackRoutes:
             preferences = _preferences(item)
             current = subscription.track
             if name and owner and (name, owner) != (current.name, current.session.session_id):
-                track = board.find(app.app_id, owner, name)
+                track = await find_track(self.sessions, app, owner, name)
                 if track is None:
                     results.append(item_error(echo, *NOT_FOUND))
                     continue

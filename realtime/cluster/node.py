@@ -14,8 +14,9 @@ that is wired today:
    link's members from the registry at the same pace;
 3. ``stopService`` leaves the registry and closes the connections and the port.
 
-Sessions and tracks are not wired to the SFU yet, so nothing is relayed by
-the service itself (``docs/cluster.md`` says what is built and what is not).
+The relay link carries the tracks other nodes pull from this one and the
+tracks this one pulls from others (:mod:`realtime.cluster.remote_tracks`, given
+as ``on_relay`` / ``on_members``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import NODE_TTL, Directory, NodeHeartbeat
 from realtime.cluster.options import ClusterOptionError, ClusterOptions, parse_relay_address
 from realtime.cluster.records import ControlMessage, NodeRecord
-from realtime.cluster.relay import RelayLink, RelayPacketReceived
+from realtime.cluster.relay import Address, RelayLink, RelayPacketReceived
 from realtime.cluster.relay_port import RelayPort
 from realtime.cluster.resp import NEED_MORE, RespError, RespReader, encode_command
 
@@ -93,6 +94,7 @@ class ClusterNodeService(Service):
     :param load: returns this node's current load (0.0 = idle), sent with each heartbeat.
     :param on_control: called with every :class:`ControlMessage` addressed to this node.
     :param on_relay: called with every packet another node relays here.
+    :param on_members: called with the live members' relay addresses at each refresh.
     """
 
     name = "cluster"
@@ -101,7 +103,8 @@ class ClusterNodeService(Service):
                  load: Callable[[], float] = lambda: 0.0,
                  on_control: Callable[[ControlMessage], None] | None = None,
                  on_relay: Callable[[RelayPacketReceived], None] | None = None,
-                 ttl: float = NODE_TTL) -> None:
+                 ttl: float = NODE_TTL,
+                 on_members: Callable[[dict[str, Address]], None] | None = None) -> None:
         self.reactor = reactor
         self.options = options
         self.directory = Directory(reactor, options.address)
@@ -116,6 +119,7 @@ class ClusterNodeService(Service):
         self._members = LoopingCall(self._refresh_tick)
         self._members.clock = reactor
         self.ttl = ttl
+        self.on_members = on_members
         self.started: Deferred | None = None
         #: Registry entries whose relay address did not parse (skipped).
         self.bad_members = 0
@@ -142,6 +146,18 @@ class ClusterNodeService(Service):
             except ClusterOptionError:
                 self.bad_members += 1
         self.relay.link.set_members(members)
+        if self.on_members is not None:
+            self.on_members(members)
+
+    def relay_stats(self) -> dict[str, Any]:
+        """Return the relay link's counters: frames sealed, opened and dropped by reason."""
+        link = self.relay.link
+        return {"sealed": link.sealed, "opened": link.opened, "sent": link.sent,
+                "dropped": dict(link.dropped), "members": link.member_ids()}
+
+    def refresh_now(self) -> Deferred:
+        """Re-read the registry now (a Deferred that never fails: Redis away keeps the old list)."""
+        return self._refresh_tick()
 
     def _refresh_tick(self) -> Deferred:
         # While Redis is away the last known members stay; the loop keeps going.

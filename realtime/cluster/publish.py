@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from realtime.api.errors import ApiError
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
+from realtime.cluster.track_media import media_to_json
 from realtime.cluster.records import SessionRecord, TrackRecord
 
 log = Logger()
@@ -57,10 +58,15 @@ class ClusterSessions:
     :param clock: the reactor (``seconds()``).
     """
 
-    def __init__(self, directory: Directory, node_id: str, clock: Any) -> None:
+    def __init__(self, directory: Directory, node_id: str, clock: Any,
+                 remote: Any = None, relay_stats: Any = None) -> None:
         self.directory = directory
         self.node_id = node_id
         self.clock = clock
+        #: :class:`~realtime.cluster.remote_tracks.RemoteTracks` (cross-node pulls), or None
+        self.remote = remote
+        #: returns the relay link's counters (``ClusterNodeService.relay_stats``), or None
+        self.relay_stats = relay_stats
         #: background writes that failed (Redis lost between the check and the write)
         self.failed_writes = 0
 
@@ -148,8 +154,26 @@ class ClusterSessions:
                 mid=transceiver.mid, media_kind=track.kind, owner_node=self.node_id,
                 ssrcs=tuple(ssrcs), rids=tuple(media.remote_rids),
                 codecs=tuple(_codec(c) for c in media.codecs),
-                status="ended" if track.ended else "active"))
+                status="ended" if track.ended else "active", media=media_to_json(media)))
         return records
+
+    # -- pulls of other nodes' tracks, counters ----------------------------------------
+
+    async def find_track(self, board: Any, app_id: str, session_id: str,
+                         name: str) -> Any | None:
+        """Return a mirror of a track another node owns (see ``RemoteTracks.find_or_pull``)."""
+        if self.remote is None:
+            return None
+        try:
+            return await self.remote.find_or_pull(board, app_id, session_id, name)
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+
+    def stats(self, app_id: str) -> dict[str, Any]:
+        """Return the relay link's counters and app ``app_id``'s pulls' (``/diagnostics``)."""
+        return {"node": self.node_id,
+                "relay": None if self.relay_stats is None else self.relay_stats(),
+                "pulls": None if self.remote is None else self.remote.stats(app_id)}
 
     # -- connected, ended -----------------------------------------------------------
 

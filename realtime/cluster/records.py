@@ -154,6 +154,7 @@ class TrackRecord(Record):
     """A track pushed by a session: where it is published and what its RTP looks like."""
 
     kind: ClassVar[str] = "track"
+    long_fields: ClassVar[dict[str, int]] = {"media": 64 * 1024}
     session_id: str
     track_name: str
     mid: str
@@ -163,6 +164,9 @@ class TrackRecord(Record):
     rids: tuple[str, ...]
     codecs: tuple[str, ...]
     status: str
+    #: what a node mirroring the track needs (payload types, fmtp, rtcp-fb, extension
+    #: ids, SSRCs, rids): JSON of :func:`realtime.cluster.track_media.media_to_json`
+    media: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ class RelayKind(IntEnum):
     RTP = 1          #: one RTP packet of a relayed track (RFC 3550 §5.1), SRTP removed
     RTCP = 2         #: one RTCP packet about a relayed track (RFC 3550 §6)
     DATACHANNEL = 3  #: one DataChannel message (RFC 8831), relayed to subscribing nodes
+    RTP_REPAIR = 4   #: an RTP packet resent from the owner's buffer for a node's NACK (pulls.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +202,9 @@ class RelayLink:
         self._events: deque[RelayPacketReceived] = deque()
         #: Drops by reason (see the module docstring).
         self.dropped: Counter[str] = Counter()
-        #: Frames sealed and frames opened.
+        #: Frames sealed (one per payload), sent (one per destination) and opened.
         self.sealed = 0
+        self.sent = 0
         self.opened = 0
 
     def set_members(self, members: dict[str, Address]) -> None:
@@ -218,6 +220,10 @@ class RelayLink:
             table[address] = peer
         self._by_address = table
 
+    def member_ids(self) -> list[str]:
+        """Return the ids of the members frames are accepted from, sorted."""
+        return sorted(peer.node_id for peer in self._by_address.values())
+
     def send(self, kind: RelayKind, stream_id: int, payload: bytes,
              destinations: list[Address]) -> None:
         """Seal ``payload`` once and queue it to every address in ``destinations``."""
@@ -226,6 +232,7 @@ class RelayLink:
         nonce = b"\0\0\0\0" + header[-12:-4]
         frame = header + self._cipher.encrypt(nonce, payload, header)
         self.sealed += 1
+        self.sent += len(destinations)
         for address in destinations:
             self._outbox.append((frame, address))
 

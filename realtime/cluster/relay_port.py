@@ -5,7 +5,7 @@ It holds no protocol state (DESIGN.md §1): a received datagram goes into
 ``link.receive_datagram``, every :class:`~realtime.cluster.relay.RelayPacketReceived`
 that comes out goes to ``on_packet``, and ``send`` writes what
 ``link.datagrams_to_send`` returns.  Drops are counted by the machine, never
-logged per packet.  (Not started by ``twistd realtime`` yet: see ``docs/cluster.md``.)
+logged per packet.  ``twistd realtime --cluster`` binds it (``realtime.cluster.node``).
 """
 
 from __future__ import annotations

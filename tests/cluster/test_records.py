@@ -33,7 +33,7 @@ RECORDS = st.one_of(
 def test_exact_encoding() -> None:
     record = TrackRecord("s1", "cam", "0", "video", "a", (1, 2), ("h",), ("VP8/90000",), "active")
     assert record.encode() == (
-        b'{"codecs":["VP8/90000"],"media_kind":"video","mid":"0","owner_node":"a",'
+        b'{"codecs":["VP8/90000"],"media":"","media_kind":"video","mid":"0","owner_node":"a",'
         b'"rids":["h"],"session_id":"s1","ssrcs":[1,2],"status":"active","track_name":"cam"}')
 
 

@@ -56,7 +56,9 @@ def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
 class Server:
     """A running ``twistd -n realtime`` and what it printed."""
 
-    def __init__(self, state: Path, *extra: str, app: bool = False) -> None:
+    def __init__(self, state: Path, *extra: str, app: bool = False,
+                 program: list[str] | None = None) -> None:
+        """``program``: what runs instead of ``twistd`` (e.g. a test's wrapper of it)."""
         self.state = state
         self.media, self.turn, self.turns = free_port(), free_port(), free_port()
         self.lines: list[str] = []
@@ -64,7 +66,7 @@ class Server:
         self.media_host = "127.0.0.1"
         if "--media-interface" in extra:
             self.media_host = extra[extra.index("--media-interface") + 1]
-        command = [str(TWISTD), "-n", "--pidfile=", "realtime", "--state-dir", str(state),
+        command = [*(program or [str(TWISTD)]), "-n", "--pidfile=", "realtime", "--state-dir", str(state),
                    "--api", "tcp:0:interface=127.0.0.1", "--media-port", str(self.media),
                    "--turn-port", str(self.turn), "--turns-port", str(self.turns), *extra]
         if app:

@@ -1,0 +1,195 @@
+"""
+The Twisted side of cross-node pulls: directory reads, control messages, relay port, one timer.
+
+:class:`RemoteTracks` holds a :class:`~realtime.cluster.pulls.PullMachine` and
+moves its inputs and outputs (DESIGN.md §1): relay packets from
+:class:`~realtime.cluster.node.ClusterNodeService` (``on_relay``), ``pull`` /
+``unpull`` control messages (``on_control``), the registry's members at
+each refresh (``on_members``), and one ``IDelayedCall`` re-armed from
+``get_timer()``.  Its one entry point for the API and for a session
+take-over is :meth:`RemoteTracks.find_or_pull`::
+
+    track = await remote.find_or_pull(board, app_id, session_id, track_name)
+
+which returns the local track, else a mirror of the track another node owns
+(read from its :class:`~realtime.cluster.records.TrackRecord`; the owner is
+asked to relay it), else ``None``.  The mirror is in ``board`` from then on,
+so further pulls of it on this node find it with ``board.find`` and cost the
+owner nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from realtime.cluster.client import DirectoryUnavailable
+from realtime.cluster.directory import Directory
+from realtime.cluster.pulls import PullMachine
+from realtime.cluster.track_media import media_from_json
+from realtime.cluster.records import ControlMessage
+from realtime.cluster.relay import Address, RelayKind, RelayPacketReceived
+from realtime.errors import DecodeError
+
+log = Logger()
+
+#: control actions this module handles (the rest go to the session take-over)
+PULL_ACTIONS = frozenset({"pull", "unpull"})
+
+
+class RemoteTracks:
+    """Pull tracks of other nodes into this one, and relay this node's tracks to others.
+
+    :param reactor: clock and ``callLater``.
+    :param directory: the cluster :class:`Directory` (track records, control channel).
+    :param node_id: this node.
+    :param send: ``send(kind, stream_id, payload, addresses)``: the relay port's.
+    :param board: returns this node's switchboard (the API makes it on first use).
+    :param flush: sends what a session's connection queued (``PeerHost.flush``).
+    :param refresh_members: re-reads the registry now (a Deferred; it calls
+        :meth:`on_members`): used when a pull names a node this one has not
+        seen yet (a node that just started), instead of waiting for the next
+        periodic refresh.
+    """
+
+    def __init__(self, reactor: Any, directory: Directory, node_id: str,
+                 send: Callable[[RelayKind, int, bytes, list[Address]], None],
+                 board: Callable[[], Any], flush: Callable[[Any], None],
+                 refresh_members: Callable[[], Deferred] | None = None) -> None:
+        self.reactor = reactor
+        self.refresh_members = refresh_members
+        self.directory = directory
+        self.node_id = node_id
+        self.board = board
+        self.flush = flush
+        self.machine = PullMachine(node_id, board, send, wake=self._rearm)
+        self._timer: Any = None
+        #: control messages that could not be published (Redis away)
+        self.failed_control = 0
+
+    # -- the entry point ------------------------------------------------------------------
+
+    async def find_or_pull(self, board: Any, app_id: str, session_id: str,
+                           name: str) -> Any | None:
+        """Return track ``name`` of ``session_id`` (app ``app_id``): local, mirrored, or None.
+
+        A track another node owns is read from the directory (its session
+        record names the app; its track record the owner and RTP parameters);
+        a mirror is published in ``board`` and its owner asked to relay it.
+        The mirror's first packet arrives later: callers wait for it as for a
+        local track (``first_packets``).
+
+        :raises DirectoryUnavailable: Redis is away (the API's 503).
+        """
+        track = board.find(app_id, session_id, name)
+        if track is not None:
+            return track
+        record = await self.directory.get_track(session_id, name)
+        if record is None or record.status != "active" or not record.media \
+                or record.owner_node == self.node_id:
+            return None
+        session = await self.directory.get_session(session_id)
+        if session is None or session.app_id != app_id:
+            return None
+        track = board.find(app_id, session_id, name)   # made while we waited?
+        if track is not None:
+            return track
+        if record.owner_node not in self.machine.members and self.refresh_members is not None:
+            await self.refresh_members()
+        try:
+            media = media_from_json(record.media)
+        except DecodeError:
+            self.machine.counters["track-record-malformed"] += 1
+            return None
+        mirror = self.machine.mirror(app_id, session_id, name, record.owner_node, media,
+                                     self.reactor.seconds())
+        self._after_input()
+        return mirror
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_relay(self, packet: RelayPacketReceived) -> None:
+        """Feed one authenticated relay packet to the machine; send what it queued.
+
+        The per-packet path: the machine wakes the timer itself when a packet
+        opens a gap (``wake``), so the timer is not re-read for every packet.
+        """
+        machine = self.machine
+        machine.receive_relay(packet, self.reactor.seconds())
+        touched = self.board().touched
+        while touched:
+            self.flush(touched.pop())
+        if machine.has_control:
+            self._after_input()
+
+    def on_control(self, message: ControlMessage) -> bool:
+        """Handle ``pull``/``unpull``; return False for other actions (not ours)."""
+        if message.action not in PULL_ACTIONS:
+            return False
+        if message.from_node not in self.machine.members and self.refresh_members is not None:
+            self.refresh_members().addBoth(lambda _: self._control(message))
+        else:
+            self._control(message)
+        return True
+
+    def _control(self, message: ControlMessage) -> None:
+        self.machine.receive_control(message.action, message.from_node, message.session_id,
+                                     message.name, self.reactor.seconds())
+        self._after_input()
+
+    def on_members(self, members: dict[str, Address]) -> None:
+        """Take the registry's live nodes (relay addresses) at each refresh."""
+        self.machine.set_members(members)
+        self._after_input()
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.machine.handle_timer(self.reactor.seconds())
+        self._after_input()
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def _after_input(self) -> None:
+        touched = self.board().touched
+        while touched:
+            self.flush(touched.pop())
+        for to_node, action, session_id, name in self.machine.control_to_send():
+            self._publish(to_node, ControlMessage(action, self.node_id, session_id, name,
+                                                  self.reactor.seconds()))
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Keep one delayed call at the machine's earliest deadline."""
+        deadline = self.machine.get_timer()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if timer is not None:
+            if timer.getTime() <= deadline:
+                return
+            timer.cancel()
+        self._timer = self.reactor.callLater(
+            max(0.0, deadline - self.reactor.seconds()), self._fire)
+
+    def _publish(self, to_node: str, message: ControlMessage) -> None:
+        d = Deferred.fromCoroutine(self.directory.send_control(to_node, message))
+        d.addErrback(self._control_failed)
+
+    def _control_failed(self, failure: Any) -> None:
+        failure.trap(DirectoryUnavailable)
+        self.failed_control += 1
+
+    def stop(self) -> None:
+        """Cancel the timer (the service stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stats(self, app_id: str | None = None) -> dict[str, Any]:
+        """Return the machine's counters (mirrors, fan-outs, drops) for /diagnostics."""
+        return {**self.machine.stats(app_id), "failedControl": self.failed_control}
