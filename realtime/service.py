@@ -42,7 +42,9 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.auth import authenticate
 from realtime.api.usage import flush_usage, sfu_usage
+from realtime.cluster.forward import build_forwarding
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
@@ -281,7 +283,8 @@ def makeService(options: Options, reactor=None):
                      "so sessions made here connect only here")
         node = ClusterNodeService(reactor, cluster, lambda: (
             f"{service.config.public_ip}:{service.config.media_port}"),
-            on_control=lambda message: jit.control(message))
+            on_control=lambda message: jit.control(message),
+            api_address=lambda: private_api.address)
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
@@ -293,8 +296,14 @@ def makeService(options: Options, reactor=None):
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     reuse = bool(options.get("reuse-port"))
-    service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api",
-                                     reuse)
+    root = api.app.resource()
+    if cluster is not None:  # any node answers any API call (realtime.cluster.forward)
+        root, private_api = build_forwarding(
+            reactor, cluster.node_id, cluster.secret, cluster.relay_host, node.directory,
+            root, lambda session_id: _holds(api, session_id),
+            lambda app_id, header: authenticate(app_id, header, api.config, api.store))
+        private_api.setServiceParent(service)
+    service.api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
     peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")),
                      on_removed=None if sessions is None else sessions.session_removed,
@@ -341,6 +350,14 @@ def makeService(options: Options, reactor=None):
     service.just_in_time = jit
     return service
 
+
+
+def _holds(api: RealtimeAPI, session_id: str) -> bool:
+    """Return whether ``session_id`` lives here: in the switchboard or the media port's peers."""
+    board = getattr(api, "switchboard", None)
+    if board is not None and board.get(session_id) is not None:
+        return True
+    return api.peers is not None and session_id in api.peers.sessions
 
 
 def _keylog_writer(path: str | None):

@@ -93,6 +93,7 @@ class ClusterNodeService(Service):
     :param load: returns this node's current load (0.0 = idle), sent with each heartbeat.
     :param on_control: called with every :class:`ControlMessage` addressed to this node.
     :param on_relay: called with every packet another node relays here.
+    :param api_address: returns where this node takes forwarded API calls (``HOST:PORT``).
     """
 
     name = "cluster"
@@ -101,8 +102,9 @@ class ClusterNodeService(Service):
                  load: Callable[[], float] = lambda: 0.0,
                  on_control: Callable[[ControlMessage], None] | None = None,
                  on_relay: Callable[[RelayPacketReceived], None] | None = None,
-                 ttl: float = NODE_TTL) -> None:
+                 ttl: float = NODE_TTL, api_address: Callable[[], str] = lambda: "") -> None:
         self.reactor = reactor
+        self.api_address = api_address
         self.options = options
         self.directory = Directory(reactor, options.address)
         self.media_address = media_address
@@ -131,7 +133,8 @@ class ClusterNodeService(Service):
     def record(self) -> NodeRecord:
         """Return this node's registry entry as of now."""
         return NodeRecord(self.options.node_id, self.relay_address,
-                          self.media_address(), float(self.load()), self.reactor.seconds())
+                          self.media_address(), float(self.load()), self.reactor.seconds(),
+                          self.api_address())
 
     async def refresh_members(self) -> None:
         """Give the relay link the live nodes of the registry (skipping unparsable entries)."""

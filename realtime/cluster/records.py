@@ -179,7 +179,11 @@ class DataChannelRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class NodeRecord(Record):
-    """A live node: its id, where peers send it relay traffic, its load, its last heartbeat."""
+    """A live node: its id, where peers send it relay traffic, its load, its last heartbeat.
+
+    ``api_address`` (``HOST:PORT``) is where other nodes forward API calls for the
+    sessions this node owns (:mod:`realtime.cluster.forward`); empty if it takes none.
+    """
 
     kind: ClassVar[str] = "node"
     node_id: str
@@ -187,6 +191,7 @@ class NodeRecord(Record):
     media_address: str
     load: float
     heartbeat: float
+    api_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
