@@ -262,13 +262,17 @@ class PrivateApiService(Service):
     """Listen for forwarded calls on ``host`` (ephemeral TCP port); :attr:`address` says where.
 
     :param resource: the :class:`ForwardedApiResource` to serve.
+    :param forwarder: this node's :class:`SessionForwarder` (its counts are logged on stop).
     """
 
     name = "private-api"
 
-    def __init__(self, reactor: Any, host: str, resource: IResource) -> None:
+    def __init__(self, reactor: Any, host: str, resource: ForwardedApiResource,
+                 forwarder: SessionForwarder) -> None:
         self.reactor = reactor
         self.host = host
+        self.resource = resource
+        self.forwarder = forwarder
         self.site = Site(resource)
         self.port: Any = None
 
@@ -286,8 +290,12 @@ class PrivateApiService(Service):
         self.port = self.reactor.listenTCP(0, self.site, interface=self.host)
 
     def stopService(self) -> Deferred | None:  # noqa: N802 (Twisted name)
-        """Stop listening."""
+        """Stop listening; log how many calls were forwarded and how many proofs refused."""
         super().stopService()  # type: ignore[no-untyped-call]
+        log.info("cluster: forwarded {forwarded} API calls to their sessions' owners "
+                 "(errors {failed}); private API refused {refused}",
+                 forwarded=self.forwarder.forwarded, failed=self.forwarder.failed,
+                 refused=self.resource.proof.refused)
         port, self.port = self.port, None
         return None if port is None else port.stopListening()
 
@@ -298,5 +306,6 @@ def build_forwarding(reactor: Any, node_id: str, secret: bytes, relay_host: str,
     """Return the public API resource and the private listener of a cluster node."""
     proof = ForwardProof(secret)
     forwarder = SessionForwarder(reactor, node_id, directory, proof, local, holds, authenticate)
-    private = PrivateApiService(reactor, relay_host, ForwardedApiResource(proof, local, reactor))
+    private = PrivateApiService(reactor, relay_host, ForwardedApiResource(proof, local, reactor),
+                                forwarder)
     return PublicApiResource(forwarder), private
