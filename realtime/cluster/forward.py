@@ -51,8 +51,7 @@ from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.logger import Logger
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from realtime.api.app import MAX_BODY, apply_cors, error_response
@@ -79,7 +78,7 @@ METHODS = (b"GET", b"POST", b"PUT")
 Authenticate = Callable[[str, "bytes | None"], Any]
 
 
-def render_local(resource: IResource, request: IRequest) -> None:
+def render_local(resource: Any, request: Any) -> None:
     """Let ``resource`` render ``request`` after its render call has returned NOT_DONE_YET."""
     body = resource.render(request)
     if body is not NOT_DONE_YET:
@@ -87,7 +86,7 @@ def render_local(resource: IResource, request: IRequest) -> None:
         request.finish()
 
 
-def answer_error(request: IRequest, error: ApiError) -> None:
+def answer_error(request: Any, error: ApiError) -> None:
     """Finish ``request`` with ``error`` as JSON (unless the client has gone)."""
     if not getattr(request, "_disconnected", False) and not request.finished:
         request.write(error_response(request, error))
@@ -107,7 +106,7 @@ class SessionForwarder:
     """
 
     def __init__(self, reactor: Any, node_id: str, directory: Directory, proof: ForwardProof,
-                 local: IResource, holds: Callable[[str], bool], authenticate: Authenticate,
+                 local: Any, holds: Callable[[str], bool], authenticate: Authenticate,
                  timeout: float = FORWARD_TIMEOUT) -> None:
         self.reactor = reactor
         self.node_id = node_id
@@ -117,14 +116,15 @@ class SessionForwarder:
         self.holds = holds
         self.authenticate = authenticate
         self.timeout = timeout
-        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
         pool.maxPersistentPerHost = 8
-        self.agent = Agent(reactor, connectTimeout=CONNECT_TIMEOUT, pool=pool)
+        self.agent = Agent(reactor, connectTimeout=CONNECT_TIMEOUT,  # type: ignore[no-untyped-call]
+                           pool=pool)
         #: calls forwarded, and calls answered with an error before or while forwarding
         self.forwarded = 0
         self.failed: dict[str, int] = {}
 
-    def render(self, request: IRequest) -> bytes | int:
+    def render(self, request: Any) -> bytes | int:
         """Render here at once, or start the lookup and return NOT_DONE_YET."""
         target = (session_target(request.path, request.args)
                   if request.method in METHODS else None)
@@ -134,7 +134,7 @@ class SessionForwarder:
             self._crashed, request)
         return NOT_DONE_YET
 
-    async def route(self, request: IRequest, target: SessionTarget) -> None:
+    async def route(self, request: Any, target: SessionTarget) -> None:
         """Find the session's owner; forward there, or serve here, or answer the error."""
         try:
             self.authenticate(target.app_id, request.getHeader(b"authorization"))
@@ -166,7 +166,7 @@ class SessionForwarder:
                            f"Node {record.owner_node} announces no private API address")
         return node.api_address
 
-    async def forward(self, request: IRequest, address: str) -> None:
+    async def forward(self, request: Any, address: str) -> None:
         """Send ``request`` to ``address`` with the proof; relay the owner's answer."""
         content = request.content
         content.seek(0)
@@ -182,11 +182,13 @@ class SessionForwarder:
             value = request.getHeader(name)
             if value is not None:
                 headers.setRawHeaders(name, [value])
+        producer: Any = (FileBodyProducer(BytesIO(body))  # type: ignore[no-untyped-call]
+                         if body else None)
         self.forwarded += 1
         try:
             response = await self.agent.request(
                 request.method, b"http://" + address.encode("ascii") + request.uri, headers,
-                FileBodyProducer(BytesIO(body)) if body else None,
+                producer,
             ).addTimeout(self.timeout, self.reactor)
             reply = await readBody(response).addTimeout(self.timeout, self.reactor)
         except (TimeoutError, CancelledError):
@@ -213,7 +215,7 @@ class SessionForwarder:
         request.write(reply)
         request.finish()
 
-    def _crashed(self, failure: Any, request: IRequest) -> None:
+    def _crashed(self, failure: Any, request: Any) -> None:
         log.failure("cluster: forwarding {uri} failed", failure, uri=request.uri)
         answer_error(request, ApiError(500, "internal_error", "Internal server error"))
 
@@ -224,10 +226,10 @@ class PublicApiResource(Resource):
     isLeaf = True
 
     def __init__(self, forwarder: SessionForwarder) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.forwarder = forwarder
 
-    def render(self, request: IRequest) -> bytes | int:
+    def render(self, request: Any) -> bytes | int:
         """Serve or forward ``request``."""
         return self.forwarder.render(request)
 
@@ -237,13 +239,13 @@ class ForwardedApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, proof: ForwardProof, local: IResource, clock: Any) -> None:
-        super().__init__()
+    def __init__(self, proof: ForwardProof, local: Any, clock: Any) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
         self.proof = proof
         self.local = local
         self.clock = clock
 
-    def render(self, request: IRequest) -> bytes | int:
+    def render(self, request: Any) -> bytes | int:
         """Serve ``request`` locally if its proof checks out; else 403 ``forbidden``."""
         content = request.content
         content.seek(0)
@@ -273,7 +275,7 @@ class PrivateApiService(Service):
         self.host = host
         self.resource = resource
         self.forwarder = forwarder
-        self.site = Site(resource)
+        self.site = Site(resource)  # type: ignore[no-untyped-call]
         self.port: Any = None
 
     @property
@@ -301,7 +303,7 @@ class PrivateApiService(Service):
 
 
 def build_forwarding(reactor: Any, node_id: str, secret: bytes, relay_host: str,
-                     directory: Directory, local: IResource, holds: Callable[[str], bool],
+                     directory: Directory, local: Any, holds: Callable[[str], bool],
                      authenticate: Authenticate) -> tuple[PublicApiResource, PrivateApiService]:
     """Return the public API resource and the private listener of a cluster node."""
     proof = ForwardProof(secret)

@@ -152,6 +152,7 @@ class ForwardProof:
                 break
             del accepted[mac]
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str) -> str | None:
+        """Count a refusal by ``reason``; return ``None`` (no sender)."""
         self.refused[reason] = self.refused.get(reason, 0) + 1
         return None
