@@ -284,7 +284,7 @@ def makeService(options: Options, reactor=None):
         node = ClusterNodeService(reactor, cluster, lambda: (
             f"{service.config.public_ip}:{service.config.media_port}"),
             on_control=lambda message: jit.control(message),
-            api_address=lambda: private_api.address)
+            private_api=lambda: (private_api.address, private_api.certificate))
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,

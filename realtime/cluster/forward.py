@@ -17,27 +17,29 @@ there).  So the public API of every node is :class:`PublicApiResource`::
         │   GET rt:node:{owner} ── absent (no heartbeat for 10 s) ──> 503 owner_unavailable
         │   Redis away ──> 503 directory_unavailable
         v
-    POST/GET/PUT http://{owner's api_address}{same path and query}
+    POST/GET/PUT https://{owner's api_address}{same path and query}   (TLS, pinned cert)
         Authorization: <the client's>     Content-Type: <the client's>
-        Realtime-Forwarded: node=<us>; t=<ms>; mac=<HMAC>   (forward_auth.ForwardProof)
+        Realtime-Forwarded: node=<us>; t=<ms>; n=<nonce>; mac=<HMAC>  (forward_auth)
         │ refused / reset ──> 503 owner_unreachable     no answer in 30 s ──> 504 owner_timeout
         v
     the owner's status, Content-Type, Location, Retry-After and body, relayed as they are
 
 The owner receives forwarded calls on its **private API address**
-(:class:`PrivateApiService`: a plain-HTTP TCP port on the relay host, ephemeral,
-announced as ``api_address`` in its :class:`~realtime.cluster.records.NodeRecord`).
+(:class:`PrivateApiService`: an HTTPS port on the relay host, ephemeral, announced as
+``api_address`` in its :class:`~realtime.cluster.records.NodeRecord` with the
+certificate it presents, ``api_certificate``, which the forwarder pins:
+:mod:`realtime.cluster.forward_tls`).
 That listener serves only requests whose proof checks out (else 403 ``forbidden``), and
 serves them locally with the very same API -- authentication of the app, the per-session
 limit of 50 calls/s, every error -- and never forwards them again, so there are no loops:
 a call is forwarded at most once, and since every call for a session is served by its
 owner, the per-session limits hold cluster-wide.
 
-Security (docs/cluster.md): the private address should be on the cluster's private
-network, like the relay address.  The proof authenticates the sender and binds the
-request (method, URI, Authorization, body); it does not encrypt: the client's bearer
-secret and SDP cross that network in clear, as they do behind a TLS-terminating load
-balancer.
+Security (docs/cluster.md): the proof authenticates the sender and binds the request
+(method, URI, Authorization, body); TLS with the pinned certificate keeps the client's
+bearer secret and SDP secret on the way and proves the receiver is the node the
+registry names.  The private address belongs on the cluster's private network anyway,
+like the relay address.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from realtime.api.errors import ApiError
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
 from realtime.cluster.forward_auth import HEADER, ForwardProof, SessionTarget, session_target
+from realtime.cluster.forward_tls import PinnedCertificates, private_certificate, server_options
 from realtime.cluster.publish import api_error
 
 log = Logger()
@@ -116,10 +119,12 @@ class SessionForwarder:
         self.holds = holds
         self.authenticate = authenticate
         self.timeout = timeout
+        #: the owners' private API certificates, pinned per address as the registry gives them
+        self.pins = PinnedCertificates()
         pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
         pool.maxPersistentPerHost = 8
-        self.agent = Agent(reactor, connectTimeout=CONNECT_TIMEOUT,  # type: ignore[no-untyped-call]
-                           pool=pool)
+        self.agent = Agent(reactor, contextFactory=self.pins,  # type: ignore[no-untyped-call]
+                           connectTimeout=CONNECT_TIMEOUT, pool=pool)
         #: calls forwarded, and calls answered with an error before or while forwarding
         self.forwarded = 0
         self.failed: dict[str, int] = {}
@@ -161,9 +166,10 @@ class SessionForwarder:
             raise ApiError(503, "owner_unavailable",
                            f"Session {target.session_id} lives on node {record.owner_node}, "
                            "which is not in the cluster registry (it stopped heartbeating)")
-        if not node.api_address:
+        if not (node.api_address and node.api_certificate):
             raise ApiError(503, "owner_unreachable",
                            f"Node {record.owner_node} announces no private API address")
+        self.pins.pin(node.api_address, node.api_certificate.encode())
         return node.api_address
 
     async def forward(self, request: Any, address: str) -> None:
@@ -187,7 +193,7 @@ class SessionForwarder:
         self.forwarded += 1
         try:
             response = await self.agent.request(
-                request.method, b"http://" + address.encode("ascii") + request.uri, headers,
+                request.method, b"https://" + address.encode("ascii") + request.uri, headers,
                 producer,
             ).addTimeout(self.timeout, self.reactor)
             reply = await readBody(response).addTimeout(self.timeout, self.reactor)
@@ -261,7 +267,10 @@ class ForwardedApiResource(Resource):
 
 
 class PrivateApiService(Service):
-    """Listen for forwarded calls on ``host`` (ephemeral TCP port); :attr:`address` says where.
+    """Listen for forwarded calls on ``host`` (ephemeral HTTPS port); :attr:`address` says where.
+
+    Its TLS certificate is made at start (:func:`~realtime.cluster.forward_tls.private_certificate`)
+    and announced, as :attr:`certificate`, next to the address in the registry.
 
     :param resource: the :class:`ForwardedApiResource` to serve.
     :param forwarder: this node's :class:`SessionForwarder` (its counts are logged on stop).
@@ -277,6 +286,9 @@ class PrivateApiService(Service):
         self.forwarder = forwarder
         self.site = Site(resource)  # type: ignore[no-untyped-call]
         self.port: Any = None
+        certificate, self._key = private_certificate(reactor.seconds())
+        #: the certificate PEM the private port presents (announced in the registry)
+        self.certificate = certificate.decode("ascii")
 
     @property
     def address(self) -> str:
@@ -289,7 +301,9 @@ class PrivateApiService(Service):
     def privilegedStartService(self) -> None:  # noqa: N802 (Twisted name)
         """Bind the private port (before the node registers itself with its address)."""
         super().privilegedStartService()  # type: ignore[no-untyped-call]
-        self.port = self.reactor.listenTCP(0, self.site, interface=self.host)
+        self.port = self.reactor.listenSSL(
+            0, self.site, server_options(self.certificate.encode("ascii"), self._key),
+            interface=self.host)
 
     def stopService(self) -> Deferred | None:  # noqa: N802 (Twisted name)
         """Stop listening; log how many calls were forwarded and how many proofs refused."""

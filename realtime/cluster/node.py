@@ -93,7 +93,8 @@ class ClusterNodeService(Service):
     :param load: returns this node's current load (0.0 = idle), sent with each heartbeat.
     :param on_control: called with every :class:`ControlMessage` addressed to this node.
     :param on_relay: called with every packet another node relays here.
-    :param api_address: returns where this node takes forwarded API calls (``HOST:PORT``).
+    :param private_api: returns where this node takes forwarded API calls (``HOST:PORT``)
+        and the certificate (PEM) it presents there.
     """
 
     name = "cluster"
@@ -102,9 +103,10 @@ class ClusterNodeService(Service):
                  load: Callable[[], float] = lambda: 0.0,
                  on_control: Callable[[ControlMessage], None] | None = None,
                  on_relay: Callable[[RelayPacketReceived], None] | None = None,
-                 ttl: float = NODE_TTL, api_address: Callable[[], str] = lambda: "") -> None:
+                 ttl: float = NODE_TTL,
+                 private_api: Callable[[], tuple[str, str]] = lambda: ("", "")) -> None:
         self.reactor = reactor
-        self.api_address = api_address
+        self.private_api = private_api
         self.options = options
         self.directory = Directory(reactor, options.address)
         self.media_address = media_address
@@ -134,7 +136,7 @@ class ClusterNodeService(Service):
         """Return this node's registry entry as of now."""
         return NodeRecord(self.options.node_id, self.relay_address,
                           self.media_address(), float(self.load()), self.reactor.seconds(),
-                          self.api_address())
+                          *self.private_api())
 
     async def refresh_members(self) -> None:
         """Give the relay link the live nodes of the registry (skipping unparsable entries)."""

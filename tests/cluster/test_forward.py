@@ -10,7 +10,10 @@ Without forwarding B knows none of A's sessions and answers 404 to every one of 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from realtime.cluster.forward_tls import private_certificate
 from tests.cluster.test_jit import node, secret, wait_registered  # noqa: F401 (fixture)
 from tests.conftest import require_module
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -145,6 +149,23 @@ def test_any_node_answers_any_call(tmp_path, redis_server) -> None:
         # a wrong secret: 401 at B before any lookup
         status, body = call(b, "GET", f"/sessions/{result['publisher']}", secret="wrong")
         assert status == 401 and body["errorCode"] == "unauthorized", body
+        # an owner that does not answer its private port, or answers with another
+        # certificate than the registry announces: 503 owner_unreachable
+        real = json.loads(redis_server.command("GET", "rt:node:node-a"))
+        session = json.loads(redis_server.command("GET", f"rt:session:{result['publisher']}"))
+        other_certificate = private_certificate(time.time())[0].decode()
+        # (node-y: B's own private port, to which B has no pooled connection yet)
+        b_address = json.loads(redis_server.command("GET", "rt:node:node-b"))["api_address"]
+        for name, changes in (("node-x", {"api_address": f"127.0.0.1:{free_port()}"}),
+                              ("node-y", {"api_address": b_address,
+                                          "api_certificate": other_certificate})):
+            redis_server.command("SET", f"rt:node:{name}",
+                                 json.dumps({**real, "node_id": name, **changes}))
+            fake = name[-1] * 32
+            redis_server.command("SET", f"rt:session:{fake}", json.dumps(
+                {**session, "session_id": fake, "owner_node": name}))
+            status, body = call(b, "GET", f"/sessions/{fake}")
+            assert status == 503 and body["errorCode"] == "owner_unreachable", (name, body)
         # the owner stops (leaves the registry): 503 naming the cause
         a.stop()
         status, body = call(b, "GET", f"/sessions/{result['publisher']}")
@@ -161,7 +182,8 @@ def test_any_node_answers_any_call(tmp_path, redis_server) -> None:
 
 
 def test_the_private_address_refuses_calls_without_the_proof(tmp_path, redis_server) -> None:
-    """A's private API address, called directly with a valid app secret: 403."""
+    """A's private API address, called directly (TLS with its pinned certificate) and a valid
+    app secret but no proof: 403.  Its certificate is the one the registry announces."""
     a = node(tmp_path, redis_server, "node-a")
     try:
         a.wait_ready()
@@ -170,10 +192,20 @@ def test_the_private_address_refuses_calls_without_the_proof(tmp_path, redis_ser
         host, port = record["api_address"].rsplit(":", 1)
         assert host == "127.0.0.1" and int(port) > 0, record
         session = call(a, "POST", "/sessions/new", {})[1]["sessionId"]
-        private = Server.__new__(Server)
-        private.api_url = lambda: f"http://{record['api_address']}"
-        status, body = call(private, "GET", f"/sessions/{session}")
-        assert status == 403 and body["errorCode"] == "forbidden", body
+        context = ssl.create_default_context(cadata=record["api_certificate"])
+        context.check_hostname = False          # pinned: this certificate and no other
+        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+        connection.request("GET", f"/v1/apps/{APP_ID}/sessions/{session}",
+                           headers={"Authorization": f"Bearer {APP_SECRET}"})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+        assert response.status == 403 and body["errorCode"] == "forbidden", body
+        # another certificate than the announced one: the handshake fails
+        stranger = ssl.create_default_context()
+        with pytest.raises(ssl.SSLError):
+            with socket.create_connection((host, int(port)), timeout=10) as raw:
+                stranger.wrap_socket(raw, server_hostname="realtime-cluster-api")
         assert call(a, "GET", f"/sessions/{session}")[0] == 200
     finally:
         a.stop()
