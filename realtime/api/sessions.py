@@ -80,19 +80,24 @@ def forget(api: RealtimeAPI, session: SfuSession) -> None:
     api.rate_limiter.forget(session.session_id)
 
 
-def new_session(api: RealtimeAPI, app_id: str) -> SfuSession:
-    """Create a session of ``app_id`` on the media port's transport."""
+def new_session(api: RealtimeAPI, app_id: str) -> tuple[SfuSession, Any]:
+    """Create a session of ``app_id`` on the media port's transport.
+
+    Return it with the cluster directory's write of it (an awaitable), or ``None``
+    without ``--cluster``.
+    """
     peers = api.peers
+    stored = None
     session = switchboard(api).create_session(
         app_id, api.clock.seconds(), certificate=peers.certificate,
         address=api.config.public_ip, port=api.config.media_port, keylog=peers.keylog)
     if api.cluster is not None:
         try:
-            api.cluster.session_created(session)  # the 503 while the directory is away
+            stored = api.cluster.session_created(session)  # the 503 while Redis is away
         except ApiError:
             switchboard(api).close_session(session, "directory unavailable")
             raise
-    return session
+    return session, stored
 
 
 def load_session(api: RealtimeAPI, app: Any, session_id: str) -> SfuSession:
@@ -227,7 +232,7 @@ def item_error(item: dict[str, Any], code: str, description: str) -> dict[str, A
 
 
 @app_route(RealtimeAPI.app, "/sessions/new", "POST")
-def sessions_new(self: RealtimeAPI, request: IRequest, app) -> tuple[int, dict[str, Any]]:
+def sessions_new(self: RealtimeAPI, request: IRequest, app) -> Any:
     """Create a session; with an offer in the body, answer it too (the older flow).
 
     At most ``--session-rate`` per second per app (burst ``--session-burst``),
@@ -240,17 +245,24 @@ def sessions_new(self: RealtimeAPI, request: IRequest, app) -> tuple[int, dict[s
         raise ApiError(429, "retryable_transient_error",
                        f"More than {self.config.session_rate:g} new sessions per second "
                        "for this app")
-    session = new_session(self, app.app_id)
-    if sdp is None:
-        return 201, {"sessionId": session.session_id}
-    try:
-        answer = session.answer_offer(sdp, self.clock.seconds())
-    except DecodeError as error:
-        switchboard(self).close_session(session, "bad offer")
-        raise sdp_error(error) from None
-    start(self, session)
-    return 201, {"sessionId": session.session_id,
-                 "sessionDescription": {"type": "answer", "sdp": answer.serialize()}}
+    session, stored = new_session(self, app.app_id)
+    result: tuple[int, dict[str, Any]] = 201, {"sessionId": session.session_id}
+    if sdp is not None:
+        try:
+            answer = session.answer_offer(sdp, self.clock.seconds())
+        except DecodeError as error:
+            switchboard(self).close_session(session, "bad offer")
+            raise sdp_error(error) from None
+        start(self, session)
+        result[1]["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
+    # --cluster: answer once the directory has the session, so that a call for it
+    # reaching another node at once finds its owner (realtime.cluster.forward)
+    return result if stored is None else _after(stored, result)
+
+
+async def _after(stored: Any, result: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    await stored
+    return result
 
 
 @app_route(RealtimeAPI.app, "/sessions/<session_id>/renegotiate", "PUT")

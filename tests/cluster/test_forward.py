@@ -211,6 +211,33 @@ def test_the_private_address_refuses_calls_without_the_proof(tmp_path, redis_ser
         a.stop()
 
 
+RACES = 60
+
+
+def test_a_session_is_found_through_b_as_soon_as_a_answers(tmp_path, redis_server) -> None:
+    """sessions/new through A, then at once GET through B: B finds the owner every time.
+
+    Before sessions/new waited for its directory write, B's lookup could run before A's
+    write reached Redis (measured: 75 of 300 such GETs answered 404 on the loaded machine).
+    """
+    a = node(tmp_path, redis_server, "node-a", "--session-rate", "1000", "--session-burst", "1000")
+    b = node(tmp_path, redis_server, "node-b")
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        wait_registered(redis_server, "node-a", "node-b")
+        missed = []
+        for _ in range(RACES):
+            session = call(a, "POST", "/sessions/new", {})[1]["sessionId"]
+            status, body = call(b, "GET", f"/sessions/{session}")
+            if status != 200:
+                missed.append((status, body))
+    finally:
+        a.stop()
+        b.stop()
+    assert missed == [], f"{len(missed)} of {RACES}: {missed[:3]}"
+
+
 CALLS = 160
 
 
