@@ -53,11 +53,14 @@ from twisted.internet.interfaces import (
     IListeningPort, IProtocolFactory, IReactorTime, IStreamServerEndpoint,
 )
 from twisted.logger import Logger
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.auth import authenticate
 from realtime.api.sessions import COLLECT_INTERVAL
 from realtime.api.usage import SfuUsage
+from realtime.cluster.forward import build_forwarding
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
@@ -318,7 +321,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             f"{service.config.public_ip}:{service.config.media_port}"),
             on_control=on_control,
             on_relay=lambda packet: remote.on_relay(packet),
-            on_members=lambda members: remote.on_members(members))
+            on_members=lambda members: remote.on_members(members),
+            private_api=lambda: (private_api.address, private_api.certificate))
         # cross-node pulls (docs/cluster.md): PeerHost is made below
         remote = RemoteTracks(reactor, node.directory, cluster.node_id, node.relay.send,
                               board=lambda: board,
@@ -357,8 +361,14 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     reuse = bool(options.get("reuse-port"))
-    service.api_listener = _listener(reactor, api_description, Site(api.app.resource()), "api",
-                                     reuse)
+    root: IResource = api.app.resource()
+    if cluster is not None and node is not None:  # any node answers any API call
+        root, private_api = build_forwarding(      # (realtime.cluster.forward)
+            reactor, cluster.node_id, cluster.secret, cluster.relay_host, node.directory,
+            root, lambda session_id: _holds(api, session_id),
+            lambda app_id, header: authenticate(app_id, header, api.config, api.store))
+        private_api.setServiceParent(service)
+    service.api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
     service.media = MediaPort(peers.router, reactor, "media")
     peers.attach(service.media)
     service.turn_host = options["turn-host"]
@@ -402,6 +412,12 @@ def _every(clock: IReactorTime, name: str, interval: float,
     timer.clock = clock
     timer.setName(name)
     return timer
+
+
+def _holds(api: RealtimeAPI, session_id: str) -> bool:
+    """Return whether ``session_id`` lives here: in the switchboard or the media port's peers."""
+    return (api.switchboard.get(session_id) is not None
+            or session_id in api.peers.sessions)
 
 
 def _keylog_writer(path: str | None) -> Callable[[bytes], None] | None:

@@ -22,8 +22,11 @@ class ClusterHooks(Protocol):
         """Store an echo session (offer + answer) before its answer is sent."""
         ...
 
-    def session_created(self, session: Any) -> None:
-        """Store an SFU session just made (raise the 503 at once if the directory is away)."""
+    def session_created(self, session: Any) -> Awaitable[None]:
+        """Store an SFU session just made (raise the 503 at once if the directory is away).
+
+        The returned awaitable fires once the write is done (or failed and was counted).
+        """
         ...
 
     def session_negotiated(self, session: Any) -> None:

@@ -30,7 +30,7 @@ the service's ``sfu-collect`` ``TimerService``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -96,19 +96,24 @@ class SfuSessions:
         self.peers.remove(session)  # a no-op for a session it does not run
         self.rate_limiter.forget(session.session_id)
 
-    def new_session(self, app_id: str) -> SfuSession:
-        """Create a session of ``app_id`` on the media port's transport."""
+    def new_session(self, app_id: str) -> tuple[SfuSession, Awaitable[None] | None]:
+        """Create a session of ``app_id`` on the media port's transport.
+
+        Return it with the cluster directory's write of it (an awaitable), or ``None``
+        without ``--cluster``.
+        """
         peers, config = self.peers, self.announced.config
         session = self.switchboard.create_session(
             app_id, self.clock.seconds(), certificate=peers.certificate,
             address=config.public_ip, port=config.media_port, keylog=peers.keylog)
+        stored = None
         if self.cluster is not None:
             try:
-                self.cluster.session_created(session)  # the 503 while the directory is away
+                stored = self.cluster.session_created(session)  # the 503 while Redis is away
             except ApiError:
                 self.switchboard.close_session(session, "directory unavailable")
                 raise
-        return session
+        return session, stored
 
     def load_session(self, app: App, session_id: str) -> SfuSession:
         """Return the app's live session ``session_id``; raise 404, 410 or 429 otherwise."""
@@ -275,7 +280,7 @@ class SessionRoutes:
     def __init__(self, sessions: SfuSessions) -> None:
         self.sessions = sessions
 
-    def sessions_new(self, request: IRequest, app: App) -> tuple[int, dict[str, Any]]:
+    async def sessions_new(self, request: IRequest, app: App) -> tuple[int, dict[str, Any]]:
         """Create a session; with an offer in the body, answer it too (the older flow).
 
         At most ``--session-rate`` per second per app (burst ``--session-burst``),
@@ -288,17 +293,21 @@ class SessionRoutes:
         if not limiter.allow(app.app_id, now):
             raise ApiError(429, "retryable_transient_error",
                            f"More than {limiter.rate:g} new sessions per second for this app")
-        session = sessions.new_session(app.app_id)
-        if sdp is None:
-            return 201, {"sessionId": session.session_id}
-        try:
-            answer = session.answer_offer(sdp, now)
-        except DecodeError as error:
-            sessions.switchboard.close_session(session, "bad offer")
-            raise sdp_error(error) from None
-        sessions.start(session)
-        return 201, {"sessionId": session.session_id,
-                     "sessionDescription": {"type": "answer", "sdp": answer.serialize()}}
+        session, stored = sessions.new_session(app.app_id)
+        result: dict[str, Any] = {"sessionId": session.session_id}
+        if sdp is not None:
+            try:
+                answer = session.answer_offer(sdp, now)
+            except DecodeError as error:
+                sessions.switchboard.close_session(session, "bad offer")
+                raise sdp_error(error) from None
+            sessions.start(session)
+            result["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
+        if stored is not None:
+            # --cluster: answer once the directory has the session, so that a call for it
+            # reaching another node at once finds its owner (realtime.cluster.forward)
+            await stored
+        return 201, result
 
     def renegotiate(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
         """Apply the client's answer to the SFU's pending offer."""

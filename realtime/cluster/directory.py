@@ -234,6 +234,10 @@ class Directory:
         await self._pipeline(("DEL", self.keys.node(node_id)),
                              ("SREM", self.keys.nodes, node_id))
 
+    async def get_node(self, node_id: str) -> NodeRecord | None:
+        """Return live node ``node_id`` (its heartbeat has not expired) or ``None``."""
+        return await self._get(NodeRecord, self.keys.node(node_id))
+
     async def live_nodes(self) -> list[NodeRecord]:
         """Return the nodes whose heartbeat has not expired, by id; prune the rest."""
         ids = sorted(m.decode() for m in await self.redis.execute("SMEMBERS", self.keys.nodes))

@@ -95,6 +95,8 @@ class ClusterNodeService(Service):
     :param on_control: called with every :class:`ControlMessage` addressed to this node.
     :param on_relay: called with every packet another node relays here.
     :param on_members: called with the live members' relay addresses at each refresh.
+    :param private_api: returns where this node takes forwarded API calls (``HOST:PORT``)
+        and the certificate (PEM) it presents there.
     """
 
     name = "cluster"
@@ -104,8 +106,10 @@ class ClusterNodeService(Service):
                  on_control: Callable[[ControlMessage], None] | None = None,
                  on_relay: Callable[[RelayPacketReceived], None] | None = None,
                  ttl: float = NODE_TTL,
-                 on_members: Callable[[dict[str, Address]], None] | None = None) -> None:
+                 on_members: Callable[[dict[str, Address]], None] | None = None,
+                 private_api: Callable[[], tuple[str, str]] = lambda: ("", "")) -> None:
         self.reactor = reactor
+        self.private_api = private_api
         self.options = options
         self.directory = Directory(reactor, options.address)
         self.media_address = media_address
@@ -135,7 +139,8 @@ class ClusterNodeService(Service):
     def record(self) -> NodeRecord:
         """Return this node's registry entry as of now."""
         return NodeRecord(self.options.node_id, self.relay_address,
-                          self.media_address(), float(self.load()), self.reactor.seconds())
+                          self.media_address(), float(self.load()), self.reactor.seconds(),
+                          *self.private_api())
 
     async def refresh_members(self) -> None:
         """Give the relay link the live nodes of the registry (skipping unparsable entries)."""

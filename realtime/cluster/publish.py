@@ -102,10 +102,15 @@ class ClusterSessions:
 
     # -- SFU -------------------------------------------------------------------
 
-    def session_created(self, session: Any) -> None:
-        """Store a new SFU session (nothing negotiated yet); the 503 at once if Redis is away."""
+    def session_created(self, session: Any) -> Deferred:
+        """Store a new SFU session (nothing negotiated yet); the 503 at once if Redis is away.
+
+        Return the write's ``Deferred`` (``None`` once Redis has it, or the write failed
+        and was counted): ``sessions/new`` answers after it, so a call for the session
+        that lands on another node at once finds its owner there.
+        """
         self.require()
-        self._write(self.directory.put_session(self.sfu_record(session)))
+        return self._write(self.directory.put_session(self.sfu_record(session)))
 
     def session_negotiated(self, session: Any) -> None:
         """Store an SFU session's negotiated parameters and its pushed tracks."""
@@ -209,8 +214,8 @@ class ClusterSessions:
         await self.directory.delete_session(session_id)
         return True
 
-    def _write(self, coroutine) -> None:
-        Deferred.fromCoroutine(coroutine).addErrback(self._failed)
+    def _write(self, coroutine) -> Deferred:
+        return Deferred.fromCoroutine(coroutine).addErrback(self._failed)
 
     def _failed(self, failure) -> None:
         failure.trap(DirectoryUnavailable)

@@ -183,14 +183,22 @@ class DataChannelRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class NodeRecord(Record):
-    """A live node: its id, where peers send it relay traffic, its load, its last heartbeat."""
+    """A live node: its id, where peers send it relay traffic, its load, its last heartbeat.
+
+    ``api_address`` (``HOST:PORT``) is where other nodes forward API calls for the
+    sessions this node owns (:mod:`realtime.cluster.forward`), over TLS with
+    ``api_certificate`` (PEM) pinned; both empty if it takes none.
+    """
 
     kind: ClassVar[str] = "node"
+    long_fields: ClassVar[dict[str, int]] = {"api_certificate": 4096}
     node_id: str
     relay_address: str
     media_address: str
     load: float
     heartbeat: float
+    api_address: str = ""
+    api_certificate: str = ""
 
 
 @dataclass(frozen=True, slots=True)
