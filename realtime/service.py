@@ -43,9 +43,12 @@ from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
 from realtime.api.usage import flush_usage, sfu_usage
+from realtime.api.sessions import switchboard
+from realtime.cluster.datachannels import DATACHANNEL_CONTROL, DataChannelRelay
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
+from realtime.cluster.relay import RelayKind
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
@@ -238,6 +241,19 @@ class RealtimeService(MultiService):
             )
 
 
+def _published(api: RealtimeAPI, session_id: str, name: str):
+    """Return the open DataChannel ``name`` published by local session ``session_id``, or None."""
+    session = switchboard(api).get(session_id)
+    return None if session is None else session.datachannels.published(name)
+
+
+def _flush_sessions(peers: PeerHost, sessions) -> None:
+    """Send what relayed DataChannel messages queued on ``sessions``."""
+    for session in sessions:
+        for touched in session.take_touched():
+            peers.flush(touched)
+
+
 def makeService(options: Options, reactor=None):
     """Build the realtime service tree from parsed options.
 
@@ -281,8 +297,16 @@ def makeService(options: Options, reactor=None):
                      "so sessions made here connect only here")
         node = ClusterNodeService(reactor, cluster, lambda: (
             f"{service.config.public_ip}:{service.config.media_port}"),
-            on_control=lambda message: jit.control(message))
-        sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
+            on_control=lambda message: (
+                datachannels.control if message.action in DATACHANNEL_CONTROL
+                else jit.control)(message),
+            on_relay=lambda packet: (
+                datachannels.receive(packet) if packet.kind == RelayKind.DATACHANNEL else None))
+        datachannels = DataChannelRelay(
+            cluster.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
+            node.refresh_members, lambda session_id, name: _published(api, session_id, name),
+            lambda touched: _flush_sessions(peers, touched))
+        sessions = ClusterSessions(node.directory, cluster.node_id, reactor, datachannels)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
             lambda session, held: peers.admit(session, held),

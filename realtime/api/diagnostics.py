@@ -21,8 +21,11 @@ NACK shield's and keyframe requests' counters under ``sfu``:
                                   ``not-sent``)
 
 A subscriber's NACKs never show up in its publisher's ``nacksSentUpstream``:
-that counts only gaps in what the publisher itself delivered.  Counters
-only; no SDP or keys.
+that counts only gaps in what the publisher itself delivered.  With
+``--cluster``, ``clusterDataChannels`` has this node's DataChannel relay
+counters (node-wide, :meth:`realtime.cluster.datachannels.DataChannelRelay.counters`):
+messages sent per subscribing node, frames sealed, messages received per
+publishing node, local deliveries, drops and gaps.  Counters only; no SDP or keys.
 """
 
 from __future__ import annotations
@@ -53,7 +56,11 @@ def diagnostics(self: RealtimeAPI, request: IRequest, app) -> dict[str, Any]:
         if rtcp is not None:
             entry["sfu"] = {**rtcp.counters(), "mediaDrops": media_drops(session)}
         sessions[session_id] = entry
-    return {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
+    body = {"mediaPort": {"drops": dict(port.drops) if port else {}}, "sessions": sessions}
+    relay = getattr(self.cluster, "datachannels", None)
+    if relay is not None:   # --cluster: DataChannels across nodes (node-wide counters)
+        body["clusterDataChannels"] = relay.counters()
+    return body
 
 
 def media_drops(session: Any) -> dict[str, int]:

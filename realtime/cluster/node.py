@@ -119,6 +119,8 @@ class ClusterNodeService(Service):
         self.started: Deferred | None = None
         #: Registry entries whose relay address did not parse (skipped).
         self.bad_members = 0
+        #: The live members' relay addresses as last read (node id -> address).
+        self.members: dict[str, tuple[str, int]] = {}
 
     @property
     def relay_address(self) -> str:
@@ -133,8 +135,11 @@ class ClusterNodeService(Service):
         return NodeRecord(self.options.node_id, self.relay_address,
                           self.media_address(), float(self.load()), self.reactor.seconds())
 
-    async def refresh_members(self) -> None:
-        """Give the relay link the live nodes of the registry (skipping unparsable entries)."""
+    async def refresh_members(self) -> dict[str, tuple[str, int]]:
+        """Give the relay link the live nodes of the registry (skipping unparsable entries).
+
+        Return them (node id -> relay address), also kept in :attr:`members`.
+        """
         members = {}
         for node in await self.directory.live_nodes():
             try:
@@ -142,6 +147,8 @@ class ClusterNodeService(Service):
             except ClusterOptionError:
                 self.bad_members += 1
         self.relay.link.set_members(members)
+        self.members = members
+        return members
 
     def _refresh_tick(self) -> Deferred:
         # While Redis is away the last known members stay; the loop keeps going.

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from realtime.api.errors import ApiError
 from realtime.cluster.client import DirectoryUnavailable
+from realtime.cluster.datachannels import DataChannelRelay
 from realtime.cluster.directory import Directory
 from realtime.cluster.records import SessionRecord, TrackRecord
 
@@ -57,10 +58,13 @@ class ClusterSessions:
     :param clock: the reactor (``seconds()``).
     """
 
-    def __init__(self, directory: Directory, node_id: str, clock: Any) -> None:
+    def __init__(self, directory: Directory, node_id: str, clock: Any,
+                 datachannels: DataChannelRelay | None = None) -> None:
         self.directory = directory
         self.node_id = node_id
         self.clock = clock
+        #: DataChannel publications across nodes (:mod:`realtime.cluster.datachannels`)
+        self.datachannels = datachannels
         #: background writes that failed (Redis lost between the check and the write)
         self.failed_writes = 0
 
@@ -150,6 +154,30 @@ class ClusterSessions:
                 codecs=tuple(_codec(c) for c in media.codecs),
                 status="ended" if track.ended else "active"))
         return records
+
+    # -- DataChannels (realtime/cluster/datachannels.py) ------------------------------
+
+    def datachannel_feeds(self) -> tuple[Any, ...]:
+        """Return the relay as the feed of a new publication (nothing without one)."""
+        return () if self.datachannels is None else (self.datachannels,)
+
+    def datachannel_published(self, channel: Any) -> None:
+        """Write the publication's record (owner: this node, status ``active``)."""
+        if self.datachannels is not None:
+            self.datachannels.published(channel)
+
+    async def remote_datachannel(self, app_id: str, session_id: str, name: str) -> Any | None:
+        """Return another node's publication to subscribe to; the 503 if Redis is away."""
+        if self.datachannels is None:
+            return None
+        try:
+            return await self.datachannels.find(app_id, session_id, name)
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+
+    def known_remote_datachannel(self, session_id: str, name: str) -> Any | None:
+        """Return another node's publication this node already relays, or None."""
+        return None if self.datachannels is None else self.datachannels.known(session_id, name)
 
     # -- connected, ended -----------------------------------------------------------
 

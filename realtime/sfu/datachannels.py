@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from realtime.errors import LocalProtocolError
 from realtime.peer.sctp_transport import (
@@ -68,8 +68,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from realtime.sfu.session import SfuSession
 
 __all__ = [
-    "ACK_TIMEOUT", "MAX_BACKLOG", "SERVER_EVENTS", "ChannelExists", "ChannelPolicy",
-    "ChannelSubscription", "NoTransport", "PublishedChannel", "SessionDataChannels",
+    "ACK_TIMEOUT", "MAX_BACKLOG", "SERVER_EVENTS", "ChannelExists", "ChannelFeed",
+    "ChannelPolicy", "ChannelSubscription", "NoTransport", "PublishedChannel",
+    "RemotePublication", "SessionDataChannels",
 ]
 
 #: the only channel ``datachannels/establish`` pulls
@@ -108,12 +109,30 @@ class ChannelPolicy:
             raise LocalProtocolError("maxRetransmits and maxPacketLifeTime are exclusive")
 
 
+class ChannelFeed(Protocol):
+    """Something besides local subscribers that a publication's messages go to.
+
+    With ``--cluster`` this is the node's DataChannel relay
+    (:mod:`realtime.cluster.datachannels`): it sends each message once to every
+    other node that has subscribers of the publication.
+    """
+
+    def message(self, publication: PublishedChannel, data: bytes | str, now: float) -> None:
+        """Take one message the publisher sent."""
+        ...
+
+    def ended(self, publication: PublishedChannel, now: float) -> None:
+        """The publication closed (API close, stream reset, session gone)."""
+        ...
+
+
 @dataclass(eq=False)
 class PublishedChannel:
     """A channel a session publishes under ``name`` (``location: local``).
 
     :ivar subscribers: the subscriptions its messages fan out to.
     :ivar replier: the one subscription allowed to send back (``canReply``).
+    :ivar feeds: where else each message goes (other nodes), see :class:`ChannelFeed`.
     """
 
     session: SfuSession
@@ -123,7 +142,13 @@ class PublishedChannel:
     subscribers: list[ChannelSubscription] = field(default_factory=list)
     replier: ChannelSubscription | None = None
     closed: bool = False
+    feeds: tuple[ChannelFeed, ...] = ()
     location = "local"
+
+    @property
+    def session_id(self) -> str:
+        """Return the publisher's session id."""
+        return self.session.session_id
 
     def status(self) -> str:
         """Return ``initializing``, ``active`` or ``inactive`` (docs/cloudflare-api.md §3.2)."""
@@ -136,6 +161,55 @@ class PublishedChannel:
 
 
 @dataclass(eq=False)
+class RemotePublication:
+    """A publication another node holds, fed to this node's subscribers over the relay link.
+
+    Stands where a :class:`PublishedChannel` would for a subscription whose
+    publisher lives elsewhere (``--cluster``, docs/cluster.md): the relay calls
+    :meth:`deliver` with each message, once for this node, and this object
+    fans it out to the local subscribers exactly as a local publication does.
+
+    :param released: called once when its last local subscriber is gone (the
+        relay then tells the publisher's node to stop sending here).
+    """
+
+    session_id: str
+    app_id: str
+    name: str
+    released: Callable[[RemotePublication], None]
+    subscribers: list[ChannelSubscription] = field(default_factory=list)
+    replier: ChannelSubscription | None = None
+    closed: bool = False
+
+    def deliver(self, data: bytes | str, now: float) -> None:
+        """Send one relayed message to every local subscriber (waitForAck gates apply)."""
+        for subscription in self.subscribers:
+            channels = subscription.session.datachannels
+            if subscription.ack_deadline is not None:
+                if now >= subscription.ack_deadline:
+                    channels._end(subscription, now)
+                channels.drops["awaiting-ack"] += 1
+                continue
+            channels._deliver(subscription.session, subscription.id, data, now)
+
+    def end(self, now: float) -> None:
+        """The publisher's node says the publication closed: close every local subscription."""
+        self.closed = True
+        for subscription in list(self.subscribers):
+            if not subscription.closed:
+                subscription.session.datachannels._end(subscription, now)
+
+    def unsubscribed(self) -> None:
+        """A subscription left; tell the relay once when none is left."""
+        if not self.subscribers and not self.closed:
+            self.closed = True
+            self.released(self)
+
+
+Publication = PublishedChannel | RemotePublication
+
+
+@dataclass(eq=False)
 class ChannelSubscription:
     """One session's copy of another session's :class:`PublishedChannel` (``location: remote``).
 
@@ -145,7 +219,7 @@ class ChannelSubscription:
 
     session: SfuSession
     id: int
-    publication: PublishedChannel
+    publication: Publication
     policy: ChannelPolicy
     can_reply: bool = False
     ack_deadline: float | None = None
@@ -164,7 +238,7 @@ class ChannelSubscription:
 
     def describe(self) -> dict[str, Any]:
         """Return the channel as ``GET /sessions/{id}`` lists it."""
-        return {"location": "remote", "sessionId": self.publication.session.session_id,
+        return {"location": "remote", "sessionId": self.publication.session_id,
                 "dataChannelName": self.name, "id": self.id, "status": self.status()}
 
 
@@ -235,8 +309,11 @@ class SessionDataChannels:
 
     # -- API commands ------------------------------------------------------------
 
-    def publish(self, name: str, policy: ChannelPolicy, now: float) -> PublishedChannel:
+    def publish(self, name: str, policy: ChannelPolicy, now: float,
+                feeds: tuple[ChannelFeed, ...] = ()) -> PublishedChannel:
         """Allocate an id and publish a negotiated channel under ``name``.
+
+        ``feeds`` also get every message (the cluster's relay to other nodes).
 
         :raises NoTransport: no m=application has been negotiated.
         :raises ChannelExists: an open channel of that name is already published.
@@ -245,10 +322,10 @@ class SessionDataChannels:
             raise ChannelExists(f"DataChannel {name!r} is already published on this session")
         stream_id = self._open(name, policy, now)
         channel = self.channels[stream_id] = PublishedChannel(self.session, stream_id, name,
-                                                              policy)
+                                                              policy, feeds=feeds)
         return channel
 
-    def subscribe(self, publication: PublishedChannel, policy: ChannelPolicy, now: float, *,
+    def subscribe(self, publication: Publication, policy: ChannelPolicy, now: float, *,
                   can_reply: bool = False, wait_for_ack: bool = False) -> ChannelSubscription:
         """Allocate an id on this session carrying ``publication``'s messages.
 
@@ -299,7 +376,7 @@ class SessionDataChannels:
         return next((c for c in self.channels.values() if isinstance(c, PublishedChannel)
                      and c.name == name and not c.closed), None)
 
-    def subscription(self, publication: PublishedChannel) -> ChannelSubscription | None:
+    def subscription(self, publication: Publication) -> ChannelSubscription | None:
         """Return this session's open subscription to ``publication``, or None."""
         return next((c for c in self.channels.values() if isinstance(c, ChannelSubscription)
                      and c.publication is publication and not c.closed), None)
@@ -344,6 +421,8 @@ class SessionDataChannels:
                 self.drops["awaiting-ack"] += 1
                 continue
             self._deliver(subscription.session, subscription.id, data, now)
+        for feed in publication.feeds:
+            feed.message(publication, data, now)
 
     def _from_subscriber(self, subscription: ChannelSubscription, event: MessageReceived,
                          now: float) -> None:
@@ -351,6 +430,9 @@ class SessionDataChannels:
             subscription.ack_deadline = None  # the acknowledgment: consumed
         elif subscription.can_reply and not subscription.publication.closed:
             publication = subscription.publication
+            if type(publication) is RemotePublication:
+                self.drops["reply-across-nodes"] += 1   # not relayed back (docs/cluster.md)
+                return
             self._deliver(publication.session, publication.id, event.data, now)
         else:
             self.drops["one-way"] += 1
@@ -398,12 +480,16 @@ class SessionDataChannels:
                     subscription.session.datachannels._end(subscription, now)
             channel.subscribers.clear()
             channel.replier = None
+            for feed in channel.feeds:
+                feed.ended(channel, now)
         else:
             publication = channel.publication
             if channel in publication.subscribers:
                 publication.subscribers.remove(channel)
             if publication.replier is channel:
                 publication.replier = None
+            if type(publication) is RemotePublication:
+                publication.unsubscribed()
         transport = self.transport
         if reset and transport is not None:
             transport.close_channel(channel.id)
