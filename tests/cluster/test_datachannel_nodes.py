@@ -1,0 +1,150 @@
+"""
+A DataChannel published at one node reaches subscribers on the other two (issue 12).
+
+Three real ``twistd realtime --cluster`` nodes share one ``redis-server``.  An aiortc
+publisher makes its session through node A's API and connects to A; it publishes "chat".
+Two aiortc subscribers make their sessions through node B's API (their media at B), one
+through node C's; each subscribes to "chat" *through its own node*, which does not hold
+the publisher.  Every message the publisher sends reaches all three, in order; A's
+counters show each message went once to B (which has two subscribers) and once to C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from realtime.cluster.options import SECRET_VARIABLE
+from tests.cluster.test_jit import node, wait_registered
+from tests.conftest import require_module
+from tests.interop.test_sfu_aiortc import api
+
+pytestmark = pytest.mark.interop
+
+#: numbered messages after the warm-up
+MESSAGES = 100
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch):
+    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
+
+
+async def datachannel_session(server):
+    """Make a session through ``server``'s API with an SCTP transport; return (pc, id)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+    reply = await api(server, "POST", f"/sessions/{session}/datachannels/establish", {
+        "dataChannel": {"location": "remote", "dataChannelName": "server-events"}})
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    await pc.setRemoteDescription(RTCSessionDescription(
+        sdp=reply["sessionDescription"]["sdp"], type="offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+        "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+    return pc, session
+
+
+async def opened(channel, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if channel.readyState == "open":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"DataChannel {channel.label} stayed {channel.readyState}")
+
+
+async def subscriber(server, publisher: str) -> dict:
+    """Subscribe to the publisher's "chat" through ``server``; collect what arrives."""
+    pc, session = await datachannel_session(server)
+    reply = await api(server, "POST", f"/sessions/{session}/datachannels/new", {
+        "dataChannels": [{"location": "remote", "sessionId": publisher,
+                          "dataChannelName": "chat"}]})
+    item = reply["dataChannels"][0]
+    assert "errorCode" not in item, item       # before this issue: not_found_track_error
+    channel = pc.createDataChannel("chat", negotiated=True, id=item["id"])
+    got: dict = {"pc": pc, "session": session, "messages": [], "end": asyncio.Event()}
+
+    @channel.on("message")
+    def on_message(message) -> None:
+        got["messages"].append(message)
+        if message == "end":
+            got["end"].set()
+
+    await opened(channel)
+    return got
+
+
+async def publish_to_other_nodes(a, b, c) -> dict:
+    from aiortc import RTCDataChannel  # noqa: F401  (aiortc present)
+
+    pc, publisher = await datachannel_session(a)
+    reply = await api(a, "POST", f"/sessions/{publisher}/datachannels/new", {
+        "dataChannels": [{"location": "local", "dataChannelName": "chat"}]})
+    chat = pc.createDataChannel("chat", negotiated=True, id=reply["dataChannels"][0]["id"])
+    await opened(chat)
+    subscribers = [await subscriber(b, publisher), await subscriber(b, publisher),
+                   await subscriber(c, publisher)]
+    try:
+        warm = 0   # until every subscriber has one: B and C asked A over pub/sub meanwhile
+        deadline = time.monotonic() + 10
+        while not all(s["messages"] for s in subscribers):
+            assert time.monotonic() < deadline, "no message crossed to every node"
+            chat.send("warm")
+            warm += 1
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        for i in range(MESSAGES):
+            chat.send(f"m{i}")
+            if i % 20 == 19:
+                await asyncio.sleep(0.01)
+        chat.send("end")
+        for s in subscribers:
+            await asyncio.wait_for(s["end"].wait(), 15)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.2)
+        return {"publisher": publisher, "warm": warm, "elapsed": elapsed,
+                "received": [[m for m in s["messages"] if m != "warm"] for s in subscribers],
+                "sessions": [s["session"] for s in subscribers]}
+    finally:
+        for s in subscribers:
+            await s["pc"].close()
+        await pc.close()
+
+
+def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
+        tmp_path, redis_server) -> None:
+    require_module("aiortc")
+    nodes = [node(tmp_path, redis_server, name) for name in ("node-a", "node-b", "node-c")]
+    a, b, c = nodes
+    try:
+        for server in nodes:
+            server.wait_ready()
+        wait_registered(redis_server, "node-a", "node-b", "node-c")
+        result = asyncio.run(publish_to_other_nodes(a, b, c))
+        counters = {server: server.get("/diagnostics")[1]["clusterDataChannels"]
+                    for server in nodes}
+    finally:
+        for server in nodes:
+            server.stop()
+    wanted = [f"m{i}" for i in range(MESSAGES)] + ["end"]
+    for received in result["received"]:
+        assert received == wanted       # every message, in order
+    at_a, at_b, at_c = counters[a], counters[b], counters[c]
+    # A sent each message once per subscribing node: B (two subscribers) got it once
+    assert at_b["receivedPerNode"] == {"node-a": at_a["sentPerNode"]["node-b"]}
+    assert at_c["receivedPerNode"] == {"node-a": at_a["sentPerNode"]["node-c"]}
+    assert at_a["sentPerNode"]["node-b"] >= MESSAGES + 1
+    assert at_b["delivered"] == 2 * at_b["receivedPerNode"]["node-a"]
+    assert at_c["delivered"] == at_c["receivedPerNode"]["node-a"]
+    # one seal per message, whatever the number of nodes it goes to
+    assert at_a["framesSealed"] == max(at_a["sentPerNode"].values())
+    assert at_b["receivers"].get("lost", 0) == 0 and at_c["receivers"].get("lost", 0) == 0
+    record = redis_server.command("GET", f"rt:datachannel:{result['publisher']}:chat")
+    assert record is not None and b'"owner_node":"node-a"' in record
+    print(f"{MESSAGES + 1} messages to 3 subscribers on 2 other nodes in "
+          f"{result['elapsed'] * 1000:.0f} ms after {result['warm']} warm-up messages; "
+          f"A: {at_a['sentPerNode']}, sealed {at_a['framesSealed']}; "
+          f"B delivered {at_b['delivered']}, C {at_c['delivered']}")
