@@ -150,7 +150,7 @@ class FeedSender:
     def fragments(self, data: bytes | str) -> list[bytes]:
         """Return the payloads of the next message (one sequence number), or ``[]`` if dropped."""
         binary = not isinstance(data, str)
-        body = bytes(data) if binary else data.encode()
+        body = data.encode() if isinstance(data, str) else bytes(data)
         if len(body) > MAX_MESSAGE:
             self.dropped["too-large"] += 1
             return []
@@ -193,12 +193,9 @@ class FeedReceiver:
             if ahead >= SEQUENCE_SPACE // 2:          # behind what was delivered (RFC 1982)
                 self.counters["late"] += 1
                 return None
-        if fragment.count == 1:
-            body = fragment.data
-        else:
-            body = self._reassemble(fragment)
-            if body is None:
-                return None
+        body = fragment.data if fragment.count == 1 else self._reassemble(fragment)
+        if body is None:
+            return None
         if expected is not None:
             self.counters["lost"] += (sequence - expected) % SEQUENCE_SPACE
         self.expected = (sequence + 1) % SEQUENCE_SPACE

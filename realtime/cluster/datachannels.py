@@ -135,10 +135,11 @@ class DataChannelRelay:
         publication = self.known(session_id, name)
         if publication is not None:
             return publication
-        session, record = await gatherResults([
+        reads: list[Deferred[Any]] = [
             Deferred.fromCoroutine(self.directory.get_session(session_id)),
-            Deferred.fromCoroutine(self.directory.get_datachannel(session_id, name))],
-            consumeErrors=True).addErrback(_first_error)
+            Deferred.fromCoroutine(self.directory.get_datachannel(session_id, name))]
+        session, record = await gatherResults(reads, consumeErrors=True).addErrback(
+            _first_error)
         if (session is None or record is None or session.app_id != app_id
                 or record.status != ACTIVE or record.owner_node == self.node_id):
             return None
@@ -198,9 +199,9 @@ class DataChannelRelay:
         elif action == CLOSED:
             entry = self._remote.pop((node, message.session_id, message.name), None)
             if entry is not None:
-                publication = entry[0]
-                sessions = [s.session for s in publication.subscribers]
-                publication.end(self.clock.seconds())
+                remote = entry[0]
+                sessions = [s.session for s in remote.subscribers]
+                remote.end(self.clock.seconds())
                 self.flush(sessions)
 
     async def _subscribed(self, node: str, session_id: str, name: str) -> None:
