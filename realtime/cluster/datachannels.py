@@ -150,8 +150,15 @@ class DataChannelRelay:
         if publication is not None:
             return publication
         publication = RemotePublication(session_id, app_id, name, released=self._released)
-        self._remote[(owner, session_id, name)] = (publication, FeedReceiver())
-        await self._control(owner, SUBSCRIBE, session_id, name)
+        key = (owner, session_id, name)
+        self._remote[key] = (publication, FeedReceiver())
+        if not await self._control(owner, SUBSCRIBE, session_id, name):
+            # nobody listens on the owner's control channel: that node is gone
+            if self._remote.get(key, (None,))[0] is publication:
+                del self._remote[key]
+            publication.closed = True
+            self.dropped["owner-not-listening"] += 1
+            return None
         return publication
 
     # -- publisher side: ChannelFeed of every local publication ------------------------
@@ -163,10 +170,11 @@ class DataChannelRelay:
             return
         addresses = self.addresses()
         destinations = []
-        for node in sender.nodes:
+        for node in list(sender.nodes):
             address = addresses.get(node)
-            if address is None:
-                self.dropped["node-not-a-member"] += 1
+            if address is None:          # it left the registry (stopped, or lost)
+                sender.nodes.discard(node)
+                self.dropped["node-gone"] += 1
             else:
                 destinations.append(address)
                 self.sent[node] += 1
@@ -177,8 +185,14 @@ class DataChannelRelay:
         sender.dropped.clear()
 
     def ended(self, publication: PublishedChannel, now: float) -> None:
-        """Mark the record closed and tell every subscribing node."""
-        self._write(self._record(publication, "closed"))
+        """Mark the record closed and tell every subscribing node.
+
+        A publication that ends with its session is not rewritten: the
+        session's records are deleted with it (``ClusterSessions.forget``), and
+        a late write would bring the key back.
+        """
+        if not getattr(publication.session, "closed", False):
+            self._write(self._record(publication, "closed"))
         sender = self._senders.pop(publication, None)
         for node in sorted(sender.nodes if sender is not None else ()):
             self._background(self._control(node, CLOSED, publication.session_id,
@@ -209,12 +223,15 @@ class DataChannelRelay:
         if publication is None or publication.closed:
             await self._control(node, CLOSED, session_id, name)
             return
+        if node not in self.addresses():
+            await self.refresh()        # first: a member unknown to us would be pruned
+        if publication.closed:
+            await self._control(node, CLOSED, session_id, name)
+            return
         sender = self._senders.get(publication)
         if sender is None:
             sender = self._senders[publication] = FeedSender(session_id, name)
         sender.nodes.add(node)
-        if node not in self.addresses():
-            await self.refresh()
 
     # -- subscriber side: relayed messages ---------------------------------------------
 
@@ -265,8 +282,9 @@ class DataChannelRelay:
         return self.directory.put_datachannel(DataChannelRecord(
             channel.session_id, channel.name, channel.id, self.node_id, status))
 
-    async def _control(self, node: str, action: str, session_id: str, name: str) -> None:
-        await self.directory.send_control(node, ControlMessage(
+    async def _control(self, node: str, action: str, session_id: str, name: str) -> int:
+        """Publish one control message to ``node``; return how many listeners got it."""
+        return await self.directory.send_control(node, ControlMessage(
             action, self.node_id, session_id, name, self.clock.seconds()))
 
     def _write(self, coroutine: Any) -> Deferred:

@@ -43,11 +43,13 @@ class Node:
         self.network = network
         self.drop = drop
 
+        self.members = dict(ADDRESSES)   # what this node's registry refresh last saw
+
         async def refresh():
-            return ADDRESSES
+            return self.members
 
         self.relay = DataChannelRelay(
-            node_id, directory, reactor, self.send, lambda: ADDRESSES, refresh,
+            node_id, directory, reactor, self.send, lambda: self.members, refresh,
             self.published, lambda sessions: None)
 
     def send(self, kind, stream_id, payload, destinations) -> None:
@@ -209,5 +211,31 @@ async def test_unknown_publications_and_hostile_frames_are_dropped(redis_server)
                         [ADDRESSES["b"]])                  # a publication B never asked for
         deliver(network, nodes)
         assert b.relay.dropped == {"malformed": 1, "not-subscribed": 1}
+    finally:
+        await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_gone_node_is_pruned_and_a_silent_owner_refused(redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    try:
+        a = nodes["a"]
+        publisher, chat = await publish_chat(nodes)
+        for n in "bc":
+            await subscribe(nodes[n], publisher.session_id)
+        await until(lambda: a.relay._senders and
+                    next(iter(a.relay._senders.values())).nodes == {"b", "c"})
+        del a.members["c"]                      # C's heartbeat expired
+        publisher.connection.client.send(chat.id, "one", 0.0)
+        pump([publisher], 0.0)
+        assert [d for _, _, d in network] == [ADDRESSES["b"]]
+        assert a.relay.dropped["node-gone"] == 1
+        assert next(iter(a.relay._senders.values())).nodes == {"b"}
+        # a record whose owner no longer listens for control messages: refused, counted
+        await a.directory.put_session(replace(SESSION, session_id="gone", app_id="app"))
+        await a.directory.put_datachannel(DataChannelRecord("gone", "chat", 1, "d", "active"))
+        assert await nodes["b"].relay.find("app", "gone", "chat") is None
+        assert nodes["b"].relay.dropped["owner-not-listening"] == 1
+        assert nodes["b"].relay.known("gone", "chat") is None
     finally:
         await stop(nodes)
