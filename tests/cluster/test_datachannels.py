@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
 from realtime.cluster.datachannel_frames import DataChannelFragment
+from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.datachannels import DataChannelRelay
 from realtime.cluster.directory import Directory
 from realtime.cluster.keys import Keys
@@ -211,6 +213,9 @@ async def test_unknown_publications_and_hostile_frames_are_dropped(redis_server)
                         [ADDRESSES["b"]])                  # a publication B never asked for
         deliver(network, nodes)
         assert b.relay.dropped == {"malformed": 1, "not-subscribed": 1}
+        await b.directory.stop()                 # Redis away: the API turns this into its 503
+        with pytest.raises(DirectoryUnavailable):
+            await b.relay.find("app", "nobody", "chat")
     finally:
         await stop(nodes)
 
