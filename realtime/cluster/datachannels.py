@@ -103,6 +103,8 @@ class DataChannelRelay:
                            tuple[RemotePublication, FeedReceiver]] = {}
         #: messages relayed, per destination node (each once per node)
         self.sent: Counter[str] = Counter()
+        #: messages relayed (one per message, whatever the number of nodes)
+        self.relayed = 0
         #: relay frames sealed (one per fragment, whatever the number of nodes)
         self.sealed = 0
         #: messages received whole, per sending node
@@ -178,9 +180,11 @@ class DataChannelRelay:
             else:
                 destinations.append(address)
                 self.sent[node] += 1
-        for payload in sender.fragments(data):
+        payloads = sender.fragments(data)
+        for payload in payloads:
             self.send_relay(RelayKind.DATACHANNEL, publication.id, payload, destinations)
-            self.sealed += 1
+        self.sealed += len(payloads)
+        self.relayed += bool(payloads)
         self.dropped.update(sender.dropped)
         sender.dropped.clear()
 
@@ -269,7 +273,8 @@ class DataChannelRelay:
         gaps: Counter[str] = Counter()
         for _, receiver in self._remote.values():
             gaps.update(receiver.counters)
-        return {"sentPerNode": dict(self.sent), "framesSealed": self.sealed,
+        return {"sentPerNode": dict(self.sent), "messagesRelayed": self.relayed,
+                "framesSealed": self.sealed,
                 "receivedPerNode": dict(self.received), "delivered": self.delivered,
                 "dropped": dict(self.dropped), "receivers": dict(gaps),
                 "publicationsFed": {f"{p.session_id}/{p.name}": sorted(s.nodes)

@@ -155,6 +155,7 @@ async def test_each_message_crosses_once_per_node_and_reaches_every_subscriber(
         assert a.relay.sent == {"b": len(messages), "c": len(messages)}
         fragments = 1 + 1 + 1 + 1 + 3 + 65536 // 1000 + 1 + 50
         assert fragments - 2 <= a.relay.sealed <= fragments + 2   # sealed once, not per node
+        assert a.relay.relayed == len(messages)
         assert nodes["b"].relay.received == {"a": len(messages)}
         assert nodes["b"].relay.delivered == 2 * len(messages)
         assert nodes["c"].relay.delivered == len(messages)
