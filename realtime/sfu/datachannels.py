@@ -183,14 +183,7 @@ class RemotePublication:
 
     def deliver(self, data: bytes | str, now: float) -> None:
         """Send one relayed message to every local subscriber (waitForAck gates apply)."""
-        for subscription in self.subscribers:
-            channels = subscription.session.datachannels
-            if subscription.ack_deadline is not None:
-                if now >= subscription.ack_deadline:
-                    channels._end(subscription, now)
-                channels.drops["awaiting-ack"] += 1
-                continue
-            channels._deliver(subscription.session, subscription.id, data, now)
+        send_to_subscribers(self.subscribers, data, now)
 
     def end(self, now: float) -> None:
         """The publisher's node says the publication closed: close every local subscription."""
@@ -207,6 +200,28 @@ class RemotePublication:
 
 
 Publication = PublishedChannel | RemotePublication
+
+
+def send_to_subscribers(subscribers: list[ChannelSubscription], data: bytes | str,
+                        now: float, counted: SessionDataChannels | None = None) -> None:
+    """Send one publisher message on every subscription in ``subscribers``.
+
+    A ``waitForAck`` subscription still waiting gets nothing (counted
+    ``awaiting-ack``); one past its deadline is closed, after the loop, since
+    closing it takes it out of ``subscribers``.  Drops are counted on
+    ``counted`` (the publisher's session), else on each subscriber's.
+    """
+    late = None
+    for subscription in subscribers:
+        channels = counted or subscription.session.datachannels
+        if subscription.ack_deadline is not None:
+            if now >= subscription.ack_deadline:
+                late = [subscription] if late is None else [*late, subscription]
+            channels.drops["awaiting-ack"] += 1
+            continue
+        channels._deliver(subscription.session, subscription.id, data, now)
+    for subscription in late or ():
+        subscription.session.datachannels._end(subscription, now)
 
 
 @dataclass(eq=False)
@@ -414,13 +429,7 @@ class SessionDataChannels:
     def _fan_out(self, publication: PublishedChannel, event: MessageReceived,
                  now: float) -> None:
         data = event.data
-        for subscription in publication.subscribers:
-            if subscription.ack_deadline is not None:
-                if now >= subscription.ack_deadline:
-                    subscription.session.datachannels._end(subscription, now)
-                self.drops["awaiting-ack"] += 1
-                continue
-            self._deliver(subscription.session, subscription.id, data, now)
+        send_to_subscribers(publication.subscribers, data, now, self)
         for feed in publication.feeds:
             feed.message(publication, data, now)
 

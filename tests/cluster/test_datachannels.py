@@ -245,3 +245,25 @@ async def test_a_gone_node_is_pruned_and_a_silent_owner_refused(redis_server) ->
         assert nodes["b"].relay.known("gone", "chat") is None
     finally:
         await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_late_wait_for_ack_subscriber_ends_without_starving_the_next(
+        redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    try:
+        b = nodes["b"]
+        publisher, chat = await publish_chat(nodes)
+        gated = b.session()
+        publication = await b.relay.find("app", publisher.session_id, "chat")
+        held = gated.datachannels.subscribe(publication, ChannelPolicy(), 0.0, wait_for_ack=True)
+        session, copy = await subscribe(b, publisher.session_id)   # after the gated one
+        await until(lambda: nodes["a"].relay._senders)
+        publisher.connection.client.send(chat.id, "hello", 0.0)    # relayed long after 30 s
+        pump([publisher], 0.0)
+        deliver(network, nodes)
+        pump([session, gated], 0.0)
+        assert held.closed and gated.datachannels.drops["awaiting-ack"] == 1
+        assert session.connection.received[copy.id] == ["hello"]
+    finally:
+        await stop(nodes)
