@@ -175,11 +175,12 @@ class FeedReceiver:
         ``malformed`` (bytes that are not UTF-8 in a string message).
     """
 
-    __slots__ = ("expected", "_sequence", "_parts", "_size", "counters")
+    __slots__ = ("expected", "_sequence", "_count", "_parts", "_size", "counters")
 
     def __init__(self) -> None:
         self.expected: int | None = None      # the next sequence number in order
         self._sequence = -1                   # the message being reassembled
+        self._count = 0                       # ... and its number of fragments
         self._parts: list[bytes] = []
         self._size = 0
         self.counters: Counter[str] = Counter()
@@ -215,7 +216,9 @@ class FeedReceiver:
             if self._parts:
                 self.counters["incomplete"] += 1     # the one being built never finished
             self._sequence, self._parts, self._size = fragment.sequence, [], 0
-        if fragment.index != len(self._parts):       # a piece is missing (or reordered)
+            self._count = fragment.count
+        if fragment.index != len(self._parts) or fragment.count != self._count:
+            # a piece is missing (or reordered), or the pieces disagree on their number
             if self._parts:
                 self.counters["incomplete"] += 1
             self._sequence, self._parts, self._size = -1, [], 0

@@ -114,3 +114,12 @@ def test_sequence_numbers_wrap() -> None:
     sender.sequence = SEQUENCE_SPACE - 2
     assert [relay(sender, receiver, str(i)) for i in range(4)] == ["0", "1", "2", "3"]
     assert receiver.counters["lost"] == 0 and receiver.counters["late"] == 0
+
+
+def test_fragments_that_disagree_on_their_count_are_dropped() -> None:
+    receiver = FeedReceiver()
+    parts = [DataChannelFragment(SESSION, "chat", 0, 0, 2, True, b"a"),
+             DataChannelFragment(SESSION, "chat", 0, 1, 3, True, b"b"),
+             DataChannelFragment(SESSION, "chat", 0, 2, 3, True, b"c")]
+    assert [receiver.receive(p) for p in parts] == [None, None, None]
+    assert receiver.counters["incomplete"] == 1 and receiver.counters["messages"] == 0
