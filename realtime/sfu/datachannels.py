@@ -40,6 +40,12 @@ consumed); without one within :data:`ACK_TIMEOUT` seconds the channel is
 closed.  That deadline is checked lazily, when a message for it is due
 and when the API lists the session.
 
+Across nodes (``--cluster``, docs/cluster.md): a subscription may follow a
+:class:`RemotePublication`, the stand-in for a publication another node
+holds, which the cluster's relay feeds with each message once per node; a
+local publication hands each message to its :class:`ChannelFeed` s (that
+relay) besides its own subscribers.  ``canReply`` does not cross nodes.
+
 The ``server-events`` channel of ``datachannels/establish`` is an in-band
 channel (DCEP, RFC 8832) the SFU opens once the association is up; the SFU
 sends nothing on it yet.
@@ -213,7 +219,7 @@ def send_to_subscribers(subscribers: list[ChannelSubscription], data: bytes | st
     """
     late = None
     for subscription in subscribers:
-        channels = counted or subscription.session.datachannels
+        channels = counted if counted is not None else subscription.session.datachannels
         if subscription.ack_deadline is not None:
             if now >= subscription.ack_deadline:
                 late = [subscription] if late is None else [*late, subscription]
