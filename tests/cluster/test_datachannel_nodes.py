@@ -76,6 +76,9 @@ async def subscriber(server, publisher: str) -> dict:
             got["end"].set()
 
     await opened(channel)
+    listed = (await api(server, "GET", f"/sessions/{session}"))["dataChannels"]
+    assert {"location": "remote", "sessionId": publisher, "dataChannelName": "chat",
+            "id": item["id"], "status": "active"} in listed, listed
     return got
 
 
