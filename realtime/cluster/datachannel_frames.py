@@ -15,8 +15,9 @@ The payload (inside the relay frame's AES-GCM ciphertext)::
      0               1               2               3
      0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
     +---------------+---------------+---------------+---------------+
-    |  flags (b0:   |          sequence (32 bits, per publication)  |
-    |  binary)      +---------------+---------------+---------------+
+    | flags (b0:    |          sequence (32 bits, per publication   |
+    | binary, b1:   |          and direction)                       |
+    | reply)        +---------------+---------------+---------------+
     +---------------+ fragment index (16)           | fragment      |
     | count (16)    | session id    | session id (n bytes) ...      |
     +---------------+ length n      +-------------------------------+
@@ -28,7 +29,9 @@ The payload (inside the relay frame's AES-GCM ciphertext)::
 The publication is named by (sender node, publisher session id, channel
 name) in every fragment: one dict lookup at the receiver, no state to agree
 on beforehand.  ``flags`` bit 0 keeps the message's type (RFC 8831 §8: a
-string is sent as UTF-8 with PPID 51, binary with PPID 53; empty ones too).
+string is sent as UTF-8 with PPID 51, binary with PPID 53; empty ones too);
+bit 1 marks a *reply*: a ``canReply`` subscriber's message going back from
+its node to the publisher's, with a sequence of its own.
 
 Fragmentation.  The relay link is UDP between nodes; a datagram larger than
 the path MTU would be fragmented by IP, and losing one IP fragment loses the
@@ -74,6 +77,7 @@ MAX_NAME = 1024
 _FIXED = struct.Struct("!BIHHB")       # flags, sequence, index, count, session id length
 _NAME_LENGTH = struct.Struct("!H")
 BINARY = 0x01
+REPLY = 0x02
 SEQUENCE_SPACE = 1 << 32
 
 
@@ -88,14 +92,15 @@ class DataChannelFragment:
     count: int
     binary: bool
     data: bytes
+    reply: bool = False
 
     def encode(self) -> bytes:
         """Return the payload's bytes (the layout in the module docstring)."""
         session_id, name = self.session_id.encode(), self.name.encode()
         if not 0 < len(session_id) <= MAX_SESSION_ID or not 0 < len(name) <= MAX_NAME:
             raise LocalProtocolError("session id or channel name out of range")
-        return (_FIXED.pack(BINARY if self.binary else 0, self.sequence, self.index,
-                            self.count, len(session_id))
+        flags = (BINARY if self.binary else 0) | (REPLY if self.reply else 0)
+        return (_FIXED.pack(flags, self.sequence, self.index, self.count, len(session_id))
                 + session_id + _NAME_LENGTH.pack(len(name)) + name + self.data)
 
     @classmethod
@@ -104,7 +109,7 @@ class DataChannelFragment:
         if len(data) < _FIXED.size:
             raise DecodeError(f"DataChannel relay payload of {len(data)} bytes is too short")
         flags, sequence, index, count, n = _FIXED.unpack_from(data)
-        if flags & ~BINARY:
+        if flags & ~(BINARY | REPLY):
             raise DecodeError(f"DataChannel relay flags 0x{flags:02x} unknown")
         if count == 0 or index >= count:
             raise DecodeError(f"DataChannel relay fragment {index}/{count} out of range")
@@ -120,7 +125,7 @@ class DataChannelFragment:
         name = bytes(data[offset:offset + m])
         try:
             return cls(session_id.decode(), name.decode(), sequence, index, count,
-                       bool(flags & BINARY), bytes(data[offset + m:]))
+                       bool(flags & BINARY), bytes(data[offset + m:]), bool(flags & REPLY))
         except UnicodeDecodeError:
             raise DecodeError("DataChannel relay names are not UTF-8") from None
 
@@ -133,17 +138,24 @@ class FeedSender:
     the relay link sends the same sealed frames to every subscribing node.
     """
 
-    __slots__ = ("session_id", "name", "sequence", "piece", "nodes", "dropped")
+    __slots__ = ("session_id", "name", "reply", "sequence", "piece", "nodes", "replier_node",
+                 "replies", "dropped")
 
-    def __init__(self, session_id: str, name: str) -> None:
+    def __init__(self, session_id: str, name: str, reply: bool = False) -> None:
         self.session_id = session_id
         self.name = name
+        #: a sender of replies (subscriber's node -> publisher's node)
+        self.reply = reply
         self.sequence = 0
         overhead = FRAME_OVERHEAD + _FIXED.size + _NAME_LENGTH.size
         overhead += len(session_id.encode()) + len(name.encode())
         self.piece = max(MIN_PIECE, TARGET_DATAGRAM - overhead)
         #: the nodes that asked for this publication (node ids)
         self.nodes: set[str] = set()
+        #: the node whose subscription holds ``canReply``, if not one of ours
+        self.replier_node: str | None = None
+        #: reassembly of the replies that node sends back
+        self.replies = FeedReceiver()
         #: messages not relayed, by reason (``too-large``)
         self.dropped: Counter[str] = Counter()
 
@@ -159,7 +171,7 @@ class FeedSender:
         piece = self.piece
         count = max(1, -(-len(body) // piece))
         return [DataChannelFragment(self.session_id, self.name, sequence, i, count, binary,
-                                    body[i * piece:(i + 1) * piece]).encode()
+                                    body[i * piece:(i + 1) * piece], self.reply).encode()
                 for i in range(count)]
 
 

@@ -33,10 +33,15 @@ With ``--cluster`` the two sessions may live on different nodes::
    ``datachannel_closed`` to every subscribing node, which closes its local
    subscriptions (stream reset), as a local close does.
 
+5. ``canReply``: one replier per publication, cluster-wide.  A grant on B
+   publishes ``datachannel_reply`` to A, which revokes its own replier or
+   another node's (``datachannel_unreply``); a local grant at A revokes B's
+   the same way.  The replier's messages go back to A over the relay link
+   (payload flag ``reply``, a sequence of their own) and A delivers them to
+   the publisher only.
+
 Semantics across the link: ordered, not reliable (see
-:mod:`realtime.cluster.datachannel_frames`).  ``canReply`` does not cross
-nodes: a reply from a subscriber on B is dropped and counted
-(``reply-across-nodes``).  The directory is touched only by API calls and
+:mod:`realtime.cluster.datachannel_frames`).  The directory is touched only by API calls and
 control messages, never per message (DESIGN.md §6).
 """
 
@@ -58,11 +63,12 @@ from realtime.sfu.datachannels import PublishedChannel, RemotePublication
 
 log = Logger()
 
-SUBSCRIBE, UNSUBSCRIBE, CLOSED = (
-    "datachannel_subscribe", "datachannel_unsubscribe", "datachannel_closed")
+SUBSCRIBE, UNSUBSCRIBE, CLOSED, REPLY, UNREPLY = (
+    "datachannel_subscribe", "datachannel_unsubscribe", "datachannel_closed",
+    "datachannel_reply", "datachannel_unreply")
 ACTIVE = "active"
 #: the control actions :meth:`DataChannelRelay.control` takes
-DATACHANNEL_CONTROL = frozenset({SUBSCRIBE, UNSUBSCRIBE, CLOSED})
+DATACHANNEL_CONTROL = frozenset({SUBSCRIBE, UNSUBSCRIBE, CLOSED, REPLY, UNREPLY})
 
 SendRelay = Callable[[RelayKind, int, bytes, list[Address]], None]
 
@@ -98,9 +104,16 @@ class DataChannelRelay:
         self.flush = flush
         #: publisher side: our publications other nodes subscribe to
         self._senders: dict[PublishedChannel, FeedSender] = {}
+        self._published: dict[tuple[str, str], PublishedChannel] = {}
         #: subscriber side: (owner node, session id, name) -> publication and its receiver
         self._remote: dict[tuple[str, str, str],
                            tuple[RemotePublication, FeedReceiver]] = {}
+        self._followed: dict[RemotePublication, tuple[str, str, str]] = {}
+        #: subscriber side: the sequence of a canReply subscriber's replies
+        self._replies: dict[RemotePublication, FeedSender] = {}
+        #: replies sent to publishers' nodes, and replies delivered to our publishers
+        self.replies_sent = 0
+        self.replies_delivered = 0
         #: messages relayed, per destination node (each once per node)
         self.sent: Counter[str] = Counter()
         #: messages relayed (one per message, whatever the number of nodes)
@@ -151,13 +164,13 @@ class DataChannelRelay:
         publication = self.known(session_id, name)   # another call made it meanwhile
         if publication is not None:
             return publication
-        publication = RemotePublication(session_id, app_id, name, released=self._released)
+        publication = RemotePublication(session_id, app_id, name, relay=self)
         key = (owner, session_id, name)
         self._remote[key] = (publication, FeedReceiver())
+        self._followed[publication] = key
         if not await self._control(owner, SUBSCRIBE, session_id, name):
             # nobody listens on the owner's control channel: that node is gone
-            if self._remote.get(key, (None,))[0] is publication:
-                del self._remote[key]
+            self._forget(publication)
             publication.closed = True
             self.dropped["owner-not-listening"] += 1
             return None
@@ -198,6 +211,8 @@ class DataChannelRelay:
         if not getattr(publication.session, "closed", False):
             self._write(self._record(publication, "closed"))
         sender = self._senders.pop(publication, None)
+        if self._published.get((publication.session_id, publication.name)) is publication:
+            del self._published[(publication.session_id, publication.name)]
         for node in sorted(sender.nodes if sender is not None else ()):
             self._background(self._control(node, CLOSED, publication.session_id,
                                            publication.name))
@@ -205,22 +220,49 @@ class DataChannelRelay:
     # -- control messages ------------------------------------------------------------
 
     def control(self, message: ControlMessage) -> None:
-        """Act on ``datachannel_subscribe`` / ``_unsubscribe`` / ``_closed`` from another node."""
+        """Act on a ``datachannel_*`` control message from another node.
+
+        From a subscribing node about our publication: ``subscribe``,
+        ``unsubscribe``, ``reply`` (its subscription holds ``canReply`` now),
+        ``unreply``.  From the owner of a publication we follow: ``closed``,
+        ``unreply`` (another subscription took ``canReply``).
+        """
         action, node = message.action, message.from_node
         if action == SUBSCRIBE:
             self._background(self._subscribed(node, message.session_id, message.name))
-        elif action == UNSUBSCRIBE:
-            for publication, sender in self._senders.items():
-                if publication.session_id == message.session_id and \
-                        publication.name == message.name:
-                    sender.nodes.discard(node)
-        elif action == CLOSED:
-            entry = self._remote.pop((node, message.session_id, message.name), None)
-            if entry is not None:
-                remote = entry[0]
+            return
+        key = (node, message.session_id, message.name)
+        entry = self._remote.get(key)
+        if entry is not None:                # about a publication we follow: the owner's word
+            remote = entry[0]
+            if action == CLOSED:
+                self._forget(remote)
                 sessions = [s.session for s in remote.subscribers]
                 remote.end(self.clock.seconds())
                 self.flush(sessions)
+            elif action == UNREPLY and remote.replier is not None:
+                remote.replier.can_reply = False     # a subscriber elsewhere got canReply
+                remote.replier = None
+            return
+        publication = self._published.get((message.session_id, message.name))
+        sender = None if publication is None else self._senders.get(publication)
+        if publication is None or sender is None:
+            return
+        if action == UNSUBSCRIBE:            # a subscribing node's word about our publication
+            sender.nodes.discard(node)
+            if sender.replier_node == node:
+                sender.replier_node = None
+        elif action == REPLY and node in sender.nodes:
+            if publication.replier is not None:  # one replier per publication, cluster-wide
+                publication.replier.can_reply = False
+                publication.replier = None
+            previous = sender.replier_node
+            if previous is not None and previous != node:
+                self._background(self._control(previous, UNREPLY, message.session_id,
+                                               message.name))
+            sender.replier_node, sender.replies = node, FeedReceiver()
+        elif action == UNREPLY and sender.replier_node == node:
+            sender.replier_node = None
 
     async def _subscribed(self, node: str, session_id: str, name: str) -> None:
         publication = self.find_publication(session_id, name)
@@ -235,6 +277,7 @@ class DataChannelRelay:
         sender = self._senders.get(publication)
         if sender is None:
             sender = self._senders[publication] = FeedSender(session_id, name)
+            self._published[(session_id, name)] = publication
         sender.nodes.add(node)
 
     # -- subscriber side: relayed messages ---------------------------------------------
@@ -245,6 +288,9 @@ class DataChannelRelay:
             fragment = DataChannelFragment.decode(packet.payload)
         except DecodeError:
             self.dropped["malformed"] += 1
+            return
+        if fragment.reply:
+            self._replied(packet.sender, fragment)
             return
         entry = self._remote.get((packet.sender, fragment.session_id, fragment.name))
         if entry is None:
@@ -260,11 +306,68 @@ class DataChannelRelay:
         publication.deliver(message, self.clock.seconds())
         self.flush([s.session for s in subscribers])
 
-    def _released(self, publication: RemotePublication) -> None:
-        for key, (known, _) in list(self._remote.items()):
-            if known is publication:
-                del self._remote[key]
-                self._background(self._control(key[0], UNSUBSCRIBE, key[1], key[2]))
+    def released(self, publication: RemotePublication) -> None:
+        """The last local subscriber of ``publication`` left: tell its node to stop."""
+        key = self._forget(publication)
+        if key is not None:
+            self._background(self._control(key[0], UNSUBSCRIBE, key[1], key[2]))
+
+    def _forget(self, publication: RemotePublication) -> tuple[str, str, str] | None:
+        key = self._followed.pop(publication, None)
+        if key is not None and self._remote.get(key, (None,))[0] is publication:
+            del self._remote[key]
+        self._replies.pop(publication, None)
+        return key
+
+    # -- canReply across nodes -----------------------------------------------------------
+
+    def replier_changed(self, publication: PublishedChannel | RemotePublication) -> None:
+        """Keep one ``canReply`` subscription per publication across the cluster.
+
+        A grant on a subscription following another node's publication tells
+        that node (``datachannel_reply``), which revokes any other replier, its
+        own or another node's (``datachannel_unreply``); a local grant on our
+        own publication revokes the remote replier node, if any.
+        """
+        if isinstance(publication, RemotePublication):
+            key = self._followed.get(publication)
+            if key is not None and not publication.closed:
+                action = REPLY if publication.replier is not None else UNREPLY
+                self._background(self._control(key[0], action, key[1], key[2]))
+            return
+        sender = self._senders.get(publication)
+        if publication.replier is not None and sender is not None and sender.replier_node:
+            node, sender.replier_node = sender.replier_node, None
+            self._background(self._control(node, UNREPLY, publication.session_id,
+                                           publication.name))
+
+    def reply(self, publication: RemotePublication, data: bytes | str, now: float) -> None:
+        """Send a local ``canReply`` subscriber's message to the publisher's node."""
+        key = self._followed.get(publication)
+        address = None if key is None else self.addresses().get(key[0])
+        if key is None or address is None:
+            self.dropped["reply-owner-gone"] += 1
+            return
+        sender = self._replies.get(publication)
+        if sender is None:
+            sender = self._replies[publication] = FeedSender(key[1], key[2], reply=True)
+        for payload in sender.fragments(data):
+            self.send_relay(RelayKind.DATACHANNEL, 0, payload, [address])
+        self.replies_sent += 1
+
+    def _replied(self, node: str, fragment: DataChannelFragment) -> None:
+        publication = self._published.get((fragment.session_id, fragment.name))
+        sender = None if publication is None else self._senders.get(publication)
+        if publication is None or sender is None or sender.replier_node != node:
+            self.dropped["reply-not-allowed"] += 1
+            return
+        message = sender.replies.receive(fragment)
+        if message is None:
+            return
+        session = publication.session
+        session.datachannels._deliver(session, publication.id, message, self.clock.seconds())
+        self.replies_delivered += 1
+        self.flush([session])
 
     # -- figures -----------------------------------------------------------------------
 
@@ -277,6 +380,7 @@ class DataChannelRelay:
                 "framesSealed": self.sealed,
                 "receivedPerNode": dict(self.received), "delivered": self.delivered,
                 "dropped": dict(self.dropped), "receivers": dict(gaps),
+                "repliesSent": self.replies_sent, "repliesDelivered": self.replies_delivered,
                 "publicationsFed": {f"{p.session_id}/{p.name}": sorted(s.nodes)
                                     for p, s in self._senders.items()},
                 "publicationsFollowed": sorted(f"{o}/{s}/{n}" for o, s, n in self._remote)}

@@ -207,6 +207,8 @@ CONTROL_KINDS = frozenset({
     "datachannel_subscribe",   # relay DataChannel (session_id, name) to from_node
     "datachannel_unsubscribe",  # stop relaying it there (its last subscriber there left)
     "datachannel_closed",      # that publication closed: close its subscriptions here
+    "datachannel_reply",       # a subscription on from_node now holds canReply
+    "datachannel_unreply",     # it no longer does (either way: subscriber's or owner's word)
 })
 
 

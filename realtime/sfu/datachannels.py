@@ -44,7 +44,9 @@ Across nodes (``--cluster``, docs/cluster.md): a subscription may follow a
 :class:`RemotePublication`, the stand-in for a publication another node
 holds, which the cluster's relay feeds with each message once per node; a
 local publication hands each message to its :class:`ChannelFeed` s (that
-relay) besides its own subscribers.  ``canReply`` does not cross nodes.
+relay) besides its own subscribers.  ``canReply`` crosses nodes too: the
+relay carries a remote replier's messages back and keeps one replier per
+publication across the cluster.
 
 The ``server-events`` channel of ``datachannels/establish`` is an in-band
 channel (DCEP, RFC 8832) the SFU opens once the association is up; the SFU
@@ -61,7 +63,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realtime.errors import LocalProtocolError
 from realtime.peer.sctp_transport import (
@@ -131,6 +133,26 @@ class ChannelFeed(Protocol):
         """The publication closed (API close, stream reset, session gone)."""
         ...
 
+    def replier_changed(self, publication: PublishedChannel) -> None:
+        """A local grant or revocation moved ``canReply`` (``publication.replier``)."""
+        ...
+
+
+class RemoteFeed(Protocol):
+    """What a :class:`RemotePublication` asks of the cluster's relay."""
+
+    def released(self, publication: RemotePublication) -> None:
+        """Its last local subscriber is gone: stop the feed from the publisher's node."""
+        ...
+
+    def reply(self, publication: RemotePublication, data: bytes | str, now: float) -> None:
+        """Send a ``canReply`` subscriber's message back to the publisher's node."""
+        ...
+
+    def replier_changed(self, publication: RemotePublication) -> None:
+        """A local grant or revocation moved ``canReply`` (``publication.replier``)."""
+        ...
+
 
 @dataclass(eq=False)
 class PublishedChannel:
@@ -175,14 +197,15 @@ class RemotePublication:
     :meth:`deliver` with each message, once for this node, and this object
     fans it out to the local subscribers exactly as a local publication does.
 
-    :param released: called once when its last local subscriber is gone (the
-        relay then tells the publisher's node to stop sending here).
+    :param relay: the cluster's relay: told once when the last local subscriber
+        is gone (it then tells the publisher's node to stop sending here), and
+        carries ``canReply`` replies and grants back to the publisher's node.
     """
 
     session_id: str
     app_id: str
     name: str
-    released: Callable[[RemotePublication], None]
+    relay: RemoteFeed
     subscribers: list[ChannelSubscription] = field(default_factory=list)
     replier: ChannelSubscription | None = None
     closed: bool = False
@@ -202,10 +225,19 @@ class RemotePublication:
         """A subscription left; tell the relay once when none is left."""
         if not self.subscribers and not self.closed:
             self.closed = True
-            self.released(self)
+            self.relay.released(self)
 
 
 Publication = PublishedChannel | RemotePublication
+
+
+def _replier_changed(publication: Publication) -> None:
+    """Tell the cluster's relay that ``canReply`` moved on ``publication`` (if it has one)."""
+    if type(publication) is RemotePublication:
+        publication.relay.replier_changed(publication)
+    else:
+        for feed in publication.feeds:
+            feed.replier_changed(publication)
 
 
 def send_to_subscribers(subscribers: list[ChannelSubscription], data: bytes | str,
@@ -367,6 +399,7 @@ class SessionDataChannels:
     def grant_reply(self, subscription: ChannelSubscription, allowed: bool) -> None:
         """Give ``subscription`` (alone) or take from it the right to send to the publisher."""
         publication = subscription.publication
+        before = publication.replier
         if allowed:
             if publication.replier is not None:
                 publication.replier.can_reply = False
@@ -374,6 +407,8 @@ class SessionDataChannels:
         elif publication.replier is subscription:
             publication.replier = None
         subscription.can_reply = allowed
+        if publication.replier is not before:
+            _replier_changed(publication)
 
     def close(self, stream_id: int, now: float) -> Channel | None:
         """Close our channel ``stream_id`` (a publication closes its subscriptions too).
@@ -446,7 +481,7 @@ class SessionDataChannels:
         elif subscription.can_reply and not subscription.publication.closed:
             publication = subscription.publication
             if type(publication) is RemotePublication:
-                self.drops["reply-across-nodes"] += 1   # not relayed back (docs/cluster.md)
+                publication.relay.reply(publication, event.data, now)   # to the owner node
                 return
             self._deliver(publication.session, publication.id, event.data, now)
         else:
@@ -503,6 +538,7 @@ class SessionDataChannels:
                 publication.subscribers.remove(channel)
             if publication.replier is channel:
                 publication.replier = None
+                _replier_changed(publication)
             if type(publication) is RemotePublication:
                 publication.unsubscribed()
         transport = self.transport

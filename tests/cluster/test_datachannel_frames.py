@@ -16,6 +16,12 @@ from realtime.errors import DecodeError
 SESSION = "0123456789abcdef0123456789abcdef"
 
 
+def test_a_reply_carries_its_flag() -> None:
+    reply = DataChannelFragment("ab", "chat", 1, 0, 1, True, b"", reply=True)
+    assert reply.encode()[0] == 0x03          # binary | reply
+    assert DataChannelFragment.decode(reply.encode()) == reply
+
+
 def test_annotated_bytes() -> None:
     fragment = DataChannelFragment("ab", "chat", 7, 0, 1, False, b"hi")
     assert fragment.encode() == bytes([
@@ -32,7 +38,7 @@ def test_annotated_bytes() -> None:
 
 @pytest.mark.parametrize("data, message", [
     (b"\x00" * 8, "too short"),
-    (b"\x02" + struct.pack("!IHHB", 0, 0, 1, 1) + b"s\x00\x01n", "flags 0x02 unknown"),
+    (b"\x04" + struct.pack("!IHHB", 0, 0, 1, 1) + b"s\x00\x01n", "flags 0x04 unknown"),
     (b"\x00" + struct.pack("!IHHB", 0, 1, 1, 1) + b"s\x00\x01n", "fragment 1/1 out of range"),
     (b"\x00" + struct.pack("!IHHB", 0, 0, 0, 1) + b"s\x00\x01n", "fragment 0/0 out of range"),
     (b"\x00" + struct.pack("!IHHB", 0, 0, 1, 0) + b"\x00\x01n", "session id truncated"),

@@ -267,3 +267,64 @@ async def test_a_late_wait_for_ack_subscriber_ends_without_starving_the_next(
         assert session.connection.received[copy.id] == ["hello"]
     finally:
         await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_can_reply_crosses_nodes_and_stays_one_per_publication(redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    try:
+        a = nodes["a"]
+        publisher, chat = await publish_chat(nodes)
+        local = a.session()
+        local_copy = local.datachannels.subscribe(chat, ChannelPolicy(), 0.0, can_reply=True)
+        client_open(local.connection, local_copy)
+        pump([local], 0.0)
+        (b, b_copy), (c, c_copy) = [await subscribe(nodes[n], publisher.session_id)
+                                    for n in "bc"]
+        sender = None
+
+        def fed():
+            nonlocal sender
+            sender = next(iter(a.relay._senders.values()), None)
+            return sender is not None and sender.nodes == {"b", "c"}
+
+        await until(fed)
+        everyone = [publisher, local, b, c]
+
+        async def reply(session, copy, text):
+            session.connection.client.send(copy.id, text, 0.0)
+            pump(everyone, 0.0)
+            deliver(network, nodes)
+            pump(everyone, 0.0)
+
+        # B's subscriber takes canReply: A's local replier loses it; B's reply reaches A
+        b.datachannels.grant_reply(b_copy, True)
+        await until(lambda: sender.replier_node == "b")
+        assert not local_copy.can_reply and chat.replier is None
+        await reply(b, b_copy, "from b")
+        assert publisher.connection.received == {chat.id: ["from b"]}
+        # then C's: B's is revoked by A; B's next message goes nowhere
+        c.datachannels.grant_reply(c_copy, True)
+        await until(lambda: sender.replier_node == "c" and not b_copy.can_reply)
+        await reply(b, b_copy, "b again")
+        await reply(c, c_copy, "from c")
+        assert publisher.connection.received == {chat.id: ["from b", "from c"]}
+        assert b.datachannels.drops["one-way"] == 1
+        # a local grant at A takes it back from C
+        local.datachannels.grant_reply(local_copy, True)
+        await until(lambda: not c_copy.can_reply)
+        assert sender.replier_node is None
+        await reply(c, c_copy, "c again")
+        await reply(local, local_copy, "from a")
+        assert publisher.connection.received == {chat.id: ["from b", "from c", "from a"]}
+        assert a.relay.replies_delivered == 2 and a.relay.dropped == {}
+        assert nodes["b"].relay.replies_sent == 1 and nodes["c"].relay.replies_sent == 1
+        # a reply from a node that does not hold canReply is dropped and counted
+        nodes["b"].relay.replies_sent = 0
+        forged = nodes["b"].relay
+        forged.reply(b_copy.publication, "forged", 0.0)
+        deliver(network, nodes)
+        assert a.relay.dropped == {"reply-not-allowed": 1}
+        assert publisher.connection.received[chat.id][-1] == "from a"
+    finally:
+        await stop(nodes)
