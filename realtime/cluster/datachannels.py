@@ -148,8 +148,8 @@ class DataChannelRelay:
         :raises DirectoryUnavailable: Redis is away.
         """
         publication = self.known(session_id, name)
-        if publication is not None:
-            return publication
+        if publication is not None:          # another app's session never gets it
+            return publication if publication.app_id == app_id else None
         reads: list[Deferred[Any]] = [
             Deferred.fromCoroutine(self.directory.get_session(session_id)),
             Deferred.fromCoroutine(self.directory.get_datachannel(session_id, name))]
@@ -163,7 +163,7 @@ class DataChannelRelay:
             await self.refresh()             # the owner's frames must pass our member check
         publication = self.known(session_id, name)   # another call made it meanwhile
         if publication is not None:
-            return publication
+            return publication if publication.app_id == app_id else None
         publication = RemotePublication(session_id, app_id, name, relay=self)
         key = (owner, session_id, name)
         self._remote[key] = (publication, FeedReceiver())
@@ -184,16 +184,18 @@ class DataChannelRelay:
         if sender is None or not sender.nodes:
             return
         addresses = self.addresses()
-        destinations = []
-        for node in list(sender.nodes):
+        destinations, nodes = [], []
+        for node in sender.nodes:
             address = addresses.get(node)
-            if address is None:          # it left the registry (stopped, or lost)
-                sender.nodes.discard(node)
-                self.dropped["node-gone"] += 1
-            else:
+            if address is not None:
                 destinations.append(address)
-                self.sent[node] += 1
-        payloads = sender.fragments(data)
+                nodes.append(node)
+        if len(nodes) < len(sender.nodes):   # some left the registry (stopped, or lost)
+            self.dropped["node-gone"] += len(sender.nodes) - len(nodes)
+            sender.nodes.intersection_update(nodes)
+        payloads = sender.fragments(data) if destinations else []
+        for node in nodes if payloads else ():
+            self.sent[node] += 1
         for payload in payloads:
             self.send_relay(RelayKind.DATACHANNEL, publication.id, payload, destinations)
         self.sealed += len(payloads)

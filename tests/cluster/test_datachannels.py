@@ -328,3 +328,15 @@ async def test_can_reply_crosses_nodes_and_stays_one_per_publication(redis_serve
         assert publisher.connection.received[chat.id][-1] == "from a"
     finally:
         await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_another_apps_session_never_follows_a_publication(redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    try:
+        publisher, chat = await publish_chat(nodes)
+        await subscribe(nodes["b"], publisher.session_id)       # B follows it for "app"
+        assert await nodes["b"].relay.find("other-app", publisher.session_id, "chat") is None
+        assert await nodes["c"].relay.find("other-app", publisher.session_id, "chat") is None
+    finally:
+        await stop(nodes)
