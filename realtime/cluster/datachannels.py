@@ -247,14 +247,19 @@ class DataChannelRelay:
                 remote.replier = None
             return
         publication = self._published.get((message.session_id, message.name))
-        sender = None if publication is None else self._senders.get(publication)
-        if publication is None or sender is None:
+        if publication is None and action == REPLY:   # may overtake the subscribe it follows
+            publication = self.find_publication(message.session_id, message.name)
+        if publication is None or publication.closed:
+            return
+        sender = self._sender(publication) if action == REPLY else \
+            self._senders.get(publication)
+        if sender is None:
             return
         if action == UNSUBSCRIBE:            # a subscribing node's word about our publication
             sender.nodes.discard(node)
             if sender.replier_node == node:
                 sender.replier_node = None
-        elif action == REPLY and node in sender.nodes:
+        elif action == REPLY:
             if publication.replier is not None:  # one replier per publication, cluster-wide
                 publication.replier.can_reply = False
                 publication.replier = None
@@ -276,11 +281,16 @@ class DataChannelRelay:
         if publication.closed:
             await self._control(node, CLOSED, session_id, name)
             return
+        self._sender(publication).nodes.add(node)
+
+    def _sender(self, publication: PublishedChannel) -> FeedSender:
+        """Return (making it on first use) what feeds ``publication`` to other nodes."""
         sender = self._senders.get(publication)
         if sender is None:
-            sender = self._senders[publication] = FeedSender(session_id, name)
-            self._published[(session_id, name)] = publication
-        sender.nodes.add(node)
+            sender = self._senders[publication] = FeedSender(publication.session_id,
+                                                             publication.name)
+            self._published[(publication.session_id, publication.name)] = publication
+        return sender
 
     # -- subscriber side: relayed messages ---------------------------------------------
 

@@ -7,6 +7,8 @@ Two aiortc subscribers make their sessions through node B's API (their media at 
 through node C's; each subscribes to "chat" *through its own node*, which does not hold
 the publisher.  Every message the publisher sends reaches all three, in order; A's
 counters show each message went once to B (which has two subscribers) and once to C.
+C's subscriber holds ``canReply``: its message goes back to the publisher at A; B's
+(without it) goes nowhere.
 """
 
 from __future__ import annotations
@@ -58,16 +60,17 @@ async def opened(channel, seconds: float = 10.0) -> None:
     raise AssertionError(f"DataChannel {channel.label} stayed {channel.readyState}")
 
 
-async def subscriber(server, publisher: str) -> dict:
+async def subscriber(server, publisher: str, can_reply: bool = False) -> dict:
     """Subscribe to the publisher's "chat" through ``server``; collect what arrives."""
     pc, session = await datachannel_session(server)
     reply = await api(server, "POST", f"/sessions/{session}/datachannels/new", {
         "dataChannels": [{"location": "remote", "sessionId": publisher,
-                          "dataChannelName": "chat"}]})
+                          "dataChannelName": "chat", "canReply": can_reply}]})
     item = reply["dataChannels"][0]
     assert "errorCode" not in item, item       # before this issue: not_found_track_error
     channel = pc.createDataChannel("chat", negotiated=True, id=item["id"])
-    got: dict = {"pc": pc, "session": session, "messages": [], "end": asyncio.Event()}
+    got: dict = {"pc": pc, "session": session, "messages": [], "end": asyncio.Event(),
+                 "channel": channel}
 
     @channel.on("message")
     def on_message(message) -> None:
@@ -89,9 +92,11 @@ async def publish_to_other_nodes(a, b, c) -> dict:
     reply = await api(a, "POST", f"/sessions/{publisher}/datachannels/new", {
         "dataChannels": [{"location": "local", "dataChannelName": "chat"}]})
     chat = pc.createDataChannel("chat", negotiated=True, id=reply["dataChannels"][0]["id"])
+    replies: list = []
+    chat.on("message", replies.append)
     await opened(chat)
     subscribers = [await subscriber(b, publisher), await subscriber(b, publisher),
-                   await subscriber(c, publisher)]
+                   await subscriber(c, publisher, can_reply=True)]
     try:
         warm = 0   # until every subscriber has one: B and C asked A over pub/sub meanwhile
         deadline = time.monotonic() + 10
@@ -109,8 +114,14 @@ async def publish_to_other_nodes(a, b, c) -> dict:
         for s in subscribers:
             await asyncio.wait_for(s["end"].wait(), 15)
         elapsed = time.monotonic() - started
+        subscribers[1]["channel"].send("one-way")        # B's: no canReply, dropped
+        subscribers[2]["channel"].send("reply from c")   # C's holds canReply: back to A
+        for _ in range(250):
+            if replies:
+                break
+            await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)
-        return {"publisher": publisher, "warm": warm, "elapsed": elapsed,
+        return {"publisher": publisher, "warm": warm, "elapsed": elapsed, "replies": replies,
                 "received": [[m for m in s["messages"] if m != "warm"] for s in subscribers],
                 "sessions": [s["session"] for s in subscribers]}
     finally:
@@ -148,6 +159,9 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
     assert at_a["messagesRelayed"] == max(at_a["sentPerNode"].values())
     assert at_a["framesSealed"] >= at_a["messagesRelayed"] + len(SPECIAL[60]) // 1200
     assert at_b["receivers"].get("lost", 0) == 0 and at_c["receivers"].get("lost", 0) == 0
+    # canReply across nodes: C's subscriber reached the publisher at A, B's did not
+    assert result["replies"] == ["reply from c"]
+    assert at_c["repliesSent"] == 1 and at_a["repliesDelivered"] == 1
     record = redis_server.command("GET", f"rt:datachannel:{result['publisher']}:chat")
     assert record is not None and b'"owner_node":"node-a"' in record
     print(f"{MESSAGES + 1} messages to 3 subscribers on 2 other nodes in "
