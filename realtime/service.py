@@ -66,6 +66,8 @@ from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
 from realtime.cluster.records import ControlMessage
 from realtime.cluster.remote_tracks import RemoteTracks
+from realtime.cluster.datachannels import DATACHANNEL_CONTROL, DataChannelRelay
+from realtime.cluster.relay import RelayKind, RelayPacketReceived
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
@@ -267,6 +269,19 @@ class RealtimeService(MultiService):
             )
 
 
+def _published(board: Switchboard, session_id: str, name: str) -> Any:
+    """Return the open DataChannel ``name`` published by local session ``session_id``, or None."""
+    session = board.get(session_id)
+    return None if session is None else session.datachannels.published(name)
+
+
+def _flush_sessions(peers: PeerHost, sessions: Any) -> None:
+    """Send what relayed DataChannel messages queued on ``sessions``."""
+    for session in sessions:
+        for touched in session.take_touched():
+            peers.flush(touched)
+
+
 def makeService(options: Options, reactor: Any = None) -> MultiService:
     """Build the realtime service tree from parsed options.
 
@@ -313,14 +328,24 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                      "so sessions made here connect only here")
 
         def on_control(message: ControlMessage) -> None:
-            """A control message for this node: a cross-node pull's, else just in time's."""
-            if not remote.on_control(message) and jit is not None:
+            """A control message for this node: DataChannels', a cross-node pull's, else
+            just in time's."""
+            if message.action in DATACHANNEL_CONTROL:
+                datachannels.control(message)
+            elif not remote.on_control(message) and jit is not None:
                 jit.control(message)
+
+        def on_relay(packet: RelayPacketReceived) -> None:
+            """A packet another node relayed here: a DataChannel message or a pulled track's."""
+            if packet.kind == RelayKind.DATACHANNEL:
+                datachannels.receive(packet)
+            else:
+                remote.on_relay(packet)
 
         node = ClusterNodeService(reactor, cluster, lambda: (
             f"{service.config.public_ip}:{service.config.media_port}"),
             on_control=on_control,
-            on_relay=lambda packet: remote.on_relay(packet),
+            on_relay=on_relay,
             on_members=lambda members: remote.on_members(members),
             private_api=lambda: (private_api.address, private_api.certificate))
         # cross-node pulls (docs/cluster.md): PeerHost is made below
@@ -328,8 +353,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                               board=lambda: board,
                               flush=lambda session: peers.flush(session),
                               refresh_members=node.refresh_now)
+        datachannels = DataChannelRelay(
+            cluster.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
+            node.refresh_members, lambda session_id, name: _published(board, session_id, name),
+            lambda touched: _flush_sessions(peers, touched))
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
-                                   relay_stats=node.relay_stats)
+                                   relay_stats=node.relay_stats, datachannels=datachannels)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
             lambda session, held: peers.admit(session, held),

@@ -46,3 +46,24 @@ class ClusterHooks(Protocol):
     def stats(self, app_id: str) -> dict[str, Any]:
         """Return the cluster's counters for app ``app_id``'s ``/diagnostics`` (relay, pulls)."""
         ...
+
+    def datachannel_feeds(self) -> tuple[Any, ...]:
+        """Return the feeds a new publication gets (the relay to other nodes)."""
+        ...
+
+    def datachannel_published(self, channel: Any) -> None:
+        """Store a DataChannel publication just made here (closing it marks it closed)."""
+        ...
+
+    def remote_datachannel(self, app_id: str, session_id: str,
+                           name: str) -> Awaitable[Any | None]:
+        """Return a publication held by another node (a ``RemotePublication``), or None."""
+        ...
+
+    def known_remote_datachannel(self, session_id: str, name: str) -> Any | None:
+        """Return a publication of another node this node already relays, or None."""
+        ...
+
+    def datachannel_stats(self) -> dict[str, Any] | None:
+        """Return the DataChannel relay's node-wide counters (``/diagnostics``), or None."""
+        ...

@@ -48,7 +48,7 @@ from realtime.errors import DecodeError, LocalProtocolError
 from realtime.sdp.session import SessionDescription
 from realtime.sfu.datachannels import (
     SERVER_EVENTS, ChannelExists, ChannelPolicy, ChannelSubscription, NoTransport,
-    PublishedChannel,
+    Publication, PublishedChannel, RemotePublication,
 )
 from realtime.sfu.limits import MAX_TRACKS_PER_CALL
 from realtime.sfu.session import MediaRequest, NegotiationPending, SfuSession
@@ -156,19 +156,44 @@ def _require_transport(session: SfuSession) -> None:
 # -- routes ------------------------------------------------------------------------
 
 
+async def _remote_publication(sessions: SfuSessions, app: Any,
+                              item: dict[str, Any]) -> Publication:
+    """Return the publication a ``remote`` item names, here or (``--cluster``) on another node."""
+    name, session_id = channel_name(item), item.get("sessionId")
+    try:
+        return _find_publication(sessions, app, session_id, name)
+    except ItemError:
+        if sessions.cluster is None or not isinstance(session_id, str) or \
+                sessions.switchboard.get(session_id) is not None:
+            raise
+    publication = await sessions.cluster.remote_datachannel(app.app_id, session_id, name)
+    if publication is None:
+        raise ItemError(*NOT_FOUND)
+    return publication
+
+
 def _new_channel(sessions: SfuSessions, app: Any, session: SfuSession, item: dict[str, Any],
-                 now: float) -> dict[str, Any]:
+                 now: float, publication: Publication | None = None) -> dict[str, Any]:
     name, policy = channel_name(item), channel_policy(item)
     channels = session.datachannels
     channel: PublishedChannel | ChannelSubscription
+    cluster = sessions.cluster
     try:
         if item.get("location") == "remote":
             can_reply, wait = _flag(item, "canReply"), _flag(item, "waitForAck")
-            publication = _find_publication(sessions, app, item.get("sessionId"), name)
-            channel = channels.subscribe(publication, policy, now, can_reply=can_reply,
-                                         wait_for_ack=wait)
+            if publication is None:
+                publication = _find_publication(sessions, app, item.get("sessionId"), name)
+            try:
+                channel = channels.subscribe(publication, policy, now, can_reply=can_reply,
+                                             wait_for_ack=wait)
+            finally:
+                if isinstance(publication, RemotePublication):
+                    publication.unsubscribed()   # no-op unless nobody here subscribes now
         elif item.get("location", "local") == "local":
-            channel = channels.publish(name, policy, now)
+            feeds = () if cluster is None else cluster.datachannel_feeds()
+            channel = channels.publish(name, policy, now, feeds=feeds)
+            if cluster is not None:
+                cluster.datachannel_published(channel)
         else:
             raise ItemError(ErrorCode.INVALID_PARAMS.value,
                             'location must be "local" or "remote"')
@@ -202,8 +227,13 @@ def _update_channel(sessions: SfuSessions, app: Any, session: SfuSession,
             raise ItemError(*NOT_FOUND)
         return {**_echo(item), "id": published.id}  # canReply is ignored for local channels
     can_reply = _flag(item, "canReply")
-    subscription = channels.subscription(_find_publication(sessions, app, item.get("sessionId"),
-                                                           name))
+    session_id = item.get("sessionId")
+    cluster = sessions.cluster
+    known = None if cluster is None or not isinstance(session_id, str) else \
+        cluster.known_remote_datachannel(session_id, name)
+    publication: Publication = known if known is not None and known.app_id == app.app_id \
+        else _find_publication(sessions, app, session_id, name)
+    subscription = channels.subscription(publication)
     if subscription is None:
         raise ItemError(*NOT_FOUND)
     channels.grant_reply(subscription, can_reply)
@@ -276,17 +306,25 @@ class DataChannelRoutes:
         reply["sessionDescription"] = {"type": "answer", "sdp": answer.serialize()}
         return reply
 
-    def datachannels_new(self, request: IRequest, app: App,
-                         session_id: str) -> dict[str, Any]:
-        """Publish (``local``) or subscribe to (``remote``) channels; allocate their ids."""
+    async def datachannels_new(self, request: IRequest, app: App,
+                               session_id: str) -> dict[str, Any]:
+        """Publish (``local``) or subscribe to (``remote``) channels; allocate their ids.
+
+        With ``--cluster``, a ``remote`` item naming a session another node holds
+        is looked up in the directory and fed over the relay link
+        (:mod:`realtime.cluster.datachannels`); only such an item waits for Redis.
+        """
         session = self.sessions.load_session(app, session_id)
         items = channel_items(read_json(request))
         _require_transport(session)
-        now = self.sessions.clock.seconds()
         results = []
         for item in items:
             try:
-                results.append(_new_channel(self.sessions, app, session, item, now))
+                publication = None
+                if item.get("location") == "remote":
+                    publication = await _remote_publication(self.sessions, app, item)
+                results.append(_new_channel(self.sessions, app, session, item,
+                                            self.sessions.clock.seconds(), publication))
             except ItemError as error:
                 results.append(item_error(_echo(item), *error.args))
         self.sessions.flush(session)

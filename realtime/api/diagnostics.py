@@ -26,8 +26,11 @@ With ``--cluster``, ``cluster`` holds the node id, the relay link's counters
 the cross-node pulls' (``pulls``: per mirror and per fan-out, docs/cluster.md).
 
 A subscriber's NACKs never show up in its publisher's ``nacksSentUpstream``:
-that counts only gaps in what the publisher itself delivered.  Counters
-only; no SDP or keys.
+that counts only gaps in what the publisher itself delivered.  With
+``--cluster``, ``clusterDataChannels`` has this node's DataChannel relay
+counters (node-wide, :meth:`realtime.cluster.datachannels.DataChannelRelay.counters`):
+messages sent per subscribing node, frames sealed, messages received per
+publishing node, local deliveries, drops and gaps.  Counters only; no SDP or keys.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class DiagnosticsRoutes:
             "sessions": sessions}
         if self.cluster is not None:
             out["cluster"] = self.cluster.stats(app.app_id)
+            datachannels = self.cluster.datachannel_stats()
+            if datachannels is not None:  # DataChannels across nodes (node-wide counters)
+                out["clusterDataChannels"] = datachannels
         return out
 
 

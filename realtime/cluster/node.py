@@ -127,6 +127,8 @@ class ClusterNodeService(Service):
         self.started: Deferred | None = None
         #: Registry entries whose relay address did not parse (skipped).
         self.bad_members = 0
+        #: The live members' relay addresses as last read (node id -> address).
+        self.members: dict[str, tuple[str, int]] = {}
 
     @property
     def relay_address(self) -> str:
@@ -142,8 +144,11 @@ class ClusterNodeService(Service):
                           self.media_address(), float(self.load()), self.reactor.seconds(),
                           *self.private_api())
 
-    async def refresh_members(self) -> None:
-        """Give the relay link the live nodes of the registry (skipping unparsable entries)."""
+    async def refresh_members(self) -> dict[str, tuple[str, int]]:
+        """Give the relay link the live nodes of the registry (skipping unparsable entries).
+
+        Return them (node id -> relay address), also kept in :attr:`members`.
+        """
         members = {}
         for node in await self.directory.live_nodes():
             try:
@@ -153,6 +158,8 @@ class ClusterNodeService(Service):
         self.relay.link.set_members(members)
         if self.on_members is not None:
             self.on_members(members)
+        self.members = members
+        return members
 
     def relay_stats(self) -> dict[str, Any]:
         """Return the relay link's counters: frames sealed, opened and dropped by reason."""

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from realtime.api.errors import ApiError
 from realtime.cluster.client import DirectoryUnavailable
+from realtime.cluster.datachannels import DataChannelRelay
 from realtime.cluster.directory import Directory
 from realtime.cluster.track_media import media_to_json
 from realtime.cluster.records import SessionRecord, TrackRecord
@@ -59,7 +60,8 @@ class ClusterSessions:
     """
 
     def __init__(self, directory: Directory, node_id: str, clock: Any,
-                 remote: Any = None, relay_stats: Any = None) -> None:
+                 remote: Any = None, relay_stats: Any = None,
+                 datachannels: DataChannelRelay | None = None) -> None:
         self.directory = directory
         self.node_id = node_id
         self.clock = clock
@@ -67,6 +69,8 @@ class ClusterSessions:
         self.remote = remote
         #: returns the relay link's counters (``ClusterNodeService.relay_stats``), or None
         self.relay_stats = relay_stats
+        #: DataChannel publications across nodes (:mod:`realtime.cluster.datachannels`)
+        self.datachannels = datachannels
         #: background writes that failed (Redis lost between the check and the write)
         self.failed_writes = 0
 
@@ -179,6 +183,34 @@ class ClusterSessions:
         return {"node": self.node_id,
                 "relay": None if self.relay_stats is None else self.relay_stats(),
                 "pulls": None if self.remote is None else self.remote.stats(app_id)}
+
+    # -- DataChannels (realtime/cluster/datachannels.py) ------------------------------
+
+    def datachannel_feeds(self) -> tuple[Any, ...]:
+        """Return the relay as the feed of a new publication (nothing without one)."""
+        return () if self.datachannels is None else (self.datachannels,)
+
+    def datachannel_published(self, channel: Any) -> None:
+        """Write the publication's record (owner: this node, status ``active``)."""
+        if self.datachannels is not None:
+            self.datachannels.published(channel)
+
+    async def remote_datachannel(self, app_id: str, session_id: str, name: str) -> Any | None:
+        """Return another node's publication to subscribe to; the 503 if Redis is away."""
+        if self.datachannels is None:
+            return None
+        try:
+            return await self.datachannels.find(app_id, session_id, name)
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+
+    def known_remote_datachannel(self, session_id: str, name: str) -> Any | None:
+        """Return another node's publication this node already relays, or None."""
+        return None if self.datachannels is None else self.datachannels.known(session_id, name)
+
+    def datachannel_stats(self) -> dict[str, Any] | None:
+        """Return the DataChannel relay's node-wide counters, or None without one."""
+        return None if self.datachannels is None else self.datachannels.counters()
 
     # -- connected, ended -----------------------------------------------------------
 

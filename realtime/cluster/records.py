@@ -217,6 +217,10 @@ CONTROL_KINDS = frozenset({
     "keyframe_request",        # ask the publisher of the track for a key frame (PLI/FIR)
     "close",                   # close session_id (its owner tears down the PeerConnection)
     "datachannel_subscribe",   # relay DataChannel (session_id, name) to from_node
+    "datachannel_unsubscribe",  # stop relaying it there (its last subscriber there left)
+    "datachannel_closed",      # that publication closed: close its subscriptions here
+    "datachannel_reply",       # a subscription on from_node now holds canReply
+    "datachannel_unreply",     # it no longer does (either way: subscriber's or owner's word)
 })
 
 

@@ -40,6 +40,14 @@ consumed); without one within :data:`ACK_TIMEOUT` seconds the channel is
 closed.  That deadline is checked lazily, when a message for it is due
 and when the API lists the session.
 
+Across nodes (``--cluster``, docs/cluster.md): a subscription may follow a
+:class:`RemotePublication`, the stand-in for a publication another node
+holds, which the cluster's relay feeds with each message once per node; a
+local publication hands each message to its :class:`ChannelFeed` s (that
+relay) besides its own subscribers.  ``canReply`` crosses nodes too: the
+relay carries a remote replier's messages back and keeps one replier per
+publication across the cluster.
+
 The ``server-events`` channel of ``datachannels/establish`` is an in-band
 channel (DCEP, RFC 8832) the SFU opens once the association is up; the SFU
 sends nothing on it yet.
@@ -67,9 +75,9 @@ from realtime.peer.sctp_transport import (
 from realtime.sdp.negotiated import NegotiatedSession
 
 __all__ = [
-    "ACK_TIMEOUT", "MAX_BACKLOG", "SERVER_EVENTS", "ChannelExists", "ChannelHost",
-    "ChannelPolicy", "ChannelSubscription", "NoTransport", "PublishedChannel",
-    "SessionDataChannels",
+    "ACK_TIMEOUT", "MAX_BACKLOG", "SERVER_EVENTS", "ChannelExists", "ChannelFeed",
+    "ChannelHost", "ChannelPolicy", "ChannelSubscription", "NoTransport", "PublishedChannel",
+    "RemotePublication", "SessionDataChannels",
 ]
 
 #: the only channel ``datachannels/establish`` pulls
@@ -142,12 +150,50 @@ class ChannelPolicy:
             raise LocalProtocolError("maxRetransmits and maxPacketLifeTime are exclusive")
 
 
+class ChannelFeed(Protocol):
+    """Something besides local subscribers that a publication's messages go to.
+
+    With ``--cluster`` this is the node's DataChannel relay
+    (:mod:`realtime.cluster.datachannels`): it sends each message once to every
+    other node that has subscribers of the publication.
+    """
+
+    def message(self, publication: PublishedChannel, data: bytes | str, now: float) -> None:
+        """Take one message the publisher sent."""
+        ...
+
+    def ended(self, publication: PublishedChannel, now: float) -> None:
+        """The publication closed (API close, stream reset, session gone)."""
+        ...
+
+    def replier_changed(self, publication: PublishedChannel) -> None:
+        """A local grant or revocation moved ``canReply`` (``publication.replier``)."""
+        ...
+
+
+class RemoteFeed(Protocol):
+    """What a :class:`RemotePublication` asks of the cluster's relay."""
+
+    def released(self, publication: RemotePublication) -> None:
+        """Its last local subscriber is gone: stop the feed from the publisher's node."""
+        ...
+
+    def reply(self, publication: RemotePublication, data: bytes | str, now: float) -> None:
+        """Send a ``canReply`` subscriber's message back to the publisher's node."""
+        ...
+
+    def replier_changed(self, publication: RemotePublication) -> None:
+        """A local grant or revocation moved ``canReply`` (``publication.replier``)."""
+        ...
+
+
 @dataclass(eq=False)
 class PublishedChannel:
     """A channel a session publishes under ``name`` (``location: local``).
 
     :ivar subscribers: the subscriptions its messages fan out to.
     :ivar replier: the one subscription allowed to send back (``canReply``).
+    :ivar feeds: where else each message goes (other nodes), see :class:`ChannelFeed`.
     """
 
     session: ChannelHost
@@ -157,7 +203,13 @@ class PublishedChannel:
     subscribers: list[ChannelSubscription] = field(default_factory=list)
     replier: ChannelSubscription | None = None
     closed: bool = False
+    feeds: tuple[ChannelFeed, ...] = ()
     location = "local"
+
+    @property
+    def session_id(self) -> str:
+        """Return the publisher's session id."""
+        return self.session.session_id
 
     def status(self) -> str:
         """Return ``initializing``, ``active`` or ``inactive`` (docs/cloudflare-api.md §3.2)."""
@@ -170,6 +222,80 @@ class PublishedChannel:
 
 
 @dataclass(eq=False)
+class RemotePublication:
+    """A publication another node holds, fed to this node's subscribers over the relay link.
+
+    Stands where a :class:`PublishedChannel` would for a subscription whose
+    publisher lives elsewhere (``--cluster``, docs/cluster.md): the relay calls
+    :meth:`deliver` with each message, once for this node, and this object
+    fans it out to the local subscribers exactly as a local publication does.
+
+    :param relay: the cluster's relay: told once when the last local subscriber
+        is gone (it then tells the publisher's node to stop sending here), and
+        carries ``canReply`` replies and grants back to the publisher's node.
+    """
+
+    session_id: str
+    app_id: str
+    name: str
+    relay: RemoteFeed
+    subscribers: list[ChannelSubscription] = field(default_factory=list)
+    replier: ChannelSubscription | None = None
+    closed: bool = False
+
+    def deliver(self, data: bytes | str, now: float) -> None:
+        """Send one relayed message to every local subscriber (waitForAck gates apply)."""
+        send_to_subscribers(self.subscribers, data, now)
+
+    def end(self, now: float) -> None:
+        """The publisher's node says the publication closed: close every local subscription."""
+        self.closed = True
+        for subscription in list(self.subscribers):
+            if not subscription.closed:
+                subscription.session.datachannels._end(subscription, now)
+
+    def unsubscribed(self) -> None:
+        """A subscription left; tell the relay once when none is left."""
+        if not self.subscribers and not self.closed:
+            self.closed = True
+            self.relay.released(self)
+
+
+Publication = PublishedChannel | RemotePublication
+
+
+def _replier_changed(publication: Publication) -> None:
+    """Tell the cluster's relay that ``canReply`` moved on ``publication`` (if it has one)."""
+    if isinstance(publication, RemotePublication):
+        publication.relay.replier_changed(publication)
+    else:
+        for feed in publication.feeds:
+            feed.replier_changed(publication)
+
+
+def send_to_subscribers(subscribers: list[ChannelSubscription], data: bytes | str,
+                        now: float, counted: SessionDataChannels | None = None) -> None:
+    """Send one publisher message on every subscription in ``subscribers``.
+
+    A ``waitForAck`` subscription still waiting gets nothing (counted
+    ``awaiting-ack``); one past its deadline is closed, after the loop, since
+    closing it takes it out of ``subscribers``.  Drops are counted on
+    ``counted`` (the publisher's session), else on each subscriber's.
+    """
+    late = None
+    for subscription in subscribers:
+        channels = counted if counted is not None else subscription.session.datachannels
+        if subscription.ack_deadline is not None:
+            if now >= subscription.ack_deadline:
+                late = [subscription] if late is None else [*late, subscription]
+            channels.drops["awaiting-ack"] += 1
+            continue
+        channels._deliver(subscription.session, subscription.id, data, now)
+    for subscription in late or ():
+        subscription.session.datachannels._end(subscription, now)
+
+
+@dataclass(eq=False)
 class ChannelSubscription:
     """One session's copy of another session's :class:`PublishedChannel` (``location: remote``).
 
@@ -179,7 +305,7 @@ class ChannelSubscription:
 
     session: ChannelHost
     id: int
-    publication: PublishedChannel
+    publication: Publication
     policy: ChannelPolicy
     can_reply: bool = False
     ack_deadline: float | None = None
@@ -198,7 +324,7 @@ class ChannelSubscription:
 
     def describe(self) -> dict[str, Any]:
         """Return the channel as ``GET /sessions/{id}`` lists it."""
-        return {"location": "remote", "sessionId": self.publication.session.session_id,
+        return {"location": "remote", "sessionId": self.publication.session_id,
                 "dataChannelName": self.name, "id": self.id, "status": self.status()}
 
 
@@ -270,8 +396,11 @@ class SessionDataChannels:
 
     # -- API commands ------------------------------------------------------------
 
-    def publish(self, name: str, policy: ChannelPolicy, now: float) -> PublishedChannel:
+    def publish(self, name: str, policy: ChannelPolicy, now: float,
+                feeds: tuple[ChannelFeed, ...] = ()) -> PublishedChannel:
         """Allocate an id and publish a negotiated channel under ``name``.
+
+        ``feeds`` also get every message (the cluster's relay to other nodes).
 
         :raises NoTransport: no m=application has been negotiated.
         :raises ChannelExists: an open channel of that name is already published.
@@ -280,10 +409,10 @@ class SessionDataChannels:
             raise ChannelExists(f"DataChannel {name!r} is already published on this session")
         stream_id = self._open(name, policy, now)
         channel = self.channels[stream_id] = PublishedChannel(self.session, stream_id, name,
-                                                              policy)
+                                                              policy, feeds=feeds)
         return channel
 
-    def subscribe(self, publication: PublishedChannel, policy: ChannelPolicy, now: float, *,
+    def subscribe(self, publication: Publication, policy: ChannelPolicy, now: float, *,
                   can_reply: bool = False, wait_for_ack: bool = False) -> ChannelSubscription:
         """Allocate an id on this session carrying ``publication``'s messages.
 
@@ -304,6 +433,7 @@ class SessionDataChannels:
     def grant_reply(self, subscription: ChannelSubscription, allowed: bool) -> None:
         """Give ``subscription`` (alone) or take from it the right to send to the publisher."""
         publication = subscription.publication
+        before = publication.replier
         if allowed:
             if publication.replier is not None:
                 publication.replier.can_reply = False
@@ -311,6 +441,8 @@ class SessionDataChannels:
         elif publication.replier is subscription:
             publication.replier = None
         subscription.can_reply = allowed
+        if publication.replier is not before:
+            _replier_changed(publication)
 
     def close(self, stream_id: int, now: float) -> Channel | None:
         """Close our channel ``stream_id`` (a publication closes its subscriptions too).
@@ -334,7 +466,7 @@ class SessionDataChannels:
         return next((c for c in self.channels.values() if isinstance(c, PublishedChannel)
                      and c.name == name and not c.closed), None)
 
-    def subscription(self, publication: PublishedChannel) -> ChannelSubscription | None:
+    def subscription(self, publication: Publication) -> ChannelSubscription | None:
         """Return this session's open subscription to ``publication``, or None."""
         return next((c for c in self.channels.values() if isinstance(c, ChannelSubscription)
                      and c.publication is publication and not c.closed), None)
@@ -371,13 +503,9 @@ class SessionDataChannels:
     def _fan_out(self, publication: PublishedChannel, event: MessageReceived,
                  now: float) -> None:
         data = event.data
-        for subscription in publication.subscribers:
-            if subscription.ack_deadline is not None:
-                if now >= subscription.ack_deadline:
-                    subscription.session.datachannels._end(subscription, now)
-                self.drops["awaiting-ack"] += 1
-                continue
-            self._deliver(subscription.session, subscription.id, data, now)
+        send_to_subscribers(publication.subscribers, data, now, self)
+        for feed in publication.feeds:
+            feed.message(publication, data, now)
 
     def _from_subscriber(self, subscription: ChannelSubscription, event: MessageReceived,
                          now: float) -> None:
@@ -385,6 +513,9 @@ class SessionDataChannels:
             subscription.ack_deadline = None  # the acknowledgment: consumed
         elif subscription.can_reply and not subscription.publication.closed:
             publication = subscription.publication
+            if isinstance(publication, RemotePublication):
+                publication.relay.reply(publication, event.data, now)   # to the owner node
+                return
             self._deliver(publication.session, publication.id, event.data, now)
         else:
             self.drops["one-way"] += 1
@@ -432,12 +563,17 @@ class SessionDataChannels:
                     subscription.session.datachannels._end(subscription, now)
             channel.subscribers.clear()
             channel.replier = None
+            for feed in channel.feeds:
+                feed.ended(channel, now)
         else:
             publication = channel.publication
             if channel in publication.subscribers:
                 publication.subscribers.remove(channel)
             if publication.replier is channel:
                 publication.replier = None
+                _replier_changed(publication)
+            if isinstance(publication, RemotePublication):
+                publication.unsubscribed()
         transport = self.transport
         if reset and transport is not None:
             transport.close_channel(channel.id)

@@ -358,3 +358,21 @@ def test_sfu_offer_of_application_opens_server_events_in_band(board) -> None:
               if isinstance(e, ChannelOpened)]
     assert [(c.label, c.id, c.negotiated) for c in opened] == [("server-events", 1, False)]
     assert session.datachannels.server_events_id == 1
+
+
+def test_a_late_wait_for_ack_subscriber_ends_without_starving_the_next(board) -> None:
+    publisher, gated, subscriber = new(board), new(board), new(board)
+    everyone = [publisher, gated, subscriber]
+    for session in everyone:
+        connect(session)
+    pump(everyone, 0.0)
+    chat = publisher.datachannels.publish("chat", ChannelPolicy(), 0.0)
+    held = gated.datachannels.subscribe(chat, ChannelPolicy(), 0.0, wait_for_ack=True)
+    copy = subscriber.datachannels.subscribe(chat, ChannelPolicy(), 0.0)   # listed after it
+    client_open(publisher.connection, chat)
+    client_open(subscriber.connection, copy)
+    pump(everyone, 0.0)
+    publisher.connection.client.send(chat.id, "hello", dc.ACK_TIMEOUT + 1)
+    pump(everyone, dc.ACK_TIMEOUT + 1)
+    assert held.closed and chat.subscribers == [copy]
+    assert subscriber.connection.received == {copy.id: ["hello"]}

@@ -1,0 +1,124 @@
+"""
+A DataChannel published at one node reaches subscribers on the other two, across namespaces.
+
+The topology is :mod:`tests.cluster.netns`'s: three nodes announcing one "anycast" media
+address, a client namespace under each whose route to it leads to that node.  The
+publisher (aiortc in client namespace a) makes its session through node A's API and its
+media lands on A; two subscribers in client namespace b subscribe through node B's API,
+one in c through node C's.  Neither B nor C holds the publisher: each asks A once over
+the directory's pub/sub, and A relays each message once to each of them over the
+backbone (the encrypted relay link).  Addresses exist only inside the namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from realtime.cluster.options import SECRET_VARIABLE
+from realtime.dtls.certificate import Certificate
+from tests.cluster.netns import NETWORKS, Node, Topology
+from tests.conftest import require, require_module, require_tool
+from tests.interop.realtime_server import ROOT
+
+pytestmark = pytest.mark.interop
+
+MESSAGES = 100
+SCRIPT = Path(__file__).with_name("netns_datachannel_client.py")
+
+
+class Client:
+    """One aiortc client process in a client namespace, speaking JSON lines."""
+
+    def __init__(self, topology: Topology, client: str, node: Node, *args: str) -> None:
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", topology.client_ns(client), sys.executable, str(SCRIPT),
+             str(ROOT), node.api_url(via="backbone"), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def read(self) -> dict:
+        line = self.process.stdout.readline()
+        assert line, f"client exited with {self.process.wait(5)}"
+        return json.loads(line)
+
+    def write(self, body: dict) -> None:
+        self.process.stdin.write(json.dumps(body) + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
+        tmp_path, redis_server, monkeypatch, traffic_guard) -> None:
+    require_tool("ip")
+    traffic_guard.allow(*NETWORKS)   # the namespaces this test builds (and removes)
+    require_module("aiortc")
+    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
+    certificate = Certificate.generate(time.time())
+    pem = tmp_path / "cluster-dtls.pem"
+    pem.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
+    topology = Topology("abc")
+    nodes: dict[str, Node] = {}
+    clients: list[Client] = []
+    try:
+        topology.build()
+        for name in "abc":
+            nodes[name] = Node(topology, name, redis_server.url, pem, tmp_path / name)
+        for node in nodes.values():
+            node.wait_ready()
+        started = time.monotonic()
+        publisher = Client(topology, "a", nodes["a"], "publisher")
+        clients.append(publisher)
+        publisher_id = publisher.read()["session"]
+        subscribers = [Client(topology, n, nodes[n], "subscriber", publisher_id)
+                       for n in "bbc"]
+        clients += subscribers
+        ready = [{**s.read(), **s.read()} for s in subscribers]   # in either order:
+        for r in ready:                       # channel open, and the warm-up crossed
+            assert r["ready"] and r["warm"], ready
+        publisher.write({"count": MESSAGES})
+        results = [s.read() for s in subscribers]
+        assert publisher.read() == {"sent": MESSAGES}
+        elapsed = time.monotonic() - started
+        counters = {n: node.call("GET", "/diagnostics")[1]["clusterDataChannels"]
+                    for n, node in nodes.items()}
+        owners = {session: json.loads(redis_server.command(
+            "GET", f"rt:session:{session}"))["owner_node"]
+            for session in [publisher_id, *(r["session"] for r in ready)]}
+    finally:
+        for client in clients:
+            client.stop()
+        for node in nodes.values():
+            node.stop()
+        topology.destroy()
+    wanted = [f"m{i}" for i in range(MESSAGES)]
+    for result in results:
+        assert result == {"messages": wanted, "ended": True}
+    at_a, at_b, at_c = counters["a"], counters["b"], counters["c"]
+    assert at_b["receivedPerNode"] == {"node-a": at_a["sentPerNode"]["node-b"]}
+    assert at_c["receivedPerNode"] == {"node-a": at_a["sentPerNode"]["node-c"]}
+    assert at_a["sentPerNode"]["node-b"] >= MESSAGES + 1        # once to B, not twice
+    # B handed each numbered message (and "end") to both its subscribers; warm-ups that
+    # crossed while B's second subscriber was still being made went to the first alone
+    assert 2 * (MESSAGES + 1) <= at_b["delivered"] <= 2 * at_b["receivedPerNode"]["node-a"]
+    assert at_a["messagesRelayed"] == max(at_a["sentPerNode"].values())
+    # each PeerConnection lives on the node its namespace's route leads to
+    assert list(owners.values()) == ["node-a", "node-b", "node-b", "node-c"], owners
+    print("\nclient namespace  API node  PeerConnection on  role")
+    for (session, owner), (client, role) in zip(owners.items(), [
+            ("a", "publisher"), ("b", "subscriber"), ("b", "subscriber"),
+            ("c", "subscriber")]):
+        print(f"{topology.client_ns(client):<17} node-{client}    {owner:<18} {role}")
+    print(f"{MESSAGES} messages to 3 subscribers on 2 other nodes; A sent "
+          f"{at_a['sentPerNode']}, {at_a['messagesRelayed']} relayed; B delivered "
+          f"{at_b['delivered']}, C {at_c['delivered']}; {elapsed:.1f} s in all")
