@@ -42,11 +42,13 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.sessions import release, switchboard
 from realtime.api.usage import flush_usage, sfu_usage
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
 from realtime.cluster.publish import ClusterSessions
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
+from realtime.cluster.takeover import SfuTakeOver
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
@@ -283,10 +285,14 @@ def makeService(options: Options, reactor=None):
             f"{service.config.public_ip}:{service.config.media_port}"),
             on_control=lambda message: jit.control(message))
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor)
+        takeover = SfuTakeOver(lambda: switchboard(api), sessions.track_records,
+                               lambda: {"certificate": peers.certificate, "keylog": peers.keylog,
+                                        "address": config.public_ip, "port": config.media_port},
+                               reactor)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
             lambda session, held: peers.admit(session, held),
-            lambda session_id: peers.release(session_id), keylog=keylog)
+            lambda session_id: release(api, session_id), keylog=keylog, restore_sfu=takeover)
     api = RealtimeAPI(store, config, reactor, cluster=sessions)
     service = RealtimeService(api, store)
     service.new_app_ids = new_app_ids

@@ -80,6 +80,29 @@ def forget(api: RealtimeAPI, session: SfuSession) -> None:
     api.rate_limiter.forget(session.session_id)
 
 
+def release(api: RealtimeAPI, session_id: str) -> bool:
+    """Drop this node's copy of a session another node took over; return whether it did.
+
+    Nothing is dropped while the copy is connected here.  The PeerConnection
+    goes without a word (it never connected here, so no DTLS alert is owed),
+    an SFU session leaves the switchboard (its tracks are unpublished here)
+    without a 410 memory: the session lives on, on the other node.
+    """
+    peers = api.peers
+    board = switchboard(api)
+    session = board.get(session_id)
+    if session is None:
+        return peers is not None and peers.release(session_id)
+    connection = session.connection
+    if connection is not None and connection.state == "connected":
+        return False
+    if peers is not None:
+        peers.remove(session, "taken over")
+    board.drop_session(session)
+    api.rate_limiter.forget(session_id)
+    return True
+
+
 def new_session(api: RealtimeAPI, app_id: str) -> SfuSession:
     """Create a session of ``app_id`` on the media port's transport."""
     peers = api.peers

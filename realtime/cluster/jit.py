@@ -39,7 +39,7 @@ from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
 from realtime.cluster.finder import SessionFinder
 from realtime.cluster.publish import ECHO
-from realtime.cluster.records import ControlMessage, SessionRecord
+from realtime.cluster.records import ControlMessage, SessionRecord, TrackRecord
 from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
 from realtime.errors import DecodeError
@@ -54,6 +54,9 @@ Admit = Callable[[Any, list[tuple[bytes, Address]]], None]
 #: ``release(session_id)``: drop this node's copy of a session unless it is connected here;
 #: return whether a copy was dropped.
 Release = Callable[[str], bool]
+#: ``restore_sfu(record)``: rebuild an SFU session here; return it and its pushed tracks'
+#: records (owned by this node).  Raises DecodeError/ValueError if it does not replay.
+RestoreSfu = Callable[[SessionRecord], tuple[Any, list[TrackRecord]]]
 
 
 class JustInTime:
@@ -66,11 +69,13 @@ class JustInTime:
     :param certificate: the cluster's DTLS certificate (the one answers pin).
     :param admit: adds a rebuilt session to the media port and routes its held checks.
     :param release: drops this node's unconnected copy of a session another node took.
+    :param restore_sfu: rebuilds an SFU session from its record (None: refused).
     """
 
     def __init__(self, directory: Directory, reactor: Any, inner: Any, node_id: str,
                  certificate: Certificate, admit: Admit, release: Release,
-                 keylog: Callable[[bytes], None] | None = None) -> None:
+                 keylog: Callable[[bytes], None] | None = None,
+                 restore_sfu: RestoreSfu | None = None) -> None:
         self.directory = directory
         self.reactor = reactor
         self.inner = inner
@@ -79,6 +84,7 @@ class JustInTime:
         self.fingerprint = f"sha-256 {certificate.fingerprint()}"
         self.admit = admit
         self.release = release
+        self.restore_sfu = restore_sfu
         #: copies of sessions dropped because another node took them over
         self.released = 0
         self.keylog = keylog
@@ -109,17 +115,21 @@ class JustInTime:
         if record.local_fingerprint != self.fingerprint:
             self.refused["certificate_mismatch"] += 1
             return
-        if record.session_kind != ECHO:
-            self.refused["sfu_not_rebuilt"] += 1
-            return
+        tracks: list[TrackRecord] = []
         try:
-            session = restore_echo_session(
-                record.session_id, record.remote_description, record.media_description,
-                certificate=self.certificate, keylog=self.keylog)
+            if record.session_kind == ECHO:
+                session = restore_echo_session(
+                    record.session_id, record.remote_description, record.media_description,
+                    certificate=self.certificate, keylog=self.keylog)
+                session.app_id = record.app_id
+            elif self.restore_sfu is None:
+                self.refused["sfu_not_rebuilt"] += 1
+                return
+            else:
+                session, tracks = self.restore_sfu(record)
         except (DecodeError, ValueError, TypeError):
             self.refused["bad_description"] += 1
             return
-        session.app_id = record.app_id
         try:
             self.admit(session, held)
         except ValueError:          # its ufrag is registered here already
@@ -130,15 +140,19 @@ class JustInTime:
         if len(self.timings) < 4096:
             self.timings[record.session_id] = (first, now)
         claim = replace(record, owner_node=self.node_id, last_seen=now)
-        Deferred.fromCoroutine(self._claim(claim, record.owner_node)).addErrback(_unclaimed)
+        Deferred.fromCoroutine(self._claim(claim, record.owner_node, tracks)).addErrback(
+            _unclaimed)
 
-    async def _claim(self, claim: SessionRecord, previous: str | None) -> None:
-        """Record this node as owner, then tell the previous owner to drop its copy.
+    async def _claim(self, claim: SessionRecord, previous: str | None,
+                     tracks: list[TrackRecord] = ()) -> None:
+        """Record this node as owner (session, pushed tracks), then tell the previous owner.
 
-        Both go over the same Redis connection, so the owner is written before
+        All go over the same Redis connection, so the owner is written before
         the previous owner hears ``close`` and looks.
         """
         await self.directory.put_session(claim)
+        for track in tracks:
+            await self.directory.put_track(track)
         if previous is not None and previous != self.node_id:
             await self.directory.send_control(previous, ControlMessage(
                 "close", self.node_id, claim.session_id, "", claim.last_seen))

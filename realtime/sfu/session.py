@@ -108,7 +108,8 @@ class SfuSession(MediaRouting):
                  touched: set | None = None,
                  srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
                  keylog: Callable[[bytes], None] | None = None,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.session_id = session_id
         self.app_id = app_id
         self.certificate = certificate
@@ -118,7 +119,8 @@ class SfuSession(MediaRouting):
         self.keylog = keylog
         self.publish = publish
         self.touched: set = set() if touched is None else touched
-        ufrag, pwd = ice_credentials(random)
+        # a cluster node taking the session over keeps the ufrag/pwd the answer carried
+        ufrag, pwd = credentials or ice_credentials(random)
         self.ice = IceLiteAgent(ufrag, pwd, tiebreaker=int.from_bytes(random(8), "big"))
         self.local = LocalTransport.host(
             ufrag, pwd, Fingerprint("sha-256", certificate.fingerprint()), address, port,
@@ -127,6 +129,9 @@ class SfuSession(MediaRouting):
         self.transceivers: list[Transceiver] = []
         self.pending_offer: SessionDescription | None = None
         self.negotiated: NegotiatedSession | None = None
+        #: the last completed exchange: (our description, the client's raw SDP, we offered);
+        #: what another node replays to take the session over (realtime/sfu/restore.py)
+        self.exchange: tuple[SessionDescription, str, bool] | None = None
         self.rtcp_ssrc = self._new_ssrc()
         self.rtcp = RtcpLegs(self, self.rtcp_ssrc, f"realtime-{session_id[:8]}", random=random)
         self.routes: dict[int, tuple[PublishedTrack, Any] | None] = {}
@@ -198,6 +203,7 @@ class SfuSession(MediaRouting):
             raise
         self.transceivers += added
         self.local = local
+        self.exchange = (answer, sdp, False)
         if negotiated is None:
             for transceiver in self.transceivers:
                 if transceiver.role != CLOSED:
@@ -299,6 +305,7 @@ class SfuSession(MediaRouting):
             raise NegotiationError("there is no pending offer to answer")
         answer = SessionDescription.parse(sdp)
         negotiated = apply_answer(self.pending_offer, answer, we_offered=True)
+        self.exchange = (self.pending_offer, sdp, True)
         self.pending_offer = None
         self._settle(negotiated, now)
 
