@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -144,7 +144,7 @@ class JustInTime:
             _unclaimed)
 
     async def _claim(self, claim: SessionRecord, previous: str | None,
-                     tracks: list[TrackRecord] = ()) -> None:
+                     tracks: Sequence[TrackRecord] = ()) -> None:
         """Record this node as owner (session, pushed tracks), then tell the previous owner.
 
         All go over the same Redis connection, so the owner is written before
