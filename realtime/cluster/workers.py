@@ -181,10 +181,10 @@ class WorkerSupervisor(Service):
             self.workers.append(worker)
         log.info("realtime: {count} workers started, directory: {where}", count=self.count,
                  where="--cluster" if self.redis is None else f"private {self.redis.url}")
-        log.warn("realtime: workers take over echo sessions from each other, not yet SFU "
-                 "sessions: each API call and each PeerConnection reaches whichever worker "
-                 "the kernel picks, and an SFU session works only while its API calls and "
-                 "its media all reach the worker that made it (docs/cluster.md)")
+        log.warn("realtime: each API call and each PeerConnection reaches whichever worker "
+                 "the kernel picks; a session's media is taken over by the worker it reaches, "
+                 "but an SFU session's API calls are answered only by the worker that made it "
+                 "until calls are forwarded to the owner (docs/cluster.md)")
 
     def stopService(self) -> Deferred:  # noqa: N802 (Twisted name)
         """Stop every worker (SIGTERM), then the private Redis."""
