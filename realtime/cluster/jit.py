@@ -40,9 +40,10 @@ from realtime.cluster.directory import Directory
 from realtime.cluster.finder import SessionFinder
 from realtime.cluster.publish import ECHO
 from realtime.cluster.records import ControlMessage, SessionRecord, TrackRecord
+from realtime.cluster.takeover import NotNegotiated
 from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
-from realtime.errors import DecodeError
+from realtime.errors import DecodeError, LocalProtocolError
 from realtime.peer.echo import restore_echo_session
 from realtime.stun.attributes import Username
 from realtime.stun.message import StunClass, StunMessage, StunMethod
@@ -127,7 +128,10 @@ class JustInTime:
                 return
             else:
                 session, tracks = self.restore_sfu(record)
-        except (DecodeError, ValueError, TypeError):
+        except NotNegotiated:       # its first exchange is still on its way to Redis
+            self.refused["not_negotiated"] += 1
+            return
+        except (DecodeError, ValueError, TypeError, LocalProtocolError):
             self.refused["bad_description"] += 1
             return
         try:

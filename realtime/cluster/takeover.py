@@ -28,6 +28,14 @@ from realtime.cluster.publish import SFU
 from realtime.cluster.records import SessionRecord, TrackRecord
 from realtime.sfu.restore import FindTrack
 
+class NotNegotiated(ValueError):
+    """The record is of an SFU session with no completed exchange yet (nothing to replay).
+
+    A pull's client may check before its ``PUT renegotiate`` reaches the making
+    node; the check goes unanswered here and the client's next one looks again.
+    """
+
+
 #: the transport a rebuilt session gets here: certificate, address, port, keylog ...
 Transport = Callable[[], dict[str, Any]]
 
@@ -57,11 +65,13 @@ class SfuTakeOver:
     def __call__(self, record: SessionRecord) -> tuple[Any, list[TrackRecord]]:
         """Rebuild ``record``'s session here; return it and its pushed tracks' records.
 
-        :raises ValueError: not an SFU record, nothing negotiated yet, or its
-            plan is not JSON (``DecodeError`` if its SDP does not replay).
+        :raises NotNegotiated: no exchange completed yet.
+        :raises ValueError: not an SFU record, or its plan is not JSON (``DecodeError`` if its SDP does not replay).
         """
-        if record.session_kind != SFU or not record.local_description:
-            raise ValueError("not a negotiated SFU session")
+        if record.session_kind != SFU:
+            raise ValueError("not an SFU session")
+        if not record.local_description:
+            raise NotNegotiated(record.session_id)
         try:
             plan = json.loads(record.media_description)
         except (ValueError, RecursionError):
