@@ -69,6 +69,7 @@ from realtime.cluster.remote_tracks import RemoteTracks
 from realtime.cluster.datachannels import DATACHANNEL_CONTROL, DataChannelRelay
 from realtime.cluster.relay import RelayKind, RelayPacketReceived
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
+from realtime.cluster.takeover import SfuTakeOver
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
@@ -359,10 +360,16 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             lambda touched: _flush_sessions(peers, touched))
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
                                    relay_stats=node.relay_stats, datachannels=datachannels)
+        # SFU take-over (docs/cluster.md): pulls of other nodes' tracks are mirrored first
+        takeover = SfuTakeOver(lambda: board, sessions.track_records,
+                               lambda: {"certificate": peers.certificate, "keylog": peers.keylog,
+                                        "address": config.public_ip, "port": config.media_port},
+                               reactor, pull=remote.find_or_pull)
         jit = JustInTime(
             node.directory, reactor, fallback, cluster.node_id, certificate,
             lambda session, held: peers.admit(session, held),
-            lambda session_id: peers.release(session_id), keylog=keylog)
+            lambda session_id: api.sessions.release(session_id), keylog=keylog,
+            restore_sfu=takeover)
     peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")),
                      on_removed=None if sessions is None else sessions.session_removed,

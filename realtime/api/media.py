@@ -73,6 +73,10 @@ class MediaPeers(Protocol):
         """Fire True once ``session`` is connected, False after ``timeout`` seconds."""
         ...
 
+    def release(self, session_id: str) -> bool:
+        """Drop session ``session_id`` unless it is connected here (another node took it)."""
+        ...
+
 
 class Announced:
     """Where this server says it listens: the command line's ports, then the bound ones.

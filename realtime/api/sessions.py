@@ -96,6 +96,25 @@ class SfuSessions:
         self.peers.remove(session)  # a no-op for a session it does not run
         self.rate_limiter.forget(session.session_id)
 
+    def release(self, session_id: str) -> bool:
+        """Drop this node's copy of a session another node took over; return whether it did.
+
+        Nothing is dropped while the copy is connected here.  The PeerConnection
+        goes without a word (it never connected here, so no DTLS alert is owed),
+        an SFU session leaves the switchboard (its tracks are unpublished here)
+        without a 410 memory: the session lives on, on the other node.
+        """
+        session = self.switchboard.get(session_id)
+        if session is None:
+            return self.peers.release(session_id)
+        connection = session.connection
+        if connection is not None and connection.state == "connected":
+            return False
+        self.peers.remove(session, "taken over")
+        self.switchboard.drop_session(session)
+        self.rate_limiter.forget(session_id)
+        return True
+
     def new_session(self, app_id: str) -> tuple[SfuSession, Awaitable[None] | None]:
         """Create a session of ``app_id`` on the media port's transport.
 

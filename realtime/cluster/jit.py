@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -39,10 +39,11 @@ from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import Directory
 from realtime.cluster.finder import SessionFinder
 from realtime.cluster.publish import ECHO
-from realtime.cluster.records import ControlMessage, SessionRecord
+from realtime.cluster.records import ControlMessage, SessionRecord, TrackRecord
+from realtime.cluster.takeover import NotNegotiated
 from realtime.demux import PacketKind
 from realtime.dtls.certificate import Certificate
-from realtime.errors import DecodeError
+from realtime.errors import DecodeError, LocalProtocolError
 from realtime.peer.echo import restore_echo_session
 from realtime.stun.attributes import Username
 from realtime.stun.message import StunClass, StunMessage, StunMethod
@@ -56,6 +57,18 @@ Admit = Callable[[Any, list[tuple[bytes, Address]]], None]
 Release = Callable[[str], bool]
 
 
+class RestoreSfu(Protocol):
+    """Rebuilds SFU sessions here (:class:`~realtime.cluster.takeover.SfuTakeOver`)."""
+
+    async def prepare(self, record: SessionRecord) -> None:
+        """Fetch what the rebuild needs from other nodes (mirrors of pulled tracks)."""
+
+    def __call__(self, record: SessionRecord) -> tuple[Any, list[TrackRecord]]:
+        """Rebuild ``record``'s session here; return it and its pushed tracks' records
+        (owned by this node).  Raises DecodeError/ValueError if it does not replay."""
+        ...
+
+
 class JustInTime:
     """The media port's fallback router when the node belongs to a cluster.
 
@@ -66,11 +79,13 @@ class JustInTime:
     :param certificate: the cluster's DTLS certificate (the one answers pin).
     :param admit: adds a rebuilt session to the media port and routes its held checks.
     :param release: drops this node's unconnected copy of a session another node took.
+    :param restore_sfu: rebuilds an SFU session from its record (None: refused).
     """
 
     def __init__(self, directory: Directory, reactor: Any, inner: Any, node_id: str,
                  certificate: Certificate, admit: Admit, release: Release,
-                 keylog: Callable[[bytes], None] | None = None) -> None:
+                 keylog: Callable[[bytes], None] | None = None,
+                 restore_sfu: RestoreSfu | None = None) -> None:
         self.directory = directory
         self.reactor = reactor
         self.inner = inner
@@ -79,6 +94,7 @@ class JustInTime:
         self.fingerprint = f"sha-256 {certificate.fingerprint()}"
         self.admit = admit
         self.release = release
+        self.restore_sfu = restore_sfu
         #: copies of sessions dropped because another node took them over
         self.released = 0
         self.keylog = keylog
@@ -104,22 +120,45 @@ class JustInTime:
         return self.inner.route(kind, data, addr, now)
 
     def found(self, record: SessionRecord, held: list[tuple[bytes, Address]]) -> None:
-        """Rebuild the session of ``record``, answer its held checks, claim it."""
+        """Rebuild the session of ``record``, answer its held checks, claim it.
+
+        An SFU session whose pulls name tracks of other nodes first has them
+        mirrored here (``restore_sfu.prepare``: a few Redis round trips); its
+        held checks wait for that.
+        """
+        if record.session_kind != ECHO and self.restore_sfu is not None:
+            Deferred.fromCoroutine(self.restore_sfu.prepare(record)).addCallbacks(
+                lambda _: self._rebuild(record, held), self._unprepared)
+        else:
+            self._rebuild(record, held)
+
+    def _unprepared(self, failure: Failure) -> None:
+        failure.trap(DirectoryUnavailable)
+        self.refused["directory_unavailable"] += 1
+
+    def _rebuild(self, record: SessionRecord, held: list[tuple[bytes, Address]]) -> None:
         first = self._first_seen.pop(record.ice_ufrag, self.reactor.seconds())
         if record.local_fingerprint != self.fingerprint:
             self.refused["certificate_mismatch"] += 1
             return
-        if record.session_kind != ECHO:
-            self.refused["sfu_not_rebuilt"] += 1
-            return
+        tracks: list[TrackRecord] = []
         try:
-            session = restore_echo_session(
-                record.session_id, record.remote_description, record.media_description,
-                certificate=self.certificate, keylog=self.keylog)
-        except (DecodeError, ValueError, TypeError):
+            if record.session_kind == ECHO:
+                session = restore_echo_session(
+                    record.session_id, record.remote_description, record.media_description,
+                    certificate=self.certificate, keylog=self.keylog)
+                session.app_id = record.app_id
+            elif self.restore_sfu is None:
+                self.refused["sfu_not_rebuilt"] += 1
+                return
+            else:
+                session, tracks = self.restore_sfu(record)
+        except NotNegotiated:       # its first exchange is still on its way to Redis
+            self.refused["not_negotiated"] += 1
+            return
+        except (DecodeError, ValueError, TypeError, LocalProtocolError):
             self.refused["bad_description"] += 1
             return
-        session.app_id = record.app_id
         try:
             self.admit(session, held)
         except ValueError:          # its ufrag is registered here already
@@ -130,15 +169,19 @@ class JustInTime:
         if len(self.timings) < 4096:
             self.timings[record.session_id] = (first, now)
         claim = replace(record, owner_node=self.node_id, last_seen=now)
-        Deferred.fromCoroutine(self._claim(claim, record.owner_node)).addErrback(_unclaimed)
+        Deferred.fromCoroutine(self._claim(claim, record.owner_node, tracks)).addErrback(
+            _unclaimed)
 
-    async def _claim(self, claim: SessionRecord, previous: str | None) -> None:
-        """Record this node as owner, then tell the previous owner to drop its copy.
+    async def _claim(self, claim: SessionRecord, previous: str | None,
+                     tracks: Sequence[TrackRecord] = ()) -> None:
+        """Record this node as owner (session, pushed tracks), then tell the previous owner.
 
-        Both go over the same Redis connection, so the owner is written before
+        All go over the same Redis connection, so the owner is written before
         the previous owner hears ``close`` and looks.
         """
         await self.directory.put_session(claim)
+        for track in tracks:
+            await self.directory.put_track(track)
         if previous is not None and previous != self.node_id:
             await self.directory.send_control(previous, ControlMessage(
                 "close", self.node_id, claim.session_id, "", claim.last_seen))

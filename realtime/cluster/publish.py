@@ -9,8 +9,9 @@ it over just in time (:mod:`realtime.cluster.jit`):
   fingerprint, the peer's fingerprints, the offer and our answer -- written
   and *awaited* before the answer leaves, so no check can beat it to Redis;
 * an SFU session (``sessions/new``, then every negotiation): the same
-  parameters once negotiated, a compact JSON list of its transceivers as the
-  media description, and one :class:`~realtime.cluster.records.TrackRecord`
+  parameters once negotiated, the last exchange's two SDPs raw and, as the
+  media description, the plan of each mid (:mod:`realtime.sfu.restore`:
+  pushed track name, pulled track, payload types), and one :class:`~realtime.cluster.records.TrackRecord`
   per pushed track (SSRCs, rids, codecs, status).  These writes are pipelined
   in the background: the API call first checks the directory is connected
   (the 503 otherwise) and the writes go out on that connection before the
@@ -36,6 +37,8 @@ from realtime.cluster.datachannels import DataChannelRelay
 from realtime.cluster.directory import Directory
 from realtime.cluster.track_media import media_to_json
 from realtime.cluster.records import SessionRecord, TrackRecord
+from realtime.sfu.restore import plan_of
+from realtime.sfu.session import unpack_sdp
 
 log = Logger()
 
@@ -130,23 +133,20 @@ class ClusterSessions:
         now = self.clock.seconds()
         remote = () if connection is None else tuple(
             _fingerprint(a, v) for a, v in connection.remote_fingerprints)
+        exchange = session.exchange
+        local_sdp, remote_sdp, local_offered = (
+            ("", "", False) if exchange is None
+            else (unpack_sdp(exchange[0]), unpack_sdp(exchange[1]), exchange[2]))
         return SessionRecord(
             session_id=session.session_id, app_id=session.app_id,
             ice_ufrag=session.ice.local_ufrag, ice_pwd=session.ice.local_pwd,
             remote_ice_ufrag=session.ice.remote_ufrag or "", remote_fingerprints=remote,
             local_fingerprint=_fingerprint("sha-256", session.certificate.fingerprint()),
             dtls_role="" if negotiated is None else str(negotiated.dtls_role),
-            media_description=json.dumps(
-                [self._transceiver(t) for t in session.transceivers], separators=(",", ":")),
+            media_description=json.dumps(plan_of(session), separators=(",", ":")),
             owner_node=self.node_id, created=session.created, last_seen=now,
-            session_kind=SFU)
-
-    @staticmethod
-    def _transceiver(transceiver: Any) -> dict[str, Any]:
-        media = transceiver.media
-        return {"mid": transceiver.mid, "kind": transceiver.kind, "role": transceiver.role,
-                "trackName": transceiver.track_name,
-                "codecs": [] if media is None else [_codec(c) for c in media.codecs]}
+            session_kind=SFU, remote_description=remote_sdp,
+            local_description=local_sdp, local_offered=local_offered)
 
     def track_records(self, session: Any) -> list[TrackRecord]:
         """Return one record per track ``session`` pushes (publish and bidirectional)."""

@@ -128,11 +128,18 @@ class SessionRecord(Record):
     ``remote_description`` the peer's offer: with both, a node that did not
     make the session rebuilds it exactly (same ufrag, SSRCs, DTLS role).
     ``session_kind`` says what to rebuild: ``"echo"`` or ``"sfu"``.
+
+    An SFU session (either side may offer, RFC 8829 §5) stores its last
+    completed exchange raw: ``local_description`` ours, ``remote_description``
+    the client's, ``local_offered`` whether ours was the offer; its
+    ``media_description`` is then the plan of :mod:`realtime.sfu.restore`
+    (per mid: role, pushed track name, pulled track, payload types we chose).
     """
 
     kind: ClassVar[str] = "session"
-    long_fields: ClassVar[dict[str, int]] = {"media_description": 128 * 1024,
-                                             "remote_description": 128 * 1024}
+    long_fields: ClassVar[dict[str, int]] = {"media_description": 64 * 1024,
+                                             "remote_description": 64 * 1024,
+                                             "local_description": 64 * 1024}
     session_id: str
     app_id: str
     ice_ufrag: str
@@ -147,6 +154,8 @@ class SessionRecord(Record):
     last_seen: float
     session_kind: str = "sfu"
     remote_description: str = ""
+    local_description: str = ""
+    local_offered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,10 +181,9 @@ class WorkerSupervisor(Service):
             self.workers.append(worker)
         log.info("realtime: {count} workers started, directory: {where}", count=self.count,
                  where="--cluster" if self.redis is None else f"private {self.redis.url}")
-        log.warn("realtime: workers take over echo sessions from each other, not yet SFU "
-                 "sessions: each PeerConnection reaches whichever worker the kernel picks, "
-                 "and an SFU session connects only when its media reaches the worker that "
-                 "made it (API calls are forwarded to that worker; docs/cluster.md)")
+        log.warn("realtime: each API call and each PeerConnection reaches whichever worker "
+                 "the kernel picks: a session's media is taken over by the worker it reaches "
+                 "and its API calls are forwarded to that worker (docs/cluster.md)")
 
     def stopService(self) -> Deferred:  # noqa: N802 (Twisted name)
         """Stop every worker (SIGTERM), then the private Redis."""

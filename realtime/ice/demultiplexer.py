@@ -19,7 +19,8 @@ dict lookup::
          v
     route_stun(data, addr, now)
          |  decode; USERNAME "ufrag:peer" -> session by ufrag
-         |  (no USERNAME or unknown ufrag -> the session bound to addr, else drop)
+         |  (no USERNAME or unknown ufrag -> the session bound to addr, else drop;
+         |   a cluster node drops an unknown ufrag for its directory lookup)
          v
     session.ice.receive_stun(...)  -- authenticates, returns the response
          |
@@ -34,6 +35,14 @@ when the session closes.
 
 Datagrams whose ufrag matches no session are dropped without an answer:
 this port is not a public STUN server, and silence tells a scanner nothing.
+
+A check whose ufrag is unknown but whose address is bound gets a 401 from
+the bound session -- unless ``bound_answers_unknown`` is False, as on a
+cluster node: there the ufrag may name a session another node made, so the
+check is dropped here and goes to the directory lookup
+(:mod:`realtime.cluster.jit`).  A client port that served an old session on
+this node (a client that closed one PeerConnection and opened another on
+the same port) must not hide its new session from the lookup.
 """
 
 from __future__ import annotations
@@ -73,7 +82,10 @@ _DROPPED = Routed(None, None)
 class SessionDemultiplexer(Generic[S]):
     """Map remote addresses and local ufrags of one media port to sessions."""
 
-    def __init__(self) -> None:
+    def __init__(self, bound_answers_unknown: bool = True) -> None:
+        #: a check with an unknown ufrag from a bound address: 401 from that session (True),
+        #: or dropped for the caller's own lookup (False, a cluster node)
+        self.bound_answers_unknown = bound_answers_unknown
         self._by_address: dict[Address, S] = {}
         self._by_ufrag: dict[str, S] = {}
         self._ufrag_of: dict[S, str] = {}
@@ -131,6 +143,8 @@ class SessionDemultiplexer(Generic[S]):
         for attribute in message.attributes:
             if type(attribute) is Username:
                 session = self._by_ufrag.get(attribute.value.partition(":")[0])
+                if session is None and not self.bound_answers_unknown:
+                    return _DROPPED
                 break
         if session is None:
             session = self._by_address.get(addr)

@@ -143,7 +143,9 @@ class PeerHost:
         self.on_removed = on_removed
         #: told of every session whose ICE and DTLS completed (the cluster's "last seen")
         self.on_connected = on_connected
-        self.demux: SessionDemultiplexer[HostedSession] = SessionDemultiplexer()
+        # a cluster node looks unknown ufrags up even from a bound address (its port reused)
+        self.demux: SessionDemultiplexer[HostedSession] = SessionDemultiplexer(
+            bound_answers_unknown=unknown_checks is None)
         self.router = PeerRouter(self.demux, fallback, self._after_input, unknown_checks)
         self.unconnected_timeout = unconnected_timeout
         self.reconnect_window = reconnect_window

@@ -39,6 +39,7 @@ is the connection's ``media_sink``: RTP goes by SSRC to its
 from __future__ import annotations
 
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -92,6 +93,16 @@ class MediaRequest:
     preferences: SimulcastPreferences | None = None
 
 
+def pack_sdp(sdp: str) -> bytes:
+    """Return ``sdp`` compressed for keeping (zlib, RFC 1950): SDP text shrinks ~3x."""
+    return zlib.compress(sdp.encode(), 6)
+
+
+def unpack_sdp(packed: bytes) -> str:
+    """Return the SDP :func:`pack_sdp` kept."""
+    return zlib.decompress(packed).decode()
+
+
 class SfuSession:
     """One client PeerConnection of the SFU, without I/O.
 
@@ -112,7 +123,8 @@ class SfuSession:
                  touched: set | None = None,
                  srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
                  keylog: Callable[[bytes], None] | None = None,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.session_id = session_id
         self.app_id = app_id
         self.certificate = certificate
@@ -122,7 +134,8 @@ class SfuSession:
         self.keylog = keylog
         self.publish = publish
         self.touched: set = set() if touched is None else touched
-        ufrag, pwd = ice_credentials(random)
+        # a cluster node taking the session over keeps the ufrag/pwd the answer carried
+        ufrag, pwd = credentials or ice_credentials(random)
         self.ice = IceLiteAgent(ufrag, pwd, tiebreaker=int.from_bytes(random(8), "big"))
         self.local = LocalTransport.host(
             ufrag, pwd, Fingerprint("sha-256", certificate.fingerprint()), address, port,
@@ -131,6 +144,11 @@ class SfuSession:
         self.transceivers: list[Transceiver] = []
         self.pending_offer: SessionDescription | None = None
         self.negotiated: NegotiatedSession | None = None
+        #: the last completed exchange: (our SDP, the client's raw SDP, we offered);
+        #: what another node replays to take the session over (realtime/sfu/restore.py).
+        #: Both SDPs are kept as zlib-compressed text (:func:`pack_sdp`): kept parsed or
+        #: plain they were a sixth of an idle session, and only a directory write reads them.
+        self.exchange: tuple[bytes, bytes, bool] | None = None
         self.rtcp_ssrc = self._new_ssrc()
         self.rtcp = RtcpLegs(self, self.rtcp_ssrc, f"realtime-{session_id[:8]}", random=random)
         self.subscriptions: dict[int, Subscription] = {}
@@ -216,6 +234,7 @@ class SfuSession:
             raise
         self.transceivers += added
         self.local = local
+        self.exchange = (pack_sdp(answer.serialize()), pack_sdp(sdp), False)
         if negotiated is None:
             for transceiver in self.transceivers:
                 if transceiver.role != CLOSED:
@@ -317,6 +336,7 @@ class SfuSession:
             raise NegotiationError("there is no pending offer to answer")
         answer = SessionDescription.parse(sdp)
         negotiated = apply_answer(self.pending_offer, answer, we_offered=True)
+        self.exchange = (pack_sdp(self.pending_offer.serialize()), pack_sdp(sdp), True)
         self.pending_offer = None
         self._settle(negotiated, now)
 

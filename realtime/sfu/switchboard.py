@@ -32,6 +32,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from realtime.sfu.limits import TRACK_INACTIVITY, UNNEGOTIATED_TIMEOUT
+from realtime.sfu.restore import FindTrack, replay
 from realtime.sfu.session import SfuSession
 from realtime.sfu.track import PublishedTrack
 
@@ -58,18 +59,28 @@ class Switchboard:
 
     # -- sessions -------------------------------------------------------------
 
-    def create_session(self, app_id: str, now: float, **transport: Any) -> SfuSession:
+    def create_session(self, app_id: str, now: float, session_id: str | None = None,
+                       credentials: tuple[str, str] | None = None,
+                       **transport: Any) -> SfuSession:
         """Create a session of ``app_id`` with a fresh 32-hex-digit id.
 
         ``transport`` goes to :class:`SfuSession` (certificate, address, port,
-        srtp_profiles, keylog).
+        srtp_profiles, keylog).  A cluster node taking over a session another
+        node made passes its ``session_id`` and ICE ``credentials`` (ufrag, pwd),
+        which the client already holds (docs/cluster.md).
+
+        :raises ValueError: ``session_id`` is live here already.
         """
-        while True:
-            session_id = self.random(16).hex()
-            if session_id not in self.sessions and session_id not in self.gone:
-                break
+        if session_id is None:
+            while True:
+                session_id = self.random(16).hex()
+                if session_id not in self.sessions and session_id not in self.gone:
+                    break
+        elif session_id in self.sessions:
+            raise ValueError(f"session {session_id} is live here already")
         session = SfuSession(session_id, app_id, now=now, publish=self.publish,
-                             touched=self.touched, random=self.random, **transport)
+                             touched=self.touched, random=self.random,
+                             credentials=credentials, **transport)
         self.sessions[session_id] = session
         for observe in self.observers:
             observe(session)
@@ -95,6 +106,43 @@ class Switchboard:
         for key in [k for k, track in self.tracks.items() if track.session is session]:
             del self.tracks[key]
         self.touched.discard(session)
+
+    def restore(self, app_id: str, session_id: str, credentials: tuple[str, str],
+                exchange: tuple[str, str, bool], plan: list[dict[str, Any]], created: float,
+                now: float, find_remote_track: FindTrack | None = None,
+                **transport: Any) -> SfuSession:
+        """Rebuild a session another node negotiated: same id, ICE credentials, transceivers.
+
+        ``exchange`` is (our SDP, the client's SDP, we offered) of its last
+        completed negotiation, ``plan`` what each mid carries
+        (:func:`realtime.sfu.restore.replay`).  Its pushed tracks are published
+        here under the same (session, name); a pulled track is looked up here
+        first, then through ``find_remote_track(app_id, session_id, name)``
+        (a cross-node pull), else its section stays silent.
+
+        :raises ValueError, DecodeError: the session is live here, or the
+            description does not replay (the session is then not kept).
+        """
+        def find(app: str, publisher: str, name: str) -> PublishedTrack | None:
+            track = self.find(app, publisher, name)
+            if track is None and find_remote_track is not None:
+                track = find_remote_track(app, publisher, name)
+            return track
+
+        session = self.create_session(app_id, now, session_id, credentials, **transport)
+        session.created = created
+        try:
+            replay(session, *exchange, plan, now, find)
+        except Exception:
+            self.drop_session(session)
+            raise
+        return session
+
+    def drop_session(self, session: SfuSession) -> None:
+        """Forget a copy of ``session`` another node took over: no 410 here, its tracks end."""
+        if self.sessions.get(session.session_id) is session:
+            self.close_session(session, "taken over")
+            self.gone.pop(session.session_id, None)
 
     # -- tracks ---------------------------------------------------------------
 

@@ -242,3 +242,61 @@ def test_redis_lost_mid_call_the_call_keeps_flowing(tmp_path, redis_server) -> N
     assert result["connected"] == "connected", result
     # 2 s after the kill: ~60 video frames at 30 fps; ask for a third of that
     assert result["after"]["video"] >= 20 and result["after"]["audio"] >= 30, result
+
+
+def test_a_client_port_reused_for_a_new_session_is_still_taken_over(tmp_path, redis_server,
+                                                                    certificate_file) -> None:
+    """Two echo sessions in turn from one client port, both made through A, media at B.
+
+    B still binds that port to the first session (until its consent expires) when the
+    second session's first check arrives with a ufrag B does not know: B must look it up,
+    not let the first session answer 401.  bench/cluster_connect.py lost about one session
+    in 100 on another node this way (the OS handed aiortc a port an earlier session had
+    used).
+    """
+    require_module("aiortc")
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    from tests.interop.realtime_server import free_port
+
+    port = free_port()
+
+    async def call_from_the_port() -> tuple[str, str]:
+        loop = asyncio.get_running_loop()
+        original = loop.create_datagram_endpoint
+
+        async def bind_the_port(factory, local_addr=None, **options):
+            if local_addr is not None and local_addr[1] == 0:   # aioice's host candidates
+                local_addr = (local_addr[0], port)
+            return await original(factory, local_addr=local_addr, **options)
+
+        loop.create_datagram_endpoint = bind_the_port
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(AudioStreamTrack())         # one m= line: one ICE transport, one socket
+        await pc.setLocalDescription(await pc.createOffer())
+        status, body = await loop.run_in_executor(None, a.post, "/echo/new", {
+            "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}})
+        assert status == 201, body
+        await pc.setRemoteDescription(RTCSessionDescription(
+            type="answer", sdp=pointed_at(body["sessionDescription"]["sdp"], a.media, b.media)))
+        for _ in range(150):
+            if pc.connectionState in ("connected", "failed"):
+                break
+            await asyncio.sleep(0.02)
+        state = pc.connectionState
+        await pc.close()
+        return state, body["sessionId"]
+
+    a = node(tmp_path, redis_server, "node-a", "--dtls-certificate", str(certificate_file))
+    b = node(tmp_path, redis_server, "node-b", "--dtls-certificate", str(certificate_file))
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        wait_registered(redis_server, "node-a", "node-b")
+        calls = [asyncio.run(call_from_the_port()) for _ in range(2)]
+    finally:
+        a.stop()
+        b.stop()
+    assert [state for state, _ in calls] == ["connected", "connected"], (calls, b.output())
+    assert [owner(redis_server, session) for _, session in calls] == ["node-b", "node-b"]

@@ -215,3 +215,15 @@ def test_random_datagrams_never_bind(data, host):
         pass
     assert len(demux) == 0
     assert first.ice.valid_addresses == frozenset() == second.ice.valid_addresses
+
+
+def test_a_cluster_node_drops_an_unknown_ufrag_from_a_bound_address_for_its_lookup():
+    """The client's port served an old session here; its new session's ufrag is unknown here."""
+    demux = SessionDemultiplexer(bound_answers_unknown=False)
+    first = Session(remote_ufrag=REMOTE_UFRAG)
+    demux.register(LOCAL_UFRAG, first)
+    demux.route_stun(check(), ADDR, 0.0)
+    assert demux.route_stun(check(username="nobody:x"), ADDR, 1.0) == (None, None)
+    assert demux.session_for_address(ADDR) is first                  # the old binding stays
+    session, response = demux.route_stun(check(username=None), ADDR, 1.0)
+    assert session is first                     # no USERNAME: still the bound session's
