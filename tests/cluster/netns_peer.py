@@ -7,9 +7,10 @@ API it uses is an argument), and prints one JSON line with what it got::
     python netns_peer.py ROOT pull API_URL PUBLISHER_SESSION TRACK_NAME...
 
 ``pull``: a new session pulls the named tracks, answers the SFU's offer through
-``renegotiate`` and counts decoded frames per kind (``subscribe`` of
-tests/interop/test_sfu_aiortc.py); prints ``{"session", "state", "frames", "rates",
-"status"}``.  No ICE servers: host candidates only (the namespace's one interface).
+``renegotiate``; once connected it prints ``{"session", "state"}`` (so the test can see
+where the PeerConnection lives while it does), then counts decoded frames per kind for
+:data:`SECONDS` and prints ``{"session", "state", "frames", "rates", "status"}``.  No ICE
+servers: host candidates only (the namespace's one interface).
 """
 
 from __future__ import annotations
@@ -29,11 +30,36 @@ class Api:
         return self.url
 
 
-async def pull(url: str, publisher: str, names: list[str]) -> dict:
-    from tests.interop.test_sfu_aiortc import subscribe
+#: seconds of decoded frames counted after the first frame of each kind
+SECONDS = 5.0
 
-    result = await subscribe(Api(url), publisher, names, seconds=15.0)
-    return {**result, "frames": dict(result["frames"])}
+
+async def pull(url: str, publisher: str, names: list[str]) -> dict:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from tests.interop.aiortc_frames import FrameCounter
+    from tests.interop.test_sfu_aiortc import api, connected
+
+    server = Api(url)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    counter = FrameCounter(pc, initial={"audio": 0, "video": 0})
+    try:
+        session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
+            "tracks": [{"location": "remote", "sessionId": publisher, "trackName": name}
+                       for name in names]})
+        await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+        state = await connected(pc, seconds=10.0)
+        print(json.dumps({"session": session, "state": state}), flush=True)
+        rates = await counter.rates(["audio", "video"], seconds=SECONDS, first_within=15.0)
+        status = await api(server, "GET", f"/sessions/{session}")
+        return {"session": session, "state": state, "frames": dict(counter.frames),
+                "rates": rates, "status": [t["status"] for t in status["tracks"]]}
+    finally:
+        await pc.close()
 
 
 def main() -> None:

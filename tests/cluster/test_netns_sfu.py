@@ -41,7 +41,7 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 INTEROP = ROOT / "tests" / "interop"
-HOLD_MS = 25000  # how long Chromium keeps its call up after measuring its own echo
+HOLD_MS = 12000  # how long Chromium keeps its call up after measuring its own echo
 
 
 class Lines:
@@ -131,17 +131,21 @@ def test_chromium_at_b_via_a_and_aiortc_pullers_at_c(tmp_path, redis_server, mon
                  str(HERE / "netns_peer.py"), str(ROOT), "pull", api_url,
                  published["sessionId"], *published["trackNames"]]))
         children.extend(pullers)
+        # while every PeerConnection is up: where does each live?
+        live = [json.loads('{"session"' + puller.wait_for('{"session"', 60))
+                for puller in pullers]
+        echo = json.loads(chromium.wait_for("CONSOLE ECHO ", 30))
+        placement = {
+            "chromium push (API node-a)": owner(redis_server, published["sessionId"]),
+            "chromium echo pull (API node-a)": owner(redis_server, echo["sessionId"]),
+            "aiortc pull 1 (API node-c)": owner(redis_server, live[0]["session"]),
+            "aiortc pull 2 (API node-a)": owner(redis_server, live[1]["session"]),
+        }
         pulled = []
         for puller in pullers:
             puller.process.wait(60)
             pulled.append(json.loads(puller.lines[-1]) if puller.lines else {})
         result = json.loads(chromium.wait_for("RESULT ", HOLD_MS / 1000 + 40))
-        placement = {
-            "chromium push (API node-a)": owner(redis_server, published["sessionId"]),
-            "chromium echo pull (API node-a)": owner(redis_server, result.get("remoteId", "")),
-            "aiortc pull 1 (API node-c)": owner(redis_server, pulled[0].get("session", "")),
-            "aiortc pull 2 (API node-a)": owner(redis_server, pulled[1].get("session", "")),
-        }
     finally:
         for child in children:
             child.stop()
