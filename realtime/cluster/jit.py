@@ -50,6 +50,11 @@ from realtime.stun.message import StunClass, StunMessage, StunMethod
 
 log = Logger()
 
+#: seconds between looks at a session whose first exchange has not reached Redis yet,
+#: and how many looks at most (about 3 s in all)
+RETRY_DELAY = 0.1
+RETRIES = 30
+
 #: ``admit(session, held_checks)``: add the session to the media port, route the checks.
 Admit = Callable[[Any, list[tuple[bytes, Address]]], None]
 #: ``release(session_id)``: drop this node's copy of a session unless it is connected here;
@@ -99,6 +104,9 @@ class JustInTime:
         self.released = 0
         self.keylog = keylog
         self.finder = SessionFinder(directory, reactor, self.found)
+        #: per ufrag: second looks taken after ``not_negotiated``; their pending calls
+        self._retries: dict[str, int] = {}
+        self._later: list[Any] = []
         #: sessions taken over, and records found but not taken, by reason
         self.taken = 0
         self.refused: Counter[str] = Counter()
@@ -155,6 +163,7 @@ class JustInTime:
                 session, tracks = self.restore_sfu(record)
         except NotNegotiated:       # its first exchange is still on its way to Redis
             self.refused["not_negotiated"] += 1
+            self._look_again(record.ice_ufrag, held)
             return
         except (DecodeError, ValueError, TypeError, LocalProtocolError):
             self.refused["bad_description"] += 1
@@ -165,6 +174,7 @@ class JustInTime:
             self.refused["already_here"] += 1
             return
         self.taken += 1
+        self._retries.pop(record.ice_ufrag, None)
         now = self.reactor.seconds()
         if len(self.timings) < 4096:
             self.timings[record.session_id] = (first, now)
@@ -193,9 +203,35 @@ class JustInTime:
             log.info("cluster: session {session} was taken over by {node}",
                      session=message.session_id, node=message.from_node)
 
+    def _look_again(self, ufrag: str, held: list[tuple[bytes, Address]]) -> None:
+        """Look ``ufrag`` up again soon with its held checks (at most :data:`RETRIES` times).
+
+        A pull's client checks as soon as it has applied the SFU's offer, before
+        its answer (``PUT renegotiate``) has reached the making node and Redis;
+        waiting for the browser's next retransmission (up to seconds later) would
+        add that to its connect time.
+        """
+        tries = self._retries.get(ufrag, 0)
+        if tries >= RETRIES:
+            self._retries.pop(ufrag, None)
+            return
+        self._retries[ufrag] = tries + 1
+        if len(self._retries) > 4096:   # bounded: a flood of half-made sessions
+            self._retries.pop(next(iter(self._retries)))
+        self._later.append(self.reactor.callLater(RETRY_DELAY, self._retry, ufrag, held))
+
+    def _retry(self, ufrag: str, held: list[tuple[bytes, Address]]) -> None:
+        self._later = [call for call in self._later if call.active()]
+        for data, addr in held:
+            self.finder.check_arrived(ufrag, data, addr)
+
     def stop(self) -> None:
-        """Cancel the lookups' timer."""
+        """Cancel the lookups' timer and pending second looks."""
         self.finder.stop()
+        for call in self._later:
+            if call.active():
+                call.cancel()
+        self._later.clear()
 
 
 def _unclaimed(failure: Failure) -> None:

@@ -23,6 +23,7 @@ address to the traffic guard (:data:`NETWORKS`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -31,7 +32,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
+from realtime.dtls.certificate import Certificate
 from tests.interop.realtime_server import APP_ID, APP_SECRET, TWISTD, stop_process
 
 ANYCAST = "10.99.99.1"
@@ -180,3 +183,33 @@ class Node:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def cluster_certificate(directory: Path) -> Path:
+    """Write the cluster's DTLS certificate (certificate + key, one PEM, 0600); return its path."""
+    certificate = Certificate.generate(time.time())
+    pem = directory / "cluster-dtls.pem"
+    pem.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
+    pem.chmod(0o600)
+    return pem
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path, redis_url: str, names: str = "abc"
+                    ) -> Iterator[tuple[Topology, dict[str, Node]]]:
+    """Build the namespaces, start one node in each (one cluster certificate), wait until
+    every node has registered; yield (topology, nodes by name); stop and remove it all."""
+    pem = cluster_certificate(directory)
+    topology = Topology(names)
+    nodes: dict[str, Node] = {}
+    try:
+        topology.build()
+        for name in names:
+            nodes[name] = Node(topology, name, redis_url, pem, directory / name)
+        for node in nodes.values():
+            node.wait_ready()
+        yield topology, nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+        topology.destroy()

@@ -3,8 +3,8 @@ Three nodes behind one "anycast" address, in network namespaces this test create
 
 The topology is :mod:`tests.cluster.netns`'s (three nodes, a client namespace under each,
 a backbone bridge).  Every node announces the same media address, 10.99.99.1; a client's
-route to it leads to the node its namespace is wired to.  Each aiortc client creates its echo session
-through node A's API; its media reaches node B (or C), which has never heard of the
+route to it leads to the node its namespace is wired to.  Each aiortc client creates its
+echo session through node A's API; its media reaches node B (or C), which has never heard of the
 session and takes it over just in time.  The directory shows where each PeerConnection
 lives.  Addresses exist only inside the namespaces (and the root side of their veths).
 """
@@ -15,15 +15,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from realtime.cluster.options import SECRET_VARIABLE
-from realtime.dtls.certificate import Certificate
 from tests.conftest import require, require_module, require_tool
-from tests.cluster.netns import ANYCAST, MEDIA, NETWORKS, Node, Topology
+from tests.cluster.netns import ANYCAST, MEDIA, NETWORKS, running_cluster
 from tests.interop.realtime_server import ROOT
 
 pytestmark = pytest.mark.interop
@@ -36,19 +34,9 @@ def test_three_nodes_one_anycast_address(tmp_path, redis_server, monkeypatch,
     require_module("aiortc")
     require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
     monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
-    certificate = Certificate.generate(time.time())
-    pem = tmp_path / "cluster-dtls.pem"
-    pem.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
-    topology = Topology("abc")
-    nodes: list[Node] = []
     results = {}
-    try:
-        topology.build()
-        for name in "abc":
-            nodes.append(Node(topology, name, redis_server.url, pem, tmp_path / name))
-        for node in nodes:
-            node.wait_ready()
-        a = nodes[0]
+    with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
+        a = nodes["a"]
         for client in "bc":
             script = subprocess.Popen(
                 ["ip", "netns", "exec", topology.client_ns(client), sys.executable,
@@ -64,10 +52,6 @@ def test_three_nodes_one_anycast_address(tmp_path, redis_server, monkeypatch,
             script.wait(20)
             record = json.loads(redis_server.command("GET", f"rt:session:{answer['sessionId']}"))
             results[client] = (answer["sessionId"][:8], record["owner_node"], result)
-    finally:
-        for node in nodes:
-            node.stop()
-        topology.destroy()
     print("\nclient namespace  API node  PeerConnection on  state      frames  connect")
     for client, (session, owner, result) in results.items():
         print(f"{topology.client_ns(client):<17} node-a    {owner:<18} {result['connected']:<10} "
@@ -75,6 +59,6 @@ def test_three_nodes_one_anycast_address(tmp_path, redis_server, monkeypatch,
               f"{result['connect_time']}")
     for client, (session, owner, result) in results.items():
         assert result["connected"] == "connected", (client, result,
-                                                    [n.output()[-3000:] for n in nodes])
+                                                    [n.output()[-3000:] for n in nodes.values()])
         assert result["frames"]["video"] >= 20 and result["frames"]["audio"] >= 30, result
         assert owner == f"node-{client}", (client, owner)

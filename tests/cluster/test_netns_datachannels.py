@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from realtime.cluster.options import SECRET_VARIABLE
-from realtime.dtls.certificate import Certificate
-from tests.cluster.netns import NETWORKS, Node, Topology
+from tests.cluster.netns import NETWORKS, Node, Topology, running_cluster
 from tests.conftest import require, require_module, require_tool
 from tests.interop.realtime_server import ROOT
 
@@ -64,43 +63,31 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
     require_module("aiortc")
     require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
     monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
-    certificate = Certificate.generate(time.time())
-    pem = tmp_path / "cluster-dtls.pem"
-    pem.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
-    topology = Topology("abc")
-    nodes: dict[str, Node] = {}
     clients: list[Client] = []
-    try:
-        topology.build()
-        for name in "abc":
-            nodes[name] = Node(topology, name, redis_server.url, pem, tmp_path / name)
-        for node in nodes.values():
-            node.wait_ready()
-        started = time.monotonic()
-        publisher = Client(topology, "a", nodes["a"], "publisher")
-        clients.append(publisher)
-        publisher_id = publisher.read()["session"]
-        subscribers = [Client(topology, n, nodes[n], "subscriber", publisher_id)
-                       for n in "bbc"]
-        clients += subscribers
-        ready = [{**s.read(), **s.read()} for s in subscribers]   # in either order:
-        for r in ready:                       # channel open, and the warm-up crossed
-            assert r["ready"] and r["warm"], ready
-        publisher.write({"count": MESSAGES})
-        results = [s.read() for s in subscribers]
-        assert publisher.read() == {"sent": MESSAGES}
-        elapsed = time.monotonic() - started
-        counters = {n: node.call("GET", "/diagnostics")[1]["clusterDataChannels"]
-                    for n, node in nodes.items()}
-        owners = {session: json.loads(redis_server.command(
-            "GET", f"rt:session:{session}"))["owner_node"]
-            for session in [publisher_id, *(r["session"] for r in ready)]}
-    finally:
-        for client in clients:
-            client.stop()
-        for node in nodes.values():
-            node.stop()
-        topology.destroy()
+    with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
+        try:
+            started = time.monotonic()
+            publisher = Client(topology, "a", nodes["a"], "publisher")
+            clients.append(publisher)
+            publisher_id = publisher.read()["session"]
+            subscribers = [Client(topology, n, nodes[n], "subscriber", publisher_id)
+                           for n in "bbc"]
+            clients += subscribers
+            ready = [{**s.read(), **s.read()} for s in subscribers]   # in either order:
+            for r in ready:                       # channel open, and the warm-up crossed
+                assert r["ready"] and r["warm"], ready
+            publisher.write({"count": MESSAGES})
+            results = [s.read() for s in subscribers]
+            assert publisher.read() == {"sent": MESSAGES}
+            elapsed = time.monotonic() - started
+            counters = {n: node.call("GET", "/diagnostics")[1]["clusterDataChannels"]
+                        for n, node in nodes.items()}
+            owners = {session: json.loads(redis_server.command(
+                "GET", f"rt:session:{session}"))["owner_node"]
+                for session in [publisher_id, *(r["session"] for r in ready)]}
+        finally:
+            for client in clients:
+                client.stop()
     wanted = [f"m{i}" for i in range(MESSAGES)]
     for result in results:
         assert result == {"messages": wanted, "ended": True}

@@ -31,8 +31,7 @@ from pathlib import Path
 import pytest
 
 from realtime.cluster.options import SECRET_VARIABLE
-from realtime.dtls.certificate import Certificate
-from tests.cluster.netns import NETWORKS, Node, Topology
+from tests.cluster.netns import NETWORKS, running_cluster
 from tests.conftest import require, require_module, require_tool
 from tests.interop.conftest import assert_plays
 from tests.interop.realtime_server import APP_ID, APP_SECRET, ROOT, free_port
@@ -92,66 +91,53 @@ def test_chromium_at_b_via_a_and_aiortc_pullers_at_c(tmp_path, redis_server, mon
     require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
     traffic_guard.allow(*NETWORKS)
     monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
-    certificate = Certificate.generate(time.time())
-    pem = tmp_path / "cluster-dtls.pem"
-    pem.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
-    pem.chmod(0o600)
-    topology = Topology("abc")
-    nodes: dict[str, Node] = {}
     children: list[Lines] = []
-    try:
-        topology.build()
-        for name in "abc":
-            nodes[name] = Node(topology, name, redis_server.url, pem, tmp_path / name)
-        for node in nodes.values():
-            node.wait_ready()
-        a_api = nodes["a"].api_url(via="backbone")
-        c_api = nodes["c"].api_url(via="backbone")
-        # the pages, served inside B's client namespace (Chromium resolves nothing but localhost)
-        pages_port = free_port()
-        children.append(Lines(["ip", "netns", "exec", topology.client_ns("b"), sys.executable,
-                               "-m", "http.server", str(pages_port), "--bind", "127.0.0.1",
-                               "--directory", str(INTEROP / "pages")]))
-        time.sleep(0.5)
-        query = urllib.parse.urlencode({"api": a_api, "app": APP_ID, "secret": APP_SECRET,
-                                        "hold": HOLD_MS})
-        chromium = Lines(["ip", "netns", "exec", topology.client_ns("b"), node_binary,
-                          str(INTEROP / "run_page.js"),
-                          f"http://127.0.0.1:{pages_port}/sfu-echo.html?{query}",
-                          str(HOLD_MS + 40000)],
-                         cwd=INTEROP, env={**os.environ, "CHROMIUM": "/usr/bin/chromium",
-                                           "REALTIME_EXCLUDE": ",".join(
-                                               nodes[n].backbone for n in "abc")})
-        children.append(chromium)
-        published = json.loads(chromium.wait_for("CONSOLE PUBLISHED ", 40))
-        pullers = []
-        for api_url in (c_api, a_api):
-            pullers.append(Lines(
-                ["ip", "netns", "exec", topology.client_ns("c"), sys.executable,
-                 str(HERE / "netns_peer.py"), str(ROOT), "pull", api_url,
-                 published["sessionId"], *published["trackNames"]]))
-        children.extend(pullers)
-        # while every PeerConnection is up: where does each live?
-        live = [json.loads('{"session"' + puller.wait_for('{"session"', 60))
-                for puller in pullers]
-        echo = json.loads(chromium.wait_for("CONSOLE ECHO ", 30))
-        placement = {
-            "chromium push (API node-a)": owner(redis_server, published["sessionId"]),
-            "chromium echo pull (API node-a)": owner(redis_server, echo["sessionId"]),
-            "aiortc pull 1 (API node-c)": owner(redis_server, live[0]["session"]),
-            "aiortc pull 2 (API node-a)": owner(redis_server, live[1]["session"]),
-        }
-        pulled = []
-        for puller in pullers:
-            puller.process.wait(60)
-            pulled.append(json.loads(puller.lines[-1]) if puller.lines else {})
-        result = json.loads(chromium.wait_for("RESULT ", HOLD_MS / 1000 + 40))
-    finally:
-        for child in children:
-            child.stop()
-        for node in nodes.values():
-            node.stop()
-        topology.destroy()
+    with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
+        try:
+            a_api = nodes["a"].api_url(via="backbone")
+            c_api = nodes["c"].api_url(via="backbone")
+            # the pages, served inside B's client namespace (Chromium resolves only localhost)
+            pages_port = free_port()
+            children.append(Lines(["ip", "netns", "exec", topology.client_ns("b"), sys.executable,
+                                   "-m", "http.server", str(pages_port), "--bind", "127.0.0.1",
+                                   "--directory", str(INTEROP / "pages")]))
+            time.sleep(0.5)
+            query = urllib.parse.urlencode({"api": a_api, "app": APP_ID, "secret": APP_SECRET,
+                                            "hold": HOLD_MS})
+            chromium = Lines(["ip", "netns", "exec", topology.client_ns("b"), node_binary,
+                              str(INTEROP / "run_page.js"),
+                              f"http://127.0.0.1:{pages_port}/sfu-echo.html?{query}",
+                              str(HOLD_MS + 40000)],
+                             cwd=INTEROP, env={**os.environ, "CHROMIUM": "/usr/bin/chromium",
+                                               "REALTIME_EXCLUDE": ",".join(
+                                                   nodes[n].backbone for n in "abc")})
+            children.append(chromium)
+            published = json.loads(chromium.wait_for("CONSOLE PUBLISHED ", 40))
+            pullers = []
+            for api_url in (c_api, a_api):
+                pullers.append(Lines(
+                    ["ip", "netns", "exec", topology.client_ns("c"), sys.executable,
+                     str(HERE / "netns_peer.py"), str(ROOT), "pull", api_url,
+                     published["sessionId"], *published["trackNames"]]))
+            children.extend(pullers)
+            # while every PeerConnection is up: where does each live?
+            live = [json.loads('{"session"' + puller.wait_for('{"session"', 60))
+                    for puller in pullers]
+            echo = json.loads(chromium.wait_for("CONSOLE ECHO ", 30))
+            placement = {
+                "chromium push (API node-a)": owner(redis_server, published["sessionId"]),
+                "chromium echo pull (API node-a)": owner(redis_server, echo["sessionId"]),
+                "aiortc pull 1 (API node-c)": owner(redis_server, live[0]["session"]),
+                "aiortc pull 2 (API node-a)": owner(redis_server, live[1]["session"]),
+            }
+            pulled = []
+            for puller in pullers:
+                puller.process.wait(60)
+                pulled.append(json.loads(puller.lines[-1]) if puller.lines else {})
+            result = json.loads(chromium.wait_for("RESULT ", HOLD_MS / 1000 + 40))
+        finally:
+            for child in children:
+                child.stop()
     print("\nPeerConnection                      lives on")
     for what, where in placement.items():
         print(f"  {what:<34} {where}")
