@@ -56,10 +56,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()
-    print(f"{'message bytes':>13}  {'fragments':>9}  {'send µs':>8}  {'receive µs':>10}")
-    for size in (16, 1000, 16 * 1024, 64 * 1024):
-        send, receive, fragments = run(size, max(50, args.n * 16 // max(16, size // 64)))
-        print(f"{size:>13}  {fragments:>9}  {send:>8.1f}  {receive:>10.1f}")
+    from record import Record
+
+    record = Record("datachannel_relay", {"n": args.n})
+    rows = []
+    with record.capture():
+        print(f"{'message bytes':>13}  {'fragments':>9}  {'send µs':>8}  {'receive µs':>10}")
+        for size in (16, 1000, 16 * 1024, 64 * 1024):
+            send, receive, fragments = run(size, max(50, args.n * 16 // max(16, size // 64)))
+            print(f"{size:>13}  {fragments:>9}  {send:>8.1f}  {receive:>10.1f}")
+            rows.append({"bytes": size, "fragments": fragments, "send_us": send,
+                         "receive_us": receive})
+    record.save(rows)
 
 
 if __name__ == "__main__":
