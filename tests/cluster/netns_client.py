@@ -3,7 +3,8 @@ An aiortc echo client for the network-namespace test, run inside a client namesp
 
 Protocol on stdin/stdout, one JSON object per line: it prints ``{"offer": SDP}``,
 reads ``{"answer": SDP}``, then prints ``{"connected": STATE, "frames": {...},
-"connect_time": SECONDS}`` and exits.  No ICE servers: host candidates only.
+"connect_time": SECONDS}``, and closes and exits at the next line it reads.  No ICE
+servers: host candidates only.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ async def main() -> None:
     await counter.wait(10.0)
     print(json.dumps({"connected": pc.connectionState, "frames": dict(counter.frames),
                       "connect_time": connect_time}), flush=True)
+    # stay up until told: the test reads where the PeerConnection lives while it does
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await pc.close()
 
 

@@ -49,8 +49,12 @@ def test_three_nodes_one_anycast_address(tmp_path, redis_server, monkeypatch,
             script.stdin.write(json.dumps({"answer": answer["sessionDescription"]["sdp"]}) + "\n")
             script.stdin.flush()
             result = json.loads(script.stdout.readline())
+            raw = redis_server.command("GET", f"rt:session:{answer['sessionId']}")
+            script.stdin.write("close\n")        # the call was up while its record was read
+            script.stdin.flush()
             script.wait(20)
-            record = json.loads(redis_server.command("GET", f"rt:session:{answer['sessionId']}"))
+            assert raw is not None, [n.output()[-2000:] for n in nodes.values()]
+            record = json.loads(raw)
             results[client] = (answer["sessionId"][:8], record["owner_node"], result)
     print("\nclient namespace  API node  PeerConnection on  state      frames  connect")
     for client, (session, owner, result) in results.items():
