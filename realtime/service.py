@@ -3,12 +3,18 @@
 
 The options are in :mod:`realtime.options`.
 
-:func:`makeService` builds one :class:`RealtimeService` (a ``MultiService``)::
+:func:`makeService` is the composition root: it builds every part first,
+each given its collaborators through its constructor (the TURN parts in
+:func:`realtime.net.turn_service.build_turn`, with ``--cluster`` the
+cluster's in :func:`realtime.cluster.wiring.build_cluster`), then one
+:class:`RealtimeService` (a ``MultiService``) from a frozen
+:class:`ServiceParts` and its children, in start order::
 
     RealtimeService
      ├─ sfu-collect  TimerService(SfuSessions.collect): silent tracks, dead sessions, every 5 s
      ├─ usage-flush  UsageFlush: SFU usage counters -> state store every 10 s and on stop
      ├─ turn-usage-flush  UsageFlush: TURN usage -> state store every 30 s and on stop
+     ├─ private-api  PrivateApiService (with --cluster): forwarded API calls
      ├─ media        UDPServer(--media-port, MediaPort(PeerHost.router))      all PeerConnections
      ├─ turn-udp     UDPServer(--turn-port, TurnUdpPort)                         RFC 8656 §3.1
      ├─ api          EndpointListener(--api, Site(api.app.resource()))        HTTPS/HTTP
@@ -20,7 +26,7 @@ The options are in :mod:`realtime.options`.
 The :class:`~realtime.api.app.RealtimeAPI` is given every collaborator here
 (PeerHost, Switchboard, rate limiters, SfuUsage, TurnKeys, the cluster's
 hooks); periodic work runs only as the child services above, so it starts
-and stops with the tree.
+and stops with the tree.  docs/architecture.md draws the build order.
 
 State lives in ``--state-dir`` (mode 0700): ``realtime.sqlite3`` (apps, TURN
 keys, usage; see :mod:`realtime.storage`) and ``tls/`` (the self-signed certificate; see
@@ -37,14 +43,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application import internet
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -57,19 +63,11 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
-from realtime.api.auth import authenticate
 from realtime.api.sessions import COLLECT_INTERVAL
 from realtime.api.usage import SfuUsage
-from realtime.cluster.forward import build_forwarding
 from realtime.cluster.jit import JustInTime
-from realtime.cluster.node import ClusterNodeService
-from realtime.cluster.publish import ClusterSessions
-from realtime.cluster.records import ControlMessage
-from realtime.cluster.remote_tracks import RemoteTracks
-from realtime.cluster.datachannels import DATACHANNEL_CONTROL, DataChannelRelay
-from realtime.cluster.relay import RelayKind, RelayPacketReceived
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
-from realtime.cluster.takeover import SfuTakeOver
+from realtime.cluster.wiring import ClusterParts, build_cluster, forward_api
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
 from realtime.net.media_port import MediaPort
@@ -85,6 +83,8 @@ from realtime.sfu.switchboard import Switchboard
 from realtime.storage import ServerConfig, StateStore, generate_app
 
 log = Logger()
+
+S = TypeVar("S", bound=Service)
 
 def tls_endpoint(port: int, interface: str, tls: TlsFiles) -> str:
     """Return the ``ssl:`` server endpoint string for ``port`` with the state dir's certificate."""
@@ -118,39 +118,67 @@ class EndpointListener(internet.StreamServerEndpointService):
         return port
 
 
-class RealtimeService(MultiService):
-    """Run the API, media and TURN listeners; announce them when started.
+@dataclass(frozen=True)
+class ServiceParts:
+    """What :class:`RealtimeService` runs and announces, built by :func:`makeService` first."""
 
-    Built by :func:`makeService`; tests read the bound ports from
-    :attr:`config` or the ``*_port`` properties after ``startService()``.
-    """
-
-    #: the TURN parts (:class:`realtime.net.turn_service.TurnRuntime`), set by makeService
-    turn: TurnRuntime | None = None
+    api: RealtimeAPI
+    store: StateStore
+    peers: PeerHost
+    #: the TURN parts (host, machine, keys, relays, listener protocols)
+    turn: TurnRuntime
+    #: the media port (``--media-port``): every PeerConnection's UDP socket
+    media: MediaPort
+    api_listener: EndpointListener
+    turn_tcp_listener: EndpointListener
+    turn_tls_listener: EndpointListener
     #: ``--turn-host``, for the TURN URLs
     turn_host: str | None = None
-    #: ids of the apps generated by this start (their secrets are printed this once)
-    new_app_ids: frozenset[str] = frozenset()
+    #: the ``--turn-alt-port`` listeners, announced in the TURN URLs
+    turn_alternates: tuple[tuple[str, int], ...] = ()
     #: the server's own IP addresses (public, interface, IPv6 relay): TURN never relays to
     #: its own TURN UDP ports on them
     own_addresses: tuple[str, ...] = ()
-    #: with ``--cluster``: the media port's just-in-time fallback (its counters), else None
-    just_in_time: JustInTime | None = None
+    #: ids of the apps generated by this start (their secrets are printed this once)
+    new_app_ids: frozenset[str] = frozenset()
+    #: with ``--cluster``: the node's parts (:mod:`realtime.cluster.wiring`), else None
+    cluster: ClusterParts | None = None
 
-    def __init__(self, api: RealtimeAPI, store: StateStore) -> None:
+
+class RealtimeService(MultiService):
+    """Run the API, media and TURN listeners; announce them when started.
+
+    Built by :func:`makeService` from its :class:`ServiceParts` and its child
+    services (started in the order given, stopped in reverse); tests read the
+    bound ports from :attr:`config` or the ``*_port`` properties after
+    ``startService()``.
+    """
+
+    def __init__(self, parts: ServiceParts, children: Iterable[Service] = ()) -> None:
         super().__init__()
-        self.api = api
-        self.store = store
-        #: the ``--turn-alt-port`` listeners, announced in the TURN URLs
-        self.turn_alternates: list = []
-        self.media: MediaPort
-        self.peers: PeerHost
-        self.turn_udp: MediaPort
-        self.turn_tcp: TurnConnectionFactory
-        self.turn_tls: TurnConnectionFactory
-        self.api_listener: EndpointListener
-        self.turn_tcp_listener: EndpointListener
-        self.turn_tls_listener: EndpointListener
+        self.parts = parts
+        self.api = parts.api
+        self.store = parts.store
+        self.peers = parts.peers
+        self.turn = parts.turn
+        self.media = parts.media
+        self.api_listener = parts.api_listener
+        self.turn_tcp_listener = parts.turn_tcp_listener
+        self.turn_tls_listener = parts.turn_tls_listener
+        self.turn_host = parts.turn_host
+        self.turn_alternates = parts.turn_alternates
+        self.own_addresses = parts.own_addresses
+        self.new_app_ids = parts.new_app_ids
+        #: the TURN listeners' protocols (their ``drops`` counters)
+        self.turn_udp: MediaPort = parts.turn.udp[0][2]
+        streams = {name: factory for name, _, factory in parts.turn.streams}
+        self.turn_tcp: TurnConnectionFactory = streams["turn-tcp"]
+        self.turn_tls: TurnConnectionFactory = streams["turn-tls"]
+        #: with ``--cluster``: the media port's just-in-time fallback (its counters), else None
+        self.just_in_time: JustInTime | None = (
+            parts.cluster.jit if parts.cluster is not None else None)
+        for child in children:
+            child.setServiceParent(self)
 
     @property
     def config(self) -> ServerConfig:
@@ -190,20 +218,19 @@ class RealtimeService(MultiService):
             turns_port=_either(self.turns_port, given.turns_port),
             api_url=self._api_url(),
         )
-        if self.turn is not None:
-            self.turn.keys.set_urls(self.turn_host or self.config.public_ip,
-                                    self.config.turn_port, self.config.turns_port,
-                                    self.turn_alternates)
-            # TURN's own UDP ports (no TURN inside TURN); not the media port: a client
-            # that can only relay reaches this server's SFU through this server's TURN
-            ports = [udp.port for _, _, udp in self.turn.udp if udp.port is not None]
-            self.turn.server.policy.add_own_endpoints(
-                (address, port) for address in self.own_addresses for port in ports)
+        self.turn.keys.set_urls(self.turn_host or self.config.public_ip,
+                                self.config.turn_port, self.config.turns_port,
+                                self.turn_alternates)
+        # TURN's own UDP ports (no TURN inside TURN); not the media port: a client
+        # that can only relay reaches this server's SFU through this server's TURN
+        ports = [udp.port for _, _, udp in self.turn.udp if udp.port is not None]
+        self.turn.server.policy.add_own_endpoints(
+            (address, port) for address in self.own_addresses for port in ports)
         self._announce()
 
     def stopService(self) -> Deferred[None]:
         """Stop every listener (the usage flushes last), cancel TURN's timer, close the store."""
-        if self.turn is not None and self.running:
+        if self.running:
             self.turn.host.stop()
         if not self.running:
             self.store.close()
@@ -239,8 +266,8 @@ class RealtimeService(MultiService):
                  ip=config.public_ip, turn=config.turn_port, turns=config.turns_port)
         database = self.store.path
         turn = self.turn
-        new_keys = turn.new_key_ids if turn is not None else set()
-        for key in (turn.keys.keys.values() if turn is not None else []):
+        new_keys = turn.new_key_ids
+        for key in turn.keys.keys.values():
             if key.generated and key.key_id not in new_keys:
                 log.info("TURN key {key_id} (generated; its token is stored in {database} and "
                          "was printed only when created)", key_id=key.key_id, database=database)
@@ -268,19 +295,6 @@ class RealtimeService(MultiService):
                 '-H "Authorization: Bearer {secret}" {url}/v1/apps/{app_id}/sessions/new',
                 app_id=app.app_id, secret=app.secret, insecure=insecure, url=config.api_url,
             )
-
-
-def _published(board: Switchboard, session_id: str, name: str) -> Any:
-    """Return the open DataChannel ``name`` published by local session ``session_id``, or None."""
-    session = board.get(session_id)
-    return None if session is None else session.datachannels.published(name)
-
-
-def _flush_sessions(peers: PeerHost, sessions: Any) -> None:
-    """Send what relayed DataChannel messages queued on ``sessions``."""
-    for session in sessions:
-        for touched in session.take_touched():
-            peers.flush(touched)
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -317,64 +331,19 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     certificate = load_dtls_certificate(options.get("dtls-certificate"), reactor.seconds())
     keylog = _keylog_writer(options["dtls-keylog"])
-    cluster = options.get("cluster-options")
-    node: ClusterNodeService | None = None
-    sessions: ClusterSessions | None = None
-    jit: JustInTime | None = None
+    # with --cluster: the node and what hangs off it (realtime.cluster.wiring, docs/cluster.md)
+    cluster_options = options.get("cluster-options")
     fallback = BindingRouter()
     board = Switchboard()
-    if cluster is not None:  # docs/cluster.md: what the cluster wires and what it does not yet
-        if options.get("dtls-certificate") is None:
-            log.warn("cluster: no --dtls-certificate: this node's DTLS certificate is its own, "
-                     "so sessions made here connect only here")
-
-        def on_control(message: ControlMessage) -> None:
-            """A control message for this node: DataChannels', a cross-node pull's, else
-            just in time's."""
-            if message.action in DATACHANNEL_CONTROL:
-                datachannels.control(message)
-            elif not remote.on_control(message) and jit is not None:
-                jit.control(message)
-
-        def on_relay(packet: RelayPacketReceived) -> None:
-            """A packet another node relayed here: a DataChannel message or a pulled track's."""
-            if packet.kind == RelayKind.DATACHANNEL:
-                datachannels.receive(packet)
-            else:
-                remote.on_relay(packet)
-
-        node = ClusterNodeService(reactor, cluster, lambda: (
-            f"{service.config.public_ip}:{service.config.media_port}"),
-            on_control=on_control,
-            on_relay=on_relay,
-            on_members=lambda members: remote.on_members(members),
-            private_api=lambda: (private_api.address, private_api.certificate))
-        # cross-node pulls (docs/cluster.md): PeerHost is made below
-        remote = RemoteTracks(reactor, node.directory, cluster.node_id, node.relay.send,
-                              board=lambda: board,
-                              flush=lambda session: peers.flush(session),
-                              refresh_members=node.refresh_now)
-        datachannels = DataChannelRelay(
-            cluster.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
-            node.refresh_members, lambda session_id, name: _published(board, session_id, name),
-            lambda touched: _flush_sessions(peers, touched))
-        sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
-                                   relay_stats=node.relay_stats, datachannels=datachannels)
-        # SFU take-over (docs/cluster.md): pulls of other nodes' tracks are mirrored first
-        takeover = SfuTakeOver(lambda: board, sessions.track_records,
-                               lambda: {"certificate": peers.certificate, "keylog": peers.keylog,
-                                        "address": config.public_ip, "port": config.media_port},
-                               reactor, pull=remote.find_or_pull)
-        jit = JustInTime(
-            node.directory, reactor, fallback, cluster.node_id, certificate,
-            lambda session, held: peers.admit(session, held),
-            lambda session_id: api.sessions.release(session_id), keylog=keylog,
-            restore_sfu=takeover)
+    cluster = None if cluster_options is None else build_cluster(
+        reactor, cluster_options, board=board, fallback=fallback, certificate=certificate,
+        config=config, keylog=keylog, own_certificate=options.get("dtls-certificate") is None)
+    hooks = None if cluster is None else cluster.sessions
     peers = PeerHost(reactor, fallback, certificate=certificate, keylog=keylog,
                      srtp_keylog=_json_lines_writer(options.get("srtp-keylog")),
-                     on_removed=None if sessions is None else sessions.session_removed,
-                     on_connected=None if sessions is None else sessions.session_connected,
-                     unknown_checks=jit)
+                     on_removed=None if hooks is None else hooks.session_removed,
+                     on_connected=None if hooks is None else hooks.session_connected,
+                     unknown_checks=None if cluster is None else cluster.jit)
     turn = build_turn(options, reactor, store, interface, public_ip)
     usage = SfuUsage(store)
     board.observers.append(usage.meter.observe)  # meter every session from the first one on
@@ -382,62 +351,53 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         store, config, reactor, peers=peers, switchboard=board,
         rate_limiter=RateLimiter(),
         session_limiter=RateLimiter(config.session_rate, config.session_burst, max_keys=10_000),
-        usage=usage, turn=turn.keys, cluster=sessions)
-    service = RealtimeService(api, store)
-    service.new_app_ids = new_app_ids
-    service.peers = peers
-    service.turn = turn
-    # periodic work: started and stopped with the service (stopped last, flushing once more)
-    _every(reactor, "sfu-collect", COLLECT_INTERVAL, api.sessions.collect).setServiceParent(
-        service)
-    UsageFlush(usage.flush, reactor).setServiceParent(service)
-    turn_flush = UsageFlush(turn.keys.flush, reactor, USAGE_FLUSH_INTERVAL)
-    turn_flush.setName("turn-usage-flush")
-    turn_flush.setServiceParent(service)
+        usage=usage, turn=turn.keys, cluster=hooks)
+    media = MediaPort(peers.router, reactor, "media")
+    peers.attach(media)
 
-    api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
+    # the child services, in start order (stopped in reverse: the usage flushes last)
+    children: list[Service] = [
+        _every(reactor, "sfu-collect", COLLECT_INTERVAL, api.sessions.collect),
+        UsageFlush(usage.flush, reactor),
+        _named(UsageFlush(turn.keys.flush, reactor, USAGE_FLUSH_INTERVAL), "turn-usage-flush"),
+    ]
     reuse = bool(options.get("reuse-port"))
     root: IResource = api.app.resource()
-    if cluster is not None and node is not None:  # any node answers any API call
-        root, private_api = build_forwarding(      # (realtime.cluster.forward)
-            reactor, cluster.node_id, cluster.secret, cluster.relay_host, node.directory,
-            root, lambda session_id: _holds(api, session_id),
-            lambda app_id, header: authenticate(app_id, header, api.config, api.store))
-        private_api.setServiceParent(service)
-    service.api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
-    service.media = MediaPort(peers.router, reactor, "media")
-    peers.attach(service.media)
-    service.turn_host = options["turn-host"]
-    service.turn_alternates = list(options["turn-alt-ports"])
-    service.own_addresses = tuple(
-        a for a in {public_ip, interface, options.get("relay-ipv6")}
-        if a and not ipaddress.ip_address(a).is_unspecified)
-    service.turn_udp = turn.udp[0][2]
-    for name, port, protocol in (("media", options["media-port"], service.media), *turn.udp):
+    if cluster is not None and cluster_options is not None:  # any node answers any API call
+        cluster.peers.bind(peers)
+        cluster.api.bind(api)
+        root, private_api = forward_api(reactor, cluster_options, cluster, root)
+        children.append(private_api)
+    api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
+    api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
+    for name, port, protocol in (("media", options["media-port"], media), *turn.udp):
         # --workers: SO_REUSEPORT sockets (not batched yet); else recvmmsg/sendmmsg
         udp = (ReusePortUDPServer(port, protocol, interface, reactor) if reuse
                else internet.UDPServer(port, protocol, interface=interface,
                                        reactor=BatchedUDP(reactor)))
-        udp.setName(name)
-        udp.setServiceParent(service)
-    service.api_listener.setServiceParent(service)
+        children.append(_named(udp, name))
+    children.append(api_listener)
 
     if options["tls-cert"]:
         tls = TlsFiles(Path(options["tls-cert"]), Path(options["tls-key"]))
     quoted = endpoints.quoteStringArgument(interface)
+    streams: dict[str, EndpointListener] = {}
     for name, port, factory in turn.streams:
         description = (f"tcp:{port}:interface={quoted}" if factory.name.startswith("tcp")
                        else tls_endpoint(port, interface, tls))
-        listener = _listener(reactor, description, factory, name, reuse)
-        listener.setServiceParent(service)
-        if name == "turn-tcp":
-            service.turn_tcp, service.turn_tcp_listener = factory, listener
-        elif name == "turn-tls":
-            service.turn_tls, service.turn_tls_listener = factory, listener
-    if node is not None:
-        node.setServiceParent(service)
-    service.just_in_time = jit
-    return service
+        streams[name] = _listener(reactor, description, factory, name, reuse)
+        children.append(streams[name])
+    if cluster is not None:
+        children.append(cluster.node)
+    parts = ServiceParts(
+        api, store, peers, turn, media, api_listener,
+        turn_tcp_listener=streams["turn-tcp"], turn_tls_listener=streams["turn-tls"],
+        turn_host=options["turn-host"],
+        turn_alternates=tuple(options["turn-alt-ports"]),
+        own_addresses=tuple(a for a in {public_ip, interface, options.get("relay-ipv6")}
+                            if a and not ipaddress.ip_address(a).is_unspecified),
+        new_app_ids=new_app_ids, cluster=cluster)
+    return RealtimeService(parts, children)
 
 
 
@@ -450,10 +410,10 @@ def _every(clock: IReactorTime, name: str, interval: float,
     return timer
 
 
-def _holds(api: RealtimeAPI, session_id: str) -> bool:
-    """Return whether ``session_id`` lives here: in the switchboard or the media port's peers."""
-    return (api.switchboard.get(session_id) is not None
-            or session_id in api.peers.sessions)
+def _named(service: S, name: str) -> S:
+    """Return ``service`` named ``name`` (its name in the service tree)."""
+    service.setName(name)
+    return service
 
 
 def _keylog_writer(path: str | None) -> Callable[[bytes], None] | None:

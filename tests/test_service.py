@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import stat
@@ -319,11 +320,53 @@ def test_port_in_use_is_one_clear_line(tmp_path) -> None:
     service.store.close()
 
 
-def test_turn_alternates_belong_to_one_service() -> None:
-    """Each service has its own list of alternate TURN listeners (not a shared class list)."""
-    first, second = RealtimeService(None, None), RealtimeService(None, None)
-    first.turn_alternates.append(("udp", 53))
-    assert second.turn_alternates == []
+def test_turn_alternates_belong_to_one_service(tmp_path) -> None:
+    """Each service has its own alternate TURN listeners, from its options (an immutable
+    tuple, not a shared class list)."""
+    first, _ = build(tmp_path / "a", "--turn-alt-port", "udp:5353")
+    second, _ = build(tmp_path / "b")
+    assert first.turn_alternates == (("udp", 5353),) and second.turn_alternates == ()
+    for service in (first, second):
+        service.store.close()
+
+
+def test_the_service_is_given_its_parts_when_built(tmp_path) -> None:
+    """Issue 11: makeService builds the parts, then RealtimeService(parts, children);
+    nothing is set on the service afterwards and its class holds no stand-in defaults."""
+    service, _ = build(tmp_path)
+    for name in ("turn", "peers", "media", "turn_host", "new_app_ids", "just_in_time",
+                 "own_addresses", "turn_alternates", "api_listener"):
+        assert name not in vars(RealtimeService), name
+    parts = service.parts
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parts.turn_host = "elsewhere"  # type: ignore[misc]
+    assert (service.api, service.peers, service.turn, service.media) == (
+        parts.api, parts.peers, parts.turn, parts.media)
+    assert service.turn_udp is parts.turn.udp[0][2] and parts.cluster is None
+    assert service.just_in_time is None
+    assert [child.name for child in service][:3] == [
+        "sfu-collect", "usage-flush", "turn-usage-flush"]
+    assert [child.name for child in service][-3:] == ["api", "turn-tcp", "turn-tls"]
+    service.store.close()
+
+
+def test_with_cluster_the_service_is_given_the_cluster_parts(tmp_path, monkeypatch) -> None:
+    """With --cluster, makeService composes realtime.cluster.wiring's parts: the PeerHost
+    falls back to JustInTime, the API and PeerHost are bound to the parts once, the API is
+    forwarded through the private listener the node announces, and the tree gains
+    private-api and cluster (nothing connects before start)."""
+    monkeypatch.setenv("REALTIME_CLUSTER_SECRET", "s" * 32)
+    service, _ = build(tmp_path, "--media-port", "10001", "--cluster", "redis://127.0.0.1:9",
+                       "--node-id", "node-a", "--relay-address", "127.0.0.1:0")
+    cluster = service.parts.cluster
+    assert cluster is not None and service.just_in_time is cluster.jit
+    assert cluster.peers.get() is service.peers and cluster.api.get() is service.api
+    assert service.peers.router.unknown_checks is cluster.jit
+    names = [child.name for child in service]
+    assert names[3] == "private-api" and names[-1] == "cluster"
+    assert service.getServiceNamed("private-api") is cluster.private_api.get()
+    assert cluster.node.media_address() == "127.0.0.1:10001"
+    service.store.close()
 
 
 def test_turn_never_relays_to_the_servers_own_listening_ports(tmp_path) -> None:

@@ -44,6 +44,7 @@ from realtime.net.media_port import MediaPort
 from realtime.net.driver import MachineDriver
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_fast import FastPath
+from realtime.net.turn_relay import RelaySink
 from realtime.stun.stream import StreamFramer
 from realtime.turn.allocation import Route
 from realtime.turn.events import AllocationDeleted
@@ -76,42 +77,39 @@ class TurnHost:
     :class:`~realtime.net.turn_fast.FastPath` when it can.
 
     :param reactor: the clock and UDP reactor.
+    :param server: the machine to drive; its relay allocator was built on ``sink``.
+    :param sink: the :class:`~realtime.net.turn_relay.RelaySink` the relays
+        deliver through: this host binds it to :meth:`receive` and
+        :meth:`receive_batch`, and sends through its socket table.
     :param fast: use the ChannelData fast path (``False``: every packet goes
         through the machine, the reference behaviour).
     """
 
     log = Logger()
 
-    def __init__(self, reactor: IReactorTime, fast: bool = True) -> None:
+    def __init__(self, reactor: IReactorTime, server: TurnServer, sink: RelaySink,
+                 fast: bool = True) -> None:
         self.reactor = reactor
-        #: the machine and its driver, from :meth:`run` on
-        self.server: TurnServer | None = None
-        self.driver: MachineDriver[Route] | None = None
+        #: the machine and its driver (one timer)
+        self.server = server
+        self.driver: MachineDriver[Route] = MachineDriver(server, self.send, reactor)
         #: socket key -> object with ``write_to(data, addr)`` (UDP ones: ``queued``, ``write_many``)
-        self.sockets: dict[Any, Any] = {}
+        self.sockets: dict[Any, Any] = sink.sockets
         self.drops: Counter[str] = Counter()
         self._logged: set[str] = set()
         self.fast = FastPath(self) if fast else None
         #: while corked: the UDP sockets with queued datagrams, else ``None``
         self.dirty: list | None = None
         self._unlogged: list = []
-
-    def run(self, server: TurnServer) -> None:
-        """Drive ``server`` (a TurnServer whose relay allocator delivers to :meth:`receive`)."""
-        self.server = server
-        self.driver = MachineDriver(server, self.send, self.reactor)
+        sink.bind(self.receive, self.receive_batch)
 
     def pump(self) -> None:
         """Send what the machine queued outside :meth:`receive` (a revocation) and re-arm."""
-        if self.driver is not None:
-            self.driver.pump()
+        self.driver.pump()
 
     def receive(self, data: bytes, route: Route, now: float | None = None) -> None:
         """Give one packet to the machine, then send its output and re-arm its timer."""
         server, driver = self.server, self.driver
-        if server is None or driver is None:
-            self.drops["not-running"] += 1
-            return
         if now is None:
             now = self.reactor.seconds()
         fast = self.fast
@@ -165,8 +163,6 @@ class TurnHost:
     def _take_events(self) -> None:
         """Take the machine's events: forget fast-path entries of deleted allocations now."""
         fast, server = self.fast, self.server
-        if server is None:
-            return
         for event in iter(server.next_event, None):
             if fast is not None and type(event) is AllocationDeleted:
                 fast.forget(event.client)
@@ -198,15 +194,13 @@ class TurnHost:
         """Tell the machine a client connection closed (its allocation goes)."""
         if self.fast is not None:
             self.fast.forget(route)
-        if self.server is not None:
-            self.server.close_client(route, self.reactor.seconds())
-            self.pump()
-            self._log_events()
+        self.server.close_client(route, self.reactor.seconds())
+        self.pump()
+        self._log_events()
 
     def stop(self) -> None:
         """Cancel the timer."""
-        if self.driver is not None:
-            self.driver.stop()
+        self.driver.stop()
 
     def drop(self, reason: str, route: Route, detail: str) -> None:
         """Count a dropped packet; log the first of each reason."""

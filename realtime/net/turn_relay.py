@@ -107,32 +107,60 @@ class RelaySocket(DatagramProtocol):
             write_many(datagrams)
 
 
+class RelaySink:
+    """Where relay sockets hand what they receive: the TURN host, bound exactly once.
+
+    The pieces are built in one order, each taking what it needs::
+
+        sink = RelaySink()
+        relays = BoundRelayPorts(pool, reactor, sink)      # the machine's RelayAllocator
+        server = TurnServer(credentials, relays, ...)      # the machine
+        host = TurnHost(reactor, server, sink)             # drives it; binds the sink
+
+    The machine needs its relay allocator, and the relay sockets deliver to
+    the host that drives the machine: the sink breaks that cycle without a
+    machine set on the host after construction.  It also holds the socket
+    table (key -> socket) the host sends through and the relays register in.
+    A socket reads the bound callables when it is created (an allocation is
+    made by the machine, so after the host exists): no indirection per packet.
+    """
+
+    def __init__(self) -> None:
+        #: socket key (listener name, connection key or relayed address) -> socket
+        self.sockets: dict[Any, Any] = {}
+        self.deliver: Deliver | None = None
+        self.deliver_batch: DeliverBatch | None = None
+
+    def bind(self, deliver: Deliver, deliver_batch: DeliverBatch | None = None) -> None:
+        """Deliver to ``deliver`` (one datagram) and ``deliver_batch`` (a batch); once only."""
+        if self.deliver is not None:
+            raise RuntimeError("this RelaySink is bound already")
+        self.deliver, self.deliver_batch = deliver, deliver_batch
+
+
 class BoundRelayPorts:
     """A :class:`~realtime.turn.allocation.RelayAllocator` that binds real UDP sockets.
 
     :param pool: picks the port numbers (``--relay-ports LOW-HIGH``, one host per family).
     :param reactor: an ``IReactorUDP``.
-    :param deliver: ``deliver(data, (relay address, peer))`` for every received datagram.
-    :param sockets: the table to register sockets in (the TURN host's), keyed by address.
+    :param sink: where sockets deliver (the TURN host's ``receive`` and
+        ``receive_batch`` once it is built) and the socket table they register in,
+        keyed by address; pass a :class:`~realtime.net.mmsg.BatchedUDP` reactor to
+        get ``recvmmsg`` batches.
     :param bind_interface: the interface to bind for relays of its family (default: the
         relayed address's host, which differs when ``--public-ip`` is a NAT's address);
         relays of the other family bind their own host.
-    :param deliver_batch: ``deliver_batch(socket, batch)`` for ``recvmmsg`` batches
-        (the TURN host's ``receive_batch``); pass a
-        :class:`~realtime.net.mmsg.BatchedUDP` reactor to get batched sockets.
     """
 
     ATTEMPTS = 8
 
-    def __init__(self, pool: RelayPortPool, reactor: Any, deliver: Deliver,
-                 sockets: dict[Any, Any] | None = None, bind_interface: str | None = None,
-                 deliver_batch: DeliverBatch | None = None) -> None:
+    def __init__(self, pool: RelayPortPool, reactor: Any, sink: RelaySink,
+                 bind_interface: str | None = None) -> None:
         self.pool = pool
         self.reactor = reactor
-        self.deliver = deliver
-        self.deliver_batch = deliver_batch
-        #: relayed address -> its socket (shared with the TURN host's socket table)
-        self.sockets: dict = sockets if sockets is not None else {}
+        self.sink = sink
+        #: relayed address -> its socket (the sink's table, shared with the TURN host)
+        self.sockets = sink.sockets
         self.bind_interface = bind_interface
         #: ports found held by another program (left marked used in the pool)
         self.busy = 0
@@ -164,7 +192,10 @@ class BoundRelayPorts:
         return None
 
     def _bind(self, address: Address) -> bool:
-        socket = RelaySocket(address, self.deliver, self.deliver_batch)
+        sink = self.sink
+        if sink.deliver is None:
+            raise RuntimeError("a relay opened before its RelaySink was bound to a TURN host")
+        socket = RelaySocket(address, sink.deliver, sink.deliver_batch)
         try:
             socket.port = self.reactor.listenUDP(address[1], socket,
                                                  interface=self._interface(address[0]))

@@ -7,14 +7,17 @@ Wiring the TURN service: option parsing, keys, the machine, relays, usage flushi
          │               revocations and customIdentifiers restored from the state dir
          │ drain / revoke
          v
-    TurnServer ──relays──> BoundRelayPorts(RelayPortPool(--relay-ports, --public-ip))
+    TurnServer ──relays──> BoundRelayPorts(RelayPortPool(--relay-ports, --public-ip), sink)
          ^                       │ RelaySocket per relayed address
-         │ receive / send        v
+         │ receive / send        v delivers through RelaySink (bound once by TurnHost)
     TurnHost (one MachineDriver = one timer) <── TurnUdpPort("udp"), TurnUdpPort("udp-alt-53")
                                              <── TurnConnectionFactory("tcp"), ("tls"), alternates
                                             (all admitted by one ConnectionGate, stream_gate.py)
 
-``service.py`` puts the listeners in its service tree; this module holds
+Built in that order: RelaySink, BoundRelayPorts, TurnServer, then
+``TurnHost(reactor, server, sink)``, which binds the sink to its ``receive``
+and ``receive_batch`` (the relays need the host, the host needs the machine,
+the machine needs the relays).  ``service.py`` puts the listeners in its service tree; this module holds
 what is TURN-specific so the service module stays a table of listeners.
 """
 
@@ -31,7 +34,7 @@ from realtime.api.turn import TurnKeys
 from realtime.net.mmsg import BatchedUDP
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
-from realtime.net.turn_relay import BoundRelayPorts
+from realtime.net.turn_relay import BoundRelayPorts, RelaySink
 from realtime.storage import StateStore, TurnKey, generate_turn_key
 from realtime.stun.attributes import IPV4, IPV6
 from realtime.turn.allocation import Limits, RelayPortPool
@@ -162,9 +165,8 @@ def build_turn(options: Mapping[str, Any], reactor: Any, store: StateStore, inte
     if options.get("relay-ipv6"):
         hosts[IPV6] = options["relay-ipv6"]
     pool = RelayPortPool(hosts, low, high)
-    host = TurnHost(reactor)
-    relays = BoundRelayPorts(pool, BatchedUDP(reactor), host.receive, host.sockets,
-                             bind_interface=interface, deliver_batch=host.receive_batch)
+    sink = RelaySink()  # the relays deliver to the host, which is built around the machine
+    relays = BoundRelayPorts(pool, BatchedUDP(reactor), sink, bind_interface=interface)
     policy = PeerPolicy(options["allow-loopback-peers"], options["allow-peers"],
                         options["deny-peers"])
     realm = options.get("turn-realm") or options.get("turn-host") or "realtime"
@@ -174,7 +176,7 @@ def build_turn(options: Mapping[str, Any], reactor: Any, store: StateStore, inte
                       packets_per_second=options.get("turn-packet-rate", 10000),
                       bytes_per_second=options.get("turn-bitrate", 100_000_000) / 8))
     server = TurnServer(credentials, relays, config=config, policy=policy)
-    host.run(server)
+    host = TurnHost(reactor, server, sink)  # binds the sink: relays deliver to host.receive*
 
     def revoke(username: str, when: float) -> None:
         server.revoke(username, when)

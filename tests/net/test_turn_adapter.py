@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
@@ -9,7 +11,7 @@ from twisted.logger import Logger
 
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
-from realtime.net.turn_relay import BoundRelayPorts
+from realtime.net.turn_relay import BoundRelayPorts, RelaySink
 from realtime.stun.attributes import IPV4, ChannelNumber, RequestedTransport, XorPeerAddress
 from realtime.stun.message import StunClass, StunMessage, StunMethod
 from realtime.turn.allocation import RelayPortPool
@@ -69,12 +71,12 @@ class ClientShim:
 def build(busy=()):
     reactor = FakeReactor(busy)
     reactor.advance(1000)
-    host = TurnHost(reactor)
     pool = RelayPortPool({IPV4: "127.0.0.1"}, 50000, 50003, choice=lambda seq: seq[0])
-    relays = BoundRelayPorts(pool, reactor, host.receive, host.sockets)
+    sink = RelaySink()
+    relays = BoundRelayPorts(pool, reactor, sink)
     server = TurnServer(StaticUsers({"alice": "wonderland"}), relays,
                         config=TurnConfig(realm="example.org"), policy=PeerPolicy())
-    host.run(server)
+    host = TurnHost(reactor, server, sink)
     udp = TurnUdpPort(host, reactor, "udp")
     udp.makeConnection(FakeUdp(3478, "127.0.0.1"))
     return reactor, host, server, udp, relays
@@ -304,12 +306,23 @@ def test_per_address_cap_sheds_that_address_only_and_refuses_when_all_authentica
     assert gate.per_address["192.0.2.3"] == 2 and gate.total == 3
 
 
-def test_a_host_without_its_machine_counts_packets_instead_of_failing() -> None:
-    """Packets reaching a TurnHost before ``run(server)`` are counted as ``not-running``."""
-    clock = Clock()
-    host = TurnHost(clock)
-    binding = b"\x00\x01\x00\x00" + bytes(16)  # a STUN Binding request header
-    TurnUdpPort(host, clock, "udp").datagramReceived(binding, ("192.0.2.1", 1))
-    host.close_client(("udp", ("192.0.2.1", 1)))
-    host.pump()
-    assert host.drops["not-running"] == 1
+def test_the_relay_sink_is_bound_once_and_relays_wait_for_it() -> None:
+    """The relays deliver through a RelaySink the TurnHost binds when it is built.
+
+    A relay opened before any host is bound fails loudly (it would have no one
+    to deliver to), and a second host cannot take over the first one's sink.
+    """
+    reactor = FakeReactor(())
+    pool = RelayPortPool({IPV4: "127.0.0.1"}, 50000, 50003, choice=lambda seq: seq[0])
+    sink = RelaySink()
+    relays = BoundRelayPorts(pool, reactor, sink)
+    with pytest.raises(RuntimeError):
+        relays.open(IPV4)
+    server = TurnServer(StaticUsers({"alice": "wonderland"}), relays,
+                        config=TurnConfig(realm="example.org"), policy=PeerPolicy())
+    host = TurnHost(reactor, server, sink)
+    assert sink.deliver == host.receive and sink.deliver_batch == host.receive_batch
+    assert host.sockets is sink.sockets is relays.sockets
+    with pytest.raises(RuntimeError):
+        TurnHost(reactor, server, sink)
+    assert relays.open(IPV4) is not None

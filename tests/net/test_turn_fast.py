@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime.net.turn_port import TurnHost, TurnUdpPort
-from realtime.net.turn_relay import BoundRelayPorts
+from realtime.net.turn_relay import BoundRelayPorts, RelaySink
 from realtime.stun.attributes import (
     IPV4, ChannelNumber, Data, Lifetime, Nonce, RequestedTransport, XorPeerAddress,
 )
@@ -41,16 +41,15 @@ class World:
     def __init__(self, fast: bool) -> None:
         self.reactor = FakeReactor()
         self.reactor.advance(1000)
-        self.host = TurnHost(self.reactor, fast=fast)
         pool = RelayPortPool({IPV4: "127.0.0.1"}, 50000, 50003, choice=lambda seq: seq[0])
-        self.relays = BoundRelayPorts(pool, self.reactor, self.host.receive, self.host.sockets,
-                                      deliver_batch=self.host.receive_batch)
+        sink = RelaySink()
+        self.relays = BoundRelayPorts(pool, self.reactor, sink)
         counter = itertools.count(1)
         self.server = TurnServer(
             StaticUsers({"alice": "wonderland"}), self.relays,
             config=TurnConfig(realm="example.org", limits=Limits(packets_per_second=40)),
             policy=PeerPolicy(), random=lambda n: next(counter).to_bytes(n, "big"))
-        self.host.run(self.server)
+        self.host = TurnHost(self.reactor, self.server, sink, fast=fast)
         self.udp = TurnUdpPort(self.host, self.reactor, "udp")
         self.udp.makeConnection(FakeUdp(3478, "127.0.0.1"))
 
