@@ -60,6 +60,7 @@ from realtime.api.app import RealtimeAPI
 from realtime.api.auth import authenticate
 from realtime.api.sessions import COLLECT_INTERVAL
 from realtime.api.usage import SfuUsage
+from realtime.cluster.accounts import AccountGate, AccountSync, ClusterAccounts
 from realtime.cluster.forward import build_forwarding
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.node import ClusterNodeService
@@ -321,6 +322,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     node: ClusterNodeService | None = None
     sessions: ClusterSessions | None = None
     jit: JustInTime | None = None
+    accounts: ClusterAccounts | None = None
     fallback = BindingRouter()
     board = Switchboard()
     if cluster is not None:  # docs/cluster.md: what the cluster wires and what it does not yet
@@ -333,6 +335,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             just in time's."""
             if message.action in DATACHANNEL_CONTROL:
                 datachannels.control(message)
+            elif account_sync.control(message):  # a TURN revocation made at another node
+                pass
             elif not remote.on_control(message) and jit is not None:
                 jit.control(message)
 
@@ -358,6 +362,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             cluster.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
             node.refresh_members, lambda session_id, name: _published(board, session_id, name),
             lambda touched: _flush_sessions(peers, touched))
+        # apps, TURN keys, revocations and TURN usage shared (realtime.cluster.accounts)
+        accounts = ClusterAccounts(node.directory, cluster.node_id, reactor)
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
                                    relay_stats=node.relay_stats, datachannels=datachannels)
         # SFU take-over (docs/cluster.md): pulls of other nodes' tracks are mirrored first
@@ -375,14 +381,15 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                      on_removed=None if sessions is None else sessions.session_removed,
                      on_connected=None if sessions is None else sessions.session_connected,
                      unknown_checks=jit)
-    turn = build_turn(options, reactor, store, interface, public_ip)
+    turn = build_turn(options, reactor, store, interface, public_ip, cluster=accounts)
     usage = SfuUsage(store)
     board.observers.append(usage.meter.observe)  # meter every session from the first one on
     api = RealtimeAPI(
         store, config, reactor, peers=peers, switchboard=board,
         rate_limiter=RateLimiter(),
         session_limiter=RateLimiter(config.session_rate, config.session_burst, max_keys=10_000),
-        usage=usage, turn=turn.keys, cluster=sessions)
+        usage=usage, turn=turn.keys, cluster=sessions,
+        shared_apps=None if accounts is None else accounts.shared_app)
     service = RealtimeService(api, store)
     service.new_app_ids = new_app_ids
     service.peers = peers
@@ -391,18 +398,29 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     _every(reactor, "sfu-collect", COLLECT_INTERVAL, api.sessions.collect).setServiceParent(
         service)
     UsageFlush(usage.flush, reactor).setServiceParent(service)
-    turn_flush = UsageFlush(turn.keys.flush, reactor, USAGE_FLUSH_INTERVAL)
+    turn_flush = UsageFlush(turn.keys.flush, reactor,
+                            options.get("turn-usage-flush", USAGE_FLUSH_INTERVAL))
     turn_flush.setName("turn-usage-flush")
     turn_flush.setServiceParent(service)
 
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     reuse = bool(options.get("reuse-port"))
     root: IResource = api.app.resource()
-    if cluster is not None and node is not None:  # any node answers any API call
-        root, private_api = build_forwarding(      # (realtime.cluster.forward)
+    if cluster is not None and node is not None and accounts is not None:
+        # other nodes' apps and TURN keys are read from the directory before the API sees them
+        account_sync = AccountSync(
+            accounts, lambda: [*api.config.apps, *store.apps()], turn.keys)
+
+        def gate(inner: Any) -> IResource:
+            return AccountGate(inner, accounts, lambda app_id: (
+                api.config.find_app(app_id) or store.get_app(app_id)) is not None, turn.keys)
+
+        root, private_api = build_forwarding(      # any node answers any API call
             reactor, cluster.node_id, cluster.secret, cluster.relay_host, node.directory,
-            root, lambda session_id: _holds(api, session_id),
-            lambda app_id, header: authenticate(app_id, header, api.config, api.store))
+            gate(root), lambda session_id: _holds(api, session_id),
+            lambda app_id, header: authenticate(app_id, header, api.config, api.store,
+                                                accounts.shared_app))
+        root = gate(root)
         private_api.setServiceParent(service)
     service.api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
     service.media = MediaPort(peers.router, reactor, "media")
@@ -436,6 +454,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             service.turn_tls, service.turn_tls_listener = factory, listener
     if node is not None:
         node.setServiceParent(service)
+        account_sync.setServiceParent(service)
     service.just_in_time = jit
     return service
 

@@ -213,6 +213,11 @@ class TurnKeyCredentials:
         self._revoked[username] = parsed[0]
         return True
 
+    def expiry(self, username: str) -> float | None:
+        """Return when ``username`` (a credential of a known key) expires, or ``None``."""
+        parsed = self._parse(username)
+        return None if parsed is None else parsed[0]
+
     def is_revoked(self, username: str) -> bool:
         """Return True if ``username`` was revoked."""
         return username in self._revoked
