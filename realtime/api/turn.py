@@ -214,8 +214,11 @@ class TurnRoutes:
         await cluster.revoked(username, expires)
         return 204, None
 
-    def usage(self, request: IRequest, key: TurnKey) -> tuple[int, Any]:
-        """Return ingress/egress bytes of this key in [since, until), totals and per minute."""
+    def usage(self, request: IRequest, key: TurnKey) -> Any:
+        """Return ingress/egress bytes of this key in [since, until), totals and per minute.
+
+        In a cluster: the sums over every node, read from the directory (awaitable).
+        """
         turn = self._keys()
         now = self.clock.seconds()
         turn.flush(now)

@@ -304,8 +304,8 @@ class ClusterAccounts:
             names = self.directory.keys
             prefix = (f"u:{username}:" if username is not None
                       else f"c:{custom_identifier}:" if custom_identifier is not None else "")
-            minutes = [int(m) for m in await self._redis.execute(
-                "ZRANGEBYSCORE", names.turn_usage_minutes(key_id), since, f"({until}")]
+            minutes = [m for m in map(_count, await self._redis.execute(
+                "ZRANGEBYSCORE", names.turn_usage_minutes(key_id), since, f"({until}")) if m]
             if not minutes:
                 return []
             replies = await self.directory._pipeline(*[
@@ -316,8 +316,17 @@ class ClusterAccounts:
         rows = []
         for minute, (ingress, egress) in zip(minutes, replies):
             if ingress is not None or egress is not None:
-                rows.append((minute, int(ingress or 0), int(egress or 0)))
+                rows.append((minute, _count(ingress), _count(egress)))
         return rows
+
+
+def _count(value: Any) -> int:
+    """Return a counter Redis sent (bytes of digits), or 0 for anything else (counted nowhere:
+    only a corrupted directory holds such values, and a usage figure is not worth a 500)."""
+    try:
+        return int(value) if isinstance(value, (bytes, int)) and len(str(value)) < 40 else 0
+    except ValueError:
+        return 0
 
 
 class AccountGate(Resource):
@@ -359,11 +368,12 @@ class AccountGate(Resource):
         unknown = self._unknown(request.path or b"")
         if unknown is None:
             return self.inner.render(request)
-        Deferred.fromCoroutine(self._learn(request, *unknown)).addErrback(
-            lambda f: (log.failure("cluster: account lookup failed", f),
-                       answer_error(request, ApiError(500, "internal_error",
-                                                      "Internal server error"))))
+        Deferred.fromCoroutine(self._learn(request, *unknown)).addErrback(self._crashed, request)
         return NOT_DONE_YET
+
+    def _crashed(self, failure: Any, request: Any) -> None:
+        log.failure("cluster: account lookup failed", failure)
+        answer_error(request, ApiError(500, "internal_error", "Internal server error"))
 
     async def _learn(self, request: Any, kind: str, ident: str) -> None:
         try:
