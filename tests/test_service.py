@@ -62,6 +62,8 @@ def test_defaults() -> None:
         (["--turn-bitrate", "2000000"], "turn-bitrate", 2_000_000),
         (["--turn-user-allocations", "1"], "turn-user-allocations", 1),
         ([], "turn-packet-rate", 10000),
+        ([], "turn-usage-flush", 30),
+        (["--turn-usage-flush", "1"], "turn-usage-flush", 1),
     ],
 )
 def test_good_values(argv, key, value) -> None:
@@ -83,6 +85,7 @@ def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkey
         (["--media-port", "-1"], "--media-port: '-1' is not a port number (0-65535)"),
         (["--turn-port", "x"], "--turn-port: 'x' is not a port number (0-65535)"),
         (["--turns-port", "5349.0"], "--turns-port: '5349.0' is not a port number (0-65535)"),
+        (["--turn-usage-flush", "0"], "--turn-usage-flush: '0' is not a positive whole number"),
         (["--media-interface", "localhost"],
          "--media-interface: 'localhost' is not an IP address"),
         (["--public-ip", "1.2.3"], "--public-ip: '1.2.3' is not an IP address"),
@@ -132,7 +135,7 @@ def test_help_explains_every_option() -> None:
                  "--turns-port", "--state-dir", "--app", "--turn-key", "--relay-ports",
                  "--relay-ipv6", "--turn-peer-rate", "--turn-packet-rate", "--turn-bitrate",
                  "--turn-user-allocations", "--allow-loopback-peers", "--allow-peer", "--deny-peer",
-                 "--turn-alt-port"):
+                 "--turn-alt-port", "--turn-usage-flush"):
         assert name in text
     assert "ID:SECRET" in text and "self-signed" in text
 
