@@ -363,7 +363,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             node.refresh_members, lambda session_id, name: _published(board, session_id, name),
             lambda touched: _flush_sessions(peers, touched))
         # apps, TURN keys, revocations and TURN usage shared (realtime.cluster.accounts)
-        accounts = ClusterAccounts(node.directory, cluster.node_id, reactor)
+        accounts = ClusterAccounts(node.directory, cluster.node_id, reactor,
+                                   on_key_miss=lambda: account_sync.sync_soon())
         sessions = ClusterSessions(node.directory, cluster.node_id, reactor, remote=remote,
                                    relay_stats=node.relay_stats, datachannels=datachannels)
         # SFU take-over (docs/cluster.md): pulls of other nodes' tracks are mirrored first

@@ -66,6 +66,10 @@ class TurnCluster(Protocol):
         """Share the ``customIdentifier`` of a credential issued here (not awaited)."""
         ...
 
+    def key_missed(self) -> None:
+        """A TURN request named a key not known here: read the directory's keys soon."""
+        ...
+
 
 class TurnKeys:
     """What the TURN routes act on: keys, credentials, URLs, the running server, usage.

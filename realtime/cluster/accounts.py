@@ -7,7 +7,8 @@ call any node's API with any of them, and a TURN credential minted through one
 node may allocate at another, so what every node must agree on lives in Redis
 too (docs/cluster.md, "Apps, TURN keys, revocations and usage")::
 
-    start, then every SYNC_INTERVAL s (AccountSync)
+    start, every SYNC_INTERVAL s, and (at most once a second) when the TURN server
+    meets a credential of a key it does not know (AccountSync)
         SET rt:app:{id} / rt:turn-key:{id} for this node's own apps and keys (+ SADD)
         SMEMBERS rt:turn-keys + MGET: every key -> TurnKeys.learn_key (API and TURN server)
         ZRANGEBYSCORE rt:turn-revocations now +inf: every revocation applied here
@@ -60,6 +61,8 @@ log = Logger()
 CACHE_TTL = 5.0
 #: Seconds between two syncs of this node's apps, keys and revocations with the directory.
 SYNC_INTERVAL = 5.0
+#: Seconds at least between two syncs a TURN request for an unknown key asks for.
+MISS_SYNC_SPACING = 1.0
 #: Cached ids at most (an attacker trying random ids cannot grow the cache past it).
 MAX_CACHED = 10_000
 #: Seconds the cluster keeps TURN usage per minute (31 days).
@@ -105,10 +108,15 @@ class ClusterAccounts:
     :param directory: the cluster directory.
     :param node_id: this node (revocations are broadcast to the others).
     :param clock: the reactor's clock.
+    :param on_key_miss: called when the TURN server met a credential of a key it does
+        not know (``AccountSync.sync_soon``).
     """
 
     def __init__(self, directory: Directory, node_id: str, clock: Any,
-                 ttl: float = CACHE_TTL) -> None:
+                 ttl: float = CACHE_TTL,
+                 on_key_miss: Callable[[], object] = lambda: None) -> None:
+        self.on_key_miss = on_key_miss
+        self.key_misses = 0
         self.directory = directory
         self.node_id = node_id
         self.clock = clock
@@ -183,6 +191,11 @@ class ClusterAccounts:
             await self.directory._pipeline(*commands)
 
     # -- credentials ---------------------------------------------------------------
+
+    def key_missed(self) -> None:
+        """The TURN server met a username of an unknown key: have the keys read soon."""
+        self.key_misses += 1
+        self.on_key_miss()
 
     def issued(self, username: str, custom_identifier: str, expires: float) -> None:
         """Remember which ``customIdentifier`` ``username`` was issued with, until it expires.
@@ -411,6 +424,8 @@ class AccountSync(Service):
         self.loop = LoopingCall(self.sync)
         self.loop.clock = accounts.clock
         self._retry: Any = None
+        self._soon: Any = None
+        self._last = float("-inf")
         #: syncs done in full, and revocations applied from the directory or a message
         self.synced = 0
         self.applied = 0
@@ -425,8 +440,9 @@ class AccountSync(Service):
         super().stopService()  # type: ignore[no-untyped-call]
         if self.loop.running:
             self.loop.stop()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        for call in (self._retry, self._soon):
+            if call is not None and call.active():
+                call.cancel()
 
     def sync(self) -> Deferred:
         """Publish, learn, apply (a Deferred that never fails)."""
@@ -434,7 +450,17 @@ class AccountSync(Service):
         return d.addErrback(lambda f: log.error("cluster: account sync: {e}",
                                                 e=f.getErrorMessage()))
 
+    def sync_soon(self) -> None:
+        """Sync now, or one second after the last sync began (at most one sync a second,
+        however many TURN requests name unknown keys)."""
+        if not self.running or (self._soon is not None and self._soon.active()):
+            return
+        clock = self.accounts.clock
+        delay = max(0.0, self._last + MISS_SYNC_SPACING - clock.seconds())
+        self._soon = clock.callLater(delay, self.sync)
+
     async def _sync(self) -> None:
+        self._last = self.accounts.clock.seconds()
         if not self.accounts.directory.available:
             if self.running and (self._retry is None or not self._retry.active()):
                 self._retry = self.accounts.clock.callLater(0.1, self.sync)

@@ -154,7 +154,8 @@ def build_turn(options: Mapping[str, Any], reactor: Any, store: StateStore, inte
     now = reactor.seconds()
     stored_before = {key.key_id for key in store.turn_keys()}
     keys = turn_keys(store, options["turn-keys"], now)
-    credentials = TurnKeyCredentials({key.key_id: key.token for key in keys})
+    credentials = TurnKeyCredentials({key.key_id: key.token for key in keys},
+                                     unknown_key=None if cluster is None else cluster.key_missed)
     for username, _key_id, custom, _expires, revoked in store.turn.credentials(now):
         if custom:
             credentials.remember_custom_identifier(username, custom)

@@ -91,3 +91,45 @@ def _sleep(seconds: float):
     d: Deferred = Deferred()
     reactor.callLater(seconds, d.callback, None)
     return d
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_turn_request_for_an_unknown_key_has_the_keys_read_within_a_second(
+        redis_server, tmp_path) -> None:
+    from realtime.api.turn import TurnKeys
+    from realtime.cluster.accounts import AccountSync
+    from realtime.storage import StateStore
+    from realtime.turn.credentials import TurnKeyCredentials
+
+    other, here = await accounts(redis_server, "n2"), None
+    store = StateStore(tmp_path / "state.sqlite3")
+    sync = None
+    try:
+        here = ClusterAccounts(other.directory, "n1", reactor,
+                               on_key_miss=lambda: sync.sync_soon())
+        credentials = TurnKeyCredentials(unknown_key=here.key_missed)
+        turn = TurnKeys(store, [TurnKey("mine", "m" * 16)], credentials)
+        sync = AccountSync(here, lambda: [], turn, interval=60)  # no periodic help
+        sync.startService()
+        while sync.synced == 0:
+            await _sleep(0.02)
+        # another node's key, written after this node's sync
+        await other.publish([], [TurnKey("theirs", "t" * 16)])
+        username = TurnKeyCredentials({"theirs": "t" * 16}).issue("theirs", 600, 1e9).username
+        assert credentials.credential(username, "realm", 1e9) is None  # 401 for this one
+        assert here.key_misses == 1
+        started = reactor.seconds()
+        while credentials.credential(username, "realm", 1e9) is None:
+            assert reactor.seconds() - started < 2.0, "the miss did not bring a sync"
+            await _sleep(0.05)
+        assert "theirs" in turn.keys
+        misses = here.key_misses
+        assert misses > 2  # every polled request above asked ...
+        assert sync.synced <= 3  # ... but at most one sync a second followed
+        assert credentials.credential("short", "realm", 1e9) is None  # not ours: no miss
+        assert here.key_misses == misses
+    finally:
+        if sync is not None:
+            sync.stopService()
+        store.close()
+        await other.directory.stop()
