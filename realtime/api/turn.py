@@ -22,6 +22,10 @@ Credentials are :class:`~realtime.turn.credentials.TurnKeyCredentials`
 (TTL 1 s .. 48 h); they are recorded in the state store so revocations and
 customIdentifiers survive a restart, and a revocation also stops the
 running allocations of that username (:meth:`TurnServer.revoke`).
+
+With ``--cluster`` (:class:`TurnCluster`, ``realtime.cluster.accounts``) a
+revocation also reaches every other node before the 204, and usage is the
+sum over every node's flushed counters (docs/cluster.md).
 """
 
 from __future__ import annotations
