@@ -91,6 +91,9 @@ class Options(usage.Options):
          "Relayed bits per second per TURN allocation (excess dropped and counted)."],
         ["turn-user-allocations", None, "16",
          "TURN allocations one username may hold at once (486 past it)."],
+        ["turn-usage-flush", None, "30",
+         "Seconds between TURN usage flushes to the state store (and, with --cluster, to "
+         "the directory, where the usage API reads every node's counters)."],
         ["tls-cert", None, None, "PEM certificate for TURN over TLS (default: the state dir's)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["cluster", None, None,
@@ -206,7 +209,8 @@ class Options(usage.Options):
         self["relay-ports"] = parse_relay_ports(self["relay-ports"])
         self["relay-ipv6"] = _relay_ipv6(self["relay-ipv6"], public)
         for name in ("turn-peer-rate", "turn-packet-rate", "turn-bitrate",
-                     "turn-user-allocations", "session-rate", "session-burst"):
+                     "turn-user-allocations", "session-rate", "session-burst",
+                     "turn-usage-flush"):
             self[name] = _positive(name, self[name])
         stream_limits(self)
         if (self["tls-cert"] is None) != (self["tls-key"] is None):

@@ -65,6 +65,7 @@ from twisted.web.server import Site
 from realtime.api.app import RealtimeAPI
 from realtime.api.sessions import COLLECT_INTERVAL
 from realtime.api.usage import SfuUsage
+from realtime.cluster.accounts import AccountSync
 from realtime.cluster.jit import JustInTime
 from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.wiring import ClusterParts, build_cluster, forward_api
@@ -344,14 +345,16 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                      on_removed=None if hooks is None else hooks.session_removed,
                      on_connected=None if hooks is None else hooks.session_connected,
                      unknown_checks=None if cluster is None else cluster.jit)
-    turn = build_turn(options, reactor, store, interface, public_ip)
+    turn = build_turn(options, reactor, store, interface, public_ip,
+                      cluster=None if cluster is None else cluster.accounts)
     usage = SfuUsage(store)
     board.observers.append(usage.meter.observe)  # meter every session from the first one on
     api = RealtimeAPI(
         store, config, reactor, peers=peers, switchboard=board,
         rate_limiter=RateLimiter(),
         session_limiter=RateLimiter(config.session_rate, config.session_burst, max_keys=10_000),
-        usage=usage, turn=turn.keys, cluster=hooks)
+        usage=usage, turn=turn.keys, cluster=hooks,
+        shared_apps=None if cluster is None else cluster.accounts.shared_app)
     media = MediaPort(peers.router, reactor, "media")
     peers.attach(media)
 
@@ -359,14 +362,17 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     children: list[Service] = [
         _every(reactor, "sfu-collect", COLLECT_INTERVAL, api.sessions.collect),
         UsageFlush(usage.flush, reactor),
-        _named(UsageFlush(turn.keys.flush, reactor, USAGE_FLUSH_INTERVAL), "turn-usage-flush"),
+        _named(UsageFlush(turn.keys.flush, reactor,
+                          options.get("turn-usage-flush", USAGE_FLUSH_INTERVAL)),
+               "turn-usage-flush"),
     ]
     reuse = bool(options.get("reuse-port"))
     root: IResource = api.app.resource()
     if cluster is not None and cluster_options is not None:  # any node answers any API call
         cluster.peers.bind(peers)
         cluster.api.bind(api)
-        root, private_api = forward_api(reactor, cluster_options, cluster, root)
+        root, private_api = forward_api(reactor, cluster_options, cluster, root, store,
+                                        turn.keys)
         children.append(private_api)
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
@@ -389,6 +395,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         children.append(streams[name])
     if cluster is not None:
         children.append(cluster.node)
+        # other nodes' apps and TURN keys (realtime.cluster.accounts), synced every 5 s
+        children.append(cluster.account_sync.bind(AccountSync(
+            cluster.accounts, lambda: [*api.config.apps, *store.apps()], turn.keys)))
     parts = ServiceParts(
         api, store, peers, turn, media, api_listener,
         turn_tcp_listener=streams["turn-tcp"], turn_tls_listener=streams["turn-tls"],

@@ -63,6 +63,8 @@ def test_defaults() -> None:
         (["--turn-bitrate", "2000000"], "turn-bitrate", 2_000_000),
         (["--turn-user-allocations", "1"], "turn-user-allocations", 1),
         ([], "turn-packet-rate", 10000),
+        ([], "turn-usage-flush", 30),
+        (["--turn-usage-flush", "1"], "turn-usage-flush", 1),
     ],
 )
 def test_good_values(argv, key, value) -> None:
@@ -84,6 +86,7 @@ def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkey
         (["--media-port", "-1"], "--media-port: '-1' is not a port number (0-65535)"),
         (["--turn-port", "x"], "--turn-port: 'x' is not a port number (0-65535)"),
         (["--turns-port", "5349.0"], "--turns-port: '5349.0' is not a port number (0-65535)"),
+        (["--turn-usage-flush", "0"], "--turn-usage-flush: '0' is not a positive whole number"),
         (["--media-interface", "localhost"],
          "--media-interface: 'localhost' is not an IP address"),
         (["--public-ip", "1.2.3"], "--public-ip: '1.2.3' is not an IP address"),
@@ -133,7 +136,7 @@ def test_help_explains_every_option() -> None:
                  "--turns-port", "--state-dir", "--app", "--turn-key", "--relay-ports",
                  "--relay-ipv6", "--turn-peer-rate", "--turn-packet-rate", "--turn-bitrate",
                  "--turn-user-allocations", "--allow-loopback-peers", "--allow-peer", "--deny-peer",
-                 "--turn-alt-port"):
+                 "--turn-alt-port", "--turn-usage-flush"):
         assert name in text
     assert "ID:SECRET" in text and "self-signed" in text
 
@@ -363,7 +366,7 @@ def test_with_cluster_the_service_is_given_the_cluster_parts(tmp_path, monkeypat
     assert cluster.peers.get() is service.peers and cluster.api.get() is service.api
     assert service.peers.router.unknown_checks is cluster.jit
     names = [child.name for child in service]
-    assert names[3] == "private-api" and names[-1] == "cluster"
+    assert names[3] == "private-api" and names[-2:] == ["cluster", "cluster-accounts"]
     assert service.getServiceNamed("private-api") is cluster.private_api.get()
     assert cluster.node.media_address() == "127.0.0.1:10001"
     service.store.close()

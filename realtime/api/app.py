@@ -125,13 +125,17 @@ class RealtimeAPI:
     :param usage: the SFU usage meter and its store.
     :param turn: the TURN keys (``None``: the TURN key routes answer 401).
     :param cluster: the cluster directory's hooks (``--cluster``), or None.
+    :param shared_apps: returns an app another node shares through the directory
+        (``--cluster``; :class:`realtime.cluster.accounts.ClusterAccounts`), or None.
     """
 
     def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime, *,
                  peers: MediaPeers, switchboard: Switchboard, rate_limiter: RateLimiter,
                  session_limiter: RateLimiter, usage: SfuUsage, turn: TurnKeys | None = None,
-                 cluster: ClusterHooks | None = None) -> None:
+                 cluster: ClusterHooks | None = None,
+                 shared_apps: Callable[[str], App | None] | None = None) -> None:
         self.store = store
+        self.shared_apps = shared_apps
         self.announced = Announced(config)
         self.clock = clock
         self.peers = peers
@@ -210,7 +214,7 @@ class RealtimeAPI:
 
     def authenticate_app(self, app_id: str, authorization: bytes | None) -> App:
         """Return the app a request may act for (:func:`realtime.api.auth.authenticate`)."""
-        return authenticate(app_id, authorization, self.config, self.store)
+        return authenticate(app_id, authorization, self.config, self.store, self.shared_apps)
 
     def app_info(self, request: IRequest, app: App) -> dict[str, Any]:
         """Return the app id and where media and TURN listen (a liveness probe for clients)."""

@@ -10,7 +10,7 @@ secret::
 The checks, in order, and what each failure answers (docs/cloudflare-api.md §3.1)::
 
     no "Authorization: Bearer <token>" header ..... 401 unauthorized
-    appId unknown (neither --app nor stored) ...... 401 unauthorized  } the same body:
+    appId unknown (not --app, stored or shared) ... 401 unauthorized  } the same body:
     token != the app's secret ..................... 401 unauthorized  } INVALID_CREDENTIALS
     otherwise ..................................... the App
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable
 
 from realtime.api.errors import ApiError
 from realtime.storage import App, ServerConfig, StateStore
@@ -68,13 +69,19 @@ def bearer_token(authorization: bytes | None) -> str | None:
     return token
 
 
-def find_app(app_id: str, config: ServerConfig, store: StateStore) -> App | None:
-    """Return the app called ``app_id``: a command-line app first, then a stored one."""
-    return config.find_app(app_id) or store.get_app(app_id)
+def find_app(app_id: str, config: ServerConfig, store: StateStore,
+             shared: Callable[[str], App | None] | None = None) -> App | None:
+    """Return the app called ``app_id``: a command-line app first, then a stored one,
+    then (``--cluster``) one another node shares through the directory."""
+    found = config.find_app(app_id) or store.get_app(app_id)
+    if found is None and shared is not None:
+        found = shared(app_id)
+    return found
 
 
 def authenticate(
-    app_id: str, authorization: bytes | None, config: ServerConfig, store: StateStore
+    app_id: str, authorization: bytes | None, config: ServerConfig, store: StateStore,
+    shared: Callable[[str], App | None] | None = None,
 ) -> App:
     """Return the app a request may act for, or raise :class:`ApiError` (401).
 
@@ -84,7 +91,7 @@ def authenticate(
     token = bearer_token(authorization)
     if token is None:
         raise ApiError.unauthorized("Missing bearer token (Authorization: Bearer <APP_SECRET>)")
-    app = find_app(app_id, config, store)
+    app = find_app(app_id, config, store, shared)
     if not check_secret(token, None if app is None else app.secret) or app is None:
         raise ApiError.unauthorized(INVALID_CREDENTIALS)  # check_secret is False for None
     return app

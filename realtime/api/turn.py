@@ -22,12 +22,16 @@ Credentials are :class:`~realtime.turn.credentials.TurnKeyCredentials`
 (TTL 1 s .. 48 h); they are recorded in the state store so revocations and
 customIdentifiers survive a restart, and a revocation also stops the
 running allocations of that username (:meth:`TurnServer.revoke`).
+
+With ``--cluster`` (:class:`TurnCluster`, ``realtime.cluster.accounts``) a
+revocation also reaches every other node before the 204, and usage is the
+sum over every node's flushed counters (docs/cluster.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
@@ -43,6 +47,34 @@ from realtime.turn.credentials import MAX_TTL, TurnKeyCredentials
 PREFIX = "/v1/turn/keys/<key_id>"
 
 
+class TurnCluster(Protocol):
+    """What the TURN routes ask of the cluster directory (``realtime.cluster.accounts``).
+
+    Each awaitable raises :class:`ApiError` 503 ``directory_unavailable`` when Redis is away.
+    """
+
+    def record_usage(self, rows: Iterable[tuple]) -> None:
+        """Add usage rows (as written to the store) to the cluster's counters."""
+        ...
+
+    def usage(self, key_id: str, since: int, until: int, username: str | None = None,
+              custom_identifier: str | None = None) -> Awaitable[list[tuple[int, int, int]]]:
+        """Return ``(minute, ingress, egress)`` rows summed over every node."""
+        ...
+
+    def revoked(self, username: str, expires: float) -> Awaitable[None]:
+        """Record a revocation made here and tell every other node."""
+        ...
+
+    def issued(self, username: str, custom_identifier: str, expires: float) -> None:
+        """Share the ``customIdentifier`` of a credential issued here (not awaited)."""
+        ...
+
+    def key_missed(self) -> None:
+        """A TURN request named a key not known here: read the directory's keys soon."""
+        ...
+
+
 class TurnKeys:
     """What the TURN routes act on: keys, credentials, URLs, the running server, usage.
 
@@ -52,18 +84,21 @@ class TurnKeys:
     :param ledger: usage not yet written to the store.
     :param drain: returns the running TURN machine's usage (``TurnServer.drain_usage``).
     :param revoke: stops a username's allocations (``TurnServer.revoke``).
+    :param cluster: with ``--cluster``: usage and revocations shared with the other nodes.
     """
 
     def __init__(self, store: StateStore, keys: list[TurnKey], credentials: TurnKeyCredentials,
                  ledger: UsageLedger | None = None,
                  drain: Callable[[], list[Any]] | None = None,
-                 revoke: Callable[[str, float], Any] | None = None) -> None:
+                 revoke: Callable[[str, float], Any] | None = None,
+                 cluster: TurnCluster | None = None) -> None:
         self.store = store
         self.keys = {key.key_id: key for key in keys}
         self.credentials = credentials
         self.ledger = ledger or UsageLedger()
         self.drain = drain
         self.revoke = revoke
+        self.cluster = cluster
         self.stun_urls: list[str] = []
         self.turn_urls: list[str] = []
 
@@ -85,13 +120,20 @@ class TurnKeys:
             else:
                 self.turn_urls.append(f"turns:{host}:{port}?transport=tcp")
 
+    def learn_key(self, key: TurnKey) -> None:
+        """Accept ``key`` (another node's, read from the cluster directory) from now on."""
+        self.keys[key.key_id] = key
+        self.credentials.add_key(key.key_id, key.token)
+
     def flush(self, now: float) -> None:
-        """Move the machine's usage through the ledger into the store."""
+        """Move the machine's usage through the ledger into the store (and the cluster's)."""
         if self.drain is not None:
             self.ledger.record(self.drain(), now)
         rows = self.ledger.rows()
         if rows:
             self.store.add_turn_usage(rows)
+            if self.cluster is not None:
+                self.cluster.record_usage(rows)
 
 
 class TurnRoutes:
@@ -136,6 +178,8 @@ class TurnRoutes:
         now = self.clock.seconds()
         issued = turn.credentials.issue(key.key_id, ttl, now, custom)
         turn.store.record_turn_credential(issued.username, key.key_id, custom, issued.expires)
+        if custom and turn.cluster is not None:
+            turn.cluster.issued(issued.username, custom, issued.expires)
         relay = {"urls": list(turn.turn_urls), "username": issued.username,
                  "credential": issued.credential}
         return [{"urls": list(turn.stun_urls)}], relay
@@ -151,8 +195,12 @@ class TurnRoutes:
         relay["urls"] = stun[0]["urls"] + relay["urls"]
         return 201, {"iceServers": relay}
 
-    def revoke(self, request: IRequest, key: TurnKey, username: str) -> tuple[int, None]:
-        """Revoke ``username`` (a credential of this key): 204; relaying stops at once."""
+    def revoke(self, request: IRequest, key: TurnKey, username: str) -> Any:
+        """Revoke ``username`` (a credential of this key): 204; relaying stops at once.
+
+        In a cluster the revocation is also written to the directory and sent to
+        every node, which refuses the username and ends its allocations too.
+        """
         turn = self._keys()
         now = self.clock.seconds()
         parsed = turn.credentials.credential(username, "realm", now)
@@ -164,10 +212,21 @@ class TurnRoutes:
         turn.store.revoke_turn_credential(username)
         if turn.revoke is not None:
             turn.revoke(username, now)
+        expires = turn.credentials.expiry(username)
+        if turn.cluster is not None and expires is not None:
+            return self._revoked_everywhere(turn.cluster, username, expires)
         return 204, None
 
-    def usage(self, request: IRequest, key: TurnKey) -> tuple[int, Any]:
-        """Return ingress/egress bytes of this key in [since, until), totals and per minute."""
+    async def _revoked_everywhere(self, cluster: TurnCluster, username: str,
+                                  expires: float) -> tuple[int, None]:
+        await cluster.revoked(username, expires)
+        return 204, None
+
+    def usage(self, request: IRequest, key: TurnKey) -> Any:
+        """Return ingress/egress bytes of this key in [since, until), totals and per minute.
+
+        In a cluster: the sums over every node, read from the directory (awaitable).
+        """
         turn = self._keys()
         now = self.clock.seconds()
         turn.flush(now)
@@ -178,5 +237,13 @@ class TurnRoutes:
         for arg, name in ((b"username", "username"), (b"customIdentifier", "custom_identifier")):
             if arg in args:
                 filters[name] = args[arg][0].decode("utf-8", "replace")
-        rows = turn.store.turn_usage(key.key_id, int(since // 60) * 60, int(until), **filters)
+        start = int(since // 60) * 60
+        if turn.cluster is not None:   # every node's usage, from the directory
+            return self._cluster_usage(turn.cluster, key.key_id, start, since, until, filters)
+        rows = turn.store.turn_usage(key.key_id, start, int(until), **filters)
         return 200, {"keyId": key.key_id, "since": since, "until": until, **summarize(rows)}
+
+    async def _cluster_usage(self, cluster: TurnCluster, key_id: str, start: int, since: float,
+                             until: float, filters: dict[str, str]) -> tuple[int, Any]:
+        rows = await cluster.usage(key_id, start, int(until), **filters)
+        return 200, {"keyId": key_id, "since": since, "until": until, **summarize(rows)}

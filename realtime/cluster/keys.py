@@ -16,6 +16,10 @@ key                                         type      value
 ``{ns}:turn-keys``                          set       TURN key ids
 ``{ns}:turn-revoked:{username}``            string    ``"1"``, TTL = credential lifetime left
 ``{ns}:turn-usage:{key_id}``                hash      ``ingress``/``egress`` byte counters
+``{ns}:turn-usage:{key_id}:{minute}``       hash      ``i``/``e`` and ``u:{user}:i`` ... per minute
+``{ns}:turn-usage-minutes:{key_id}``        zset      minutes with usage (score = minute)
+``{ns}:turn-custom:{username}``             string    its ``customIdentifier``, TTL = its lifetime
+``{ns}:turn-revocations``                   zset      revoked usernames (score = their expiry)
 ``{ns}:session:{session_id}``               string    :class:`SessionRecord` JSON
 ``{ns}:ufrag:{ice_ufrag}``                  string    session id (first-STUN lookup)
 ``{ns}:session-tracks:{session_id}``        set       track names
@@ -89,6 +93,23 @@ class Keys:
     def datachannel(self, session_id: str, name: str) -> str:
         """Return the key of DataChannel ``name`` of ``session_id``."""
         return f"{self.namespace}:datachannel:{session_id}:{name}"
+
+    def turn_usage_minute(self, key_id: str, minute: int) -> str:
+        """Return the key of TURN key ``key_id``'s cluster-wide usage in ``minute``."""
+        return f"{self.namespace}:turn-usage:{key_id}:{minute}"
+
+    def turn_usage_minutes(self, key_id: str) -> str:
+        """Return the key of the sorted set of minutes ``key_id`` has usage in."""
+        return f"{self.namespace}:turn-usage-minutes:{key_id}"
+
+    def turn_custom(self, username: str) -> str:
+        """Return the key of the ``customIdentifier`` TURN credential ``username`` was issued with."""
+        return f"{self.namespace}:turn-custom:{username}"
+
+    @property
+    def turn_revocations(self) -> str:
+        """Return the key of the sorted set of revoked TURN usernames (score: expiry)."""
+        return f"{self.namespace}:turn-revocations"
 
     def node(self, node_id: str) -> str:
         """Return the key of node ``node_id`` (expires unless heartbeated)."""

@@ -39,6 +39,8 @@ from twisted.web.resource import IResource
 
 from realtime.api.app import RealtimeAPI
 from realtime.api.auth import authenticate
+from realtime.api.turn import TurnKeys
+from realtime.cluster.accounts import AccountGate, AccountSync, ClusterAccounts
 from realtime.cluster.datachannels import DATACHANNEL_CONTROL, DataChannelRelay
 from realtime.cluster.forward import PrivateApiService, build_forwarding
 from realtime.cluster.jit import JustInTime
@@ -50,7 +52,7 @@ from realtime.cluster.relay import RelayKind, RelayPacketReceived
 from realtime.cluster.remote_tracks import RemoteTracks
 from realtime.cluster.takeover import SfuTakeOver
 from realtime.sfu.switchboard import Switchboard
-from realtime.storage import ServerConfig
+from realtime.storage import ServerConfig, StateStore
 
 log = Logger()
 
@@ -109,6 +111,10 @@ class ClusterParts:
     api: Late[RealtimeAPI]
     #: bound by :func:`forward_api`
     private_api: Late[PrivateApiService]
+    #: apps, TURN keys, revocations and TURN usage shared through the directory
+    accounts: ClusterAccounts
+    #: bound by makeService once the API and the TURN keys are built
+    account_sync: Late[AccountSync]
 
 
 class ClusterInbound:
@@ -123,6 +129,8 @@ class ClusterInbound:
         parts = self.parts.get()
         if message.action in DATACHANNEL_CONTROL:
             parts.datachannels.control(message)
+        elif parts.account_sync.get().control(message):
+            pass                    # a TURN revocation made at another node
         elif not parts.remote.on_control(message):
             parts.jit.control(message)
 
@@ -157,6 +165,7 @@ def build_cluster(reactor: Any, options: ClusterOptions, *, board: Switchboard,
     peers: Late[PeerHost] = Late("the PeerHost")
     api: Late[RealtimeAPI] = Late("the RealtimeAPI")
     private_api: Late[PrivateApiService] = Late("the private API listener")
+    account_sync: Late[AccountSync] = Late("the account sync")
     inbound = ClusterInbound()
 
     def media_address() -> str:
@@ -177,6 +186,9 @@ def build_cluster(reactor: Any, options: ClusterOptions, *, board: Switchboard,
         options.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
         node.refresh_members, lambda session_id, name: _published(board, session_id, name),
         lambda touched: _flush_sessions(peers.get(), touched))
+    # apps, TURN keys, revocations and TURN usage shared (realtime.cluster.accounts)
+    accounts = ClusterAccounts(node.directory, options.node_id, reactor,
+                               on_key_miss=lambda: account_sync.get().sync_soon())
     sessions = ClusterSessions(node.directory, options.node_id, reactor, remote=remote,
                                relay_stats=node.relay_stats, datachannels=datachannels)
     # SFU take-over (docs/cluster.md): pulls of other nodes' tracks are mirrored first
@@ -190,23 +202,33 @@ def build_cluster(reactor: Any, options: ClusterOptions, *, board: Switchboard,
         lambda session_id: api.get().sessions.release(session_id), keylog=keylog,
         restore_sfu=takeover)
     parts = ClusterParts(node, remote, datachannels, sessions, takeover, jit,
-                         peers, api, private_api)
+                         peers, api, private_api, accounts, account_sync)
     inbound.parts.bind(parts)
     return parts
 
 
 def forward_api(reactor: Any, options: ClusterOptions, parts: ClusterParts,
-                root: IResource) -> tuple[IResource, PrivateApiService]:
+                root: IResource, store: StateStore,
+                turn_keys: TurnKeys) -> tuple[IResource, PrivateApiService]:
     """Let any node answer any API call: return the public resource and the private listener.
 
+    Other nodes' apps and TURN keys are read from the directory before the API sees a call
+    naming them (:class:`~realtime.cluster.accounts.AccountGate`, on both listeners).
     Called once the API is built and bound to ``parts.api``; binds ``parts.private_api``.
     """
     api = parts.api.get()
+    accounts = parts.accounts
+
+    def gate(inner: IResource) -> IResource:
+        return AccountGate(inner, accounts, lambda app_id: (
+            api.config.find_app(app_id) or store.get_app(app_id)) is not None, turn_keys)
+
     public, private = build_forwarding(
         reactor, options.node_id, options.secret, options.relay_host, parts.node.directory,
-        root, lambda session_id: _holds(api, session_id),
-        lambda app_id, header: authenticate(app_id, header, api.config, api.store))
-    return public, parts.private_api.bind(private)
+        gate(root), lambda session_id: _holds(api, session_id),
+        lambda app_id, header: authenticate(app_id, header, api.config, api.store,
+                                            accounts.shared_app))
+    return gate(public), parts.private_api.bind(private)
 
 
 def _holds(api: RealtimeAPI, session_id: str) -> bool:

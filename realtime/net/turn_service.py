@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from twisted.python import usage
 
-from realtime.api.turn import TurnKeys
+from realtime.api.turn import TurnCluster, TurnKeys
 from realtime.net.mmsg import BatchedUDP
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
 from realtime.net.turn_port import TurnConnectionFactory, TurnHost, TurnUdpPort
@@ -149,12 +149,16 @@ def turn_keys(store: StateStore, given: list[TurnKey], now: float) -> list[TurnK
 
 
 def build_turn(options: Mapping[str, Any], reactor: Any, store: StateStore, interface: str,
-               public_ip: str) -> TurnRuntime:
-    """Build the TURN host, machine, relays, keys and listener protocols from ``options``."""
+               public_ip: str, cluster: TurnCluster | None = None) -> TurnRuntime:
+    """Build the TURN host, machine, relays, keys and listener protocols from ``options``.
+
+    :param cluster: with ``--cluster``: where usage and revocations are shared.
+    """
     now = reactor.seconds()
     stored_before = {key.key_id for key in store.turn_keys()}
     keys = turn_keys(store, options["turn-keys"], now)
-    credentials = TurnKeyCredentials({key.key_id: key.token for key in keys})
+    credentials = TurnKeyCredentials({key.key_id: key.token for key in keys},
+                                     unknown_key=None if cluster is None else cluster.key_missed)
     for username, _key_id, custom, _expires, revoked in store.turn.credentials(now):
         if custom:
             credentials.remember_custom_identifier(username, custom)
@@ -182,7 +186,8 @@ def build_turn(options: Mapping[str, Any], reactor: Any, store: StateStore, inte
         server.revoke(username, when)
         host.pump()
 
-    api_keys = TurnKeys(store, keys, credentials, drain=server.drain_usage, revoke=revoke)
+    api_keys = TurnKeys(store, keys, credentials, drain=server.drain_usage, revoke=revoke,
+                        cluster=cluster)
     runtime = TurnRuntime(host, server, api_keys, relays,
                           {key.key_id for key in keys if key.generated} - stored_before)
     gate = ConnectionGate(stream_limits(options))

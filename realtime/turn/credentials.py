@@ -163,10 +163,14 @@ class TurnKeyCredentials:
 
     :param keys: ``{key_id: token}`` of the TURN keys.
     :param random: the random source (``os.urandom``), injected for tests.
+    :param unknown_key: called when a well-formed username names a key not known
+        here (``--cluster``: another node's key, learned from the directory soon after).
     """
 
     def __init__(self, keys: dict[str, str] | None = None,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom,
+                 unknown_key: Callable[[], object] | None = None) -> None:
+        self._unknown_key = unknown_key
         self._tokens: dict[str, str] = {}
         self._by_tag: dict[bytes, str] = {}
         self._revoked: dict[str, float] = {}
@@ -213,6 +217,11 @@ class TurnKeyCredentials:
         self._revoked[username] = parsed[0]
         return True
 
+    def expiry(self, username: str) -> float | None:
+        """Return when ``username`` (a credential of a known key) expires, or ``None``."""
+        parsed = self._parse(username)
+        return None if parsed is None else parsed[0]
+
     def is_revoked(self, username: str) -> bool:
         """Return True if ``username`` was revoked."""
         return username in self._revoked
@@ -240,7 +249,11 @@ class TurnKeyCredentials:
     def credential(self, username: str, realm: str, now: float) -> Credential | None:
         """Return the credential of a well-formed, unexpired, unrevoked username of a known key."""
         parsed = self._parse(username)
-        if parsed is None or parsed[0] < now or username in self._revoked:
+        if parsed is None:
+            if self._unknown_key is not None and len(username) == 96:
+                self._unknown_key()
+            return None
+        if parsed[0] < now or username in self._revoked:
             return None
         expires, key_id = parsed
         password = turn_key_credential(self._tokens[key_id], username)
