@@ -43,6 +43,10 @@ class ClusterHooks(Protocol):
         """
         ...
 
+    def owned_elsewhere(self, session_id: str, name: str) -> Awaitable[bool]:
+        """Whether the directory names another node as the owner of that track."""
+        ...
+
     def stats(self, app_id: str) -> dict[str, Any]:
         """Return the cluster's counters for app ``app_id``'s ``/diagnostics`` (relay, pulls)."""
         ...

@@ -112,12 +112,27 @@ def _pull_echo(item: dict[str, Any]) -> dict[str, Any]:
 
 async def find_track(sessions: SfuSessions, app: Any, session_id: str, name: str) -> Any | None:
     """Return the live track ``name`` of ``session_id``: this node's, else (``--cluster``)
-    a mirror of the node that owns it (docs/cluster.md, "Cross-node pulls")."""
+    a mirror of the node that owns it (docs/cluster.md, "Cross-node pulls").
+
+    With ``--cluster`` a track of a session made here whose PeerConnection never
+    connected here may be a stale copy: its media may have reached another node,
+    which took the session over and told this one, and the pull can arrive before
+    that word does.  The directory names the track's owner; if it is another node,
+    the copy is dropped now and the track pulled from its owner.
+    """
     board = sessions.switchboard
     track = board.find(app.app_id, session_id, name)
-    if track is None and sessions.cluster is not None:
-        track = await sessions.cluster.find_track(board, app.app_id, session_id, name)
-    return track
+    cluster = sessions.cluster
+    if cluster is None:
+        return track
+    if track is not None:
+        publisher = board.get(session_id)
+        connection = None if publisher is None else publisher.connection
+        if publisher is None or (connection is not None and connection.state == "connected") \
+                or not await cluster.owned_elsewhere(session_id, name):
+            return track                # a mirror, a session connected here, or ours
+        sessions.release(session_id)
+    return await cluster.find_track(board, app.app_id, session_id, name)
 
 
 async def _resolve_pulls(sessions: SfuSessions, app: Any, remote: list[tuple[int, dict[str, Any]]],

@@ -168,6 +168,17 @@ class JustInTime:
         except (DecodeError, ValueError, TypeError, LocalProtocolError):
             self.refused["bad_description"] += 1
             return
+        # Claim first, then answer the held checks: the client sees ICE (and DTLS) done only
+        # after that, so by then the directory names this node as the owner of the session
+        # and its tracks, and the previous owner has been told (a pull made at once through
+        # the previous owner's API must find the tracks here, not its stale copy).  Redis
+        # away: the claim is skipped, the session still runs here.
+        claim = replace(record, owner_node=self.node_id, last_seen=self.reactor.seconds())
+        Deferred.fromCoroutine(self._claim(claim, record.owner_node, tracks)).addErrback(
+            _unclaimed).addBoth(lambda _: self._admit(record, session, held, first))
+
+    def _admit(self, record: SessionRecord, session: Any, held: list[tuple[bytes, Address]],
+               first: float) -> None:
         try:
             self.admit(session, held)
         except ValueError:          # its ufrag is registered here already
@@ -175,12 +186,8 @@ class JustInTime:
             return
         self.taken += 1
         self._retries.pop(record.ice_ufrag, None)
-        now = self.reactor.seconds()
         if len(self.timings) < 4096:
-            self.timings[record.session_id] = (first, now)
-        claim = replace(record, owner_node=self.node_id, last_seen=now)
-        Deferred.fromCoroutine(self._claim(claim, record.owner_node, tracks)).addErrback(
-            _unclaimed)
+            self.timings[record.session_id] = (first, self.reactor.seconds())
 
     async def _claim(self, claim: SessionRecord, previous: str | None,
                      tracks: Sequence[TrackRecord] = ()) -> None:

@@ -178,6 +178,14 @@ class ClusterSessions:
         except DirectoryUnavailable as error:
             raise api_error(error) from None
 
+    async def owned_elsewhere(self, session_id: str, name: str) -> bool:
+        """Whether the directory names another node as the owner of that track (a take-over)."""
+        try:
+            record = await self.directory.get_track(session_id, name)
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+        return record is not None and record.owner_node != self.node_id
+
     def stats(self, app_id: str) -> dict[str, Any]:
         """Return the relay link's counters and app ``app_id``'s pulls' (``/diagnostics``)."""
         return {"node": self.node_id,
