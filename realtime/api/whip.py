@@ -38,6 +38,7 @@ headers (RFC 9725 §4.6) with a credential minted like
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +67,10 @@ ICE_SERVER_TTL = 86400
 EXPOSED = b"location, etag, link, accept-patch"
 
 INGEST, PLAY = "ingest", "play"
+
+#: ice-char = ALPHA / DIGIT / "+" / "/" (RFC 8839 §5.4, RFC 8445 §5.3 lengths)
+_ICE_UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
+_ICE_PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
 
 
 @dataclass
@@ -194,12 +199,12 @@ class WhipRoutes:
     def ingest_patch(self, request: IRequest, app: App, name: str,
                      resource_id: str) -> tuple[int, bytes | None]:
         """``PATCH`` a WHIP resource: trickle or ICE restart (RFC 9725 §4.3)."""
-        return self._patch(request, self._resource(INGEST, app, name, resource_id))
+        return self._patch(request, app, self._resource(INGEST, app, name, resource_id))
 
     def play_patch(self, request: IRequest, app: App, name: str,
                    resource_id: str) -> tuple[int, bytes | None]:
         """``PATCH`` a WHEP resource: the answer to our offer, trickle or ICE restart."""
-        return self._patch(request, self._resource(PLAY, app, name, resource_id))
+        return self._patch(request, app, self._resource(PLAY, app, name, resource_id))
 
     def ingest_delete(self, request: IRequest, app: App, name: str,
                       resource_id: str) -> tuple[int, bytes]:
@@ -221,8 +226,9 @@ class WhipRoutes:
             raise ApiError.not_found("The session has ended")
         return resource
 
-    def _patch(self, request: IRequest, resource: Resource) -> tuple[int, bytes | None]:
-        session = self.sessions.load_session(App(resource.app_id, ""), resource.session_id)
+    def _patch(self, request: IRequest, app: App,
+               resource: Resource) -> tuple[int, bytes | None]:
+        session = self.sessions.load_session(app, resource.session_id)
         kind = _content_type(request)
         match = request.getHeader(b"if-match")
         if match is not None and match.strip() not in (b"*", resource.etag.encode()):
@@ -240,8 +246,9 @@ class WhipRoutes:
         ufrag, pwd = _credentials(_decode(_body(request)))
         if ufrag is None or ufrag == session.ice.remote_ufrag:
             return 204, None  # trickle: an ICE-lite agent uses no remote candidates
-        if pwd is None:
-            raise ApiError(400, ErrorCode.INVALID_PARAMS, "An ICE restart needs a=ice-pwd")
+        if pwd is None or not _ICE_UFRAG.fullmatch(ufrag) or not _ICE_PWD.fullmatch(pwd):
+            raise ApiError(400, ErrorCode.INVALID_PARAMS, "An ICE restart needs a=ice-ufrag "
+                           "(4-256 ice-chars) and a=ice-pwd (22-256), RFC 8839 §5.4")
         return 200, self._restart(request, session, resource, ufrag, pwd)
 
     def _restart(self, request: IRequest, session: SfuSession, resource: Resource,
@@ -402,8 +409,8 @@ def _credentials(fragment: str) -> tuple[str | None, str | None]:
     ufrag = pwd = None
     for line in fragment.splitlines():
         if line.startswith("a=ice-ufrag:"):
-            ufrag = line[12:].strip()[:256] or None
+            ufrag = line[12:].strip() or None
         elif line.startswith("a=ice-pwd:"):
-            pwd = line[10:].strip()[:256] or None
+            pwd = line[10:].strip() or None
     return ufrag, pwd
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
@@ -213,6 +215,10 @@ def test_ice_restart_answers_our_new_credentials_and_a_new_etag(whip) -> None:
     assert session.ice.remote_ufrag == "newufrag"
     assert whip.api.peers.demux.session_for_ufrag(session.ice.local_ufrag) is session
     assert whip.call("PATCH", location, fragment, FRAG, If_Match=etag)[0] == 412
+    for bad in (b"a=ice-ufrag:\xc3\xbc \xc3\xbc\r\na=ice-pwd:x\r\n",
+                b"a=ice-ufrag:abcd\r\na=ice-pwd:short\r\n", b"a=ice-ufrag:abcd\r\n"):
+        assert whip.call("PATCH", location, bad, FRAG)[0] == 400, bad
+    assert session.ice.remote_ufrag == "newufrag"
 
 
 def test_whep_answers_a_players_offer_with_the_streams_tracks(whip) -> None:
@@ -305,3 +311,20 @@ def test_restart_credentials_routing_keeps_old_client_working(whip) -> None:
     fragment = f"a=ice-ufrag:{CLIENT.ice_ufrag}\r\na=ice-pwd:{CLIENT.ice_pwd}\r\n".encode()
     assert whip.call("PATCH", location, fragment, FRAG, If_Match=etag)[0] == 204
     assert session.ice.local_ufrag == before
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
+       content_type=st.sampled_from([SDP, FRAG, "text/plain", ""]),
+       target=st.sampled_from(["POST ingest", "POST play", "PATCH ingest", "PATCH play"]))
+def test_hostile_bodies_never_cause_a_server_error(whip, body, content_type, target) -> None:
+    """Any bytes, any type, on every WHIP/WHEP body: 2xx/4xx, never 500."""
+    if not hasattr(whip, "resources"):
+        ingest, _ = whip.publish("hostile")
+        _, headers, _ = whip.call("POST", "/play/hostile", b"", content_type=None, wait=1)
+        whip.resources = {"play": headers.getRawHeaders("location")[0], "ingest": ingest}
+    method, kind = target.split()
+    path = f"/{kind}/fuzzed" if method == "POST" else whip.resources[kind]
+    status, _, _ = whip.call(method, path, body, content_type or None)
+    assert status < 500, (status, body)
