@@ -158,6 +158,23 @@ def test_chromium_plays_a_whip_client_stream_through_whep(publisher, pages) -> N
     assert result["deleteStatus"] == 200, result
 
 
+def test_chromium_restarts_ice_through_a_whep_patch(publisher, pages) -> None:
+    """RFC 9725 §4.3.2 with a real agent: new credentials both ways, media goes on."""
+    base, _ = publisher
+    query = urllib.parse.urlencode({"url": f"{base}/play/{STREAM}", "token": APP_SECRET,
+                                    "restart": "1"})
+    result = run_page(f"{pages}/whep.html?{query}", timeout=30)
+    assert "error" not in result, result
+    restart = result["restart"]
+    print("Chromium ICE restart:", restart)
+    assert restart["status"] == 200 and restart["newEtag"] != result["etag"], restart
+    assert restart["serverUfragChanged"], restart
+    assert restart["pairChanged"], restart     # a new-generation pair answered and selected
+    assert restart["state"] == "connected", restart
+    assert restart["framesAfter"] >= 30, restart        # 2 s at 30 fps: >= 15 fps on
+    assert result["deleteStatus"] == 200, result
+
+
 def test_the_whip_publisher_deletes_its_stream_at_the_end(publisher) -> None:
     base, peer = publisher
     assert request(f"{base}/ingest/{STREAM}", body=b"v=0\r\n")[0] in (400, 409)
