@@ -13,6 +13,7 @@ from them, and mounts every route from one table, :meth:`RealtimeAPI.routes`::
                       │ EchoRoutes(peers), DiagnosticsRoutes(peers, cluster)
                       │                                                api/echo.py, diagnostics.py
                       │ UsageRoutes(usage), TurnRoutes(turn), openapi  api/usage.py, turn.py, openapi.py
+                      │ WhipRoutes(sessions, turn): WHIP/WHEP          api/whip.py
                       v
                     routes(): one row per route: method, path, bound method, Guard
                       │ mounted on this instance's Klein app, each endpoint wrapped by
@@ -67,6 +68,7 @@ from realtime.api.tracks import TrackRoutes
 from realtime.api.turn import PREFIX as TURN_KEY_PREFIX
 from realtime.api.turn import TurnKeys, TurnRoutes
 from realtime.api.usage import SfuUsage, UsageRoutes
+from realtime.api.whip import WhipRoutes
 from realtime.sfu.limits import RateLimiter
 from realtime.sfu.switchboard import Switchboard
 from realtime.storage import App, ServerConfig, StateStore
@@ -175,6 +177,7 @@ class RealtimeAPI:
         diagnostics = DiagnosticsRoutes(self.peers, self.cluster)
         usage = UsageRoutes(self.usage, self.clock)
         turn = TurnRoutes(self.turn, self.clock)
+        whip = WhipRoutes(self.sessions, self.turn)
         app = Guard(APP_PREFIXES, "app_id", self.authenticate_app)
         key = Guard((TURN_KEY_PREFIX,), "key_id", turn.authenticate)
         session = "/sessions/<session_id>"
@@ -193,6 +196,12 @@ class RealtimeAPI:
             Route("POST", "/echo/new", echo.echo_new, app),                       # ours
             Route("GET", "/diagnostics", diagnostics.diagnostics, app),           # ours
             Route("GET", "/usage", usage.usage_report, app),
+            Route("POST", "/ingest/<name>", whip.ingest, app),                    # WHIP
+            Route("PATCH", "/ingest/<name>/<resource_id>", whip.ingest_patch, app),
+            Route("DELETE", "/ingest/<name>/<resource_id>", whip.ingest_delete, app),
+            Route("POST", "/play/<name>", whip.play, app),                        # WHEP
+            Route("PATCH", "/play/<name>/<resource_id>", whip.play_patch, app),
+            Route("DELETE", "/play/<name>/<resource_id>", whip.play_delete, app),
             Route("POST", "/credentials/generate-ice-servers", turn.generate_ice_servers, key),
             Route("POST", "/credentials/generate", turn.generate_legacy, key),
             Route("POST", "/credentials/<username>/revoke", turn.revoke, key),

@@ -12,7 +12,7 @@ Paths, auth and error shape follow docs/cloudflare-api.md (§1.1, §3.1,
               │ authenticate(id from the path, Authorization) ──> 401 / 404 JSON
               v
             handler(request, principal, **path_args)
-              │ returns body | (status, body) | (204, None), maybe as a coroutine
+              │ returns body | (status, body) | (204, None) | (status, bytes), maybe async
               │ ApiError ──────────────────────────> its status + JSON
               │ any other exception (Klein's handler) 500 internal_error
               v
@@ -44,8 +44,8 @@ MAX_BODY = 1 << 20
 #: Deepest nesting of arrays and objects accepted in a body (ours needs 4).
 MAX_DEPTH = 32
 
-ALLOW_HEADERS = b"authorization, content-type"
-ALLOW_METHODS = b"GET, POST, PUT, OPTIONS"
+ALLOW_HEADERS = b"authorization, content-type, if-match"
+ALLOW_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
 #: What a route returns: a JSON body (status 200), ``(status, body)``, ``(204, None)``
 #: for no body, or an :class:`ApiError` (what an awaited route raised).
@@ -156,9 +156,9 @@ def render(result: Result, request: IRequest) -> bytes:
     if isinstance(result, ApiError):
         return error_response(request, result)
     status, body = result if isinstance(result, tuple) else (200, result)
-    if body is None:
+    if body is None or isinstance(body, bytes):  # bytes: the route set its Content-Type (SDP)
         request.setResponseCode(status)
-        return b""
+        return body or b""
     return json_response(request, status, body)
 
 

@@ -69,6 +69,9 @@ class MediaPeers(Protocol):
     def flush(self, session: Any) -> None:
         """Send what ``session`` queued."""
 
+    def rekey(self, session: Any) -> None:
+        """Route checks by ``session``'s new ICE ufrag (after an ICE restart, WHIP PATCH)."""
+
     def wait_connected(self, session: Any, timeout: float) -> Deferred[bool]:
         """Fire True once ``session`` is connected, False after ``timeout`` seconds."""
         ...

@@ -12,7 +12,9 @@ the same CORS headers as every other response::
                   ├─ /apps/{appId}/sessions/{id}/tracks/new  200 (per-item errors)
                   ├─ ... renegotiate, tracks/close, tracks/update, GET session
                   ├─ ... datachannels/establish, datachannels/new|update|close
-                  └─ /apps/{appId}/echo/new, /diagnostics, /usage (ours)
+                  ├─ /apps/{appId}/echo/new, /diagnostics, /usage (ours)
+                  └─ /apps/{appId}/ingest/{name} (WHIP), /play/{name} (WHEP), and
+                     .../{resourceId} (PATCH, DELETE): SDP bodies (api/whip.py)
 
 Every path also answers without the ``/v1`` prefix (``/apps/{appId}/...``).
 """
@@ -205,6 +207,55 @@ def _usage_operation() -> dict[str, Any]:
 
 _SESSION = "/apps/{appId}/sessions/{sessionId}"
 
+
+def _whip(summary: str, status: str, body: str | None, errors: dict[str, str],
+          resource: bool = False) -> dict[str, Any]:
+    """One WHIP/WHEP operation (realtime/api/whip.py): SDP in and out, JSON errors."""
+    names = ["appId", "name"] + (["resourceId"] if resource else [])
+    parameters = [{"in": "path", "name": name, "required": True, "schema": _STRING}
+                  for name in names]
+    responses: dict[str, Any] = {
+        status: {"description": "Success", "headers": {"vary": {"schema": _STRING}}}}
+    if body is not None:
+        responses[status]["content"] = {body: {"schema": _STRING}}
+    for code, text in {"401": "Missing or wrong bearer token (`unauthorized`).",
+                       "404": "Unknown stream or session resource (`not_found`).",
+                       **errors}.items():
+        responses[code] = _error(text)
+    operation: dict[str, Any] = {"summary": summary, "security": [{"secret": []}],
+                                 "parameters": parameters, "responses": responses}
+    if not resource or status != "200":
+        kinds = ["application/sdp"] if not resource else \
+            ["application/trickle-ice-sdpfrag", "application/sdp"]
+        if body is not None or resource:
+            operation["requestBody"] = {"required": False, "content": {
+                kind: {"schema": _STRING} for kind in kinds}}
+    return operation
+
+
+_WHIP_ERRORS = {"400": "Bad SDP (`invalid_session_description`).",
+                "415": "Not application/sdp (`unsupported_media_type`).",
+                "429": "More than --session-rate new sessions per second."}
+_PATCH_ERRORS = {"400": "Bad SDP or fragment.", "412": "If-Match names another ICE session.",
+                 "415": "Not application/trickle-ice-sdpfrag (or application/sdp on WHEP)."}
+_WHIP_PATHS = {
+    "/apps/{appId}/ingest/{name}": {"post": _whip(
+        "WHIP (RFC 9725): publish an SDP offer as stream {name}; 201 with the answer, "
+        "Location, ETag", "201", "application/sdp",
+        {**_WHIP_ERRORS, "409": "The stream already has a live WHIP publisher (`conflict`)."})},
+    "/apps/{appId}/ingest/{name}/{resourceId}": {
+        "patch": _whip("WHIP trickle (204) or ICE restart (200 with our fragment)", "204", None,
+                       _PATCH_ERRORS, resource=True),
+        "delete": _whip("End the WHIP session", "200", None, {}, resource=True)},
+    "/apps/{appId}/play/{name}": {"post": _whip(
+        "WHEP: answer a player's offer, or (empty body) the server's offer, for stream "
+        "{name} (a WHIP stream name or a session id)", "201", "application/sdp", _WHIP_ERRORS)},
+    "/apps/{appId}/play/{name}/{resourceId}": {
+        "patch": _whip("WHEP: the answer to the server's offer (application/sdp), trickle or "
+                       "ICE restart", "204", None, _PATCH_ERRORS, resource=True),
+        "delete": _whip("End the WHEP session", "200", None, {}, resource=True)},
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "realtime", "version": "1", "description":
@@ -264,6 +315,7 @@ DOCUMENT: dict[str, Any] = {
             "Ours: drop counters of the media port and the app's PeerConnections", None,
             "Diagnostics", session=False)},
         "/apps/{appId}/usage": {"get": _usage_operation()},
+        **_WHIP_PATHS,
     },
 }
 

@@ -190,6 +190,15 @@ class PeerHost:
             self.router.take_early(session)
             self.demux.unregister(session)
 
+    def rekey(self, session: HostedSession) -> None:
+        """Route checks by ``session``'s new local ufrag after an ICE restart (RFC 8445 §9).
+
+        Its address bindings stay: media keeps flowing on the selected pair
+        until the peer's checks under the new credentials arrive.
+        """
+        if session in self._drivers or session in self._expected:
+            self.demux.register(session.ice.local_ufrag, session)
+
     def add(self, session: HostedSession) -> None:
         """Start routing the session's ICE ufrag and addresses to its connection."""
         if session in self._expected:

@@ -226,8 +226,10 @@ def test_cors_preflight(treq, path) -> None:
     status, got, body = call(treq, "OPTIONS", path, headers)
     assert status == 204 and body is None
     assert got.getRawHeaders("access-control-allow-origin") == ["http://localhost:8000"]
-    assert got.getRawHeaders("access-control-allow-headers") == ["authorization, content-type"]
-    assert got.getRawHeaders("access-control-allow-methods") == ["GET, POST, PUT, OPTIONS"]
+    assert got.getRawHeaders("access-control-allow-headers") == [
+        "authorization, content-type, if-match"]
+    assert got.getRawHeaders("access-control-allow-methods") == [
+        "GET, POST, PUT, PATCH, DELETE, OPTIONS"]
     assert got.getRawHeaders("vary") == ["Origin"]
 
 

@@ -15,6 +15,11 @@ HTTP API itself and prints JSON lines on stdout::
     mode pull      sessions/new, tracks/new pulling ``tracks`` of
                    ``publisher``, answer the SFU's offer, PUT renegotiate;
                    decodes and counts frames per kind.
+    mode whip      a WHIP client (RFC 9725 §4.2): POST the offer as
+                   application/sdp to ``{api}/v1/apps/{app}/ingest/{stream}``,
+                   apply the 201's answer; prints {"event": "published",
+                   "location", "etag", "links"}; at the end DELETEs the
+                   resource and prints {"event": "deleted", "status"}.
 
 Options: ``video`` ("vp8" or "h264"), ``audio`` (bool), ``seconds``,
 ``early_offer`` (publish: offer before caps flow, so the offer has neither
@@ -38,6 +43,8 @@ import ssl
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import gi
@@ -230,6 +237,35 @@ class Peer:
              offer_has_ssrc="a=ssrc:" in sdp, video_ssrcs=_section_ssrcs(sdp, "video"), offer=sdp if self.options.get("show_sdp") else None,
              results=answer["tracks"])
 
+    def whip(self) -> None:
+        o = self.options
+        time.sleep(0.5)  # let caps flow, so the offer names SSRCs
+        reply = self.promise("create-offer", None)
+        offer = reply.get_value("offer")
+        self.promise("set-local-description", offer)
+        self.mark("offer")
+        request = urllib.request.Request(
+            f"{o['api']}/v1/apps/{o['app']}/ingest/{o['stream']}", method="POST",
+            data=offer.sdp.as_text().encode(),
+            headers={"Authorization": f"Bearer {o['secret']}", "Content-Type": "application/sdp"})
+        with urllib.request.urlopen(request, timeout=20, context=self.context) as response:
+            status, headers, answer = response.status, response.headers, response.read()
+        self.location = urllib.parse.urljoin(o["api"], headers["Location"])
+        self.set_description("set-remote-description", GstWebRTC.WebRTCSDPType.ANSWER,
+                             answer.decode())
+        self.mark("answer")
+        emit(event="published", status=status, location=self.location, etag=headers["ETag"],
+             content_type=headers["Content-Type"], links=headers.get_all("Link") or [])
+
+    def whip_delete(self) -> None:
+        request = urllib.request.Request(self.location, method="DELETE", headers={
+            "Authorization": f"Bearer {self.options['secret']}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
+                emit(event="deleted", status=response.status)
+        except urllib.error.HTTPError as error:
+            emit(event="deleted", status=error.code)
+
     def pull(self) -> None:
         o = self.options
         session = self.call("POST", "/sessions/new")["sessionId"]
@@ -267,14 +303,19 @@ class Peer:
 
     def run(self) -> None:
         mode = self.options["mode"]
-        self.build(publish=mode == "publish")
+        self.build(publish=mode in ("publish", "whip"))
+        self.location = None
         early = mode == "publish" and self.options.get("early_offer")
         self.pipeline.set_state(Gst.State.READY if early else Gst.State.PLAYING)
         work = threading.Thread(target=self.negotiate, args=(mode,), daemon=True)
         work.start()
         GLib.timeout_add(1000, self.tick)
         GLib.timeout_add(int(self.options.get("seconds", 10) * 1000), self.loop.quit)
+        # SIGTERM ends the run as the timeout does (a WHIP client then DELETEs its resource)
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, 15, lambda: self.loop.quit() or False)
         self.loop.run()
+        if self.location is not None:
+            self.whip_delete()
         self.pipeline.set_state(Gst.State.NULL)
         per_second = {kind: [b - a for a, b in zip([0] + counts, counts)]
                       for kind, counts in self.per_second.items()}
@@ -283,7 +324,7 @@ class Peer:
 
     def negotiate(self, mode: str) -> None:
         try:
-            self.publish() if mode == "publish" else self.pull()
+            {"publish": self.publish, "whip": self.whip}.get(mode, self.pull)()
         except Exception as error:  # report, then stop: the test reads the error
             emit(event="error", error=repr(error))
             GLib.idle_add(self.loop.quit)

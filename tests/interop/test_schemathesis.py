@@ -54,6 +54,7 @@ pytestmark = pytest.mark.interop
 CLOUDFLARE_SPEC = (shared_dir() or Path("../shared")) / "specs" / "realtime-api-2024-05-21.yaml"
 SEED = os.environ.get("REALTIME_SCHEMATHESIS_SEED", "1")
 EXAMPLES = os.environ.get("REALTIME_SCHEMATHESIS_EXAMPLES", "10")
+HOOKS = Path(__file__).resolve().with_name("schemathesis_hooks.py")   # SDP bodies are text
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 
 
@@ -87,7 +88,7 @@ def run(tmp_path: Path, location: str, api_url: str, *extra: str) -> subprocess.
          "--rate-limit", "40/s", "--request-timeout", "15", "--output-truncate", "true",
          "--no-color", *extra],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)})
 
 
 def explain(result: subprocess.CompletedProcess) -> str:
