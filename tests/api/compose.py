@@ -39,6 +39,26 @@ def compose(store: StateStore, config: ServerConfig, clock: Clock, **given: Any)
     return api_class(store, config, clock, switchboard=board, usage=usage, **collaborators)
 
 
+def finish(treq: Any, clock: Clock, deferred: Any, wait: float = 0.0) -> tuple[Any, bytes]:
+    """Run a StubTreq request to its end, advancing ``clock`` up to ``wait`` seconds in
+    50 ms steps while it is pending; return (response, body bytes)."""
+    results: list = []
+    deferred.addBoth(results.append)
+    steps = 0
+    while True:
+        treq.flush()
+        if results or steps * 0.05 > wait:
+            break
+        clock.advance(0.05)
+        steps += 1
+    assert results, "request did not finish"
+    response = results[0]
+    content: list = []
+    response.content().addBoth(content.append)
+    treq.flush()
+    return response, content[0]
+
+
 def collector(api: RealtimeAPI, clock: Clock) -> TimerService:
     """Return the ``sfu-collect`` service of ``makeService``, started on ``clock``."""
     timer = TimerService(COLLECT_INTERVAL, api.sessions.collect)

@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 from realtime.demux import PacketKind
 from realtime.sdp import SessionDescription
 from realtime.storage import App, ServerConfig, StateStore
-from tests.api.compose import collector, compose
+from tests.api.compose import collector, compose, finish
 from tests.sfu.client import (
     VP8_KEY, answer_sfu_offer, audio, certificate, push_offer, rtp, video,
 )
@@ -48,21 +48,8 @@ class Api:
         deferred = self.treq.request(
             method, f"https://127.0.0.1{prefix}/{app.app_id}{path}", data=data,
             headers={"Authorization": f"Bearer {app.secret}"})
-        results: list = []
-        deferred.addBoth(results.append)
-        steps = 0
-        while True:
-            self.treq.flush()
-            if results or steps * 0.05 > wait:
-                break
-            self.clock.advance(0.05)
-            steps += 1
-        assert results, "request did not finish"
-        response = results[0]
-        content: list = []
-        response.content().addBoth(content.append)
-        self.treq.flush()
-        return response.code, json.loads(content[0])
+        response, content = finish(self.treq, self.clock, deferred, wait)
+        return response.code, json.loads(content)
 
     @property
     def board(self):

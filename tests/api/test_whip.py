@@ -20,7 +20,7 @@ from realtime.demux import PacketKind
 from realtime.sdp import SessionDescription
 from realtime.storage import App, ServerConfig, StateStore, TurnKey
 from realtime.turn.credentials import TurnKeyCredentials
-from tests.api.compose import collector, compose
+from tests.api.compose import collector, compose, finish
 from tests.sfu.client import CLIENT, VP8_KEY, answer_sfu_offer, audio, push_offer, rtp, video
 
 APP = App("cli-app", "cli-secret")
@@ -53,22 +53,9 @@ class Whip:
                 **{k.replace("_", "-"): v for k, v in headers.items()}}
         if content_type:
             sent["Content-Type"] = content_type
-        results: list = []
-        self.treq.request(method, f"https://127.0.0.1{url}", data=body or None,
-                          headers=sent).addBoth(results.append)
-        steps = 0
-        while True:
-            self.treq.flush()
-            if results or steps * 0.05 > wait:
-                break
-            self.clock.advance(0.05)
-            steps += 1
-        assert results, "request did not finish"
-        response = results[0]
-        content: list = []
-        response.content().addBoth(content.append)
-        self.treq.flush()
-        return response.code, response.headers, content[0]
+        response, content = finish(self.treq, self.clock, self.treq.request(
+            method, f"https://127.0.0.1{url}", data=body or None, headers=sent), wait)
+        return response.code, response.headers, content
 
     def publish(self, name="cam", send=True):
         """WHIP-publish audio+video as ``name``; mark it connected; return (location, etag)."""

@@ -18,6 +18,7 @@ import pytest
 from realtime.cluster.address import parse_redis_url
 from realtime.cluster.launcher import PrivateRedis, start_private_redis
 from realtime.cluster.resp import NEED_MORE, RespReader, encode_command
+from tests.cluster.netns import cluster_certificate
 from tests.conftest import require_tool
 
 
@@ -70,3 +71,9 @@ def redis_server():
     finally:
         server.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def certificate_file(tmp_path):
+    """The cluster's DTLS certificate: one PEM file (certificate + key) every node is given."""
+    return cluster_certificate(tmp_path)

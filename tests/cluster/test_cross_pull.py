@@ -35,7 +35,6 @@ import pytest
 
 from realtime.cluster.options import SECRET_VARIABLE
 from realtime.cluster.pulls import stream_id_of
-from realtime.dtls.certificate import Certificate
 from tests.conftest import require_module
 from tests.interop.aiortc_frames import FrameCounter, assert_rates
 from tests.interop.realtime_server import Server
@@ -60,16 +59,6 @@ def secret(monkeypatch):
     # lossy_twistd.py (node A): lose one video RTP frame in 25 towards B, DROPS in all
     for name, value in (("PT", VP8_PT), ("EVERY", 25), ("AFTER", 60), ("LIMIT", DROPS)):
         monkeypatch.setenv(f"REALTIME_TEST_RELAY_DROP_{name}", str(value))
-
-
-@pytest.fixture
-def certificate_file(tmp_path):
-    """The cluster's DTLS certificate (certificate + key), given to both nodes."""
-    certificate = Certificate.generate(time.time())
-    path = tmp_path / "cluster-dtls.pem"
-    path.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
-    path.chmod(0o600)
-    return path
 
 
 def junk_to_relay(node: Server) -> int:

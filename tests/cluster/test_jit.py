@@ -33,16 +33,6 @@ def secret(monkeypatch):
     monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
 
 
-@pytest.fixture
-def certificate_file(tmp_path):
-    """The cluster's DTLS certificate: one PEM file (certificate + key) every node is given."""
-    certificate = Certificate.generate(time.time())
-    path = tmp_path / "cluster-dtls.pem"
-    path.write_bytes(certificate.certificate_pem() + certificate.private_key_pem())
-    path.chmod(0o600)
-    return path
-
-
 def node(tmp_path, redis_server, name: str, *extra: str) -> Server:
     return Server(tmp_path / name, "--cluster", redis_server.url, "--node-id", name,
                   "--relay-address", "127.0.0.1:0", *extra, app=True)

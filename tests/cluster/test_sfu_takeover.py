@@ -17,7 +17,7 @@ import re
 import pytest
 
 from tests.cluster.test_jit import (  # noqa: F401  (fixtures)
-    certificate_file, node, owner, pointed_at, secret, wait_registered,
+    node, owner, pointed_at, secret, wait_registered,
 )
 from tests.conftest import require_module
 
