@@ -44,7 +44,7 @@ from tests.interop.realtime_server import Server  # noqa: E402
 
 
 async def connect(api: Server, media_port: int | None, redis) -> tuple[float, float]:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.mediastreams import AudioStreamTrack
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -54,17 +54,8 @@ async def connect(api: Server, media_port: int | None, redis) -> tuple[float, fl
     status, body = await loop.run_in_executor(None, api.post, "/echo/new", {
         "sessionDescription": {"type": "offer", "sdp": pc.localDescription.sdp}})
     assert status == 201, body
-    sdp = body["sessionDescription"]["sdp"]
-    if media_port is not None:
-        sdp = re.sub(rf"( 127\.0\.0\.1 ){api.media}( typ host)", rf"\g<1>{media_port}\g<2>", sdp)
-    started = time.monotonic()
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-    while pc.connectionState != "connected":
-        if time.monotonic() - started > 10:
-            raise RuntimeError(f"not connected after 10 s ({pc.connectionState})")
-        await asyncio.sleep(0.01)
-    elapsed = time.monotonic() - started
-    await asyncio.sleep(0.05)     # the owner's last_seen write is in the background
+    elapsed = await answered_and_connected(pc, api, body["sessionDescription"]["sdp"],
+                                           media_port)
     record = json.loads(ping_get(redis, f"rt:session:{body['sessionId']}"))
     await pc.close()
     return elapsed, record["last_seen"] - record["created"]
@@ -72,7 +63,7 @@ async def connect(api: Server, media_port: int | None, redis) -> tuple[float, fl
 
 async def connect_sfu(api: Server, media_port: int | None, redis) -> tuple[float, float]:
     """One SFU session pushing audio through ``api``; return (client, server) connect times."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.mediastreams import AudioStreamTrack
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -88,7 +79,19 @@ async def connect_sfu(api: Server, media_port: int | None, redis) -> tuple[float
         "tracks": [{"location": "local", "mid": mid, "trackName": "mic"}]})
     assert status == 200 and "errorCode" not in body, body
     answered = json.loads(ping_get(redis, f"rt:session:{session}"))["last_seen"]
-    sdp = body["sessionDescription"]["sdp"]
+    elapsed = await answered_and_connected(pc, api, body["sessionDescription"]["sdp"],
+                                           media_port)
+    record = json.loads(ping_get(redis, f"rt:session:{session}"))
+    await pc.close()
+    assert record["owner_node"] == ("a" if media_port is None else "b"), record
+    return elapsed, record["last_seen"] - answered
+
+
+async def answered_and_connected(pc, api: Server, sdp: str, media_port: int | None) -> float:
+    """Apply our answer (its candidate moved to ``media_port``, another node, if given);
+    return the seconds until ``pc`` is connected (RuntimeError after 10 s, ``pc`` closed)."""
+    from aiortc import RTCSessionDescription
+
     if media_port is not None:
         sdp = re.sub(rf"( 127\.0\.0\.1 ){api.media}( typ host)", rf"\g<1>{media_port}\g<2>", sdp)
     started = time.monotonic()
@@ -100,10 +103,7 @@ async def connect_sfu(api: Server, media_port: int | None, redis) -> tuple[float
         await asyncio.sleep(0.01)
     elapsed = time.monotonic() - started
     await asyncio.sleep(0.05)     # the owner's last_seen write is in the background
-    record = json.loads(ping_get(redis, f"rt:session:{session}"))
-    await pc.close()
-    assert record["owner_node"] == ("a" if media_port is None else "b"), record
-    return elapsed, record["last_seen"] - answered
+    return elapsed
 
 
 def ping_get(redis, key: str):
