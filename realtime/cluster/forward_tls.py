@@ -25,12 +25,13 @@ import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
+
+from realtime.dtls.certificate import self_signed
 
 #: The name every private API certificate carries and every forwarder checks.
 SERVER_NAME = "realtime-cluster-api"
@@ -43,19 +44,9 @@ MAX_PINS = 1024
 def private_certificate(now: float) -> tuple[bytes, bytes]:
     """Return ``(certificate PEM, private key PEM)``: a fresh self-signed P-256 certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])
     issued = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(issued - datetime.timedelta(hours=1))
-        .not_valid_after(issued + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed(key, SERVER_NAME, issued - datetime.timedelta(hours=1),
+                              issued + VALIDITY, alt_names=[x509.DNSName(SERVER_NAME)])
     return (certificate.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))

@@ -52,6 +52,52 @@ DEFAULT_LIFETIME = 30 * 86400.0
 """Validity of a generated certificate in seconds (30 days)."""
 
 
+def self_signed(
+    key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    *,
+    serial: int | None = None,
+    alt_names: Iterable[x509.GeneralName] = (),
+    server_auth: bool = False,
+) -> x509.Certificate:
+    """Build the one kind of certificate this project makes: self-signed, ``CN=common_name``.
+
+    Issuer and subject are the same name and the key signs its own
+    certificate (SHA-256), RFC 5280 §3.2's "self-signed certificate".  Three
+    callers share this builder: the DTLS certificate of PeerConnections
+    (:meth:`Certificate.generate`: no extensions, the peer pins its hash), the
+    HTTPS/TURN-over-TLS server certificate (``realtime.net.certificate``:
+    ``alt_names`` for hostname checks and ``server_auth`` for the
+    basicConstraints and extendedKeyUsage browsers want), and each cluster
+    node's private-API certificate (``realtime.cluster.forward_tls``: one
+    pinned DNS name).
+
+    :param serial: the serial number; ``None`` for a random one (RFC 5280 §4.1.2.2).
+    """
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number() if serial is None else serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    names = list(alt_names)
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if server_auth:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=False, path_length=None), critical=True
+        ).add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
 class FingerprintError(DecodeError):
     """Raised when an SDP ``a=fingerprint`` value is malformed or unsupported."""
 
@@ -152,20 +198,10 @@ class Certificate:
         ``lifetime`` seconds after it.  ``random`` supplies the serial number.
         """
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         start = datetime.datetime.fromtimestamp(now - 86400, datetime.timezone.utc)
         end = datetime.datetime.fromtimestamp(now + lifetime, datetime.timezone.utc)
         serial = int.from_bytes(random(8), "big") >> 1 or 1
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(serial)
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .sign(key, hashes.SHA256())
-        )
+        cert = self_signed(key, common_name, start, end, serial=serial)
         return cls(key, cert)
 
     @classmethod

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from realtime.dtls.certificate import self_signed as build_self_signed
 
 #: How long a generated certificate is valid (the CA/B limit browsers accept).
 VALIDITY = datetime.timedelta(days=397)
@@ -75,7 +76,6 @@ def self_signed(
     key: ec.EllipticCurvePrivateKey, addresses: tuple[str, ...], issued: datetime.datetime
 ) -> x509.Certificate:
     """Return a self-signed server certificate for ``key`` naming localhost and ``addresses``."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "realtime")])
     alt_names: list[x509.GeneralName] = [x509.DNSName("localhost")]
     for entry in ("127.0.0.1", "::1", *addresses):
         try:
@@ -84,21 +84,8 @@ def self_signed(
             general = x509.DNSName(entry)
         if general not in alt_names:
             alt_names.append(general)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(issued - datetime.timedelta(hours=1))
-        .not_valid_after(issued + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
+    return build_self_signed(key, "realtime", issued - datetime.timedelta(hours=1),
+                             issued + VALIDITY, alt_names=alt_names, server_auth=True)
 
 
 def _usable(files: TlsFiles, now: datetime.datetime) -> bool:
