@@ -108,6 +108,8 @@ class TurnServer:
         self.per_user: Counter[str] = Counter()
         #: dropped inputs per reason
         self.drops: Counter[str] = Counter()
+        #: 401 answers: ``challenge`` (no credentials yet), ``integrity`` (a bad credential)
+        self.unauthorized: Counter[str] = Counter()
         self._outgoing: list[tuple[bytes, Route]] = []
         self._events: deque[TurnEvent] = deque()
         self._deadline: float | None = None
@@ -336,6 +338,8 @@ class TurnServer:
             if not bucket.take(1, now):
                 self.drops["unauthorized-rate-limit"] += 1
                 return
+        if code == 401:
+            self.unauthorized["integrity" if failed_integrity else "challenge"] += 1
         extra = (Nonce(self.nonces.issue(host, now)), Realm(self.config.realm))
         self._plain_error(message, source, code, extra)
 
