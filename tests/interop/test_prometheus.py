@@ -1,0 +1,145 @@
+"""
+Issue 17: Debian's ``prometheus`` scrapes ``twistd realtime --metrics`` during a real call.
+
+The server runs with ``--metrics tcp:PORT:interface=127.0.0.1``; a Prometheus
+server of its own (loopback ports only, its own temporary storage, a 1 s
+scrape interval) scrapes it; an aiortc publisher pushes audio and video and
+an aiortc subscriber pulls both (tests/interop/test_sfu_aiortc.py).  One
+garbage datagram to the media port makes sure a drop reason exists.  Then
+the series are read back through Prometheus' HTTP API (``/api/v1/query``),
+as a dashboard would: packets forwarded > 0, drops by reason present, the
+API latency histogram populated, the process collector there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_module, require_tool
+from tests.interop.aiortc_frames import assert_rates
+from tests.interop.realtime_server import Server, free_port, stop_process
+from tests.interop.test_sfu_aiortc import publish, subscribe
+
+pytestmark = pytest.mark.interop
+
+aiortc = require_module("aiortc")
+
+#: seconds Prometheus has to show a series after the call (1 s scrapes, margin for load)
+SERIES_TIMEOUT = 30.0
+
+
+class Prometheus:
+    """Debian's ``prometheus`` on loopback, scraping one target every second."""
+
+    def __init__(self, binary: str, directory: Path, target: str) -> None:
+        self.port = free_port()
+        config = directory / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: realtime\n    static_configs:\n"
+            f"      - targets: ['{target}']\n")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def query(self, expression: str) -> list[dict]:
+        """Return the result vector of an instant query."""
+        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": expression}))
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.loads(response.read())
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def wait(self, expression: str, check, timeout: float = SERIES_TIMEOUT) -> list[dict]:
+        """Query until ``check(result)`` holds; return that result (fail with the last one)."""
+        deadline = time.monotonic() + timeout
+        result: list[dict] = []
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("prometheus exited: " + (self.process.stderr.read() or ""))
+            try:
+                result = self.query(expression)
+            except OSError:
+                result = []   # not listening yet
+            if check(result):
+                return result
+            time.sleep(0.5)
+        raise AssertionError(f"{expression}: {result}")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def values(result: list[dict]) -> list[float]:
+    return [float(sample["value"][1]) for sample in result]
+
+
+async def one_call(server: Server) -> None:
+    pc, publisher, names = await publish(server)
+    try:
+        result = await subscribe(server, publisher, names, seconds=6.0)
+    finally:
+        await pc.close()
+    assert_rates(result["rates"], result)
+
+
+def test_prometheus_reads_a_calls_series(tmp_path) -> None:
+    binary = require_tool("prometheus")
+    metrics_port = free_port()
+    server = Server(tmp_path / "state", "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1",
+                    app=True)
+    prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{metrics_port}")
+    try:
+        server.wait_ready()
+        prometheus.wait('up{job="realtime"}', lambda r: values(r) == [1.0])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as garbage:  # malformed STUN
+            garbage.sendto(b"\x00\x01\x00\x04\x21\x12", ("127.0.0.1", server.media))
+        asyncio.run(one_call(server))
+        # RTP forwarded to the subscriber, per kind
+        forwarded = prometheus.wait(
+            'sum by (kind) (realtime_rtp_packets_total{direction="out"})',
+            lambda r: len(r) == 2 and min(values(r)) > 0)
+        assert {s["metric"]["kind"] for s in forwarded} == {"audio", "video"}
+        prometheus.wait('realtime_rtp_packets_total{direction="in",kind="video"}',
+                        lambda r: values(r) and values(r)[0] > 0)
+        # drops by reason: at least the garbage datagram, labelled with its reason
+        drops = prometheus.wait('realtime_port_drops_total{port="media"}',
+                                lambda r: any(s["metric"].get("reason") == "malformed-stun"
+                                              for s in r))
+        assert all("reason" in s["metric"] for s in drops)
+        # the API latency histogram of sessions/new, per route template
+        histogram = prometheus.wait(
+            'realtime_api_request_duration_seconds_count{route="/v1/apps/<app_id>/sessions/new"}',
+            lambda r: values(r) and values(r)[0] >= 2)        # publisher + subscriber
+        assert histogram[0]["metric"]["method"] == "POST"
+        prometheus.wait('histogram_quantile(0.99, sum by (le) '
+                        '(rate(realtime_api_request_duration_seconds_bucket[1m])))',
+                        lambda r: bool(r))
+        prometheus.wait('realtime_api_requests_total{status="201"}', lambda r: bool(r))
+        prometheus.wait("realtime_peer_bytes_total", lambda r: min(values(r) or [0]) > 0)
+        prometheus.wait("process_resident_memory_bytes", lambda r: values(r)[0] > 1e6)
+        prometheus.wait("realtime_reactor_lag_seconds_count", lambda r: values(r)[0] > 0)
+        # no label carries a session id: every label value is short and id-free
+        everything = prometheus.query('{__name__=~"realtime_.*"}')
+        for sample in everything:
+            for name, value in sample["metric"].items():
+                assert len(value) < 64 and not _looks_like_an_id(value), (name, value)
+    finally:
+        prometheus.stop()
+        server.stop()
+
+
+def _looks_like_an_id(value: str) -> bool:
+    """Return whether ``value`` is a 32-hex session id (what a label must never hold)."""
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
