@@ -8,7 +8,9 @@ an aiortc subscriber pulls both (tests/interop/test_sfu_aiortc.py).  One
 garbage datagram to the media port makes sure a drop reason exists.  Then
 the series are read back through Prometheus' HTTP API (``/api/v1/query``),
 as a dashboard would: packets forwarded > 0, drops by reason present, the
-API latency histogram populated, the process collector there.
+API latency histogram populated, the process collector there.  The server
+runs with ``--log-format json`` too: its stdout must be JSON lines whose
+session and track events carry the ids as fields.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 
 from tests.conftest import require_module, require_tool
 from tests.interop.aiortc_frames import assert_rates
-from tests.interop.realtime_server import Server, free_port, stop_process
+from tests.interop.realtime_server import APP_ID, Server, free_port, stop_process
 from tests.interop.test_sfu_aiortc import publish, subscribe
 
 pytestmark = pytest.mark.interop
@@ -81,6 +83,19 @@ class Prometheus:
         stop_process(self.process)
 
 
+class JsonLogServer(Server):
+    """The server with ``--log-format json``: the banner is read from the events' fields."""
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+    def api_url(self) -> str:
+        for event in self.events():
+            if event.get("log_format") == "realtime API listening on {url}":
+                return event["url"]
+        raise KeyError("url")
+
+
 def values(result: list[dict]) -> list[float]:
     return [float(sample["value"][1]) for sample in result]
 
@@ -97,8 +112,9 @@ async def one_call(server: Server) -> None:
 def test_prometheus_reads_a_calls_series(tmp_path) -> None:
     binary = require_tool("prometheus")
     metrics_port = free_port()
-    server = Server(tmp_path / "state", "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1",
-                    app=True)
+    server = JsonLogServer(tmp_path / "state", "--metrics",
+                           f"tcp:{metrics_port}:interface=127.0.0.1", "--log-format", "json",
+                           app=True)
     prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{metrics_port}")
     try:
         server.wait_ready()
@@ -138,6 +154,17 @@ def test_prometheus_reads_a_calls_series(tmp_path) -> None:
     finally:
         prometheus.stop()
         server.stop()
+    # --log-format json: one object per line, the ids as fields
+    events = server.events()
+    assert not [line for line in server.output().splitlines()
+                if "realtime API listening on" in line and not line.startswith("{")]
+    created = [e for e in events if e.get("log_format") == "session {session_id} created"]
+    assert len(created) == 2 and all(len(e["session_id"]) == 32 for e in created), created
+    assert {e["app_id"] for e in created} == {APP_ID}
+    tracks = [e for e in events if "track_name" in e]
+    assert {e["track_name"] for e in tracks} == {"aiortc-audio", "aiortc-video"}, tracks
+    assert {e["session_id"] for e in tracks} == {e["session_id"] for e in created}
+    assert any(e.get("log_format") == "session {session_id} connected" for e in events)
 
 
 def _looks_like_an_id(value: str) -> bool:
