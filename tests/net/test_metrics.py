@@ -233,3 +233,22 @@ def test_log_format_json_gives_twistd_the_observer(tmp_path) -> None:
 def test_bad_options(argv, message) -> None:
     with pytest.raises(usage.UsageError, match=message):
         parse(*argv)
+
+
+def test_a_cluster_node_exports_its_id_and_relay_link(tmp_path, monkeypatch) -> None:
+    """With --cluster: realtime_node_info{node} and the relay link's counters (built, not
+    started: nothing connects to Redis before start, and a scrape needs none)."""
+    monkeypatch.setenv("REALTIME_CLUSTER_SECRET", "s" * 32)
+    service, _ = build(tmp_path, "--cluster", "redis://127.0.0.1:9", "--node-id", "node-a",
+                       "--relay-address", "127.0.0.1:0", "--metrics", "tcp:0", "--api", "tcp:0")
+    metrics = service.getServiceNamed("metrics")
+    samples = scrape({"metrics": metrics})
+    assert samples["realtime_node_info"] == {(("node", "node-a"),): 1}
+    link = service.parts.cluster.node.relay.link
+    link.dropped["authentication"] += 2
+    samples = scrape({"metrics": metrics})
+    frames = samples["realtime_relay_frames_total"]
+    assert set(frames) == {(("event", e), ("node", "node-a")) for e in ("sealed", "sent", "opened")}
+    assert samples["realtime_relay_drops_total"] == {
+        (("node", "node-a"), ("reason", "authentication")): 2}
+    service.store.close()
