@@ -297,42 +297,38 @@ def _fold_sfu_session(fold: CounterFold, session: Any) -> None:
 class TurnCollector:
     """TURN allocations, permissions, channels, relayed bytes and refusals.
 
+    Relayed bytes need no fold: an allocation's counters are reset when its
+    usage is drained (every ``--turn-usage-flush``) and vanish when it is
+    deleted, but the server moves what they held into ``relayed_before``
+    first, so ``relayed_before`` + the live counters only grows, exactly.
+
     :param server: the sans-I/O :class:`realtime.turn.server.TurnServer`.
     """
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.fold = CounterFold()
-        for transport in ("udp", "tcp"):
-            for direction in ("in", "out"):
-                self.fold.totals[("realtime_turn_relayed_bytes", transport, direction)] += 0
-            self.fold.totals[("realtime_turn_relayed_drops", transport)] += 0
 
     def sweep(self) -> None:
-        """Fold every live allocation's relayed bytes into the totals."""
-        fold = self.fold
-        fold.begin()
-        for allocation in list(self.server.allocations.values()):
-            transport = _transport(allocation)
-            fold.add(allocation, {
-                ("realtime_turn_relayed_bytes", transport, "in"): allocation.ingress,
-                ("realtime_turn_relayed_bytes", transport, "out"): allocation.egress,
-                ("realtime_turn_relayed_drops", transport): allocation.dropped,
-            })
-        fold.end()
+        """Nothing to fold (see the class docstring); kept for the sweep timer's list."""
 
     def collect(self) -> Iterator[Metric]:
         """Yield the TURN gauges and counters (prometheus-client protocol)."""
         self.sweep()
         server = self.server
+        relayed: Counter[tuple[str, str]] = Counter(
+            {(t, k): 0 for t in ("udp", "tcp") for k in ("in", "out", "dropped")})
+        relayed.update(dict(server.relayed_before))
         allocations: Counter[str] = Counter({"udp": 0, "tcp": 0})
         permissions: Counter[str] = Counter({"udp": 0, "tcp": 0})
         channels: Counter[str] = Counter({"udp": 0, "tcp": 0})
         for allocation in list(server.allocations.values()):
-            transport = _transport(allocation)
+            transport = "tcp" if allocation.stream else "udp"
             allocations[transport] += 1
             permissions[transport] += len(allocation.permissions)
             channels[transport] += len(allocation.channels)
+            relayed[(transport, "in")] += allocation.ingress
+            relayed[(transport, "out")] += allocation.egress
+            relayed[(transport, "dropped")] += allocation.dropped
         for name, documentation, values in (
                 ("realtime_turn_allocations", "Live TURN allocations, by client transport "
                  "(udp; tcp: TCP or TLS).", allocations),
@@ -340,17 +336,24 @@ class TurnCollector:
                  permissions),
                 ("realtime_turn_channels", "Live TURN channel bindings, by client transport.",
                  channels)):
-            family = GaugeMetricFamily(name, documentation, labels=["transport"])
+            gauge = GaugeMetricFamily(name, documentation, labels=["transport"])
             for transport, count in sorted(values.items()):
-                family.add_metric([transport], count)
-            yield family
-        yield self.fold.families(
+                gauge.add_metric([transport], count)
+            yield gauge
+        family = CounterMetricFamily(
             "realtime_turn_relayed_bytes", "Bytes relayed by TURN allocations, by client "
             "transport and direction (in: from the client; out: to the client).",
-            ("transport", "direction"))
-        yield self.fold.families(
+            labels=["transport", "direction"])
+        drops = CounterMetricFamily(
             "realtime_turn_relayed_drops", "Datagrams TURN allocations did not relay "
-            "(rate limits), by client transport.", ("transport",))
+            "(rate limits), by client transport.", labels=["transport"])
+        for (transport, kind), count in sorted(relayed.items()):
+            if kind == "dropped":
+                drops.add_metric([transport], count)
+            else:
+                family.add_metric([transport, kind], count)
+        yield family
+        yield drops
         drops = CounterMetricFamily("realtime_turn_drops", "TURN inputs dropped, by reason "
                                     "(no-permission, credential, unauthorized-rate-limit ...).",
                                     labels=["reason"])
@@ -364,10 +367,6 @@ class TurnCollector:
         for cause, count in sorted(dict(server.unauthorized).items()):
             challenges.add_metric([cause], count)
         yield challenges
-
-
-def _transport(allocation: Any) -> str:
-    return "tcp" if allocation.stream else "udp"
 
 
 class ClusterCollector:

@@ -167,6 +167,53 @@ def test_prometheus_reads_a_calls_series(tmp_path) -> None:
     assert any(e.get("log_format") == "session {session_id} connected" for e in events)
 
 
+def test_prometheus_reads_turn_series(tmp_path) -> None:
+    """coturn's turnutils_uclient relays through our TURN server (UDP, channels) while
+    Prometheus scrapes: allocations, relayed bytes by transport and the 401s show."""
+    binary = require_tool("prometheus")
+    uclient = require_tool("turnutils_uclient")
+    peer_tool = require_tool("turnutils_peer")
+    metrics_port, peer_port = free_port(), free_port()
+    key, token = "metrics", "metrics-token-0123456789"
+    server = Server(tmp_path / "state", "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1",
+                    "--allow-loopback-peers", "--turn-key", f"{key}:{token}",
+                    "--relay-ports", "46000-46999", app=True)
+    peer = subprocess.Popen([peer_tool, "-L", "127.0.0.1", "-p", str(peer_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{metrics_port}")
+    try:
+        server.wait_ready()
+        prometheus.wait('up{job="realtime"}', lambda r: values(r) == [1.0])
+        request = urllib.request.Request(
+            f"{server.api_url()}/v1/turn/keys/{key}/credentials/generate-ice-servers",
+            data=json.dumps({"ttl": 600}).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            relay = json.loads(response.read())["iceServers"][1]
+        base = [uclient, "-c", "-n", "150", "-e", "127.0.0.1", "-r", str(peer_port),
+                "-p", str(server.turn), "-u", relay["username"]]
+        result = subprocess.run([*base, "-w", relay["credential"], "127.0.0.1"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+        subprocess.run([*base, "-w", "not-the-password", "127.0.0.1"],
+                       capture_output=True, text=True, timeout=60)
+        relayed = prometheus.wait('realtime_turn_relayed_bytes_total{transport="udp"}',
+                                  lambda r: len(r) == 2 and min(values(r)) > 0)
+        assert {s["metric"]["direction"] for s in relayed} == {"in", "out"}
+        prometheus.wait('max_over_time(realtime_turn_allocations{transport="udp"}[5m])',
+                        lambda r: values(r) and values(r)[0] >= 1)
+        unauthorized = prometheus.wait(
+            "realtime_turn_unauthorized_total",
+            lambda r: {s["metric"]["cause"] for s in r} == {"challenge", "integrity"})
+        assert min(values(unauthorized)) >= 1
+        prometheus.wait('realtime_api_requests_total{route="/v1/turn/keys/<key_id>/credentials'
+                        '/generate-ice-servers",status="201"}', lambda r: values(r) == [1.0])
+    finally:
+        prometheus.stop()
+        stop_process(peer)
+        server.stop()
+
+
 def _looks_like_an_id(value: str) -> bool:
     """Return whether ``value`` is a 32-hex session id (what a label must never hold)."""
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)

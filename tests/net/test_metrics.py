@@ -22,9 +22,12 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 
 from realtime.net.json_log import JsonLinesObserver
-from realtime.net.metrics import CounterFold
+from realtime.net.metrics import CounterFold, TurnCollector
+from realtime.stun.attributes import Lifetime
+from realtime.stun.message import StunMethod
 from realtime.net.metrics_service import LAG_INTERVAL, ReactorLag, metrics_registry
 from tests.test_service import build, parse
+from tests.turn.client import Client, code, make_server
 
 APP = ("app1", "secret-secret-1")
 
@@ -252,3 +255,27 @@ def test_a_cluster_node_exports_its_id_and_relay_link(tmp_path, monkeypatch) -> 
     assert samples["realtime_relay_drops_total"] == {
         (("node", "node-a"), ("reason", "authentication")): 2}
     service.store.close()
+
+
+def test_turn_relayed_bytes_only_grow_through_drains_and_deletes() -> None:
+    """An allocation's byte counters are reset by each usage drain and vanish with it;
+    the totals keep every byte (the server keeps what the counters lose)."""
+    server = make_server()[0]
+    collector = TurnCollector(server)
+    registry = metrics_registry([collector], process=False)
+
+    def relayed(direction: str) -> float:
+        return registry.get_sample_value("realtime_turn_relayed_bytes_total",
+                                         {"transport": "udp", "direction": direction})
+
+    alice = Client(server)
+    assert code(alice.allocate()) == "success"
+    assert registry.get_sample_value("realtime_turn_allocations", {"transport": "udp"}) == 1
+    after_allocate = relayed("in")
+    assert after_allocate > 0 and relayed("out") > 0       # the Allocate and its answer
+    server.drain_usage()                                    # resets the live counters
+    assert relayed("in") == after_allocate
+    alice.request(StunMethod.REFRESH, [Lifetime(0)], 1.0)  # deletes it (its bytes count)
+    assert server.allocations == {}
+    assert relayed("in") > after_allocate
+    assert registry.get_sample_value("realtime_turn_allocations", {"transport": "udp"}) == 0
