@@ -15,6 +15,7 @@ The command line of ``twistd realtime``: every option, its default and its check
                        [--turn-auth-timeout S] [--turn-idle-timeout S]
                        [--session-rate N] [--session-burst N] [--dtls-certificate PEM]
                        [--cluster URL --node-id ID --relay-address IP:PORT]
+                       [--metrics ENDPOINT] [--log-format text|json]
 
 :class:`Options` is what Twisted's plugin (``twisted/plugins/realtime_plugin.py``)
 hands to :func:`realtime.service.makeService`.  Each value is checked in
@@ -112,6 +113,12 @@ class Options(usage.Options):
          "Processes sharing the media, TURN and API ports (SO_REUSEPORT), acting as one "
          "through the cluster directory; 'auto': one per core. With no --cluster the parent "
          "starts a private redis-server on a Unix socket in the state dir."],
+        ["metrics", None, None,
+         "Twisted server endpoint serving Prometheus metrics (text format, any path), e.g. "
+         "'tcp:9464:interface=127.0.0.1'. Default: off."],
+        ["log-format", None, "text",
+         "'text' (Twisted's log lines) or 'json' (one JSON object per event and line on "
+         "stdout, with session/track ids as fields)."],
         ["dtls-certificate", None, None,
          "PEM file holding the DTLS certificate and its private key; with --cluster, give "
          "every node the same one (any node then completes DTLS for any session). "
@@ -201,6 +208,10 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--api: {self['api']!r} is not a server endpoint ({error})"
                 ) from None
+        if self["metrics"] is not None:
+            _endpoint("metrics", self["metrics"])
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError(f"--log-format: {self['log-format']!r} is not text or json")
         self["workers"] = _workers(self["workers"])
         if self["workers"] > 1:
             for name in ("media-port", "turn-port", "turns-port"):
@@ -263,6 +274,13 @@ def _workers(value: str) -> int:
     if value == "auto":
         return os.cpu_count() or 1
     return _positive("workers", value)
+
+
+def _endpoint(name: str, value: str) -> None:
+    try:
+        endpoints.serverFromString(None, value)
+    except Exception as error:
+        raise usage.UsageError(f"--{name}: {value!r} is not a server endpoint ({error})") from None
 
 
 def _positive(name: str, value: str) -> int:

@@ -21,7 +21,10 @@ cluster's in :func:`realtime.cluster.wiring.build_cluster`), then one
      ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnConnectionFactory)    RFC 8656 §3.1
      ├─ turn-tls     EndpointListener(ssl:--turns-port, TurnConnectionFactory)   RFC 8656 §3.1
      ├─ turn-<kind>-alt-<port>  one per --turn-alt-port (see realtime.net.turn_service)
-     └─ cluster      ClusterNodeService (with --cluster)
+     ├─ cluster      ClusterNodeService (with --cluster)
+     └─ metrics, metrics-sweep, metrics-lag  (with --metrics) Prometheus text format on its
+                     own endpoint, the counters' sweep and the reactor-lag probe
+                     (realtime.net.metrics_service; the API's root is then wrapped by ApiMetrics)
 
 The :class:`~realtime.api.app.RealtimeAPI` is given every collaborator here
 (PeerHost, Switchboard, rate limiters, SfuUsage, TurnKeys, the cluster's
@@ -43,6 +46,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,7 +62,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort, IProtocolFactory, IReactorTime, IStreamServerEndpoint,
 )
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -71,7 +75,9 @@ from realtime.cluster.reuseport import ReusePortUDPServer, reuse_port_endpoint
 from realtime.cluster.wiring import ClusterParts, build_cluster, forward_api
 from realtime.cluster.workers import load_dtls_certificate, supervise
 from realtime.net.certificate import TlsFiles, ensure_certificate
+from realtime.net.json_log import JsonLinesObserver
 from realtime.net.media_port import MediaPort
+from realtime.net.metrics_service import build_metrics
 from realtime.net.mmsg import BatchedUDP
 from realtime.net.peers import PeerHost
 from realtime.net.router import BindingRouter
@@ -144,6 +150,8 @@ class ServiceParts:
     new_app_ids: frozenset[str] = frozenset()
     #: with ``--cluster``: the node's parts (:mod:`realtime.cluster.wiring`), else None
     cluster: ClusterParts | None = None
+    #: with ``--log-format json``: the observer twistd is to log to (realtime.net.json_log)
+    log_observer: Any = None
 
 
 class RealtimeService(MultiService):
@@ -180,6 +188,12 @@ class RealtimeService(MultiService):
             parts.cluster.jit if parts.cluster is not None else None)
         for child in children:
             child.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> Any:  # noqa: N802 (Twisted)
+        """Join ``parent``; with ``--log-format json``, give twistd's application our observer."""
+        if self.parts.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.parts.log_observer)
+        return super().setServiceParent(parent)
 
     @property
     def config(self) -> ServerConfig:
@@ -374,6 +388,17 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         root, private_api = forward_api(reactor, cluster_options, cluster, root, store,
                                         turn.keys)
         children.append(private_api)
+    if options.get("metrics"):  # Prometheus on its own port; the API's requests timed
+        root, metered = build_metrics(
+            options["metrics"], reactor, peers=peers, switchboard=board,
+            turn_server=turn.server, api_root=root, url_map=api.app.url_map,
+            ports={"media": media, **{n: p for n, _, p in turn.udp},
+                   **{n: f for n, _, f in turn.streams}},
+            cluster=None if cluster is None or cluster_options is None else (
+                cluster_options.node_id, cluster.node.relay.link, cluster.datachannels),
+            listen=lambda description, resource: _listener(
+                reactor, description, Site(resource), "metrics", reuse))
+        children += metered
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
     for name, port, protocol in (("media", options["media-port"], media), *turn.udp):
@@ -405,7 +430,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         turn_alternates=tuple(options["turn-alt-ports"]),
         own_addresses=tuple(a for a in {public_ip, interface, options.get("relay-ipv6")}
                             if a and not ipaddress.ip_address(a).is_unspecified),
-        new_app_ids=new_app_ids, cluster=cluster)
+        new_app_ids=new_app_ids, cluster=cluster,
+        log_observer=JsonLinesObserver(sys.stdout) if options.get("log-format") == "json"
+        else None)
     return RealtimeService(parts, children)
 
 

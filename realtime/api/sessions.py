@@ -87,6 +87,8 @@ class SfuSessions:
         """
         try:
             for session in self.switchboard.collect_garbage(self.clock.seconds()):
+                log.info("session {session_id} expired", session_id=session.session_id,
+                         app_id=session.app_id)
                 self.forget(session)
         except Exception:
             log.failure("SFU garbage collection failed")
@@ -132,6 +134,7 @@ class SfuSessions:
             except ApiError:
                 self.switchboard.close_session(session, "directory unavailable")
                 raise
+        log.info("session {session_id} created", session_id=session.session_id, app_id=app_id)
         return session, stored
 
     def load_session(self, app: App, session_id: str) -> SfuSession:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from realtime.api.errors import ApiError, ErrorCode
@@ -44,6 +45,8 @@ from realtime.sfu.session import MediaRequest, NegotiationPending, SfuSession
 from realtime.sfu.track import PublishedTrack
 from realtime.sfu.transceiver import BIDIRECTIONAL, CLOSED, PUBLISH, SUBSCRIBE
 from realtime.storage import App
+
+log = Logger()
 
 NOT_FOUND = ("not_found_track_error",
              "Track not found: make sure the publisher is connected and sending packets")
@@ -332,9 +335,17 @@ class TrackRoutes:
             raise overlap_error(NegotiationPending(
                 "an SFU offer is waiting for its answer (PUT renegotiate)"))
         if sdp is not None:
-            return await _with_offer(self.sessions, app, session, sdp, items,
-                                     body.get("autoDiscover") is True)
-        return await _without_offer(self.sessions, app, session, items)
+            result = await _with_offer(self.sessions, app, session, sdp, items,
+                                       body.get("autoDiscover") is True)
+        else:
+            result = await _without_offer(self.sessions, app, session, items)
+        for track in result.get("tracks", ()):
+            if "errorCode" not in track:  # --log-format json: the ids are fields
+                log.info("session {session_id} track {track_name} on mid {mid}",
+                         session_id=session.session_id, app_id=app.app_id,
+                         track_name=track.get("trackName"), mid=track.get("mid"),
+                         publisher_session_id=track.get("sessionId"))
+        return result
 
     def tracks_close(self, request: IRequest, app: App, session_id: str) -> dict[str, Any]:
         """Close tracks by mid: negotiated (client offer -> our answer) or forced (no SDP)."""

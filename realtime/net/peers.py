@@ -304,13 +304,14 @@ class PeerHost:
                     reaper.cancel()
                 for waiter in self._waiters.pop(session, []):
                     waiter.callback(True)
+                log.info("session {session_id} connected", session_id=session.session_id)
                 if self.srtp_keylog is not None:
                     self.srtp_keylog(srtp_keylog_entry(session, event))
                 if self.on_connected is not None:
                     self.on_connected(session)
             elif isinstance(event, Disconnected):
-                log.info("session {id} disconnected: {reason}", id=session.session_id,
-                         reason=event.reason)
+                log.info("session {session_id} disconnected: {reason}",
+                         session_id=session.session_id, reason=event.reason)
                 for waiter in self._waiters.pop(session, []):
                     waiter.callback(False)
                 if session not in self._reapers:

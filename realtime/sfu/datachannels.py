@@ -343,6 +343,8 @@ class SessionDataChannels:
         self.session = session
         self.channels: dict[int, Channel] = {}
         self.drops: Counter[str] = Counter()
+        #: messages ``received`` from this session's client and ``delivered`` to it
+        self.messages: Counter[str] = Counter()
         #: open the in-band ``server-events`` channel once the transport exists
         self.want_server_events = False
         #: stream id of the ``server-events`` channel, once opened
@@ -484,6 +486,7 @@ class SessionDataChannels:
     def handle_event(self, event: PeerEvent, now: float) -> None:
         """Fan out a publisher's message, route a reply, or note a closed channel."""
         if type(event) is MessageReceived:
+            self.messages["received"] += 1
             channel = self.channels.get(event.channel_id)
             if channel is None or channel.closed:
                 self.drops["message-on-unknown-channel"] += 1
@@ -536,6 +539,7 @@ class SessionDataChannels:
         except LocalProtocolError:
             self.drops["channel-not-open"] += 1
             return
+        target.datachannels.messages["delivered"] += 1
         self.flush(target, now)
 
     # -- internals ------------------------------------------------------------------------

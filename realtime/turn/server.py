@@ -108,6 +108,13 @@ class TurnServer:
         self.per_user: Counter[str] = Counter()
         #: dropped inputs per reason
         self.drops: Counter[str] = Counter()
+        #: 401 answers: ``challenge`` (no credentials yet), ``integrity`` (a bad credential)
+        self.unauthorized: Counter[str] = Counter()
+        #: bytes relayed and datagrams dropped that live allocations' counters no longer
+        #: hold (drained usage, deleted allocations), by ``(transport, "in" | "out" |
+        #: "dropped")``, transport ``udp`` or ``tcp`` (TCP/TLS); plus the live counters:
+        #: totals that only grow (realtime.net.metrics)
+        self.relayed_before: Counter[tuple[str, str]] = Counter()
         self._outgoing: list[tuple[bytes, Route]] = []
         self._events: deque[TurnEvent] = deque()
         self._deadline: float | None = None
@@ -183,8 +190,15 @@ class TurnServer:
         for allocation in self.allocations.values():
             if allocation.ingress or allocation.egress:
                 usage.append((allocation.credential, allocation.ingress, allocation.egress))
+                self._count_relayed(allocation, allocation.ingress, allocation.egress)
                 allocation.ingress = allocation.egress = 0
         return usage
+
+    def _count_relayed(self, allocation: Allocation, ingress: int, egress: int) -> None:
+        """Keep bytes an allocation's counters are about to lose in :attr:`relayed_before`."""
+        transport = _transport(allocation)
+        self.relayed_before[(transport, "in")] += ingress
+        self.relayed_before[(transport, "out")] += egress
 
     # -- relaying (the per-packet paths) -------------------------------------
 
@@ -306,6 +320,7 @@ class TurnServer:
                 allocation.egress += len(out)
             else:  # deleted by this request (Refresh 0): report its last bytes
                 self._closed_usage.append((allocation.credential, len(data), len(out)))
+                self._count_relayed(allocation, len(data), len(out))
         self._outgoing.append((out, source))
 
     def _plain_error(self, message: StunMessage, source: Route, code: int,
@@ -336,6 +351,8 @@ class TurnServer:
             if not bucket.take(1, now):
                 self.drops["unauthorized-rate-limit"] += 1
                 return
+        if code == 401:
+            self.unauthorized["integrity" if failed_integrity else "challenge"] += 1
         extra = (Nonce(self.nonces.issue(host, now)), Realm(self.config.realm))
         self._plain_error(message, source, code, extra)
 
@@ -420,6 +437,8 @@ class TurnServer:
         self.per_user[username] -= 1
         if self.per_user[username] <= 0:
             del self.per_user[username]
+        self._count_relayed(allocation, allocation.ingress, allocation.egress)
+        self.relayed_before[(_transport(allocation), "dropped")] += allocation.dropped
         if allocation.ingress or allocation.egress:
             self._closed_usage.append(
                 (allocation.credential, allocation.ingress, allocation.egress))
@@ -458,3 +477,7 @@ class TurnServer:
             deadline = now + 0.001
         self._deadline = deadline
 
+
+def _transport(allocation: Allocation) -> str:
+    """Return the client transport label of ``allocation``: ``udp``, or ``tcp`` (TCP/TLS)."""
+    return "tcp" if allocation.stream else "udp"
