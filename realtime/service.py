@@ -63,6 +63,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.demo import DemoSite
 from realtime.api.sessions import COLLECT_INTERVAL
 from realtime.api.usage import SfuUsage
 from realtime.cluster.accounts import AccountSync
@@ -282,6 +283,10 @@ class RealtimeService(MultiService):
                 log.info("TURN key {key_id}", key_id=key.key_id)
         for app in config.apps:
             log.info("app {app_id} (from --app)", app_id=app.app_id)
+        demo = self.api.demo
+        if demo is not None:
+            log.info("demo page: {url}/ (its proxy acts as app {app_id}; docs/operations.md)",
+                     url=config.api_url, app_id=demo.app.app_id)
         for app in self.store.apps():
             if not app.generated:
                 log.info("app {app_id} (stored)", app_id=app.app_id)
@@ -354,7 +359,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         rate_limiter=RateLimiter(),
         session_limiter=RateLimiter(config.session_rate, config.session_burst, max_keys=10_000),
         usage=usage, turn=turn.keys, cluster=hooks,
-        shared_apps=None if cluster is None else cluster.accounts.shared_app)
+        shared_apps=None if cluster is None else cluster.accounts.shared_app,
+        demo=DemoSite(apps[0] if apps else store.apps()[0]) if options.get("demo") else None)
     media = MediaPort(peers.router, reactor, "media")
     peers.attach(media)
 
