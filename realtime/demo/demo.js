@@ -216,9 +216,15 @@ async function sample(previous, seconds) {
   const push = {layers: {}, nacks: 0, lost: 0}, pull = {};
   (await publisher.getStats()).forEach(r => {
     if (r.type === 'outbound-rtp' && r.kind === 'video') {
+      // retransmissions (answers to NACKs, and the padding Chromium sends as old
+      // packets over RTX while it probes the bandwidth) are counted apart from media
+      const media = r.bytesSent - (r.retransmittedBytesSent || 0);
+      const before = previous.push.layers?.[r.rid];
       push.layers[r.rid] = {width: r.frameWidth || 0, height: r.frameHeight || 0,
-                            fps: r.framesPerSecond || 0, bytes: r.bytesSent,
-                            kbps: kbps(r.bytesSent, previous.push.layers?.[r.rid]?.bytes, seconds)};
+                            fps: r.framesPerSecond || 0, bytes: media,
+                            kbps: kbps(media, before?.bytes, seconds),
+                            resent: r.retransmittedBytesSent || 0,
+                            resentKbps: kbps(r.retransmittedBytesSent || 0, before?.resent, seconds)};
       push.nacks += r.nackCount || 0;
     } else if (r.type === 'outbound-rtp' && r.kind === 'audio') {
       push.audioBytes = r.bytesSent;
@@ -252,8 +258,10 @@ async function sample(previous, seconds) {
 function show({push, pull}) {
   const layers = ['f', 'h', 'q'].filter(rid => push.layers[rid]);
   const total = layers.reduce((sum, rid) => sum + (push.layers[rid].kbps || 0), 0);
+  const resent = layers.reduce((sum, rid) => sum + (push.layers[rid].resentKbps || 0), 0);
   $('s-push-video').textContent = `${fmtKbps(total)} (` +
-    layers.map(rid => `${rid} ${fmtKbps(push.layers[rid].kbps)}`).join(', ') + ')';
+    layers.map(rid => `${rid} ${fmtKbps(push.layers[rid].kbps)}`).join(', ') + ')' +
+    (resent >= 1 ? ` + ${fmtKbps(resent)} resent` : '');
   $('s-pull-video').textContent = fmtKbps(pull.kbps ?? null);
   $('s-push-size').textContent = layers.map(rid => {
     const l = push.layers[rid];

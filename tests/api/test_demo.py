@@ -246,3 +246,9 @@ def test_the_first_command_line_app_is_the_demo_app(tmp_path) -> None:
     service, _ = build(tmp_path, "--app", "one:secret-one", "--app", "two:secret-two")
     assert service.api.demo is not None and service.api.demo.app == App("one", "secret-one")
     service.store.close()
+
+
+def test_help_explains_demo_and_its_trade_off() -> None:
+    text = " ".join(str(Options()).split())
+    assert "--demo" in text and "--no-demo" in text
+    assert "anyone who loads the page" in text and "loopback" in text

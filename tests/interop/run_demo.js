@@ -73,6 +73,7 @@ async function main() {
       }, [low, high], {timeout: 20000});
       const shown = await page.evaluate(() => ({
         statsWidth: window.demo.stats.pull.width, layer: window.demo.stats.pull.layer,
+        kbps: Math.round(window.demo.stats.pull.kbps || 0),
         videoWidth: document.getElementById('remote').videoWidth,
         active: document.querySelector('button.layer.active')?.dataset.rid}));
       result.steps.push({rid, widthBefore, ...shown, ms: Date.now() - clicked});
