@@ -26,8 +26,6 @@ A :class:`Guard` says where a group of routes is mounted and who may call them::
     app       /v1/apps/{appId}/...  and  /apps/{appId}/...   bearer: the app's secret (auth.py)
     key       /v1/turn/keys/{keyId}/...                      bearer: the key's token (turn.py)
     PUBLIC    /openapi.json                                  anyone
-    PUBLIC    / and /demo/... (with --demo)                   anyone: the demo page and its
-              proxy, which acts as one app (api/demo.py)
 
 Route modules import nothing from here (no route registers itself by being
 imported), so ``api/`` has no import circle (tests/test_layering.py).  The
@@ -59,7 +57,6 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from realtime.api.auth import authenticate
 from realtime.api.cluster_hooks import ClusterHooks
 from realtime.api.datachannels import DataChannelRoutes
-from realtime.api.demo import DemoSite
 from realtime.api.diagnostics import DiagnosticsRoutes
 from realtime.api.echo import EchoRoutes
 from realtime.api.errors import ApiError, ErrorCode
@@ -132,17 +129,14 @@ class RealtimeAPI:
     :param cluster: the cluster directory's hooks (``--cluster``), or None.
     :param shared_apps: returns an app another node shares through the directory
         (``--cluster``; :class:`realtime.cluster.accounts.ClusterAccounts`), or None.
-    :param demo: the demo page and its proxy (``--demo``, :mod:`realtime.api.demo`), or None.
     """
 
     def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime, *,
                  peers: MediaPeers, switchboard: Switchboard, rate_limiter: RateLimiter,
                  session_limiter: RateLimiter, usage: SfuUsage, turn: TurnKeys | None = None,
                  cluster: ClusterHooks | None = None,
-                 shared_apps: Callable[[str], App | None] | None = None,
-                 demo: DemoSite | None = None) -> None:
+                 shared_apps: Callable[[str], App | None] | None = None) -> None:
         self.store = store
-        self.demo = demo
         self.shared_apps = shared_apps
         self.announced = Announced(config)
         self.clock = clock
@@ -187,7 +181,7 @@ class RealtimeAPI:
         app = Guard(APP_PREFIXES, "app_id", self.authenticate_app)
         key = Guard((TURN_KEY_PREFIX,), "key_id", turn.authenticate)
         session = "/sessions/<session_id>"
-        table = [
+        return [
             Route("GET", "/", self.app_info, app),
             Route("POST", "/sessions/new", sessions.sessions_new, app),
             Route("PUT", f"{session}/renegotiate", sessions.renegotiate, app),
@@ -214,11 +208,6 @@ class RealtimeAPI:
             Route("GET", "/usage", turn.usage, key),
             Route("GET", "/openapi.json", openapi, PUBLIC),
         ]
-        if self.demo is not None:  # the page at / and its proxy, acting as the demo app
-            handlers = {(r.method, r.path): r.handler for r in table if r.guard is app}
-            table += [Route(method, path, endpoint, PUBLIC)
-                      for method, path, endpoint in self.demo.routes(handlers)]
-        return table
 
     def _mount(self, route: Route) -> None:
         """Add ``route`` to this instance's Klein app, under each prefix of its guard."""

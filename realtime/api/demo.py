@@ -7,42 +7,45 @@ plain JavaScript, no CDN) pushes camera and microphone in three simulcast
 layers, pulls them back in a second PeerConnection, switches the layer with
 ``tracks/update``, echoes DataChannel messages through the SFU and shows the
 browser's own statistics.  It uses only the public sessions API, through a
-same-origin proxy that acts as one app (Cloudflare's Orange app does the same:
-its server holds the app secret, the browser never sees it)::
+same-origin proxy that adds the app's bearer secret on the server, as
+Cloudflare's Orange app does: the browser never sees the secret.
 
-    browser (the page, same origin)                 this server
-      GET /                         ──────────────> index.html (CSP: only 'self')
-      GET /demo/demo.js, demo.css   ──────────────> static files of realtime/demo/
-      POST /demo/api/sessions/new   ──> DemoSite ──> SessionRoutes.sessions_new(request, app)
-      PUT  /demo/api/sessions/{id}/tracks/update ─> TrackRoutes.tracks_update(request, app, ...)
-      ...  (only the rows of FORWARDED; anything else under /demo/api is a JSON 404)
+:class:`DemoResource` is the site's root, in front of the API resource::
 
-A forwarded call runs the very handler ``/v1/apps/{appId}/...`` runs, with the
-demo app as the caller, so the per-session call rate, ``--session-rate`` and
-every other limit apply unchanged.  No HTTP hop, no secret in any page: the
-proxy needs none.
+    browser (the page, same origin)             DemoResource             the API's root
+      GET /, /demo/demo.js, /demo/demo.css ──> realtime/demo/ files
+      POST /demo/api/sessions/new ──────────> allowed? same origin? ──> POST /v1/apps/{appId}/sessions/new
+      PUT  /demo/api/sessions/{id}/tracks/update                         Authorization: Bearer <secret>
+      ...  only the calls of FORWARDED; any other /demo/api path: JSON 404
+      anything else ────────────────────────────────────────────────> unchanged
+
+The rewritten request goes through the very resource every client reaches:
+authentication, the per-session call rate, ``--session-rate`` and every other
+limit apply unchanged, and with ``--cluster`` or ``--workers`` a call for a
+session held by another node is forwarded to it like any other
+(realtime/cluster/forward.py).
 
 The trade-off: anyone who can load the page can make sessions (and use media
 bandwidth) in the name of that app.  That is why the demo is on by default
 only when the API listens on a loopback address (``--demo`` / ``--no-demo``
 override; docs/operations.md).  The proxy answers same-origin requests only
-(a cross-site ``Origin`` or ``Sec-Fetch-Site`` is 403, and it sends no CORS
-headers), so another web site open in the same browser cannot drive it.
+(a cross-site ``Origin`` or ``Sec-Fetch-Site`` is 403, preflights too, and its
+own answers carry no CORS headers), so another web site open in the same
+browser cannot drive it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from inspect import isawaitable
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 
-from realtime.api.errors import ApiError
-from realtime.api.http import json_response, render
+from realtime.api.errors import ApiError, ErrorCode
+from realtime.api.http import json_response
 from realtime.storage import App
 
 #: Where the page's files are (package data of ``realtime``, see setup.cfg).
@@ -50,23 +53,27 @@ ASSETS = Path(__file__).resolve().parent.parent / "demo"
 
 #: URL path -> (file in :data:`ASSETS`, Content-Type).
 PAGES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/demo/demo.js": ("demo.js", "text/javascript; charset=utf-8"),
-    "/demo/demo.css": ("demo.css", "text/css; charset=utf-8"),
+    b"/": ("index.html", "text/html; charset=utf-8"),
+    b"/demo/demo.js": ("demo.js", "text/javascript; charset=utf-8"),
+    b"/demo/demo.css": ("demo.css", "text/css; charset=utf-8"),
 }
 
 #: Where the proxy is mounted; the path after it is the one after ``/v1/apps/{appId}``.
-PROXY_PREFIX = "/demo/api"
+PROXY_PREFIX = b"/demo/api"
 
-#: The sessions API calls the page makes, and the only ones the proxy forwards.
+_SESSION = rb"/sessions/[0-9A-Za-z_-]{1,64}"
+
+#: The sessions API calls the page makes, and the only ones the proxy forwards:
+#: (method, the path after the prefix).  A session id is letters, digits, ``-``, ``_``
+#: (no ``.``, no ``%``: nothing that could climb out of ``/sessions/``).
 FORWARDED = (
-    ("POST", "/sessions/new"),
-    ("POST", "/sessions/<session_id>/tracks/new"),
-    ("PUT", "/sessions/<session_id>/renegotiate"),
-    ("PUT", "/sessions/<session_id>/tracks/update"),
-    ("POST", "/sessions/<session_id>/datachannels/establish"),
-    ("POST", "/sessions/<session_id>/datachannels/new"),
-    ("GET", "/sessions/<session_id>"),
+    (b"POST", re.compile(rb"/sessions/new")),
+    (b"POST", re.compile(_SESSION + rb"/tracks/new")),
+    (b"PUT", re.compile(_SESSION + rb"/renegotiate")),
+    (b"PUT", re.compile(_SESSION + rb"/tracks/update")),
+    (b"POST", re.compile(_SESSION + rb"/datachannels/establish")),
+    (b"POST", re.compile(_SESSION + rb"/datachannels/new")),
+    (b"GET", re.compile(_SESSION)),
 )
 
 #: The page may load only itself: scripts, styles and fetches from this origin;
@@ -77,67 +84,66 @@ CONTENT_SECURITY_POLICY = (
     b"form-action 'none'; frame-ancestors 'none'"
 )
 
-#: ``(method, path, endpoint)``: a row :class:`realtime.api.app.RealtimeAPI` mounts
-#: as a public route (``endpoint(request, **path_args)``).
-Row = tuple[str, str, Callable[..., Any]]
 
+class DemoResource(Resource):
+    """Serve the demo page, forward its sessions API calls as ``app``, pass the rest to ``api``.
 
-class DemoSite:
-    """Serve the demo page and forward its sessions API calls as ``app``.
-
+    :param api: the API's root resource (what the site served before).
     :param app: the app the page's sessions belong to (the service's own default app:
         the first ``--app``, else the stored one).
     :param assets: the directory holding the page's files (read once, here).
     """
 
-    def __init__(self, app: App, assets: Path = ASSETS) -> None:
+    isLeaf = True
+
+    def __init__(self, api: Any, app: App, assets: Path = ASSETS) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.api = api
         self.app = app
         self.files = {path: ((assets / name).read_bytes(), kind.encode())
                       for path, (name, kind) in PAGES.items()}
+        self._prefix = f"/v1/apps/{app.app_id}".encode()
+        self._authorization = f"Bearer {app.secret}".encode()
 
-    def routes(self, handlers: Mapping[tuple[str, str], Callable[..., Any]]) -> list[Row]:
-        """Return the page's routes and one proxy route per :data:`FORWARDED` call.
+    def render(self, request: IRequest) -> Any:
+        """Answer a page, forward a proxy call, or hand the request to the API unchanged."""
+        path = request.path or b""
+        if path in self.files:
+            return self._page(request, path)
+        if path == PROXY_PREFIX or path.startswith(PROXY_PREFIX + b"/"):
+            return self._forward(request, path[len(PROXY_PREFIX):])
+        return self.api.render(request)
 
-        :param handlers: ``(method, path) -> handler(request, app, **path_args)`` of the
-            app routes (the ones mounted under ``/v1/apps/{appId}``).
-        """
-        rows: list[Row] = [("GET", path, self._page(path)) for path in self.files]
-        for method, path in FORWARDED:
-            rows.append((method, PROXY_PREFIX + path, self._forward(handlers[method, path])))
-        return rows
-
-    def _page(self, path: str) -> Callable[[IRequest], bytes]:
+    def _page(self, request: IRequest, path: bytes) -> bytes:
+        """Answer with one of the page's files (never cached: it changes with the server)."""
+        if request.method not in (b"GET", b"HEAD"):
+            error = ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, "Only GET is allowed here")
+            return json_response(request, 405, error.body())
         body, kind = self.files[path]
+        request.setHeader(b"content-type", kind)
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
+        request.setHeader(b"referrer-policy", b"no-referrer")
+        return body
 
-        def page(request: IRequest) -> bytes:
-            """Answer with one of the page's files (never cached: it changes with the server)."""
-            if request.method != b"GET":
-                return _refuse(request, 405, "method_not_allowed", "Only GET is allowed here")
-            request.setHeader(b"content-type", kind)
-            request.setHeader(b"cache-control", b"no-store")
-            request.setHeader(b"x-content-type-options", b"nosniff")
-            request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
-            request.setHeader(b"referrer-policy", b"no-referrer")
-            return body
-
-        return page
-
-    def _forward(self, handler: Callable[..., Any]) -> Callable[..., bytes | Deferred[bytes]]:
-        app = self.app
-
-        def forward(request: IRequest, **path_args: Any) -> bytes | Deferred[bytes]:
-            """Run the app route's handler as the demo app, for a same-origin caller only."""
-            if request.method == b"OPTIONS" or not same_origin(request):
-                return _refuse(request, 403, "forbidden", "The demo API answers its own page only")
-            try:
-                result = handler(request, app, **path_args)
-            except ApiError as error:
-                return json_response(request, error.status, error.body())
-            if isawaitable(result):
-                return ensureDeferred(_settled(result)).addCallback(render, request)
-            return render(result, request)
-
-        return forward
+    def _forward(self, request: IRequest, rest: bytes) -> Any:
+        """Rewrite an allowed same-origin call to the app's API path with its secret; pass it on."""
+        if not any(method == request.method and pattern.fullmatch(rest)
+                   for method, pattern in FORWARDED):  # OPTIONS too: no preflight passes
+            error = ApiError.not_found(f"No route for {path_text(request)}")
+            return json_response(request, 404, error.body())
+        if not same_origin(request):
+            error = ApiError(403, "forbidden", "The demo API answers its own page only")
+            return json_response(request, 403, error.body())
+        target = self._prefix + rest
+        request.path = target
+        request.uri = target                      # the page sends no query string
+        request.prepath = []
+        request.postpath = target.split(b"/")[1:]
+        request.requestHeaders.setRawHeaders(b"authorization", [self._authorization])
+        request.requestHeaders.removeHeader(b"origin")   # same origin: no CORS headers back
+        return self.api.render(request)
 
 
 def same_origin(request: IRequest) -> bool:
@@ -145,7 +151,8 @@ def same_origin(request: IRequest) -> bool:
 
     Browsers send ``Origin`` on every POST/PUT and ``Sec-Fetch-Site`` on every
     fetch (Fetch Metadata); a tool like curl sends neither, and is let through
-    like the page (it could read the page anyway).
+    like the page (it could load the page anyway).  ``Origin`` is compared with
+    ``Host``, so a reverse proxy in front must pass ``Host`` through.
     """
     site = request.getHeader(b"sec-fetch-site")
     if site is not None and site not in (b"same-origin", b"none"):
@@ -157,14 +164,6 @@ def same_origin(request: IRequest) -> bool:
     return urlsplit(origin.decode("latin-1")).netloc.encode("latin-1").lower() == host.lower()
 
 
-def _refuse(request: IRequest, status: int, code: str, description: str) -> bytes:
-    """Answer ``status`` with a JSON error body and no CORS headers."""
-    return json_response(request, status, ApiError(status, code, description).body())
-
-
-async def _settled(result: Any) -> Any:
-    """Await a route's result; an :class:`ApiError` it raised becomes its result."""
-    try:
-        return await result
-    except ApiError as error:
-        return error
+def path_text(request: IRequest) -> str:
+    """Return the request's path for an error message."""
+    return (request.path or b"").decode("ascii", "replace")

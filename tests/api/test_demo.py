@@ -2,8 +2,9 @@
 The demo page and its proxy (realtime/api/demo.py) through ``treq.testing.StubTreq``.
 
 * the page and its files are served, with a CSP, and hold no app secret;
-* the proxy runs the app routes as the demo app, and only the rows of ``FORWARDED``:
-  every other app route (and TURN key route) under ``/demo/api`` is a JSON 404;
+* the proxy forwards to the app routes as the demo app, and only the calls of
+  ``FORWARDED``: every other app route (and TURN key route) under ``/demo/api`` is a
+  JSON 404, and so is any path that tries to climb out of ``/sessions/``;
 * it answers its own origin only (no CORS, cross-site ``Origin``/``Sec-Fetch-Site`` 403);
 * the limits still apply (``--session-rate``);
 * ``--demo`` / ``--no-demo`` and the loopback default, down to what ``makeService`` mounts.
@@ -18,9 +19,10 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.python import usage
+from twisted.web.resource import Resource
 
 from realtime.api.app import RealtimeAPI
-from realtime.api.demo import FORWARDED, PAGES, PROXY_PREFIX, DemoSite
+from realtime.api.demo import FORWARDED, PAGES, PROXY_PREFIX, DemoResource
 from realtime.api.turn import PREFIX as TURN_KEY_PREFIX
 from realtime.options import api_on_loopback
 from realtime.service import Options
@@ -41,9 +43,9 @@ def store(tmp_path):
 
 
 def make(store: StateStore, demo: bool = True, **config) -> tuple[RealtimeAPI, StubTreq]:
-    api = compose(store, ServerConfig(apps=(DEMO,), **config), Clock(),
-                  demo=DemoSite(DEMO) if demo else None)
-    return api, StubTreq(api.app.resource())
+    api = compose(store, ServerConfig(apps=(DEMO,), **config), Clock())
+    root = api.app.resource()
+    return api, StubTreq(DemoResource(root, DEMO) if demo else root)
 
 
 def call(treq, method, path, headers=None, body=None):
@@ -73,7 +75,7 @@ def is_json_404(status, headers, raw) -> bool:
 @pytest.mark.parametrize("path", sorted(PAGES))
 def test_the_page_and_its_files_hold_no_secret(store, path) -> None:
     _, treq = make(store)
-    status, headers, raw = call(treq, "GET", path)
+    status, headers, raw = call(treq, "GET", path.decode())
     assert status == 200
     assert headers.getRawHeaders("content-type")[0] == PAGES[path][1]
     assert "script-src 'self'" in headers.getRawHeaders("content-security-policy")[0]
@@ -87,7 +89,7 @@ def test_the_page_uses_only_the_proxy_and_no_other_host(store) -> None:
     page = call(treq, "GET", "/")[2].decode() + call(treq, "GET", "/demo/demo.js")[2].decode()
     assert "Authorization" not in page and "Bearer" not in page
     assert not re.search(r"(src|href)=\"(https?:)?//", page)   # no CDN, no other origin
-    assert f"const API = '{PROXY_PREFIX}'" in page
+    assert f"const API = '{PROXY_PREFIX.decode()}'" in page
 
 
 # -- the proxy -----------------------------------------------------------------------
@@ -122,27 +124,63 @@ def test_the_proxy_ignores_a_bearer_token_it_is_given(store) -> None:
                 headers={"Authorization": f"Bearer {STORED.secret}"})[0] == 404
 
 
+class Recorder(Resource):
+    """An inner resource that records what reached it."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict] = []
+
+    def render(self, request):
+        self.seen.append({"path": request.path, "uri": request.uri, "postpath": request.postpath,
+                          "authorization": request.getHeader(b"authorization"),
+                          "origin": request.getHeader(b"origin")})
+        return b"{}"
+
+
+def test_a_forwarded_call_is_the_call_a_client_with_the_secret_makes() -> None:
+    """What the API root (and with --cluster, its forwarding) sees: the app's path and secret."""
+    inner = Recorder()
+    treq = StubTreq(DemoResource(inner, DEMO))
+    call(treq, "PUT", "/demo/api/sessions/" + "ab" * 16 + "/tracks/update?x=1",
+         headers={"Origin": "https://127.0.0.1:8443", "Authorization": "Bearer other"})
+    call(treq, "GET", "/v1/apps/other/usage", headers={"Authorization": "Bearer mine"})
+    target = f"/v1/apps/{DEMO.app_id}/sessions/{'ab' * 16}/tracks/update".encode()
+    assert inner.seen == [
+        {"path": target, "uri": target, "postpath": target.split(b"/")[1:],
+         "authorization": f"Bearer {DEMO.secret}".encode(), "origin": None},
+        {"path": b"/v1/apps/other/usage", "uri": b"/v1/apps/other/usage",
+         "postpath": [b"v1", b"apps", b"other", b"usage"], "authorization": b"Bearer mine",
+         "origin": None},
+    ]
+
+
 def _concrete(path: str) -> str:
     return re.sub(r"<[^>]+>", "x" * 32, path)
 
 
+def _forwarded(method: str, path: str) -> bool:
+    return any(m.decode() == method and pattern.fullmatch(path.encode())
+               for m, pattern in FORWARDED)
+
+
 def test_every_other_route_under_the_proxy_is_a_json_404(store) -> None:
     api, treq = make(store)
-    forwarded = set(FORWARDED)
-    others = [(r.method, r.path) for r in api.routes()
-              if r.guard.id_name in ("app_id", "key_id") and (r.method, r.path) not in forwarded]
+    routes = [(r.method, _concrete(r.path)) for r in api.routes()
+              if r.guard.id_name in ("app_id", "key_id")]
+    others = [(method, path) for method, path in routes if not _forwarded(method, path)]
+    assert len(routes) - len(others) == len(FORWARDED) == 7
     assert len(others) >= 15  # tracks/close, datachannels/update|close, echo, usage, WHIP ...
-    for method, path in others + [("GET", "/../v1/apps/demo-app/usage"), ("GET", ""),
-                                  ("POST", TURN_KEY_PREFIX.replace("<key_id>", "k")
-                                   + "/credentials/generate-ice-servers")]:
-        answer = call(treq, method, PROXY_PREFIX + _concrete(path))
+    climbing = ["/sessions/../usage", "/sessions/%2e%2e/usage", "/sessions/..%2fusage",
+                "/sessions/x/../../usage", "/sessions/new/../../diagnostics"]
+    for method, path in others + [("GET", p) for p in climbing] + [
+            ("GET", ""), ("GET", "/"), ("PUT", "/sessions/new"), ("OPTIONS", "/sessions/new"),
+            ("POST", TURN_KEY_PREFIX.replace("<key_id>", "k") + "/credentials/generate-ice-servers")]:
+        answer = call(treq, method, PROXY_PREFIX.decode() + path)
         assert is_json_404(*answer), (method, path, answer)
-
-
-def test_a_forwarded_path_with_another_method_is_a_json_405(store) -> None:
-    _, treq = make(store)
-    status, headers, raw = call(treq, "PUT", "/demo/api/sessions/new")
-    assert status == 405 and json.loads(raw)["errorCode"] == "method_not_allowed"
+        assert answer[1].getRawHeaders("access-control-allow-origin") is None
 
 
 @pytest.mark.parametrize("headers", [
@@ -165,7 +203,7 @@ def test_no_cors_preflight_for_the_proxy(store) -> None:
     status, headers, _ = call(treq, "OPTIONS", "/demo/api/sessions/new",
                               headers={"Origin": "https://evil.example",
                                        "Access-Control-Request-Method": "POST"})
-    assert status == 403
+    assert status == 404
     assert headers.getRawHeaders("access-control-allow-origin") is None
     assert headers.getRawHeaders("access-control-allow-methods") is None
 
@@ -221,10 +259,15 @@ def test_loopback_detection() -> None:
     assert not api_on_loopback("tcp:8080:interface=localhost")     # a name: not trusted
 
 
+def site_root(service):
+    """Return the resource the API listener serves."""
+    return service.api_listener.factory.resource
+
+
 def test_a_service_on_a_public_address_serves_no_demo(tmp_path) -> None:
     service, _ = build(tmp_path, "--api", "tcp:8080:interface=0.0.0.0")
-    assert service.api.demo is None
-    treq = StubTreq(service.api.app.resource())
+    assert service.parts.demo is None
+    treq = StubTreq(site_root(service))
     assert is_json_404(*call(treq, "GET", "/"))
     assert is_json_404(*call(treq, "POST", "/demo/api/sessions/new"))
     service.store.close()
@@ -233,8 +276,9 @@ def test_a_service_on_a_public_address_serves_no_demo(tmp_path) -> None:
 def test_a_service_on_loopback_serves_the_demo_as_its_generated_app(tmp_path) -> None:
     service, _ = build(tmp_path, "--api", "tcp:8080:interface=127.0.0.1")
     generated = service.store.apps()[0]
-    assert service.api.demo is not None and service.api.demo.app == generated
-    treq = StubTreq(service.api.app.resource())
+    demo = service.parts.demo
+    assert demo is not None and demo.app == generated and site_root(service) is demo
+    treq = StubTreq(site_root(service))
     status, _, raw = call(treq, "GET", "/")
     assert status == 200 and generated.secret.encode() not in raw
     status, _, raw = call(treq, "POST", "/demo/api/sessions/new")
@@ -244,7 +288,7 @@ def test_a_service_on_loopback_serves_the_demo_as_its_generated_app(tmp_path) ->
 
 def test_the_first_command_line_app_is_the_demo_app(tmp_path) -> None:
     service, _ = build(tmp_path, "--app", "one:secret-one", "--app", "two:secret-two")
-    assert service.api.demo is not None and service.api.demo.app == App("one", "secret-one")
+    assert service.parts.demo is not None and service.parts.demo.app == App("one", "secret-one")
     service.store.close()
 
 
