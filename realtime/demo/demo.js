@@ -330,6 +330,9 @@ function stop() {
   setStatus('stopped (the SFU closes the sessions when their PeerConnections go quiet)');
 }
 
+// The received audio is the microphone itself, back through the SFU: muted unless asked,
+// or the speakers would feed it into the microphone again.
+$('listen').addEventListener('change', () => { $('remote').muted = !$('listen').checked; });
 $('start').addEventListener('click', start);
 $('stop').addEventListener('click', stop);
 for (const button of document.querySelectorAll('button.layer')) {
