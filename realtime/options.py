@@ -16,6 +16,7 @@ The command line of ``twistd realtime``: every option, its default and its check
                        [--session-rate N] [--session-burst N] [--dtls-certificate PEM]
                        [--cluster URL --node-id ID --relay-address IP:PORT]
                        [--metrics ENDPOINT] [--log-format text|json]
+                       [--demo | --no-demo]
 
 :class:`Options` is what Twisted's plugin (``twisted/plugins/realtime_plugin.py``)
 hands to :func:`realtime.service.makeService`.  Each value is checked in
@@ -125,6 +126,11 @@ class Options(usage.Options):
          "Default: a fresh certificate per process."],
     ]
     optFlags = [
+        ["demo", None,
+         "Serve the demo page at / and its same-origin proxy, which makes sessions of the "
+         "default app for anyone who loads the page. Default: on only when --api listens on "
+         "a loopback address (the default 127.0.0.1:8443 does)."],
+        ["no-demo", None, "Never serve the demo page (overrides the loopback default)."],
         ["allow-loopback-peers", None,
          "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
         ["reuse-port", None,
@@ -212,6 +218,10 @@ class Options(usage.Options):
             _endpoint("metrics", self["metrics"])
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError(f"--log-format: {self['log-format']!r} is not text or json")
+        if self["demo"] and self["no-demo"]:
+            raise usage.UsageError("--demo and --no-demo contradict each other")
+        self["demo"] = bool(self["demo"]) or (
+            not self["no-demo"] and api_on_loopback(self["api"]))
         self["workers"] = _workers(self["workers"])
         if self["workers"] > 1:
             for name in ("media-port", "turn-port", "turns-port"):
@@ -257,6 +267,27 @@ def _relay_ipv6(value: str | None,
     if public.version == 6 and str(address) != str(public):
         raise usage.UsageError("--relay-ipv6: --public-ip is already IPv6 (it is the relay)")
     return str(address)
+
+
+def api_on_loopback(description: str | None) -> bool:
+    """Return whether the ``--api`` endpoint listens on a loopback address only.
+
+    ``None`` is the default endpoint (TLS on 127.0.0.1).  ``tcp``, ``tcp6`` and
+    ``ssl`` endpoints count when their ``interface=`` is a loopback address;
+    without one they listen on every interface.  Any other kind (``unix:``,
+    ``systemd:`` ...) does not count: who reaches it is not known here.
+    """
+    if description is None:
+        return True
+    fields = [field.replace("\\:", ":") for field in re.split(r"(?<!\\):", description)]
+    if fields[0] not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = next((field.partition("=")[2] for field in fields[1:]
+                      if field.startswith("interface=")), "")
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
 
 
 def has_ipv6_loopback() -> bool:

@@ -18,6 +18,7 @@ cluster's in :func:`realtime.cluster.wiring.build_cluster`), then one
      ├─ media        UDPServer(--media-port, MediaPort(PeerHost.router))      all PeerConnections
      ├─ turn-udp     UDPServer(--turn-port, TurnUdpPort)                         RFC 8656 §3.1
      ├─ api          EndpointListener(--api, Site(api.app.resource()))        HTTPS/HTTP
+     │                 (with --demo: Site(DemoResource(that root)), realtime.api.demo)
      ├─ turn-tcp     EndpointListener(tcp:--turn-port, TurnConnectionFactory)    RFC 8656 §3.1
      ├─ turn-tls     EndpointListener(ssl:--turns-port, TurnConnectionFactory)   RFC 8656 §3.1
      ├─ turn-<kind>-alt-<port>  one per --turn-alt-port (see realtime.net.turn_service)
@@ -67,6 +68,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from realtime.api.app import RealtimeAPI
+from realtime.api.demo import DemoResource
 from realtime.api.sessions import COLLECT_INTERVAL
 from realtime.api.usage import SfuUsage
 from realtime.cluster.accounts import AccountSync
@@ -152,6 +154,8 @@ class ServiceParts:
     cluster: ClusterParts | None = None
     #: with ``--log-format json``: the observer twistd is to log to (realtime.net.json_log)
     log_observer: Any = None
+    #: with ``--demo``: the demo page and its proxy (:mod:`realtime.api.demo`), else None
+    demo: DemoResource | None = None
 
 
 class RealtimeService(MultiService):
@@ -296,6 +300,10 @@ class RealtimeService(MultiService):
                 log.info("TURN key {key_id}", key_id=key.key_id)
         for app in config.apps:
             log.info("app {app_id} (from --app)", app_id=app.app_id)
+        demo = self.parts.demo
+        if demo is not None:
+            log.info("demo page: {url}/ (its proxy acts as app {app_id}; docs/operations.md)",
+                     url=config.api_url, app_id=demo.app.app_id)
         for app in self.store.apps():
             if not app.generated:
                 log.info("app {app_id} (stored)", app_id=app.app_id)
@@ -399,6 +407,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             listen=lambda description, resource: _listener(
                 reactor, description, Site(resource), "metrics", reuse))
         children += metered
+    demo = None
+    if options.get("demo"):  # the page at / and its proxy, in front of everything else
+        root = demo = DemoResource(root, apps[0] if apps else store.apps()[0])
     api_description = options["api"] or tls_endpoint(8443, "127.0.0.1", tls)
     api_listener = _listener(reactor, api_description, Site(root), "api", reuse)
     for name, port, protocol in (("media", options["media-port"], media), *turn.udp):
@@ -430,7 +441,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         turn_alternates=tuple(options["turn-alt-ports"]),
         own_addresses=tuple(a for a in {public_ip, interface, options.get("relay-ipv6")}
                             if a and not ipaddress.ip_address(a).is_unspecified),
-        new_app_ids=new_app_ids, cluster=cluster,
+        new_app_ids=new_app_ids, cluster=cluster, demo=demo,
         log_observer=JsonLinesObserver(sys.stdout) if options.get("log-format") == "json"
         else None)
     return RealtimeService(parts, children)
