@@ -87,7 +87,7 @@ class TreeDirectory:
 
     async def _read(self, key: str) -> tuple[str, dict[str, str]]:
         raw = await self.directory.redis.execute("HGETALL", key)
-        version, parents = "0", {}
+        version, parents = "0", dict[str, str]()
         for field, value in zip(raw[0::2], raw[1::2]):
             try:
                 node, parent = field.decode(), value.decode()

@@ -136,7 +136,7 @@ class RemoteTracks:
             return None
         mirror = self.machine.mirror(app_id, session_id, name, record.owner_node, media,
                                      self.reactor.seconds(), parent=parent)
-        if mirror is None and parent != record.owner_node:     # in the tree for nothing
+        if mirror is None and parent != record.owner_node and self.trees is not None:
             self._spawn(self.trees.change(session_id, name, record.owner_node, "detach"))
         self._after_input()
         return mirror
@@ -160,6 +160,7 @@ class RemoteTracks:
     async def _act(self, event: str, mirror: MirrorTrack) -> None:
         """Detach, or find this node's parent now and re-pull from it if it moved."""
         trees = self.trees
+        assert trees is not None            # _tree_event spawns this only with trees
         session_id, name, root = mirror.session.session_id, mirror.name, mirror.root
         if event == "leave":
             await trees.change(session_id, name, root, "detach")

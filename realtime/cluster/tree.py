@@ -273,7 +273,7 @@ class Tree:
         """Move deepest leaves up while one lies more than a level below the shallowest free slot."""
         load = load or {}
         rtt = rtt or {}
-        moves = []
+        moves: list[Move] = []
         fanout = self.fanout
         while True:
             depths = self._depths()
