@@ -103,9 +103,10 @@ class TreeDirectory:
         return version, parents
 
     async def change(self, session_id: str, name: str, root: str, operation: str,
-                     node: str | None = None) -> Tree:
-        """Apply ``operation`` (``attach``, ``detach`` or ``repair``) for ``node`` (default:
-        this node) to the track's tree; return the tree as written.
+                     node: str | None = None, avoid: frozenset[str] = frozenset()) -> Tree:
+        """Apply ``operation`` (``attach``, ``detach``, ``repair``, or ``move`` away from
+        the nodes in ``avoid``) for ``node`` (default: this node) to the track's tree;
+        return the tree as written.
 
         Nodes that left the registry are repaired away in the same write.
         :raises TreeBusy: :data:`MAX_ATTEMPTS` conflicting writes in a row.
@@ -127,6 +128,11 @@ class TreeDirectory:
                 tree.attach(node, load)
             elif operation == "detach":
                 tree.detach(node, load)
+            elif operation == "move":
+                tree.move(node, avoid, load)
+                for silent in avoid:    # no other slot: take the silent node out (if it
+                    if tree.parent.get(node) == silent:     # lives, its lease check
+                        tree.repair(silent, load)           # attaches it again)
             new = tree.parents()
             if new == stored:
                 self.counters["unchanged"] += 1

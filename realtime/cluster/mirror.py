@@ -264,6 +264,8 @@ class MirrorTrack(PublishedTrack):
         #: out of the tree (no local subscriber for the grace): relays only to
         #: children that are moving to other parents, then is dropped
         self.left = False
+        #: when it last asked ``owner`` to feed it, or last suspected it (parent silence)
+        self.pulled_at = now
         self.relayed = 0
 
     def local_subscribers(self) -> int:

@@ -74,6 +74,11 @@ __all__ = ["KEYFRAME_INTERVAL", "LEASE", "MirrorLeg", "MirrorSession", "MirrorTr
 LEASE = 3.0
 #: A mirror nobody subscribes to is dropped (and A told) after this long (seconds).
 IDLE_GRACE = 5.0
+#: A node relaying to others sends each of them a KEEPALIVE this often (seconds) ...
+KEEPALIVE_INTERVAL = 0.25
+#: ... and a mirror that heard nothing from its parent for this long asks to move (seconds):
+#: the parent died without leaving the registry, or the link between them is cut.
+PARENT_SILENCE = 1.0
 
 
 class PullMachine:
@@ -106,6 +111,9 @@ class PullMachine:
         self._control: deque[tuple[str, str, str, str]] = deque()
         self._next_lease: float | None = None
         self._tree: deque[tuple[str, MirrorTrack]] = deque()
+        #: node id -> when its last KEEPALIVE arrived
+        self.heard: dict[str, float] = {}
+        self._next_keepalive: float | None = None
         #: drops and events by reason (never logged per packet)
         self.counters: Counter[str] = Counter()
 
@@ -168,6 +176,7 @@ class PullMachine:
             self._control.append((mirror.owner, "unpull", mirror.session.session_id,
                                   mirror.name))
         mirror.owner = parent
+        mirror.pulled_at = now
         self._control.append((parent, "pull", mirror.session.session_id, mirror.name))
         self.counters["repoints"] += 1
         return True
@@ -181,7 +190,8 @@ class PullMachine:
         """Return and forget ``(event, mirror)``: ``"leave"`` (no local subscriber any more:
         detach this node from the track's tree), ``"orphan"`` (its parent left the
         registry, the owner has not: repair the tree), ``"check"`` (each lease: is the
-        parent the tree holds still the one pulled from?)."""
+        parent the tree holds still the one pulled from?), ``"silent"`` (no KEEPALIVE
+        from the parent for :data:`PARENT_SILENCE`: move away from it)."""
         out = list(self._tree)
         self._tree.clear()
         return out
@@ -241,6 +251,8 @@ class PullMachine:
                 fanout.receive_rtcp(packet.sender, packet.payload, now)
             except DecodeError:
                 self.counters["rtcp-malformed"] += 1
+        elif kind == RelayKind.KEEPALIVE:
+            self.heard[packet.sender] = now
         else:
             self.counters["kind-not-handled"] += 1
 
@@ -266,6 +278,8 @@ class PullMachine:
                 # a RelayFanout has the interface of a Subscription that receive_rtp uses
                 track.attach(cast(Any, fanout), now)   # asks for a key frame (video)
                 self.counters["pulls-served"] += 1
+                if self._next_keepalive is None:
+                    self._next_keepalive = now
             elif fanout.add_node(from_node, address):
                 self.counters["pulls-served"] += 1
                 if fanout.track.kind == "video":   # the new node starts on a key frame
@@ -338,9 +352,20 @@ class PullMachine:
                     mirror.left = True
                     self._tree.append(("leave", mirror))
             mirror.session.rtcp.handle_timer(now)
+            if not mirror.left and now - max(self.heard.get(mirror.owner, 0.0),
+                                             mirror.pulled_at) >= PARENT_SILENCE:
+                mirror.pulled_at = now          # asked again after another silence
+                self.counters["parent-silent"] += 1
+                self._tree.append(("silent", mirror))
         for fanout in list(self.fanouts.values()):
             if fanout.track.ended:
                 self._drop_fanout(fanout)
+        keepalive = self._next_keepalive
+        if keepalive is not None and now >= keepalive:
+            addresses = list({a for f in self.fanouts.values() for a in f.nodes.values()})
+            if addresses:
+                self.send(RelayKind.KEEPALIVE, 0, b"", addresses)
+            self._next_keepalive = now + KEEPALIVE_INTERVAL if self.fanouts else None
         lease = self._next_lease
         if lease is not None and now >= lease:
             for mirror in self.mirrors.values():
@@ -352,8 +377,11 @@ class PullMachine:
 
     def get_timer(self) -> float | None:
         """Return the earliest deadline: a mirror's NACK or PLI, an idle sweep, the lease."""
-        deadlines = [self._next_lease] if self._next_lease is not None else []
+        deadlines = [t for t in (self._next_lease, self._next_keepalive) if t is not None]
         for mirror in self.mirrors.values():
+            if not mirror.left:
+                deadlines.append(max(self.heard.get(mirror.owner, 0.0), mirror.pulled_at)
+                                 + PARENT_SILENCE)
             deadline = mirror.session.rtcp.get_timer()
             if deadline is not None:
                 deadlines.append(deadline)

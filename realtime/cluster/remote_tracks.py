@@ -165,6 +165,14 @@ class RemoteTracks:
         if event == "leave":
             await trees.change(session_id, name, root, "detach")
             return
+        if event == "silent":       # the parent went quiet: move away from it
+            tree = await trees.change(session_id, name, root, "move",
+                                      avoid=frozenset({mirror.owner}))
+            parent = tree.parent.get(self.node_id)
+            if parent is not None and parent != mirror.owner and not mirror.left \
+                    and self.machine.repoint(mirror, parent, self.reactor.seconds()):
+                self._after_input()
+            return
         parent = None if event == "orphan" else await trees.parent_of(session_id, name)
         if parent is None:      # orphaned, or not in the tree (expired, repaired away)
             tree = await trees.change(session_id, name, root, "attach")

@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import AbstractSet as Set, Iterable, Mapping
 
 __all__ = ["DEFAULT_FANOUT", "Move", "Tree"]
 
@@ -226,6 +226,25 @@ class Tree:
             return []
         return self._remove(dead, load or {}, rtt or {})
 
+    def move(self, node: str, avoid: Set[str], load: Mapping[str, float] | None = None,
+             rtt: Mapping[tuple[str, str], float] | None = None) -> list[Move]:
+        """Place ``node`` (with its subtree) under a parent not in ``avoid``; return the moves.
+
+        For a node that stopped hearing its parent while the registry still lists
+        it (killed without leaving, or cut off from this node): it stays in the tree
+        and keeps its children.  ``avoid`` is a preference: with no other free
+        slot, a node in it is chosen again.
+        """
+        if node == self.root or node not in self.children or self.parent[node] not in avoid:
+            return []
+        old = self.parent[node]
+        self._unlink(node)
+        load, rtt = load or {}, rtt or {}
+        parent = self._best_slot(node, self._depths(), load, rtt, avoid)
+        self._link_subtree(node, parent)
+        moved = [Move(node, parent)] if parent != old else []
+        return _last_move_wins([*moved, *self._level(load, rtt, avoid)])
+
     # -- mechanics ------------------------------------------------------------------------------
 
     def _link(self, node: str, parent: str) -> None:
@@ -259,17 +278,19 @@ class Tree:
         self.children[parent].append(node)
 
     def _best_slot(self, node: str, depths: dict[str, int], load: Mapping[str, float],
-                   rtt: Mapping[tuple[str, str], float]) -> str:
-        """Return the parent for ``node``: shallowest free slot, then load, RTT, id."""
+                   rtt: Mapping[tuple[str, str], float], avoid: Set[str] = frozenset()) -> str:
+        """Return the parent for ``node``: shallowest free slot, then load, RTT, id
+        (a node in ``avoid`` only if there is no other free slot)."""
         fanout = self.fanout
-        shallowest = min(d for n, d in depths.items() if len(self.children[n]) < fanout)
-        candidates = [n for n, d in depths.items()
-                      if d == shallowest and len(self.children[n]) < fanout and n != node]
+        free = [n for n in depths if len(self.children[n]) < fanout and n != node]
+        candidates = [n for n in free if n not in avoid] or free
         return min(candidates, key=lambda n: (
-            math.floor(load.get(n, 0.0) / LOAD_STEP), rtt.get((n, node), UNKNOWN_RTT), n))
+            depths[n], math.floor(load.get(n, 0.0) / LOAD_STEP), rtt.get((n, node), UNKNOWN_RTT),
+            n))
 
     def _level(self, load: Mapping[str, float] | None,
-               rtt: Mapping[tuple[str, str], float] | None) -> list[Move]:
+               rtt: Mapping[tuple[str, str], float] | None,
+               avoid: Set[str] = frozenset()) -> list[Move]:
         """Move deepest leaves up while one lies more than a level below the shallowest free slot."""
         load = load or {}
         rtt = rtt or {}
@@ -277,7 +298,10 @@ class Tree:
         fanout = self.fanout
         while True:
             depths = self._depths()
-            free = min(d for n, d in depths.items() if len(self.children[n]) < fanout)
+            slots = [d for n, d in depths.items() if len(self.children[n]) < fanout]
+            wanted = [d for n, d in depths.items()
+                      if len(self.children[n]) < fanout and n not in avoid]
+            free = min(wanted or slots)     # the slots _best_slot will choose from
             deepest = max(depths.values())
             if deepest <= free + 1:
                 return moves
@@ -286,7 +310,7 @@ class Tree:
                        key=lambda n: (load.get(n, 0.0), n))
             self._unlink(leaf)
             depths.pop(leaf)
-            parent = self._best_slot(leaf, depths, load, rtt)
+            parent = self._best_slot(leaf, depths, load, rtt, avoid)
             self._link(leaf, parent)
             moves.append(Move(leaf, parent))
 

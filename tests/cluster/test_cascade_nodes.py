@@ -11,8 +11,9 @@ A), then two through node C (A has no free slot: C attaches under B)::
 Checked through the nodes' ``/diagnostics`` and the directory: the tree hash
 holds ``node-b -> node-a``, ``node-c -> node-b``; A relays each packet once,
 to B only; B's mirror relays to C; C's subscribers decode.  Then B is
-stopped (it leaves the registry): C re-attaches under A and its subscribers
-decode again within 2 s of B leaving.
+stopped (SIGTERM: it leaves the registry) or killed (SIGKILL: it stays registered
+until its heartbeat expires, but its keepalives stop): C re-attaches under A and its
+subscribers decode again within 2 s.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ async def diagnostics(node) -> dict:
     return body["cluster"]["pulls"]
 
 
-async def chain(a, b, c, redis_server) -> dict:
+async def chain(a, b, c, redis_server, stop: str) -> dict:
     loop = asyncio.get_running_loop()
     publisher_pc, publisher, names = await publish(a)
     pcs = [publisher_pc]
@@ -62,16 +63,21 @@ async def chain(a, b, c, redis_server) -> dict:
                                        for _, _, counter in [at_b, *at_c]))
         trees = {name: tree_of(redis_server, publisher, name) for name in names}
         before = {n: await diagnostics(node) for n, node in (("a", a), ("b", b), ("c", c))}
-        # B goes away (SIGTERM: it leaves the registry as it stops)
+        # B goes away: SIGTERM (it leaves the registry as it stops), or SIGKILL (it stays
+        # in the registry until its heartbeat expires; C notices B's keepalives stopped)
         counters = [counter for _, _, counter in at_c]
-        await loop.run_in_executor(None, b.stop)
+        if stop == "kill":
+            b.process.kill()
+        else:
+            await loop.run_in_executor(None, b.stop)
         left = time.monotonic()
         base = [counter.frames.get("video", 0) for counter in counters]
-        resumed = None
+        resumed = registered_at_resume = None
         while time.monotonic() - left < 10.0:
             now = [counter.frames.get("video", 0) for counter in counters]
             if all(n - b0 >= 3 for n, b0 in zip(now, base)):
                 resumed = time.monotonic() - left
+                registered_at_resume = redis_server.command("SMEMBERS", "rt:nodes")
                 break
             await asyncio.sleep(0.02)
         after_rates = await asyncio.gather(*(counter.rates(["audio", "video"], seconds=2.0,
@@ -80,14 +86,16 @@ async def chain(a, b, c, redis_server) -> dict:
         after = {n: await diagnostics(node) for n, node in (("a", a), ("c", c))}
         return {"publisher": publisher, "rates": rates, "trees": trees, "before": before,
                 "resumed": resumed, "after_rates": after_rates, "after": after,
-                "tree_after": tree_of(redis_server, publisher, "aiortc-video")}
+                "tree_after": tree_of(redis_server, publisher, "aiortc-video"),
+                "registered_at_resume": registered_at_resume}
     finally:
         for pc in pcs:
             await pc.close()
 
 
+@pytest.mark.parametrize("stop", ["term", "kill"])
 def test_fanout_one_makes_a_chain_and_c_reattaches_when_b_leaves(tmp_path, redis_server,
-                                                                   certificate_file) -> None:
+                                                                   certificate_file, stop) -> None:
     require_module("aiortc")
     nodes = [start(tmp_path, redis_server, f"node-{n}", certificate_file,
                    extra=("--cascade-fanout", "1")) for n in "abc"]
@@ -95,7 +103,7 @@ def test_fanout_one_makes_a_chain_and_c_reattaches_when_b_leaves(tmp_path, redis
     try:
         for node in nodes:
             node.wait_ready()
-        result = asyncio.run(chain(a, b, c, redis_server))
+        result = asyncio.run(chain(a, b, c, redis_server, stop))
     finally:
         for node in nodes:
             node.stop()
@@ -114,10 +122,18 @@ def test_fanout_one_makes_a_chain_and_c_reattaches_when_b_leaves(tmp_path, redis
     mirror_c = result["before"]["c"]["mirrors"][video]
     assert (mirror_c["owner"], mirror_c["parent"]) == ("node-a", "node-b"), result
     assert mirror_c["subscribers"] == 2, result
-    # B left: C re-attached under A and decodes again within 2 s
-    assert result["tree_after"] == {"node-c": "node-a"}, result
+    # B left (or went silent): C re-attached under A and decodes again within 2 s
+    if stop == "kill":      # B is still registered (heartbeat TTL 10 s) and in the tree
+        assert b"node-b" in result["registered_at_resume"], result
+        assert result["tree_after"]["node-c"] == "node-a", result
+        assert result["after"]["c"]["counters"]["parent-silent"] >= 1, result
+    else:
+        assert result["tree_after"] == {"node-c": "node-a"}, result
     assert result["after"]["c"]["mirrors"][video]["parent"] == "node-a", result
-    assert result["after"]["a"]["fanouts"][video]["nodes"] == ["node-c"], result
+    # (a SIGKILLed B stays among A's fan-out nodes until its heartbeat expires)
+    assert "node-c" in result["after"]["a"]["fanouts"][video]["nodes"], result
+    if stop == "term":
+        assert result["after"]["a"]["fanouts"][video]["nodes"] == ["node-c"], result
     assert result["resumed"] is not None and result["resumed"] < RESUME_WITHIN, result
     for rates in result["after_rates"]:
         assert_rates(rates, result)

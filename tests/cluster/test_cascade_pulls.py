@@ -10,7 +10,7 @@ chain; B leaving the registry makes C an orphan, and repointing C at A resumes i
 
 from __future__ import annotations
 
-from realtime.cluster.pulls import IDLE_GRACE, LEASE
+from realtime.cluster.pulls import IDLE_GRACE, LEASE, PARENT_SILENCE
 from realtime.cluster.relay import RelayKind
 from realtime.cluster.track_media import media_from_json, media_to_json
 from realtime.demux import PacketKind
@@ -148,3 +148,33 @@ def test_each_lease_asks_the_adapter_to_check_the_parent() -> None:
     machine_c.handle_timer(1.0 + LEASE)
     assert ("check", parts["mirrors"]["c"]) in machine_c.tree_events()
     assert ("c", "b", "pull") in cluster.control(1.0 + LEASE)
+
+
+def test_relays_send_keepalives_and_a_silent_parent_is_reported() -> None:
+    cluster, parts = chain()
+    mirror_c = parts["mirrors"]["c"]
+    machines = cluster.machines
+    for now in (1.3, 1.6, 1.9, 2.2):            # A and B relay: they keep their children posted
+        for node in ("a", "b"):
+            machines[node].handle_timer(now)
+        keepalives = [(f[0], f[1]) for f in cluster.deliver(now) if f[2] == RelayKind.KEEPALIVE]
+        assert sorted(keepalives) == [("a", "b"), ("b", "c")]
+        machines["c"].handle_timer(now)
+        assert ("silent", mirror_c) not in machines["c"].tree_events()
+    assert machines["c"].get_timer() <= 2.2 + PARENT_SILENCE
+    # B dies without leaving the registry: C hears nothing for PARENT_SILENCE and says so
+    machines["a"].handle_timer(2.5)
+    cluster.deliver(2.5)
+    machines["c"].handle_timer(2.2 + PARENT_SILENCE)
+    assert ("silent", mirror_c) in machines["c"].tree_events()
+    assert machines["c"].counters["parent-silent"] == 1
+    machines["c"].handle_timer(2.2 + PARENT_SILENCE + 0.5)     # not again at once
+    assert ("silent", mirror_c) not in machines["c"].tree_events()
+    # moved to A (what the tree's move answers): A's keepalives count from now on
+    assert machines["c"].repoint(mirror_c, "a", 3.5)
+    cluster.control(3.5)
+    machines["a"].handle_timer(3.6)
+    assert ("a", "c") in [(f[0], f[1]) for f in cluster.deliver(3.6)
+                          if f[2] == RelayKind.KEEPALIVE]
+    machines["c"].handle_timer(3.6 + PARENT_SILENCE - 0.1)
+    assert ("silent", mirror_c) not in machines["c"].tree_events()

@@ -172,3 +172,40 @@ def test_levelling_keeps_a_thinned_tree_shallow():
             tree.detach(name)
             tree.check()
     assert len(tree) == 5 and tree.height() <= 2
+
+
+def test_move_avoids_a_silent_parent_and_keeps_the_subtree():
+    tree = Tree("a", fanout=2)
+    for node in "bcdefg":
+        tree.attach(node)                 # a: b c; b: d e; c: f g
+    assert tree.move("d", {"a"}) == []    # a is not d's parent: nothing to do
+    tree.detach("g")                      # a slot under c
+    assert tree.move("d", {"b"}) == [Move("d", "c")]
+    assert tree.parent["d"] == "c" and "b" in tree
+    tree.check()
+    chain = Tree("a", fanout=1)
+    for node in "bc":
+        chain.attach(node)
+    assert chain.move("c", {"b"}) == []   # no other slot: c stays under b
+    assert chain.move("b", {"a"}) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(fanout=st.integers(2, 4), operations=OPERATIONS,
+       moves=st.lists(st.tuples(st.sampled_from(NODES), st.sampled_from(NODES + ["root"])),
+                      max_size=10))
+def test_moves_keep_every_node_reachable_within_one_extra_level(fanout, operations, moves):
+    tree = Tree("root", fanout)
+    for operation, node in operations:
+        getattr(tree, operation)(node)
+    for node, avoid in moves:
+        before = tree.parents()
+        result = tree.move(node, {avoid})
+        assert applied(before, result) == tree.parents()
+        depths = tree._depths()
+        assert set(depths) == set(tree.children)
+        assert all(len(k) <= fanout for k in tree.children.values())
+        assert tree.height() <= math.ceil(math.log(len(tree), fanout) - 1e-9) + 1
+        if result:
+            assert tree.parent[node] != avoid or all(
+                len(tree.children[n]) >= fanout for n in depths if n not in (avoid, node))
