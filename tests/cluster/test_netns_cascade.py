@@ -14,8 +14,9 @@ below them.  Then:
 2. nftables in the middle node's namespace drops 5 % of the relay datagrams from A
    (``numgen random``; netem is absent): every subscriber below A still receives every
    packet (no sequence hole) and the publisher is sent no NACK by A;
-3. the middle node (a child of A with children) is stopped: its children re-attach (one
-   under A, the other under A's remaining child) and their subscribers receive again within 2 s (those on the stopped node lose their
+3. the middle node (a child of A with children) is SIGKILLed (it stays in the registry
+   until its heartbeat expires): its children stop hearing its keepalives, re-attach
+   elsewhere, and their subscribers receive again within 2 s (those on the stopped node lose their
    PeerConnection: see docs/cascading.md for what they would need).
 """
 
@@ -143,9 +144,11 @@ def test_five_nodes_fanout_two_loss_and_a_middle_node_lost(tmp_path, redis_serve
                 capture_output=True, text=True, timeout=10).stdout)
             dropped = sum(x["counter"]["packets"] for e in rules["nftables"] if "rule" in e
                           for x in e["rule"]["expr"] if "counter" in x)
-            # the middle node goes away (SIGTERM: it leaves the registry as it stops)
+            # the middle node is killed (SIGKILL: it stays in the registry until its
+            # heartbeat expires; its children notice its keepalives stopped)
             (shared / "kill").write_text(repr(time.time()))
-            nodes[m].stop()
+            nodes[m].process.kill()
+            nodes[m].process.wait(10)
             stopped = time.time() - float((shared / "kill").read_text())
             time.sleep(RESUME_WITHIN + 2.0)
             (shared / "stop").write_text("")
@@ -164,7 +167,7 @@ def test_five_nodes_fanout_two_loss_and_a_middle_node_lost(tmp_path, redis_serve
                     r["last"] and round(r["last"], 2), r["first_holes"]) for r in rs]
                for n, rs in results.items()}
     print(f"\ncascade over 5 nodes ({seconds:.0f} s): tree {tree}, middle {middle} "
-          f"(stopped in {stopped:.2f} s) "
+          f"(killed in {stopped:.2f} s) "
           f"(below it {below}), after {tree_after}")
     print(f"  A's fan-out: {fanout}; publisher leg: {publisher_sfu.get('nacksSentUpstream')} "
           f"NACKs; nft dropped {dropped} relay datagrams")
@@ -185,11 +188,9 @@ def test_five_nodes_fanout_two_loss_and_a_middle_node_lost(tmp_path, redis_serve
             assert row["checked"] > 200 and row["holes"] == 0, (name, row, logs)
     for name, one in decoded.items():
         assert one.get("state") == "connected" and one["frames"]["video"] >= 30, (name, one)
-    # 3. the stopped node's subtree resumed within 2 s, re-attached (under A or its other child)
-    assert middle not in tree_after and set(tree_after) == set(tree) - {middle}, tree_after
-    assert sorted(tree_after.values()).count("node-a") == 2, tree_after
+    # 3. the killed node's subtree resumed within 2 s, re-attached away from it
     for node in below:
-        assert tree_after[node] in ("node-a", *tree_after), (tree_after, logs)
+        assert tree_after[node] != middle, (tree_after, logs)
         for row in results[node[-1]]:     # fed again, and never silent 2 s
             assert row["last"] > RESUME_WITHIN + 1.0, (node, row)
             assert row["outage"] < RESUME_WITHIN, (node, row)
