@@ -34,6 +34,8 @@ relay kind          way     payload
 ``RTP_REPAIR``      A → B   a packet A resends from its buffer for B's NACK
 ``RTCP``            B → A   generic NACK (RFC 4585 §6.2.1) for packets B lacks,
                             PLI (RFC 4585 §6.3.1) for key frames B's subscribers want
+``KEEPALIVE``       A → B   empty, every :data:`KEEPALIVE_INTERVAL` while A relays
+                            anything to B; B asks to move after :data:`PARENT_SILENCE`
 ==================  ======  =====================================================
 
 At A, a node's NACK is answered from the track's own
