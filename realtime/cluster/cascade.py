@@ -130,9 +130,9 @@ class TreeDirectory:
                 tree.detach(node, load)
             elif operation == "move":
                 tree.move(node, avoid, load)
-                for silent in avoid:    # no other slot: take the silent node out (if it
-                    if tree.parent.get(node) == silent:     # lives, its lease check
-                        tree.repair(silent, load)           # attaches it again)
+                for silent in avoid - {root}:   # no other slot: take the silent node
+                    if tree.parent.get(node) == silent:     # out (if it lives, its lease
+                        tree.repair(silent, load)           # check attaches it again)
             new = tree.parents()
             if new == stored:
                 self.counters["unchanged"] += 1

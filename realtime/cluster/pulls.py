@@ -322,6 +322,8 @@ class PullMachine:
     def set_members(self, members: dict[str, Address]) -> None:
         """Take the registry's live nodes: feeds to and from departed nodes stop."""
         self.members = dict(members)
+        for node_id in [n for n in self.heard if n not in members]:
+            del self.heard[node_id]
         for fanout in list(self.fanouts.values()):
             for node_id, address in list(fanout.nodes.items()):
                 if members.get(node_id) != address:

@@ -123,3 +123,22 @@ async def test_the_script_refuses_a_stale_version(redis_server) -> None:
         assert 0 < await directory.redis.execute("PTTL", key) <= 60000
     finally:
         await directory.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_silent_parent_is_moved_away_from_or_taken_out_but_never_the_root(redis_server):
+    directory = await started(redis_server)
+    try:
+        await register(directory, "a", "b", "c")
+        trees = {n: TreeDirectory(directory, n, fanout=1) for n in "bc"}
+        for node in "bc":
+            await trees[node].change("s1", "cam", "a", "attach")
+        # c hears nothing from b, which is still registered: no other slot, b is taken out
+        tree = await trees["c"].change("s1", "cam", "a", "move", avoid=frozenset({"b"}))
+        assert tree.parent == {"c": "a"}
+        assert await stored(directory) == {"c": "a", "~v": "3"}
+        # c hears nothing from the root: there is nowhere else to go, and the root stays
+        tree = await trees["c"].change("s1", "cam", "a", "move", avoid=frozenset({"a"}))
+        assert tree.parent == {"c": "a"} and trees["c"].counters["unchanged"] == 1
+    finally:
+        await directory.stop()
