@@ -105,6 +105,9 @@ class Options(usage.Options):
         ["node-id", None, None, "This node's id in the cluster (default: the host name)."],
         ["relay-address", None, None,
          "IP:PORT where other nodes send this node media (default: --public-ip, any port)."],
+        ["cascade-fanout", None, None,
+         "Child nodes each node relays a track to in its cascading tree (default 8; "
+         "docs/cascading.md). Only with --cluster."],
         *STREAM_OPTIONS,
         ["session-rate", None, "20",
          "sessions/new calls per second per app (429 past it; each abandoned session holds "
@@ -247,7 +250,7 @@ class Options(usage.Options):
             self["cluster-options"] = cluster_options(
                 self.pop("cluster"), None if workers_name else self["node-id"],
                 self["relay-address"],
-                self["public-ip"], dict(os.environ))
+                self["public-ip"], dict(os.environ), self["cascade-fanout"])
         except ClusterOptionError as error:
             raise usage.UsageError(str(error)) from None
 

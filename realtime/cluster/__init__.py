@@ -17,6 +17,12 @@ The cluster: many ``twistd realtime`` processes and machines acting as one SFU.
 * :mod:`~realtime.cluster.publish` -- the API's writes (sessions, tracks; the 503);
 * :mod:`~realtime.cluster.jit` -- the media port's fallback that takes over a
   session made on another node from its first STUN check;
+* :mod:`~realtime.cluster.pulls`, :mod:`~realtime.cluster.mirror`,
+  :mod:`~realtime.cluster.remote_tracks` -- cross-node pulls: mirrors fed over the relay
+  link, NACKs and PLIs per hop (sans-I/O machine, Twisted side);
+* :mod:`~realtime.cluster.tree`, :mod:`~realtime.cluster.cascade` -- each track's
+  cascading tree of nodes (pure placement; the Redis hash and its compare-and-set),
+  ``--cascade-fanout``, ``docs/cascading.md``;
 * :mod:`~realtime.cluster.node` -- this process as a member (``twistd realtime --cluster``);
 * :mod:`~realtime.cluster.launcher` -- the private ``redis-server`` of ``--workers``.
 

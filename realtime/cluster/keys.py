@@ -26,6 +26,8 @@ key                                         type      value
 ``{ns}:track:{session_id}:{track_name}``    string    :class:`TrackRecord` JSON
 ``{ns}:session-datachannels:{session_id}``  set       DataChannel names
 ``{ns}:datachannel:{session_id}:{name}``    string    :class:`DataChannelRecord` JSON
+``{ns}:tree:{session_id}:{track_name}``     hash      node -> parent in the track's cascading
+                                                      tree, ``~v`` its version (cascade.py)
 ``{ns}:node:{node_id}``                     string    :class:`NodeRecord` JSON, TTL = heartbeat TTL
 ``{ns}:nodes``                              set       node ids ever registered (pruned)
 ``{ns}:control:{node_id}``                  channel   :class:`ControlMessage` JSON (pub/sub)
@@ -85,6 +87,10 @@ class Keys:
     def track(self, session_id: str, track_name: str) -> str:
         """Return the key of track ``track_name`` of ``session_id``."""
         return f"{self.namespace}:track:{session_id}:{track_name}"
+
+    def tree(self, session_id: str, track_name: str) -> str:
+        """Return the key of the cascading tree of track ``track_name`` of ``session_id``."""
+        return f"{self.namespace}:tree:{session_id}:{track_name}"
 
     def session_datachannels(self, session_id: str) -> str:
         """Return the key of the set of DataChannel names ``session_id`` published."""

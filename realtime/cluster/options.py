@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 
 from realtime.cluster.address import BadRedisUrl, RedisAddress, parse_redis_url
 from realtime.cluster.relay import MAX_SENDER, MIN_SECRET
+from realtime.cluster.tree import DEFAULT_FANOUT
+
+#: Largest ``--cascade-fanout`` accepted (a wider tree is a star: the owner sends every copy).
+MAX_FANOUT = 64
 
 #: Environment variable holding the cluster secret (relay link keys).
 SECRET_VARIABLE = "REALTIME_CLUSTER_SECRET"
@@ -42,6 +46,8 @@ class ClusterOptions:
     relay_host: str
     relay_port: int
     secret: bytes = field(repr=False)
+    #: ``--cascade-fanout``: child nodes per node in a track's tree (docs/cascading.md)
+    cascade_fanout: int = DEFAULT_FANOUT
 
     @property
     def relay_address(self) -> str:
@@ -51,14 +57,16 @@ class ClusterOptions:
 
 
 def cluster_options(cluster: str | None, node_id: str | None, relay_address: str | None,
-                    public_ip: str, environ: dict[str, str]) -> ClusterOptions | None:
+                    public_ip: str, environ: dict[str, str],
+                    cascade_fanout: str | int | None = None) -> ClusterOptions | None:
     """Check the cluster options; return ``None`` without ``--cluster``.
 
     :param public_ip: the announced address, the default relay host.
     :raises ClusterOptionError: naming the option at fault.
     """
     if cluster is None:
-        for name, value in (("node-id", node_id), ("relay-address", relay_address)):
+        for name, value in (("node-id", node_id), ("relay-address", relay_address),
+                            ("cascade-fanout", cascade_fanout)):
             if value is not None:
                 raise ClusterOptionError(f"--{name}: only meaningful with --cluster")
         return None
@@ -77,7 +85,12 @@ def cluster_options(cluster: str | None, node_id: str | None, relay_address: str
         raise ClusterOptionError(
             f"--cluster: set {SECRET_VARIABLE} to the secret all nodes share "
             f"(at least {MIN_SECRET} bytes, e.g. from: openssl rand -hex 32)")
-    return ClusterOptions(address, node_id, host, port, secret)
+    fanout = DEFAULT_FANOUT if cascade_fanout is None else str(cascade_fanout)
+    if not (str(fanout).isascii() and str(fanout).isdigit()) \
+            or not 1 <= int(fanout) <= MAX_FANOUT:
+        raise ClusterOptionError(f"--cascade-fanout: {str(fanout)[:40]!r} is not a number "
+                                 f"of child nodes in 1-{MAX_FANOUT}")
+    return ClusterOptions(address, node_id, host, port, secret, int(fanout))
 
 
 def parse_relay_address(value: str) -> tuple[str, int]:

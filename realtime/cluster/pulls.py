@@ -34,6 +34,8 @@ relay kind          way     payload
 ``RTP_REPAIR``      A → B   a packet A resends from its buffer for B's NACK
 ``RTCP``            B → A   generic NACK (RFC 4585 §6.2.1) for packets B lacks,
                             PLI (RFC 4585 §6.3.1) for key frames B's subscribers want
+``KEEPALIVE``       A → B   empty, every :data:`KEEPALIVE_INTERVAL` while A relays
+                            anything to B; B asks to move after :data:`PARENT_SILENCE`
 ==================  ======  =====================================================
 
 At A, a node's NACK is answered from the track's own
@@ -57,259 +59,28 @@ its Twisted side.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, deque
 from typing import Any, Callable, cast
 
+from realtime.cluster.mirror import (KEYFRAME_INTERVAL, MirrorLeg, MirrorSession, MirrorTrack,
+                                     RelayFanout, stream_id_of)
 from realtime.cluster.relay import Address, RelayKind, RelayPacketReceived
 from realtime.errors import DecodeError
-from realtime.rtcp.feedback import FullIntraRequest, GenericNack, PictureLossIndication
-from realtime.rtcp.packet import decode_compound
 from realtime.sdp.negotiated import NegotiatedMedia
-from realtime.sfu.feedback import PublisherFeedback
 from realtime.sfu.track import PublishedTrack
 
-__all__ = ["LEASE", "MirrorTrack", "PullMachine", "RelayFanout", "stream_id_of"]
+__all__ = ["KEYFRAME_INTERVAL", "LEASE", "MirrorLeg", "MirrorSession", "MirrorTrack", "PullMachine",
+           "RelayFanout", "stream_id_of"]
 
 #: B repeats ``pull`` for each live mirror this often (seconds): lost messages heal.
 LEASE = 3.0
 #: A mirror nobody subscribes to is dropped (and A told) after this long (seconds).
 IDLE_GRACE = 5.0
-#: B's PLIs towards A for one stream: at most one per this many seconds.
-KEYFRAME_INTERVAL = 0.3
-_NO_REPORTS = 1e9   # MirrorLeg sends NACK and PLI, never receiver reports
-
-
-def stream_id_of(session_id: str, track_name: str, rid: str | None = None) -> int:
-    """Return the relay stream id of a track (or of its simulcast layer ``rid``).
-
-    32 bits of SHA-256 over the names, so every node agrees without asking.
-    Each layer has its own id so that the receiving node knows a packet's
-    layer from the frame alone: browsers name the layer (RFC 8852
-    RtpStreamId) on a stream's first packets only, which a node that starts
-    mirroring later never sees.
-    """
-    text = f"{session_id}\0{track_name}" if rid is None else f"{session_id}\0{track_name}\0{rid}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
-
-
-# -- A's side: one relay "subscription" per track ---------------------------------------
-
-
-class RelayFanout:
-    """Send one local track's packets to every subscribing node: one sealed frame per packet.
-
-    It stands in the track's subscription list like a
-    :class:`~realtime.sfu.track.Subscription` (PublishedTrack's per-packet loop
-    needs ``session.can_send_media``, ``selector``, ``forwarder.forward`` and
-    ``session.send_rtp``): it is its own session and its own forwarder, and
-    forwards every packet unchanged (no rewriting: B's forwarders do that).
-
-    :param send: ``send(kind, stream_id, payload, addresses)``, the relay port's.
-    """
-
-    selector = None
-    mid = ""
-
-    def __init__(self, track: PublishedTrack, stream_id: int,
-                 send: Callable[[RelayKind, int, bytes, list[Address]], None]) -> None:
-        self.track = track
-        self.stream_id = stream_id
-        self.send = send
-        #: simulcast rid -> its layer's stream id (filled as layers show up)
-        self._layer_ids: dict[str, int] = {}
-        self._sending = stream_id       # the id of the packet being forwarded
-        self.session = self
-        self.forwarder = self
-        #: subscribing node id -> its relay address
-        self.nodes: dict[str, Address] = {}
-        self._addresses: list[Address] = []
-        self.drops: Counter[str] = Counter()
-        #: packets sealed (one per RTP packet) and frames sent (packets x nodes)
-        self.packets = 0
-        self.frames = 0
-        #: sequence numbers nodes asked for, resent from the buffer, not buffered any more
-        self.nacked = 0
-        self.repairs = 0
-        self.unanswered = 0
-        self.keyframe_requests = 0
-
-    # -- nodes --------------------------------------------------------------------
-
-    def add_node(self, node_id: str, address: Address) -> bool:
-        """Relay to ``node_id`` too; return whether it is new."""
-        new = self.nodes.get(node_id) != address
-        self.nodes[node_id] = address
-        self._addresses = list(self.nodes.values())
-        return new
-
-    def remove_node(self, node_id: str) -> None:
-        """Stop relaying to ``node_id``."""
-        self.nodes.pop(node_id, None)
-        self._addresses = list(self.nodes.values())
-
-    # -- what PublishedTrack.receive_rtp asks of a subscription -----------------------
-
-    @property
-    def can_send_media(self) -> bool:
-        return bool(self._addresses)
-
-    def forward(self, packet: bytes, stream: Any, keyframe: bool, now: float) -> bytes:
-        self._sending = self.layer_id(stream.rid)
-        return packet
-
-    def layer_id(self, rid: str | None) -> int:
-        """Return the stream id a packet of layer ``rid`` travels under (the track's if None)."""
-        if rid is None:
-            return self.stream_id
-        layer = self._layer_ids.get(rid)
-        if layer is None:
-            layer = self._layer_ids[rid] = stream_id_of(self.track.session.session_id,
-                                                         self.track.name, rid)
-        return layer
-
-    def take_keyframe_wanted(self) -> bool:
-        return False
-
-    def send_rtp(self, packet: bytes) -> bool:
-        addresses = self._addresses
-        self.send(RelayKind.RTP, self._sending, packet, addresses)
-        self.packets += 1
-        self.frames += len(addresses)
-        return True
-
-    def current_rid(self) -> None:
-        return None
-
-    def end(self) -> None:
-        """The track ended (PublishedTrack.end): forget every node."""
-        self.nodes.clear()
-        self._addresses = []
-
-    # -- feedback from a node ----------------------------------------------------------
-
-    def receive_rtcp(self, node_id: str, payload: bytes, now: float) -> None:
-        """Answer a node's NACK from the track's buffers; pass its PLI/FIR to the publisher leg.
-
-        :raises DecodeError: the compound is malformed (the caller counts it).
-        """
-        address = self.nodes.get(node_id)
-        if address is None:
-            self.drops["rtcp-from-non-subscriber"] += 1
-            return
-        track = self.track
-        for packet in decode_compound(payload):
-            if isinstance(packet, GenericNack):
-                stream = track.streams.get(packet.media_ssrc)
-                lost = packet.lost_sequence_numbers()
-                self.nacked += len(lost)
-                for seq in lost:
-                    original = None if stream is None else stream.buffer.get(seq)
-                    if original is None:
-                        self.unanswered += 1
-                        continue
-                    layer = self.layer_id(stream.rid if stream is not None else None)
-                    self.send(RelayKind.RTP_REPAIR, layer, original, [address])
-                    self.repairs += 1
-            elif isinstance(packet, (PictureLossIndication, FullIntraRequest)):
-                ssrcs = [packet.media_ssrc] if isinstance(packet, PictureLossIndication) \
-                    else [entry.ssrc for entry in packet.entries]
-                for ssrc in ssrcs:
-                    if ssrc in track.streams:
-                        self.keyframe_requests += 1
-                        track.session.rtcp.request_keyframe(ssrc, now)
-
-
-# -- B's side: the mirror ---------------------------------------------------------------
-
-
-class MirrorSession:
-    """The publisher a mirror names: the remote session's ids, and B's feedback leg towards A."""
-
-    def __init__(self, app_id: str, session_id: str, rtcp: MirrorLeg) -> None:
-        self.app_id = app_id
-        self.session_id = session_id
-        self.rtcp = rtcp
-
-
-class MirrorLeg:
-    """B's RTCP towards the owner node for one mirror: NACKs for B's own gaps, debounced PLIs.
-
-    Has the interface :class:`~realtime.sfu.track.PublishedTrack` uses of its
-    publisher session's :class:`~realtime.sfu.rtcp_legs.RtcpLegs`.
-
-    :param send_rtcp: sends one RTCP datagram to the owner node.
-    :param wake: called when this leg has a deadline the I/O side may not know
-        (a new gap, a keyframe request made from a subscriber's RTCP).
-    """
-
-    def __init__(self, send_rtcp: Callable[[bytes], None], ssrc: int,
-                 wake: Callable[[], None]) -> None:
-        self.feedback = PublisherFeedback(ssrc, report_interval=_NO_REPORTS,
-                                          keyframe_interval=KEYFRAME_INTERVAL)
-        self.send_rtcp = send_rtcp
-        self.wake = wake
-
-    def add_source(self, ssrc: int, clock_rate: int, codecs: Any) -> None:
-        if ssrc not in self.feedback.sources:
-            nack = any(("nack", None) in c.feedback for c in codecs if not c.is_rtx)
-            self.feedback.add_source(ssrc, clock_rate, nack=nack)
-
-    def remove_source(self, ssrc: int) -> None:
-        self.feedback.remove_source(ssrc)
-
-    def receive_rtp(self, ssrc: int, sequence_number: int, timestamp: int, keyframe: bool,
-                    now: float, retransmission: bool = False) -> None:
-        feedback = self.feedback
-        feedback.receive_rtp(ssrc, sequence_number, timestamp, keyframe, now, retransmission)
-        source = feedback.sources.get(ssrc)
-        if source is not None and source.nacks is not None \
-                and source.nacks.get_timer() is not None:   # None at once when nothing is missing
-            self.wake()
-
-    def request_keyframe(self, ssrc: int, now: float) -> None:
-        self.feedback.request_keyframe(ssrc, now)
-        self.handle_timer(now)
-        self.wake()     # the request repeats each second until a key frame arrives
-
-    def handle_timer(self, now: float) -> None:
-        self.feedback.handle_timer(now)
-        for packet in self.feedback.rtcp_to_send():
-            self.send_rtcp(packet)
-
-    def get_timer(self) -> float | None:
-        return self.feedback.get_timer()
-
-    def counters(self) -> dict[str, int]:
-        return {"nacksSent": self.feedback.nacks_sent,
-                "keyframeRequestsSent": self.feedback.keyframe_requests_sent}
-
-
-class MirrorTrack(PublishedTrack):
-    """A track of another node, published here, fed by the relay link.
-
-    :param owner: the node that owns the publisher.
-    :param stream_id: the track's relay stream id.
-    :param on_idle: called when the last subscriber detaches.
-    """
-
-    def __init__(self, session: MirrorSession, name: str, media: NegotiatedMedia, now: float,
-                 owner: str, stream_id: int, on_idle: Callable[[MirrorTrack], None]) -> None:
-        super().__init__(session, media.mid, name, media, now)
-        self.owner = owner
-        self.stream_id = stream_id
-        self.on_idle = on_idle
-        self.idle_since: float | None = now
-        self.relayed = 0
-
-    def attach(self, subscription: Any, now: float) -> None:
-        self.idle_since = None
-        super().attach(subscription, now)
-
-    def detach(self, subscription: Any) -> None:
-        super().detach(subscription)
-        if not self.subscriptions and not self.ended:
-            self.on_idle(self)
+#: A node relaying to others sends each of them a KEEPALIVE this often (seconds) ...
+KEEPALIVE_INTERVAL = 0.25
+#: ... and a mirror that heard nothing from its parent for this long asks to move (seconds):
+#: the parent died without leaving the registry, or the link between them is cut.
+PARENT_SILENCE = 1.0
 
 
 class PullMachine:
@@ -341,18 +112,26 @@ class PullMachine:
         self.fanouts: dict[int, RelayFanout] = {}
         self._control: deque[tuple[str, str, str, str]] = deque()
         self._next_lease: float | None = None
+        self._tree: deque[tuple[str, MirrorTrack]] = deque()
+        #: node id -> when its last KEEPALIVE arrived
+        self.heard: dict[str, float] = {}
+        self._next_keepalive: float | None = None
         #: drops and events by reason (never logged per packet)
         self.counters: Counter[str] = Counter()
 
     # -- B: pulling --------------------------------------------------------------------
 
     def mirror(self, app_id: str, session_id: str, name: str, owner: str,
-               media: NegotiatedMedia, now: float) -> MirrorTrack | None:
-        """Publish a mirror of ``owner``'s track here and ask ``owner`` to feed it.
+               media: NegotiatedMedia, now: float,
+               parent: str | None = None) -> MirrorTrack | None:
+        """Publish a mirror of ``owner``'s track here and ask ``parent`` to feed it.
 
-        Returns the existing mirror if there is one; None if ``owner`` is not
-        a live member or another mirror holds the stream id (a 32-bit collision).
+        ``parent`` is this node's parent in the track's cascading tree
+        (:mod:`realtime.cluster.tree`; default ``owner``, one hop).  Returns
+        the existing mirror if there is one; None if ``owner`` or ``parent`` is
+        not a live member or another mirror holds the stream id (a 32-bit collision).
         """
+        parent = owner if parent is None else parent
         stream_id = stream_id_of(session_id, name)
         mirror = self.mirrors.get(stream_id)
         if mirror is not None and not mirror.ended \
@@ -364,28 +143,60 @@ class PullMachine:
         if taken or len(ids) != 1 + len(media.remote_rids):
             self.counters["stream-id-collision"] += 1
             return None
-        address = self.members.get(owner)
-        if address is None or owner == self.node_id:
+        if owner not in self.members or parent not in self.members \
+                or self.node_id in (owner, parent):
             self.counters["owner-not-member"] += 1
             return None
-
-        def send_rtcp(packet: bytes) -> None:
-            target = self.members.get(owner)
-            if target is not None:
-                self.send(RelayKind.RTCP, stream_id, packet, [target])
-
-        leg = MirrorLeg(send_rtcp, stream_id, self.wake)
+        leg = MirrorLeg(lambda packet: self._send_rtcp(stream_id, packet), stream_id, self.wake)
         mirror = MirrorTrack(MirrorSession(app_id, session_id, leg), name, media, now,
-                             owner, stream_id, self._idle)
+                             parent, stream_id, self._idle, root=owner)
         self.mirrors[stream_id] = mirror
         for feed, rid in ids.items():
             self.feeds[feed] = (mirror, rid)
         self.board().publish(mirror)
-        self._control.append((owner, "pull", session_id, name))
+        self._control.append((parent, "pull", session_id, name))
         self.counters["mirrors-made"] += 1
         if self._next_lease is None:
             self._next_lease = now + LEASE
         return mirror
+
+    def _send_rtcp(self, stream_id: int, packet: bytes) -> None:
+        """Send a mirror's NACK/PLI to the node it pulls from (its parent)."""
+        mirror = self.mirrors.get(stream_id)
+        target = None if mirror is None else self.members.get(mirror.owner)
+        if target is not None:
+            self.send(RelayKind.RTCP, stream_id, packet, [target])
+
+    def repoint(self, mirror: MirrorTrack, parent: str, now: float) -> bool:
+        """Pull ``mirror`` from ``parent`` from now on (the tree moved this node); return
+        whether anything changed.  The old parent, if still a member, is told ``unpull``;
+        the new one ``pull`` (it starts this node on a key frame, as for any new node)."""
+        if parent == mirror.owner or parent == self.node_id or parent not in self.members \
+                or self.mirrors.get(mirror.stream_id) is not mirror:
+            return False
+        if mirror.owner in self.members:
+            self._control.append((mirror.owner, "unpull", mirror.session.session_id,
+                                  mirror.name))
+        mirror.owner = parent
+        mirror.pulled_at = now
+        self._control.append((parent, "pull", mirror.session.session_id, mirror.name))
+        self.counters["repoints"] += 1
+        return True
+
+    @property
+    def has_tree_events(self) -> bool:
+        """Return whether tree events wait (:meth:`tree_events`)."""
+        return bool(self._tree)
+
+    def tree_events(self) -> list[tuple[str, MirrorTrack]]:
+        """Return and forget ``(event, mirror)``: ``"leave"`` (no local subscriber any more:
+        detach this node from the track's tree), ``"orphan"`` (its parent left the
+        registry, the owner has not: repair the tree), ``"check"`` (each lease: is the
+        parent the tree holds still the one pulled from?), ``"silent"`` (no KEEPALIVE
+        from the parent for :data:`PARENT_SILENCE`: move away from it)."""
+        out = list(self._tree)
+        self._tree.clear()
+        return out
 
     def _idle(self, mirror: MirrorTrack) -> None:
         # Called from detach (no ``now`` there): the sweep in handle_timer drops it.
@@ -401,6 +212,9 @@ class PullMachine:
         if tell_owner:
             self._control.append((mirror.owner, "unpull", mirror.session.session_id,
                                   mirror.name))
+        if not mirror.left:
+            mirror.left = True
+            self._tree.append(("leave", mirror))
         self.counters["mirrors-dropped"] += 1
 
     def receive_relay(self, packet: RelayPacketReceived, now: float) -> None:
@@ -439,6 +253,8 @@ class PullMachine:
                 fanout.receive_rtcp(packet.sender, packet.payload, now)
             except DecodeError:
                 self.counters["rtcp-malformed"] += 1
+        elif kind == RelayKind.KEEPALIVE:
+            self.heard[packet.sender] = now
         else:
             self.counters["kind-not-handled"] += 1
 
@@ -455,7 +271,7 @@ class PullMachine:
                 return
             fanout = self.fanouts.get(stream_id)
             if fanout is None or fanout.track.ended:
-                track = self._local_track(session_id, name)
+                track = self._local_track(session_id, name, from_node)
                 if track is None:
                     self.counters["pull-unknown-track"] += 1
                     return
@@ -464,6 +280,8 @@ class PullMachine:
                 # a RelayFanout has the interface of a Subscription that receive_rtp uses
                 track.attach(cast(Any, fanout), now)   # asks for a key frame (video)
                 self.counters["pulls-served"] += 1
+                if self._next_keepalive is None:
+                    self._next_keepalive = now
             elif fanout.add_node(from_node, address):
                 self.counters["pulls-served"] += 1
                 if fanout.track.kind == "video":   # the new node starts on a key frame
@@ -476,13 +294,22 @@ class PullMachine:
                     self._drop_fanout(fanout)
                 self.counters["unpulls"] += 1
 
-    def _local_track(self, session_id: str, name: str) -> PublishedTrack | None:
+    def _local_track(self, session_id: str, name: str,
+                     for_node: str) -> PublishedTrack | None:
+        """Return the track to relay to ``for_node``: the publisher's here, else this
+        node's mirror of it (a relay node in a cascading tree), never a mirror fed
+        by ``for_node`` itself (a cycle)."""
         board = self.board()
         session = board.get(session_id)
-        if session is None:
+        if session is not None:
+            track = board.find(session.app_id, session_id, name)
+            if track is not None and not isinstance(track, MirrorTrack):
+                return track
+        mirror = self.mirrors.get(stream_id_of(session_id, name))
+        if mirror is None or mirror.ended or mirror.owner == for_node \
+                or (mirror.session.session_id, mirror.name) != (session_id, name):
             return None
-        track = board.find(session.app_id, session_id, name)
-        return None if isinstance(track, MirrorTrack) else track
+        return mirror
 
     def _drop_fanout(self, fanout: RelayFanout) -> None:
         if self.fanouts.get(fanout.stream_id) is fanout:
@@ -495,6 +322,8 @@ class PullMachine:
     def set_members(self, members: dict[str, Address]) -> None:
         """Take the registry's live nodes: feeds to and from departed nodes stop."""
         self.members = dict(members)
+        for node_id in [n for n in self.heard if n not in members]:
+            del self.heard[node_id]
         for fanout in list(self.fanouts.values()):
             for node_id, address in list(fanout.nodes.items()):
                 if members.get(node_id) != address:
@@ -503,9 +332,13 @@ class PullMachine:
             if not fanout.nodes:
                 self._drop_fanout(fanout)
         for mirror in list(self.mirrors.values()):
-            if mirror.owner not in members:
+            if mirror.root not in members:
                 self.counters["mirror-owner-left"] += 1
+                mirror.left = True          # the tree ended with its root
                 self.drop_mirror(mirror, tell_owner=False)
+            elif mirror.owner not in members:
+                self.counters["mirror-parent-left"] += 1
+                self._tree.append(("orphan", mirror))
 
     def handle_timer(self, now: float) -> None:
         """Send B's due NACKs and PLIs; renew pulls (lease); drop idle and ended mirrors."""
@@ -514,28 +347,50 @@ class PullMachine:
                 self.drop_mirror(mirror)
                 continue
             idle = mirror.idle_since
-            if idle is not None and not mirror.subscriptions and now - idle >= IDLE_GRACE:
-                self.drop_mirror(mirror)
-                continue
+            if idle is not None and now - idle >= IDLE_GRACE \
+                    and not mirror.local_subscribers():
+                if not mirror.subscriptions:
+                    self.drop_mirror(mirror)
+                    continue
+                if not mirror.left:         # children only: leave the tree, they move
+                    mirror.left = True
+                    self._tree.append(("leave", mirror))
             mirror.session.rtcp.handle_timer(now)
+            if not mirror.left and now - max(self.heard.get(mirror.owner, 0.0),
+                                             mirror.pulled_at) >= PARENT_SILENCE:
+                mirror.pulled_at = now          # asked again after another silence
+                self.counters["parent-silent"] += 1
+                self._tree.append(("silent", mirror))
         for fanout in list(self.fanouts.values()):
             if fanout.track.ended:
                 self._drop_fanout(fanout)
+        keepalive = self._next_keepalive
+        if keepalive is not None and now >= keepalive:
+            addresses = list({a for f in self.fanouts.values() for a in f.nodes.values()})
+            if addresses:
+                self.send(RelayKind.KEEPALIVE, 0, b"", addresses)
+            self._next_keepalive = now + KEEPALIVE_INTERVAL if self.fanouts else None
         lease = self._next_lease
         if lease is not None and now >= lease:
             for mirror in self.mirrors.values():
                 self._control.append((mirror.owner, "pull", mirror.session.session_id,
                                       mirror.name))
+                if not mirror.left:
+                    self._tree.append(("check", mirror))
             self._next_lease = now + LEASE if self.mirrors else None
 
     def get_timer(self) -> float | None:
         """Return the earliest deadline: a mirror's NACK or PLI, an idle sweep, the lease."""
-        deadlines = [self._next_lease] if self._next_lease is not None else []
+        deadlines = [t for t in (self._next_lease, self._next_keepalive) if t is not None]
         for mirror in self.mirrors.values():
+            if not mirror.left:
+                deadlines.append(max(self.heard.get(mirror.owner, 0.0), mirror.pulled_at)
+                                 + PARENT_SILENCE)
             deadline = mirror.session.rtcp.get_timer()
             if deadline is not None:
                 deadlines.append(deadline)
-            if mirror.idle_since is not None and not mirror.subscriptions:
+            if mirror.idle_since is not None and not (mirror.left and mirror.subscriptions) \
+                    and not mirror.local_subscribers():
                 deadlines.append(mirror.idle_since + IDLE_GRACE)
         for fanout in self.fanouts.values():
             if fanout.track.ended:
@@ -561,7 +416,7 @@ class PullMachine:
         return {
             "counters": dict(self.counters),
             "mirrors": {f"{m.session.session_id}/{m.name}": {
-                "owner": m.owner, "relayed": m.relayed,
+                "owner": m.root, "parent": m.owner, "relayed": m.relayed, "left": m.left,
                 "subscribers": len(m.subscriptions), **m.session.rtcp.counters()}
                 for m in self.mirrors.values() if app_id in (None, m.session.app_id)},
             "fanouts": {f"{f.track.session.session_id}/{f.track.name}": {

@@ -223,6 +223,7 @@ class TurnUsage:
 CONTROL_KINDS = frozenset({
     "pull",                    # relay track (session_id, track_name) to from_node
     "unpull",                  # stop relaying it there
+    "reparent",                # your parent in that track's cascading tree changed: re-read it
     "keyframe_request",        # ask the publisher of the track for a key frame (PLI/FIR)
     "close",                   # close session_id (its owner tears down the PeerConnection)
     "datachannel_subscribe",   # relay DataChannel (session_id, name) to from_node

@@ -84,6 +84,7 @@ class RelayKind(IntEnum):
     RTCP = 2         #: one RTCP packet about a relayed track (RFC 3550 §6)
     DATACHANNEL = 3  #: one DataChannel message (RFC 8831), relayed to subscribing nodes
     RTP_REPAIR = 4   #: an RTP packet resent from the owner's buffer for a node's NACK (pulls.py)
+    KEEPALIVE = 5    #: empty: "I still relay to you", 4 per second to each child node (pulls.py)
 
 
 @dataclass(frozen=True, slots=True)

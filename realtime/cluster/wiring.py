@@ -181,7 +181,7 @@ def build_cluster(reactor: Any, options: ClusterOptions, *, board: Switchboard,
                               private_api=private_address)
     remote = RemoteTracks(reactor, node.directory, options.node_id, node.relay.send,
                           board=lambda: board, flush=lambda session: peers.get().flush(session),
-                          refresh_members=node.refresh_now)
+                          refresh_members=node.refresh_now, fanout=options.cascade_fanout)
     datachannels = DataChannelRelay(
         options.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
         node.refresh_members, lambda session_id, name: _published(board, session_id, name),

@@ -195,17 +195,18 @@ def cluster_certificate(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def running_cluster(directory: Path, redis_url: str, names: str = "abc"
-                    ) -> Iterator[tuple[Topology, dict[str, Node]]]:
-    """Build the namespaces, start one node in each (one cluster certificate), wait until
-    every node has registered; yield (topology, nodes by name); stop and remove it all."""
+def running_cluster(directory: Path, redis_url: str, names: str = "abc",
+                    extra: tuple[str, ...] = ()) -> Iterator[tuple[Topology, dict[str, Node]]]:
+    """Build the namespaces, start one node in each (one cluster certificate, ``extra``
+    arguments), wait until every node has registered; yield (topology, nodes by name);
+    stop and remove it all."""
     pem = cluster_certificate(directory)
     topology = Topology(names)
     nodes: dict[str, Node] = {}
     try:
         topology.build()
         for name in names:
-            nodes[name] = Node(topology, name, redis_url, pem, directory / name)
+            nodes[name] = Node(topology, name, redis_url, pem, directory / name, *extra)
         for node in nodes.values():
             node.wait_ready()
         yield topology, nodes

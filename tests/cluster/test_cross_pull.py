@@ -74,10 +74,11 @@ def junk_to_relay(node: Server) -> int:
     return 3
 
 
-def start(tmp_path, redis_server, name: str, certificate: Path, program=None) -> Server:
+def start(tmp_path, redis_server, name: str, certificate: Path, program=None,
+          extra: tuple[str, ...] = ()) -> Server:
     server = Server(tmp_path / name, "--cluster", redis_server.url, "--node-id", name,
                     "--relay-address", "127.0.0.1:0", "--dtls-certificate", str(certificate),
-                    app=True, program=program)
+                    *extra, app=True, program=program)
     return server
 
 

@@ -42,6 +42,12 @@ def test_defaults(monkeypatch) -> None:
     options = parse("--cluster", "redis://r", "--public-ip", "::1")["cluster-options"]
     assert options.address.password == "from-env"
     assert (options.node_id, options.relay_address) == ("host_1.example", "[::1]:0")
+    assert options.cascade_fanout == 8
+
+
+def test_cascade_fanout() -> None:
+    options = parse("--cluster", "redis://h", "--cascade-fanout", "2")["cluster-options"]
+    assert options.cascade_fanout == 2
 
 
 def test_the_raw_url_with_its_password_is_not_kept() -> None:
@@ -65,6 +71,10 @@ def test_the_raw_url_with_its_password_is_not_kept() -> None:
      "--relay-address: '\u00b2' is not a port number"),
     (["--cluster", "redis://h", "--relay-address", "0.0.0.0:7000"],
      "--relay-address: '0.0.0.0' cannot receive relay traffic"),
+    (["--cascade-fanout", "2"], "--cascade-fanout: only meaningful with --cluster"),
+    (["--cluster", "redis://h", "--cascade-fanout", "0"], "--cascade-fanout: '0' is not"),
+    (["--cluster", "redis://h", "--cascade-fanout", "65"], "--cascade-fanout: '65' is not"),
+    (["--cluster", "redis://h", "--cascade-fanout", "two"], "--cascade-fanout: 'two' is not"),
 ])
 def test_bad_values_name_the_option(argv, message) -> None:
     with pytest.raises(usage.UsageError) as raised:
@@ -81,6 +91,7 @@ def test_the_cluster_secret_is_required(monkeypatch) -> None:
 
 def test_help_explains_the_cluster_options() -> None:
     text = str(Options())
-    for name in ("--cluster", "--node-id", "--relay-address", "REALTIME_REDIS_PASSWORD",
+    for name in ("--cluster", "--node-id", "--relay-address", "--cascade-fanout",
+                 "REALTIME_REDIS_PASSWORD",
                  "REALTIME_CLUSTER_SECRET"):
         assert name in text
