@@ -179,7 +179,7 @@ class FrameAssembler:
         packets, timestamp = self._packets, self._timestamp
         assert timestamp is not None
         self._packets = {}
-        first = min(packets, key=lambda s: (s - last) & 0xFFFF)   # the earliest before last
+        first = max(packets, key=lambda s: (last - s) & 0xFFFF)   # the earliest before last
         count = ((last - first) & 0xFFFF) + 1
         if count != len(packets):
             self.drops["incomplete"] += 1

@@ -126,6 +126,8 @@ class Packet:
             field, wire_type = key >> 3, key & 7
             if field == 0:
                 raise DecodeError("field number 0 is not allowed")
+            if field == 5 and wire_type != LEN:
+                raise DecodeError(f"field 5 has wire type {wire_type}")
             if wire_type == VARINT:
                 value, pos = decode_varint(view, pos)
                 if field == 1:
@@ -133,7 +135,7 @@ class Packet:
                 elif field == 2:
                     timestamp = value & UINT32
                 continue
-            if field in (1, 2) or (field == 5 and wire_type != LEN):
+            if field in (1, 2):
                 raise DecodeError(f"field {field} has wire type {wire_type}")
             if wire_type == LEN:
                 length, pos = decode_varint(view, pos)

@@ -15,6 +15,7 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.protocol import Factory, Protocol
 from twisted.web.server import Site
 
 from realtime.adapters.packet import Packet
@@ -101,3 +102,125 @@ async def test_a_tone_goes_in_through_a_local_adapter_and_out_through_a_remote_o
     assert [m.timestamp for m in messages[:3]] == [0, 960, 1920]
     frequency = peak_frequency(sink.pcm())
     assert 430 <= frequency <= 450, frequency
+
+
+REMOTE = {"location": "remote", "sessionId": "0" * 32, "trackName": "mic",
+          "endpoint": "ws://127.0.0.1:9/x", "outputCodec": "pcm"}
+LOCAL = {"location": "local", "trackName": "tts", "endpoint": "ws://127.0.0.1:9/x",
+         "inputCodec": "pcm"}
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"tracks": "no"}, 400, "decoding_error"),
+    ({"tracks": [7]}, 400, "decoding_error"),
+    ({"tracks": [{**LOCAL, "trackName": 5}]}, 400, "decoding_error"),
+    ({}, 406, "invalid_params"),
+    ({"tracks": []}, 406, "invalid_params"),
+    ({"tracks": [LOCAL] * 5}, 406, "invalid_params"),
+    ({"tracks": [{**LOCAL, "endpoint": "http://127.0.0.1/"}]}, 406, "invalid_params"),
+    ({"tracks": [{k: v for k, v in LOCAL.items() if k != "endpoint"}]}, 406, "invalid_params"),
+    ({"tracks": [{**LOCAL, "inputCodec": "opus"}]}, 406, "invalid_params"),
+    ({"tracks": [{**REMOTE, "sessionId": ""}]}, 406, "invalid_params"),
+    ({"tracks": [{**REMOTE, "outputCodec": "wav"}]}, 406, "invalid_params"),
+    ({"tracks": [{**REMOTE, "location": "elsewhere"}]}, 406, "invalid_params"),
+    ({"tracks": [{**REMOTE, "mode": "fast"}]}, 406, "invalid_params"),
+])
+@pytest_twisted.ensureDeferred
+async def test_request_errors(service, body, status, code):
+    got, answer = await service.post("/adapters/websocket/new", body)
+    assert (got, answer["errorCode"]) == (status, code), answer
+    assert set(answer) == {"errorCode", "errorDescription"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_that_is_not_json_is_400(service):
+    response = await treq.post(service.base + "/adapters/websocket/new", data=b"{",
+                               headers=AUTH)
+    assert response.code == 400
+    assert (await response.json())["errorCode"] == "decoding_error"
+
+
+@pytest_twisted.ensureDeferred
+async def test_routes_authenticate_like_the_rest(service):
+    response = await treq.post(service.base + "/adapters/websocket/close",
+                               json={"tracks": [{"adapterId": "x"}]},
+                               headers={"Authorization": "Bearer wrong"})
+    assert response.code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_item_errors_and_503_when_every_item_failed(service, monkeypatch):
+    monkeypatch.setattr("realtime.api.adapters.CONNECT_TIMEOUT", 0.5)
+    refusing = Endpoint(reactor, accept=False)
+    silent = reactor.listenTCP(0, _Silent(), interface="127.0.0.1")   # never answers the upgrade
+    closed_port = reactor.listenTCP(0, _Silent(), interface="127.0.0.1")
+    unused = closed_port.getHost().port
+    await closed_port.stopListening()
+    try:
+        status, body = await service.post("/adapters/websocket/new", {"tracks": [
+            {**LOCAL, "endpoint": refusing.url},
+            {**LOCAL, "endpoint": f"ws://127.0.0.1:{silent.getHost().port}/"},
+            {**LOCAL, "endpoint": f"ws://127.0.0.1:{unused}/"},
+            REMOTE,
+        ]})
+    finally:
+        await refusing.stop()
+        await silent.stopListening()
+    assert status == 503, body
+    assert [t.get("errorCode") for t in body["tracks"]] == [
+        "websocket_handshake_failed", "websocket_connection_timeout",
+        "websocket_handshake_failed", "not_found_track_error"]
+    assert service.api.adapters.adapters == {}
+    assert not service.api.switchboard.tracks          # nothing published for a failed item
+
+
+@pytest_twisted.ensureDeferred
+async def test_partial_success_is_200_and_close_answers_per_item(service):
+    source = Endpoint(reactor)
+    try:
+        status, body = await service.post("/adapters/websocket/new", {"tracks": [
+            {**LOCAL, "endpoint": source.url}, REMOTE]})
+        assert status == 200, body
+        made, failed = body["tracks"]
+        assert "errorCode" not in made and failed["errorCode"] == "not_found_track_error"
+        status, body = await service.post("/adapters/websocket/close", {"tracks": [
+            {"adapterId": made["adapterId"]}, {"adapterId": "f" * 32}]})
+        assert status == 200, body
+        assert body["tracks"][0] == {"adapterId": made["adapterId"], "bytesProcessed": 0}
+        assert body["tracks"][1]["errorCode"] == "adapter_not_found"
+        assert (await source.closed) == 1000            # we closed the WebSocket cleanly
+        assert not service.api.switchboard.tracks       # and unpublished its track
+        status, body = await service.post("/adapters/websocket/close", {"tracks": [
+            {"adapterId": "f" * 32}]})
+        assert status == 503 and body["tracks"][0]["errorCode"] == "adapter_not_found"
+    finally:
+        await source.stop()
+
+
+@pytest.mark.parametrize("tracks, status", [
+    ([{}], 406), ([{"adapterId": ""}], 406), ([{"adapterId": 5}], 400), ([], 406)])
+@pytest_twisted.ensureDeferred
+async def test_close_request_errors(service, tracks, status):
+    got, body = await service.post("/adapters/websocket/close", {"tracks": tracks})
+    assert got == status, body
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1.2.3", "[::1]",
+                                  "api.localhost", "0.0.0.0", "[::ffff:127.0.0.1]"])
+@pytest_twisted.ensureDeferred
+async def test_loopback_endpoints_are_refused_by_default(tmp_path, host):
+    strict = Service(tmp_path, allow_loopback=False)
+    try:
+        status, body = await strict.post("/adapters/websocket/new", {"tracks": [
+            {**LOCAL, "endpoint": f"wss://{host}:8443/in"}]})
+    finally:
+        await strict.stop()
+    assert status == 503, body
+    assert body["tracks"][0]["errorCode"] == "websocket_localhost_not_allowed"
+
+
+class _Silent(Factory):
+    """Accept TCP connections and say nothing (a WebSocket handshake never completes)."""
+
+    def buildProtocol(self, addr):  # noqa: N802
+        return Protocol()
