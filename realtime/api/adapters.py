@@ -129,7 +129,7 @@ def check_new_item(item: dict[str, Any]) -> dict[str, str]:
         if value is not None:
             fields[key] = value
     assert endpoint is not None
-    if not _ENDPOINT.match(endpoint) or not urlsplit(endpoint).hostname:
+    if not _ENDPOINT.match(endpoint) or not _host_and_port(endpoint):
         raise invalid("endpoint must be a ws:// or wss:// URL")
     if fields.get("mode") not in (None, "stream", "buffer"):
         raise invalid("mode must be stream or buffer")
@@ -144,6 +144,16 @@ def check_new_item(item: dict[str, Any]) -> dict[str, str]:
     else:
         raise invalid("location must be local or remote")
     return fields  # type: ignore[return-value]
+
+
+def _host_and_port(endpoint: str) -> bool:
+    """Return whether ``endpoint`` parses as a URL with a host and a valid port, if any."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError:
+        return False
+    return bool(parts.hostname) and len(endpoint) <= 2048
 
 
 def is_loopback(endpoint: str) -> bool:
