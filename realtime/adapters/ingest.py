@@ -12,7 +12,9 @@ messages of at most 32 KiB, and the SFU plays it out at its own pace.
                             v
                           buffer: PCM octets, at most `limit` (10 s); past it the
                           message is dropped and counted (drops["buffer-full"])
-                            │ handle_timer(now): one 20 ms frame (3840 octets) per tick
+                            │ playout starts 60 ms after the first frame (a jitter
+                            │ buffer), then handle_timer(now): one 20 ms frame
+                            │ (3840 octets) per tick
                             v
                           frames_due -> [(rtp timestamp, pcm)]   ──> Opus encoder (worker)
                                                                    ──> RTP ──> AdapterTrack
@@ -50,6 +52,10 @@ MAX_MESSAGE = 32 * 1024
 
 #: seconds of one Opus frame, the playout tick
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+
+#: playout starts this long after the first frame arrives (and after each dry spell): a
+#: jitter buffer for an endpoint that sends in real time, so a late message is no gap
+PREBUFFER_SECONDS = 0.06
 
 #: at most this many ticks are caught up at once after a late timer; past it the clock resets
 MAX_CATCH_UP = 5
@@ -94,10 +100,7 @@ class PcmIngest:
         self.messages += 1
         self.buffer += packet.payload
         if self.next_tick is None and len(self.buffer) >= FRAME_OCTETS:
-            if self.idle_since is not None:   # the clock ran on through the silence
-                ticks = int((now - self.idle_since) / FRAME_SECONDS)
-                self.rtp_time = (self.rtp_time + ticks * FRAME_SAMPLES) & 0xFFFFFFFF
-            self.next_tick = now
+            self.next_tick = now + PREBUFFER_SECONDS
 
     def get_timer(self) -> float | None:
         """Return when the next frame is due, or None while the buffer is dry."""
@@ -114,6 +117,10 @@ class PcmIngest:
                 self.next_tick = None
                 self.idle_since = now
                 break
+            if self.idle_since is not None:   # the clock ran on through the silence
+                ticks = round((self.next_tick - self.idle_since) / FRAME_SECONDS)
+                self.rtp_time = (self.rtp_time + ticks * FRAME_SAMPLES) & 0xFFFFFFFF
+                self.idle_since = None
             frame = bytes(self.buffer[:FRAME_OCTETS])
             del self.buffer[:FRAME_OCTETS]
             due.append((self.rtp_time, frame))

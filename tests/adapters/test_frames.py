@@ -111,8 +111,9 @@ def test_a_slow_decoder_drops_video_until_the_next_key_frame() -> None:
 
 def test_ingest_plays_out_in_real_time_and_bounds_its_buffer() -> None:
     ingest = PcmIngest(limit=3840 * 3, rtp_start=1000)
-    ingest.receive_message(Packet(1, 0, b"\x01" * 3840 * 2).encode(), now=10.0)
-    assert ingest.get_timer() == 10.0
+    ingest.receive_message(Packet(1, 0, b"\x01" * 3840 * 2).encode(), now=9.94)
+    assert ingest.get_timer() == 10.0                   # after the 60 ms jitter buffer
+    assert ingest.handle_timer(9.99) == []
     assert ingest.handle_timer(10.0) == [(1000, b"\x01" * 3840)]
     assert ingest.handle_timer(10.01) == []             # the next is due at 10.02
     assert [t for t, _ in ingest.handle_timer(10.02)] == [1960]
@@ -121,6 +122,7 @@ def test_ingest_plays_out_in_real_time_and_bounds_its_buffer() -> None:
     ingest.receive_message(b"\x2a\x05ab", now=10.03)
     assert ingest.drops["malformed"] == 1
     assert ingest.handle_timer(10.04) == [] and ingest.get_timer() is None   # dry
-    ingest.receive_message(Packet(3, 0, b"\x03" * 3840).encode(), now=11.04)
-    # one second of silence later the RTP clock has moved on by 50 frames (+ the 2 sent)
-    assert ingest.handle_timer(11.04) == [(1000 + 960 * 52, b"\x03" * 3840)]
+    ingest.receive_message(Packet(3, 0, b"\x03" * 3840 * 3).encode(), now=11.04)
+    assert ingest.get_timer() == 11.10
+    # 1.06 s of silence later the RTP clock has moved on by 53 frames (+ the 2 sent)
+    assert ingest.handle_timer(11.10) == [(1000 + 960 * 55, b"\x03" * 3840)]

@@ -78,7 +78,7 @@ class Endpoint:
             def onOpen(self) -> None:  # noqa: N802
                 endpoint.connections.append(self)
                 if endpoint.send_tone is not None:
-                    endpoint._send(self, 0)
+                    endpoint._send(self, 0, endpoint.reactor.seconds())
 
             def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802,N803
                 endpoint.raw.append(payload)
@@ -93,7 +93,7 @@ class Endpoint:
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.url = f"ws://127.0.0.1:{self.port.getHost().port}/media"
 
-    def _send(self, protocol: Any, index: int) -> None:
+    def _send(self, protocol: Any, index: int, start: float) -> None:
         assert self.send_tone is not None
         frequency, seconds = self.send_tone
         chunks = int(seconds * 10)
@@ -101,7 +101,10 @@ class Endpoint:
             return
         pcm = tone(frequency, 0.1, start=index * RATE // 10)
         protocol.sendMessage(Packet(index + 1, index * RATE // 10, pcm).encode(), isBinary=True)
-        self.reactor.callLater(0.1, self._send, protocol, index + 1)
+        # paced from the start (no drift), like a live source
+        due = start + (index + 1) * 0.1
+        self.reactor.callLater(max(0.0, due - self.reactor.seconds()), self._send, protocol,
+                               index + 1, start)
 
     def pcm(self) -> bytes:
         """Return the payloads received, joined."""
