@@ -79,6 +79,8 @@ class PcmIngest:
         self.messages = 0
         self.bytes_in = 0
         self.frames = 0
+        #: times playout found the buffer dry (the endpoint sent too slowly, or stopped)
+        self.underruns = 0
 
     def receive_message(self, data: bytes, now: float) -> None:
         """Take one WebSocket message (a ``Packet`` whose payload is PCM)."""
@@ -116,6 +118,7 @@ class PcmIngest:
             if len(self.buffer) < FRAME_OCTETS:
                 self.next_tick = None
                 self.idle_since = now
+                self.underruns += 1
                 break
             if self.idle_since is not None:   # the clock ran on through the silence
                 ticks = round((self.next_tick - self.idle_since) / FRAME_SECONDS)

@@ -235,6 +235,8 @@ class Link:
         if not self.endpoint_gone:
             self.protocol.sendClose(1000)
         self.on_closed(self)
+        log.info("adapter {adapter} closed: {counters}", adapter=self.adapter_id,
+                 counters=self.counters())
 
     def closed_by_endpoint(self) -> None:
         """The endpoint closed the WebSocket (or it dropped): the adapter ends."""
@@ -361,6 +363,8 @@ class IngestLink(Link):
     :param track: the :class:`AdapterTrack` published for it.
     :param ingest: its :class:`PcmIngest` (buffer and playout clock).
     :param on_end: unpublishes the track when the adapter ends.
+    :param flush: sends what the fan-out queued on subscriber sessions (the media
+        port flushes after its own input only; this input comes from a worker).
     """
 
     #: PCM frames waiting for the encoder at most (0.5 s); more are dropped and counted
@@ -369,13 +373,14 @@ class IngestLink(Link):
     def __init__(self, adapter_id: str, protocol: AdapterClientProtocol, worker: Worker,
                  reactor: Any, on_closed: Callable[[Link], None], track: AdapterTrack,
                  ingest: PcmIngest, ssrc: int, sequence_start: int,
-                 on_end: Callable[[AdapterTrack], None]) -> None:
+                 on_end: Callable[[AdapterTrack], None], flush: Callable[[], None]) -> None:
         super().__init__(adapter_id, protocol, worker, reactor, on_closed)
         self.track = track
         self.ingest = ingest
         self.ssrc = ssrc
         self.sequence_number = sequence_start
         self.on_end = on_end
+        self.flush = flush
         self.encoder = PcmToOpus()
         self.stream = track.learn(ssrc, None)
         self.frames: list[tuple[int, bytes]] = []
@@ -436,6 +441,7 @@ class IngestLink(Link):
             self.packets += 1
             self.track.receive_rtp(opus_rtp(self.sequence_number, timestamp, self.ssrc, opus),
                                    self.stream, now)
+        self.flush()
 
     def stop(self) -> None:
         if self.timer is not None and self.timer.active():
@@ -447,7 +453,7 @@ class IngestLink(Link):
         drops = Counter(self.drops)
         drops.update(self.ingest.drops)
         return {"bytesProcessed": self.bytes_processed, "messages": self.ingest.messages,
-                "packets": self.packets, "encodeErrors": self.encoder.errors,
+                "packets": self.packets, "underruns": self.ingest.underruns, "encodeErrors": self.encoder.errors,
                 "drops": dict(drops)}
 
 

@@ -264,8 +264,14 @@ class AdapterRoutes:
         ingest = PcmIngest(rtp_start=int.from_bytes(board.random(4), "big"))
         link = IngestLink(adapter_id, protocol, self.worker, self.reactor, self._closed, track,
                           ingest, ssrc, int.from_bytes(board.random(2), "big"),
-                          board.unpublish)
+                          board.unpublish, self._flush)
         return link, session_id
+
+    def _flush(self) -> None:
+        """Send what a track's fan-out queued on its subscribers' sessions, now."""
+        touched = self.sessions.switchboard.touched
+        while touched:
+            self.sessions.peers.flush(touched.pop())
 
     def _closed(self, link: Link) -> None:
         """A link ended (closed by us or by its endpoint): remember it as closed."""

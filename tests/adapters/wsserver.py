@@ -57,12 +57,15 @@ class Endpoint:
 
     :param send_tone: (frequency, seconds) of PCM sent in 100 ms messages,
         paced at real time, to each connection; None: send nothing.
+    :param ahead: seconds of it sent at once first (then it stays that far ahead).
     """
 
     def __init__(self, reactor: Any, send_tone: tuple[float, float] | None = None,
-                 accept: bool = True) -> None:
+                 accept: bool = True, ahead: float = 0.0) -> None:
         self.reactor = reactor
         self.send_tone = send_tone
+        #: seconds of the tone sent at once on open, before pacing (a TTS service's lead)
+        self.ahead = ahead
         self.messages: list[Packet] = []
         self.raw: list[bytes] = []
         self.connections: list[Any] = []
@@ -101,8 +104,8 @@ class Endpoint:
             return
         pcm = tone(frequency, 0.1, start=index * RATE // 10)
         protocol.sendMessage(Packet(index + 1, index * RATE // 10, pcm).encode(), isBinary=True)
-        # paced from the start (no drift), like a live source
-        due = start + (index + 1) * 0.1
+        # paced from the start (no drift), like a live source, after `ahead` seconds at once
+        due = start + (index + 1) * 0.1 - self.ahead
         self.reactor.callLater(max(0.0, due - self.reactor.seconds()), self._send, protocol,
                                index + 1, start)
 
