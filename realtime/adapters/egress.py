@@ -116,8 +116,9 @@ class EgressTap:
         return True
 
     def end(self) -> None:
-        """The track ended (PublishedTrack.end): nothing more will come."""
+        """The track ended (PublishedTrack.end): nothing more will come; the link closes."""
         self.ended = True
+        self.wake()
 
     # -- the worker's side ----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ never raised: what comes from a publisher is hostile input.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import av
 
@@ -97,8 +98,9 @@ class VideoToJpeg:
     """
 
     def __init__(self, codec: str) -> None:
-        self.decoder = av.CodecContext.create({"vp8": "vp8", "h264": "h264"}[codec.lower()], "r")
-        self._encoder: av.CodecContext | None = None
+        self.decoder: Any = av.CodecContext.create(
+            {"vp8": "vp8", "h264": "h264"}[codec.lower()], "r")
+        self._encoder: Any = None
         self._size: tuple[int, int] = (0, 0)
         self.errors = 0
         self.decoded = 0

@@ -227,3 +227,59 @@ class _Silent(Factory):
 
     def buildProtocol(self, addr):  # noqa: N802
         return Protocol()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_remote_adapter_closes_when_its_track_ends(service):
+    source, sink = Endpoint(reactor, send_tone=(440.0, 2.0)), Endpoint(reactor)
+    try:
+        _, body = await service.post("/adapters/websocket/new", {"tracks": [
+            {**LOCAL, "endpoint": source.url}]})
+        local = body["tracks"][0]
+        _, body = await service.post("/adapters/websocket/new", {"tracks": [
+            {**REMOTE, "sessionId": local["sessionId"], "trackName": "tts",
+             "endpoint": sink.url}]})
+        remote = body["tracks"][0]
+        await sleep(0.5)
+        await service.post("/adapters/websocket/close", {"tracks": [
+            {"adapterId": local["adapterId"]}]})
+        assert (await sink.closed) == 1000               # the track ended: so did its egress
+        status, body = await service.post("/adapters/websocket/close", {"tracks": [
+            {"adapterId": remote["adapterId"]}]})
+        assert (status, body) == (200, {"tracks": [{"adapterId": remote["adapterId"]}]})
+    finally:
+        await source.stop()
+        await sink.stop()
+
+
+class _Transport:
+    def registerProducer(self, producer, streaming):  # noqa: N802
+        self.producer = producer
+
+
+class _Protocol:
+    link = None
+
+    def __init__(self) -> None:
+        self.transport = _Transport()
+        self.sent: list[bytes] = []
+
+    def sendMessage(self, data, isBinary):  # noqa: N802,N803
+        self.sent.append(data)
+
+
+def test_a_backed_up_websocket_drops_and_counts_instead_of_queueing():
+    """The transport pauses its producer past its high-water mark; the link then drops."""
+    from realtime.api.adapter_links import Link
+
+    protocol = _Protocol()
+    link = Link("a" * 32, protocol, worker=None, reactor=None, on_closed=lambda link: None)
+    assert protocol.transport.producer is link           # registered as a streaming producer
+    link.send(Packet(1, 0, b"x"))
+    link.pauseProducing()                                # the socket's send buffer is full
+    link.send(Packet(2, 960, b"y"))
+    link.send(Packet(3, 1920, b"z"))
+    link.resumeProducing()
+    link.send(Packet(4, 2880, b"w"))
+    assert [Packet.decode(m).sequence_number for m in protocol.sent] == [1, 4]
+    assert link.drops["websocket-slow"] == 2
