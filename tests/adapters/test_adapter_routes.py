@@ -283,3 +283,24 @@ def test_a_backed_up_websocket_drops_and_counts_instead_of_queueing():
     link.send(Packet(4, 2880, b"w"))
     assert [Packet.decode(m).sequence_number for m in protocol.sent] == [1, 4]
     assert link.drops["websocket-slow"] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_output_codec_that_does_not_fit_the_track_is_an_item_error(service):
+    from realtime.adapters.ingest import AdapterSession, AdapterTrack
+    from realtime.sdp.codecs import Codec
+    from realtime.sdp.negotiated import NegotiatedMedia
+
+    vp8 = NegotiatedMedia("0", "video", True, "recvonly", codecs=(Codec(96, "VP8", 90000),))
+    track = AdapterTrack(AdapterSession(APP.app_id, "c" * 32), "0", "cam", vp8,
+                         reactor.seconds())
+    service.api.switchboard.publish(track)
+    sink = Endpoint(reactor)
+    try:
+        status, body = await service.post("/adapters/websocket/new", {"tracks": [
+            {**REMOTE, "sessionId": "c" * 32, "trackName": "cam", "endpoint": sink.url}]})
+    finally:
+        await sink.stop()
+    assert status == 503, body
+    assert body["tracks"][0]["errorCode"] == "invalid_params", body
+    assert not sink.connections                        # refused before connecting
