@@ -113,6 +113,9 @@ class Options(usage.Options):
          "sessions/new calls per second per app (429 past it; each abandoned session holds "
          "~56 KB for 60 s)."],
         ["session-burst", None, "100", "Burst of --session-rate."],
+        ["adapter-jpeg-fps", None, "1",
+         "JPEG images per second a video WebSocket adapter (outputCodec jpeg) sends "
+         "(Cloudflare's default: 1; at most 30)."],
         ["workers", None, "1",
          "Processes sharing the media, TURN and API ports (SO_REUSEPORT), acting as one "
          "through the cluster directory; 'auto': one per core. With no --cluster the parent "
@@ -136,6 +139,9 @@ class Options(usage.Options):
         ["no-demo", None, "Never serve the demo page (overrides the loopback default)."],
         ["allow-loopback-peers", None,
          "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
+        ["allow-loopback-adapters", None,
+         "Let WebSocket adapters connect to localhost, 127.0.0.0/8 and ::1 (tests only; "
+         "refused by default with websocket_localhost_not_allowed)."],
         ["reuse-port", None,
          "Bind the media, TURN and API ports with SO_REUSEPORT (what --workers gives each "
          "worker; several processes then share them)."],
@@ -225,6 +231,12 @@ class Options(usage.Options):
             raise usage.UsageError("--demo and --no-demo contradict each other")
         self["demo"] = bool(self["demo"]) or (
             not self["no-demo"] and api_on_loopback(self["api"]))
+        try:
+            self["adapter-jpeg-fps"] = float(self["adapter-jpeg-fps"])
+        except ValueError:
+            self["adapter-jpeg-fps"] = 0.0
+        if not 0 < self["adapter-jpeg-fps"] <= 30:
+            raise usage.UsageError("--adapter-jpeg-fps: a number of images per second, 0-30")
         self["workers"] = _workers(self["workers"])
         if self["workers"] > 1:
             for name in ("media-port", "turn-port", "turns-port"):

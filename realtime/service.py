@@ -67,6 +67,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from realtime.api.adapters import AdapterSettings
 from realtime.api.app import RealtimeAPI
 from realtime.api.demo import DemoResource
 from realtime.api.sessions import COLLECT_INTERVAL
@@ -376,7 +377,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         rate_limiter=RateLimiter(),
         session_limiter=RateLimiter(config.session_rate, config.session_burst, max_keys=10_000),
         usage=usage, turn=turn.keys, cluster=hooks,
-        shared_apps=None if cluster is None else cluster.accounts.shared_app)
+        shared_apps=None if cluster is None else cluster.accounts.shared_app,
+        adapters=AdapterSettings(allow_loopback=bool(options.get("allow-loopback-adapters")),
+                                 jpeg_fps=float(options.get("adapter-jpeg-fps") or 1.0)))
     media = MediaPort(peers.router, reactor, "media")
     peers.attach(media)
 

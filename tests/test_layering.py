@@ -104,6 +104,8 @@ RANKS = {
     # one PeerConnection, then the SFU over many
     "peer": 5,
     "sfu": 6,
+    # WebSocket media adapters: the SFU's tracks in and out of PyAV's codecs
+    "adapters": 7,
     # adapters and the service's state
     "storage": 7,
     "api": 8, "testing": 8,

@@ -110,6 +110,9 @@ def test_relay_ipv6_defaults_to_the_ipv6_loopback_beside_an_ipv4_loopback(monkey
         (["--relay-ipv6", "nope"], "--relay-ipv6: 'nope' is not an IP address"),
         (["--media-interface", "::1", "--relay-ipv6", "2001:db8::5"],
          "--relay-ipv6: --public-ip is already IPv6"),
+        (["--adapter-jpeg-fps", "0"], "--adapter-jpeg-fps: a number of images per second"),
+        (["--adapter-jpeg-fps", "fast"], "--adapter-jpeg-fps: a number of images per second"),
+        (["--adapter-jpeg-fps", "31"], "--adapter-jpeg-fps: a number of images per second"),
     ],
 )
 def test_bad_values_name_the_option(argv, message) -> None:

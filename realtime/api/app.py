@@ -14,6 +14,8 @@ from them, and mounts every route from one table, :meth:`RealtimeAPI.routes`::
                       │                                                api/echo.py, diagnostics.py
                       │ UsageRoutes(usage), TurnRoutes(turn), openapi  api/usage.py, turn.py, openapi.py
                       │ WhipRoutes(sessions, turn): WHIP/WHEP          api/whip.py
+                      │ AdapterRoutes(sessions, clock, adapters):      api/adapters.py
+                      │   WebSocket media adapters
                       v
                     routes(): one row per route: method, path, bound method, Guard
                       │ mounted on this instance's Klein app, each endpoint wrapped by
@@ -54,6 +56,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from realtime.api.adapters import AdapterRoutes, AdapterSettings
 from realtime.api.auth import authenticate
 from realtime.api.cluster_hooks import ClusterHooks
 from realtime.api.datachannels import DataChannelRoutes
@@ -129,13 +132,15 @@ class RealtimeAPI:
     :param cluster: the cluster directory's hooks (``--cluster``), or None.
     :param shared_apps: returns an app another node shares through the directory
         (``--cluster``; :class:`realtime.cluster.accounts.ClusterAccounts`), or None.
+    :param adapters: the WebSocket adapters' settings (``--allow-loopback-adapters`` ...).
     """
 
     def __init__(self, store: StateStore, config: ServerConfig, clock: IReactorTime, *,
                  peers: MediaPeers, switchboard: Switchboard, rate_limiter: RateLimiter,
                  session_limiter: RateLimiter, usage: SfuUsage, turn: TurnKeys | None = None,
                  cluster: ClusterHooks | None = None,
-                 shared_apps: Callable[[str], App | None] | None = None) -> None:
+                 shared_apps: Callable[[str], App | None] | None = None,
+                 adapters: AdapterSettings | None = None) -> None:
         self.store = store
         self.shared_apps = shared_apps
         self.announced = Announced(config)
@@ -146,6 +151,7 @@ class RealtimeAPI:
         self.cluster = cluster
         self.sessions = SfuSessions(switchboard, peers, self.announced, clock, rate_limiter,
                                     session_limiter, cluster)
+        self.adapters = AdapterRoutes(self.sessions, clock, adapters)
         self.app = Klein()
         self.app.handle_errors(NotFound)(self.not_found)
         self.app.handle_errors(MethodNotAllowed)(self.method_not_allowed)
@@ -202,6 +208,8 @@ class RealtimeAPI:
             Route("POST", "/play/<name>", whip.play, app),                        # WHEP
             Route("PATCH", "/play/<name>/<resource_id>", whip.play_patch, app),
             Route("DELETE", "/play/<name>/<resource_id>", whip.play_delete, app),
+            Route("POST", "/adapters/websocket/new", self.adapters.adapters_new, app),
+            Route("POST", "/adapters/websocket/close", self.adapters.adapters_close, app),
             Route("POST", "/credentials/generate-ice-servers", turn.generate_ice_servers, key),
             Route("POST", "/credentials/generate", turn.generate_legacy, key),
             Route("POST", "/credentials/<username>/revoke", turn.revoke, key),

@@ -13,8 +13,10 @@ the same CORS headers as every other response::
                   ├─ ... renegotiate, tracks/close, tracks/update, GET session
                   ├─ ... datachannels/establish, datachannels/new|update|close
                   ├─ /apps/{appId}/echo/new, /diagnostics, /usage (ours)
-                  └─ /apps/{appId}/ingest/{name} (WHIP), /play/{name} (WHEP), and
-                     .../{resourceId} (PATCH, DELETE): SDP bodies (api/whip.py)
+                  ├─ /apps/{appId}/ingest/{name} (WHIP), /play/{name} (WHEP), and
+                  │  .../{resourceId} (PATCH, DELETE): SDP bodies (api/whip.py)
+                  └─ /apps/{appId}/adapters/websocket/new|close: 200, or 503 when
+                     every item failed (api/adapters.py)
 
 Every path also answers without the ``/v1`` prefix (``/apps/{appId}/...``).
 """
@@ -207,6 +209,54 @@ def _usage_operation() -> dict[str, Any]:
 
 _SESSION = "/apps/{appId}/sessions/{sessionId}"
 
+_ADAPTER_SCHEMAS = {
+    "Adapter": {"type": "object", "properties": {
+        "location": {"type": "string", "enum": ["local", "remote"]},
+        "sessionId": {"type": "string", "description": "remote: the publisher; local "
+                      "(response): the session made to publish the track"},
+        "trackName": {"type": "string", "minLength": 1},
+        "endpoint": {"type": "string", "pattern": "^wss?://"},
+        "outputCodec": {"type": "string", "enum": ["pcm", "jpeg"]},
+        "inputCodec": {"type": "string", "enum": ["pcm"]},
+        "mode": {"type": "string", "enum": ["stream", "buffer"]},
+        "adapterId": _STRING, **_ITEM_ERROR}},
+    "NewAdapterRequest": {"type": "object", "required": ["tracks"], "properties": {
+        "tracks": {"type": "array", "minItems": 1, "maxItems": 4, "items": _ref("Adapter")}}},
+    "NewAdapterResponse": {"type": "object", "properties": {
+        "tracks": {"type": "array", "items": _ref("Adapter")}, **_ITEM_ERROR}},
+    "CloseAdapterRequest": {"type": "object", "required": ["tracks"], "properties": {
+        "tracks": {"type": "array", "minItems": 1, "maxItems": 4, "items": {
+            "type": "object", "required": ["adapterId"], "properties": {
+                "adapterId": {"type": "string", "minLength": 1}}}}}},
+    "CloseAdapterResponse": {"type": "object", "properties": {
+        "tracks": {"type": "array", "items": {"type": "object", "properties": {
+            "adapterId": _STRING, "bytesProcessed": {"type": "number"}, **_ITEM_ERROR}}},
+        **_ITEM_ERROR}},
+}
+SCHEMAS.update(_ADAPTER_SCHEMAS)
+
+
+def _adapter_operation(summary: str, request: str, response: str) -> dict[str, Any]:
+    """``adapters/websocket/new|close``: 200, 503 (every item failed), 400, 406."""
+    operation = _operation(summary, request, response, session=False, errors={
+        "400": "The body or a field's type could not be decoded (`decoding_error`).",
+        "406": "A required field missing, a bad endpoint or value, or not 1-4 items "
+               "(`invalid_params`)."})
+    operation["responses"]["503"] = _json(_ref(response), "Every item failed: see each "
+                                                          "item's errorCode")
+    return operation
+
+
+_ADAPTER_PATHS = {
+    "/apps/{appId}/adapters/websocket/new": {"post": _adapter_operation(
+        "WebSocket adapters: stream a track to a WebSocket as PCM or JPEG (remote), or "
+        "publish PCM from a WebSocket as an Opus track (local)", "NewAdapterRequest",
+        "NewAdapterResponse")},
+    "/apps/{appId}/adapters/websocket/close": {"post": _adapter_operation(
+        "Close WebSocket adapters (idempotent); bytesProcessed per closed adapter",
+        "CloseAdapterRequest", "CloseAdapterResponse")},
+}
+
 
 def _whip(summary: str, status: str, body: str | None, errors: dict[str, str],
           resource: bool = False) -> dict[str, Any]:
@@ -316,6 +366,7 @@ DOCUMENT: dict[str, Any] = {
             "Diagnostics", session=False)},
         "/apps/{appId}/usage": {"get": _usage_operation()},
         **_WHIP_PATHS,
+        **_ADAPTER_PATHS,
     },
 }
 
