@@ -116,6 +116,8 @@ class Options(usage.Options):
         ["adapter-jpeg-fps", None, "1",
          "JPEG images per second a video WebSocket adapter (outputCodec jpeg) sends "
          "(Cloudflare's default: 1; at most 30)."],
+        ["adapter-limit", None, "64",
+         "Live WebSocket adapters one app may hold (adapter_limit_reached past it)."],
         ["workers", None, "1",
          "Processes sharing the media, TURN and API ports (SO_REUSEPORT), acting as one "
          "through the cluster directory; 'auto': one per core. With no --cluster the parent "
@@ -237,6 +239,12 @@ class Options(usage.Options):
             self["adapter-jpeg-fps"] = 0.0
         if not 0 < self["adapter-jpeg-fps"] <= 30:
             raise usage.UsageError("--adapter-jpeg-fps: a number of images per second, 0-30")
+        try:
+            self["adapter-limit"] = int(self["adapter-limit"])
+        except ValueError:
+            self["adapter-limit"] = 0
+        if self["adapter-limit"] < 1:
+            raise usage.UsageError("--adapter-limit: a whole number of adapters, at least 1")
         self["workers"] = _workers(self["workers"])
         if self["workers"] > 1:
             for name in ("media-port", "turn-port", "turns-port"):

@@ -379,7 +379,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         usage=usage, turn=turn.keys, cluster=hooks,
         shared_apps=None if cluster is None else cluster.accounts.shared_app,
         adapters=AdapterSettings(allow_loopback=bool(options.get("allow-loopback-adapters")),
-                                 jpeg_fps=float(options.get("adapter-jpeg-fps") or 1.0)))
+                                 jpeg_fps=float(options.get("adapter-jpeg-fps") or 1.0),
+                                 per_app=int(options.get("adapter-limit") or 64)))
     media = MediaPort(peers.router, reactor, "media")
     peers.attach(media)
 

@@ -130,8 +130,11 @@ class AdapterClientFactory(WebSocketClientFactory):
             protocol.link.closed_by_endpoint()
 
 
-def connect(reactor: Any, url: str, timeout: float) -> Deferred:
+def connect(reactor: Any, url: str, timeout: float, address: str | None = None) -> Deferred:
     """Open a WebSocket to ``url``; fire with its protocol once the handshake is done.
+
+    ``address``, when given, is where to connect instead of resolving the
+    URL's host again (the caller checked it); TLS still verifies the host name.
 
     Fails with :class:`HandshakeFailed` (refused, not a WebSocket) or
     :class:`ConnectionTimedOut` (no open within ``timeout`` seconds).
@@ -140,7 +143,8 @@ def connect(reactor: Any, url: str, timeout: float) -> Deferred:
     host = parts.hostname or ""
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
-    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=max(1, int(timeout)))
+    endpoint: Any = HostnameEndpoint(reactor, address or host, port,
+                                     timeout=max(1, int(timeout)))
     if secure:
         endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
     factory = AdapterClientFactory(url)

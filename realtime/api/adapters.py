@@ -17,7 +17,11 @@ direction (docs/api.md, "WebSocket adapters"; CALLS-API.md §1.3, §3.1)::
 
 The SFU opens every WebSocket (RFC 6455), ``ws://`` or ``wss://``, without
 custom headers or redirects.  Item errors: ``websocket_localhost_not_allowed``
-(a loopback endpoint, unless ``--allow-loopback-adapters``),
+(a loopback endpoint, unless ``--allow-loopback-adapters``; a host *name* is
+resolved first and refused when any of its addresses is loopback, and the
+WebSocket then connects to the address that was checked, so a name cannot
+resolve elsewhere a second time), ``adapter_limit_reached`` (the app already
+holds ``--adapter-limit`` live adapters: a bound on what one app can hold open),
 ``websocket_handshake_failed`` (refused, or no 101), ``websocket_connection_timeout``
 (no open within :data:`CONNECT_TIMEOUT` s), ``not_found_track_error``, ``invalid_params``
 (the track's codec does not fit the outputCodec).
@@ -30,11 +34,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from collections.abc import Awaitable, Callable
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet.threads import deferToThread
 from twisted.web.iweb import IRequest
 
 from realtime.adapters.egress import EgressTap
@@ -65,7 +72,19 @@ _ENDPOINT = re.compile(r"^wss?://", re.IGNORECASE)
 HANDSHAKE_FAILED = ("websocket_handshake_failed", "The handshake with the provided endpoint failed.")
 TIMEOUT = ("websocket_connection_timeout", "The endpoint did not accept the WebSocket in time.")
 LOCALHOST = ("websocket_localhost_not_allowed", "Localhost endpoints are not allowed.")
+LIMIT = ("adapter_limit_reached", "The app holds as many adapters as --adapter-limit allows.")
+UNRESOLVED = ("websocket_handshake_failed", "The endpoint's host name does not resolve.")
 ADAPTER_NOT_FOUND = ("adapter_not_found", "No such adapter.")
+
+
+#: resolves a host name to its addresses (``getaddrinfo``, off the reactor thread)
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+async def resolve_in_thread(host: str) -> list[str]:
+    """Return ``host``'s addresses from the system resolver, run in a thread."""
+    infos = await deferToThread(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 @dataclass(frozen=True)
@@ -76,11 +95,15 @@ class AdapterSettings:
         (``--allow-loopback-adapters``; tests).
     :param jpeg_fps: JPEG images per second of a video egress (``--adapter-jpeg-fps``).
     :param threads: worker threads decoding and encoding for every adapter.
+    :param per_app: live adapters one app may hold (``--adapter-limit``).
+    :param resolve: host name -> addresses (the system resolver, in a thread).
     """
 
     allow_loopback: bool = False
     jpeg_fps: float = 1.0
     threads: int = 2
+    per_app: int = 64
+    resolve: Resolver = resolve_in_thread
 
 
 def invalid(description: str) -> ApiError:
@@ -161,12 +184,25 @@ def is_loopback(endpoint: str) -> bool:
     host = (urlsplit(endpoint).hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    return _loopback_address(host)
+
+
+def _loopback_address(text: str) -> bool:
+    """Return whether ``text`` is a loopback or unspecified address (v4-mapped too)."""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or address.is_unspecified or bool(mapped and mapped.is_loopback)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class AdapterRoutes:
@@ -204,6 +240,21 @@ class AdapterRoutes:
         echo = {"trackName": fields["trackName"], "endpoint": fields["endpoint"]}
         if not self.settings.allow_loopback and is_loopback(fields["endpoint"]):
             return item_error(echo, *LOCALHOST)
+        if sum(1 for owner, _ in self.adapters.values()
+               if owner == app.app_id) >= self.settings.per_app:
+            return item_error(echo, *LIMIT)
+        host = urlsplit(fields["endpoint"]).hostname or ""
+        address = None
+        if not _is_address(host):   # check what the name resolves to, then connect there
+            try:
+                addresses = await self.settings.resolve(host)
+            except (OSError, UnicodeError):
+                return item_error(echo, *UNRESOLVED)
+            if not addresses:
+                return item_error(echo, *UNRESOLVED)
+            if not self.settings.allow_loopback and any(map(_loopback_address, addresses)):
+                return item_error(echo, *LOCALHOST)
+            address = addresses[0]
         track = None
         if fields["location"] == "remote":
             track = await find_track(self.sessions, app, fields["sessionId"], fields["trackName"])
@@ -216,7 +267,7 @@ class AdapterRoutes:
                                   f"outputCodec {fields['outputCodec']} cannot carry a "
                                   f"{codec or track.kind} track")
         try:
-            protocol = await connect(self.reactor, fields["endpoint"], CONNECT_TIMEOUT)
+            protocol = await connect(self.reactor, fields["endpoint"], CONNECT_TIMEOUT, address)
         except ConnectionTimedOut:
             return item_error(echo, *TIMEOUT)
         except HandshakeFailed:

@@ -37,10 +37,11 @@ def sleep(seconds: float) -> Deferred:
 class Service:
     """A RealtimeAPI on the real reactor behind a real HTTP listener."""
 
-    def __init__(self, tmp_path, allow_loopback: bool = True) -> None:
+    def __init__(self, tmp_path, allow_loopback: bool = True,
+                 settings: AdapterSettings | None = None) -> None:
         self.store = StateStore(tmp_path / "state.sqlite3")
         self.api = compose(self.store, ServerConfig(apps=(APP,)), reactor,
-                           adapters=AdapterSettings(allow_loopback=allow_loopback))
+                           adapters=settings or AdapterSettings(allow_loopback=allow_loopback))
         self.listener = reactor.listenTCP(0, Site(self.api.app.resource()),
                                           interface="127.0.0.1")
         self.base = f"http://127.0.0.1:{self.listener.getHost().port}/v1/apps/{APP.app_id}"
@@ -304,3 +305,56 @@ async def test_an_output_codec_that_does_not_fit_the_track_is_an_item_error(serv
     assert status == 503, body
     assert body["tracks"][0]["errorCode"] == "invalid_params", body
     assert not sink.connections                        # refused before connecting
+
+
+async def _resolves_to_loopback(host: str) -> list[str]:
+    """A resolver answering like a DNS name planted to point at the server itself."""
+    return ["203.0.113.9", "127.0.0.1"] if host == "inside.example" else ["203.0.113.9"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_name_resolving_to_loopback_is_refused(tmp_path):
+    strict = Service(tmp_path, settings=AdapterSettings(resolve=_resolves_to_loopback))
+    try:
+        status, body = await strict.post("/adapters/websocket/new", {"tracks": [
+            {**LOCAL, "endpoint": "ws://inside.example:8080/in"}]})
+    finally:
+        await strict.stop()
+    assert status == 503, body
+    assert body["tracks"][0]["errorCode"] == "websocket_localhost_not_allowed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unresolvable_name_fails_the_handshake(tmp_path):
+    async def nothing(host: str) -> list[str]:
+        raise OSError("no such name")
+
+    strict = Service(tmp_path, settings=AdapterSettings(resolve=nothing))
+    try:
+        status, body = await strict.post("/adapters/websocket/new", {"tracks": [
+            {**LOCAL, "endpoint": "ws://nowhere.example/in"}]})
+    finally:
+        await strict.stop()
+    assert status == 503, body
+    assert body["tracks"][0]["errorCode"] == "websocket_handshake_failed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_holds_at_most_its_adapter_limit(tmp_path):
+    server = Endpoint(reactor)
+    limited = Service(tmp_path, settings=AdapterSettings(allow_loopback=True, per_app=2))
+    try:
+        item = {**LOCAL, "endpoint": server.url}
+        status, body = await limited.post("/adapters/websocket/new", {"tracks": [
+            {**item, "trackName": f"t{n}"} for n in range(3)]})
+        assert status == 200, body
+        codes = [t.get("errorCode") for t in body["tracks"]]
+        assert codes == [None, None, "adapter_limit_reached"], body
+        first = body["tracks"][0]["adapterId"]
+        await limited.post("/adapters/websocket/close", {"tracks": [{"adapterId": first}]})
+        status, body = await limited.post("/adapters/websocket/new", {"tracks": [
+            {**item, "trackName": "again"}]})
+        assert status == 200 and "adapterId" in body["tracks"][0], body
+    finally:
+        await limited.stop()
+        await server.stop()
