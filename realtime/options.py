@@ -118,6 +118,9 @@ class Options(usage.Options):
          "Default: a fresh certificate per process."],
     ]
     optFlags = [
+        ["no-transport-cc", None,
+         "Do not negotiate transport-wide congestion control (transport-cc) with clients: "
+         "publishers then follow the SFU's REMB only (docs/bandwidth.md)."],
         ["allow-loopback-peers", None,
          "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
         ["reuse-port", None,

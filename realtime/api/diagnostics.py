@@ -11,6 +11,7 @@ NACK shield's and keyframe requests' counters under ``sfu``:
     retransmissionsAnswered       packets resent from our buffers in answer (RTX or plain)
     nacksSentUpstream             NACK packets we sent to the session as publisher
     keyframeRequestsSentUpstream  PLI/FIR we sent to the session as publisher
+    transportFeedbackSent         transport-cc feedback packets we sent it (0: not negotiated)
     mediaDrops                    RTP packets dropped, by reason: what the session sent
                                   us that no track takes (``rtp-unrouted``,
                                   ``rtp-malformed``, ``rtcp-malformed``), and what

@@ -18,6 +18,11 @@ at once, so it has both legs, fed from one decoded compound::
       session.send_rtcp (to the publisher)               v
                                                    session.send_rtp / send_rtcp (to the subscriber)
 
+      Transport-wide feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1)
+      to a publisher that negotiated transport-cc: the session's routing notes each
+      packet's transport-wide sequence number in a TransportFeedbackSender
+      (realtime/sfu/twcc.py); its reports leave every 100 ms with the legs' output.
+
       RTT: the subscriber leg's RR-derived round trip is the same path as the
       publisher leg's, so it spaces this session's upstream NACKs (RFC 4585 §3.5.3
       lets feedback timing follow the measured round trip).
@@ -39,6 +44,7 @@ import os
 from typing import Any, Callable, Iterable, Sequence
 
 from realtime.sdp.codecs import Codec
+from realtime.sfu.twcc import TransportFeedbackSender
 from realtime.sfu.feedback import (
     BitrateEstimated,
     KeyframeRequested,
@@ -85,6 +91,8 @@ class RtcpLegs:
         self.subscriber = SubscriberFeedback(cname, random=random)
         #: the latest REMB a subscriber of this session sent (bit/s), if any
         self.subscriber_estimate: int | None = None
+        #: transport-wide feedback to a publisher that negotiated transport-cc
+        self.transport_feedback: TransportFeedbackSender | None = None
         self.sources_ended = 0
 
     # -- registration ----------------------------------------------------------------
@@ -94,6 +102,12 @@ class RtcpLegs:
         if ssrc not in self.publisher.sources:
             nack, fir = feedback_flags(codecs)
             self.publisher.add_source(ssrc, clock_rate, nack=nack, fir=fir)
+
+    def enable_transport_feedback(self) -> TransportFeedbackSender:
+        """Send transport-wide feedback from now on; return where arrivals go."""
+        if self.transport_feedback is None:
+            self.transport_feedback = TransportFeedbackSender(self.publisher.ssrc)
+        return self.transport_feedback
 
     def remove_source(self, ssrc: int) -> None:
         """Stop reporting on publisher SSRC ``ssrc`` (its track ended)."""
@@ -133,6 +147,10 @@ class RtcpLegs:
             self.publisher.set_rtt(rtt)
         self.publisher.handle_timer(now)
         self.subscriber.handle_timer(now)
+        twcc = self.transport_feedback
+        if twcc is not None:
+            for feedback in twcc.feedback_due(now):
+                self.session.send_rtcp(feedback.encode())
         self.flush(now)
 
     def flush(self, now: float) -> None:
@@ -160,13 +178,22 @@ class RtcpLegs:
         """Return the earliest deadline of either leg, or None."""
         a, b = self.publisher.get_timer(), self.subscriber.get_timer()
         if a is None:
-            return b
-        return a if b is None or a < b else b
+            a = b
+        elif b is not None and b < a:
+            a = b
+        twcc = self.transport_feedback
+        if twcc is not None:
+            c = twcc.get_timer()
+            if c is not None and (a is None or c < a):
+                a = c
+        return a
 
     def counters(self) -> dict[str, int]:
         """Return the NACK shield's and keyframe requests' counters (diagnostics)."""
         subscriber, publisher = self.subscriber, self.publisher
+        twcc = self.transport_feedback
         return {
+            "transportFeedbackSent": twcc.feedback_sent if twcc is not None else 0,
             "nacksReceived": subscriber.nacks_received,
             "retransmissionsAnswered": subscriber.retransmissions,
             "nacksSentUpstream": publisher.nacks_sent,

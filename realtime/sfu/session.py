@@ -55,7 +55,9 @@ from realtime.peer.events import PeerEvent
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiated import NegotiatedSession, apply_answer
-from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
+from realtime.sdp.negotiation import (
+    TRANSPORT_CC, LocalTransport, MediaChoice, RtpStream, create_answer,
+)
 from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
 from realtime.sfu.datachannels import SessionDataChannels
@@ -124,8 +126,11 @@ class SfuSession:
                  srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
                  keylog: Callable[[bytes], None] | None = None,
                  random: Callable[[int], bytes] = os.urandom,
-                 credentials: tuple[str, str] | None = None) -> None:
+                 credentials: tuple[str, str] | None = None,
+                 transport_cc: bool = True) -> None:
         self.session_id = session_id
+        #: negotiate transport-wide congestion control feedback with publishers
+        self.transport_cc = transport_cc
         self.app_id = app_id
         self.certificate = certificate
         self.created = now
@@ -276,8 +281,9 @@ class SfuSession:
             return MediaChoice(direction="sendonly", send=transceiver.send, codecs=codecs,
                                simulcast=False)
         if transceiver.role == BIDIRECTIONAL:
-            return MediaChoice(direction="sendrecv", send=transceiver.send)
-        return MediaChoice(direction="recvonly")
+            return MediaChoice(direction="sendrecv", send=transceiver.send,
+                               transport_cc=self.transport_cc)
+        return MediaChoice(direction="recvonly", transport_cc=self.transport_cc)
 
     # -- SFU offers ----------------------------------------------------------------
 
@@ -370,6 +376,24 @@ class SfuSession:
             if subscription is not None and not subscription.active:
                 subscription.configure(media, now)
         self.datachannels.settle(negotiated, now)
+        ext_id = self._transport_cc_id()
+        self.media.receive_transport_cc(
+            ext_id, None if ext_id is None else self.rtcp.enable_transport_feedback())
+
+    def _transport_cc_id(self) -> int | None:
+        """Return the transport-wide-cc extension id a publishing section negotiated, if any.
+
+        BUNDLE shares one id per URI across sections (RFC 8843 §9.2), and the
+        sender numbers every packet of the transport from one counter.
+        """
+        for transceiver in self.transceivers:
+            media = transceiver.media
+            if (media is not None and transceiver.role in (PUBLISH, BIDIRECTIONAL)
+                    and any(("transport-cc", None) in c.feedback for c in media.codecs)):
+                ext_id = media.extension_id(TRANSPORT_CC)
+                if ext_id is not None:
+                    return ext_id
+        return None
 
     def _settle_publish(self, transceiver: Transceiver, media: Any, now: float) -> None:
         track = transceiver.track
