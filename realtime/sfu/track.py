@@ -125,15 +125,20 @@ class Subscription:
         else:
             pts = payload_type_map(track.codecs, codecs)
         rtx_pts = {c.apt: c.payload_type for c in codecs if c.is_rtx and c.apt is not None}
+        session = self.session
+        twcc = session.egress_transport_cc
+        estimate = session.rtcp.estimate
+        stamping = twcc is not None and estimate is not None and estimate.transport_cc
         plan = ExtensionPlan.between(
             {e.id: e.uri for e in track.extensions}, {e.id: e.uri for e in media.extensions},
-            mid=self.mid)
+            mid=self.mid, transport_cc=twcc if stamping else None)
         options: dict[str, Any] = {} if self.random is None else {"random": self.random}
         self.forwarder = Forwarder(
             self.ssrc, track.clock_rate, payload_types=pts, extensions=plan,
             rtx_ssrc=self.rtx_ssrc if rtx_pts else None, rtx_payload_types=rtx_pts,
             require_keyframe=track.kind == "video",
             vp8_payload_types={c.payload_type for c in track.codecs if c.name.upper() == "VP8"},
+            stamp=estimate.stamp if stamping and estimate is not None else None,
             **options)
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if track.layers is not None:
