@@ -160,6 +160,23 @@ class Subscription:
             return None
         return self.selector.current or self.selector.target
 
+    def layer_state(self) -> dict[str, Any] | None:
+        """Return the simulcast layer sent and why (``GET`` session), or None without simulcast.
+
+        ``rid``: the layer being sent (None before the first key frame);
+        ``target``: the layer wanted (switched to on its next key frame);
+        ``reason``: ``auto`` (no preference: the best layer), ``preferred``,
+        ``fallback`` (the preferred layer is not arriving) or ``bandwidth``
+        (the subscriber's estimate does not carry a better layer);
+        ``availableBitrate``: the share of the estimate this track was given.
+        """
+        selector = self.selector
+        if selector is None:
+            return None
+        budget = selector.available_bitrate
+        return {"rid": selector.current, "target": selector.target, "reason": selector.reason,
+                "availableBitrate": None if budget is None else int(budget)}
+
     def receive_keyframe_request(self, now: float) -> None:
         """Handle the subscriber's PLI or FIR: ask the publisher for a key frame of our layer."""
         self.keyframe_requests += 1

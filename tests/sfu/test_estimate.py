@@ -136,6 +136,9 @@ def test_a_thin_link_gets_the_low_layer_and_a_wide_one_the_full_layer(shared: Pa
     assert estimate.estimate < 600_000
     assert call.subscription.current_rid() == "q"
     assert call.subscription.selector.reason == "bandwidth"
+    layer = call.subscription.layer_state()  # what GET session shows for the pulled track
+    assert layer["rid"] == "q" and layer["reason"] == "bandwidth"
+    assert 0 < layer["availableBitrate"] < 600_000
     lifted = call.now
     while call.subscription.current_rid() != "f" and call.now < lifted + 10.0:
         call.run(0.25, capacity=3_000_000)
