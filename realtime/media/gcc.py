@@ -36,8 +36,9 @@ Departures from the draft, all deliberate:
   send cannot raise its rate to see whether the path carries more, and the
   1.5 R ceiling of §5.5 then holds the estimate near what is sent.  The
   caller may send a paced probe (padding) and report what arrived with
-  :meth:`GoogCc.probe_result`; a probe that saw no over-use lifts the
-  estimate to what was delivered (realtime/sfu/estimate.py).
+  :meth:`GoogCc.probe_result`: the estimate rises to what was delivered,
+  which stays a second ceiling (never exceeded without a new probe) until
+  the next decrease (realtime/sfu/estimate.py).
 
 Pure code: times are seconds given by the caller, no clock, no I/O.
 """
@@ -176,7 +177,7 @@ class AimdRateControl:
         self._avg_at_decrease: float | None = None
         self._var_at_decrease = 0.4
         self.decreases = 0
-        #: the rate a probe delivered (until the next decrease): the 1.5 R ceiling counts it as R
+        #: the rate a probe delivered (until the next decrease): a ceiling besides 1.5 R
         self.proven = 0.0
 
     def update(self, signal: str, acked: float | None, now: float) -> float:
@@ -206,7 +207,7 @@ class AimdRateControl:
                 self.decreases += 1
                 self.proven = 0.0
         if acked is not None:
-            estimate = min(estimate, 1.5 * max(acked, self.proven) + 10_000)
+            estimate = min(estimate, max(1.5 * acked + 10_000, self.proven))
         self.state = state
         self.estimate = max(self.min_bitrate, min(self.max_bitrate, estimate))
         return self.estimate

@@ -211,6 +211,7 @@ class LayerSelector:
         "layers",
         "preferences",
         "available_bitrate",
+        "upgrade_bitrate_limit",
         "ceiling",
         "reason",
         "current",
@@ -227,6 +228,7 @@ class LayerSelector:
         self.layers = layers
         self.preferences = preferences or SimulcastPreferences()
         self.available_bitrate: float | None = None
+        self.upgrade_bitrate_limit: float | None = None
         #: the best layer the preferences allow; why the target is what it is
         self.ceiling: str | None = None
         self.reason = "auto"
@@ -242,9 +244,14 @@ class LayerSelector:
         self.preferences = preferences
         self._retarget()
 
-    def set_available_bitrate(self, bitrate: float | None) -> None:
-        """Tell the selector how many bit/s reach the subscriber (REMB / transport-cc), or None."""
+    def set_available_bitrate(self, bitrate: float | None, upgrade: float | None = None) -> None:
+        """Tell the selector how many bit/s reach the subscriber (REMB / transport-cc), or None.
+
+        ``upgrade``: what has been shown to reach it (a probe, or what it acknowledged),
+        which a layer better than the current one must fit; None: ``bitrate`` itself.
+        """
         self.available_bitrate = bitrate
+        self.upgrade_bitrate_limit = upgrade
         self._retarget()
 
     def target_for(self, active: list[str]) -> str | None:
@@ -274,12 +281,18 @@ class LayerSelector:
         if budget is not None and choice in active and (
                 preferred is None or prefs.priority_ordering == ASCIIBETICAL):
             current = self.current
+            limit = self.upgrade_bitrate_limit
+            up_budget = budget if limit is None else min(budget, limit)
             for rid in active[active.index(choice) :]:
                 rate = self.layers.bitrate(rid)
-                # moving up needs headroom (UPGRADE_HEADROOM); staying or moving down does not
-                need = rate if rate is None or current is None or rid >= current \
-                    else rate * UPGRADE_HEADROOM
-                if need is None or need <= budget:
+                if rate is None:
+                    break
+                # moving up needs headroom (UPGRADE_HEADROOM) within what has been shown to
+                # arrive; staying or moving down needs the estimate only
+                if current is None or rid >= current:
+                    if rate <= budget:
+                        break
+                elif rate * UPGRADE_HEADROOM <= up_budget:
                     break
             if rid != choice:
                 choice, reason = rid, "bandwidth"

@@ -10,8 +10,9 @@ number of tracks.  After every estimate update the allocator shares it::
     share  = budget / number of simulcast video tracks          (equal shares)
     each simulcast track: LayerSelector.set_available_bitrate(share)
         -> the best layer, up to the ceiling its preferences allow (preferredRid, or the
-           best layer when there is none), whose measured bitrate fits the share
-           (a better one than the current needs 15 % headroom); the lowest layer always
+           best layer when there is none), whose measured bitrate fits the share; a
+           better one than the current needs 15 % headroom within what has been *shown*
+           to arrive (acknowledged, or delivered by a probe); the lowest layer always
     want   = what the next better layer of any track would need, times the tracks
            -> SubscriberEstimate.want(): a probe may show the path carries it
 
@@ -52,13 +53,20 @@ def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: fl
         estimate.want(None, now)
         return
     share = max(budget, 0) / len(simulcast)
+    shown = estimate.shown
+    # moving up is allowed only within what has been shown to arrive (acked or probed):
+    # GCC's estimate may sit above it while nothing tests it (draft-ietf-rmcat-gcc-02 §5.5)
+    up = share if shown is None else max(shown - (estimate.estimate - budget), 0) / len(simulcast)
     wanted = None
     for subscription in simulcast:
         selector = subscription.selector
-        selector.set_available_bitrate(share)
-        rid = selector.take_keyframe_request()
-        if rid is not None:
-            subscription.track.request_keyframe(rid, now)
+        selector.set_available_bitrate(share, min(share, up))
+        # before DTLS is done the key frame would be lost: the track's loop asks once
+        # the subscriber can receive (the request stays pending in the selector)
+        if subscription.session.can_send_media:
+            rid = selector.take_keyframe_request()
+            if rid is not None:
+                subscription.track.request_keyframe(rid, now)
         better = selector.upgrade_bitrate()
         if better is not None:
             need = budget + (better - share) * len(simulcast)

@@ -24,8 +24,9 @@ subscriber's video streams (RFC 4588 streams may carry padding; browsers
 discard them after counting them), paced in bursts every 10 ms over 200 ms
 at the rate wanted (at most 3x the estimate).  Their transport-wide numbers
 are marked; when the feedback of the whole probe arrived, the rate at which
-its packets *arrived* (bytes over the span of arrivals: the train's
-dispersion, what the bottleneck carried) is handed to
+the second half of its packets *arrived* (bytes over the span of their
+arrivals: the train's dispersion, what the bottleneck carried once a token
+bucket's burst was spent) is handed to
 :meth:`GoogCc.probe_result`, which raises the estimate to 95 % of it.  A
 probe the path carried in full is followed by the next 1 s later; one it
 did not (a queue, and loss, for the media) by the next 6 s later.
@@ -41,6 +42,9 @@ from realtime.rtcp.transport_cc import TransportFeedback
 
 __all__ = ["PROBE_DURATION", "PROBE_INTERVAL", "RING", "SubscriberEstimate"]
 
+INITIAL_BITRATE = 300_000
+"""bit/s a subscriber with transport-cc is assumed to take before any feedback: a modest
+start (browsers start their own sends at 300 kbit/s), raised by probes within seconds."""
 RING = 1024
 """Packets remembered for feedback (20 Mbit/s of 1200-byte packets for 0.5 s)."""
 _MASK = RING - 1
@@ -67,7 +71,7 @@ class SubscriberEstimate:
                  "feedback_received", "stamped", "unstampable", "_probe", "_next_probe", "_probe_backoff",
                  "probes_sent", "probes_succeeded", "wanted")
 
-    def __init__(self, initial: float = 1_000_000, transport_cc: bool = True) -> None:
+    def __init__(self, initial: float = INITIAL_BITRATE, transport_cc: bool = True) -> None:
         self.gcc = GoogCc(initial=initial)
         self.transport_cc = transport_cc
         self._seq = 0
@@ -91,8 +95,19 @@ class SubscriberEstimate:
     def estimate(self) -> float | None:
         """Return the available bitrate towards the subscriber in bit/s, or None if unknown."""
         if self.transport_cc:
-            return self.gcc.estimate if self.feedback_received else None
+            return self.gcc.estimate  # INITIAL_BITRATE until feedback says more
         return self.remb
+
+    @property
+    def shown(self) -> float | None:
+        """Return what has been shown to reach the subscriber: the larger of its acknowledged
+        bitrate and the last probe's delivery (None: nothing yet; REMB: the REMB)."""
+        if not self.transport_cc:
+            return self.remb
+        gcc = self.gcc
+        if gcc.acked is None and not gcc.rate.proven:
+            return None
+        return max(gcc.acked or 0.0, gcc.rate.proven)
 
     # -- per packet ------------------------------------------------------------------
 
@@ -216,10 +231,13 @@ class SubscriberEstimate:
             return  # more feedback to come
         arrived = sorted((t, s) for t, s in probe.results if t is not None)
         delivered = 0.0
-        if len(arrived) >= 5:
-            span = (arrived[-1][0] - arrived[0][0]) / 1e6
-            if span > 0:  # the train's dispersion: what the path carried while it ran
-                delivered = min(sum(s for _, s in arrived[1:]) * 8 / span, probe.rate)
+        if len(arrived) >= 10:
+            # the train's dispersion over its second half: what the path carried once a
+            # token bucket's burst (which passes the first packets at line rate) was spent
+            half = arrived[len(arrived) // 2 :]
+            span = (half[-1][0] - half[0][0]) / 1e6
+            if span > 0:
+                delivered = min(sum(s for _, s in half[1:]) * 8 / span, probe.rate)
         if delivered > self.gcc.estimate:
             self.gcc.probe_result(delivered)
             self.probes_succeeded += 1

@@ -143,6 +143,7 @@ class Subscription:
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if track.layers is not None:
             self.selector = LayerSelector(track.layers, self.preferences)
+            self.session.rtcp.allocate(now)  # the first layer fits the estimate too
         track.attach(self, now)
 
     def update_preferences(self, preferences: SimulcastPreferences, now: float) -> None:
