@@ -37,9 +37,10 @@ AUDIO_RESERVE = 64_000
 
 def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: float) -> None:
     """Share ``estimate`` among ``subscriptions`` (a session's, each once); ask for probes."""
-    budget = estimate.estimate
-    if budget is None:
+    total = estimate.estimate
+    if total is None:
         return
+    budget = total
     simulcast = []
     for subscription in subscriptions:
         if subscription.forwarder is None:
@@ -56,7 +57,7 @@ def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: fl
     shown = estimate.shown
     # moving up is allowed only within what has been shown to arrive (acked or probed):
     # GCC's estimate may sit above it while nothing tests it (draft-ietf-rmcat-gcc-02 §5.5)
-    up = share if shown is None else max(shown - (estimate.estimate - budget), 0) / len(simulcast)
+    up = share if shown is None else max(shown - (total - budget), 0) / len(simulcast)
     wanted = None
     for subscription in simulcast:
         selector = subscription.selector
