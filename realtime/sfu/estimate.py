@@ -45,6 +45,9 @@ __all__ = ["PROBE_DURATION", "PROBE_INTERVAL", "RING", "SubscriberEstimate"]
 INITIAL_BITRATE = 300_000
 """bit/s a subscriber with transport-cc is assumed to take before any feedback: a modest
 start (browsers start their own sends at 300 kbit/s), raised by probes within seconds."""
+SILENT_AFTER = 300
+"""Packets stamped without any feedback after which transport-cc is taken as unanswered
+(the estimate falls back to REMB, or to none: the best layer)."""
 RING = 1024
 """Packets remembered for feedback (20 Mbit/s of 1200-byte packets for 0.5 s)."""
 _MASK = RING - 1
@@ -95,6 +98,8 @@ class SubscriberEstimate:
     def estimate(self) -> float | None:
         """Return the available bitrate towards the subscriber in bit/s, or None if unknown."""
         if self.transport_cc:
+            if not self.feedback_received and self.stamped > SILENT_AFTER:
+                return self.remb  # negotiated but never answered: as if without it
             return self.gcc.estimate  # INITIAL_BITRATE until feedback says more
         return self.remb
 
@@ -166,7 +171,8 @@ class SubscriberEstimate:
         return self.estimate
 
     def receive_remb(self, bitrate: int) -> None:
-        """Take a REMB: the estimate of a subscriber without transport-cc."""
+        """Take a REMB: the estimate of a subscriber without transport-cc (or whose
+        transport-cc feedback never came)."""
         self.remb = bitrate
 
     def set_rtt(self, rtt: float) -> None:

@@ -220,9 +220,10 @@ class RtcpLegs:
             elif isinstance(event, BitrateEstimated):
                 self.subscriber_estimate = event.bitrate
                 estimate = self.estimate
-                if estimate is not None and not estimate.transport_cc:
+                if estimate is not None:
                     estimate.receive_remb(event.bitrate)
-                    self.allocate(now)
+                    if not estimate.transport_cc or not estimate.feedback_received:
+                        self.allocate(now)
         while self.publisher.next_event() is not None:
             self.sources_ended += 1
 

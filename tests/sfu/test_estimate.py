@@ -163,3 +163,36 @@ def test_remb_is_the_estimate_without_transport_cc(shared: Path) -> None:
     assert call.subscription.current_rid() == "q"
     call.run(3.0, remb=10_000_000)
     assert call.subscription.current_rid() == "f"
+
+
+def test_transport_cc_never_answered_falls_back(shared: Path) -> None:
+    """A subscriber that negotiated transport-cc but sends no feedback is not held at q."""
+    call = Call(shared, transport_cc=True)
+    call.twcc_id = None  # its "browser" reports nothing
+    call.run(3.0)
+    estimate = call.b.rtcp.estimate
+    assert estimate.feedback_received == 0 and estimate.estimate is None
+    assert call.subscription.current_rid() == "f"  # no estimate: the best layer
+
+
+def test_hostile_feedback_never_raises() -> None:
+    import random
+
+    from realtime.rtcp.transport_cc import TransportFeedback
+    from realtime.sfu.estimate import padding_packet, transport_cc_block
+
+    rng = random.Random(15)
+    estimate = SubscriberEstimate()
+    block = transport_cc_block(3)
+    for i in range(3000):
+        estimate.stamp(padding_packet(1, 97, i, 0, block, 240), i * 0.001)
+        if i % 50 == 0:
+            deltas = [None if rng.random() < 0.3 else rng.randrange(-0x8000, 0x8000)
+                      for _ in range(rng.randrange(1, 300))]
+            feedback = TransportFeedback.build(1, 2, rng.randrange(0x10000),
+                                               rng.randrange(-0x800000, 0x800000),
+                                               rng.randrange(256), deltas)
+            estimate.receive_feedback(feedback, i * 0.001)
+            estimate.want(rng.choice([None, 5e6]), i * 0.001)
+            estimate.probe_due(i * 0.001)
+    assert estimate.estimate is None or estimate.estimate > 0
