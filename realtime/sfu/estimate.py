@@ -35,12 +35,11 @@ did not (a queue, and loss, for the media) by the next 6 s later.
 from __future__ import annotations
 
 from array import array
-from typing import Iterable
-
 from realtime.media.gcc import GoogCc
 from realtime.rtcp.transport_cc import TransportFeedback
 
-__all__ = ["PROBE_DURATION", "PROBE_INTERVAL", "RING", "SubscriberEstimate"]
+__all__ = ["INITIAL_BITRATE", "PROBE_DURATION", "PROBE_INTERVAL", "RING", "SubscriberEstimate",
+           "padding_packet", "transport_cc_block"]
 
 INITIAL_BITRATE = 300_000
 """bit/s a subscriber with transport-cc is assumed to take before any feedback: a modest
@@ -316,7 +315,3 @@ def transport_cc_block(ext_id: int) -> bytes:
         return b"\xbe\xde\x00\x01" + bytes([ext_id << 4 | 1]) + PLACEHOLDER + b"\x00"
     return b"\x10\x00\x00\x01" + bytes([ext_id, 2]) + PLACEHOLDER
 
-
-def sizes(packets: Iterable[int]) -> int:
-    """Return the octets a list of probe padding sizes stands for (headers included)."""
-    return sum(p + 40 for p in packets)
