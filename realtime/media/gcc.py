@@ -277,8 +277,10 @@ class GoogCc:
         self.loss_fraction = 0.0
         self.signal = NORMAL
         self._acked_window: deque[tuple[float, int]] = deque()  # (arrival, size)
-        self._group: tuple[float, float, float, float] | None = None  # first send, last send, last arrival, size
-        self._previous: tuple[float, float] | None = None  # last send, last arrival of the previous group
+        #: the open group: first send, last send, last arrival, (unused) size
+        self._group: tuple[float, float, float, float] | None = None
+        #: the previous group's last send and last arrival
+        self._previous: tuple[float, float] | None = None
         self.overuse_since_probe = False
 
     def set_rtt(self, rtt: float) -> None:

@@ -70,7 +70,8 @@ class SubscriberEstimate:
     """
 
     __slots__ = ("gcc", "_seq", "_sent", "_sizes", "_seqs", "remb", "transport_cc",
-                 "feedback_received", "stamped", "unstampable", "_probe", "_next_probe", "_probe_backoff",
+                 "feedback_received", "stamped", "unstampable", "_probe", "_next_probe",
+                 "_probe_backoff",
                  "probes_sent", "probes_succeeded", "wanted")
 
     def __init__(self, initial: float = INITIAL_BITRATE, transport_cc: bool = True) -> None:
