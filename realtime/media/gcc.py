@@ -277,8 +277,8 @@ class GoogCc:
         self.loss_fraction = 0.0
         self.signal = NORMAL
         self._acked_window: deque[tuple[float, int]] = deque()  # (arrival, size)
-        #: the open group: first send, last send, last arrival, (unused) size
-        self._group: tuple[float, float, float, float] | None = None
+        #: the open group: first send, last send, last arrival
+        self._group: tuple[float, float, float] | None = None
         #: the previous group's last send and last arrival
         self._previous: tuple[float, float] | None = None
         self.overuse_since_probe = False
@@ -318,11 +318,11 @@ class GoogCc:
         """§5.2: grow the current group or close it and feed the filter with d(i)."""
         group = self._group
         if group is None:
-            self._group = (sent, sent, arrived, 0)
+            self._group = (sent, sent, arrived)
             return
-        first_sent, _, _, _ = group
+        first_sent = group[0]
         if sent - first_sent <= BURST_TIME:
-            self._group = (first_sent, max(sent, group[1]), max(arrived, group[2]), 0)
+            self._group = (first_sent, max(sent, group[1]), max(arrived, group[2]))
             return
         previous = self._previous
         closing = (group[1], group[2])
@@ -336,7 +336,7 @@ class GoogCc:
             if self.signal == OVERUSE:
                 self.overuse_since_probe = True
         self._previous = closing
-        self._group = (sent, sent, arrived, 0)
+        self._group = (sent, sent, arrived)
 
     def probe_result(self, delivered: float) -> None:
         """A probe delivered ``delivered`` bit/s without over-use: raise both controllers."""
