@@ -19,11 +19,10 @@ printed with the samples.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -32,53 +31,13 @@ import pytest
 
 from tests.conftest import require, require_tool
 from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
+from tests.interop.shaped import Child, shaped_link
 
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 SHAPED_S, LIFTED_S = 12.0, 12.0
 THIN, WIDE = "400kbit", "3mbit"
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, timeout=20)
-
-
-class Child:
-    """A child process whose stdout lines a thread collects."""
-
-    def __init__(self, command: list[str], **kwargs) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, **kwargs)
-        threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
-                         daemon=True).start()
-
-    def wait_for(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if line.startswith(prefix):
-                    return line[len(prefix):].strip()
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{prefix!r} not seen:\n" + "".join(self.lines[-30:]))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def shape(device: str, rate: str, change: bool = False) -> None:
-    """tbf on ``device``'s egress: ``rate``, a 15 kB bucket, at most 300 ms queued."""
-    sh("tc", "qdisc", "change" if change else "add", "dev", device, "root", "tbf",
-       "rate", rate, "burst", "15000", "latency", "300ms")
 
 
 def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) -> None:
@@ -89,24 +48,16 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
     require((HERE / "node_modules" / "playwright-core").is_dir(),
             "playwright-core is not installed (scripts/install-interop-tools)")
     require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    n = os.getpid() % 250 + 1
-    ns, host, inner = f"rtbw{n}", f"rtbw{n}h", f"rtbw{n}n"
-    ours, theirs = f"10.95.{n}.1", f"10.95.{n}.2"
-    traffic_guard.allow(f"10.95.{n}.0/30")
     children: list[Child] = []
-    server = None
-    sh("ip", "netns", "add", ns)
-    try:
-        sh("ip", "link", "add", host, "type", "veth", "peer", "name", inner)
-        sh("ip", "link", "set", inner, "netns", ns)
-        sh("ip", "addr", "add", f"{ours}/30", "dev", host)
-        sh("ip", "link", "set", host, "up")
-        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{theirs}/30", "dev", inner)
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", inner, "up")
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        shape(host, THIN)
+    with contextlib.ExitStack() as stack:
+        link = stack.enter_context(shaped_link())
+        stack.callback(lambda: [child.stop() for child in children])
+        ns, ours = link.ns, link.ours
+        traffic_guard.allow(link.network())
+        link.shape_downlink(THIN)
         server = Server(tmp_path / "state", "--media-interface", ours,
                         "--api", f"tcp:0:interface={ours}", app=True)
+        stack.callback(server.stop)
         server.wait_ready()
         api = server.api_url()
         env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
@@ -145,18 +96,11 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
         lifted = None
         while time.monotonic() - start < SHAPED_S + LIFTED_S - 1:
             if lifted is None and time.monotonic() - start >= SHAPED_S:
-                shape(host, WIDE, change=True)
+                link.shape_downlink(WIDE, change=True)
                 lifted = time.monotonic() - start
             trace.append(view())
             time.sleep(0.5)
         result = json.loads(subscriber.wait_for("RESULT ", 60))
-    finally:
-        for child in children:
-            child.stop()
-        if server is not None:
-            server.stop()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["ip", "link", "del", host], capture_output=True)
     assert "error" not in result, result
     samples = result["samples"]
     print("\nt(s)  width  frames  freezes  kbit/s")
