@@ -69,7 +69,7 @@ class SubscriberEstimate:
     :param initial: bit/s assumed before any feedback.
     """
 
-    __slots__ = ("gcc", "_seq", "_sent", "_sizes", "_seqs", "remb", "transport_cc",
+    __slots__ = ("gcc", "_sent", "_sizes", "_seqs", "remb", "transport_cc",
                  "feedback_received", "stamped", "unstampable", "_probe", "_next_probe",
                  "_probe_backoff",
                  "probes_sent", "probes_succeeded", "wanted")
@@ -77,7 +77,6 @@ class SubscriberEstimate:
     def __init__(self, initial: float = INITIAL_BITRATE, transport_cc: bool = True) -> None:
         self.gcc = GoogCc(initial=initial)
         self.transport_cc = transport_cc
-        self._seq = 0
         self._sent = array("d", bytes(8 * RING)) if transport_cc else array("d")
         self._sizes = array("H", bytes(2 * RING)) if transport_cc else array("H")
         self._seqs = array("l", [-1]) * RING if transport_cc else array("l")
@@ -134,20 +133,20 @@ class SubscriberEstimate:
         if not ok or out[pos] != 0xFF:
             self.unstampable += 1
             return
-        seq = self._seq
-        self._seq = (seq + 1) & 0xFFFF
+        count = self.stamped  # every number ever stamped: the low 16 bits are the wire's
+        self.stamped = count + 1
+        seq = count & 0xFFFF
         out[pos - 1] = seq >> 8
-        out[pos] = seq & 0xFF
-        slot = seq & _MASK
+        out[pos] = count & 0xFF
+        slot = count & _MASK
         self._sent[slot] = now
-        self._sizes[slot] = min(len(out), 0xFFFF)
+        self._sizes[slot] = len(out)  # a UDP payload: always < 65536
         self._seqs[slot] = seq
-        self.stamped += 1
 
     @property
     def last_sequence_number(self) -> int:
         """Return the transport-wide number stamped last."""
-        return (self._seq - 1) & 0xFFFF
+        return (self.stamped - 1) & 0xFFFF
 
     # -- feedback ---------------------------------------------------------------------
 
