@@ -139,6 +139,9 @@ class Options(usage.Options):
          "default app for anyone who loads the page. Default: on only when --api listens on "
          "a loopback address (the default 127.0.0.1:8443 does)."],
         ["no-demo", None, "Never serve the demo page (overrides the loopback default)."],
+        ["no-transport-cc", None,
+         "Do not negotiate transport-wide congestion control (transport-cc) with clients: "
+         "publishers then follow the SFU's REMB only (docs/bandwidth.md)."],
         ["allow-loopback-peers", None,
          "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
         ["allow-loopback-adapters", None,

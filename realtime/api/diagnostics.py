@@ -11,6 +11,12 @@ NACK shield's and keyframe requests' counters under ``sfu``:
     retransmissionsAnswered       packets resent from our buffers in answer (RTX or plain)
     nacksSentUpstream             NACK packets we sent to the session as publisher
     keyframeRequestsSentUpstream  PLI/FIR we sent to the session as publisher
+    transportFeedbackSent         transport-cc feedback packets we sent it (0: not negotiated)
+    estimate                      (a session we send media to) what reaches it: ``source``
+                                  (transport-cc | remb | none), ``estimate`` and
+                                  ``ackedBitrate`` (bit/s), ``lossFraction``, ``delaySignal``,
+                                  ``wanted`` (what a better layer needs), ``probes``,
+                                  ``probesSucceeded``, ``feedbackReceived`` (docs/bandwidth.md)
     mediaDrops                    RTP packets dropped, by reason: what the session sent
                                   us that no track takes (``rtp-unrouted``,
                                   ``rtp-malformed``, ``rtcp-malformed``), and what
@@ -73,6 +79,8 @@ class DiagnosticsRoutes:
             }
             if isinstance(session, SfuSession):
                 entry["sfu"] = {**session.rtcp.counters(), "mediaDrops": media_drops(session)}
+                if session.rtcp.estimate is not None:
+                    entry["sfu"]["estimate"] = session.rtcp.estimate.diagnostics()
             sessions[session_id] = entry
         port = self.peers.port
         out: dict[str, Any] = {

@@ -104,7 +104,16 @@ SCHEMAS: dict[str, Any] = {
         "bidirectionalMediaStream": {"type": "boolean"},
         "simulcast": _ref("Simulcast"), **_ITEM_ERROR}},
     "TrackState": {"allOf": [_ref("Track"), {"type": "object", "properties": {
-        "status": {"type": "string", "enum": ["active", "inactive"]}}}]},
+        "status": {"type": "string", "enum": ["active", "inactive"]},
+        "layer": {"type": "object", "description":
+                  "A pulled simulcast track: the layer sent (rid), the layer wanted (target) "
+                  "and why (auto|preferred|fallback|bandwidth), docs/bandwidth.md.",
+                  "properties": {
+                      "rid": {"type": "string", "nullable": True},
+                      "target": {"type": "string", "nullable": True},
+                      "reason": {"type": "string",
+                                 "enum": ["auto", "preferred", "fallback", "bandwidth"]},
+                      "availableBitrate": {"type": "integer", "nullable": True}}}}}]},
     "NewSessionRequest": {"type": "object", "properties": {
         "sessionDescription": _ref("SessionDescription")}},
     "NewSessionResponse": {"type": "object", "required": ["sessionId"], "properties": {

@@ -359,6 +359,9 @@ class SessionRoutes:
                 item = {"location": "remote", "mid": transceiver.mid,
                         "sessionId": subscription.track.session.session_id,
                         "trackName": subscription.track.name}
+                layer = subscription.layer_state()
+                if layer is not None:
+                    item["layer"] = layer
             else:
                 if transceiver.track_name is None:
                     continue

@@ -32,8 +32,11 @@ Target choice (:meth:`LayerSelector.target_for`)::
          ridNotAvailable = asciibetical     -> next active layer after it in a-z order,
                                                else the nearest active one before it
          fallbackStrategy = leastBandwidth  -> the last active layer in a-z order
-    then, with priorityOrdering = asciibetical and an available bitrate known:
-         step down a-z while the layer's measured bitrate exceeds it
+    then, with an available bitrate known (the subscriber's estimate,
+    realtime/sfu/allocator.py) and no preference or priorityOrdering = asciibetical:
+         step down a-z while the layer's measured bitrate exceeds it (a better
+         layer than the current one needs 15 % headroom); the last layer is
+         always allowed: video is thinned, never cut
 
 The older vocabularies of the contract (docs/cloudflare-api.md §1.6) are accepted by
 :meth:`SimulcastPreferences.from_json`: ``ridUnavailableStrategy:
@@ -45,7 +48,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-__all__ = ["LayerSelector", "SimulcastLayers", "SimulcastPreferences"]
+__all__ = ["LayerSelector", "SimulcastLayers", "SimulcastPreferences", "UPGRADE_HEADROOM"]
+
+UPGRADE_HEADROOM = 1.15
+"""A better layer is taken when the budget exceeds its bitrate by this factor (no flapping
+between two layers whose rates straddle the estimate)."""
 
 NONE = "none"
 ASCIIBETICAL = "asciibetical"
@@ -204,6 +211,9 @@ class LayerSelector:
         "layers",
         "preferences",
         "available_bitrate",
+        "upgrade_bitrate_limit",
+        "ceiling",
+        "reason",
         "current",
         "target",
         "switches",
@@ -218,6 +228,10 @@ class LayerSelector:
         self.layers = layers
         self.preferences = preferences or SimulcastPreferences()
         self.available_bitrate: float | None = None
+        self.upgrade_bitrate_limit: float | None = None
+        #: the best layer the preferences allow; why the target is what it is
+        self.ceiling: str | None = None
+        self.reason = "auto"
         self.current: str | None = None
         self.target: str | None = None
         self.switches = 0
@@ -230,35 +244,71 @@ class LayerSelector:
         self.preferences = preferences
         self._retarget()
 
-    def set_available_bitrate(self, bitrate: float | None) -> None:
-        """Tell the selector how many bit/s reach the subscriber (REMB / transport-cc), or None."""
+    def set_available_bitrate(self, bitrate: float | None, upgrade: float | None = None) -> None:
+        """Tell the selector how many bit/s reach the subscriber (REMB / transport-cc), or None.
+
+        ``upgrade``: what has been shown to reach it (a probe, or what it acknowledged),
+        which a layer better than the current one must fit; None: ``bitrate`` itself.
+        """
         self.available_bitrate = bitrate
+        self.upgrade_bitrate_limit = upgrade
         self._retarget()
 
     def target_for(self, active: list[str]) -> str | None:
-        """Return the layer this subscriber wants given the ``active`` rids (best first)."""
+        """Return the layer this subscriber wants given the ``active`` rids (best first).
+
+        Sets :attr:`reason`: ``preferred`` (the preferred layer), ``auto`` (no
+        preference: the best layer), ``fallback`` (the preferred layer is not
+        arriving), ``bandwidth`` (a lower layer, because the available bitrate
+        does not carry the better one).
+        """
         prefs = self.preferences
         preferred = prefs.preferred_rid
         if preferred is None:
-            choice = active[0] if active else self.target
+            choice, reason = (active[0] if active else self.target), "auto"
         elif preferred in active:
-            choice = preferred
+            choice, reason = preferred, "preferred"
         elif prefs.rid_not_available == ASCIIBETICAL and active:
             after = [rid for rid in active if rid > preferred]
             before = [rid for rid in active if rid < preferred]
-            choice = after[0] if after else before[-1]
+            choice, reason = (after[0] if after else before[-1]), "fallback"
         elif prefs.rid_not_available == LEAST_BANDWIDTH and active:
-            choice = active[-1]
+            choice, reason = active[-1], "fallback"
         else:
-            choice = preferred
+            choice, reason = preferred, "preferred"
         budget = self.available_bitrate
-        if budget is not None and prefs.priority_ordering == ASCIIBETICAL and choice in active:
+        self.ceiling = choice
+        if budget is not None and choice in active and (
+                preferred is None or prefs.priority_ordering == ASCIIBETICAL):
+            current = self.current
+            limit = self.upgrade_bitrate_limit
+            up_budget = budget if limit is None else min(budget, limit)
             for rid in active[active.index(choice) :]:
-                choice = rid
                 rate = self.layers.bitrate(rid)
-                if rate is None or rate <= budget:
+                if rate is None:
                     break
+                # moving up needs headroom (UPGRADE_HEADROOM) within what has been shown to
+                # arrive; staying or moving down needs the estimate only
+                if current is None or rid >= current:
+                    if rate <= budget:
+                        break
+                elif rate * UPGRADE_HEADROOM <= up_budget:
+                    break
+            if rid != choice:
+                choice, reason = rid, "bandwidth"
+        self.reason = reason
         return choice
+
+    def upgrade_bitrate(self) -> float | None:
+        """Return the bitrate the best layer allowed (the ceiling) needs, if not the target.
+
+        What the allocator asks the estimate to prove (a probe) before moving up.
+        """
+        target, ceiling = self.target, self.ceiling
+        if target is None or ceiling is None or target <= ceiling:
+            return None
+        rate = self.layers.bitrate(ceiling)
+        return None if rate is None else rate * UPGRADE_HEADROOM
 
     def _retarget(self) -> None:
         self._generation = self.layers.generation

@@ -36,12 +36,16 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int | None]] = {
 }
 
 #: RTCP feedback we implement and keep in answers (type, parameter).  transport-cc
-#: is left out on purpose: the server sends no transport-wide feedback, and a peer
-#: that negotiated it would estimate bandwidth from feedback that never comes;
-#: without it, browsers follow the REMB (goog-remb) the SFU sends.
+#: is not in it: it is kept only where the answerer sends transport-wide feedback
+#: (``MediaChoice.transport_cc``); a peer that negotiated it elsewhere would estimate
+#: bandwidth from feedback that never comes.  Without it, browsers follow the REMB
+#: (goog-remb) the SFU sends.
 SUPPORTED_FEEDBACK: frozenset[tuple[str, str | None]] = frozenset({
     ("nack", None), ("nack", "pli"), ("ccm", "fir"), ("goog-remb", None),
 })
+#: the feedback a transport-wide congestion controller needs (draft-holmer-rmcat-
+#: transport-wide-cc-extensions-01 §4: ``a=rtcp-fb:<pt> transport-cc``)
+TRANSPORT_CC_FEEDBACK: frozenset[tuple[str, str | None]] = frozenset({("transport-cc", None)})
 
 VIDEO_FEEDBACK: tuple[tuple[str, str | None], ...] = (
     ("goog-remb", None), ("ccm", "fir"), ("nack", None), ("nack", "pli"),

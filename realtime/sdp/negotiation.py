@@ -25,8 +25,10 @@ dropped; a refused one is answered with port 0 and its mid, RFC 3264 §6):
 2. codecs: keep offered codecs matching our capabilities
    (:func:`realtime.sdp.codecs.codecs_match`), keeping the offer's payload
    types and order, and RTX formats whose ``apt`` was kept; RTCP feedback
-   only from :data:`~realtime.sdp.codecs.SUPPORTED_FEEDBACK`;
-3. header extensions: keep those in :data:`SUPPORTED_EXTENSIONS`, same ids;
+   only from :data:`~realtime.sdp.codecs.SUPPORTED_FEEDBACK` (plus
+   ``transport-cc`` when the choice says ``transport_cc``);
+3. header extensions: keep those in :data:`SUPPORTED_EXTENSIONS`, same ids
+   (plus transport-wide-cc when the choice says ``transport_cc``);
 4. direction: what we want intersected with the reverse of the offer's;
 5. simulcast: an offer's ``send`` rids are mirrored as ``recv``;
 6. ``a=setup``: actpass -> our preference (passive: we are DTLS server),
@@ -45,7 +47,8 @@ from realtime.sdp.attributes import (
 )
 from realtime.ice.candidate import Candidate
 from realtime.sdp.codecs import (
-    DEFAULT_AUDIO_CODECS, DEFAULT_VIDEO_CODECS, Codec, codecs_match, keep_feedback,
+    DEFAULT_AUDIO_CODECS, DEFAULT_VIDEO_CODECS, SUPPORTED_FEEDBACK, TRANSPORT_CC_FEEDBACK, Codec,
+    codecs_match, keep_feedback,
 )
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.session import Connection, MediaDescription, Origin, SessionDescription, Timing
@@ -61,7 +64,8 @@ VIDEO_ORIENTATION = "urn:3gpp:video-orientation"
 TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
 
 #: header extensions we accept, by URI, with the media kinds they apply to
-#: (not transport-wide-cc: see ``SUPPORTED_FEEDBACK`` in :mod:`realtime.sdp.codecs`)
+#: (transport-wide-cc only where :attr:`MediaChoice.transport_cc` says so: its
+#: receiver must send feedback, see ``SUPPORTED_FEEDBACK`` in :mod:`realtime.sdp.codecs`)
 SUPPORTED_EXTENSIONS: dict[str, frozenset[str]] = {
     MID: frozenset({"audio", "video"}),
     RID: frozenset({"video"}),
@@ -192,6 +196,9 @@ class MediaChoice:
     :param send: the source we send on this section (pulls / echo), if any.
     :param codecs: our capabilities; ``None`` means the defaults for the kind.
     :param simulcast: whether to accept an offered simulcast (mirror its rids).
+    :param transport_cc: keep an offered transport-wide sequence-number
+        extension and ``transport-cc`` feedback (the caller sends transport-wide
+        feedback for what it receives, :mod:`realtime.sfu.twcc`).
     """
 
     accept: bool = True
@@ -199,6 +206,7 @@ class MediaChoice:
     send: RtpStream | None = None
     codecs: tuple[Codec, ...] | None = None
     simulcast: bool = True
+    transport_cc: bool = False
 
 
 def direction_bits(direction: str) -> tuple[bool, bool]:
@@ -229,17 +237,21 @@ def answer_setup(offered: str | None, preference: str) -> str:
     raise NegotiationError(f"offer has unusable a=setup:{offered}")
 
 
-def _match_codecs(offered: tuple[Codec, ...], ours: tuple[Codec, ...]) -> tuple[Codec, ...]:
+def _match_codecs(offered: tuple[Codec, ...], ours: tuple[Codec, ...],
+                  transport_cc: bool = False) -> tuple[Codec, ...]:
     kept = {c.payload_type for c in offered
             if not c.is_rtx and any(codecs_match(mine, c) for mine in ours)}
-    return tuple(keep_feedback(c) for c in offered
+    allowed = SUPPORTED_FEEDBACK | TRANSPORT_CC_FEEDBACK if transport_cc else SUPPORTED_FEEDBACK
+    return tuple(keep_feedback(c, allowed) for c in offered
                  if c.payload_type in kept or (c.is_rtx and c.apt in kept))
 
 
-def _answer_extensions(media: MediaDescription) -> list[HeaderExtension]:
+def _answer_extensions(media: MediaDescription, transport_cc: bool = False
+                       ) -> list[HeaderExtension]:
     out = []
     for ext in media.extensions:
-        if media.kind in SUPPORTED_EXTENSIONS.get(ext.uri, ()) and ext.id <= 255:
+        if (media.kind in SUPPORTED_EXTENSIONS.get(ext.uri, ())
+                or (transport_cc and ext.uri == TRANSPORT_CC)) and ext.id <= 255:
             direction = None if ext.direction is None else reverse_direction(ext.direction)
             out.append(HeaderExtension(ext.id, ext.uri, direction))
     return out
@@ -279,14 +291,14 @@ def _accept_rtp(media: MediaDescription, local: LocalTransport, choice: MediaCho
         return None
     ours = choice.codecs or (DEFAULT_AUDIO_CODECS if media.kind == "audio"
                              else DEFAULT_VIDEO_CODECS)
-    codecs = _match_codecs(media.codecs, ours)
+    codecs = _match_codecs(media.codecs, ours, choice.transport_cc)
     if not any(not c.is_rtx for c in codecs):
         return None
     want_send, want_recv = direction_bits(
         choice.direction or ("sendrecv" if choice.send else "recvonly"))
     offer_send, offer_recv = direction_bits(media.direction)
     sends, receives = want_send and offer_recv and choice.send is not None, want_recv and offer_send
-    extensions = _answer_extensions(media)
+    extensions = _answer_extensions(media, choice.transport_cc)
     lines = local.transport_lines(setup)
     lines += [Attribute("mid", media.mid), *extensions,
               Attribute(direction_name(sends, receives))]

@@ -178,8 +178,13 @@ class ExtensionPlan(ExtensionRewrite):
         subscriber: Mapping[int, str],
         mid: str | None = None,
         per_hop: frozenset[str] = PER_HOP_URIS,
+        transport_cc: int | None = None,
     ) -> "ExtensionPlan":
-        """Plan from both sides' ``a=extmap`` (id -> URI); append ``mid`` if negotiated."""
+        """Plan from both sides' ``a=extmap`` (id -> URI); append ``mid`` if negotiated.
+
+        ``transport_cc``: the subscriber's transport-wide-cc id; a placeholder
+        element goes last, for the stamping hook (:mod:`realtime.sfu.estimate`).
+        """
         by_uri = {uri: ext_id for ext_id, uri in subscriber.items()}
         ids = {
             ext_id: by_uri[uri]
@@ -189,6 +194,8 @@ class ExtensionPlan(ExtensionRewrite):
         append: tuple[tuple[int, bytes], ...] = ()
         if mid is not None and ExtensionUri.MID in by_uri:
             append = ((by_uri[ExtensionUri.MID], mid.encode("ascii")),)
+        if transport_cc is not None:
+            append += ((transport_cc, b"\xff\xff"),)
         return cls(ids, append)
 
 
@@ -218,6 +225,8 @@ class Forwarder:
     :param random: RNG for the initial sequence number and timestamp.
     :param vp8_payload_types: publisher PTs that are VP8: their PictureID and
         TL0PICIDX are renumbered across switches (:mod:`realtime.media.vp8`).
+    :param stamp: called with every packet sent (and resent) and ``now``: the
+        subscriber's transport-wide numbering (:mod:`realtime.sfu.estimate`).
     """
 
     def __init__(
@@ -232,8 +241,10 @@ class Forwarder:
         history: int = 16,
         random: Callable[[int], bytes] = os.urandom,
         vp8_payload_types: Iterable[int] = (),
+        stamp: Callable[[bytearray, float], None] | None = None,
     ) -> None:
         self.ssrc = ssrc
+        self.stamp = stamp
         self.vp8_payload_types = frozenset(vp8_payload_types)
         self.vp8 = PictureNumbering() if self.vp8_payload_types else None
         self.clock_rate = clock_rate
@@ -364,6 +375,9 @@ class Forwarder:
             vp8.last_offset = head
         size = len(out) - head - padding_size(out)
         self.sender.sent(size, self._out_ts, now)
+        stamp = self.stamp  # the one transport-wide stamping hook
+        if stamp is not None:
+            stamp(out, now)
         return out
 
     def _rewrite(self, packet: bytes, seq: int, ts: int) -> bytearray | None:
@@ -379,6 +393,11 @@ class Forwarder:
         out = bytearray(packet) if plan is None else plan.apply(packet)
         rewrite_header(out, self.ssrc, seq, ts, pt)
         return out
+
+    def next_rtx_sequence_number(self) -> int:
+        """Return the next sequence number of the RTX stream (for a bandwidth probe's padding)."""
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        return self._rtx_seq
 
     def segment_of(self, sequence_number: int) -> Segment | None:
         """Return the segment an outgoing sequence number was sent in, or None if beyond history."""
@@ -424,6 +443,8 @@ class Forwarder:
                 if rtx_pt is not None:  # else no RTX for this payload type: plain resend
                     self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
                     wrap_rtx(rewritten, rtx_pt, self.rtx_ssrc, self._rtx_seq)
+            if self.stamp is not None:
+                self.stamp(rewritten, now)
             self.retransmitted += 1
             out.append(rewritten)
         return out

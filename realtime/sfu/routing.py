@@ -21,6 +21,9 @@ counters drops are reported in::
                              PLI (RFC 4585 §6.3.1), FIR (RFC 5104 §4.3.1) -> keyframe request,
                              RR (round trip), REMB (the subscriber's estimate)
              everything else (SDES, transport-cc, unknown): consumed
+    transport-wide seq (draft-holmer-rmcat-transport-wide-cc-extensions-01 §2), when a
+    publishing section negotiated it: every packet's arrival -> TransportFeedbackSender
+             (realtime/sfu/twcc.py), reported by the RTCP legs every 100 ms
 
 Hostile input: a datagram too short for RTP, a malformed extension block or
 an undecodable RTCP compound is counted in ``counters`` and dropped; routes
@@ -35,6 +38,7 @@ from typing import Iterable, Protocol
 
 from realtime.demux import PacketKind
 from realtime.errors import DecodeError
+from realtime.sfu.twcc import TransportFeedbackSender
 from realtime.rtcp.packet import decode_compound
 from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import HEADER_LENGTH, PAYLOAD_TYPE_MASK, SSRC_OFFSET, find_extension
@@ -75,7 +79,7 @@ class MediaRouting:
     :ivar routes: SSRC -> route; None marks an SSRC known to route nowhere.
     """
 
-    __slots__ = ("transceivers", "rtcp", "counters", "routes")
+    __slots__ = ("transceivers", "rtcp", "counters", "routes", "twcc", "twcc_id")
 
     def __init__(self, transceivers: list[Transceiver], rtcp: RtcpLegs,
                  counters: Counter[str]) -> None:
@@ -83,6 +87,16 @@ class MediaRouting:
         self.rtcp = rtcp
         self.counters = counters
         self.routes: dict[int, Route | None] = {}
+        #: where transport-wide sequence numbers go (None: not negotiated)
+        self.twcc: TransportFeedbackSender | None = None
+        self.twcc_id = 0
+
+    def receive_transport_cc(self, ext_id: int | None,
+                             feedback: TransportFeedbackSender | None) -> None:
+        """Note arrivals of the transport-wide-cc extension ``ext_id`` in ``feedback``
+        (draft-holmer-rmcat-transport-wide-cc-extensions-01 §2); None: stop."""
+        self.twcc = feedback if ext_id is not None else None
+        self.twcc_id = ext_id or 0
 
     def route_signalled(self, track: PublishedTrack, streams: Iterable[RtpStream]) -> None:
         """Route the SSRCs the publisher's SDP signalled for ``track`` (``a=ssrc``, FID groups)."""
@@ -110,6 +124,15 @@ class MediaRouting:
                 self.counters["rtp-malformed"] += 1
                 return
             ssrc = _SSRC(packet, SSRC_OFFSET)[0]
+            twcc = self.twcc
+            if twcc is not None:  # every packet of the transport, routed or not (§2)
+                try:
+                    value = find_extension(packet, self.twcc_id)
+                except DecodeError:
+                    value = None
+                if value is not None and len(value) == 2:
+                    twcc.media_ssrc = ssrc
+                    twcc.receive(value[0] << 8 | value[1], now)
             try:
                 route = self.routes[ssrc]
             except KeyError:  # never seen: learn it (once, unless it stays unroutable)

@@ -18,6 +18,11 @@ at once, so it has both legs, fed from one decoded compound::
       session.send_rtcp (to the publisher)               v
                                                    session.send_rtp / send_rtcp (to the subscriber)
 
+      Transport-wide feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1)
+      to a publisher that negotiated transport-cc: the session's routing notes each
+      packet's transport-wide sequence number in a TransportFeedbackSender
+      (realtime/sfu/twcc.py); its reports leave every 100 ms with the legs' output.
+
       RTT: the subscriber leg's RR-derived round trip is the same path as the
       publisher leg's, so it spaces this session's upstream NACKs (RFC 4585 §3.5.3
       lets feedback timing follow the measured round trip).
@@ -39,6 +44,10 @@ import os
 from typing import Any, Callable, Iterable, Sequence
 
 from realtime.sdp.codecs import Codec
+from realtime.rtcp.transport_cc import TransportFeedback
+from realtime.sfu.allocator import allocate
+from realtime.sfu.estimate import SubscriberEstimate, padding_packet, transport_cc_block
+from realtime.sfu.twcc import TransportFeedbackSender
 from realtime.sfu.feedback import (
     BitrateEstimated,
     KeyframeRequested,
@@ -85,6 +94,10 @@ class RtcpLegs:
         self.subscriber = SubscriberFeedback(cname, random=random)
         #: the latest REMB a subscriber of this session sent (bit/s), if any
         self.subscriber_estimate: int | None = None
+        #: transport-wide feedback to a publisher that negotiated transport-cc
+        self.transport_feedback: TransportFeedbackSender | None = None
+        #: what reaches this session as a subscriber (made when it first receives media)
+        self.estimate: SubscriberEstimate | None = None
         self.sources_ended = 0
 
     # -- registration ----------------------------------------------------------------
@@ -94,6 +107,12 @@ class RtcpLegs:
         if ssrc not in self.publisher.sources:
             nack, fir = feedback_flags(codecs)
             self.publisher.add_source(ssrc, clock_rate, nack=nack, fir=fir)
+
+    def enable_transport_feedback(self) -> TransportFeedbackSender:
+        """Send transport-wide feedback from now on; return where arrivals go."""
+        if self.transport_feedback is None:
+            self.transport_feedback = TransportFeedbackSender(self.publisher.ssrc)
+        return self.transport_feedback
 
     def remove_source(self, ssrc: int) -> None:
         """Stop reporting on publisher SSRC ``ssrc`` (its track ended)."""
@@ -119,7 +138,26 @@ class RtcpLegs:
         """Handle one decoded compound from the client; send what it causes at once."""
         self.publisher.receive_packets(packets, now)
         self.subscriber.receive_packets(packets, now)
+        estimate = self.estimate
+        if estimate is not None:
+            fed = False
+            for packet in packets:
+                if isinstance(packet, TransportFeedback):
+                    estimate.receive_feedback(packet, now)
+                    fed = True
+            if fed:
+                self.allocate(now)
         self.flush(now)
+
+    def allocate(self, now: float) -> None:
+        """Share the subscriber's estimate among its pulled tracks (realtime/sfu/allocator.py)."""
+        estimate = self.estimate
+        if estimate is not None:
+            rtt = self.subscriber.rtt
+            if rtt is not None:
+                estimate.set_rtt(rtt)
+            allocate({id(s): s for s in self.session.subscriptions.values()}.values(),
+                     estimate, now)
 
     def request_keyframe(self, ssrc: int, now: float) -> None:
         """Ask the publisher for a key frame of ``ssrc`` (sent now unless debounced)."""
@@ -133,7 +171,37 @@ class RtcpLegs:
             self.publisher.set_rtt(rtt)
         self.publisher.handle_timer(now)
         self.subscriber.handle_timer(now)
+        twcc = self.transport_feedback
+        if twcc is not None:
+            for feedback in twcc.feedback_due(now):
+                self.session.send_rtcp(feedback.encode())
+        estimate = self.estimate
+        if estimate is not None:
+            padding = estimate.probe_due(now)
+            if padding:
+                self._send_probe(padding, now)
         self.flush(now)
+
+    def _send_probe(self, padding: list[int], now: float) -> None:
+        """Send a probe burst: padding-only packets on the RTX stream of a video subscription
+        (realtime/sfu/estimate.py), each with its transport-wide number."""
+        estimate, ext_id = self.estimate, self.session.egress_transport_cc
+        if estimate is None or ext_id is None:
+            return
+        forwarder = next((s.forwarder for s in self.session.subscriptions.values()
+                          if s.forwarder is not None and s.forwarder.rtx_ssrc is not None
+                          and s.forwarder.rtx_payload_types), None)
+        if forwarder is None or forwarder.rtx_ssrc is None:
+            return
+        rtx_pt = next(iter(forwarder.rtx_payload_types.values()))
+        timestamp = forwarder.sender.rtp_timestamp_at(now, forwarder.clock_rate)
+        block = transport_cc_block(ext_id)
+        for size in padding:
+            packet = padding_packet(forwarder.rtx_ssrc, rtx_pt,
+                                    forwarder.next_rtx_sequence_number(), timestamp, block, size)
+            estimate.stamp(packet, now)
+            estimate.probe_stamped(estimate.last_sequence_number)
+            self.session.send_rtp(bytes(packet))
 
     def flush(self, now: float) -> None:
         """Send queued retransmissions and RTCP; act on the legs' events."""
@@ -151,6 +219,11 @@ class RtcpLegs:
                     subscription.receive_keyframe_request(now)
             elif isinstance(event, BitrateEstimated):
                 self.subscriber_estimate = event.bitrate
+                estimate = self.estimate
+                if estimate is not None:
+                    estimate.receive_remb(event.bitrate)
+                    if not estimate.transport_cc or not estimate.feedback_received:
+                        self.allocate(now)
         while self.publisher.next_event() is not None:
             self.sources_ended += 1
 
@@ -160,13 +233,22 @@ class RtcpLegs:
         """Return the earliest deadline of either leg, or None."""
         a, b = self.publisher.get_timer(), self.subscriber.get_timer()
         if a is None:
-            return b
-        return a if b is None or a < b else b
+            a = b
+        elif b is not None and b < a:
+            a = b
+        for machine in (self.transport_feedback, self.estimate):
+            if machine is not None:
+                c = machine.get_timer()
+                if c is not None and (a is None or c < a):
+                    a = c
+        return a
 
     def counters(self) -> dict[str, int]:
         """Return the NACK shield's and keyframe requests' counters (diagnostics)."""
         subscriber, publisher = self.subscriber, self.publisher
+        twcc = self.transport_feedback
         return {
+            "transportFeedbackSent": twcc.feedback_sent if twcc is not None else 0,
             "nacksReceived": subscriber.nacks_received,
             "retransmissionsAnswered": subscriber.retransmissions,
             "nacksSentUpstream": publisher.nacks_sent,

@@ -55,10 +55,13 @@ from realtime.peer.events import PeerEvent
 from realtime.sdp.attributes import Fingerprint
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiated import NegotiatedSession, apply_answer
-from realtime.sdp.negotiation import LocalTransport, MediaChoice, RtpStream, create_answer
+from realtime.sdp.negotiation import (
+    TRANSPORT_CC, LocalTransport, MediaChoice, RtpStream, create_answer,
+)
 from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
 from realtime.sfu.datachannels import SessionDataChannels
+from realtime.sfu.estimate import SubscriberEstimate
 from realtime.sfu.routing import MediaRouting
 from realtime.sfu.rtcp_legs import RtcpLegs
 from realtime.sfu.track import PublishedTrack, Subscription
@@ -124,8 +127,14 @@ class SfuSession:
                  srtp_profiles: Sequence[str] = DEFAULT_SRTP_PROFILES,
                  keylog: Callable[[bytes], None] | None = None,
                  random: Callable[[int], bytes] = os.urandom,
-                 credentials: tuple[str, str] | None = None) -> None:
+                 credentials: tuple[str, str] | None = None,
+                 transport_cc: bool = True) -> None:
         self.session_id = session_id
+        #: negotiate transport-wide congestion control (feedback to publishers, our
+        #: own numbering and estimate towards subscribers)
+        self.transport_cc = transport_cc
+        #: the transport-wide-cc id our packets to this client carry (None: not negotiated)
+        self.egress_transport_cc: int | None = None
         self.app_id = app_id
         self.certificate = certificate
         self.created = now
@@ -274,10 +283,11 @@ class SfuSession:
             track = transceiver.subscription.track if transceiver.subscription else None
             codecs = track.codecs if track is not None else None
             return MediaChoice(direction="sendonly", send=transceiver.send, codecs=codecs,
-                               simulcast=False)
+                               simulcast=False, transport_cc=self.transport_cc)
         if transceiver.role == BIDIRECTIONAL:
-            return MediaChoice(direction="sendrecv", send=transceiver.send)
-        return MediaChoice(direction="recvonly")
+            return MediaChoice(direction="sendrecv", send=transceiver.send,
+                               transport_cc=self.transport_cc)
+        return MediaChoice(direction="recvonly", transport_cc=self.transport_cc)
 
     # -- SFU offers ----------------------------------------------------------------
 
@@ -299,10 +309,10 @@ class SfuSession:
                                       track_name=request.track_name)
             track = request.track
             if request.role == SUBSCRIBE and track is not None:
-                offered = subscriber_codecs(track)
+                offered = subscriber_codecs(track, self.transport_cc)
                 transceiver.codecs = numbering.renumber_codecs(offered)
                 transceiver.extensions = numbering.renumber_extensions(
-                    subscriber_extensions(track))
+                    subscriber_extensions(track, self.transport_cc))
                 subscription = self._subscribe(transceiver, track, request.preferences)
                 subscription.offered_payload_types = {
                     codec.payload_type: pt for codec in offered if not codec.is_rtx
@@ -345,6 +355,7 @@ class SfuSession:
     def _settle(self, negotiated: NegotiatedSession, now: float) -> None:
         """Record what an exchange settled; create the PeerConnection the first time."""
         self.negotiated = negotiated
+        self._settle_egress(negotiated)
         if self.connection is None:
             fingerprints = [(f.hash_function, f.fingerprint)
                             for f in negotiated.remote_fingerprints]
@@ -370,6 +381,48 @@ class SfuSession:
             if subscription is not None and not subscription.active:
                 subscription.configure(media, now)
         self.datachannels.settle(negotiated, now)
+        ext_id = self._transport_cc_id()
+        self.media.receive_transport_cc(
+            ext_id, None if ext_id is None else self.rtcp.enable_transport_feedback())
+
+    def _settle_egress(self, negotiated: NegotiatedSession) -> None:
+        """Estimate what reaches this client once it receives media from us.
+
+        A sending section that negotiated transport-wide-cc and ``transport-cc``
+        makes the estimate send-side (we number what we send); otherwise the
+        client's REMB is the estimate (realtime/sfu/estimate.py).
+        """
+        ext_id = None
+        sends = False
+        for media in negotiated.media:
+            transceiver = self.transceiver(media.mid)
+            if transceiver is None or not media.accepted \
+                    or transceiver.role not in (SUBSCRIBE, BIDIRECTIONAL):
+                continue
+            sends = True
+            if any(("transport-cc", None) in c.feedback for c in media.codecs):
+                ext_id = ext_id or media.extension_id(TRANSPORT_CC)
+        if not sends:
+            return
+        estimate = self.rtcp.estimate
+        if estimate is None or (ext_id is not None) != estimate.transport_cc:
+            self.rtcp.estimate = SubscriberEstimate(transport_cc=ext_id is not None)
+        self.egress_transport_cc = ext_id
+
+    def _transport_cc_id(self) -> int | None:
+        """Return the transport-wide-cc extension id a publishing section negotiated, if any.
+
+        BUNDLE shares one id per URI across sections (RFC 8843 §9.2), and the
+        sender numbers every packet of the transport from one counter.
+        """
+        for transceiver in self.transceivers:
+            media = transceiver.media
+            if (media is not None and transceiver.role in (PUBLISH, BIDIRECTIONAL)
+                    and any(("transport-cc", None) in c.feedback for c in media.codecs)):
+                ext_id = media.extension_id(TRANSPORT_CC)
+                if ext_id is not None:
+                    return ext_id
+        return None
 
     def _settle_publish(self, transceiver: Transceiver, media: Any, now: float) -> None:
         track = transceiver.track

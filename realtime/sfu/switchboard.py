@@ -48,8 +48,11 @@ class Switchboard:
     :param random: RNG for session ids, ICE credentials and SSRCs.
     """
 
-    def __init__(self, random: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, random: Callable[[int], bytes] = os.urandom,
+                 transport_cc: bool = True) -> None:
         self.random = random
+        #: sessions negotiate transport-wide congestion control (``--no-transport-cc``: off)
+        self.transport_cc = transport_cc
         self.sessions: dict[str, SfuSession] = {}
         self.tracks: dict[tuple[str, str, str], PublishedTrack] = {}
         self.gone: OrderedDict[str, str] = OrderedDict()
@@ -80,7 +83,8 @@ class Switchboard:
             raise ValueError(f"session {session_id} is live here already")
         session = SfuSession(session_id, app_id, now=now, publish=self.publish,
                              touched=self.touched, random=self.random,
-                             credentials=credentials, **transport)
+                             credentials=credentials, transport_cc=self.transport_cc,
+                             **transport)
         self.sessions[session_id] = session
         for observe in self.observers:
             observe(session)

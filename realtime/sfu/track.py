@@ -125,19 +125,25 @@ class Subscription:
         else:
             pts = payload_type_map(track.codecs, codecs)
         rtx_pts = {c.apt: c.payload_type for c in codecs if c.is_rtx and c.apt is not None}
+        session = self.session
+        twcc = session.egress_transport_cc
+        estimate = session.rtcp.estimate
+        stamping = twcc is not None and estimate is not None and estimate.transport_cc
         plan = ExtensionPlan.between(
             {e.id: e.uri for e in track.extensions}, {e.id: e.uri for e in media.extensions},
-            mid=self.mid)
+            mid=self.mid, transport_cc=twcc if stamping else None)
         options: dict[str, Any] = {} if self.random is None else {"random": self.random}
         self.forwarder = Forwarder(
             self.ssrc, track.clock_rate, payload_types=pts, extensions=plan,
             rtx_ssrc=self.rtx_ssrc if rtx_pts else None, rtx_payload_types=rtx_pts,
             require_keyframe=track.kind == "video",
             vp8_payload_types={c.payload_type for c in track.codecs if c.name.upper() == "VP8"},
+            stamp=estimate.stamp if stamping and estimate is not None else None,
             **options)
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if track.layers is not None:
             self.selector = LayerSelector(track.layers, self.preferences)
+            self.session.rtcp.allocate(now)  # the first layer fits the estimate too
         track.attach(self, now)
 
     def update_preferences(self, preferences: SimulcastPreferences, now: float) -> None:
@@ -154,6 +160,23 @@ class Subscription:
         if self.selector is None:
             return None
         return self.selector.current or self.selector.target
+
+    def layer_state(self) -> dict[str, Any] | None:
+        """Return the simulcast layer sent and why (``GET`` session), or None without simulcast.
+
+        ``rid``: the layer being sent (None before the first key frame);
+        ``target``: the layer wanted (switched to on its next key frame);
+        ``reason``: ``auto`` (no preference: the best layer), ``preferred``,
+        ``fallback`` (the preferred layer is not arriving) or ``bandwidth``
+        (the subscriber's estimate does not carry a better layer);
+        ``availableBitrate``: the share of the estimate this track was given.
+        """
+        selector = self.selector
+        if selector is None:
+            return None
+        budget = selector.available_bitrate
+        return {"rid": selector.current, "target": selector.target, "reason": selector.reason,
+                "availableBitrate": None if budget is None else int(budget)}
 
     def receive_keyframe_request(self, now: float) -> None:
         """Handle the subscriber's PLI or FIR: ask the publisher for a key frame of our layer."""

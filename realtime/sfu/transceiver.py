@@ -57,9 +57,11 @@ DIRECTIONS = {PUBLISH: "recvonly", SUBSCRIBE: "sendonly", BIDIRECTIONAL: "sendre
 
 #: dynamic payload types (RFC 3551 §6), in the order we hand them out
 FREE_PAYLOAD_TYPES = tuple(range(96, 128)) + tuple(range(35, 64))
-#: RTCP feedback a subscriber may send us (transport-cc: we do not generate it)
+#: RTCP feedback a subscriber may send us (transport-cc: only where the session estimates)
 SUBSCRIBER_FEEDBACK = frozenset({("nack", None), ("nack", "pli"), ("ccm", "fir"),
                                  ("goog-remb", None)})
+#: what a subscriber negotiates for our send-side estimate (realtime/sfu/estimate.py)
+TRANSPORT_CC_FEEDBACK = ("transport-cc", None)
 
 
 @dataclass(eq=False)
@@ -211,18 +213,28 @@ class SessionNumbering:
         return tuple(out)
 
 
-def subscriber_codecs(track: Any) -> tuple[Codec, ...]:
-    """Return the publisher's formats as offered to a subscriber (feedback we answer only)."""
-    return tuple(replace(c, feedback=tuple(f for f in c.feedback if f in SUBSCRIBER_FEEDBACK))
-                 for c in track.codecs)
+def subscriber_codecs(track: Any, transport_cc: bool = False) -> tuple[Codec, ...]:
+    """Return the publisher's formats as offered to a subscriber (feedback we answer only;
+    ``transport_cc``: plus ``transport-cc`` on each media format)."""
+    out = []
+    for c in track.codecs:
+        feedback = tuple(f for f in c.feedback if f in SUBSCRIBER_FEEDBACK)
+        if transport_cc and not c.is_rtx:
+            feedback += (TRANSPORT_CC_FEEDBACK,)
+        out.append(replace(c, feedback=feedback))
+    return tuple(out)
 
 
-def subscriber_extensions(track: Any) -> tuple[HeaderExtension, ...]:
+def subscriber_extensions(track: Any, transport_cc: bool = False
+                          ) -> tuple[HeaderExtension, ...]:
     """Return the header extensions offered to a subscriber: mid + the publisher's end-to-end ones.
 
     Per-hop extensions (rid, repaired-rid, transport-cc, the publisher's mid)
-    are not forwarded, so they are not offered either.
+    are not forwarded; transport-wide-cc is offered as our own when
+    ``transport_cc`` (we number the packets we send, realtime/sfu/estimate.py).
     """
     out = [HeaderExtension(4, ExtensionUri.MID)]
     out += [HeaderExtension(e.id, e.uri) for e in track.extensions if e.uri not in PER_HOP_URIS]
+    if transport_cc:
+        out.append(HeaderExtension(5, ExtensionUri.TRANSPORT_WIDE_CC))
     return tuple(out)

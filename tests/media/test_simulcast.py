@@ -153,6 +153,29 @@ def test_priority_ordering_steps_down_when_bandwidth_is_short() -> None:
     assert none_ordering.target == "f"
 
 
+def test_no_preference_moves_up_only_within_what_was_shown_to_arrive() -> None:
+    """docs/bandwidth.md §3: down on the estimate, up with 15 % headroom within what was shown."""
+    layers = SimulcastLayers(window=0.1)
+    selector = LayerSelector(layers, P(None))
+    sizes = {"f": 2500, "h": 800, "q": 200}  # 2 Mbit/s, 640 kbit/s, 160 kbit/s
+    for step in range(30):
+        for rid, size in sizes.items():
+            layers.packet_received(rid, size, step * 0.01)
+    selector.set_available_bitrate(300_000)
+    assert (selector.target, selector.reason) == ("q", "bandwidth")
+    assert selector.accept("q", True, 0.3)  # q's key frame: now current
+    # GCC's estimate says 1 Mbit/s but only 300 kbit/s was shown to arrive: stay at q
+    selector.set_available_bitrate(1_000_000, 300_000)
+    assert selector.target == "q"
+    assert selector.upgrade_bitrate() == pytest.approx(2_000_000 * 1.15, rel=0.15)
+    selector.set_available_bitrate(1_000_000, 700_000)  # 640 k x 1.15 does not fit 700 k
+    assert selector.target == "q"
+    selector.set_available_bitrate(1_000_000, 800_000)
+    assert (selector.target, selector.reason) == ("h", "bandwidth")
+    selector.set_available_bitrate(5_000_000)
+    assert (selector.target, selector.reason) == ("f", "auto")
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from("fhq"), st.booleans(), st.floats(0, 0.3)), max_size=80),

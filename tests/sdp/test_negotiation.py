@@ -52,8 +52,8 @@ def test_answer_to_chromium_simulcast_offer(shared):
         assert section.end_of_candidates and section.setup == "passive"
         assert (section.ice_ufrag, section.ice_pwd) == ("sfu1", "p" * 24)
         assert section.fingerprints == (FINGERPRINT,)
-    # audio: only Opus, same payload type and fmtp; transport-cc refused (we send no
-    # transport-wide feedback, so the browser must follow our REMB instead)
+    # audio: only Opus, same payload type and fmtp; transport-cc refused (the choice
+    # did not say transport_cc: this answerer sends no transport-wide feedback)
     assert audio.formats == ("111",)
     assert audio.codecs[0].parameters == "minptime=10;useinbandfec=1"
     assert audio.codecs[0].feedback == ()
@@ -228,3 +228,24 @@ def test_ipv6_host_candidate(shared):
     answer = create_answer(chromium_offer(shared), local)
     assert answer.origin.line() == "o=- 1 1 IN IP6 2001:db8::10"
     assert answer.media[0].connection.line() == "c=IN IP6 2001:db8::10"
+
+
+def test_transport_cc_is_kept_only_when_the_choice_says_so() -> None:
+    """draft-holmer-rmcat-transport-wide-cc-extensions-01 §4: extension and rtcp-fb together."""
+    from realtime.sdp.negotiation import TRANSPORT_CC, MediaChoice, create_answer
+    from tests.sfu.client import CLIENT, audio, push_offer, video
+
+    offer = SessionDescription.parse(push_offer(audio("0", 1), video("1", 2, 3)))
+    # the scripted client offers no transport-cc: add it as Chromium does
+    sdp = offer.serialize().replace(
+        "a=rtcp-fb:96 nack\r\n",
+        "a=rtcp-fb:96 nack\r\na=rtcp-fb:96 transport-cc\r\n").replace(
+        "a=mid:1\r\n",
+        f"a=mid:1\r\na=extmap:12 {TRANSPORT_CC}\r\n")
+    offer = SessionDescription.parse(sdp)
+    assert "transport-cc" in sdp and TRANSPORT_CC in sdp
+    off = create_answer(offer, CLIENT, {"1": MediaChoice(direction="recvonly")}).serialize()
+    on = create_answer(offer, CLIENT, {"1": MediaChoice(direction="recvonly",
+                                                        transport_cc=True)}).serialize()
+    assert "transport-cc" not in off and TRANSPORT_CC not in off
+    assert "a=rtcp-fb:96 transport-cc" in on and f"a=extmap:12 {TRANSPORT_CC}" in on

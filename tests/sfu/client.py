@@ -58,10 +58,12 @@ def video(mid: str, ssrc: int, rtx: int | None = None, direction: str = "sendonl
 
 
 def answer_sfu_offer(offer: SessionDescription, transport: LocalTransport = CLIENT,
-                     reject: tuple[str, ...] = ()) -> str:
-    """Answer an SFU offer as a browser would: receive what is sent, send where asked."""
+                     reject: tuple[str, ...] = (), transport_cc: bool = False) -> str:
+    """Answer an SFU offer as a browser would: receive what is sent, send where asked
+    (``transport_cc``: keep transport-cc, as browsers do)."""
     choices = {m.mid: MediaChoice(accept=m.mid not in reject,
-                                  direction="recvonly" if m.direction == "sendonly" else None)
+                                  direction="recvonly" if m.direction == "sendonly" else None,
+                                  transport_cc=transport_cc)
                for m in offer.media}
     return create_answer(offer, transport, choices).serialize()
 

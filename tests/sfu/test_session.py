@@ -111,7 +111,13 @@ def test_pull_offers_sendonly_sections_with_mids_from_zero(board) -> None:
     assert [(m.mid, m.direction) for m in offer.media] == [("0", "sendonly"), ("1", "sendonly")]
     assert offer.media[0].extensions[0].uri.endswith("sdes:mid")
     uris = {e.uri for m in offer.media for e in m.extensions}
-    assert not any("transport-wide-cc" in u or "stream-id" in u for u in uris)  # per hop
+    assert not any("stream-id" in u for u in uris)  # per hop
+    # transport-wide-cc is offered as our own numbering (one id for the bundle), with
+    # transport-cc feedback on the media formats (realtime/sfu/estimate.py)
+    twcc = {e.id for m in offer.media for e in m.extensions if "transport-wide-cc" in e.uri}
+    assert len(twcc) == 1
+    assert all(("transport-cc", None) in c.feedback
+               for m in offer.media for c in m.codecs if not c.is_rtx)
     video_codecs = [c.name for c in offer.media[1].codecs]
     assert video_codecs == ["VP8", "rtx"]                         # the publisher's formats
     assert offer.media[1].ssrc_groups[0].semantics == "FID"

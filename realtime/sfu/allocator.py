@@ -1,0 +1,75 @@
+"""
+Which layer each of a subscriber's pulled tracks gets, from the subscriber's estimate.
+
+One subscribing PeerConnection has one estimate (realtime/sfu/estimate.py:
+transport-cc feedback through GCC, else the subscriber's REMB) and pulls any
+number of tracks.  After every estimate update the allocator shares it::
+
+    budget = estimate
+           - AUDIO_RESERVE per audio track        (audio first: it is never starved for video)
+    share  = budget / number of simulcast video tracks          (equal shares)
+    each simulcast track: LayerSelector.set_available_bitrate(share)
+        -> the best layer, up to the ceiling its preferences allow (preferredRid, or the
+           best layer when there is none), whose measured bitrate fits the share; a
+           better one than the current needs 15 % headroom within what has been *shown*
+           to arrive (acknowledged, or delivered by a probe); the lowest layer always
+    want   = what the next better layer of any track would need, times the tracks
+           -> SubscriberEstimate.want(): a probe may show the path carries it
+
+A video track without simulcast cannot be thinned and is not counted (its
+rate is not measured here yet: a known gap).  Equal shares are the simplest fair policy among competing video tracks (a
+speaker view would weight them; the Cloudflare API has no vocabulary for
+that).  The layer moves on the new layer's next key frame, asked for at once
+(:class:`~realtime.media.simulcast.LayerSelector`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from realtime.sfu.estimate import SubscriberEstimate
+
+__all__ = ["AUDIO_RESERVE", "allocate"]
+
+AUDIO_RESERVE = 64_000
+"""bit/s kept for each pulled audio track (Opus in WebRTC runs at 32-64 kbit/s)."""
+
+
+def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: float) -> None:
+    """Share ``estimate`` among ``subscriptions`` (a session's, each once); ask for probes."""
+    total = estimate.estimate
+    if total is None:
+        return
+    budget = total
+    simulcast = []
+    for subscription in subscriptions:
+        if subscription.forwarder is None:
+            continue
+        track = subscription.track
+        if subscription.selector is not None:
+            simulcast.append(subscription)
+        elif track.kind == "audio":
+            budget -= AUDIO_RESERVE
+    if not simulcast:
+        estimate.want(None, now)
+        return
+    share = max(budget, 0) / len(simulcast)
+    shown = estimate.shown
+    # moving up is allowed only within what has been shown to arrive (acked or probed):
+    # GCC's estimate may sit above it while nothing tests it (draft-ietf-rmcat-gcc-02 §5.5)
+    up = share if shown is None else max(shown - (total - budget), 0) / len(simulcast)
+    wanted = None
+    for subscription in simulcast:
+        selector = subscription.selector
+        selector.set_available_bitrate(share, min(share, up))
+        # before DTLS is done the key frame would be lost: the track's loop asks once
+        # the subscriber can receive (the request stays pending in the selector)
+        if subscription.session.can_send_media:
+            rid = selector.take_keyframe_request()
+            if rid is not None:
+                subscription.track.request_keyframe(rid, now)
+        better = selector.upgrade_bitrate()
+        if better is not None:
+            need = budget + (better - share) * len(simulcast)
+            wanted = need if wanted is None else max(wanted, need)
+    estimate.want(wanted, now)

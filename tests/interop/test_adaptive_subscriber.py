@@ -1,0 +1,126 @@
+"""
+Issue 15's shaped test: a Chromium subscriber on a thin downlink gets the layer that fits.
+
+A network namespace of the test's own holds the subscriber (headless Chromium);
+a veth pair joins it to the root namespace, where ``twistd realtime`` listens on
+the veth's address and a second headless Chromium publishes its fake camera
+(1280x720) as three-layer simulcast (f, h = 1/2, q = 1/4).  ``tc tbf`` on the
+root side of the veth shapes the subscriber's downlink (netem is absent here).
+
+1. Shaped to 400 kbit/s, the subscriber pulls the track with no preference
+   (``preferredRid: ""``: the SFU chooses, docs/bandwidth.md): after 5 s it
+   receives q (frame width <= 400) and its ``freezeCount`` does not grow over
+   the next 7 s; ``GET`` session says ``reason: bandwidth``.
+2. The shaping lifted to 3 Mbit/s: within 10 s it receives f (width > 800).
+
+The SFU's own view (``/diagnostics``: the subscriber's estimate and probes) is
+printed with the samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require, require_tool
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
+from tests.interop.shaped import Child, shaped_link
+
+pytestmark = pytest.mark.interop
+
+HERE = Path(__file__).resolve().parent
+SHAPED_S, LIFTED_S = 12.0, 12.0
+THIN, WIDE = "400kbit", "3mbit"
+
+
+def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) -> None:
+    require_tool("ip")
+    require_tool("tc")
+    require_tool("chromium", "/usr/bin/chromium")
+    node = require_tool("node")
+    require((HERE / "node_modules" / "playwright-core").is_dir(),
+            "playwright-core is not installed (scripts/install-interop-tools)")
+    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    children: list[Child] = []
+    with contextlib.ExitStack() as stack:
+        link = stack.enter_context(shaped_link())
+        stack.callback(lambda: [child.stop() for child in children])
+        ns, ours = link.ns, link.ours
+        traffic_guard.allow(link.network())
+        link.shape_downlink(THIN)
+        server = Server(tmp_path / "state", "--media-interface", ours,
+                        "--api", f"tcp:0:interface={ours}", app=True)
+        stack.callback(server.stop)
+        server.wait_ready()
+        api = server.api_url()
+        env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
+        query = urllib.parse.urlencode({"api": api, "app": APP_ID, "secret": APP_SECRET,
+                                        "hold": int((SHAPED_S + LIFTED_S + 20) * 1000)})
+        publisher = Child([node, str(HERE / "run_page.js"),
+                           f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
+                          cwd=HERE, env=env)
+        children.append(publisher)
+        published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
+        time.sleep(2)  # the layers start
+        pages_port = free_port()
+        children.append(Child(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
+                               str(pages_port), "--bind", "127.0.0.1",
+                               "--directory", str(HERE / "pages")]))
+        time.sleep(0.5)
+        query = urllib.parse.urlencode({
+            "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
+            "track": published["trackName"], "hold": int((SHAPED_S + LIFTED_S) * 1000)})
+        subscriber = Child(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
+                            f"http://127.0.0.1:{pages_port}/sfu-adaptive-subscribe.html?{query}",
+                            str(int((SHAPED_S + LIFTED_S + 40) * 1000))], cwd=HERE, env=env)
+        children.append(subscriber)
+        pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))
+        start = time.monotonic()
+        trace: list[dict] = []  # the SFU's view every 0.5 s: GET session + /diagnostics
+
+        def view() -> dict:
+            _, state = server.get(f"/sessions/{pulled['sessionId']}")
+            _, diagnostics = server.get("/diagnostics")
+            sfu = diagnostics["sessions"].get(pulled["sessionId"], {}).get("sfu", {})
+            layer = next((t["layer"] for t in state.get("tracks", []) if "layer" in t), {})
+            return {"t": round(time.monotonic() - start, 1), **layer,
+                    **(sfu.get("estimate") or {})}
+
+        lifted = None
+        while time.monotonic() - start < SHAPED_S + LIFTED_S - 1:
+            if lifted is None and time.monotonic() - start >= SHAPED_S:
+                link.shape_downlink(WIDE, change=True)
+                lifted = time.monotonic() - start
+            trace.append(view())
+            time.sleep(0.5)
+        result = json.loads(subscriber.wait_for("RESULT ", 60))
+    assert "error" not in result, result
+    samples = result["samples"]
+    print("\nt(s)  width  frames  freezes  kbit/s")
+    previous = None
+    for s in samples:
+        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (
+            s["t"] - previous["t"])
+        previous = s
+        print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s['frames']:7} {s['freezes']:8} {rate:7.0f}")
+    print("SFU  t(s) rid target reason      estimate   acked  probes/ok  wanted")
+    for v in trace:
+        print(f"{v['t']:9.1f} {v.get('rid')!s:>3} {v.get('target')!s:>6} {v.get('reason')!s:<10}"
+              f" {v.get('estimate')!s:>9} {v.get('ackedBitrate')!s:>7}"
+              f" {v.get('probes')!s:>4}/{v.get('probesSucceeded')!s:<4} {v.get('wanted')}")
+    shaped = [s for s in samples if 5000 <= s["t"] <= SHAPED_S * 1000 - 500]
+    assert shaped and all(0 < s["width"] <= 400 for s in shaped), shaped
+    assert shaped[-1]["freezes"] == shaped[0]["freezes"], shaped
+    assert shaped[-1]["frames"] - shaped[0]["frames"] >= 10 * (shaped[-1]["t"] - shaped[0]["t"]) / 1000
+    assert [v["reason"] for v in trace if 5 <= v["t"] < SHAPED_S] and all(
+        v["reason"] == "bandwidth" for v in trace if 5 <= v["t"] < SHAPED_S), trace
+    assert lifted is not None
+    after = [s for s in samples if lifted * 1000 < s["t"] <= (lifted + 10) * 1000]
+    assert any(s["width"] > 800 for s in after), after
