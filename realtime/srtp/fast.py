@@ -32,15 +32,12 @@ one ECB encryptor over counter blocks plus a Python XOR ~3 µs, a keyed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pylibsrtp
 from pylibsrtp._binding import ffi, lib
 
 from realtime.errors import LocalProtocolError
-
-if TYPE_CHECKING:
-    from realtime.srtp.context import OutboundSrtpContext
 
 #: pylibsrtp copies each packet into a 1500-octet buffer; so do we, same limits.
 MAX_PACKET_SIZE = 1500
@@ -62,7 +59,8 @@ class FastProtect:
 
     __slots__ = ("_context", "_srtp", "_cdata", "_buffer", "_length", "_protect")
 
-    def __init__(self, context: "OutboundSrtpContext") -> None:
+    def __init__(self, context: Any) -> None:
+        """``context``: the :class:`~realtime.srtp.context.OutboundSrtpContext` to protect with."""
         session = context._session
         self._context = context  # keeps the libsrtp session alive as long as we are
         self._srtp = session._srtp[0]
