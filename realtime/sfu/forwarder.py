@@ -179,7 +179,12 @@ class ExtensionPlan(ExtensionRewrite):
         mid: str | None = None,
         per_hop: frozenset[str] = PER_HOP_URIS,
     ) -> "ExtensionPlan":
-        """Plan from both sides' ``a=extmap`` (id -> URI); append ``mid`` if negotiated."""
+        """Plan from both sides' ``a=extmap`` (id -> URI); append ``mid`` if negotiated.
+
+        Equal plans are one object (up to :data:`_PLANS_KEPT` distinct ones), so
+        the fan-out of one packet rewrites its block once per distinct plan
+        (:mod:`realtime.rtp.rewrite` remembers the last output).
+        """
         by_uri = {uri: ext_id for ext_id, uri in subscriber.items()}
         ids = {
             ext_id: by_uri[uri]
@@ -189,7 +194,18 @@ class ExtensionPlan(ExtensionRewrite):
         append: tuple[tuple[int, bytes], ...] = ()
         if mid is not None and ExtensionUri.MID in by_uri:
             append = ((by_uri[ExtensionUri.MID], mid.encode("ascii")),)
-        return cls(ids, append)
+        key = (cls, frozenset(ids.items()), append)
+        plan = _PLANS.get(key)
+        if plan is None:
+            if len(_PLANS) >= _PLANS_KEPT:
+                _PLANS.clear()
+            plan = _PLANS[key] = cls(ids, append)
+        return plan
+
+
+_PLANS: dict[tuple, ExtensionPlan] = {}
+_PLANS_KEPT = 1024
+"""Distinct plans :meth:`ExtensionPlan.between` shares before it starts afresh."""
 
 
 @dataclass(frozen=True, slots=True)
