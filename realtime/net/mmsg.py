@@ -352,7 +352,7 @@ class BatchedPort(udp.Port):
         self._fd = -1
 
     def createInternetSocket(self) -> socket.socket:  # noqa: N802 (Twisted name)
-        sock = super().createInternetSocket()  # type: ignore[no-untyped-call]
+        sock: socket.socket = super().createInternetSocket()
         if self.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         return sock

@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import pylibsrtp
-from pylibsrtp._binding import ffi, lib
+from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # compiled, no stub
 
 from realtime.errors import LocalProtocolError
 
