@@ -14,13 +14,14 @@ and one ``turnutils_peer`` UDP echo peer on 127.0.0.1.  Every message
 crosses the server twice (ChannelData client -> relay -> peer, peer -> relay
 -> ChannelData client), so *relayed packets* = 2 x messages received back.
 
-For each server (``twistd realtime`` with credentials from its API, and
-coturn's ``turnserver`` with a static long-term user) the number of clients
+For each server (``twistd realtime`` with credentials from its API --
+``ours``, or ``ours-workers2``: ``--workers 2``, its CPU summed over the
+process tree -- and coturn's ``turnserver`` with a static long-term user) the number of clients
 steps up (``--clients``); every step gets a fresh server process (so no
 5-tuple of an earlier step can meet a leftover allocation: coturn's 437).
 Two steps in a row that lose packets stop the sweep; a step that fails (a uclient
-that cannot allocate or does not finish) is run once more on a fresh server
-and stops the sweep if it fails again.  Per step, over the steady sending
+that cannot allocate or does not finish) is run again on a fresh server, up
+to three times, and stops the sweep if it fails every time.  Per step, over the steady sending
 window (from every uclient's first progress line with replies to the first
 one to finish, each line time-stamped here as it is printed):
 
@@ -41,7 +42,8 @@ and the CPU per packet of that step; and the highest of any step, with its
 loss.  Then **allocations/s**
 (bench/turn_allocate.py): ``--allocation-processes`` Python workers doing
 Allocate + Refresh(0) against a fresh server, robust against coturn's 437
-Allocation Mismatch (retried on a new 5-tuple, counted).
+Allocation Mismatch (retried on a new 5-tuple, counted) and 508 Insufficient
+Capacity (retried after a pause, counted).
 
 Our server runs with ``--turn-user-allocations`` raised (all clients share
 one username; the default, 16, would answer 486) and its default
