@@ -9,7 +9,12 @@ extensions) fans out to N subscribers.  Per packet: one
 subscriber ``LayerSelector.accept`` and ``Forwarder.forward``.  Printed:
 ns per packet per subscriber, for forwarding the extension block as is and
 for rewriting it to the subscriber's ids (drop mid/rid/transport-cc, append
-the subscriber's mid).  A last line times answering NACKs from the buffer.
+the subscriber's mid): with a different mid for every subscriber (every plan
+distinct), and with the same one (each subscriber's own session numbers its
+sections alike, so they share one plan, the usual case); the last column
+adds what the server does next per subscriber, ``SrtpSession.protect``
+(AES-CM + HMAC-SHA1-80, its own keys each).  A last line times answering
+NACKs from the buffer.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from realtime.rtp.extensions import ExtensionUri, HeaderExtension
 from realtime.rtp.packet import RtpPacket
 from realtime.sfu.feedback import PublisherFeedback
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
+from realtime.srtp import SrtpProtectionProfile, from_dtls_keying
+
+CM80 = SrtpProtectionProfile.SRTP_AES128_CM_HMAC_SHA1_80
 
 PUBLISHER_EXTMAP = {
     1: ExtensionUri.MID,
@@ -56,7 +64,8 @@ def make_packets() -> list[bytes]:
     return out
 
 
-def run(subscribers: int, rewrite: bool, packets: list[bytes]) -> float:
+def run(subscribers: int, rewrite: bool, packets: list[bytes], shared_mid: bool = False,
+        srtp: bool = False) -> float:
     """Return ns per packet per subscriber."""
     stream = PublishedStream(0x1234, 90000, vp8_keyframe, "f")
     upstream = PublisherFeedback(1)
@@ -65,7 +74,8 @@ def run(subscribers: int, rewrite: bool, packets: list[bytes]) -> float:
     legs = []
     for n in range(subscribers):
         plan = (
-            ExtensionPlan.between(PUBLISHER_EXTMAP, SUBSCRIBER_EXTMAP, mid=str(n))
+            ExtensionPlan.between(PUBLISHER_EXTMAP, SUBSCRIBER_EXTMAP,
+                                  mid="1" if shared_mid else str(n))
             if rewrite
             else None
         )
@@ -79,6 +89,8 @@ def run(subscribers: int, rewrite: bool, packets: list[bytes]) -> float:
                     extensions=plan,
                     require_keyframe=True,
                 ),
+                from_dtls_keying(CM80, (bytes(16), n.to_bytes(14, "big")),
+                                 (bytes(16), bytes(14))).protect if srtp else None,
             )
         )
     start = time.perf_counter()
@@ -87,9 +99,11 @@ def run(subscribers: int, rewrite: bool, packets: list[bytes]) -> float:
         key = stream.receive(packet)
         upstream.receive_rtp(0x1234, packet[2] << 8 | packet[3], 0, key, now)
         layers.packet_received("f", len(packet), now)
-        for selector, forwarder in legs:
+        for selector, forwarder, protect in legs:
             if selector.accept("f", key, now):
-                forwarder.forward(packet, stream, key, now)
+                out = forwarder.forward(packet, stream, key, now)
+                if protect is not None and out is not None:
+                    protect(bytes(out))  # as PublishedTrack.receive_rtp does
     elapsed = time.perf_counter() - start
     return elapsed / (len(packets) * subscribers) * 1e9
 
@@ -120,13 +134,17 @@ def main() -> None:
             f"{PACKETS} packets of {len(data[0])} bytes, 4 one-byte extensions; "
             "ns per packet per subscriber"
         )
-        print(f"{'subscribers':>12} {'ext as is':>12} {'ext rewritten':>14}")
+        print(f"{'subscribers':>12} {'ext as is':>12} {'ext rewritten':>14} "
+              f"{'one plan':>10} {'+ SRTP':>8}")
         for count in (1, 10, 50, 100):
             plain = min(run(count, False, data) for _ in range(3))
             rewritten = min(run(count, True, data) for _ in range(3))
-            results["ns_per_packet_per_subscriber"][count] = {"ext_as_is": plain,
-                                                              "ext_rewritten": rewritten}
-            print(f"{count:>12} {plain:>12.0f} {rewritten:>14.0f}")
+            shared = min(run(count, True, data, shared_mid=True) for _ in range(3))
+            srtp = min(run(count, True, data, shared_mid=True, srtp=True) for _ in range(3))
+            results["ns_per_packet_per_subscriber"][count] = {
+                "ext_as_is": plain, "ext_rewritten": rewritten,
+                "ext_rewritten_one_plan": shared, "one_plan_and_srtp": srtp}
+            print(f"{count:>12} {plain:>12.0f} {rewritten:>14.0f} {shared:>10.0f} {srtp:>8.0f}")
         results["nack_ns_per_packet"] = nack_cost(data)
         print(f"NACK answer (plain resend): {results['nack_ns_per_packet']:.0f} ns per packet")
     record.save(results)

@@ -14,9 +14,13 @@ Robust against the answers a busy server legitimately gives:
   ID") means the server still holds an allocation for this 5-tuple, e.g. an
   ephemeral port the kernel handed out again: the allocation is retried from
   a new socket (new 5-tuple) and counted as ``mismatch_437``;
+* 508 Insufficient Capacity (coturn: "Cannot create socket", when the
+  relay ports of deleted allocations are not yet free again): the worker
+  waits ``CAPACITY_BACKOFF`` seconds and retries from a new socket, counted
+  as ``capacity_508``;
 * 438 Stale Nonce: the new nonce is taken and the request sent again;
 * no answer in ``timeout`` seconds (a dropped datagram): a new socket, counted
-  as ``timeouts``; a worker gives up after ``MAX_RETRIES`` in a row.
+  as ``timeouts``; a worker gives up after ``MAX_RETRIES`` in a row (reported, never raised).
 
 Sockets stay open until the worker ends, so no 5-tuple is reused within a run.
 """
@@ -40,10 +44,15 @@ from realtime.stun.credentials import long_term_key  # noqa: E402
 from realtime.stun.message import StunClass, StunMessage, StunMethod, encode_message  # noqa: E402
 
 MAX_RETRIES = 20
+CAPACITY_BACKOFF = 0.05
 
 
 class Mismatch(Exception):
     """The server answered 437 (or kept failing) for this 5-tuple: use another socket."""
+
+
+class Capacity(Exception):
+    """The server answered 508 Insufficient Capacity: wait a little, then another socket."""
 
 
 class Client:
@@ -81,13 +90,15 @@ class Client:
                 return self.request(method, attributes, retries - 1)
         if error is not None and error.code == 437:
             raise Mismatch("437")
+        if error is not None and error.code == 508:
+            raise Capacity("508")
         return answer
 
 
 def worker(server, username, password, count, timeout, barrier, queue) -> None:
-    """Allocate and delete ``count`` times; put (done, 437s, timeouts, cpu seconds, error)."""
+    """Allocate and delete ``count`` times; put (done, 437s, timeouts, cpu seconds, error, 508s)."""
     realm = nonce = None
-    kept, mismatches, timeouts, done, error = [], 0, 0, 0, None
+    kept, mismatches, timeouts, done, error, capacity = [], 0, 0, 0, None, 0
     barrier.wait()
     cpu0 = time.process_time()
     failures = 0
@@ -103,16 +114,20 @@ def worker(server, username, password, count, timeout, barrier, queue) -> None:
             done, failures = done + 1, 0
         except Mismatch:
             mismatches, failures = mismatches + 1, failures + 1
+        except Capacity:
+            capacity, failures = capacity + 1, failures + 1
+            time.sleep(CAPACITY_BACKOFF)
         except socket.timeout:
             timeouts, failures = timeouts + 1, failures + 1
         except Exception as exc:  # reported, never raised past the worker
             error = repr(exc)[:300]
         if failures >= MAX_RETRIES:
-            error = f"{failures} failures in a row ({mismatches} x 437, {timeouts} timeouts)"
+            error = (f"{failures} failures in a row ({mismatches} x 437, {capacity} x 508, "
+                     f"{timeouts} timeouts)")
     cpu = time.process_time() - cpu0
     for sock in kept:
         sock.close()
-    queue.put((done, mismatches, timeouts, cpu, error))
+    queue.put((done, mismatches, timeouts, cpu, error, capacity))
 
 
 def allocation_rate(server, username: str, password: str, count: int, processes: int = 4,
@@ -128,13 +143,21 @@ def allocation_rate(server, username: str, password: str, count: int, processes:
         process.start()
     barrier.wait()
     start = time.perf_counter()
-    reports = [queue.get(timeout=60 + count * timeout) for _ in workers]
+    reports = []
+    for _ in workers:
+        try:
+            reports.append(queue.get(timeout=60 + count * timeout))
+        except Exception:  # queue.Empty: a worker died or hung; report what the others did
+            reports.append((0, 0, 0, 0.0, "no report from a worker", 0))
     elapsed = time.perf_counter() - start
     for process in workers:
         process.join(10)
+        if process.is_alive():
+            process.kill()
     done = sum(r[0] for r in reports)
     return {"allocations": done, "processes": processes, "seconds": elapsed,
             "per_second": done / elapsed if elapsed else None,
             "mismatch_437": sum(r[1] for r in reports), "timeouts": sum(r[2] for r in reports),
+            "capacity_508": sum(r[5] for r in reports),
             "client_cpu_cores": sum(r[3] for r in reports) / elapsed if elapsed else None,
             "errors": [r[4] for r in reports if r[4]]}

@@ -14,13 +14,14 @@ and one ``turnutils_peer`` UDP echo peer on 127.0.0.1.  Every message
 crosses the server twice (ChannelData client -> relay -> peer, peer -> relay
 -> ChannelData client), so *relayed packets* = 2 x messages received back.
 
-For each server (``twistd realtime`` with credentials from its API, and
-coturn's ``turnserver`` with a static long-term user) the number of clients
+For each server (``twistd realtime`` with credentials from its API --
+``ours``, or ``ours-workers2``: ``--workers 2``, its CPU summed over the
+process tree -- and coturn's ``turnserver`` with a static long-term user) the number of clients
 steps up (``--clients``); every step gets a fresh server process (so no
 5-tuple of an earlier step can meet a leftover allocation: coturn's 437).
 Two steps in a row that lose packets stop the sweep; a step that fails (a uclient
-that cannot allocate or does not finish) is run once more on a fresh server
-and stops the sweep if it fails again.  Per step, over the steady sending
+that cannot allocate or does not finish) is run again on a fresh server, up
+to three times, and stops the sweep if it fails every time.  Per step, over the steady sending
 window (from every uclient's first progress line with replies to the first
 one to finish, each line time-stamped here as it is printed):
 
@@ -41,7 +42,8 @@ and the CPU per packet of that step; and the highest of any step, with its
 loss.  Then **allocations/s**
 (bench/turn_allocate.py): ``--allocation-processes`` Python workers doing
 Allocate + Refresh(0) against a fresh server, robust against coturn's 437
-Allocation Mismatch (retried on a new 5-tuple, counted).
+Allocation Mismatch (retried on a new 5-tuple, counted) and 508 Insufficient
+Capacity (retried after a pause, counted).
 
 Our server runs with ``--turn-user-allocations`` raised (all clients share
 one username; the default, 16, would answer 486) and its default
@@ -70,7 +72,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from forward_servers import cpu_seconds, stop_process  # noqa: E402
+from forward_servers import cpu_seconds, stop_process, tree_cpu_seconds  # noqa: E402
 from record import Record  # noqa: E402
 from turn_allocate import allocation_rate  # noqa: E402
 
@@ -123,18 +125,27 @@ class Ours:
     name = "ours"
     label = "realtime (ours)"
     relay_ports = (46000, 47999)
+    workers = 1
 
     def __init__(self, workdir: Path) -> None:
         api, self.port = free_port(socket.SOCK_STREAM), free_port()
         token = "bench-token-0123456789"
+        # with --workers the ports are shared (SO_REUSEPORT), so none may be 0
+        media = str(free_port()) if self.workers > 1 else "0"
         self.process = subprocess.Popen(
             [str(ROOT / ".venv/bin/twistd"), "-n", "--pidfile=", "realtime", "--state-dir",
-             str(workdir / "ours"), "--api", f"tcp:{api}:interface=127.0.0.1", "--media-port", "0",
+             str(workdir / "ours"), "--api", f"tcp:{api}:interface=127.0.0.1", "--media-port", media,
              "--turn-port", str(self.port), "--turns-port", str(free_port(socket.SOCK_STREAM)),
              "--relay-ports", "%d-%d" % self.relay_ports, "--allow-loopback-peers",
-             "--turn-user-allocations", "100000", "--turn-key", f"bench:{token}"],
+             "--turn-user-allocations", "100000", "--turn-key", f"bench:{token}",
+             *(("--workers", str(self.workers)) if self.workers > 1 else ())],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + 30
+        while self.workers > 1 and self._bound() < self.workers:  # every worker's TURN socket
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"twistd realtime --workers {self.workers} did not start")
+            time.sleep(0.1)
         while True:
             try:
                 request = urllib.request.Request(
@@ -149,8 +160,29 @@ class Ours:
                 time.sleep(0.1)
         self.username, self.password = relay["username"], relay["credential"]
 
+    def _bound(self) -> int:
+        """How many UDP sockets are bound to the TURN port (one per worker)."""
+        return sum(port == self.port for port, _ in socket_drops().values())
+
+    def cpu(self, last: float) -> float:
+        """CPU seconds of the server (its whole process tree with workers); ``last`` if gone."""
+        try:
+            return tree_cpu_seconds(self.process.pid) if self.workers > 1 \
+                else cpu_seconds(self.process.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            return last
+
     def stop(self) -> None:
         stop_process(self.process)
+
+
+class OursWorkers2(Ours):
+    """``--workers 2``: two processes share the TURN port (SO_REUSEPORT, the kernel spreads
+    clients by 5-tuple) and the relay port range; CPU is the whole process tree's."""
+
+    name = "ours-workers2"
+    label = "realtime --workers 2"
+    workers = 2
 
 
 class Coturn(Ours):
@@ -187,7 +219,7 @@ class Coturn(Ours):
                 return False
 
 
-SERVERS = {"ours": Ours, "coturn": Coturn}
+SERVERS = {"ours": Ours, "ours-workers2": OursWorkers2, "coturn": Coturn}
 
 
 class Load:
@@ -252,7 +284,7 @@ def step(server, clients: int, options, peer) -> dict:
     deadline = time.monotonic() + 60 + 3 * options.messages / 1000 + clients * 0.3
     while any(load.process.poll() is None for load in loads) and time.monotonic() < deadline:
         now = time.monotonic()
-        server_series.append((now, safe_cpu(server.process.pid, 0.0)))
+        server_series.append((now, server.cpu(server_series[-1][1] if server_series else 0.0)))
         for pid in [load.pid for load in loads] + [peer.pid]:
             cpu[pid] = safe_cpu(pid, cpu.get(pid, 0.0))
         load_series.append((now, sum(cpu.values())))
@@ -312,15 +344,15 @@ class Peer:
         self.process.wait(10)
 
 
-STEP_HEADER = (f"{'server':<8} {'clients':>7} {'procs':>5} {'relayed pkt/s':>13} {'lost':>7} "
+STEP_HEADER = (f"{'server':<13} {'clients':>7} {'procs':>5} {'relayed pkt/s':>13} {'lost':>7} "
                f"{'server cores':>12} {'CPU-µs/pkt':>10} {'load cores':>10} "
                f"{'drops server/relay/peer/client':>30}")
 
 
 def step_row(name: str, r: dict) -> str:
     if "relayed_pps" not in r:
-        return f"{name:<8} {r['clients']:>7} {r['processes']:>5}  {r.get('error', 'failed')}"
-    return (f"{name:<8} {r['clients']:>7} {r['processes']:>5} {r['relayed_pps']:>13.0f} "
+        return f"{name:<13} {r['clients']:>7} {r['processes']:>5}  {r.get('error', 'failed')}"
+    return (f"{name:<13} {r['clients']:>7} {r['processes']:>5} {r['relayed_pps']:>13.0f} "
             f"{r['lost']:>7} {r['server_cores']:>12.2f} {r['cpu_us_per_packet']:>10.2f} "
             f"{r['load_cores']:>10.2f} {'/'.join(map(str, r['drops_by_socket'].values())):>30}")
 
@@ -332,7 +364,7 @@ def sweep(record: Record, cls, options, workdir: Path) -> dict:
     try:
         for clients in options.clients:
             started = time.monotonic()
-            for attempt in (1, 2):  # a step that fails (not: loses) is run once more, fresh
+            for attempt in (1, 2, 3):  # a step that fails (not: loses) is run again, fresh
                 server = cls(workdir)
                 try:
                     result = step(server, clients, options, peer)
@@ -377,27 +409,32 @@ SUMMARY = [  # (label, where in a server's results, format); ratio ours/coturn u
     ("allocations/s", ("allocate", "per_second"), "{:.0f}"),
     ("  allocation clients CPU (cores)", ("allocate", "client_cpu_cores"), "{:.2f}"),
     ("  437 answers (retried)", ("allocate", "mismatch_437"), "{}"),
+    ("  508 answers (retried)", ("allocate", "capacity_508"), "{}"),
     ("  timeouts (retried)", ("allocate", "timeouts"), "{}"),
 ]
-NO_RATIO = {"  at clients", "  its loss", "  437 answers (retried)", "  timeouts (retried)"}
+NO_RATIO = {"  at clients", "  its loss", "  437 answers (retried)", "  508 answers (retried)",
+            "  timeouts (retried)"}
 
 
 def summary(record: Record, results: dict) -> None:
-    """Print one column per server and the ratio ours/coturn."""
-    both = list(results) == ["ours", "coturn"]
+    """Print one column per server and the ratio of each of ours to coturn."""
+    ours = [name for name in results if name != "coturn"] if "coturn" in results else []
     record.print()
-    record.print(f"{'':<34}" + "".join(f"{name:>12}" for name in results)
-                 + (f"{'ours/coturn':>13}" if both else ""))
+    record.print(f"{'':<34}" + "".join(f"{name:>14}" for name in results)
+                 + "".join(f"{name + '/coturn':>21}" for name in ours))
     for label, (part, key), fmt in SUMMARY:
-        values = []
-        for r in results.values():
+        values = {}
+        for name, r in results.items():
             where = r["allocate"] if part == "allocate" else r["relay"][part]
-            values.append((where or {}).get(key))
-        cells = "".join(f"{fmt.format(v) if v is not None else '-':>12}" for v in values)
-        ratio = ""
-        if both and label not in NO_RATIO and None not in values and values[1]:
-            ratio = f"{values[0] / values[1]:>13.2f}"
-        record.print(f"{label:<34}{cells}{ratio}")
+            values[name] = (where or {}).get(key)
+        cells = "".join(f"{fmt.format(v) if v is not None else '-':>14}" for v in values.values())
+        ratios = ""
+        for name in ours:
+            if label in NO_RATIO or values[name] is None or not values["coturn"]:
+                ratios += f"{'':>21}"
+            else:
+                ratios += f"{values[name] / values['coturn']:>21.2f}"
+        record.print(f"{label:<34}{cells}{ratios}".rstrip())
     for name, r in results.items():
         for error in r["allocate"].get("errors", []):
             record.print(f"  {name} allocation worker: {error}")
@@ -405,7 +442,8 @@ def summary(record: Record, results: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", default="ours,coturn", help="any of ours,coturn")
+    parser.add_argument("--servers", default="ours,coturn",
+                        help="any of ours,ours-workers2,coturn")
     parser.add_argument("--clients", default="10,25,50,100,200,300,400,600",
                         help="uclient clients per step (comma-separated, ascending)")
     parser.add_argument("--per-process", type=int, default=25, help="clients per uclient process")

@@ -87,6 +87,23 @@ class MachineDriver(Generic[To]):
             self.send(data, addr)
         self._arm(self.machine.get_timer(), now)
 
+    def send_queued(self) -> None:
+        """Send everything the machine has queued; leave the timer as it is.
+
+        For output the machine did not cause itself (an SFU fan-out queued on
+        it by another session's input): the caller re-arms later, with
+        :meth:`rearm` (see ``PeerHost`` and ``REARM_DELAY`` in
+        :mod:`realtime.net.peers`).
+        """
+        now = self.reactor.seconds()
+        send = self.send
+        for data, addr in self.machine.datagrams_to_send(now):
+            send(data, addr)
+
+    def rearm(self) -> None:
+        """Arm the timer at the machine's deadline now (after :meth:`send_queued`)."""
+        self._arm(self.machine.get_timer(), self.reactor.seconds())
+
     def stop(self) -> None:
         """Cancel the timer (the machine is closed or forgotten)."""
         if self._call is not None and self._call.active():

@@ -337,14 +337,25 @@ class BatchedPort(udp.Port):
 
     :param batched: use the batched calls (default: where :data:`AVAILABLE`);
         ``False`` keeps Twisted's ``recvfrom`` loop and plain ``sendto``.
+    :param reuse_port: set ``SO_REUSEPORT`` before ``bind`` (``--workers``: every
+        worker binds the same port and the kernel spreads flows by 4-tuple,
+        :mod:`realtime.cluster.reuseport`).
     """
 
     def __init__(self, port: int, proto: Any, interface: str = "", maxPacketSize: int = SLOT,
-                 reactor: Any = None, batched: bool | None = None) -> None:
+                 reactor: Any = None, batched: bool | None = None,
+                 reuse_port: bool = False) -> None:
         super().__init__(  # type: ignore[no-untyped-call]  # Twisted's Port
             port, proto, interface, maxPacketSize, reactor)
         self.batched = AVAILABLE if batched is None else (batched and AVAILABLE)
+        self.reuse_port = reuse_port
         self._fd = -1
+
+    def createInternetSocket(self) -> socket.socket:  # noqa: N802 (Twisted name)
+        sock: socket.socket = super().createInternetSocket()
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        return sock
 
     def _bindSocket(self) -> None:
         super()._bindSocket()  # type: ignore[no-untyped-call]  # Twisted's Port
@@ -430,9 +441,12 @@ class BatchedUDP:
     ``MemoryReactor``, the test network) keeps its own ``listenUDP``.
     """
 
-    def __init__(self, reactor: Any, batched: bool | None = None) -> None:
+    def __init__(self, reactor: Any, batched: bool | None = None,
+                 reuse_port: bool = False) -> None:
         self._reactor = reactor
         self.batched = batched
+        #: bind with ``SO_REUSEPORT`` (``--workers``); fake reactors ignore it
+        self.reuse_port = reuse_port
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -443,6 +457,7 @@ class BatchedUDP:
         reactor = self._reactor
         if not isinstance(reactor, PosixReactorBase):
             return reactor.listenUDP(port, protocol, interface, maxPacketSize)
-        listener = BatchedPort(port, protocol, interface, maxPacketSize, reactor, self.batched)
+        listener = BatchedPort(port, protocol, interface, maxPacketSize, reactor, self.batched,
+                               self.reuse_port)
         listener.startListening()  # type: ignore[no-untyped-call]  # Twisted's Port
         return listener

@@ -43,7 +43,7 @@ from realtime.errors import DecodeError
 from realtime.net.media_port import MediaPort
 from realtime.net.driver import MachineDriver
 from realtime.net.stream_gate import ConnectionGate, StreamLimits
-from realtime.net.turn_fast import FastPath
+from realtime.net.turn_fast import SEND_INDICATION, FastPath, split_send_indication
 from realtime.net.turn_relay import RelaySink
 from realtime.stun.stream import StreamFramer
 from realtime.turn.allocation import Route
@@ -113,7 +113,8 @@ class TurnHost:
         if now is None:
             now = self.reactor.seconds()
         fast = self.fast
-        if fast is not None and data and data[0] < 0x40 and type(route[0]) is not tuple:
+        if fast is not None and data and data[0] < 0x40 and type(route[0]) is not tuple \
+                and data[0:2] != SEND_INDICATION:
             fast.forget(route)  # a STUN message may change what the entries promise
         try:
             server.receive_datagram(data, route, now)
@@ -235,6 +236,8 @@ class TurnUdpPort(MediaPort):
         self.queued: list[tuple[bytes, Address]] = []
         #: the fast path's entries: (client address, channel number) -> ChannelEntry
         self.channels: dict[tuple[Address, int], Any] = {}
+        #: (client address, XOR-PEER-ADDRESS value) -> SendEntry (Send indications)
+        self.sends: dict[tuple[Address, bytes], Any] = {}
         host.sockets[name] = self
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
@@ -258,6 +261,14 @@ class TurnUdpPort(MediaPort):
                 route = (name, addr)
                 receive(data, route, now)
                 fast.learn_channel(table, route, channel, now)
+            elif data[0:2] == SEND_INDICATION and (send := split_send_indication(data)):
+                value, start, end = send
+                entry = self.sends.get((addr, value))
+                if entry is not None and fast.send_indication(entry, data, start, end, now):
+                    continue
+                route = (name, addr)
+                receive(data, route, now)
+                fast.learn_send(self.sends, route, value, now)
             else:
                 receive(data, (name, addr), now)
 

@@ -20,6 +20,14 @@ the output (the fast path, taken by every browser's packets); otherwise the
 elements are collected and written in whichever form fits
 (:func:`~realtime.rtp.extensions.write_extension_block`).  When nothing is
 left, the X bit is cleared and no block is written.
+
+An SFU applies one rewrite to the same received packet once per subscriber,
+and subscribers that negotiated alike share one rewrite object
+(:meth:`realtime.sfu.forwarder.ExtensionPlan.between` hands out one per
+distinct plan).  So a rewrite remembers its output for the last ``bytes``
+packet it was given: the next call with that very object (immutable, so the
+same octets) returns a fresh copy of that output without parsing the block
+again.  A ``bytearray`` may change between calls and is never remembered.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ class ExtensionRewrite:
     ids: Mapping[int, int] = field(default_factory=dict)
     append: tuple[tuple[int, bytes], ...] = ()
     one_byte: bool = field(init=False, repr=False, compare=False, default=False)
+    #: ``(packet, output)`` of the last ``bytes`` packet rewritten (see the module docstring)
+    _last: tuple[bytes, bytes] | None = field(init=False, repr=False, compare=False,
+                                             default=None)
 
     def __post_init__(self) -> None:
         fits = all(1 <= i <= 14 for i in self.ids.values()) and all(
@@ -69,6 +80,15 @@ class ExtensionRewrite:
         :raises DecodeError: the CSRC list or extension block is truncated, or
             an element overruns the block.
         """
+        last = self._last
+        if last is not None and last[0] is packet:
+            return bytearray(last[1])
+        out = self._apply(packet)
+        if type(packet) is bytes:
+            object.__setattr__(self, "_last", (packet, bytes(out)))
+        return out
+
+    def _apply(self, packet: bytes | bytearray) -> bytearray:
         n = len(packet)
         b0 = packet[0]
         head = CSRC_OFFSET + CSRC_LENGTH * (b0 & CSRC_COUNT_MASK)

@@ -184,6 +184,9 @@ class ExtensionPlan(ExtensionRewrite):
 
         ``transport_cc``: the subscriber's transport-wide-cc id; a placeholder
         element goes last, for the stamping hook (:mod:`realtime.sfu.estimate`).
+        Equal plans are one object (up to :data:`_PLANS_KEPT` distinct ones), so
+        the fan-out of one packet rewrites its block once per distinct plan
+        (:mod:`realtime.rtp.rewrite` remembers the last output).
         """
         by_uri = {uri: ext_id for ext_id, uri in subscriber.items()}
         ids = {
@@ -196,7 +199,18 @@ class ExtensionPlan(ExtensionRewrite):
             append = ((by_uri[ExtensionUri.MID], mid.encode("ascii")),)
         if transport_cc is not None:
             append += ((transport_cc, b"\xff\xff"),)
-        return cls(ids, append)
+        key = (cls, frozenset(ids.items()), append)
+        plan = _PLANS.get(key)
+        if plan is None:
+            if len(_PLANS) >= _PLANS_KEPT:
+                _PLANS.clear()
+            plan = _PLANS[key] = cls(ids, append)
+        return plan
+
+
+_PLANS: dict[tuple, ExtensionPlan] = {}
+_PLANS_KEPT = 1024
+"""Distinct plans :meth:`ExtensionPlan.between` shares before it starts afresh."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ import struct
 import pylibsrtp
 
 from realtime.errors import DecodeError, LocalProtocolError
+from realtime.srtp.fast import FastProtect
 from realtime.srtp.profiles import SrtpProtectionProfile
 
 #: pylibsrtp copies each packet into a 1500-octet buffer: the largest packet it takes.
@@ -288,7 +289,7 @@ class SrtpSession:
     :param outbound: the context keyed with our write key.
     """
 
-    __slots__ = ("inbound", "outbound", "profile")
+    __slots__ = ("inbound", "outbound", "profile", "_protect")
 
     def __init__(self, inbound: InboundSrtpContext, outbound: OutboundSrtpContext) -> None:
         if inbound.profile is not outbound.profile:
@@ -296,10 +297,16 @@ class SrtpSession:
         self.inbound = inbound
         self.outbound = outbound
         self.profile = inbound.profile
+        self._protect = FastProtect(outbound)
 
-    def protect(self, rtp: bytes) -> bytes:
-        """Return the SRTP packet for ``rtp`` (see :meth:`OutboundSrtpContext.protect`)."""
-        return self.outbound.protect(rtp)
+    def protect(self, rtp: bytes | bytearray) -> bytes:
+        """Return the SRTP packet for ``rtp``: :meth:`OutboundSrtpContext.protect`'s octets.
+
+        This is the per-packet path of the SFU's fan-out, so it goes through
+        :class:`~realtime.srtp.fast.FastProtect` (the same libsrtp call without
+        pylibsrtp's per-call allocations; it also takes a ``bytearray``).
+        """
+        return self._protect(rtp)
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         """Return the SRTCP packet for ``rtcp`` (see :meth:`OutboundSrtpContext.protect_rtcp`)."""

@@ -213,3 +213,33 @@ async def test_a_burst_beyond_the_default_buffer_is_kept_for_the_reader() -> Non
     finally:
         client.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reuse_port_lets_workers_bind_one_batched_port_and_both_read() -> None:
+    """``--workers``: every worker binds the media and TURN ports with SO_REUSEPORT; they
+    stay batched ports (recvmmsg/sendmmsg, 4 MiB buffers), not Twisted's plain one."""
+    from twisted.internet import reactor
+    first, second = Collect(), Collect()
+    a = mmsg.BatchedUDP(reactor, reuse_port=True).listenUDP(0, first, "127.0.0.1")
+    port = a.getHost().port
+    b = mmsg.BatchedUDP(reactor, reuse_port=True).listenUDP(port, second, "127.0.0.1")
+    clients = []
+    try:
+        assert isinstance(b, mmsg.BatchedPort) and b.batched is mmsg.AVAILABLE
+        assert b.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1 << 20
+        for i in range(64):  # the kernel spreads flows (source ports) over the two sockets
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.bind(("127.0.0.1", 0))
+            client.sendto(b"flow %d" % i, ("127.0.0.1", port))
+            clients.append(client)
+        for _ in range(100):
+            await _sleep(0.01)
+            if sum(len(x) for p in (first, second) for x in p.batches) == 64:
+                break
+        assert sum(len(x) for x in first.batches) and sum(len(x) for x in second.batches)
+    finally:
+        for client in clients:
+            client.close()
+        await a.stopListening()
+        await b.stopListening()

@@ -209,3 +209,86 @@ def test_hostile_bytes_give_the_same_output_on_both_paths(client, peer, gaps) ->
         if step < len(peer):
             twins.peers(peer[step])
         twins.advance(gaps[step])
+
+
+# -- Send indications ------------------------------------------------------------------
+
+def send_with_fingerprint(peer, payload: bytes) -> bytes:
+    return encode_message(StunMethod.SEND, StunClass.INDICATION, bytes(range(12)),
+                          [XorPeerAddress.of(*peer), Data(payload)], fingerprint=True)
+
+
+def test_send_indications_take_the_fast_path_with_the_machines_bytes() -> None:
+    twins = Twins()
+    allocate(twins)
+    sends = [send_indication(PEER_B, bytes([i]) * (i + 1)) for i in range(10)]
+    twins.clients(sends)                                   # learns, then relays fast
+    assert twins.fast.udp.sends, "the fast path learned no Send entry"
+    twins.clients(sends + [send_with_fingerprint(PEER_B, b"fp"), send_with_fingerprint(PEER_A, b"")])
+    ping = frame_channel_data(0x4000, b"ping")
+    twins.clients([ping, ping])
+    channels = dict(twins.fast.udp.channels)
+    twins.clients([send_indication(PEER_B, b"mixed"), ping])
+    assert twins.fast.udp.channels == channels, "a Send indication made the host forget entries"
+    twins.clients([send_indication(PEER_C, b"no permission"), send_indication(PEER_A, b"a")])
+    twins.clients(sends * 4)                                # 40 packets/s: the bucket runs dry
+    twins.advance(1.0)
+    twins.clients(sends)
+    twins.advance(299.5)                                    # PEER_B's permission lapses at 300 s
+    twins.clients(sends[:2])
+    assert code(twins.request(StunMethod.CREATE_PERMISSION,
+                              [XorPeerAddress.of(*PEER_B)])) == "success"
+    twins.clients(sends)                                   # relearned
+    for world in (twins.fast, twins.slow):
+        world.server.revoke("alice", world.reactor.seconds())
+    twins.clients(sends[:3])
+
+
+def test_send_indications_outside_the_plain_layout_go_to_the_machine() -> None:
+    """Other layouts, lengths and families: the reference decides, identically on both sides."""
+    twins = Twins()
+    allocate(twins)
+    good = send_indication(PEER_B, b"payload!")
+    twins.clients([good])
+    data_first = encode_message(StunMethod.SEND, StunClass.INDICATION, bytes(12),
+                                [Data(b"x"), XorPeerAddress.of(*PEER_B)])
+    ipv6 = encode_message(StunMethod.SEND, StunClass.INDICATION, bytes(12),
+                          [XorPeerAddress.of("2001:db8::1", 9), Data(b"x")])
+    no_data = encode_message(StunMethod.SEND, StunClass.INDICATION, bytes(12),
+                             [XorPeerAddress.of(*PEER_B)])
+    variants = [data_first, ipv6, no_data, good[:-1], good + b"\0\0\0\0",
+                good[:2] + bytes([good[2], good[3] + 4]) + good[4:] + b"\0\0\0\0",
+                good[:4] + b"\0\0\0\0" + good[8:],                        # no magic cookie
+                good[:34] + b"\x00\x20" + good[36:],                      # DATA overruns
+                good[:34] + b"\x00\x01" + good[36:],                      # DATA shorter
+                good[:24] + b"\x01" + good[25:],                          # reserved octet
+                good + b"\x80\x28\x00\x04\0\0\0\0",                        # length not updated
+                ]
+    twins.clients(variants + [good])
+    twins.clients([good[:2] + bytes([0, len(good) - 20 + 8]) + good[4:] + b"\x80\x29\x00\x04abcd"])
+
+
+_send_like = st.builds(
+    lambda peer, payload, cut, fingerprint: (
+        send_with_fingerprint if fingerprint else send_indication)(peer, payload)[:cut],
+    st.sampled_from([PEER_A, PEER_B, PEER_C]), st.binary(max_size=30),
+    st.integers(20, 100), st.booleans())
+
+
+@settings(max_examples=100, deadline=None)
+@given(client=st.lists(st.lists(st.one_of(_send_like, _channel_like), max_size=6), max_size=5),
+       flips=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=3),
+       gaps=st.lists(st.sampled_from([0.0, 0.01, 1.0, 150.0, 320.0]), min_size=5, max_size=5))
+def test_hostile_send_indications_give_the_same_output_on_both_paths(client, flips, gaps) -> None:
+    twins = Twins()
+    allocate(twins)
+    for step, batch in enumerate(client):
+        mangled = []
+        for data in batch:
+            data = bytearray(data)
+            for where, value in flips:
+                if where < len(data) and step % 2:
+                    data[where] = value
+            mangled.append(bytes(data))
+        twins.clients(mangled)
+        twins.advance(gaps[step])

@@ -62,3 +62,39 @@ def test_hostile_bytes_raise_only_decode_error(data: bytes) -> None:
         ExtensionRewrite({1: 2, 3: 200}, ((4, b"m"),)).apply(data)
     except DecodeError:
         pass
+
+
+def test_the_same_bytes_object_gets_a_fresh_copy_of_the_remembered_output() -> None:
+    """The SFU's fan-out applies one rewrite to one packet object per subscriber."""
+    packet = RtpPacket(96, 1, 2, 3, payload=b"x" * 50).with_extensions(
+        [HeaderExtension(1, b"0"), HeaderExtension(2, b"\x01\x02\x03")]).encode()
+    rewrite = ExtensionRewrite({2: 5}, ((4, b"7"),))
+    first = rewrite.apply(packet)
+    first[-1] = 0  # a subscriber's own rewriting and SRTP happen on its copy
+    second = rewrite.apply(packet)
+    assert second is not first
+    assert bytes(second) == bytes(ExtensionRewrite({2: 5}, ((4, b"7"),)).apply(packet))
+
+
+def test_a_bytearray_is_read_again_every_time() -> None:
+    """A bytearray may change between calls: its output is never remembered."""
+    packet = bytearray(RtpPacket(96, 1, 2, 3, payload=b"abc").with_extensions(
+        [HeaderExtension(2, b"\x01")]).encode())
+    rewrite = ExtensionRewrite({2: 5})
+    before = bytes(rewrite.apply(packet))
+    packet[-1] = ord("z")
+    after = bytes(rewrite.apply(packet))
+    assert before.endswith(b"abc") and after.endswith(b"abz")
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.lists(element, max_size=4), st.binary(max_size=30),
+                          st.integers(1, 3)), min_size=1, max_size=6))
+def test_remembering_never_changes_the_output(runs) -> None:
+    """Packets in turn, each applied 1-3 times: every output is what a fresh rewrite gives."""
+    rewrite = ExtensionRewrite({1: 3, 2: 2, 9: 14}, ((4, b"1"),))
+    for elements, payload, times in runs:
+        packet = RtpPacket(96, 1, 2, 3, payload=payload).with_extensions(elements).encode()
+        fresh = bytes(ExtensionRewrite({1: 3, 2: 2, 9: 14}, ((4, b"1"),)).apply(packet))
+        for _ in range(times):
+            assert bytes(rewrite.apply(packet)) == fresh

@@ -201,6 +201,17 @@ def test_rtx_layout() -> None:
     assert forwarder.retransmit([1, 300], 0.1) == [] and forwarder.unanswered == 2
 
 
+
+def test_subscribers_that_negotiated_alike_share_one_plan():
+    """One plan object per distinct plan: the fan-out rewrites a packet's block once per plan."""
+    publisher = {1: ExtensionUri.MID, 2: ExtensionUri.ABS_SEND_TIME}
+    subscriber = {4: ExtensionUri.MID, 2: ExtensionUri.ABS_SEND_TIME}
+    a = ExtensionPlan.between(publisher, subscriber, mid="1")
+    assert ExtensionPlan.between(dict(publisher), dict(subscriber), mid="1") is a
+    assert ExtensionPlan.between(publisher, subscriber, mid="2") is not a
+    assert ExtensionPlan.between(publisher, {3: ExtensionUri.MID, 2: ExtensionUri.ABS_SEND_TIME},
+                                 mid="1") is not a
+
 def test_extension_plan_maps_drops_and_appends_mid() -> None:
     publisher = {
         1: ExtensionUri.MID,
