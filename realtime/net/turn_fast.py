@@ -10,13 +10,13 @@ the clock and the token buckets, so the adapter keeps, per channel, the
 answer to every lookup in one entry::
 
     client -> peer   TurnUdpPort.channels[(client addr, channel number)]
-                        -> ChannelEntry(allocation, relay socket, peer, until)
+                        -> RelayEntry(allocation, relay socket, peer, until)
     peer -> client   RelaySocket.peers[peer addr]
                         -> PeerEntry(allocation, client socket, client addr,
                                      channel number bytes, until)
 
     client -> peer   TurnUdpPort.sends[(client addr, XOR-PEER-ADDRESS value)]
-      (Send)            -> SendEntry(allocation, relay socket, peer, until)
+      (Send)            -> RelayEntry(allocation, relay socket, peer, until)
 
     until = min(channel expiry, permission expiry (peer side), allocation
                 expiry, credential expiry)          the precomputed checks
@@ -65,20 +65,10 @@ from realtime.turn.allocation import Allocation
 _FOREVER = float("inf")
 
 
-class ChannelEntry:
-    """Client -> peer: where ChannelData on one (client, channel) goes, and until when."""
-
-    __slots__ = ("allocation", "target", "peer", "until")
-
-    def __init__(self, allocation: Allocation, target: Any, peer: Address, until: float) -> None:
-        self.allocation = allocation
-        self.target = target
-        self.peer = peer
-        self.until = until
-
-
-class SendEntry:
-    """Client -> peer: where Send indications naming one peer go, and until when."""
+class RelayEntry:
+    """Client -> peer: where ChannelData on one (client, channel), or Send
+    indications naming one peer, go, and until when (the two tables of the
+    diagram above hold the same kind of entry under different keys)."""
 
     __slots__ = ("allocation", "target", "peer", "until")
 
@@ -158,7 +148,7 @@ class FastPath:
 
     # -- per packet ------------------------------------------------------------
 
-    def channel_data(self, entry: ChannelEntry, data: bytes, now: float) -> bool:
+    def channel_data(self, entry: RelayEntry, data: bytes, now: float) -> bool:
         """Relay client ChannelData through ``entry``; False if the reference must handle it."""
         allocation = entry.allocation
         if now >= entry.until or allocation.suspended_until is not None:
@@ -179,7 +169,7 @@ class FastPath:
             self.host.server.drops["rate-limit"] += 1
         return True
 
-    def send_indication(self, entry: SendEntry, data: bytes, start: int, end: int,
+    def send_indication(self, entry: RelayEntry, data: bytes, start: int, end: int,
                         now: float) -> bool:
         """Relay the DATA of a Send indication through ``entry``; False for the reference."""
         allocation = entry.allocation
@@ -233,7 +223,7 @@ class FastPath:
         key = (client[1], channel)
         if key not in table:  # a replaced entry is already owned
             self.owned.setdefault(allocation.client, []).append((table, key))
-        table[key] = ChannelEntry(allocation, target, binding.peer, until)
+        table[key] = RelayEntry(allocation, target, binding.peer, until)
 
     def learn_send(self, table: dict, client: tuple, value: bytes, now: float) -> None:
         """After the reference took a Send indication naming ``value`` from ``client``: remember it."""
@@ -252,7 +242,7 @@ class FastPath:
         key = (client[1], value)
         if key not in table:
             self.owned.setdefault(allocation.client, []).append((table, key))
-        table[key] = SendEntry(allocation, target, peer, until)
+        table[key] = RelayEntry(allocation, target, peer, until)
 
     def learn_peer(self, table: dict, relay: Address, peer: Address, now: float) -> None:
         """After the reference took a datagram from ``peer`` on ``relay``: remember it."""

@@ -234,9 +234,9 @@ class TurnUdpPort(MediaPort):
         self.key = name
         #: datagrams queued while the host is corked
         self.queued: list[tuple[bytes, Address]] = []
-        #: the fast path's entries: (client address, channel number) -> ChannelEntry
+        #: the fast path's entries: (client address, channel number) -> RelayEntry
         self.channels: dict[tuple[Address, int], Any] = {}
-        #: (client address, XOR-PEER-ADDRESS value) -> SendEntry (Send indications)
+        #: (client address, XOR-PEER-ADDRESS value) -> RelayEntry (Send indications)
         self.sends: dict[tuple[Address, bytes], Any] = {}
         host.sockets[name] = self
 
