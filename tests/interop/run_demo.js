@@ -7,11 +7,12 @@
 // the received width to be in that layer's range (q <= 400 < h <= 800 < f), sends a
 // message on the DataChannel echo and waits for it to come back, then (optionally)
 // saves a screenshot.  Prints `RESULT <json>` (exit 0) or `ERROR <message>` (exit 1).
-// Chromium runs with the flags of run_page.js: nothing resolves but localhost, fake media.
+// Chromium runs with chromium_flags.js: nothing resolves but localhost, fake media.
 const { chromium } = require('playwright-core');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const CHROMIUM_FLAGS = require('./chromium_flags');
 
 const RANGES = {q: [1, 400], h: [401, 800], f: [801, 100000]};
 
@@ -23,19 +24,7 @@ async function main() {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     viewport: {width: 1200, height: 1100},
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE [::1]',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-default-apps', '--disable-domain-reliability', '--disable-breakpad',
-      '--disable-client-side-phishing-detection', '--no-default-browser-check',
-      '--metrics-recording-only', '--no-pings',
-      '--disable-features=WebRtcHideLocalIpsWithMdns,OptimizationHints,MediaRouter,Translate',
-      '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-      '--allow-loopback-in-peer-connection', '--disable-dev-shm-usage',
-      '--ignore-certificate-errors',
-    ],
+    args: CHROMIUM_FLAGS,
   });
   const result = {steps: []};
   let code = 0;

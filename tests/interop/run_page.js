@@ -10,6 +10,7 @@ const { chromium } = require('playwright-core');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const CHROMIUM_FLAGS = require('./chromium_flags');
 
 async function main() {
   const [url, timeoutArg] = process.argv.slice(2);
@@ -18,28 +19,7 @@ async function main() {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      // Test traffic stays on this machine: no name resolves but localhost
-      // (pages and the API are on 127.0.0.1 literals), no background fetches,
-      // and no mDNS (.local) host candidates, whose registration is multicast.
-      // REALTIME_EXCLUDE (comma-separated literals) adds addresses a test made itself,
-      // e.g. the namespaces of tests/cluster.
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE [::1]'
-        + (process.env.REALTIME_EXCLUDE || '').split(',').filter(Boolean).map(a => ` , EXCLUDE ${a}`).join(''),
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-default-apps', '--disable-domain-reliability', '--disable-breakpad',
-      '--disable-client-side-phishing-detection', '--no-default-browser-check',
-      '--metrics-recording-only', '--no-pings',
-      '--disable-features=WebRtcHideLocalIpsWithMdns,OptimizationHints,MediaRouter,Translate',
-      // The fake camera runs at 20 fps unless told otherwise: 30 gives a viewer
-      // check of >= 20 fps decoded a margin.  Remote audio is played out
-      // (pages attach it to an <audio> element) so its stats count samples.
-      '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-      '--allow-loopback-in-peer-connection', '--disable-dev-shm-usage',
-      '--ignore-certificate-errors',
-    ],
+    args: CHROMIUM_FLAGS,
   });
   let code = 0;
   try {
