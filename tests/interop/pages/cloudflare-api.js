@@ -32,6 +32,24 @@ function iceConnected(pc) {
   }), 'ICE connected');
 }
 
+// Push `tracks` on a new session, one sendonly transceiver each, named `names[i]` (default:
+// the track's id); waits for ICE.  Returns the PeerConnection, its transceivers, the
+// session id and the tracks/new answer.
+async function pushTracks(tracks, names) {
+  const pc = new RTCPeerConnection({bundlePolicy: 'max-bundle'});
+  const transceivers = tracks.map(track => pc.addTransceiver(track, {direction: 'sendonly'}));
+  const sessionId = (await call('POST', '/sessions/new')).sessionId;
+  await pc.setLocalDescription(await pc.createOffer());
+  const push = await call('POST', `/sessions/${sessionId}/tracks/new`, {
+    sessionDescription: {sdp: pc.localDescription.sdp, type: 'offer'},
+    tracks: transceivers.map(({mid, sender}, i) => ({location: 'local', mid,
+                                                     trackName: names ? names[i] : sender.track.id})),
+  });
+  await pc.setRemoteDescription(new RTCSessionDescription(push.sessionDescription));
+  await iceConnected(pc);
+  return {pc, transceivers, sessionId, push};
+}
+
 // Simulcast pages: A publishes one camera track in three layers (f, h = 1/2, q = 1/4)
 // and waits for ICE; returns what the pages report about the offer and the answer.
 async function pushSimulcast(stream) {
