@@ -36,6 +36,9 @@ relay kind          way     payload
                             PLI (RFC 4585 §6.3.1) for key frames B's subscribers want
 ``KEEPALIVE``       A → B   empty, every :data:`KEEPALIVE_INTERVAL` while A relays
                             anything to B; B asks to move after :data:`PARENT_SILENCE`
+``KEEPALIVE``       B → A   the acknowledgement (stream id :data:`KEEPALIVE_ACK`), sent
+                            for each keepalive of a node B pulls from; A stops relaying
+                            to B after :data:`CHILD_SILENCE` without one
 ==================  ======  =====================================================
 
 At A, a node's NACK is answered from the track's own
@@ -69,8 +72,8 @@ from realtime.errors import DecodeError
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.track import PublishedTrack
 
-__all__ = ["KEYFRAME_INTERVAL", "LEASE", "MirrorLeg", "MirrorSession", "MirrorTrack", "PullMachine",
-           "RelayFanout", "stream_id_of"]
+__all__ = ["CHILD_SILENCE", "KEEPALIVE_ACK", "KEYFRAME_INTERVAL", "LEASE", "MirrorLeg",
+           "MirrorSession", "MirrorTrack", "PullMachine", "RelayFanout", "stream_id_of"]
 
 #: B repeats ``pull`` for each live mirror this often (seconds): lost messages heal.
 LEASE = 3.0
@@ -81,6 +84,14 @@ KEEPALIVE_INTERVAL = 0.25
 #: ... and a mirror that heard nothing from its parent for this long asks to move (seconds):
 #: the parent died without leaving the registry, or the link between them is cut.
 PARENT_SILENCE = 1.0
+#: A KEEPALIVE under this stream id is a child's acknowledgement of its parent's (never
+#: answered in turn); a parent's own keepalives carry stream id 0.
+KEEPALIVE_ACK = 1
+#: A parent stops relaying to a child node it has heard nothing from (no acknowledgement,
+#: no ``pull``) for this long (seconds): the child was killed without leaving the registry,
+#: whose heartbeat would keep it "live" for up to its TTL (10 s) of wasted relay frames.
+#: Checked at each keepalive tick, so a dead child is cut off after 1.0-1.25 s.
+CHILD_SILENCE = 1.0
 
 
 class PullMachine:
@@ -254,7 +265,13 @@ class PullMachine:
             except DecodeError:
                 self.counters["rtcp-malformed"] += 1
         elif kind == RelayKind.KEEPALIVE:
-            self.heard[packet.sender] = now
+            sender = packet.sender
+            self.heard[sender] = now
+            if packet.stream_id != KEEPALIVE_ACK:   # a parent's: acknowledge if we pull from it
+                address = self.members.get(sender)
+                if address is not None \
+                        and any(m.owner == sender for m in self.mirrors.values()):
+                    self.send(RelayKind.KEEPALIVE, KEEPALIVE_ACK, b"", [address])
         else:
             self.counters["kind-not-handled"] += 1
 
@@ -269,6 +286,7 @@ class PullMachine:
             if address is None:
                 self.counters["pull-from-non-member"] += 1
                 return
+            self.heard[from_node] = max(self.heard.get(from_node, now), now)   # a sign of life
             fanout = self.fanouts.get(stream_id)
             if fanout is None or fanout.track.ended:
                 track = self._local_track(session_id, name, from_node)
@@ -366,6 +384,7 @@ class PullMachine:
                 self._drop_fanout(fanout)
         keepalive = self._next_keepalive
         if keepalive is not None and now >= keepalive:
+            self._drop_silent_children(now)
             addresses = list({a for f in self.fanouts.values() for a in f.nodes.values()})
             if addresses:
                 self.send(RelayKind.KEEPALIVE, 0, b"", addresses)
@@ -378,6 +397,18 @@ class PullMachine:
                 if not mirror.left:
                     self._tree.append(("check", mirror))
             self._next_lease = now + LEASE if self.mirrors else None
+
+    def _drop_silent_children(self, now: float) -> None:
+        """Stop relaying to child nodes silent for :data:`CHILD_SILENCE` (no acknowledgement
+        of our keepalives, no ``pull``).  A child that is alive after all (a burst of loss)
+        pulls again at its next lease and is fed again from a key frame."""
+        heard = self.heard
+        for fanout in list(self.fanouts.values()):
+            for node_id in [n for n in fanout.nodes if now - heard.get(n, -1e9) >= CHILD_SILENCE]:
+                fanout.remove_node(node_id)
+                self.counters["child-silent"] += 1
+            if not fanout.nodes:
+                self._drop_fanout(fanout)
 
     def get_timer(self) -> float | None:
         """Return the earliest deadline: a mirror's NACK or PLI, an idle sweep, the lease."""
