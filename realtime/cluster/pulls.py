@@ -39,7 +39,16 @@ relay kind          way     payload
 ``KEEPALIVE``       B → A   the acknowledgement (stream id :data:`KEEPALIVE_ACK`), sent
                             for each keepalive of a node B pulls from; A stops relaying
                             to B after :data:`CHILD_SILENCE` without one
+``LAYERS``          B → A   the simulcast rids B's subscribers and children want
+                            (:func:`~realtime.cluster.mirror.wanted_layers`), when it
+                            changes and each lease; A relays B only those layers
 ==================  ======  =====================================================
+
+**Each hop forwards only the layers its subtree needs.**  A node that never
+reported gets every layer.  A parent that starts relaying a layer to a child
+asks for a key frame of it (its publisher leg at the root, its own
+:class:`MirrorLeg` at a relay), after reporting its own new wants upward, so
+the key frame that switches the child's subscriber travels the whole path.
 
 At A, a node's NACK is answered from the track's own
 :class:`~realtime.media.nack.RetransmissionBuffer` (never forwarded to the
@@ -66,7 +75,8 @@ from collections import Counter, deque
 from typing import Any, Callable, cast
 
 from realtime.cluster.mirror import (KEYFRAME_INTERVAL, MirrorLeg, MirrorSession, MirrorTrack,
-                                     RelayFanout, stream_id_of)
+                                     RelayFanout, decode_layers, encode_layers, stream_id_of,
+                                     wanted_layers)
 from realtime.cluster.relay import Address, RelayKind, RelayPacketReceived
 from realtime.errors import DecodeError
 from realtime.sdp.negotiated import NegotiatedMedia
@@ -92,6 +102,9 @@ KEEPALIVE_ACK = 1
 #: whose heartbeat would keep it "live" for up to its TTL (10 s) of wasted relay frames.
 #: Checked at each keepalive tick, so a dead child is cut off after 1.0-1.25 s.
 CHILD_SILENCE = 1.0
+#: A mirror of a simulcast track re-reads what its subtree wants this often (seconds) and
+#: reports a change to its parent (a child's report is passed up at once).
+LAYERS_INTERVAL = 0.25
 
 
 class PullMachine:
@@ -127,6 +140,7 @@ class PullMachine:
         #: node id -> when its last KEEPALIVE arrived
         self.heard: dict[str, float] = {}
         self._next_keepalive: float | None = None
+        self._next_layers: float | None = None
         #: drops and events by reason (never logged per packet)
         self.counters: Counter[str] = Counter()
 
@@ -169,7 +183,22 @@ class PullMachine:
         self.counters["mirrors-made"] += 1
         if self._next_lease is None:
             self._next_lease = now + LEASE
+        if mirror.layers is not None and self._next_layers is None:
+            self._next_layers = now
         return mirror
+
+    def _report_layers(self, mirror: MirrorTrack) -> None:
+        """Tell ``mirror``'s parent which layers its subtree wants, if that changed."""
+        if mirror.layers is None or mirror.ended:
+            return
+        wants = wanted_layers(mirror)
+        if mirror.reported is not False and wants == mirror.reported:
+            return
+        address = self.members.get(mirror.owner)
+        if address is not None:
+            mirror.reported = wants
+            self.send(RelayKind.LAYERS, mirror.stream_id, encode_layers(wants), [address])
+            self.counters["layers-reported"] += 1
 
     def _send_rtcp(self, stream_id: int, packet: bytes) -> None:
         """Send a mirror's NACK/PLI to the node it pulls from (its parent)."""
@@ -190,6 +219,7 @@ class PullMachine:
                                   mirror.name))
         mirror.owner = parent
         mirror.pulled_at = now
+        mirror.reported = False         # the new parent hears our layers at the next tick
         self._control.append((parent, "pull", mirror.session.session_id, mirror.name))
         self.counters["repoints"] += 1
         return True
@@ -264,6 +294,8 @@ class PullMachine:
                 fanout.receive_rtcp(packet.sender, packet.payload, now)
             except DecodeError:
                 self.counters["rtcp-malformed"] += 1
+        elif kind == RelayKind.LAYERS:
+            self._receive_layers(packet, now)
         elif kind == RelayKind.KEEPALIVE:
             sender = packet.sender
             self.heard[sender] = now
@@ -276,6 +308,25 @@ class PullMachine:
             self.counters["kind-not-handled"] += 1
 
     # -- A: serving pulls ---------------------------------------------------------------
+
+    def _receive_layers(self, packet: RelayPacketReceived, now: float) -> None:
+        """A child node's LAYERS: relay it only those; pass the change up; key frames."""
+        fanout = self.fanouts.get(packet.stream_id)
+        if fanout is None:
+            self.counters["layers-no-fanout"] += 1
+            return
+        try:
+            wants = decode_layers(packet.payload)
+        except DecodeError:
+            self.counters["layers-malformed"] += 1
+            return
+        newly = fanout.set_wants(packet.sender, wants)
+        track = fanout.track
+        if isinstance(track, MirrorTrack):
+            self._report_layers(track)      # our parent relays the layer before we ask
+        for rid in newly:
+            track.request_keyframe(rid, now)
+        self.counters["layers-received"] += 1
 
     def receive_control(self, action: str, from_node: str, session_id: str, name: str,
                         now: float) -> None:
@@ -394,9 +445,15 @@ class PullMachine:
             for mirror in self.mirrors.values():
                 self._control.append((mirror.owner, "pull", mirror.session.session_id,
                                       mirror.name))
+                mirror.reported = False         # report again: a lost LAYERS heals
                 if not mirror.left:
                     self._tree.append(("check", mirror))
             self._next_lease = now + LEASE if self.mirrors else None
+        layers = self._next_layers
+        if layers is not None and now >= layers:
+            for mirror in self.mirrors.values():
+                self._report_layers(mirror)
+            self._next_layers = now + LAYERS_INTERVAL if self.mirrors else None
 
     def _drop_silent_children(self, now: float) -> None:
         """Stop relaying to child nodes silent for :data:`CHILD_SILENCE` (no acknowledgement
@@ -412,7 +469,8 @@ class PullMachine:
 
     def get_timer(self) -> float | None:
         """Return the earliest deadline: a mirror's NACK or PLI, an idle sweep, the lease."""
-        deadlines = [t for t in (self._next_lease, self._next_keepalive) if t is not None]
+        deadlines = [t for t in (self._next_lease, self._next_keepalive, self._next_layers)
+                     if t is not None]
         for mirror in self.mirrors.values():
             if not mirror.left:
                 deadlines.append(max(self.heard.get(mirror.owner, 0.0), mirror.pulled_at)
