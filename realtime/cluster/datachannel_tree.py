@@ -13,6 +13,10 @@ under :func:`tree_name`), subscribes to the parent it is given, and keeps it rig
   away); one that heard nothing from its parent for :data:`PARENT_SILENCE` moves away
   from it (:meth:`~realtime.cluster.tree.Tree.move`; with no other slot the silent node
   is taken out of the tree) and subscribes to its new parent;
+* each child answers with a ``KEEPALIVE`` of its own (stream id
+  :data:`~realtime.cluster.pulls.KEEPALIVE_ACK`) to each of its parents every tick; a
+  parent stops relaying to a child it heard nothing from for :data:`CHILD_SILENCE` (a
+  child alive after all subscribes again at its next lease);
 * every :data:`LEASE` it re-reads its parent (``HGET``), subscribes again (a lost
   message, a relay that forgot it) and, if the tree moved it, unsubscribes from the old.
 
@@ -28,10 +32,11 @@ from typing import Any, Awaitable, Callable
 
 from realtime.cluster.cascade import TreeBusy, TreeDirectory
 from realtime.cluster.datachannel_frames import FeedReceiver
+from realtime.cluster.pulls import KEEPALIVE_ACK
 from realtime.cluster.relay import Address, RelayKind
 from realtime.sfu.datachannels import RemotePublication
 
-__all__ = ["Follow", "KEEPALIVE_INTERVAL", "LEASE", "PARENT_SILENCE", "TreeFollowing",
+__all__ = ["CHILD_SILENCE", "Follow", "KEEPALIVE_INTERVAL", "LEASE", "PARENT_SILENCE", "TreeFollowing",
            "tree_name"]
 
 SUBSCRIBE, UNSUBSCRIBE, REPARENT = (
@@ -42,6 +47,9 @@ KEEPALIVE_INTERVAL = 0.25
 PARENT_SILENCE = 1.0
 #: ... and re-subscribes to the parent the directory holds this often (lost messages heal).
 LEASE = 3.0
+#: A parent stops relaying to a child it heard nothing from (its KEEPALIVE_ACK frames, a
+#: subscribe) for this long: a killed node stays registered for its heartbeat's 10 s.
+CHILD_SILENCE = 1.0
 
 
 def tree_name(name: str) -> str:
@@ -88,6 +96,8 @@ class TreeFollowing:
     _senders: dict[Any, Any]
     _timer: Any
     _next_lease: float
+    #: node id -> when it last subscribed to one of our publications or follows
+    _joined: dict[str, float]
     tree_events: Counter[str]
 
     def _background(self, coroutine: Any) -> Any:
@@ -140,6 +150,20 @@ class TreeFollowing:
                 if old in self.addresses():
                     await self._control(old, UNSUBSCRIBE, sid, name)
 
+    def _drop_silent_children(self, now: float) -> None:
+        """Stop relaying to child nodes silent for :data:`CHILD_SILENCE`."""
+        def silent(node: str) -> bool:
+            return now - max(self.heard(node) or 0.0, self._joined.get(node, 0.0)) \
+                >= CHILD_SILENCE
+        for follow in self._remote.values():
+            for node in [n for n in follow.children if silent(n)]:
+                follow.children.discard(node)
+                self.tree_events["child-silent"] += 1
+        for sender in self._senders.values():
+            for node in [n for n in sender.nodes if silent(n)]:
+                sender.nodes.discard(node)
+                self.tree_events["child-silent"] += 1
+
     def stop(self) -> None:
         """Stop the keepalive/repair timer (the service stops)."""
         if self._timer is not None and self._timer.active():
@@ -161,11 +185,16 @@ class TreeFollowing:
         self._timer = None
         now = self.clock.seconds()
         addresses = self.addresses()
+        self._drop_silent_children(now)
         children = {n for f in self._remote.values() for n in f.children}
         children.update(n for sender in self._senders.values() for n in sender.nodes)
         targets = [addresses[n] for n in sorted(children) if n in addresses]
         if targets:
             self.send_relay(RelayKind.KEEPALIVE, 0, b"", targets)
+        parents = {f.parent for f in self._remote.values() if f.parent in addresses}
+        if parents:                         # our acknowledgement: "I still listen"
+            self.send_relay(RelayKind.KEEPALIVE, KEEPALIVE_ACK, b"",
+                            [addresses[n] for n in sorted(parents)])
         lease = now >= self._next_lease
         if lease:
             self._next_lease = now + LEASE

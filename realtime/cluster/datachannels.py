@@ -126,6 +126,7 @@ class DataChannelRelay(TreeFollowing):
             directory, node_id, fanout, notify=self._notify_reparent)
         self._timer: Any = None
         self._next_lease = 0.0
+        self._joined: dict[str, float] = {}
         #: publisher side: our publications other nodes subscribe to
         self._senders: dict[PublishedChannel, FeedSender] = {}
         self._published: dict[tuple[str, str], PublishedChannel] = {}
@@ -332,6 +333,7 @@ class DataChannelRelay(TreeFollowing):
     async def _subscribed(self, node: str, session_id: str, name: str) -> None:
         publication = self.find_publication(session_id, name)
         follow = self._remote.get((session_id, name))
+        self._joined[node] = self.clock.seconds()
         if (publication is None or publication.closed) and follow is not None:
             if node not in self.addresses():
                 await self.refresh()

@@ -8,6 +8,7 @@ under A; C then hangs under B: A sends each message once (to B), B passes every 
 to C, C's subscriber gets every message in order.  B killed (its frames stop, it stays
 registered): C stops hearing B's keepalives, moves to A within PARENT_SILENCE and is fed
 again.  B's last subscriber leaving instead: B detaches, C is told to re-read its parent.
+C killed: its acknowledgements stop and B stops relaying to it after CHILD_SILENCE.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import pytest_twisted
 from twisted.internet import reactor
 
+from realtime.cluster.datachannel_tree import CHILD_SILENCE, KEEPALIVE_INTERVAL
 from realtime.cluster.datachannels import DataChannelRelay, PARENT_SILENCE, tree_name
 from realtime.cluster.directory import Directory
 from realtime.cluster.keys import Keys
@@ -185,5 +187,34 @@ async def test_a_relay_whose_last_subscriber_left_hands_its_child_over_then_stop
         pump([c_session], 0.0)
         assert c_session.connection.received[c_copy.id] == ["one", "two", "three"]
         assert c.relay.counters()["receivers"].get("lost", 0) == 0
+    finally:
+        await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_parent_stops_relaying_to_a_killed_child_within_a_second(redis_server) -> None:
+    nodes, network = await chain(redis_server)
+    a, b, c = nodes["a"], nodes["b"], nodes["c"]
+    try:
+        publisher, chat = await publish_chat(nodes)
+        await subscribe(b, publisher.session_id)
+        await subscribe(c, publisher.session_id)
+        follow_b = b.relay._remote[(publisher.session_id, "chat")]
+        await pumping(nodes, network, 5, lambda: follow_b.children == {"c"})
+        await pumping(nodes, network, 1.5)      # healthy: C acknowledges, B keeps it
+        assert follow_b.children == {"c"} and "child-silent" not in b.relay.tree_events
+        c.dead = True                           # killed: still registered, silent
+        c.relay.stop()
+        await c.directory.stop()
+        killed = time.monotonic()
+        await pumping(nodes, network, 5, lambda: not follow_b.children)
+        cut = time.monotonic() - killed
+        assert not follow_b.children and b.relay.tree_events["child-silent"] == 1
+        assert cut < CHILD_SILENCE + 2 * KEEPALIVE_INTERVAL, cut
+        forwarded = sum(b.relay.forwarded.values())
+        send(publisher, chat, ["to b only"], nodes, network)
+        assert sum(b.relay.forwarded.values()) == forwarded     # nothing more sent to C
+        assert a.relay.sent["b"] >= 1 and "c" not in a.relay.sent
+        print(f"B stopped relaying to the killed C {cut:.2f} s after the kill")
     finally:
         await stop(nodes)

@@ -12,7 +12,8 @@ free slot: C attaches under B)::
 A sends each message once (to B); B passes every fragment on to C; C's subscriber gets
 every message, in order.  Then B is killed (SIGKILL: it stays registered until its
 heartbeat expires): C stops hearing B's keepalives, moves under A, and its subscriber
-receives the publisher's messages again within 2 s.
+receives the publisher's messages again within 2 s; A, no longer acknowledged by B,
+stops relaying to it.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ async def chain(a, b, c, redis_server) -> dict:
             if len(at_c["messages"]) > seen:
                 resumed = time.monotonic() - killed
                 break
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)     # A has cut the silent B off by now (1.0-1.25 s)
         return {"tree": tree, "warm": warm, "before": before, "resumed": resumed,
                 "tree_after": tree_of(redis_server, publisher),
                 "after": await counters(c), "at_a": await counters(a),
@@ -130,6 +131,9 @@ def test_a_datachannel_crosses_a_chain_of_nodes_and_survives_a_killed_middle_nod
     assert result["tree_after"] == {"node-c": "node-a"}, result["tree_after"]
     assert result["after"]["trees"].get("parent-silent", 0) >= 1, result["after"]
     assert "node-a" in result["after"]["receivedPerNode"]
+    # A stopped relaying to the killed B (its acknowledgements stopped), though registered
+    assert list(result["at_a"]["publicationsFed"].values()) == [["node-c"]], result["at_a"]
+    assert result["at_a"]["trees"].get("child-silent") == 1, result["at_a"]
     after = [m for m in result["received"][len(wanted):]]
     assert after == sorted(after, key=lambda m: int(m.split()[1]))   # in order after the move
     print(f"chain A->B->C: {MESSAGES + 1} messages, A sent {at_a['sentPerNode']}, "
