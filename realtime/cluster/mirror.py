@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from realtime.cluster.relay import Address, RelayKind
 from realtime.errors import DecodeError
-from realtime.media.simulcast import NONE as NO_FALLBACK
+from realtime.media.simulcast import NONE
 from realtime.rtcp.feedback import FullIntraRequest, GenericNack, PictureLossIndication
 from realtime.rtcp.packet import decode_compound
 from realtime.sdp.negotiated import NegotiatedMedia
@@ -62,10 +62,10 @@ def subscription_wants(subscription: Any) -> frozenset[str] | None:
         return None if getattr(subscription, "forwarder", None) is not None else frozenset()
     prefs = selector.preferences
     preferred = prefs.preferred_rid
-    if preferred is None or prefs.rid_not_available != NO_FALLBACK:
+    if preferred is None or prefs.rid_not_available != NONE:
         return None
     wants = {preferred}
-    if prefs.priority_ordering != NO_FALLBACK:
+    if prefs.priority_ordering != NONE:
         wants.update(rid for rid in selector.layers.ordered() if rid > preferred)
     if selector.current is not None:
         wants.add(selector.current)
