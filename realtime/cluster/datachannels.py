@@ -40,6 +40,20 @@ With ``--cluster`` the two sessions may live on different nodes::
    (payload flag ``reply``, a sequence of their own) and A delivers them to
    the publisher only.
 
+6. **Trees** (``--cascade-fanout``, issue 13, as for tracks: :mod:`realtime.cluster.tree`
+   placed through :mod:`realtime.cluster.cascade`, hash ``rt:tree:{session}:`` +
+   :func:`tree_name`): a subscribing node attaches to the publication's tree and
+   subscribes to its *parent*, which is the owner or another subscribing node; a
+   node relays every fragment it receives from its parent, unchanged (the owner's
+   sequence numbers, so order and gaps are judged end to end), to the nodes that
+   subscribed to it.  The owner sends each message to at most K nodes.  Node loss is
+   repaired as for media: a parent that left the registry, or that a child has not
+   heard from (``KEEPALIVE`` frames, ``PARENT_SILENCE``) is moved away from in
+   the tree; a node whose parent changed gets ``datachannel_reparent``, re-reads it
+   and re-subscribes (every node re-reads it each ``LEASE`` too).  A node whose
+   last local subscriber left detaches; it keeps relaying until its children have
+   re-subscribed elsewhere.  :mod:`realtime.cluster.datachannel_tree` holds that part.
+
 Semantics across the link: ordered, not reliable (see
 :mod:`realtime.cluster.datachannel_frames`).  The directory is touched only by API calls and
 control messages, never per message (DESIGN.md §6).
@@ -53,8 +67,11 @@ from typing import Any, Awaitable, Callable, Iterable
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
+from realtime.cluster.cascade import TreeBusy, TreeDirectory
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.datachannel_frames import DataChannelFragment, FeedReceiver, FeedSender
+from realtime.cluster.datachannel_tree import (LEASE, PARENT_SILENCE, REPARENT, SUBSCRIBE,
+                                               UNSUBSCRIBE, Follow, TreeFollowing, tree_name)
 from realtime.cluster.directory import Directory, _first_error
 from realtime.cluster.records import ControlMessage, DataChannelRecord
 from realtime.cluster.relay import Address, RelayKind, RelayPacketReceived
@@ -63,17 +80,15 @@ from realtime.sfu.datachannels import PublishedChannel, RemotePublication
 
 log = Logger()
 
-SUBSCRIBE, UNSUBSCRIBE, CLOSED, REPLY, UNREPLY = (
-    "datachannel_subscribe", "datachannel_unsubscribe", "datachannel_closed",
-    "datachannel_reply", "datachannel_unreply")
+CLOSED, REPLY, UNREPLY = "datachannel_closed", "datachannel_reply", "datachannel_unreply"
 ACTIVE = "active"
 #: the control actions :meth:`DataChannelRelay.control` takes
-DATACHANNEL_CONTROL = frozenset({SUBSCRIBE, UNSUBSCRIBE, CLOSED, REPLY, UNREPLY})
+DATACHANNEL_CONTROL = frozenset({SUBSCRIBE, UNSUBSCRIBE, CLOSED, REPLY, UNREPLY, REPARENT})
 
 SendRelay = Callable[[RelayKind, int, bytes, list[Address]], None]
 
 
-class DataChannelRelay:
+class DataChannelRelay(TreeFollowing):
     """This node's DataChannel publications seen by other nodes, and theirs seen here.
 
     :param node_id: this node.
@@ -87,13 +102,17 @@ class DataChannelRelay:
     :param find_publication: returns the open local publication
         ``(session_id, name)``, or None (the switchboard).
     :param flush: sends what deliveries queued on these sessions (the PeerHost).
+    :param fanout: ``--cascade-fanout``: follow publications through per-publication
+        trees of at most this many children per node; None: from the owner (one hop).
+    :param heard: when a node's last KEEPALIVE arrived (the pulls' record of it), or None.
     """
 
     def __init__(self, node_id: str, directory: Directory, clock: Any, send_relay: SendRelay,
                  addresses: Callable[[], dict[str, Address]],
                  refresh: Callable[[], Awaitable[dict[str, Address]]],
                  find_publication: Callable[[str, str], PublishedChannel | None],
-                 flush: Callable[[Iterable[Any]], None]) -> None:
+                 flush: Callable[[Iterable[Any]], None], fanout: int | None = None,
+                 heard: Callable[[str], float | None] = lambda node: None) -> None:
         self.node_id = node_id
         self.directory = directory
         self.clock = clock
@@ -102,13 +121,18 @@ class DataChannelRelay:
         self.refresh = refresh
         self.find_publication = find_publication
         self.flush = flush
+        self.heard = heard
+        self.trees = None if fanout is None else TreeDirectory(
+            directory, node_id, fanout, notify=self._notify_reparent)
+        self._timer: Any = None
+        self._next_lease = 0.0
+        self._joined: dict[str, float] = {}
         #: publisher side: our publications other nodes subscribe to
         self._senders: dict[PublishedChannel, FeedSender] = {}
         self._published: dict[tuple[str, str], PublishedChannel] = {}
-        #: subscriber side: (owner node, session id, name) -> publication and its receiver
-        self._remote: dict[tuple[str, str, str],
-                           tuple[RemotePublication, FeedReceiver]] = {}
-        self._followed: dict[RemotePublication, tuple[str, str, str]] = {}
+        #: subscriber side: (session id, name) -> what we follow of another node's
+        self._remote: dict[tuple[str, str], Follow] = {}
+        self._followed: dict[RemotePublication, Follow] = {}
         #: subscriber side: the sequence of a canReply subscriber's replies
         self._replies: dict[RemotePublication, FeedSender] = {}
         #: replies sent to publishers' nodes, and replies delivered to our publishers
@@ -122,6 +146,10 @@ class DataChannelRelay:
         self.sealed = 0
         #: messages received whole, per sending node
         self.received: Counter[str] = Counter()
+        #: relay nodes: fragments passed on to child nodes, per child
+        self.forwarded: Counter[str] = Counter()
+        #: tree events: moves away from a parent, re-subscriptions, failed tree writes
+        self.tree_events: Counter[str] = Counter()
         #: local deliveries of relayed messages (message x local subscriber)
         self.delivered = 0
         #: drops and failures by reason
@@ -135,10 +163,10 @@ class DataChannelRelay:
 
     def known(self, session_id: str, name: str) -> RemotePublication | None:
         """Return the remote publication this node already follows, or None."""
-        for (_, sid, n), (publication, _) in self._remote.items():
-            if sid == session_id and n == name and not publication.closed:
-                return publication
-        return None
+        follow = self._remote.get((session_id, name))
+        if follow is None or follow.publication.closed:
+            return None
+        return follow.publication
 
     async def find(self, app_id: str, session_id: str, name: str) -> RemotePublication | None:
         """Return a publication of another node to subscribe to, asking its node to feed us.
@@ -165,15 +193,34 @@ class DataChannelRelay:
         if publication is not None:
             return publication if publication.app_id == app_id else None
         publication = RemotePublication(session_id, app_id, name, relay=self)
-        key = (owner, session_id, name)
-        self._remote[key] = (publication, FeedReceiver())
-        self._followed[publication] = key
-        if not await self._control(owner, SUBSCRIBE, session_id, name):
+        follow = self._remote.get((session_id, name))
+        if follow is not None and follow.owner == owner:   # left, still relaying: back in
+            follow.publication, follow.left = publication, False
+            self._followed[publication] = follow
+            if self.trees is not None:
+                self._background(self._check(follow, "attach"))
+            return publication
+        follow = Follow(publication, owner, self.clock.seconds())
+        self._remote[(session_id, name)] = follow
+        self._followed[publication] = follow
+        try:
+            await self._join(follow)
+            listening = await self._control(follow.parent, SUBSCRIBE, session_id, name)
+            if not listening and follow.parent != owner:     # a dead parent: the owner
+                self.tree_events["parent-not-listening"] += 1    # directly; the next check
+                follow.parent = owner                            # places us again
+                listening = await self._control(owner, SUBSCRIBE, session_id, name)
+        except BaseException:
+            self._forget(publication)
+            publication.closed = True
+            raise
+        if not listening:
             # nobody listens on the owner's control channel: that node is gone
             self._forget(publication)
             publication.closed = True
             self.dropped["owner-not-listening"] += 1
             return None
+        self._arm()
         return publication
 
     # -- publisher side: ChannelFeed of every local publication ------------------------
@@ -233,18 +280,9 @@ class DataChannelRelay:
         if action == SUBSCRIBE:
             self._background(self._subscribed(node, message.session_id, message.name))
             return
-        key = (node, message.session_id, message.name)
-        entry = self._remote.get(key)
-        if entry is not None:                # about a publication we follow: the owner's word
-            remote = entry[0]
-            if action == CLOSED:
-                self._forget(remote)
-                sessions = [s.session for s in remote.subscribers]
-                remote.end(self.clock.seconds())
-                self.flush(sessions)
-            elif action == UNREPLY and remote.replier is not None:
-                remote.replier.can_reply = False     # a subscriber elsewhere got canReply
-                remote.replier = None
+        follow = self._remote.get((message.session_id, message.name))
+        if follow is not None:               # about a publication we follow
+            self._follow_control(follow, action, node)
             return
         publication = self._published.get((message.session_id, message.name))
         if publication is None and action == REPLY:   # may overtake the subscribe it follows
@@ -271,10 +309,41 @@ class DataChannelRelay:
         elif action == UNREPLY and sender.replier_node == node:
             sender.replier_node = None
 
+    def _follow_control(self, follow: Follow, action: str, node: str) -> None:
+        """``closed`` / ``unreply`` from the owner (``closed`` also from our parent, which
+        passes it down), ``unsubscribe`` from a child, ``reparent`` from a tree change."""
+        remote = follow.publication
+        if action == CLOSED and node in (follow.owner, follow.parent):
+            self._forget(remote)
+            for child in sorted(follow.children):
+                self._background(self._control(child, CLOSED, remote.session_id, remote.name))
+            sessions = [s.session for s in remote.subscribers]
+            remote.end(self.clock.seconds())
+            self.flush(sessions)
+        elif action == UNREPLY and node == follow.owner and remote.replier is not None:
+            remote.replier.can_reply = False     # a subscriber elsewhere got canReply
+            remote.replier = None
+        elif action == UNSUBSCRIBE:
+            follow.children.discard(node)
+            if follow.left and not follow.children:     # the last child moved away
+                self._leave(follow)
+        elif action == REPARENT:
+            self._background(self._check(follow, "read"))
+
     async def _subscribed(self, node: str, session_id: str, name: str) -> None:
         publication = self.find_publication(session_id, name)
+        follow = self._remote.get((session_id, name))
+        self._joined[node] = self.clock.seconds()
+        if (publication is None or publication.closed) and follow is not None:
+            if node not in self.addresses():
+                await self.refresh()
+            follow.children.add(node)       # a child in its tree: we relay to it
+            self._arm()
+            return
         if publication is None or publication.closed:
-            await self._control(node, CLOSED, session_id, name)
+            # neither ours nor followed: an owner says closed, a former relay "re-read"
+            gone = self.trees is None or await self._is_closed(session_id, name)
+            await self._control(node, CLOSED if gone else REPARENT, session_id, name)
             return
         if node not in self.addresses():
             await self.refresh()        # first: a member unknown to us would be pruned
@@ -282,6 +351,11 @@ class DataChannelRelay:
             await self._control(node, CLOSED, session_id, name)
             return
         self._sender(publication).nodes.add(node)
+        self._arm()
+
+    async def _is_closed(self, session_id: str, name: str) -> bool:
+        record = await self.directory.get_datachannel(session_id, name)
+        return record is None or record.status != ACTIVE
 
     def _sender(self, publication: PublishedChannel) -> FeedSender:
         """Return (making it on first use) what feeds ``publication`` to other nodes."""
@@ -304,13 +378,21 @@ class DataChannelRelay:
         if fragment.reply:
             self._replied(packet.sender, fragment)
             return
-        entry = self._remote.get((packet.sender, fragment.session_id, fragment.name))
-        if entry is None:
+        follow = self._remote.get((fragment.session_id, fragment.name))
+        if follow is None or follow.parent != packet.sender:
             self.dropped["not-subscribed"] += 1
             return
-        publication, receiver = entry
-        message = receiver.receive(fragment)
-        if message is None:
+        if follow.children:                 # a relay node: pass it on, sealed once
+            addresses = self.addresses()
+            children = [n for n in sorted(follow.children) if n in addresses]
+            if children:
+                self.send_relay(RelayKind.DATACHANNEL, packet.stream_id, packet.payload,
+                                [addresses[n] for n in children])
+                self.sealed += 1
+                self.forwarded.update(children)
+        publication = follow.publication
+        message = follow.receiver.receive(fragment)
+        if message is None or publication.closed:
             return
         self.received[packet.sender] += 1
         subscribers = publication.subscribers
@@ -319,17 +401,33 @@ class DataChannelRelay:
         self.flush([s.session for s in subscribers])
 
     def released(self, publication: RemotePublication) -> None:
-        """The last local subscriber of ``publication`` left: tell its node to stop."""
-        key = self._forget(publication)
-        if key is not None:
-            self._background(self._control(key[0], UNSUBSCRIBE, key[1], key[2]))
+        """The last local subscriber of ``publication`` left: tell its node to stop (with
+        trees: leave the tree; children still fed are relayed to until they moved)."""
+        follow = self._followed.get(publication)
+        if follow is None:
+            return
+        if self.trees is not None:
+            follow.left = True
+            self._background(self.trees.change(publication.session_id,
+                                               tree_name(publication.name), follow.owner,
+                                               "detach"))
+            if follow.children:
+                return
+        self._leave(follow)
 
-    def _forget(self, publication: RemotePublication) -> tuple[str, str, str] | None:
-        key = self._followed.pop(publication, None)
-        if key is not None and self._remote.get(key, (None,))[0] is publication:
+    def _leave(self, follow: Follow) -> None:
+        publication = follow.publication
+        if self._forget(publication) is not None:
+            self._background(self._control(follow.parent, UNSUBSCRIBE,
+                                           publication.session_id, publication.name))
+
+    def _forget(self, publication: RemotePublication) -> Follow | None:
+        follow = self._followed.pop(publication, None)
+        key = (publication.session_id, publication.name)
+        if follow is not None and self._remote.get(key) is follow:
             del self._remote[key]
         self._replies.pop(publication, None)
-        return key
+        return follow
 
     # -- canReply across nodes -----------------------------------------------------------
 
@@ -342,10 +440,11 @@ class DataChannelRelay:
         own publication revokes the remote replier node, if any.
         """
         if isinstance(publication, RemotePublication):
-            key = self._followed.get(publication)
-            if key is not None and not publication.closed:
+            follow = self._followed.get(publication)
+            if follow is not None and not publication.closed:
                 action = REPLY if publication.replier is not None else UNREPLY
-                self._background(self._control(key[0], action, key[1], key[2]))
+                self._background(self._control(follow.owner, action, publication.session_id,
+                                               publication.name))
             return
         sender = self._senders.get(publication)
         if publication.replier is not None and sender is not None and sender.replier_node:
@@ -355,14 +454,15 @@ class DataChannelRelay:
 
     def reply(self, publication: RemotePublication, data: bytes | str, now: float) -> None:
         """Send a local ``canReply`` subscriber's message to the publisher's node."""
-        key = self._followed.get(publication)
-        address = None if key is None else self.addresses().get(key[0])
-        if key is None or address is None:
+        follow = self._followed.get(publication)
+        address = None if follow is None else self.addresses().get(follow.owner)
+        if follow is None or address is None:
             self.dropped["reply-owner-gone"] += 1
             return
         sender = self._replies.get(publication)
         if sender is None:
-            sender = self._replies[publication] = FeedSender(key[1], key[2], reply=True)
+            sender = self._replies[publication] = FeedSender(
+                publication.session_id, publication.name, reply=True)
         for payload in sender.fragments(data):
             self.send_relay(RelayKind.DATACHANNEL, 0, payload, [address])
         self.replies_sent += 1
@@ -386,8 +486,8 @@ class DataChannelRelay:
     def counters(self) -> dict[str, Any]:
         """Return what an operator (or a test) reads in ``GET .../diagnostics``."""
         gaps: Counter[str] = Counter()
-        for _, receiver in self._remote.values():
-            gaps.update(receiver.counters)
+        for follow in self._remote.values():
+            gaps.update(follow.receiver.counters)
         return {"sentPerNode": dict(self.sent), "messagesRelayed": self.relayed,
                 "framesSealed": self.sealed,
                 "receivedPerNode": dict(self.received), "delivered": self.delivered,
@@ -395,7 +495,14 @@ class DataChannelRelay:
                 "repliesSent": self.replies_sent, "repliesDelivered": self.replies_delivered,
                 "publicationsFed": {f"{p.session_id}/{p.name}": sorted(s.nodes)
                                     for p, s in self._senders.items()},
-                "publicationsFollowed": sorted(f"{o}/{s}/{n}" for o, s, n in self._remote)}
+                "publicationsFollowed": sorted(f"{f.owner}/{s}/{n}"
+                                               for (s, n), f in self._remote.items()),
+                "forwardedPerNode": dict(self.forwarded), "trees": {
+                    **dict(self.tree_events),
+                    **(dict(self.trees.counters) if self.trees is not None else {})},
+                "parents": {f"{s}/{n}": f.parent for (s, n), f in self._remote.items()},
+                "children": {f"{s}/{n}": sorted(f.children)
+                             for (s, n), f in self._remote.items() if f.children}}
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -415,6 +522,9 @@ class DataChannelRelay:
         return Deferred.fromCoroutine(coroutine).addErrback(self._failed)
 
     def _failed(self, failure: Any) -> None:
+        if failure.check(TreeBusy):     # a tree write lost every race: the lease retries
+            self.tree_events["busy"] += 1
+            return
         failure.trap(DirectoryUnavailable)
         self.dropped["directory-unavailable"] += 1
         log.warn("cluster: a DataChannel directory write failed: {error}",

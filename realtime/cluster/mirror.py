@@ -18,6 +18,8 @@ from collections import Counter
 from typing import Any, Callable
 
 from realtime.cluster.relay import Address, RelayKind
+from realtime.errors import DecodeError
+from realtime.media.simulcast import NONE
 from realtime.rtcp.feedback import FullIntraRequest, GenericNack, PictureLossIndication
 from realtime.rtcp.packet import decode_compound
 from realtime.sdp.negotiated import NegotiatedMedia
@@ -25,11 +27,87 @@ from realtime.sfu.feedback import PublisherFeedback
 from realtime.sfu.track import PublishedTrack
 
 __all__ = ["KEYFRAME_INTERVAL", "MirrorLeg", "MirrorSession", "MirrorTrack", "RelayFanout",
-           "stream_id_of"]
+           "decode_layers", "encode_layers", "stream_id_of", "wanted_layers"]
 
 #: B's PLIs towards A for one stream: at most one per this many seconds.
 KEYFRAME_INTERVAL = 0.3
 _NO_REPORTS = 1e9   # MirrorLeg sends NACK and PLI, never receiver reports
+#: A LAYERS payload meaning "every layer" (a subscriber whose choice depends on which layers
+#: are active, which only the root knows); otherwise the rids, comma-separated.
+ALL_LAYERS = b"*"
+_MAX_LAYERS = 16     # RFC 8853 allows any number; browsers send 3: more is hostile
+_MAX_RID = 32        # RFC 8852 §3.1 rids are short tokens (browsers: 1 character)
+
+
+# -- which layers a subtree wants (issue 13: each hop forwards only those) ---------------
+
+
+def subscription_wants(subscription: Any) -> frozenset[str] | None:
+    """Return the rids a subscription may need from a simulcast track, None for "any".
+
+    From its preferences (``tracks/new`` / ``tracks/update``), not from the
+    layer its :class:`~realtime.media.simulcast.LayerSelector` picked: the
+    selector picks among the layers *active here*, which are only those
+    relayed here, so deriving the report from its choice would never let a
+    better layer back in.  A subscriber preferring ``h`` with no fallback
+    wants ``h``; stepping down a-z under bandwidth (``priorityOrdering``)
+    adds the layers below it; "the best active layer" (no preference) or a
+    fallback to another active one (``ridNotAvailable``) needs every layer.
+    The layer it shows now stays wanted until a switch away from it is done.
+    """
+    if isinstance(subscription, RelayFanout):
+        return subscription.wanted()
+    selector = getattr(subscription, "selector", None)
+    if selector is None:
+        return None if getattr(subscription, "forwarder", None) is not None else frozenset()
+    prefs = selector.preferences
+    preferred = prefs.preferred_rid
+    if preferred is None or prefs.rid_not_available != NONE:
+        return None
+    wants = {preferred}
+    if prefs.priority_ordering != NONE:
+        wants.update(rid for rid in selector.layers.ordered() if rid > preferred)
+    if selector.current is not None:
+        wants.add(selector.current)
+    return frozenset(wants)
+
+
+def wanted_layers(track: PublishedTrack) -> frozenset[str] | None:
+    """Return the union of what every subscription of ``track`` wants (None: every layer)."""
+    union: set[str] = set()
+    for subscription in track.subscriptions:
+        wants = subscription_wants(subscription)
+        if wants is None:
+            return None
+        union |= wants
+    return frozenset(union)
+
+
+def encode_layers(wants: frozenset[str] | None) -> bytes:
+    """Return a LAYERS payload: ``*`` or the rids, sorted, comma-separated (ASCII)."""
+    return ALL_LAYERS if wants is None else ",".join(sorted(wants)).encode("ascii")
+
+
+def decode_layers(payload: bytes) -> frozenset[str] | None:
+    """Parse a LAYERS payload from another node.
+
+    :raises DecodeError: not ASCII, too many rids, or a rid that is not a short
+        alphanumeric token (RFC 8851 §10 ``rid-id``: ALPHA / DIGIT / ``-`` / ``_``).
+    """
+    if payload == ALL_LAYERS:
+        return None
+    if not payload:
+        return frozenset()
+    try:
+        rids = bytes(payload).decode("ascii").split(",")
+    except UnicodeDecodeError:
+        raise DecodeError("LAYERS payload is not ASCII") from None
+    if len(rids) > _MAX_LAYERS:
+        raise DecodeError(f"LAYERS payload names {len(rids)} rids")
+    for rid in rids:
+        if not 0 < len(rid) <= _MAX_RID or not rid.replace("-", "").replace("_", "").isalnum():
+            raise DecodeError("LAYERS payload holds a malformed rid")
+    return frozenset(rids)
 
 
 def stream_id_of(session_id: str, track_name: str, rid: str | None = None) -> int:
@@ -70,7 +148,13 @@ class RelayFanout:
         self.send = send
         #: simulcast rid -> its layer's stream id (filled as layers show up)
         self._layer_ids: dict[str, int] = {}
-        self._sending = stream_id       # the id of the packet being forwarded
+        #: rid (None: not simulcast) -> (stream id, addresses of the nodes that want it):
+        #: the one lookup per packet; rebuilt when a node or its wants change
+        self._routes: dict[str | None, tuple[int, list[Address]]] = {}
+        self._sending = stream_id       # the id of the packet being forwarded ...
+        self._targets: list[Address] = []   # ... and the nodes it goes to
+        #: node id -> the rids its subtree wants (LAYERS); absent or None: every layer
+        self.wants: dict[str, frozenset[str] | None] = {}
         self.session = self
         self.forwarder = self
         #: subscribing node id -> its relay address
@@ -92,13 +176,49 @@ class RelayFanout:
         """Relay to ``node_id`` too; return whether it is new."""
         new = self.nodes.get(node_id) != address
         self.nodes[node_id] = address
+        if new:
+            self.wants.pop(node_id, None)   # every layer until it reports
         self._addresses = list(self.nodes.values())
+        self._routes.clear()
         return new
 
     def remove_node(self, node_id: str) -> None:
         """Stop relaying to ``node_id``."""
         self.nodes.pop(node_id, None)
+        self.wants.pop(node_id, None)
         self._addresses = list(self.nodes.values())
+        self._routes.clear()
+
+    def set_wants(self, node_id: str, wants: frozenset[str] | None) -> list[str]:
+        """Relay to ``node_id`` only the layers ``wants`` names (None: all); return the rids
+        it newly wants, whose key frames the caller asks for (the child switches on one)."""
+        if node_id not in self.nodes:
+            self.drops["layers-from-non-subscriber"] += 1
+            return []
+        old = self.wants.get(node_id)
+        self.wants[node_id] = wants
+        self._routes.clear()
+        layers = self.track.layers
+        if wants is None or old is None or layers is None:
+            return [] if old is None or layers is None else sorted(set(layers.layers) - old)
+        return sorted(wants - old)
+
+    def wanted(self) -> frozenset[str] | None:
+        """Return the union of the nodes' wants (None: some node wants every layer)."""
+        union: set[str] = set()
+        for node_id in self.nodes:
+            wants = self.wants.get(node_id)
+            if wants is None:
+                return None
+            union |= wants
+        return frozenset(union)
+
+    def _route(self, rid: str | None) -> tuple[int, list[Address]]:
+        route = (self.layer_id(rid), self._addresses if rid is None else [
+            address for node_id, address in self.nodes.items()
+            if (wants := self.wants.get(node_id)) is None or rid in wants])
+        self._routes[rid] = route
+        return route
 
     # -- what PublishedTrack.receive_rtp asks of a subscription -----------------------
 
@@ -107,7 +227,8 @@ class RelayFanout:
         return bool(self._addresses)
 
     def forward(self, packet: bytes, stream: Any, keyframe: bool, now: float) -> bytes:
-        self._sending = self.layer_id(stream.rid)
+        rid = stream.rid
+        self._sending, self._targets = self._routes.get(rid) or self._route(rid)
         return packet
 
     def layer_id(self, rid: str | None) -> int:
@@ -124,7 +245,9 @@ class RelayFanout:
         return False
 
     def send_rtp(self, packet: bytes) -> bool:
-        addresses = self._addresses
+        addresses = self._targets
+        if not addresses:
+            return True         # a layer no node below wants
         self.send(RelayKind.RTP, self._sending, packet, addresses)
         self.packets += 1
         self.frames += len(addresses)
@@ -136,7 +259,9 @@ class RelayFanout:
     def end(self) -> None:
         """The track ended (PublishedTrack.end): forget every node."""
         self.nodes.clear()
+        self.wants.clear()
         self._addresses = []
+        self._routes.clear()
 
     # -- feedback from a node ----------------------------------------------------------
 
@@ -267,6 +392,8 @@ class MirrorTrack(PublishedTrack):
         #: when it last asked ``owner`` to feed it, or last suspected it (parent silence)
         self.pulled_at = now
         self.relayed = 0
+        #: the layers last reported to the parent (LAYERS); ``False``: not reported yet
+        self.reported: frozenset[str] | None | bool = False
 
     def local_subscribers(self) -> int:
         """Return how many of this node's subscribers (not relay fan-outs) are attached."""

@@ -36,7 +36,19 @@ relay kind          way     payload
                             PLI (RFC 4585 §6.3.1) for key frames B's subscribers want
 ``KEEPALIVE``       A → B   empty, every :data:`KEEPALIVE_INTERVAL` while A relays
                             anything to B; B asks to move after :data:`PARENT_SILENCE`
+``KEEPALIVE``       B → A   the acknowledgement (stream id :data:`KEEPALIVE_ACK`), sent
+                            for each keepalive of a node B pulls from; A stops relaying
+                            to B after :data:`CHILD_SILENCE` without one
+``LAYERS``          B → A   the simulcast rids B's subscribers and children want
+                            (:func:`~realtime.cluster.mirror.wanted_layers`), when it
+                            changes and each lease; A relays B only those layers
 ==================  ======  =====================================================
+
+**Each hop forwards only the layers its subtree needs.**  A node that never
+reported gets every layer.  A parent that starts relaying a layer to a child
+asks for a key frame of it (its publisher leg at the root, its own
+:class:`MirrorLeg` at a relay), after reporting its own new wants upward, so
+the key frame that switches the child's subscriber travels the whole path.
 
 At A, a node's NACK is answered from the track's own
 :class:`~realtime.media.nack.RetransmissionBuffer` (never forwarded to the
@@ -63,14 +75,15 @@ from collections import Counter, deque
 from typing import Any, Callable, cast
 
 from realtime.cluster.mirror import (KEYFRAME_INTERVAL, MirrorLeg, MirrorSession, MirrorTrack,
-                                     RelayFanout, stream_id_of)
+                                     RelayFanout, decode_layers, encode_layers, stream_id_of,
+                                     wanted_layers)
 from realtime.cluster.relay import Address, RelayKind, RelayPacketReceived
 from realtime.errors import DecodeError
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.track import PublishedTrack
 
-__all__ = ["KEYFRAME_INTERVAL", "LEASE", "MirrorLeg", "MirrorSession", "MirrorTrack", "PullMachine",
-           "RelayFanout", "stream_id_of"]
+__all__ = ["CHILD_SILENCE", "KEEPALIVE_ACK", "KEYFRAME_INTERVAL", "LEASE", "MirrorLeg",
+           "MirrorSession", "MirrorTrack", "PullMachine", "RelayFanout", "stream_id_of"]
 
 #: B repeats ``pull`` for each live mirror this often (seconds): lost messages heal.
 LEASE = 3.0
@@ -81,6 +94,17 @@ KEEPALIVE_INTERVAL = 0.25
 #: ... and a mirror that heard nothing from its parent for this long asks to move (seconds):
 #: the parent died without leaving the registry, or the link between them is cut.
 PARENT_SILENCE = 1.0
+#: A KEEPALIVE under this stream id is a child's acknowledgement of its parent's (never
+#: answered in turn); a parent's own keepalives carry stream id 0.
+KEEPALIVE_ACK = 1
+#: A parent stops relaying to a child node it has heard nothing from (no acknowledgement,
+#: no ``pull``) for this long (seconds): the child was killed without leaving the registry,
+#: whose heartbeat would keep it "live" for up to its TTL (10 s) of wasted relay frames.
+#: Checked at each keepalive tick, so a dead child is cut off after 1.0-1.25 s.
+CHILD_SILENCE = 1.0
+#: A mirror of a simulcast track re-reads what its subtree wants this often (seconds) and
+#: reports a change to its parent (a child's report is passed up at once).
+LAYERS_INTERVAL = 0.25
 
 
 class PullMachine:
@@ -116,6 +140,7 @@ class PullMachine:
         #: node id -> when its last KEEPALIVE arrived
         self.heard: dict[str, float] = {}
         self._next_keepalive: float | None = None
+        self._next_layers: float | None = None
         #: drops and events by reason (never logged per packet)
         self.counters: Counter[str] = Counter()
 
@@ -158,7 +183,22 @@ class PullMachine:
         self.counters["mirrors-made"] += 1
         if self._next_lease is None:
             self._next_lease = now + LEASE
+        if mirror.layers is not None and self._next_layers is None:
+            self._next_layers = now
         return mirror
+
+    def _report_layers(self, mirror: MirrorTrack) -> None:
+        """Tell ``mirror``'s parent which layers its subtree wants, if that changed."""
+        if mirror.layers is None or mirror.ended:
+            return
+        wants = wanted_layers(mirror)
+        if mirror.reported is not False and wants == mirror.reported:
+            return
+        address = self.members.get(mirror.owner)
+        if address is not None:
+            mirror.reported = wants
+            self.send(RelayKind.LAYERS, mirror.stream_id, encode_layers(wants), [address])
+            self.counters["layers-reported"] += 1
 
     def _send_rtcp(self, stream_id: int, packet: bytes) -> None:
         """Send a mirror's NACK/PLI to the node it pulls from (its parent)."""
@@ -179,6 +219,7 @@ class PullMachine:
                                   mirror.name))
         mirror.owner = parent
         mirror.pulled_at = now
+        mirror.reported = False         # the new parent hears our layers at the next tick
         self._control.append((parent, "pull", mirror.session.session_id, mirror.name))
         self.counters["repoints"] += 1
         return True
@@ -253,12 +294,39 @@ class PullMachine:
                 fanout.receive_rtcp(packet.sender, packet.payload, now)
             except DecodeError:
                 self.counters["rtcp-malformed"] += 1
+        elif kind == RelayKind.LAYERS:
+            self._receive_layers(packet, now)
         elif kind == RelayKind.KEEPALIVE:
-            self.heard[packet.sender] = now
+            sender = packet.sender
+            self.heard[sender] = now
+            if packet.stream_id != KEEPALIVE_ACK:   # a parent's: acknowledge if we pull from it
+                address = self.members.get(sender)
+                if address is not None \
+                        and any(m.owner == sender for m in self.mirrors.values()):
+                    self.send(RelayKind.KEEPALIVE, KEEPALIVE_ACK, b"", [address])
         else:
             self.counters["kind-not-handled"] += 1
 
     # -- A: serving pulls ---------------------------------------------------------------
+
+    def _receive_layers(self, packet: RelayPacketReceived, now: float) -> None:
+        """A child node's LAYERS: relay it only those; pass the change up; key frames."""
+        fanout = self.fanouts.get(packet.stream_id)
+        if fanout is None:
+            self.counters["layers-no-fanout"] += 1
+            return
+        try:
+            wants = decode_layers(packet.payload)
+        except DecodeError:
+            self.counters["layers-malformed"] += 1
+            return
+        newly = fanout.set_wants(packet.sender, wants)
+        track = fanout.track
+        if isinstance(track, MirrorTrack):
+            self._report_layers(track)      # our parent relays the layer before we ask
+        for rid in newly:
+            track.request_keyframe(rid, now)
+        self.counters["layers-received"] += 1
 
     def receive_control(self, action: str, from_node: str, session_id: str, name: str,
                         now: float) -> None:
@@ -269,6 +337,7 @@ class PullMachine:
             if address is None:
                 self.counters["pull-from-non-member"] += 1
                 return
+            self.heard[from_node] = max(self.heard.get(from_node, now), now)   # a sign of life
             fanout = self.fanouts.get(stream_id)
             if fanout is None or fanout.track.ended:
                 track = self._local_track(session_id, name, from_node)
@@ -366,6 +435,7 @@ class PullMachine:
                 self._drop_fanout(fanout)
         keepalive = self._next_keepalive
         if keepalive is not None and now >= keepalive:
+            self._drop_silent_children(now)
             addresses = list({a for f in self.fanouts.values() for a in f.nodes.values()})
             if addresses:
                 self.send(RelayKind.KEEPALIVE, 0, b"", addresses)
@@ -375,13 +445,32 @@ class PullMachine:
             for mirror in self.mirrors.values():
                 self._control.append((mirror.owner, "pull", mirror.session.session_id,
                                       mirror.name))
+                mirror.reported = False         # report again: a lost LAYERS heals
                 if not mirror.left:
                     self._tree.append(("check", mirror))
             self._next_lease = now + LEASE if self.mirrors else None
+        layers = self._next_layers
+        if layers is not None and now >= layers:
+            for mirror in self.mirrors.values():
+                self._report_layers(mirror)
+            self._next_layers = now + LAYERS_INTERVAL if self.mirrors else None
+
+    def _drop_silent_children(self, now: float) -> None:
+        """Stop relaying to child nodes silent for :data:`CHILD_SILENCE` (no acknowledgement
+        of our keepalives, no ``pull``).  A child that is alive after all (a burst of loss)
+        pulls again at its next lease and is fed again from a key frame."""
+        heard = self.heard
+        for fanout in list(self.fanouts.values()):
+            for node_id in [n for n in fanout.nodes if now - heard.get(n, -1e9) >= CHILD_SILENCE]:
+                fanout.remove_node(node_id)
+                self.counters["child-silent"] += 1
+            if not fanout.nodes:
+                self._drop_fanout(fanout)
 
     def get_timer(self) -> float | None:
         """Return the earliest deadline: a mirror's NACK or PLI, an idle sweep, the lease."""
-        deadlines = [t for t in (self._next_lease, self._next_keepalive) if t is not None]
+        deadlines = [t for t in (self._next_lease, self._next_keepalive, self._next_layers)
+                     if t is not None]
         for mirror in self.mirrors.values():
             if not mirror.left:
                 deadlines.append(max(self.heard.get(mirror.owner, 0.0), mirror.pulled_at)

@@ -231,6 +231,7 @@ CONTROL_KINDS = frozenset({
     "datachannel_closed",      # that publication closed: close its subscriptions here
     "datachannel_reply",       # a subscription on from_node now holds canReply
     "datachannel_unreply",     # it no longer does (either way: subscriber's or owner's word)
+    "datachannel_reparent",    # your parent in that publication's tree changed: re-read it
     "turn_revoke",             # TURN credential ``name`` was revoked: refuse it, end its allocations
 })
 

@@ -85,6 +85,7 @@ class RelayKind(IntEnum):
     DATACHANNEL = 3  #: one DataChannel message (RFC 8831), relayed to subscribing nodes
     RTP_REPAIR = 4   #: an RTP packet resent from the owner's buffer for a node's NACK (pulls.py)
     KEEPALIVE = 5    #: empty: "I still relay to you", 4 per second to each child node (pulls.py)
+    LAYERS = 6       #: child -> parent: the simulcast rids its subtree wants of a track (mirror.py)
 
 
 @dataclass(frozen=True, slots=True)

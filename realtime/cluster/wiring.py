@@ -8,7 +8,7 @@ The parts are built in this order, each given what it needs::
     ClusterNodeService(--cluster)        directory, relay link, heartbeat; inbound
      │                                   control/relay/members go to a ClusterInbound
      ├─> RemoteTracks                    cross-node pulls       (node.directory, node.relay)
-     ├─> DataChannelRelay                DataChannels over the relay link, once per node
+     ├─> DataChannelRelay                DataChannels over the relay link, through trees
      ├─> ClusterSessions                 the API's cluster hooks: publish tracks, sessions
      ├─> SfuTakeOver                     rebuild an SFU session whose media reached this node
      └─> JustInTime                      the media port's fallback for unknown ICE checks
@@ -185,7 +185,8 @@ def build_cluster(reactor: Any, options: ClusterOptions, *, board: Switchboard,
     datachannels = DataChannelRelay(
         options.node_id, node.directory, reactor, node.relay.send, lambda: node.members,
         node.refresh_members, lambda session_id, name: _published(board, session_id, name),
-        lambda touched: _flush_sessions(peers.get(), touched))
+        lambda touched: _flush_sessions(peers.get(), touched),
+        fanout=options.cascade_fanout, heard=remote.machine.heard.get)
     # apps, TURN keys, revocations and TURN usage shared (realtime.cluster.accounts)
     accounts = ClusterAccounts(node.directory, options.node_id, reactor,
                                on_key_miss=lambda: account_sync.get().sync_soon())

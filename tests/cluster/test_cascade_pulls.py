@@ -10,7 +10,8 @@ chain; B leaving the registry makes C an orphan, and repointing C at A resumes i
 
 from __future__ import annotations
 
-from realtime.cluster.pulls import IDLE_GRACE, LEASE, PARENT_SILENCE
+from realtime.cluster.pulls import (CHILD_SILENCE, IDLE_GRACE, KEEPALIVE_ACK,
+                                    KEEPALIVE_INTERVAL, LEASE, PARENT_SILENCE)
 from realtime.cluster.relay import RelayKind
 from realtime.cluster.track_media import media_from_json, media_to_json
 from realtime.demux import PacketKind
@@ -157,7 +158,8 @@ def test_relays_send_keepalives_and_a_silent_parent_is_reported() -> None:
     for now in (1.3, 1.6, 1.9, 2.2):            # A and B relay: they keep their children posted
         for node in ("a", "b"):
             machines[node].handle_timer(now)
-        keepalives = [(f[0], f[1]) for f in cluster.deliver(now) if f[2] == RelayKind.KEEPALIVE]
+        keepalives = [(f[0], f[1]) for f in cluster.deliver(now)
+                      if f[2] == RelayKind.KEEPALIVE and f[3] == 0]   # not the children's acks
         assert sorted(keepalives) == [("a", "b"), ("b", "c")]
         machines["c"].handle_timer(now)
         assert ("silent", mirror_c) not in machines["c"].tree_events()
@@ -178,3 +180,43 @@ def test_relays_send_keepalives_and_a_silent_parent_is_reported() -> None:
                           if f[2] == RelayKind.KEEPALIVE]
     machines["c"].handle_timer(3.6 + PARENT_SILENCE - 0.1)
     assert ("silent", mirror_c) not in machines["c"].tree_events()
+
+
+def test_children_acknowledge_keepalives_and_a_dead_child_is_cut_off_within_a_second() -> None:
+    """B relays to C; C is killed (no ``unpull``, still in the registry for its heartbeat's
+    10 s): C's acknowledgements stop, and B stops relaying to it after CHILD_SILENCE."""
+    cluster, parts = chain()
+    machines = cluster.machines
+    stream_id = parts["mirrors"]["b"].stream_id
+    now = 1.0
+    while now < 3.0:                            # healthy: every keepalive acknowledged
+        now = round(now + KEEPALIVE_INTERVAL, 2)
+        for node in ("a", "b", "c"):
+            machines[node].handle_timer(now)
+        frames = cluster.deliver(now) + cluster.deliver(now)
+        acks = sorted((f[0], f[1]) for f in frames
+                      if f[2] == RelayKind.KEEPALIVE and f[3] == KEEPALIVE_ACK)
+        assert acks == [("b", "a"), ("c", "b")]
+    assert sorted(machines["b"].fanouts[stream_id].nodes) == ["c"]
+    assert "child-silent" not in machines["b"].counters
+    killed = now                                # C dies: its frames (acks, pulls) stop
+    cluster.send_video(300, 3, killed)
+    while stream_id in machines["b"].fanouts and "c" in machines["b"].fanouts[stream_id].nodes:
+        now = round(now + KEEPALIVE_INTERVAL, 2)
+        for node in ("a", "b"):
+            machines[node].handle_timer(now)
+        cluster.deliver(now, drop=lambda f: f[0] == "c" or f[1] == "c")
+        cluster.deliver(now, drop=lambda f: f[0] == "c" or f[1] == "c")
+        assert now - killed <= CHILD_SILENCE + KEEPALIVE_INTERVAL
+    assert machines["b"].counters["child-silent"] == 1
+    assert stream_id not in machines["b"].fanouts      # B's only child: the fan-out is gone
+    cluster.send_video(303, 3, now)
+    frames = cluster.deliver(now) + cluster.deliver(now)
+    assert not [f for f in frames if f[1] == "c"]       # nothing more is sent to C
+    assert [(f[0], f[1]) for f in frames if f[2] == RelayKind.RTP] == [("a", "b")] * 3
+    # A still hears B, so A keeps relaying to B (B's subscriber is fed)
+    assert sorted(machines["a"].fanouts[stream_id].nodes) == ["b"]
+    # a child that was alive after all pulls again at its lease and is fed again
+    machines["c"].handle_timer(now + LEASE)
+    assert ("c", "b", "pull") in cluster.control(now + LEASE)
+    assert sorted(machines["b"].fanouts[stream_id].nodes) == ["c"]
