@@ -109,7 +109,7 @@ class MediaKeys:
                 raise ValueError
         except (ValueError, TypeError, KeyError, RecursionError):
             raise SealError("sealed media keys are malformed") from None
-        return cls(profile, *keys, float(written), sent, received)
+        return cls(profile, keys[0], keys[1], keys[2], keys[3], float(written), sent, received)
 
 
 def _u32(value: object) -> int:
