@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from realtime.cluster.sealing import MAX_PACKET_RATE, MediaKeys, Sealer
+from realtime.srtp.context import OutboundSrtpContext
 
 __all__ = ["MediaKeyKeeper", "media_keys", "resume", "REFRESH_INTERVAL"]
 
@@ -36,6 +37,11 @@ REFRESH_INTERVAL = 5.0
 MARGIN = 500
 #: the largest forward jump a receiver takes as "ahead" (RFC 3711 Appendix A)
 MAX_JUMP = 0x7FFF - 1
+#: SRTCP packets per second and SSRC assumed at most, and added to every walk
+MAX_RTCP_RATE = 50
+RTCP_MARGIN = 200
+#: the most throw-away SRTCP packets one SSRC's walk protects (about a day of reports)
+MAX_SRTCP_WALK = 1 << 20
 
 
 def _forwarders(session: Any):
@@ -57,8 +63,14 @@ def media_keys(session: Any, now: float) -> MediaKeys | None:
     for forwarder in _forwarders(session):
         ext, ts = forwarder.continuation()
         sent.append((forwarder.ssrc, ext, ts))
+    received = []
+    rtcp = getattr(session, "rtcp", None)
+    for ssrc, source in ({} if rtcp is None else rtcp.publisher.sources).items():
+        if source.stats.received:
+            received.append((ssrc, source.stats.extended_highest_sequence & 0xFFFFFFFFFFFF))
     return MediaKeys(str(connection.srtp_profile), local_key, local_salt, remote_key,
-                     remote_salt, now, tuple(sent))
+                     remote_salt, now, tuple(sent), tuple(received),
+                     tuple(connection.rtcp_sent.items()))
 
 
 def resume(session: Any, keys: MediaKeys, now: float) -> None:
@@ -69,7 +81,15 @@ def resume(session: Any, keys: MediaKeys, now: float) -> None:
     elapsed = max(0.0, now - keys.written)
     jump = min(MAX_JUMP, MARGIN + int(elapsed * MAX_PACKET_RATE))
     sent = {ssrc: (ext, ts) for ssrc, ext, ts in keys.sent}
-    outbound = connection.srtp.outbound
+    srtp = connection.srtp
+    outbound = srtp.outbound
+    for ssrc, count in keys.rtcp_sent:     # past the client's SRTCP replay window
+        _advance_srtcp(outbound, ssrc, count + RTCP_MARGIN + int(elapsed * MAX_RTCP_RATE))
+        connection.rtcp_sent[ssrc] = count
+    if keys.received:                       # the client's rollover counters
+        theirs = OutboundSrtpContext(srtp.profile, keys.remote_key, keys.remote_salt)
+        for ssrc, ext in keys.received:
+            _advance_rollover(theirs, ssrc, ext, srtp.inbound)
     for forwarder in _forwarders(session):
         last = sent.get(forwarder.ssrc)
         if last is None:
@@ -80,21 +100,37 @@ def resume(session: Any, keys: MediaKeys, now: float) -> None:
         _advance_rollover(outbound, forwarder.ssrc, start)
 
 
-def _advance_rollover(outbound: Any, ssrc: int, ext: int) -> None:
-    """Bring our SRTP sender's rollover counter for ``ssrc`` up to ``ext >> 16``.
+def _advance_rollover(outbound: Any, ssrc: int, ext: int, inbound: Any = None) -> None:
+    """Bring an SRTP rollover counter for ``ssrc`` up to ``ext >> 16``.
 
     libsrtp gives a new SSRC rollover counter 0 and moves it as sequence
     numbers wrap; protecting throw-away headers in steps under 2^15 walks
-    it there (a few per wrap; nothing is sent).
+    it there (a few per wrap; nothing is sent).  With ``inbound`` (our
+    receiver; ``outbound`` then holds the *client's* key) each is also
+    unprotected there, ending at ``ext`` itself: the receiver's counter and
+    window then stand where the old node's did, and the client's next
+    packets are ahead of it.
     """
-    step, index = 0x7000, 0
+    if ext < 0x10000 and inbound is not None:
+        return                      # rollover counter 0: a fresh stream guesses it
     header = bytearray(12)
     header[0] = 0x80
     header[8:12] = ssrc.to_bytes(4, "big")
-    while index + step < ext:
-        index += step
+    indexes = list(range(0x7000, ext, 0x7000))    # steps under 2^15: each wrap is seen
+    if inbound is not None:
+        indexes.append(ext)
+    for index in indexes:
         header[2:4] = (index & 0xFFFF).to_bytes(2, "big")
-        outbound.protect(bytes(header))
+        packet = outbound.protect(bytes(header))
+        if inbound is not None:
+            inbound.unprotect(packet)
+
+
+def _advance_srtcp(outbound: Any, ssrc: int, count: int) -> None:
+    """Protect ``count`` throw-away RTCP packets under ``ssrc``: its SRTCP index moves past."""
+    report = b"\x80\xc9\x00\x01" + ssrc.to_bytes(4, "big")   # an empty RR (RFC 3550 §6.4.2)
+    for _ in range(min(count, MAX_SRTCP_WALK)):
+        outbound.protect_rtcp(report)
 
 
 class MediaKeyKeeper:

@@ -75,7 +75,9 @@ class MediaKeys:
     ``local_*`` is what *we* (the SFU) write with, ``remote_*`` what the client
     writes with (RFC 5764 §4.2's client/server halves, sorted by our DTLS role).
     ``sent``: per SSRC we send, ``(ssrc, extended seq, timestamp)`` at ``written``;
-    ``received``: per SSRC the client sends, ``(ssrc, extended highest seq)``.
+    ``received``: per SSRC the client sends, ``(ssrc, extended highest seq)``;
+    ``rtcp_sent``: per SSRC we send RTCP under, ``(ssrc, SRTCP packets protected)``
+    (the client's SRTCP replay window, RFC 3711 §3.4, is ahead of a fresh index).
     """
 
     profile: str
@@ -86,6 +88,7 @@ class MediaKeys:
     written: float
     sent: tuple[tuple[int, int, int], ...] = ()
     received: tuple[tuple[int, int], ...] = ()
+    rtcp_sent: tuple[tuple[int, int], ...] = ()
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -93,6 +96,7 @@ class MediaKeys:
             "keys": [self.local_key.hex(), self.local_salt.hex(),
                      self.remote_key.hex(), self.remote_salt.hex()],
             "sent": [list(s) for s in self.sent], "received": [list(r) for r in self.received],
+            "rtcp": [list(r) for r in self.rtcp_sent],
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -103,13 +107,15 @@ class MediaKeys:
             keys = [bytes.fromhex(k) for k in body["keys"]]
             sent = tuple((_u32(s), _u48(n), _u32(t)) for s, n, t in body["sent"])
             received = tuple((_u32(s), _u48(n)) for s, n in body["received"])
+            rtcp = tuple((_u32(s), _u32(n)) for s, n in body["rtcp"])
             profile, written = body["profile"], body["written"]
             if not isinstance(profile, str) or type(written) not in (int, float) \
                     or len(keys) != 4 or not all(0 < len(k) <= 32 for k in keys):
                 raise ValueError
         except (ValueError, TypeError, KeyError, RecursionError):
             raise SealError("sealed media keys are malformed") from None
-        return cls(profile, keys[0], keys[1], keys[2], keys[3], float(written), sent, received)
+        return cls(profile, keys[0], keys[1], keys[2], keys[3], float(written), sent, received,
+                   rtcp)
 
 
 def _u32(value: object) -> int:

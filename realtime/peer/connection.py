@@ -49,6 +49,7 @@ States (``state``), after RFC 8829's RTCPeerConnectionState::
 from __future__ import annotations
 
 import os
+import struct
 from collections import Counter, deque
 from enum import StrEnum
 from typing import Callable, Iterable, Sequence
@@ -66,6 +67,8 @@ from realtime.ice.lite import IceLiteAgent
 from realtime.peer.events import ApplicationData, Connected, ConnectionEvent, Disconnected
 from realtime.peer.sctp_transport import SctpTransport
 from realtime.srtp.context import SrtpSession, from_dtls_keying
+
+_SSRC = struct.Struct("!I").unpack_from
 
 MediaSink = Callable[[PacketKind, bytes, float], None]
 
@@ -152,6 +155,9 @@ class PeerConnection:
         self._events: deque[ConnectionEvent] = deque()
         #: carried on from another node's keys (:meth:`resume`): no DTLS here
         self.resumed = False
+        #: SRTCP packets protected, by the first SSRC of the compound (what a node
+        #: resuming this association must skip past, realtime.cluster.resume)
+        self.rtcp_sent: Counter[int] = Counter()
 
     # -- inputs ------------------------------------------------------------
 
@@ -309,6 +315,8 @@ class PeerConnection:
         if addr is None or srtp is None:
             return False
         self._outgoing.append((srtp.protect_rtcp(packet), addr))
+        if len(packet) >= 8:
+            self.rtcp_sent[_SSRC(packet, 4)[0]] += 1
         return True
 
     def send_application_data(self, data: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -103,7 +104,8 @@ def test_our_sender_walks_its_rollover_counter_to_the_resumed_index() -> None:
 
 def test_resume_continues_each_forwarder_ahead_of_the_last_written_state() -> None:
     forwarder = Forwarder(0xCAFE, 90000, random=lambda n: bytes(n))
-    connection = SimpleNamespace(srtp=None, srtp_profile=PROFILE, srtp_keying=(OURS, THEIRS))
+    connection = SimpleNamespace(srtp=None, srtp_profile=PROFILE, srtp_keying=(OURS, THEIRS),
+                                 rtcp_sent=Counter())
 
     def fake_resume(profile, local, remote):
         connection.srtp = from_dtls_keying(profile, local, remote)
@@ -120,3 +122,38 @@ def test_resume_continues_each_forwarder_ahead_of_the_last_written_state() -> No
         PublishedStream(0xA, 90000), keyframe=True, now=NOW + 2.0)
     seq, ts = struct.unpack_from("!HI", out, 2)
     assert seq == 1000 + 2500 and ts == 5000 + 2 * 90000
+
+
+def test_our_receiver_takes_the_clients_rollover_counter_from_the_written_state() -> None:
+    ssrc, ext = 0xBEEF, 2 * 65536 + 40000
+    client = OutboundSrtpContext(PROFILE, *THEIRS)     # the client's sender, mid-call
+    for index in range(0x7000, ext + 1, 0x7000):
+        client.protect(struct.pack("!BBHII", 0x80, 96, index & 0xFFFF, 0, ssrc))
+    client.protect(struct.pack("!BBHII", 0x80, 96, ext & 0xFFFF, 0, ssrc))
+    following = struct.pack("!BBHII", 0x80, 96, (ext + 3) & 0xFFFF, 0, ssrc) + b"media"
+    packet = client.protect(following)
+    with pytest.raises(SrtpError):                       # a fresh receiver guesses ROC 0
+        InboundSrtpContext(PROFILE, *THEIRS).unprotect(packet)
+    receiver = InboundSrtpContext(PROFILE, *THEIRS)
+    _advance_rollover(OutboundSrtpContext(PROFILE, *THEIRS), ssrc, ext, receiver)
+    assert receiver.unprotect(packet) == following
+
+
+def test_resume_moves_our_srtcp_index_past_what_the_client_has_seen() -> None:
+    from realtime.cluster.resume import _advance_srtcp
+
+    report = b"\x80\xc9\x00\x01" + (0x5555).to_bytes(4, "big")
+    old, client = OutboundSrtpContext(PROFILE, *OURS), InboundSrtpContext(PROFILE, *OURS)
+    for _ in range(600):                                 # the old node's reports
+        client.unprotect_rtcp(old.protect_rtcp(report))
+    with pytest.raises(SrtpError):                       # index 1 again: a replay
+        client.unprotect_rtcp(OutboundSrtpContext(PROFILE, *OURS).protect_rtcp(report))
+    resumed = OutboundSrtpContext(PROFILE, *OURS)
+    _advance_srtcp(resumed, 0x5555, 600)
+    assert client.unprotect_rtcp(resumed.protect_rtcp(report)) == report
+
+
+def test_the_state_round_trips_with_every_part() -> None:
+    state = keys(received=((1, 2**40),), rtcp_sent=((0x5555, 600),))
+    sealer = Sealer(b"a cluster secret for the tests")
+    assert sealer.open("s", sealer.seal("s", state)) == state
