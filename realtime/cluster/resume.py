@@ -83,9 +83,17 @@ def resume(session: Any, keys: MediaKeys, now: float) -> None:
     sent = {ssrc: (ext, ts) for ssrc, ext, ts in keys.sent}
     srtp = connection.srtp
     outbound = srtp.outbound
-    for ssrc, count in keys.rtcp_sent:     # past the client's SRTCP replay window
-        _advance_srtcp(outbound, ssrc, count + RTCP_MARGIN + int(elapsed * MAX_RTCP_RATE))
-        connection.rtcp_sent[ssrc] = count
+    # past the client's SRTCP replay window, for every SSRC we send RTCP under (those the
+    # state names, and ours: a write made at connect time names none yet)
+    counts = dict(keys.rtcp_sent)
+    ours = [getattr(session, "rtcp_ssrc", None)] + [f.ssrc for f in _forwarders(session)]
+    for ssrc in ours:
+        if ssrc is not None:
+            counts.setdefault(ssrc, 0)
+    for ssrc, count in counts.items():
+        walked = count + RTCP_MARGIN + int(elapsed * MAX_RTCP_RATE)
+        _advance_srtcp(outbound, ssrc, walked)
+        connection.rtcp_sent[ssrc] = walked
     if keys.received:                       # the client's rollover counters
         theirs = OutboundSrtpContext(srtp.profile, keys.remote_key, keys.remote_salt)
         for ssrc, ext in keys.received:
