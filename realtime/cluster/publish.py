@@ -37,6 +37,8 @@ from realtime.cluster.datachannels import DataChannelRelay
 from realtime.cluster.directory import Directory
 from realtime.cluster.track_media import media_to_json
 from realtime.cluster.records import SessionRecord, TrackRecord
+from realtime.cluster.resume import MediaKeyKeeper
+from realtime.cluster.sealing import Sealer
 from realtime.sfu.restore import plan_of
 from realtime.sfu.session import unpack_sdp
 
@@ -60,11 +62,14 @@ class ClusterSessions:
     :param directory: the connected :class:`Directory`.
     :param node_id: this node (the owner written into each record).
     :param clock: the reactor (``seconds()``).
+    :param sealer: seals connected sessions' media keys into their records (None: not
+        written, so no other node can resume them without a new handshake).
     """
 
     def __init__(self, directory: Directory, node_id: str, clock: Any,
                  remote: Any = None, relay_stats: Any = None,
-                 datachannels: DataChannelRelay | None = None) -> None:
+                 datachannels: DataChannelRelay | None = None,
+                 sealer: Sealer | None = None) -> None:
         self.directory = directory
         self.node_id = node_id
         self.clock = clock
@@ -76,6 +81,8 @@ class ClusterSessions:
         self.datachannels = datachannels
         #: background writes that failed (Redis lost between the check and the write)
         self.failed_writes = 0
+        #: writes connected sessions' sealed media keys (:mod:`realtime.cluster.resume`)
+        self.keeper = None if sealer is None else MediaKeyKeeper(sealer, self.write_sealed, clock)
 
     def require(self) -> None:
         """Raise the API's 503 unless the directory is connected now."""
@@ -146,7 +153,8 @@ class ClusterSessions:
             media_description=json.dumps(plan_of(session), separators=(",", ":")),
             owner_node=self.node_id, created=session.created, last_seen=now,
             session_kind=SFU, remote_description=remote_sdp,
-            local_description=local_sdp, local_offered=local_offered)
+            local_description=local_sdp, local_offered=local_offered,
+            sealed_media="" if self.keeper is None else self.keeper.sealed(session))
 
     def track_records(self, session: Any) -> list[TrackRecord]:
         """Return one record per track ``session`` pushes (publish and bidirectional)."""
@@ -223,10 +231,21 @@ class ClusterSessions:
     # -- connected, ended -----------------------------------------------------------
 
     def session_connected(self, session: Any) -> None:
-        """Write ``last_seen`` = now when a session this node owns completes ICE + DTLS."""
-        self._write(self.touch(session.session_id))
+        """Write ``last_seen`` = now when a session this node owns completes ICE + DTLS.
 
-    async def touch(self, session_id: str) -> bool:
+        With a :attr:`keeper`, its sealed media keys go with it (and are refreshed).
+        """
+        keeper = self.keeper
+        sealed = None if keeper is None else keeper.sealed(session)
+        self._write(self.touch(session.session_id, sealed or None))
+        if keeper is not None:
+            keeper.connected(session)
+
+    def write_sealed(self, session_id: str, sealed: str) -> None:
+        """Refresh ``session_id``'s sealed media state (the keeper's periodic write)."""
+        self._write(self.touch(session_id, sealed))
+
+    async def touch(self, session_id: str, sealed_media: str | None = None) -> bool:
         """Set ``last_seen`` of ``session_id`` to now if this node owns it; return whether it did.
 
         ``last_seen - created`` of a session just connected is its server-side connect
@@ -235,11 +254,16 @@ class ClusterSessions:
         record = await self.directory.get_session(session_id)
         if record is None or record.owner_node != self.node_id:
             return False
-        await self.directory.put_session(replace(record, last_seen=self.clock.seconds()))
+        record = replace(record, last_seen=self.clock.seconds())
+        if sealed_media is not None:
+            record = replace(record, sealed_media=sealed_media)
+        await self.directory.put_session(record)
         return True
 
     def session_removed(self, session: Any) -> None:
         """Forget a session that ended here, if this node still owns it (in the background)."""
+        if self.keeper is not None:
+            self.keeper.removed(session)
         self._write(self.forget(session.session_id))
 
     async def forget(self, session_id: str) -> bool:

@@ -134,12 +134,15 @@ class SessionRecord(Record):
     the client's, ``local_offered`` whether ours was the offer; its
     ``media_description`` is then the plan of :mod:`realtime.sfu.restore`
     (per mid: role, pushed track name, pulled track, payload types we chose).
+    ``sealed_media`` lets a node resume the connected session without a new
+    DTLS handshake (:mod:`realtime.cluster.resume`).
     """
 
     kind: ClassVar[str] = "session"
     long_fields: ClassVar[dict[str, int]] = {"media_description": 64 * 1024,
                                              "remote_description": 64 * 1024,
-                                             "local_description": 64 * 1024}
+                                             "local_description": 64 * 1024,
+                                             "sealed_media": 16 * 1024}
     session_id: str
     app_id: str
     ice_ufrag: str
@@ -156,6 +159,9 @@ class SessionRecord(Record):
     remote_description: str = ""
     local_description: str = ""
     local_offered: bool = False
+    #: the connected session's SRTP keys and sending state, sealed under the cluster
+    #: key (:mod:`realtime.cluster.sealing`); "" until its DTLS handshake completes
+    sealed_media: str = ""
 
 
 @dataclass(frozen=True, slots=True)

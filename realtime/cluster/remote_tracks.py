@@ -24,7 +24,10 @@ attaches this node to the tree in the directory.  The machine's tree events
 are acted on here: ``leave`` (no local subscriber any more: detach, the
 children are told to move), ``orphan`` (the parent left the registry: repair,
 re-pull from the new parent), ``check`` (each lease) and the ``reparent``
-control message (re-read the parent, re-pull if it moved).  While mirrors
+control message (re-read the parent, re-pull if it moved).  Each of those
+first re-reads the track's record: if its owner changed (the publisher's node
+died and another node resumed the session, docs/cascading.md) the mirror's
+root moves there and the node joins the new root's tree.  While mirrors
 live, the registry is re-read every :data:`MEMBER_CHECK` seconds, so an orphan
 re-attaches about a second after its parent left the registry.
 """
@@ -164,6 +167,22 @@ class RemoteTracks:
         session_id, name, root = mirror.session.session_id, mirror.name, mirror.root
         if event == "leave":
             await trees.change(session_id, name, root, "detach")
+            return
+        record = await self.directory.get_track(session_id, name)
+        if record is not None and record.status == "active" and record.owner_node != root \
+                and not mirror.left and not mirror.ended:
+            # the track's owner changed: its publisher's node died and another node took
+            # the session over (docs/cascading.md): join the tree under the new root
+            mirror.root = root = record.owner_node
+            self.machine.counters["root-moved"] += 1
+            log.info("cluster: track {session}/{name} moved to node {owner}; following it",
+                     session=session_id, name=name, owner=root)
+            tree = await trees.change(session_id, name, root, "attach")
+            moved_to = tree.parent.get(self.node_id, root)
+            if moved_to not in self.machine.members and self.refresh_members is not None:
+                await self.refresh_members()
+            if self.machine.repoint(mirror, moved_to, self.reactor.seconds()):
+                self._after_input()
             return
         if event == "silent":       # the parent went quiet: move away from it
             tree = await trees.change(session_id, name, root, "move",

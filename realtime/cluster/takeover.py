@@ -30,6 +30,8 @@ from typing import Any, Awaitable, Callable
 
 from realtime.cluster.publish import SFU
 from realtime.cluster.records import SessionRecord, TrackRecord
+from realtime.cluster.resume import resume
+from realtime.cluster.sealing import SealError, Sealer
 from realtime.sfu.restore import FindTrack
 
 class NotNegotiated(ValueError):
@@ -57,19 +59,27 @@ class SfuTakeOver:
     :param pull: ``(switchboard, app_id, session_id, track_name)`` -> awaitable of a
         mirror of a track another node holds (published on the switchboard), or None;
         what :meth:`prepare` asks for every pull the rebuild will need.
+    :param sealer: opens a record's ``sealed_media``; the session then resumes
+        already connected (:func:`realtime.cluster.resume.resume`), else it waits
+        for a DTLS handshake as a session new here does.
     """
 
     def __init__(self, switchboard: Callable[[], Any],
                  track_records: Callable[[Any], list[TrackRecord]],
                  transport: Transport, clock: Any,
                  find_remote_track: FindTrack | None = None,
-                 pull: Callable[[Any, str, str, str], Awaitable[Any]] | None = None) -> None:
+                 pull: Callable[[Any, str, str, str], Awaitable[Any]] | None = None,
+                 sealer: Sealer | None = None) -> None:
         self.switchboard = switchboard
         self.track_records = track_records
         self.transport = transport
         self.clock = clock
         self.find_remote_track = find_remote_track
         self.pull = pull
+        self.sealer = sealer
+        #: sessions resumed connected from sealed keys; sealed keys that did not open
+        self.resumed = 0
+        self.unsealable = 0
 
     async def prepare(self, record: SessionRecord) -> None:
         """Mirror here the tracks ``record``'s pulls name that another node holds.
@@ -113,4 +123,12 @@ class SfuTakeOver:
             (record.local_description, record.remote_description, record.local_offered),
             plan, record.created, self.clock.seconds(), self.find_remote_track,
             **self.transport())
+        if record.sealed_media and self.sealer is not None:
+            try:
+                keys = self.sealer.open(record.session_id, record.sealed_media)
+            except SealError:
+                self.unsealable += 1    # another cluster key, or tampered with: handshake anew
+            else:
+                resume(session, keys, self.clock.seconds())
+                self.resumed += 1
         return session, self.track_records(session)

@@ -50,6 +50,7 @@ from realtime.cluster.publish import ClusterSessions
 from realtime.cluster.records import ControlMessage
 from realtime.cluster.relay import RelayKind, RelayPacketReceived
 from realtime.cluster.remote_tracks import RemoteTracks
+from realtime.cluster.sealing import Sealer
 from realtime.cluster.takeover import SfuTakeOver
 from realtime.sfu.switchboard import Switchboard
 from realtime.storage import ServerConfig, StateStore
@@ -190,13 +191,16 @@ def build_cluster(reactor: Any, options: ClusterOptions, *, board: Switchboard,
     # apps, TURN keys, revocations and TURN usage shared (realtime.cluster.accounts)
     accounts = ClusterAccounts(node.directory, options.node_id, reactor,
                                on_key_miss=lambda: account_sync.get().sync_soon())
+    # connected sessions' SRTP keys, sealed under the cluster secret (realtime.cluster.sealing)
+    sealer = Sealer(options.secret)
     sessions = ClusterSessions(node.directory, options.node_id, reactor, remote=remote,
-                               relay_stats=node.relay_stats, datachannels=datachannels)
+                               relay_stats=node.relay_stats, datachannels=datachannels,
+                               sealer=sealer)
     # SFU take-over (docs/cluster.md): pulls of other nodes' tracks are mirrored first
     takeover = SfuTakeOver(lambda: board, sessions.track_records,
                            lambda: {"certificate": certificate, "keylog": keylog,
                                     "address": config.public_ip, "port": config.media_port},
-                           reactor, pull=remote.find_or_pull)
+                           reactor, pull=remote.find_or_pull, sealer=sealer)
     jit = JustInTime(
         node.directory, reactor, fallback, options.node_id, certificate,
         lambda session, held: peers.get().admit(session, held),

@@ -49,6 +49,7 @@ States (``state``), after RFC 8829's RTCPeerConnectionState::
 from __future__ import annotations
 
 import os
+import struct
 from collections import Counter, deque
 from enum import StrEnum
 from typing import Callable, Iterable, Sequence
@@ -61,11 +62,13 @@ from realtime.dtls.events import (
     ApplicationDataReceived, ConnectionClosed, HandshakeCompleted, HandshakeFailed,
 )
 from realtime.errors import DecodeError, LocalProtocolError
-from realtime.ice.events import ConsentExpired, SelectedPairChanged
+from realtime.ice.events import CandidatePairValidated, ConsentExpired, SelectedPairChanged
 from realtime.ice.lite import IceLiteAgent
 from realtime.peer.events import ApplicationData, Connected, ConnectionEvent, Disconnected
 from realtime.peer.sctp_transport import SctpTransport
 from realtime.srtp.context import SrtpSession, from_dtls_keying
+
+_SSRC = struct.Struct("!I").unpack_from
 
 MediaSink = Callable[[PacketKind, bytes, float], None]
 
@@ -150,6 +153,11 @@ class PeerConnection:
         self.bytes_sent = self.packets_sent = 0
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: deque[ConnectionEvent] = deque()
+        #: carried on from another node's keys (:meth:`resume`): no DTLS here
+        self.resumed = False
+        #: SRTCP packets protected, by the first SSRC of the compound (what a node
+        #: resuming this association must skip past, realtime.cluster.resume)
+        self.rtcp_sent: Counter[int] = Counter()
 
     # -- inputs ------------------------------------------------------------
 
@@ -193,6 +201,9 @@ class PeerConnection:
         self._drain_ice(now)
 
     def _receive_dtls(self, data: bytes, addr: Address, now: float) -> None:
+        if self.resumed:        # the association lives on another node's memory only
+            self.drops["dtls-resumed"] += 1
+            return
         if not self.ice.is_valid(addr):
             self.drops["dtls-unauthenticated"] += 1
             return
@@ -270,6 +281,24 @@ class PeerConnection:
                 and self.dtls is None:
             self._start_dtls(now)
 
+    def resume(self, profile: str, local_keying: tuple[bytes, bytes],
+               remote_keying: tuple[bytes, bytes]) -> None:
+        """Carry on an association whose DTLS handshake ran on another node.
+
+        ``local_keying``/``remote_keying`` are the ``(master_key, master_salt)``
+        pairs RFC 5764 §4.2 exported there (ours, the peer's).  SRTP starts at
+        once (fresh replay windows); no DTLS endpoint exists, so a DTLS record
+        is dropped and counted (``dtls-resumed``) and DataChannels over that
+        association cannot continue.  The connection becomes ``connected``
+        (event :class:`Connected`) when ICE selects a pair: the first
+        authenticated check counts as the nomination, as a DTLS record would.
+        """
+        self.srtp_profile = profile
+        self.srtp_keying = (local_keying, remote_keying)
+        self.srtp = from_dtls_keying(profile, local_keying, remote_keying)
+        self.resumed = True
+        self.state = ConnectionState.CONNECTING
+
     def send_rtp(self, packet: bytes) -> bool:
         """Protect an RTP packet and queue it to the selected address; False if not connected."""
         addr = self.ice.selected_address
@@ -286,6 +315,8 @@ class PeerConnection:
         if addr is None or srtp is None:
             return False
         self._outgoing.append((srtp.protect_rtcp(packet), addr))
+        if len(packet) >= 8:
+            self.rtcp_sent[_SSRC(packet, 4)[0]] += 1
         return True
 
     def send_application_data(self, data: bytes) -> None:
@@ -350,7 +381,14 @@ class PeerConnection:
 
     def _drain_ice(self, now: float) -> None:
         while (event := self.ice.next_event()) is not None:
-            if isinstance(event, SelectedPairChanged):
+            if isinstance(event, CandidatePairValidated) and self.resumed:
+                self.ice.notice_dtls(event.addr, now)  # a consent check: select its pair
+            elif isinstance(event, SelectedPairChanged):
+                if self.resumed:    # no DTLS to start: connected once a pair is selected
+                    if event.addr is not None and self.state != ConnectionState.CONNECTED:
+                        self.state = ConnectionState.CONNECTED
+                        self._events.append(Connected(event.addr, self.srtp_profile))
+                    continue
                 if self.state == ConnectionState.NEW:
                     self.state = ConnectionState.CONNECTING
                 if event.addr is not None and self.dtls_role == DtlsRole.CLIENT and self.dtls is None:

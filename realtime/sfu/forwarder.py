@@ -304,6 +304,21 @@ class Forwarder:
         """Return the highest outgoing sequence number sent so far."""
         return self._out_ext & 0xFFFF
 
+    def continuation(self) -> tuple[int, int]:
+        """Return (extended highest sequence number, timestamp) sent so far.
+
+        What another node needs to carry this stream on without the
+        subscriber's SRTP receiver taking its packets for replays
+        (:mod:`realtime.cluster.resume`).
+        """
+        return self._out_ext, self._out_ts
+
+    def continue_from(self, extended: int, timestamp: int) -> None:
+        """Make the next segment start at sequence ``extended`` and ``timestamp`` (a resume)."""
+        self._out_ext = extended - 1
+        self._out_ts = timestamp & 0xFFFFFFFF
+        self._last_time = None
+
     def forward(
         self, packet: bytes, source: PublishedStream, keyframe: bool, now: float
     ) -> bytearray | None:

@@ -1,0 +1,87 @@
+"""
+aiortc peers for the resume test (test_netns_resume.py), run inside client namespaces.
+
+::
+
+    python netns_resume_peer.py ROOT push API_URL SECONDS
+    python netns_resume_peer.py ROOT pull API_URL SECONDS PUBLISHER_SESSION TRACK_NAME...
+
+``push`` publishes aiortc's audio and video, prints ``{"sessionId", "trackNames"}``, keeps
+the call up for SECONDS and exits.  ``pull`` pulls the named tracks, prints
+``{"session", "state"}`` once connected, then every 0.1 s ``{"t": unix time, "video":
+decoded video frames, "state": connection state}`` for SECONDS (bounded) and exits.
+No ICE servers: host candidates only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+
+class Api:
+    """What tests/interop/test_sfu_aiortc.api needs of a server: its base URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def api_url(self) -> str:
+        return self.url
+
+
+async def push(url: str, seconds: float) -> None:
+    from tests.interop.test_sfu_aiortc import connected, publish
+
+    pc, session, names = await publish(Api(url))
+    try:
+        await connected(pc, seconds=10.0)
+        print(json.dumps({"sessionId": session, "trackNames": names}), flush=True)
+        await asyncio.sleep(seconds)
+    finally:
+        await pc.close()
+
+
+async def pull(url: str, seconds: float, publisher: str, names: list[str]) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from tests.interop.aiortc_frames import FrameCounter
+    from tests.interop.test_sfu_aiortc import api, connected
+
+    server = Api(url)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    counter = FrameCounter(pc, initial={"audio": 0, "video": 0})
+    try:
+        session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
+            "tracks": [{"location": "remote", "sessionId": publisher, "trackName": name}
+                       for name in names]})
+        await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+        state = await connected(pc, seconds=10.0)
+        print(json.dumps({"session": session, "state": state}), flush=True)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            print(json.dumps({"t": time.time(), "video": counter.frames["video"],
+                              "state": pc.connectionState}), flush=True)
+            await asyncio.sleep(0.1)
+    finally:
+        await pc.close()
+
+
+def main() -> None:
+    sys.path.insert(0, sys.argv[1])
+    mode, url, seconds, *rest = sys.argv[2:]
+    if mode == "push":
+        asyncio.run(push(url, float(seconds)))
+    elif mode == "pull":
+        asyncio.run(pull(url, float(seconds), rest[0], rest[1:]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()
