@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, cast
 
 from realtime.errors import DecodeError
@@ -76,7 +76,11 @@ class Record:
 
     @classmethod
     def decode(cls, data: bytes):
-        """Parse bytes written by :meth:`encode`; raise :class:`RecordDecodeError` if invalid."""
+        """Parse bytes written by :meth:`encode`; raise :class:`RecordDecodeError` if invalid.
+
+        A field with a default may be absent (it was added after the node that
+        wrote the record was built: a rolling upgrade); every other one must be there.
+        """
         if len(data) > MAX_RECORD:
             raise RecordDecodeError(f"{cls.kind} record of {len(data)} bytes exceeds {MAX_RECORD}")
         try:
@@ -88,6 +92,8 @@ class Record:
         values = {}
         for f in fields(cast(Any, cls)):
             if f.name not in body:
+                if f.default is not MISSING:   # added later: a record an older node wrote
+                    continue
                 raise RecordDecodeError(f"{cls.kind} record has no {f.name!r}")
             limit = cls.long_fields.get(f.name, MAX_TEXT)
             values[f.name] = _check(f.name, str(f.type), body[f.name], limit)

@@ -141,3 +141,15 @@ def test_any_relay_address_raises_only_the_option_error(text) -> None:
         parse_relay_address(text)
     except ClusterOptionError:
         pass
+
+
+def test_a_field_added_later_may_be_absent_but_a_required_one_may_not() -> None:
+    """A rolling upgrade: a newer node reads what an older node wrote, without new fields."""
+    import json
+    record = TrackRecord("s1", "cam", "0", "video", "a", (1, 2), ("h",), ("VP8/90000",), "active")
+    older = json.loads(record.encode())
+    del older["media"]                      # a field with a default, added after issue 12
+    assert TrackRecord.decode(json.dumps(older).encode()) == record
+    del older["owner_node"]                 # required: still an error
+    with pytest.raises(RecordDecodeError, match="has no 'owner_node'"):
+        TrackRecord.decode(json.dumps(older).encode())
