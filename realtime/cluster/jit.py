@@ -20,8 +20,12 @@ that fallback is :class:`JustInTime`::
 
 Everything else goes to the inner fallback (the plain Binding service).  A
 check for a ufrag the directory does not know gets no answer, as on one node.
-Only echo sessions are rebuilt so far; an SFU session's record is found and
-counted in ``refused["sfu_not_rebuilt"]`` (docs/cluster.md says what is left).
+Echo sessions are rebuilt from their offer and answer; SFU sessions by the
+``restore_sfu`` collaborator (:mod:`realtime.cluster.takeover`: the pulls it
+needs mirrored first, then the session rebuilt, resumed already connected when
+its record holds sealed media state, :mod:`realtime.cluster.resume`).  Without
+that collaborator an SFU session's record is counted in
+``refused["sfu_not_rebuilt"]``.
 """
 
 from __future__ import annotations
