@@ -208,6 +208,13 @@ class RelayLink:
         self.sealed = 0
         self.sent = 0
         self.opened = 0
+        #: Per link (the other node's id): frames and bytes sent to it and opened from it
+        #: (kept by node id, so a member that moves address keeps counting; bounded by
+        #: the number of nodes).
+        self.frames_out: Counter[str] = Counter()
+        self.bytes_out: Counter[str] = Counter()
+        self.frames_in: Counter[str] = Counter()
+        self.bytes_in: Counter[str] = Counter()
 
     def set_members(self, members: dict[str, Address]) -> None:
         """Replace the member list (node id -> relay address); known peers keep their state."""
@@ -235,8 +242,14 @@ class RelayLink:
         frame = header + self._cipher.encrypt(nonce, payload, header)
         self.sealed += 1
         self.sent += len(destinations)
+        size = len(frame)
+        by_address = self._by_address
         for address in destinations:
             self._outbox.append((frame, address))
+            peer = by_address.get(address)
+            if peer is not None:
+                self.frames_out[peer.node_id] += 1
+                self.bytes_out[peer.node_id] += size
 
     def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
         """Open a frame from ``address``; queue a :class:`RelayPacketReceived` or count a drop."""
@@ -273,6 +286,8 @@ class RelayLink:
             peer.epoch, peer.cipher, peer.window = header.epoch, cipher, window
         window.record(header.sequence)
         self.opened += 1
+        self.frames_in[peer.node_id] += 1
+        self.bytes_in[peer.node_id] += len(data)
         self._events.append(
             RelayPacketReceived(peer.node_id, header.kind, header.stream_id, payload))
 

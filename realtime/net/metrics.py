@@ -402,6 +402,22 @@ class ClusterCollector:
         for reason, count in sorted(dict(relay.dropped).items()):
             drops.add_metric([self.node_id, reason], count)
         yield drops
+        link_frames = CounterMetricFamily(
+            "realtime_relay_link_frames", "Relay link frames per link (the other node) and "
+            "direction: out = sent to it, in = opened from it.",
+            labels=["node", "peer", "direction"])
+        link_bytes = CounterMetricFamily(
+            "realtime_relay_link_bytes", "Relay link bytes (whole frames, sealed) per link "
+            "and direction.", labels=["node", "peer", "direction"])
+        for family, per_direction in ((link_frames, (("out", relay.frames_out),
+                                                     ("in", relay.frames_in))),
+                                      (link_bytes, (("out", relay.bytes_out),
+                                                    ("in", relay.bytes_in)))):
+            for direction, per_peer in per_direction:
+                for peer, count in sorted(dict(per_peer).items()):
+                    family.add_metric([self.node_id, peer, direction], count)
+        yield link_frames
+        yield link_bytes
         if self.datachannels is None:
             return
         messages = CounterMetricFamily(

@@ -40,6 +40,22 @@ def test_one_seal_goes_to_every_destination_node() -> None:
     assert events(b) == expected and events(c) == expected
 
 
+def test_each_link_counts_its_frames_and_bytes() -> None:
+    """Per other node and direction (the metrics' realtime_relay_link_* series)."""
+    a, b = link("a"), link("b")
+    a.send(RelayKind.RTP, 7, b"\x80\x60rtp", [B, C])
+    a.send(RelayKind.RTP, 7, b"\x80\x60more", [B])
+    frames = a.datagrams_to_send(0.0)
+    assert dict(a.frames_out) == {"b": 2, "c": 1}
+    assert a.bytes_out["b"] == len(frames[0][0]) + len(frames[2][0])
+    assert a.bytes_out["c"] == len(frames[1][0])
+    b.receive_datagram(frames[0][0], A, 0.0)
+    b.receive_datagram(frames[0][0], A, 0.0)             # a replay: dropped, not counted
+    assert dict(b.frames_in) == {"a": 1} and b.bytes_in["a"] == len(frames[0][0])
+    b.receive_datagram(frames[2][0], ("10.9.9.9", 1), 0.0)  # not a member: not counted
+    assert dict(b.frames_in) == {"a": 1}
+
+
 def test_header_bytes() -> None:
     header = RelayHeader(RelayKind.RTCP, "a", 1000, 5, 7).encode()
     assert header == (

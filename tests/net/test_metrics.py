@@ -254,6 +254,7 @@ def test_a_cluster_node_exports_its_id_and_relay_link(tmp_path, monkeypatch) -> 
     assert set(frames) == {(("event", e), ("node", "node-a")) for e in ("sealed", "sent", "opened")}
     assert samples["realtime_relay_drops_total"] == {
         (("node", "node-a"), ("reason", "authentication")): 2}
+    assert "realtime_relay_link_frames_total" not in samples    # no link has carried a frame
     service.store.close()
 
 
