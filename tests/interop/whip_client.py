@@ -82,7 +82,8 @@ class WhipClient:
     """``whip-client`` publishing ``video``/``audio`` pipelines to ``url`` inside ``namespace``."""
 
     def __init__(self, binary: str, stub: Path, namespace: Namespace, url: str, token: str,
-                 video: str | None, audio: str | None) -> None:
+                 video: str | None, audio: str | None, stamp: bool = False) -> None:
+        """``stamp``: keep the monotonic arrival time of each output line (:meth:`stamp_of`)."""
         command = ["ip", "netns", "exec", namespace.name, binary, "-u", url, "-t", token,
                    "-l", "4", "-o", "-L"]
         if video:
@@ -91,11 +92,23 @@ class WhipClient:
             command += ["-A", audio]
         self.started = time.monotonic()
         self.lines: list[str] = []
+        self.stamps: list[float] = []
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "LD_LIBRARY_PATH": str(stub)})
-        threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
-                         daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.stamps.append(time.monotonic())
+            self.lines.append(line)
+
+    def stamp_of(self, text: str) -> float:
+        """When the first output line containing ``text`` was read (monotonic)."""
+        for stamp, line in zip(self.stamps, self.lines):
+            if text in line:
+                return stamp
+        raise AssertionError(f"{text!r} not in whip-client's output:\n" + self.output())
 
     def output(self) -> str:
         return "".join(self.lines)
