@@ -68,6 +68,7 @@ AUDIO = ("audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audiores
          "! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,"
          "encoding-name=OPUS,payload=111")
 TIMEOUT = 20.0
+PHASES: dict[str, float] = {}   # the last run's steps, seconds after t0 (printed per row)
 HOST = ["127.0.0.1"]    # the address aiortc peers gather on (Janus's row: Janus's address)
 
 
@@ -130,6 +131,7 @@ async def whep_player(base: str, stream: str) -> float:
         status, headers, body = await loop.run_in_executor(None, lambda: sdp_request(
             f"{base}/play/{stream}", body=pc.localDescription.sdp.encode()))
         if status == 201:
+            PHASES["player_201"] = time.monotonic()
             break
         await pc.close()
         if time.monotonic() > deadline:
@@ -166,10 +168,14 @@ async def ours_aiortc(base: str, stream: str) -> float:
         f"{base}/ingest/{stream}", body=pc.localDescription.sdp.encode()))
     if status != 201:
         raise RuntimeError(f"WHIP POST: {status} {body[:200]!r}")
+    PHASES.clear()
+    PHASES["answer"] = time.monotonic()
     player = asyncio.ensure_future(whep_player(base, stream))
     await pc.setRemoteDescription(RTCSessionDescription(body.decode(), "answer"))
     try:
-        return await player - t0
+        t1 = await player
+        PHASES.update({k: v - t0 for k, v in PHASES.items()})
+        return t1 - t0
     finally:
         resource = urllib.parse.urljoin(base, headers["Location"])
         await loop.run_in_executor(None, lambda: sdp_request(resource, "DELETE"))
@@ -182,9 +188,12 @@ async def ours_whip_client(base: str, stream: str, binary: str, stub: Path, name
     client = WhipClient(binary, stub, namespace, f"{base}/ingest/{stream}", APP_SECRET,
                         VIDEO, AUDIO, stamp=True)
     try:
+        PHASES.clear()
         player = asyncio.ensure_future(whep_player(base, stream))
         t1 = await player
         t0 = client.stamp_of("Sending SDP offer")
+        PHASES["answer"] = client.stamp_of("Received SDP answer")
+        PHASES.update({k: v - t0 for k, v in PHASES.items()})
         return t1 - t0
     finally:
         client.stop()
@@ -211,7 +220,9 @@ async def janus_aiortc(target: dict) -> float:
                                         {"type": "offer", "sdp": pc.localDescription.sdp})
             return joined["plugindata"]["data"]["id"], event["jsep"]["sdp"]
 
+        PHASES.clear()
         feed, answer = await loop.run_in_executor(None, publish)
+        PHASES["answer"] = time.monotonic() - t0
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         handle = await loop.run_in_executor(None, signalling._attach)
         deadline = time.monotonic() + TIMEOUT
@@ -220,6 +231,7 @@ async def janus_aiortc(target: dict) -> float:
                 event = await loop.run_in_executor(None, lambda: signalling._message(
                     handle, {"request": "join", "room": target["room"], "ptype": "subscriber",
                              "streams": [{"feed": feed}]}))
+                PHASES["player_joined"] = time.monotonic() - t0
                 break
             except RuntimeError as error:
                 if "No such feed" not in str(error) or time.monotonic() > deadline:
@@ -258,14 +270,16 @@ def main(argv=None) -> int:
 
     def measure(name: str, make) -> None:
         values, failures = [], []
+        phases: list[dict] = []
         for run in range(options.runs):
             try:
                 values.append(asyncio.run(make(run)))
+                phases.append(dict(PHASES))
             except Exception as error:   # a failed run is reported, the bench goes on
                 failures.append(f"{type(error).__name__}: {error}"[:200])
                 record.print(f"{name}: run {run} failed: {failures[-1]}")
         rows.append((name, values, failures))
-        results[name] = {"seconds": values, "failures": failures}
+        results[name] = {"seconds": values, "failures": failures, "phases": phases}
 
     import os
     import shutil
@@ -315,6 +329,15 @@ def main(argv=None) -> int:
                  f"{'max':>8} {'ok':>5}   (ms)")
     for name, values, failures in rows:
         record.print(summary(name, values, failures))
+    record.print("steps, median ms after the offer: answer = the publisher has the server's "
+                 "answer; player_201 / player_joined = the player's POST /play answered 201 / "
+                 "Janus accepted the subscriber's join (the feed is up)")
+    for name, _, _ in rows:
+        phases = results[name]["phases"]
+        steps = sorted({key for phase in phases for key in phase})
+        record.print(f"  {name:<34} " + ", ".join(
+            f"{key} {statistics.median(p[key] for p in phases if key in p) * 1000:.0f}"
+            for key in steps))
     record.save(results)
     return 0
 
