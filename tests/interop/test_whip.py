@@ -3,11 +3,12 @@ WHIP and WHEP with real clients against ``twistd realtime`` (docs/whip-whep.md).
 
 * GStreamer webrtcbin (tests/interop/gst_peer.py, mode ``whip``) publishes a
   VP8 test pattern and an Opus tone to ``/v1/apps/{app}/ingest/pattern``
-  and ``DELETE``s its resource when it stops.  Debian's ``simple-whip-client``
-  (webrtcbin + libsoup 2.4) is the client the issue names, but on bookworm it
-  aborts at start: libnice links libsoup 3 (gupnp-igd), and libsoup refuses
-  both in one process; :func:`test_simple_whip_client_publishes` records that
-  (xfail only on that exact message) and will check it publishes once fixed.
+  and ``DELETE``s its resource when it stops.
+* Debian's ``simple-whip-client`` (the packaged binary) publishes too
+  (:func:`test_simple_whip_client_publishes`): with a stand-in for the UPnP
+  library under libnice (its real one drags libsoup 3 into a libsoup 2.4
+  client, which aborts) and in a network namespace of its own (libnice
+  gathers no loopback candidates); see tests/interop/whip_client.py.
 * aiortc plays it through ``/play/pattern`` twice: with its own recvonly
   offer, and with an empty ``POST`` whose 201 carries the server's offer,
   answered by ``PATCH application/sdp``; each decodes both kinds at a
@@ -23,8 +24,9 @@ The publisher is one webrtcbin per module (~1 s to connect; gathering on
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
+import json
+import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -32,11 +34,12 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import require_module, require_tool
+from tests.conftest import require, require_module, require_tool
 from tests.interop.aiortc_frames import FrameCounter, assert_rates
 from tests.interop.conftest import assert_plays, run_page
 from tests.interop.gstreamer import GstPeer, require_gstreamer
-from tests.interop.realtime_server import APP_ID, APP_SECRET
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+from tests.interop.whip_client import Namespace, WhipClient, build_igd_stub
 
 pytestmark = pytest.mark.interop
 
@@ -64,16 +67,17 @@ def request(url: str, method: str = "POST", body: bytes | None = None,
         return error.code, dict(error.headers), error.read()
 
 
-def wait_playable(base: str, seconds: float = 15.0) -> None:
-    """Wait until a WHEP POST of :data:`STREAM` succeeds (its tracks carry packets)."""
+def wait_playable(base: str, stream: str = STREAM, publisher=None, seconds: float = 15.0) -> None:
+    """Wait until a WHEP POST of ``stream`` succeeds (its tracks carry packets)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        status, headers, _ = request(f"{base}/play/{STREAM}", content_type=None)
+        status, headers, _ = request(f"{base}/play/{stream}", content_type=None)
         if status == 201:
             request(urllib.parse.urljoin(base, headers["Location"]), "DELETE", content_type=None)
             return
         time.sleep(0.3)
-    raise AssertionError("the WHIP stream never became playable")
+    raise AssertionError("the WHIP stream never became playable"
+                         + (":\n" + publisher.output() if publisher else ""))
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +97,9 @@ def publisher(realtime_server):
         peer.stop()
 
 
-async def aiortc_play(base: str, server_offer: bool) -> tuple[dict[str, float], dict]:
-    """Play :data:`STREAM` with aiortc; return decode rates and what the server said."""
+async def aiortc_play(base: str, server_offer: bool,
+                      stream: str = STREAM) -> tuple[dict[str, float], dict]:
+    """Play ``stream`` with aiortc; return decode rates and what the server said."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -104,7 +109,7 @@ async def aiortc_play(base: str, server_offer: bool) -> tuple[dict[str, float], 
     try:
         if server_offer:
             status, headers, body = await loop.run_in_executor(
-                None, lambda: request(f"{base}/play/{STREAM}", content_type=None))
+                None, lambda: request(f"{base}/play/{stream}", content_type=None))
             assert status == 201, body
             await pc.setRemoteDescription(RTCSessionDescription(body.decode(), "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
@@ -117,7 +122,7 @@ async def aiortc_play(base: str, server_offer: bool) -> tuple[dict[str, float], 
             pc.addTransceiver("audio", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             status, headers, body = await loop.run_in_executor(
-                None, lambda: request(f"{base}/play/{STREAM}", body=pc.localDescription.sdp.encode()))
+                None, lambda: request(f"{base}/play/{stream}", body=pc.localDescription.sdp.encode()))
             assert status == 201, body
             await pc.setRemoteDescription(RTCSessionDescription(body.decode(), "answer"))
             resource = urllib.parse.urljoin(base, headers["Location"])
@@ -183,42 +188,67 @@ def test_the_whip_publisher_deletes_its_stream_at_the_end(publisher) -> None:
     assert request(f"{base}/play/{STREAM}", content_type=None)[0] == 404
 
 
-def test_simple_whip_client_publishes(realtime_server) -> None:
-    """Debian's simple-whip-client: fails to start on bookworm (libsoup2 vs libsoup3).
-
-    Its binary links libsoup 2.4 while libnice (gupnp-igd) links libsoup 3;
-    libsoup aborts a process holding both.  The test runs it and, while that
-    packaging conflict is what stops it, records the known failure (xfail);
-    once the client starts it must publish a stream a WHEP player can play.
-    """
-    whip_client = require_tool("whip-client")
-    base = f"{realtime_server.api_url()}/v1/apps/{APP_ID}"
-    process = subprocess.Popen(
-        [whip_client, "-u", f"{base}/ingest/swc", "-t", APP_SECRET, "-V", VIDEO, "-A", AUDIO,
-         "-l", "4", "-o"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def whip_namespace(traffic_guard, tmp_path):
+    """A namespace for whip-client, and a ``twistd realtime`` on its root end (media and API)."""
+    require(shutil.which("ip") is not None and os.geteuid() == 0,
+            "whip-client's test makes a network namespace: needs root and iproute2")
+    namespace = Namespace().build()
+    server = None
     try:
-        try:
-            process.wait(2)
-        except subprocess.TimeoutExpired:
-            pass
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            if "libsoup2 symbols detected" in output:
-                pytest.xfail("simple-whip-client aborts: libsoup2 and libsoup3 in one process "
-                             "(Debian bookworm packaging)")
-            raise AssertionError(output)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            status, headers, _ = request(f"{base}/play/swc", content_type=None)
-            if status == 201:
-                break
-            time.sleep(0.3)
-        assert status == 201
+        traffic_guard.allow(namespace.network)
+        server = Server(tmp_path / "state", "--api", f"tcp:0:interface={namespace.outside}",
+                        "--media-interface", namespace.outside, app=True)
+        server.wait_ready()
+        yield namespace, server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if server is not None:
+            server.stop()
+        namespace.destroy()
+
+
+def usage_packets(base: str, session_id: str) -> dict[str, int]:
+    """Packets the server received on each track of ``session_id`` (``GET /usage``)."""
+    status, _, body = request(f"{base}/usage?sessionId={session_id}", "GET", content_type=None)
+    assert status == 200, body
+    return {row["trackName"]: row["ingressPackets"] for row in json.loads(body)["tracks"]}
+
+
+def test_simple_whip_client_publishes(whip_namespace, tmp_path) -> None:
+    """Debian's simple-whip-client publishes VP8 + Opus, and aiortc plays it through WHEP.
+
+    It is the packaged binary (``/usr/bin/whip-client``, bookworm
+    0.0~git20230131-1); only the UPnP library under libnice is replaced, by
+    ``scripts/gupnp-igd-stub.c`` on ``LD_LIBRARY_PATH``: the real one loads
+    libsoup 3 into a client built on libsoup 2.4, and libsoup aborts such a
+    process.  libnice gathers no loopback candidates, so the client runs in a
+    namespace of its own, joined to the server by a veth pair
+    (tests/interop/whip_client.py; docs/whip-whep.md, "simple-whip-client").
+    Proof of the publish: the server counts packets on both of the stream's
+    tracks (``GET /usage``), and aiortc decodes both kinds at a viewer's rate
+    through ``/play/swc``; the client's SIGINT ``DELETE``s the stream.
+    """
+    require_module("aiortc")
+    binary = require_tool("whip-client")
+    namespace, server = whip_namespace
+    stub = build_igd_stub(tmp_path / "igd")
+    base = f"{server.api_url()}/v1/apps/{APP_ID}"
+    assert namespace.outside in base, base
+    client = WhipClient(binary, stub, namespace, f"{base}/ingest/swc", APP_SECRET, VIDEO, AUDIO)
+    try:
+        resource = client.resource()
+        assert resource.startswith(f"{base}/ingest/swc/"), client.output()
+        session_id = resource.rsplit("/", 1)[1]
+        wait_playable(base, "swc", client)
+        rates, seen = asyncio.run(aiortc_play(base, server_offer=False, stream="swc"))
+        packets = usage_packets(base, session_id)
+        print("simple-whip-client -> aiortc:", rates, seen, "packets in:", packets)
+        assert sorted(packets) == ["audio", "video"], packets
+        assert min(packets.values()) > 100, packets        # > 2 s of audio, > 1 s of video
+        assert_rates(rates, seen)
+        assert seen["delete"] == 200, seen
+        assert "libsoup2 symbols detected" not in client.output()
+    finally:
+        code = client.stop()
+    assert code == 0, client.output()
+    assert request(f"{base}/play/swc", content_type=None)[0] == 404, client.output()
