@@ -52,23 +52,27 @@ async function pushTracks(tracks, names) {
 
 // Simulcast pages: A publishes one camera track in three layers (f, h = 1/2, q = 1/4)
 // and waits for ICE; returns what the pages report about the offer and the answer.
-async function pushSimulcast(stream) {
+// With `withAudio`, the stream's audio track is pushed too (`audioTrackName`).
+async function pushSimulcast(stream, withAudio) {
   const local = new RTCPeerConnection({bundlePolicy: 'max-bundle'});
   const transceiver = local.addTransceiver(stream.getVideoTracks()[0], {direction: 'sendonly',
     sendEncodings: [{rid: 'f'}, {rid: 'h', scaleResolutionDownBy: 2.0},
                     {rid: 'q', scaleResolutionDownBy: 4.0}]});
+  const audio = withAudio ? local.addTransceiver(stream.getAudioTracks()[0], {direction: 'sendonly'}) : null;
   const localId = (await call('POST', '/sessions/new')).sessionId;
   await local.setLocalDescription(await local.createOffer());
   const offerSsrcLines = local.localDescription.sdp.split('\n').filter(l => /^a=ssrc/.test(l)).length;
   const trackName = transceiver.sender.track.id;
   const push = await call('POST', `/sessions/${localId}/tracks/new`, {
     sessionDescription: {sdp: local.localDescription.sdp, type: 'offer'},
-    tracks: [{location: 'local', mid: transceiver.mid, trackName}],
+    tracks: [{location: 'local', mid: transceiver.mid, trackName}].concat(audio ?
+      [{location: 'local', mid: audio.mid, trackName: audio.sender.track.id}] : []),
   });
   await local.setRemoteDescription(new RTCSessionDescription(push.sessionDescription));
   await iceConnected(local);
   const answerSimulcast = push.sessionDescription.sdp.split('\n').filter(l => /^a=(rid|simulcast)/.test(l)).map(l => l.trim());
-  return {local, localId, trackName, offerSsrcLines, answerSimulcast};
+  const audioTrackName = audio ? audio.sender.track.id : undefined;
+  return {local, localId, trackName, audioTrackName, offerSsrcLines, answerSimulcast};
 }
 
 // B pulls that track asking for layer `rid` (the SFU's offer, B's answer through

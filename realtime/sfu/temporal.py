@@ -1,0 +1,163 @@
+"""
+Temporal layers: which frames of a VP8 L1T3 stream a subscriber is sent (RFC 7741 §4.2).
+
+A VP8 encoder asked for ``scalabilityMode: "L1T3"`` (W3C webrtc-svc) numbers
+its frames in three temporal layers: TID 0 at a quarter of the frame rate,
+TID 1 adding a quarter, TID 2 the other half::
+
+    frame    1   2   3   4   5   6   7   8
+    TID      0   2   1   2   0   2   1   2      30 fps sent
+    TID<=1   0       1       0       1          15 fps
+    TID 0    0               0                   7.5 fps
+
+A frame of TID t refers only to frames of TID <= t, so an SFU may drop every
+frame above a chosen TID and the rest still decode.  The payload descriptor
+says which layer a packet belongs to (the T/K octet: TID, and Y, "layer sync":
+this frame refers only to TID 0, so forwarding may start here).  Dropping
+packets makes holes the subscriber would take for loss (NACKs, then a key
+frame request), so the filter renumbers what it forwards:
+
+* RTP sequence numbers: minus the packets dropped before (RFC 3550 §5.1 lets
+  a translator do so; RFC 7667 §3.7 describes the selective forwarder);
+* PictureID: minus the *pictures* dropped before (RFC 7741 §4.2: the
+  receiver reads a PictureID gap as a lost picture);
+* TL0PICIDX is left alone: TID 0 frames are never dropped.
+
+Decisions are per frame (a frame starts at S=1, partition 0; every packet
+of it shares its PictureID): the target goes down at the next frame, and up
+only at a TID 0 frame or a layer-sync frame (Y=1) at or under the new
+target, where nothing that was dropped is referred to.  A stream without the
+T bit (no temporal layers) is forwarded whole.
+
+Where it sits (docs/bandwidth.md, "Temporal layers"): the allocator picks a
+``(rid, tid)`` with :func:`choose_layer`; the per-subscriber send path makes one
+call, ``seq = temporal.accept(packet, offset, seq)`` (negative: drop), before
+its own sequence-number mapping, and ``temporal.rewrite(packet, offset)`` on
+what it sends while ``picture_delta`` is not zero.  Retransmissions of packets
+sent before a target change get today's offset: an RTX of a packet older than
+the last drop may be renumbered off by the drops since (a known gap; NACK for
+a dropped frame is never answered, which is right).
+
+Hostile input: a descriptor shorter than its flags announce counts as
+"no temporal information" and the packet is forwarded unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from realtime.media.vp8 import rewrite_picture_fields
+
+__all__ = ["TemporalFilter", "choose_layer", "temporal_fields"]
+
+ALL = 0xFF
+"""The target that forwards every temporal layer."""
+
+
+def temporal_fields(payload: bytes | bytearray, offset: int) -> tuple[int, bool, int, bool] | None:
+    """Return ``(TID, Y, PictureID or -1, frame start?)`` of the descriptor at ``offset``.
+
+    None when it has no TID (the T bit unset) or is truncated.
+    """
+    end = len(payload)
+    if offset + 2 > end:
+        return None
+    first = payload[offset]
+    start = first & 0x10 != 0 and first & 0x0F == 0  # S=1, partition index 0
+    if not first & 0x80:
+        return None
+    x = payload[offset + 1]
+    if not x & 0x20:  # T: no TID
+        return None
+    i = offset + 2
+    picture_id = -1
+    if x & 0x80:  # I
+        if i >= end:
+            return None
+        if payload[i] & 0x80:
+            if i + 1 >= end:
+                return None
+            picture_id = (payload[i] & 0x7F) << 8 | payload[i + 1]
+            i += 2
+        else:
+            picture_id = payload[i]
+            i += 1
+    if x & 0x40:  # L: TL0PICIDX
+        i += 1
+    if i >= end:
+        return None
+    tk = payload[i]
+    return tk >> 6, tk & 0x20 != 0, picture_id, start
+
+
+class TemporalFilter:
+    """Drop the frames above a target TID for one subscriber of one VP8 stream; renumber.
+
+    :attr:`target` is what is forwarded now (:data:`ALL`: everything); :meth:`set_target`
+    asks for a change, applied at the next frame where it is safe.
+    """
+
+    __slots__ = ("target", "wanted", "dropped_packets", "dropped_pictures", "picture_delta",
+                 "_forwarding", "_picture")
+
+    def __init__(self) -> None:
+        self.target = ALL
+        self.wanted = ALL
+        self.dropped_packets = 0
+        self.dropped_pictures = 0
+        #: what :meth:`rewrite` subtracts from PictureIDs (mod 2^15 or 2^7)
+        self.picture_delta = 0
+        self._forwarding = True  # the decision for the current frame
+        self._picture = -1  # the current frame's PictureID
+
+    def set_target(self, tid: int) -> None:
+        """Forward TIDs up to ``tid`` from the next safe frame on (:data:`ALL`: every one)."""
+        self.wanted = tid
+
+    def accept(self, packet: bytes | bytearray, offset: int, seq: int) -> int:
+        """Return the sequence number to send ``packet`` (source ``seq``) with; -1: drop it."""
+        fields = temporal_fields(packet, offset)
+        if fields is None:
+            return (seq - self.dropped_packets) & 0xFFFF
+        tid, sync, picture_id, start = fields
+        if start or picture_id != self._picture:  # a new frame: decide once for all of it
+            if self.wanted < self.target:
+                self.target = self.wanted  # down: at once
+            elif self.wanted > self.target and tid <= self.wanted and (tid == 0 or sync):
+                self.target = self.wanted  # up: where nothing dropped is referred to
+            forwarding = tid <= self.target
+            if not forwarding and picture_id != self._picture and picture_id >= 0:
+                self.dropped_pictures += 1
+            self._forwarding = forwarding
+            self._picture = picture_id
+        if not self._forwarding:
+            self.dropped_packets += 1
+            return -1
+        self.picture_delta = -self.dropped_pictures
+        return (seq - self.dropped_packets) & 0xFFFF
+
+    def rewrite(self, packet: bytearray, offset: int) -> None:
+        """Renumber the PictureID of a packet being sent (in place), past the dropped pictures."""
+        if self.picture_delta:
+            rewrite_picture_fields(packet, offset, self.picture_delta & 0x7FFF, 0)
+
+
+def choose_layer(layers: Sequence[tuple[str, Sequence[float]]], available: float,
+                 min_tid: int = 1) -> tuple[str, int]:
+    """Return the ``(rid, tid)`` to send within ``available`` bit/s.
+
+    ``layers`` run best first, each with its measured bit/s cumulated per TID
+    (``[TID 0, TID <= 1, TID <= 2]``; one entry for a stream without temporal
+    layers).  The best spatial layer whose rate at ``min_tid`` (15 fps in
+    L1T3 by default: sharper but not a slide show) fits is chosen, at the
+    highest TID that fits; if none fits, the last (smallest) at the highest
+    TID that fits, TID 0 at least: a lower frame rate rather than a freeze.
+    """
+    for rid, rates in layers:
+        floor = min(min_tid, len(rates) - 1)
+        if rates[floor] <= available:
+            tid = max(t for t in range(len(rates)) if t <= floor or rates[t] <= available)
+            return rid, tid
+    rid, rates = layers[-1]
+    fits = [t for t in range(len(rates)) if rates[t] <= available]
+    return rid, max(fits, default=0)
