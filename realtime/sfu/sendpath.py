@@ -47,7 +47,7 @@ from typing import Any, Callable
 
 from realtime.media.vp8 import rewrite_picture_fields
 from realtime.peer.connection import PeerConnection
-from realtime.rtp.packet import HEADER_LENGTH, header_length
+from realtime.rtp.packet import HEADER_LENGTH
 from realtime.sfu.forwarder import _WINDOW_MASK, MAX_JUMP, Forwarder, PublishedStream
 
 __all__ = ["KEYFRAME_WANTED", "SendPath", "bind_send_path"]
@@ -134,14 +134,22 @@ def bind_send_path(forwarder: Forwarder, session: Any) -> SendPath:
         write_seq_ts_ssrc(out, 2, (seq + f._seq_delta) & 0xFFFF, out_ts, ssrc)
         out[1] = (out[1] & 0x80) | mapped
         f.forwarded += 1
-        head = header_length(out)
+        b0 = out[0]
+        head = 12 + 4 * (b0 & 0x0F)  # header_length: validated by apply / the reference
+        if b0 & 0x10:
+            head += 4 + 4 * (out[head + 2] << 8 | out[head + 3])
         if vp8 is not None and pt in vp8_payload_types:
             if vp8.picture_delta or vp8.tl0_delta:
                 rewrite_picture_fields(out, head, vp8.picture_delta, vp8.tl0_delta)
             vp8.last_packet = out
             vp8.last_offset = head
         size = len(out)
-        sender.sent(size - head - (out[-1] if out[0] & 0x20 else 0), out_ts, now)
+        # SenderStatistics.sent (RFC 3550 §6.4.1: payload octets, padding excluded)
+        sender.packet_count = (sender.packet_count + 1) & 0xFFFFFFFF
+        sender.octet_count = (sender.octet_count + size - head
+                              - (out[-1] if b0 & 0x20 else 0)) & 0xFFFFFFFF
+        sender.last_rtp_timestamp = out_ts
+        sender.last_send_time = now
         if stamp is not None:
             stamp(out, now)
         # SfuSession.send_rtp -> PeerConnection.send_rtp -> SrtpSession.protect
