@@ -53,6 +53,13 @@ mapped the same way.  Hostile input: a datagram shorter than an RTP header
 or with a malformed extension block raises
 :class:`~realtime.errors.DecodeError`; a packet of an unmapped payload type
 is dropped and counted.
+
+This class is the reference.  The server's fan-out calls a per-subscriber
+closure bound from it, :func:`realtime.sfu.sendpath.bind_send_path`, which
+does the in-order case of :meth:`Forwarder.forward` together with SRTP
+protect and queueing in one call and hands every other case back to
+:meth:`Forwarder.forward`; ``tests/sfu/test_sendpath.py`` requires both to
+send the same octets.
 """
 
 from __future__ import annotations

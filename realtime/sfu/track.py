@@ -47,6 +47,7 @@ from realtime.rtp.rtx import unwrap_rtx
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
+from realtime.sfu.sendpath import SendPath, bind_send_path
 
 __all__ = ["PublishedTrack", "RtxRepair", "Subscription", "payload_type_map"]
 
@@ -83,6 +84,10 @@ class Subscription:
     :param preferences: simulcast wishes (``tracks/new`` / ``tracks/update``).
     """
 
+    #: bind :mod:`realtime.sfu.sendpath` when configured (False: every packet takes
+    #: the reference path, Forwarder.forward then session.send_rtp; the tests compare both)
+    fast_send = True
+
     def __init__(self, session: Any, mid: str, track: PublishedTrack, ssrc: int,
                  rtx_ssrc: int | None, preferences: SimulcastPreferences | None = None,
                  random: Any = None) -> None:
@@ -94,6 +99,8 @@ class Subscription:
         self.preferences = preferences or SimulcastPreferences()
         self.random = random
         self.forwarder: Forwarder | None = None
+        #: the bound per-subscriber send path, set with the forwarder (None: the reference path)
+        self.send_path: SendPath | None = None
         self.selector: LayerSelector | None = None
         self.keyframe_requests = 0
         #: publisher PT -> the PT our offer gave that format, when the SFU offered
@@ -141,6 +148,8 @@ class Subscription:
             stamp=estimate.stamp if stamping and estimate is not None else None,
             **options)
         self.session.rtcp.add_forwarder(self.forwarder, now)
+        if self.fast_send:  # one call per packet in the fan-out (realtime.sfu.sendpath)
+            self.send_path = bind_send_path(self.forwarder, self.session)
         if track.layers is not None:
             self.selector = LayerSelector(track.layers, self.preferences)
             self.session.rtcp.allocate(now)  # the first layer fits the estimate too
@@ -193,6 +202,7 @@ class Subscription:
         if self.forwarder is not None:
             self.session.rtcp.remove_forwarder(self.forwarder)
         self.forwarder = None
+        self.send_path = None
         self.selector = None
 
 
@@ -384,14 +394,27 @@ class PublishedTrack:
             forwarder = subscription.forwarder
             if forwarder is None:  # stopped (it leaves the list as it stops)
                 continue
+            selector = subscription.selector
+            if selector is not None and rid is not None:
+                if not subscription.session.can_send_media:
+                    forwarder.drops["subscriber-not-connected"] += 1
+                    continue  # not connected yet: a key frame sent now would be lost
+                if not selector.accept(rid, keyframe, now):
+                    wanted = selector.take_keyframe_request()
+                    if wanted is not None:
+                        self.request_keyframe(wanted, now)
+                    continue
+            send = getattr(subscription, "send_path", None)
+            if send is not None:  # the bound path (realtime.sfu.sendpath): same octets, one call
+                sent = send(packet, stream, keyframe, now)
+                if sent > 0:
+                    self.egress_bytes += sent
+                    self.egress_packets += 1
+                elif sent < 0:
+                    self.session.rtcp.request_keyframe(stream.ssrc, now)
+                continue
             if not subscription.session.can_send_media:
                 forwarder.drops["subscriber-not-connected"] += 1
-                continue  # not connected yet: a key frame sent now would be lost
-            selector = subscription.selector
-            if selector is not None and rid is not None and not selector.accept(rid, keyframe, now):
-                wanted = selector.take_keyframe_request()
-                if wanted is not None:
-                    self.request_keyframe(wanted, now)
                 continue
             rewritten = forwarder.forward(packet, stream, keyframe, now)
             if rewritten is not None:

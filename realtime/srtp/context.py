@@ -289,7 +289,7 @@ class SrtpSession:
     :param outbound: the context keyed with our write key.
     """
 
-    __slots__ = ("inbound", "outbound", "profile", "_protect")
+    __slots__ = ("inbound", "outbound", "profile", "_protect", "fast_protect")
 
     def __init__(self, inbound: InboundSrtpContext, outbound: OutboundSrtpContext) -> None:
         if inbound.profile is not outbound.profile:
@@ -298,6 +298,9 @@ class SrtpSession:
         self.outbound = outbound
         self.profile = inbound.profile
         self._protect = FastProtect(outbound)
+        #: the :class:`~realtime.srtp.fast.FastProtect` behind :meth:`protect`, for a
+        #: caller that binds it once (:mod:`realtime.sfu.sendpath`)
+        self.fast_protect = self._protect
 
     def protect(self, rtp: bytes | bytearray) -> bytes:
         """Return the SRTP packet for ``rtp``: :meth:`OutboundSrtpContext.protect`'s octets.

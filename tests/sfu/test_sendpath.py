@@ -1,0 +1,186 @@
+"""
+The bound per-subscriber send path (realtime/sfu/sendpath.py) against the reference.
+
+The same packets go through ``Forwarder.forward`` + ``send_rtp`` (the
+readable path) and through ``bind_send_path`` on a twin forwarder; every
+datagram, every counter and the forwarder's state must be identical:
+simulcast switches on key frames, VP8 PictureID/TL0PICIDX renumbering,
+publisher gaps, duplicates, late and reordered packets, an unmapped payload
+type, a publisher restart, RTX answers to NACKs afterwards, transport-cc
+stamping and the extension plan with an appended mid.  A second test sends
+through a real, DTLS-connected PeerConnection (our echo session) and
+requires the SRTP datagrams to decrypt to the reference's RTP octets.
+"""
+
+from __future__ import annotations
+
+import random as stdlib_random
+
+from realtime.media.keyframes import vp8_keyframe
+from realtime.rtp.extensions import ExtensionUri, HeaderExtension
+from realtime.rtp.packet import RtpPacket
+from realtime.sfu.estimate import SubscriberEstimate
+from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
+from realtime.sfu.sendpath import KEYFRAME_WANTED, bind_send_path
+
+from tests.peer.test_connection import CLIENT, NOW, call  # noqa: F401  (fixture)
+
+PUBLISHER_EXT = {1: ExtensionUri.MID, 2: ExtensionUri.ABS_SEND_TIME, 3: ExtensionUri.TRANSPORT_WIDE_CC,
+                 4: ExtensionUri.RTP_STREAM_ID}
+SUBSCRIBER_EXT = {9: ExtensionUri.MID, 3: ExtensionUri.ABS_SEND_TIME, 5: ExtensionUri.TRANSPORT_WIDE_CC}
+
+
+def vp8_payload(picture_id: int, tl0: int, key: bool) -> bytes:
+    """VP8 descriptor X=1 S=1 PID=0; I=1 (15-bit PictureID) L=1 (TL0PICIDX); then a payload header."""
+    header = bytes([0x90, 0xC0, 0x80 | (picture_id >> 8 & 0x7F), picture_id & 0xFF, tl0 & 0xFF])
+    return header + (b"\x50\xaa" if key else b"\x51\xbb") + bytes(40)
+
+
+def packet(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 96, rid: str = "f",
+           marker: bool = False) -> bytes:
+    extensions = [HeaderExtension(1, b"0"), HeaderExtension(2, b"\x01\x02\x03"),
+                  HeaderExtension(3, (seq & 0xFFFF).to_bytes(2, "big")),
+                  HeaderExtension(4, rid.encode())]
+    return RtpPacket(pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc, marker=marker, payload=payload,
+                     padding_size=4 if seq % 5 == 0 else 0,
+                     padding_data=bytes(3) if seq % 5 == 0 else b"").with_extensions(extensions).encode()
+
+
+class Wire:
+    """A connection that is not a PeerConnection: the bound path calls its send_rtp."""
+
+    srtp = "keys"
+
+    def __init__(self) -> None:
+        self.rtp: list[bytes] = []
+
+    def send_rtp(self, data: bytes) -> bool:
+        self.rtp.append(bytes(data))
+        return True
+
+
+class Session:
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        self.touched: set = set()
+
+    def send_rtp(self, data: bytes) -> bool:
+        if self.connection.send_rtp(data):
+            self.touched.add(self)
+            return True
+        return False
+
+
+def twin() -> tuple[Forwarder, SubscriberEstimate]:
+    estimate = SubscriberEstimate()
+    plan = ExtensionPlan.between(PUBLISHER_EXT, SUBSCRIBER_EXT, mid="7", transport_cc=5)
+    forwarder = Forwarder(0xD00D, 90000, payload_types={96: 100, 111: 111}, extensions=plan,
+                          rtx_ssrc=0xBEEF, rtx_payload_types={100: 101},
+                          require_keyframe=True, random=lambda n: bytes(range(3, 3 + n)),
+                          vp8_payload_types={96}, stamp=estimate.stamp)
+    return forwarder, estimate
+
+
+def traffic(rng: stdlib_random.Random):
+    """(packet, stream, keyframe, now): three layers, switches, loss, duplicates, reordering."""
+    streams = {rid: PublishedStream(0x100 + i, 90000, vp8_keyframe, rid)
+               for i, rid in enumerate("fhq")}
+    base = {"f": 65000, "h": 100, "q": 30000}
+    pictures = {"f": 32700, "h": 5, "q": 900}
+    sequence = "f" * 40 + "h" * 40 + "q" * 30 + "f" * 40
+    out = []
+    for frame, rid in enumerate(sequence):
+        stream = streams[rid]
+        key = frame % 20 == 7 or frame == 0
+        for part in range(2):
+            seq = base[rid] + 2 * frame + part
+            if rid == "q" and frame == 100:
+                seq += 5000  # a publisher restart (beyond MAX_JUMP)
+            pt = 111 if frame == 60 and part == 1 else (97 if frame == 61 else 96)  # 97: unmapped
+            data = packet(seq, 3000 * frame + 11 * ord(rid), stream.ssrc,
+                          vp8_payload(pictures[rid] + frame, frame // 3, key and part == 0),
+                          pt=pt, rid=rid, marker=part == 1)
+            out.append([data, stream, key and part == 0, NOW + frame / 30])
+    # loss, duplicates and reordering on top
+    mixed = []
+    for item in out:
+        roll = rng.random()
+        if roll < 0.05:
+            continue
+        mixed.append(item)
+        if roll > 0.95:
+            mixed.append(list(item))
+        if roll > 0.9 and len(mixed) > 2 and rng.random() < 0.5:
+            mixed[-1], mixed[-2] = mixed[-2], mixed[-1]
+    for item in mixed:
+        item[2] = item[1].receive(item[0]) or item[2]
+    return mixed
+
+
+def reference_send(forwarder: Forwarder, session: Session, item) -> int:
+    rewritten = forwarder.forward(*item)
+    if rewritten is None:
+        return KEYFRAME_WANTED if forwarder.take_keyframe_wanted() else 0
+    out = bytes(rewritten)
+    if session.send_rtp(out):
+        return len(out)
+    forwarder.drops["not-sent"] += 1
+    return 0
+
+
+def state(forwarder: Forwarder, estimate: SubscriberEstimate) -> tuple:
+    s = forwarder.sender
+    return (forwarder.forwarded, forwarder.dropped, dict(forwarder.drops), forwarder.retransmitted,
+            forwarder.unanswered, s.packet_count, s.octet_count, s.last_rtp_timestamp,
+            forwarder._out_ext, forwarder._out_ts, forwarder._seen, forwarder._span,
+            list(forwarder.segments), forwarder.vp8.picture_delta, forwarder.vp8.tl0_delta,
+            estimate.stamped, bytes(estimate._sent), bytes(estimate._sizes))
+
+
+def test_bound_path_sends_the_reference_octets() -> None:
+    for seed in range(5):
+        items = traffic(stdlib_random.Random(seed))
+        ref_forwarder, ref_estimate = twin()
+        fast_forwarder, fast_estimate = twin()
+        ref_wire, fast_wire = Wire(), Wire()
+        ref_session, fast_session = Session(ref_wire), Session(fast_wire)
+        send = bind_send_path(fast_forwarder, fast_session)
+        ref_results = [reference_send(ref_forwarder, ref_session, item) for item in items]
+        fast_results = [send(*item) for item in items]
+        assert fast_results == ref_results
+        assert fast_wire.rtp == ref_wire.rtp
+        assert len(ref_forwarder.segments) >= 4 and ref_forwarder.vp8.picture_delta
+        assert KEYFRAME_WANTED in ref_results
+        assert state(fast_forwarder, fast_estimate) == state(ref_forwarder, ref_estimate)
+        # NACKs afterwards: RTX from the right segments, stamped on both
+        sent = [int.from_bytes(p[2:4], "big") for p in ref_wire.rtp]
+        wanted = sent[::7] + [(sent[-1] + 3) & 0xFFFF]
+        now = NOW + 10
+        assert fast_forwarder.retransmit(wanted, now) == ref_forwarder.retransmit(wanted, now)
+        assert state(fast_forwarder, fast_estimate) == state(ref_forwarder, ref_estimate)
+
+
+def test_bound_path_through_a_connected_peer_connection(call) -> None:  # noqa: F811
+    echo, _client, client_srtp = call
+    connection = echo.connection
+    connection.datagrams_to_send(NOW)
+    items = traffic(stdlib_random.Random(7))
+    ref_forwarder, _ = twin()
+    fast_forwarder, _ = twin()
+    ref_wire = Wire()
+    ref_session = Session(ref_wire)
+    fast_session = Session(connection)
+    send = bind_send_path(fast_forwarder, fast_session)
+    for item in items:
+        assert send(*item) == reference_send(ref_forwarder, ref_session, item)
+    datagrams = connection.datagrams_to_send(NOW)
+    assert {addr for _, addr in datagrams} == {CLIENT}
+    assert [client_srtp.unprotect(d) for d, _ in datagrams] == ref_wire.rtp
+    # an in-order packet on the bound path marks the session for the flush (PeerHost)
+    fast_session.touched.clear()
+    data, stream, _, now = items[-1]
+    seq = int.from_bytes(data[2:4], "big") + 1
+    nxt = bytes(data[:2]) + (seq & 0xFFFF).to_bytes(2, "big") + bytes(data[4:])
+    assert send(nxt, stream, False, now) > 0
+    assert fast_session.touched == {fast_session}
+    assert len(connection.datagrams_to_send(NOW)) == 1
