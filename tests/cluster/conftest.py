@@ -8,6 +8,7 @@ Outside ``REALTIME_INTEROP=required`` the tests that use it skip when
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -18,8 +19,9 @@ import pytest
 from realtime.cluster.address import parse_redis_url
 from realtime.cluster.launcher import PrivateRedis, start_private_redis
 from realtime.cluster.resp import NEED_MORE, RespReader, encode_command
-from tests.cluster.netns import cluster_certificate
-from tests.conftest import require_tool
+from realtime.cluster.options import SECRET_VARIABLE
+from tests.cluster.netns import NETWORKS, cluster_certificate
+from tests.conftest import require, require_module, require_tool
 
 
 class RedisUnderTest:
@@ -77,3 +79,15 @@ def redis_server():
 def certificate_file(tmp_path):
     """The cluster's DTLS certificate: one PEM file (certificate + key) every node is given."""
     return cluster_certificate(tmp_path)
+
+
+@pytest.fixture
+def namespaces(monkeypatch, traffic_guard) -> None:
+    """What every network-namespace test of the cluster needs: root, ``ip``, aiortc for its
+    peers, the namespaces' addresses allowed by the traffic guard (nothing else), and the
+    cluster secret in the environment the nodes inherit."""
+    require_tool("ip")
+    require_module("aiortc")
+    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    traffic_guard.allow(*NETWORKS)   # the namespaces the test builds (and removes)
+    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")

@@ -12,28 +12,19 @@ lives.  Addresses exist only inside the namespaces (and the root side of their v
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from realtime.cluster.options import SECRET_VARIABLE
-from tests.conftest import require, require_module, require_tool
-from tests.cluster.netns import ANYCAST, MEDIA, NETWORKS, running_cluster
+from tests.cluster.netns import ANYCAST, MEDIA, running_cluster
 from tests.interop.realtime_server import ROOT
 
 pytestmark = pytest.mark.interop
 
 def test_three_nodes_one_anycast_address(tmp_path, redis_server, monkeypatch,
-                                        traffic_guard) -> None:
-    require_tool("ip")
-    # the addresses of the namespaces this test builds (and removes): nothing else
-    traffic_guard.allow(*NETWORKS)
-    require_module("aiortc")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
+                                        traffic_guard, namespaces) -> None:
     results = {}
     with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
         a = nodes["a"]

@@ -32,10 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from realtime.cluster.options import SECRET_VARIABLE
-from tests.cluster.netns import NETWORKS, in_ns, running_cluster
-from tests.cluster.test_netns_sfu import Lines
-from tests.conftest import require, require_module, require_tool
+from tests.cluster.netns import in_ns, running_cluster
+from tests.processes import Lines
+from tests.conftest import require, require_tool
 from tests.interop.realtime_server import APP_ID, APP_SECRET, ROOT, free_port
 
 pytestmark = pytest.mark.interop
@@ -62,17 +61,12 @@ def tree_of(redis_server, publisher: str, name: str) -> dict[str, str]:
 
 
 def test_five_nodes_fanout_two_loss_and_a_middle_node_lost(tmp_path, redis_server, monkeypatch,
-                                                           traffic_guard) -> None:
-    require_tool("ip")
+                                                           traffic_guard, namespaces) -> None:
     require_tool("nft")
     require_tool("chromium", "/usr/bin/chromium")
     node_binary = require_tool("node")
     require((INTEROP / "node_modules" / "playwright-core").is_dir(),
             "playwright-core is not installed (scripts/install-interop-tools)")
-    require_module("aiortc")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    traffic_guard.allow(*NETWORKS)
-    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
     shared = tmp_path / "shared"
     shared.mkdir()
     children: list[Lines] = []

@@ -13,7 +13,6 @@ backbone (the encrypted relay link).  Addresses exist only inside the namespaces
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime.cluster.options import SECRET_VARIABLE
-from tests.cluster.netns import NETWORKS, Node, Topology, running_cluster
-from tests.conftest import require, require_module, require_tool
+from tests.cluster.netns import Node, Topology, running_cluster
 from tests.interop.realtime_server import ROOT
 
 pytestmark = pytest.mark.interop
@@ -57,12 +54,7 @@ class Client:
 
 
 def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
-        tmp_path, redis_server, monkeypatch, traffic_guard) -> None:
-    require_tool("ip")
-    traffic_guard.allow(*NETWORKS)   # the namespaces this test builds (and removes)
-    require_module("aiortc")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
+        tmp_path, redis_server, monkeypatch, traffic_guard, namespaces) -> None:
     clients: list[Client] = []
     with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
         try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import sys
 import time
@@ -29,10 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from realtime.cluster.options import SECRET_VARIABLE
-from tests.cluster.netns import ANYCAST, NETWORKS, in_ns, running_cluster
-from tests.cluster.test_netns_sfu import Lines, owner
-from tests.conftest import require, require_module, require_tool
+from tests.cluster.netns import ANYCAST, in_ns, running_cluster
+from tests.cluster.test_netns_sfu import owner
+from tests.processes import Lines
 from tests.interop.realtime_server import ROOT
 
 pytestmark = pytest.mark.interop
@@ -54,59 +52,72 @@ def frames(lines: list[str]) -> list[dict]:
     return out
 
 
+def start_call(topology, nodes, children: list[Lines], publish_on: str,
+               subscribe_on: str) -> tuple[dict, Lines, dict]:
+    """An aiortc publisher through ``publish_on``, a subscriber through ``subscribe_on``
+    (each in that node's client namespace); returns once the subscriber decoded 30 frames."""
+    publisher = Lines(["ip", "netns", "exec", topology.client_ns(publish_on), sys.executable,
+                       str(HERE / "netns_resume_peer.py"), str(ROOT), "push",
+                       nodes[publish_on].api_url(via="backbone"), str(WATCH + 20)])
+    children.append(publisher)
+    published = json.loads('{"sessionId"' + publisher.wait_for('{"sessionId"', 40))
+    subscriber = Lines(["ip", "netns", "exec", topology.client_ns(subscribe_on), sys.executable,
+                        str(HERE / "netns_resume_peer.py"), str(ROOT), "pull",
+                        nodes[subscribe_on].api_url(via="backbone"), str(WATCH),
+                        published["sessionId"], *published["trackNames"]])
+    children.append(subscriber)
+    live = json.loads('{"session"' + subscriber.wait_for('{"session"', 40))
+    assert live["state"] == "connected", live
+    deadline = time.monotonic() + 20
+    while not any(f["video"] >= 30 for f in frames(subscriber.lines)):
+        assert time.monotonic() < deadline, "".join(subscriber.lines[-5:])
+        time.sleep(0.2)
+    return published, subscriber, live
+
+
+def kill_and_withdraw(topology, nodes, dead: str, to: str) -> float:
+    """SIGKILL node ``dead`` and move its anycast route to node ``to`` (a withdrawal)."""
+    nodes[dead].process.send_signal(signal.SIGKILL)
+    killed = time.time()
+    in_ns(topology.client_ns(dead), "ip", "route", "replace", f"{ANYCAST}/32",
+          "via", topology.backbone(to))
+    in_ns(topology.node_ns(to), "ip", "route", "replace",
+          f"10.97.{topology.index(dead)}.0/24", "via", topology.backbone(dead, client=True))
+    return killed
+
+
+def wait_resumed(subscriber: Lines, killed: float, within: float) -> tuple[int | None,
+                                                                           dict | None]:
+    """Return (video frames at the stall, the first sample 5 frames past it) or Nones."""
+    stalled = resumed = None
+    deadline = time.monotonic() + within
+    while resumed is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = frames(subscriber.lines)
+        if stalled is None:
+            after = [f for f in seen if f["t"] >= killed + 0.5]
+            if after:
+                stalled = after[0]["video"]
+        else:
+            ahead = [f for f in seen if f["video"] > stalled + 5]
+            if ahead:
+                resumed = ahead[0]
+    return stalled, resumed
+
+
 def test_subscriber_on_a_killed_node_resumes_without_renegotiation(
-        tmp_path, redis_server, monkeypatch, traffic_guard) -> None:
-    require_tool("ip")
-    require_module("aiortc")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    traffic_guard.allow(*NETWORKS)
-    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
+        tmp_path, redis_server, monkeypatch, traffic_guard, namespaces) -> None:
     children: list[Lines] = []
     with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
         try:
-            a_api = nodes["a"].api_url(via="backbone")
-            c_api = nodes["c"].api_url(via="backbone")
-            publisher = Lines(["ip", "netns", "exec", topology.client_ns("a"), sys.executable,
-                               str(HERE / "netns_resume_peer.py"), str(ROOT), "push", a_api,
-                               str(WATCH + 20)])
-            children.append(publisher)
-            published = json.loads('{"sessionId"' + publisher.wait_for('{"sessionId"', 40))
-            subscriber = Lines(["ip", "netns", "exec", topology.client_ns("c"), sys.executable,
-                                str(HERE / "netns_resume_peer.py"), str(ROOT), "pull", c_api,
-                                str(WATCH), published["sessionId"], *published["trackNames"]])
-            children.append(subscriber)
-            live = json.loads('{"session"' + subscriber.wait_for('{"session"', 40))
-            assert live["state"] == "connected", live
+            published, subscriber, live = start_call(topology, nodes, children, "a", "c")
             session = live["session"]
-            deadline = time.monotonic() + 20
-            while not any(f["video"] >= 30 for f in frames(subscriber.lines)):
-                assert time.monotonic() < deadline, "".join(subscriber.lines[-5:])
-                time.sleep(0.2)
             before = owner(redis_server, session)
             sealed = json.loads(redis_server.command("GET", f"rt:session:{session}"))[
                 "sealed_media"]
             # kill C, withdraw the anycast route from it: the client's packets now reach B
-            nodes["c"].process.send_signal(signal.SIGKILL)
-            killed = time.time()
-            b_backbone = topology.backbone("b")
-            in_ns(topology.client_ns("c"), "ip", "route", "replace", f"{ANYCAST}/32",
-                  "via", b_backbone)
-            in_ns(topology.node_ns("b"), "ip", "route", "replace",
-                  f"10.97.{topology.index('c')}.0/24", "via", topology.backbone("c", client=True))
-            stalled = None
-            resumed = None
-            deadline = time.monotonic() + RESUME_WITHIN + 5
-            while resumed is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-                seen = frames(subscriber.lines)
-                if stalled is None:
-                    after = [f for f in seen if f["t"] >= killed + 0.5]
-                    if after:
-                        stalled = after[0]["video"]
-                else:
-                    ahead = [f for f in seen if f["video"] > stalled + 5]
-                    if ahead:
-                        resumed = ahead[0]
+            killed = kill_and_withdraw(topology, nodes, "c", "b")
+            stalled, resumed = wait_resumed(subscriber, killed, RESUME_WITHIN + 5)
             time.sleep(3)
             seen = frames(subscriber.lines)
             after = owner(redis_server, session)
@@ -129,57 +140,19 @@ def test_subscriber_on_a_killed_node_resumes_without_renegotiation(
 
 
 def test_publisher_on_a_killed_node_resumes_and_a_subscriber_elsewhere_follows(
-        tmp_path, redis_server, monkeypatch, traffic_guard) -> None:
+        tmp_path, redis_server, monkeypatch, traffic_guard, namespaces) -> None:
     """An aiortc publisher pushes through C (its PeerConnection lives on C); a subscriber
     under B pulls through B (B mirrors the tracks from C).  C is SIGKILLed and the
     publisher's anycast route moved to A: A resumes the publisher's PeerConnection from
     the sealed keys, republishes its tracks with owner A, and B's subscriber decodes again
     once B's mirror follows the track to A."""
-    require_tool("ip")
-    require_module("aiortc")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    traffic_guard.allow(*NETWORKS)
-    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
     children: list[Lines] = []
     with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
         try:
-            b_api = nodes["b"].api_url(via="backbone")
-            c_api = nodes["c"].api_url(via="backbone")
-            publisher = Lines(["ip", "netns", "exec", topology.client_ns("c"), sys.executable,
-                               str(HERE / "netns_resume_peer.py"), str(ROOT), "push", c_api,
-                               str(WATCH + 20)])
-            children.append(publisher)
-            published = json.loads('{"sessionId"' + publisher.wait_for('{"sessionId"', 40))
-            subscriber = Lines(["ip", "netns", "exec", topology.client_ns("b"), sys.executable,
-                                str(HERE / "netns_resume_peer.py"), str(ROOT), "pull", b_api,
-                                str(WATCH), published["sessionId"], *published["trackNames"]])
-            children.append(subscriber)
-            live = json.loads('{"session"' + subscriber.wait_for('{"session"', 40))
-            assert live["state"] == "connected", live
-            deadline = time.monotonic() + 20
-            while not any(f["video"] >= 30 for f in frames(subscriber.lines)):
-                assert time.monotonic() < deadline, "".join(subscriber.lines[-5:])
-                time.sleep(0.2)
+            published, subscriber, _ = start_call(topology, nodes, children, "c", "b")
             before = owner(redis_server, published["sessionId"])
-            nodes["c"].process.send_signal(signal.SIGKILL)
-            killed = time.time()
-            in_ns(topology.client_ns("c"), "ip", "route", "replace", f"{ANYCAST}/32",
-                  "via", topology.backbone("a"))
-            in_ns(topology.node_ns("a"), "ip", "route", "replace",
-                  f"10.97.{topology.index('c')}.0/24", "via", topology.backbone("c", client=True))
-            stalled = resumed = None
-            deadline = time.monotonic() + PUBLISHER_RESUME_WITHIN + 3
-            while resumed is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-                seen = frames(subscriber.lines)
-                if stalled is None:
-                    after = [f for f in seen if f["t"] >= killed + 0.5]
-                    if after:
-                        stalled = after[0]["video"]
-                else:
-                    ahead = [f for f in seen if f["video"] > stalled + 5]
-                    if ahead:
-                        resumed = ahead[0]
+            killed = kill_and_withdraw(topology, nodes, "c", "a")
+            stalled, resumed = wait_resumed(subscriber, killed, PUBLISHER_RESUME_WITHIN + 3)
             time.sleep(3)
             seen = frames(subscriber.lines)
             after = owner(redis_server, published["sessionId"])

@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from realtime.cluster.options import SECRET_VARIABLE
-from tests.cluster.netns import NETWORKS, running_cluster
-from tests.conftest import require, require_module, require_tool
+from tests.cluster.netns import running_cluster
+from tests.conftest import require, require_tool
 from tests.interop.conftest import assert_plays
 from tests.interop.realtime_server import APP_ID, APP_SECRET, ROOT, free_port
+from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
 
@@ -43,54 +41,17 @@ INTEROP = ROOT / "tests" / "interop"
 HOLD_MS = 12000  # how long Chromium keeps its call up after measuring its own echo
 
 
-class Lines:
-    """A child process whose stdout lines are collected by a thread."""
-
-    def __init__(self, command: list[str], **kwargs) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, **kwargs)
-        threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
-                         daemon=True).start()
-
-    def wait_for(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if line.startswith(prefix):
-                    return line[len(prefix):].strip()
-            if self.process.poll() is not None and not any(
-                    line.startswith(prefix) for line in self.lines):
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{prefix!r} not seen:\n" + "".join(self.lines[-40:]))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
 def owner(redis_server, session_id: str) -> str | None:
     raw = redis_server.command("GET", f"rt:session:{session_id}")
     return json.loads(raw)["owner_node"] if raw else None
 
 
 def test_chromium_at_b_via_a_and_aiortc_pullers_at_c(tmp_path, redis_server, monkeypatch,
-                                                    traffic_guard) -> None:
-    require_tool("ip")
+                                                    traffic_guard, namespaces) -> None:
     require_tool("chromium", "/usr/bin/chromium")
     node_binary = require_tool("node")
     require((INTEROP / "node_modules" / "playwright-core").is_dir(),
             "playwright-core is not installed (scripts/install-interop-tools)")
-    require_module("aiortc")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    traffic_guard.allow(*NETWORKS)
-    monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
     children: list[Lines] = []
     with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
         try:

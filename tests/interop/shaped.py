@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import threading
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -75,33 +73,3 @@ def shaped_link() -> Iterator[ShapedLink]:
         subprocess.run(["ip", "netns", "del", link.ns], capture_output=True)
         subprocess.run(["ip", "link", "del", link.host], capture_output=True)
 
-
-class Child:
-    """A child process whose stdout lines a thread collects."""
-
-    def __init__(self, command: list[str], **kwargs) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, **kwargs)
-        threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
-                         daemon=True).start()
-
-    def wait_for(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if line.startswith(prefix):
-                    return line[len(prefix):].strip()
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{prefix!r} not seen:\n" + "".join(self.lines[-30:]))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)

@@ -36,7 +36,8 @@ import pytest
 
 from tests.conftest import require, require_tool
 from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
-from tests.interop.shaped import Child, shaped_link
+from tests.interop.shaped import shaped_link
+from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
 
@@ -58,7 +59,7 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
     require((HERE / "node_modules" / "playwright-core").is_dir(),
             "playwright-core is not installed (scripts/install-interop-tools)")
     require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
-    children: list[Child] = []
+    children: list[Lines] = []
     with contextlib.ExitStack() as stack:
         link = stack.enter_context(shaped_link())
         stack.callback(lambda: [child.stop() for child in children])
@@ -73,14 +74,14 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
         env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
         query = urllib.parse.urlencode({"api": api, "app": APP_ID, "secret": APP_SECRET,
                                         "audio": 1, "hold": int((SHAPED_S + LIFTED_S + 20) * 1000)})
-        publisher = Child([node, str(HERE / "run_page.js"),
+        publisher = Lines([node, str(HERE / "run_page.js"),
                            f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
                           cwd=HERE, env=env)
         children.append(publisher)
         published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
         time.sleep(2)  # the layers start
         pages_port = free_port()
-        children.append(Child(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
+        children.append(Lines(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
                                str(pages_port), "--bind", "127.0.0.1",
                                "--directory", str(HERE / "pages")]))
         time.sleep(0.5)
@@ -88,7 +89,7 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
             "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
             "track": published["trackName"], "audio": published["audioTrackName"],
             "hold": int((SHAPED_S + LIFTED_S) * 1000)})
-        subscriber = Child(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
+        subscriber = Lines(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
                             f"http://127.0.0.1:{pages_port}/sfu-adaptive-subscribe.html?{query}",
                             str(int((SHAPED_S + LIFTED_S + 40) * 1000))], cwd=HERE, env=env)
         children.append(subscriber)
