@@ -511,15 +511,22 @@ def main(argv=None) -> int:
             if why:
                 record.print(f"simple-whip-server: not run: {why}")
             else:
+                name = "simple-whip-server -> janus, aiortc"
                 janus = JanusWebSockets()
                 try:
                     sws = SimpleWhipServer(janus.ws_port)
-                    try:
-                        measure("simple-whip-server -> janus, aiortc",
-                                lambda run: sws_aiortc(sws, janus.target, run))
-                    finally:
-                        sws.stop()
+                except RuntimeError as error:   # reported as the row's failure, bench goes on
+                    sws = None
+                    failure = f"simple-whip-server did not start: {error}"[:300]
+                    record.print(failure)
+                    rows.append((name, [], [failure]))
+                    results[name] = {"seconds": [], "failures": [failure], "phases": []}
+                try:
+                    if sws:
+                        measure(name, lambda run: sws_aiortc(sws, janus.target, run))
                 finally:
+                    if sws:
+                        sws.stop()
                     janus.stop()
     finally:
         namespace.destroy()
