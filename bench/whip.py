@@ -22,25 +22,51 @@ and player is a fresh process-local peer, every run a fresh stream:
     janus, aiortc             the same aiortc publisher joins Janus 1.1's
                               VideoRoom as a publisher and sends its offer
                               (t0: just before "join"), through Janus's REST
-                              API, which is what Meetecho's simple-whip-server
-                              does behind its WHIP endpoint; as soon as Janus
+                              API: the VideoRoom requests simple-whip-server
+                              makes (over WebSocket) behind its WHIP endpoint,
+                              without its HTTP hop; as soon as Janus
                               has answered, an aiortc subscriber joins the
                               feed (polling every 50 ms while Janus says "No
                               such feed", as the WHEP player polls for 201)
                               and answers Janus's offer; t1 as above.
 
-Debian's ``simple-whip-server`` itself is not run: on this machine it cannot
-be installed (its ``node-websocket`` is built for Debian's Node 18,
-``libnode108``, which conflicts with the NodeSource Node 20 that
-playwright-core and puppeteer-core run on); the Janus row therefore starts
-at the VideoRoom request simple-whip-server would make, without its HTTP hop.
+    simple-whip-server -> janus, aiortc
+                              Debian's simple-whip-server (Meetecho's WHIP
+                              server, the package's own JavaScript) in front
+                              of the same Janus, reached over Janus's
+                              WebSocket API: the endpoint is made with its
+                              POST /whip/create (room 1234), the aiortc
+                              publisher POSTs its offer to
+                              /whip/endpoint/{id} (t0: just before the POST;
+                              simple-whip-server joins the room and publishes
+                              for it); the subscriber polls the room's
+                              "listparticipants" every 50 ms for the
+                              publisher's display name, joins that feed over
+                              REST and answers as in the row above.
+
+``apt-get install simple-whip-server`` cannot work here: its ``node-websocket``
+is built for Debian's Node 18 (``libnode108``), which conflicts with the
+NodeSource Node 20 that playwright-core and puppeteer-core run on.  So
+scripts/fetch-simple-whip-server takes the package with ``apt-get download``,
+extracts it with ``dpkg-deb -x`` into bench/.cache/simple-whip-server
+(gitignored) and installs the npm modules its code ``require()``s (express,
+body-parser, cors, websocket, colors, debug, async; pinned) in place of
+Debian's node-* packages; this bench runs that script when the cache is
+missing, copies ``server.js`` and ``whip-janus.js`` unmodified into a temporary
+directory beside a ``config.js`` of its own (Janus at ``ws://127.0.0.1:{port}``,
+API on a free port, ``rest: '/whip'``) and runs ``node server.js`` with the
+system Node and ``NODE_PATH`` at those modules.  Janus gets its WebSocket
+transport from ``bench/janus/websockets/`` (127.0.0.1 only).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +79,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from forward_servers import JanusServer  # noqa: E402
+from forward_servers import JanusServer, free_port  # noqa: E402
 from forward_signal import JanusSignalling  # noqa: E402
 import forward_servers  # noqa: E402
 from record import Record  # noqa: E402
@@ -251,6 +277,167 @@ async def janus_aiortc(target: dict) -> float:
             f"{signalling.url}/{signalling.session}", {"janus": "destroy"}))
 
 
+class JanusWebSockets(JanusServer):
+    """Janus as :class:`JanusServer` runs it, plus its WebSocket transport on 127.0.0.1
+    (``bench/janus/websockets/``, port replaced by a free one): simple-whip-server's
+    only way to talk to Janus."""
+
+    def __init__(self) -> None:
+        self.ws_port = free_port()
+        original = forward_servers.HERE
+        folder = Path(tempfile.mkdtemp(prefix="bench-janus-ws-"))
+        for source in (original / "janus").glob("*.jcfg"):
+            (folder / source.name).write_text(source.read_text().replace(
+                ",libjanus_websockets.so", ""))
+        source = original / "janus" / "websockets" / "janus.transport.websockets.jcfg"
+        (folder / "janus").mkdir()
+        for item in folder.glob("*.jcfg"):
+            item.rename(folder / "janus" / item.name)
+        (folder / "janus" / source.name).write_text(
+            source.read_text().replace("ws_port = 18188", f"ws_port = {self.ws_port}"))
+        forward_servers.HERE = folder      # JanusServer copies HERE / "janus" / *.jcfg
+        try:
+            super().__init__()
+        finally:
+            forward_servers.HERE = original
+            shutil.rmtree(folder, ignore_errors=True)
+        self.child.wait_for("WebSockets transport plugin initialized", 10)
+
+
+class SimpleWhipServer:
+    """Debian's simple-whip-server (its package's JavaScript, unmodified) under the system
+    Node, with npm's modules (scripts/fetch-simple-whip-server) and a config.js of ours:
+    Janus over ``ws://127.0.0.1:{ws_port}``, the WHIP API on 127.0.0.1:{port}/whip."""
+
+    CACHE = HERE / ".cache" / "simple-whip-server"
+
+    @classmethod
+    def available(cls) -> str:
+        if not shutil.which("node"):
+            return "node is not installed"
+        fetch = subprocess.run([str(HERE.parent / "scripts" / "fetch-simple-whip-server"),
+                                str(cls.CACHE)], capture_output=True, text=True)
+        if fetch.returncode:
+            return "scripts/fetch-simple-whip-server failed: " + (fetch.stderr or fetch.stdout)[-300:]
+        return ""
+
+    def __init__(self, ws_port: int) -> None:
+        package = self.CACHE / "usr" / "share" / "simple-whip-server"
+        self.directory = Path(tempfile.mkdtemp(prefix="bench-sws-"))
+        for name in ("server.js", "whip-janus.js"):
+            shutil.copy(package / "src" / name, self.directory / name)
+        self.port = free_port()
+        (self.directory / "config.js").write_text(
+            "module.exports = {\n"
+            f"\tjanus: {{ address: 'ws://127.0.0.1:{ws_port}' }},\n"
+            f"\tport: {self.port},\n\trest: '/whip',\n\tallowTrickle: true,\n"
+            "\tstrictETags: false,\n\ticeServers: []\n};\n")
+        # server.js calls listen(port, callback), i.e. every address (its config has no
+        # host): a preloaded line of ours adds 127.0.0.1 so the WHIP API stays on loopback
+        (self.directory / "loopback.js").write_text(
+            "const net = require('net');\nconst listen = net.Server.prototype.listen;\n"
+            "net.Server.prototype.listen = function (port, ...rest) {\n"
+            "\tif (typeof port === 'number' && typeof rest[0] === 'function')\n"
+            "\t\treturn listen.call(this, port, '127.0.0.1', ...rest);\n"
+            "\treturn listen.call(this, port, ...rest);\n};\n")
+        self.child = forward_servers._Process(
+            ["env", f"NODE_PATH={package / 'node_modules'}", "NODE_ENV=production",
+             "node", "--require", "./loopback.js", "server.js"], cwd=self.directory)
+        self.child.wait_for("WHIP server prototype started", 20)
+        self.url = f"http://127.0.0.1:{self.port}/whip"
+        deadline = time.monotonic() + 20
+        while self.request("GET", "/endpoints")[0] != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("simple-whip-server: no /endpoints")
+            time.sleep(0.1)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                kind: str = "application/json") -> tuple[int, dict, bytes]:
+        sent = urllib.request.Request(self.url + path, data=body, method=method,
+                                      headers={"Content-Type": kind} if body is not None else {})
+        try:
+            with urllib.request.urlopen(sent, timeout=15) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def stop(self) -> None:
+        self.child.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def sws_aiortc(sws: SimpleWhipServer, target: dict, run: int) -> float:
+    """aiortc publisher -> simple-whip-server (WHIP) -> Janus VideoRoom -> aiortc subscriber."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    loop = asyncio.get_running_loop()
+    endpoint, label = f"bench{run}", f"whip-bench-{run}"
+    status, _, body = await loop.run_in_executor(None, lambda: sws.request(
+        "POST", "/create", json.dumps({"id": endpoint, "room": target["room"],
+                                       "label": label}).encode()))
+    if status != 200:
+        raise RuntimeError(f"simple-whip-server /create: {status} {body[:200]!r}")
+    pc = aiortc_publisher()
+    await pc.setLocalDescription(await pc.createOffer())
+    signalling = await loop.run_in_executor(
+        None, lambda: JanusSignalling(target["url"], target["room"]))
+    subscriber = RTCPeerConnection(aiortc_configuration())
+    try:
+        PHASES.clear()
+        t0 = time.monotonic()
+        deadline = t0 + TIMEOUT
+        while True:     # 503 until simple-whip-server's WebSocket to Janus is up
+            status, headers, body = await loop.run_in_executor(None, lambda: sws.request(
+                "POST", f"/endpoint/{endpoint}", pc.localDescription.sdp.encode(),
+                "application/sdp"))
+            if status != 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        if status != 201:
+            raise RuntimeError(f"WHIP POST to simple-whip-server: {status} {body[:200]!r}")
+        PHASES["answer"] = time.monotonic() - t0
+        await pc.setRemoteDescription(RTCSessionDescription(body.decode(), "answer"))
+        handle = await loop.run_in_executor(None, signalling._attach)
+
+        def feed() -> int | None:
+            reply = signalling._message(handle, {"request": "listparticipants",
+                                                 "room": target["room"]})
+            for participant in reply["plugindata"]["data"].get("participants", []):
+                if participant.get("display") == label and participant.get("publisher"):
+                    return participant["id"]
+            return None
+
+        while True:    # the feed is listed once the publisher's PeerConnection is up: poll
+            found = await loop.run_in_executor(None, feed)
+            if found is not None:
+                try:
+                    event = await loop.run_in_executor(None, lambda: signalling._message(
+                        handle, {"request": "join", "room": target["room"],
+                                 "ptype": "subscriber", "streams": [{"feed": found}]}))
+                    PHASES["player_joined"] = time.monotonic() - t0
+                    break
+                except RuntimeError as error:
+                    if "No such feed" not in str(error):
+                        raise
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"feed {label!r} never appeared in room {target['room']}")
+            await asyncio.sleep(0.05)
+        waiting = first_frame(subscriber)
+        await subscriber.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
+        await subscriber.setLocalDescription(await subscriber.createAnswer())
+        await loop.run_in_executor(None, lambda: signalling._message(
+            handle, {"request": "start"},
+            {"type": "answer", "sdp": subscriber.localDescription.sdp}))
+        return await asyncio.wait_for(waiting, TIMEOUT) - t0
+    finally:
+        await subscriber.close()
+        await pc.close()
+        await loop.run_in_executor(None, lambda: sws.request("DELETE", f"/resource/{endpoint}"))
+        await loop.run_in_executor(None, lambda: sws.request("DELETE", f"/endpoint/{endpoint}"))
+        await loop.run_in_executor(None, lambda: signalling._request(
+            f"{signalling.url}/{signalling.session}", {"janus": "destroy"}))
+
+
 def summary(name: str, values: list[float], failures: list[str]) -> str:
     if not values:
         return f"{name:<36} {'-':>8} {'-':>8} {'-':>8} {0:>3}/{len(failures)}  {failures[:1]}"
@@ -282,7 +469,6 @@ def main(argv=None) -> int:
         results[name] = {"seconds": values, "failures": failures, "phases": phases}
 
     import os
-    import shutil
 
     from tests.interop.whip_client import Namespace, build_igd_stub
 
@@ -321,6 +507,27 @@ def main(argv=None) -> int:
                         lambda run: janus_aiortc(janus.target))
             finally:
                 janus.stop()
+            why = SimpleWhipServer.available()
+            if why:
+                record.print(f"simple-whip-server: not run: {why}")
+            else:
+                name = "simple-whip-server -> janus, aiortc"
+                janus = JanusWebSockets()
+                try:
+                    sws = SimpleWhipServer(janus.ws_port)
+                except RuntimeError as error:   # reported as the row's failure, bench goes on
+                    sws = None
+                    failure = f"simple-whip-server did not start: {error}"[:300]
+                    record.print(failure)
+                    rows.append((name, [], [failure]))
+                    results[name] = {"seconds": [], "failures": [failure], "phases": []}
+                try:
+                    if sws:
+                        measure(name, lambda run: sws_aiortc(sws, janus.target, run))
+                finally:
+                    if sws:
+                        sws.stop()
+                    janus.stop()
     finally:
         namespace.destroy()
         shutil.rmtree(directory, ignore_errors=True)
