@@ -197,13 +197,15 @@ class JanusServer:
             return "janus is not installed (apt-get install janus, as root)"
         return ""
 
-    def __init__(self) -> None:
+    def __init__(self, configs: Path = HERE / "janus", host: str | None = None) -> None:
+        """Start Janus with a copy of the ``.jcfg`` files of ``configs`` (HTTP port replaced),
+        its ICE on ``host`` (default: this host's primary IPv4 address)."""
         self.directory = Path(tempfile.mkdtemp(prefix="bench-janus-"))
         port = free_port()
-        for source in (HERE / "janus").glob("*.jcfg"):
+        for source in configs.glob("*.jcfg"):
             text = source.read_text().replace("port = 18088", f"port = {port}")
             (self.directory / source.name).write_text(text)
-        host = host_address()
+        host = host or host_address()
         self.child = _Process(["janus", "--configs-folder", str(self.directory), "--disable-colors",
                                "--interface", host, "--ice-enforce-list", host, "--debug-level", "4"],
                               cwd=self.directory)

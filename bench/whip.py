@@ -282,24 +282,19 @@ class JanusWebSockets(JanusServer):
     (``bench/janus/websockets/``, port replaced by a free one): simple-whip-server's
     only way to talk to Janus."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
         self.ws_port = free_port()
-        original = forward_servers.HERE
+        janus = HERE / "janus"
         folder = Path(tempfile.mkdtemp(prefix="bench-janus-ws-"))
-        for source in (original / "janus").glob("*.jcfg"):
+        for source in janus.glob("*.jcfg"):
             (folder / source.name).write_text(source.read_text().replace(
                 ",libjanus_websockets.so", ""))
-        source = original / "janus" / "websockets" / "janus.transport.websockets.jcfg"
-        (folder / "janus").mkdir()
-        for item in folder.glob("*.jcfg"):
-            item.rename(folder / "janus" / item.name)
-        (folder / "janus" / source.name).write_text(
+        source = janus / "websockets" / "janus.transport.websockets.jcfg"
+        (folder / source.name).write_text(
             source.read_text().replace("ws_port = 18188", f"ws_port = {self.ws_port}"))
-        forward_servers.HERE = folder      # JanusServer copies HERE / "janus" / *.jcfg
         try:
-            super().__init__()
+            super().__init__(configs=folder, host=host)
         finally:
-            forward_servers.HERE = original
             shutil.rmtree(folder, ignore_errors=True)
         self.child.wait_for("WebSockets transport plugin initialized", 10)
 
@@ -499,9 +494,8 @@ def main(argv=None) -> int:
         else:
             # Janus's libnice gathers no loopback candidates: it and its aiortc peers use the
             # root end of the namespace's veth, an address of this machine only
-            forward_servers.host_address = lambda: namespace.outside
             HOST[:] = [namespace.outside]
-            janus = JanusServer()
+            janus = JanusServer(host=namespace.outside)
             try:
                 measure("janus VideoRoom (REST), aiortc",
                         lambda run: janus_aiortc(janus.target))
@@ -512,7 +506,7 @@ def main(argv=None) -> int:
                 record.print(f"simple-whip-server: not run: {why}")
             else:
                 name = "simple-whip-server -> janus, aiortc"
-                janus = JanusWebSockets()
+                janus = JanusWebSockets(namespace.outside)
                 try:
                     sws = SimpleWhipServer(janus.ws_port)
                 except RuntimeError as error:   # reported as the row's failure, bench goes on
