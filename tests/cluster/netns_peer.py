@@ -35,31 +35,42 @@ SECONDS = 5.0
 
 
 async def pull(url: str, publisher: str, names: list[str]) -> dict:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
 
     from tests.interop.aiortc_frames import FrameCounter
-    from tests.interop.test_sfu_aiortc import api, connected
+    from tests.interop.test_sfu_aiortc import api
 
     server = Api(url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     counter = FrameCounter(pc, initial={"audio": 0, "video": 0})
     try:
-        session = (await api(server, "POST", "/sessions/new"))["sessionId"]
-        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
-            "tracks": [{"location": "remote", "sessionId": publisher, "trackName": name}
-                       for name in names]})
-        await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
-            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
-        state = await connected(pc, seconds=10.0)
-        print(json.dumps({"session": session, "state": state}), flush=True)
+        session, state = await subscribe(server, pc, publisher, names)
         rates = await counter.rates(["audio", "video"], seconds=SECONDS, first_within=15.0)
         status = await api(server, "GET", f"/sessions/{session}")
         return {"session": session, "state": state, "frames": dict(counter.frames),
                 "rates": rates, "status": [t["status"] for t in status["tracks"]]}
     finally:
         await pc.close()
+
+
+async def subscribe(server, pc, publisher: str, names: list[str]) -> tuple[str, str]:
+    """Pull ``names`` of session ``publisher`` on a new session (the SFU's offer, our answer
+    through renegotiate), wait for ICE, print ``{"session", "state"}``; return both."""
+    from aiortc import RTCSessionDescription
+
+    from tests.interop.test_sfu_aiortc import api, connected
+
+    session = (await api(server, "POST", "/sessions/new"))["sessionId"]
+    reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
+        "tracks": [{"location": "remote", "sessionId": publisher, "trackName": name}
+                   for name in names]})
+    await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await api(server, "PUT", f"/sessions/{session}/renegotiate", {
+        "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
+    state = await connected(pc, seconds=10.0)
+    print(json.dumps({"session": session, "state": state}), flush=True)
+    return session, state
 
 
 def main() -> None:

@@ -21,17 +21,8 @@ import sys
 import time
 
 
-class Api:
-    """What tests/interop/test_sfu_aiortc.api needs of a server: its base URL."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def api_url(self) -> str:
-        return self.url
-
-
 async def push(url: str, seconds: float) -> None:
+    from tests.cluster.netns_peer import Api
     from tests.interop.test_sfu_aiortc import connected, publish
 
     pc, session, names = await publish(Api(url))
@@ -44,25 +35,16 @@ async def push(url: str, seconds: float) -> None:
 
 
 async def pull(url: str, seconds: float, publisher: str, names: list[str]) -> None:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
 
+    from tests.cluster.netns_peer import Api, subscribe
     from tests.interop.aiortc_frames import FrameCounter
-    from tests.interop.test_sfu_aiortc import api, connected
 
     server = Api(url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     counter = FrameCounter(pc, initial={"audio": 0, "video": 0})
     try:
-        session = (await api(server, "POST", "/sessions/new"))["sessionId"]
-        reply = await api(server, "POST", f"/sessions/{session}/tracks/new", {
-            "tracks": [{"location": "remote", "sessionId": publisher, "trackName": name}
-                       for name in names]})
-        await pc.setRemoteDescription(RTCSessionDescription(**reply["sessionDescription"]))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await api(server, "PUT", f"/sessions/{session}/renegotiate", {
-            "sessionDescription": {"type": "answer", "sdp": pc.localDescription.sdp}})
-        state = await connected(pc, seconds=10.0)
-        print(json.dumps({"session": session, "state": state}), flush=True)
+        session, state = await subscribe(server, pc, publisher, names)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             print(json.dumps({"t": time.time(), "video": counter.frames["video"],
