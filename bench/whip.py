@@ -263,18 +263,26 @@ async def janus_aiortc(target: dict) -> float:
                 if "No such feed" not in str(error) or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)
-        waiting = first_frame(subscriber)
-        await subscriber.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
-        await subscriber.setLocalDescription(await subscriber.createAnswer())
-        await loop.run_in_executor(None, lambda: signalling._message(
-            handle, {"request": "start"},
-            {"type": "answer", "sdp": subscriber.localDescription.sdp}))
-        return await asyncio.wait_for(waiting, TIMEOUT) - t0
+        return await janus_first_frame(signalling, handle, subscriber, event) - t0
     finally:
         await subscriber.close()
         await pc.close()
         await loop.run_in_executor(None, lambda: signalling._request(
             f"{signalling.url}/{signalling.session}", {"janus": "destroy"}))
+
+
+async def janus_first_frame(signalling, handle, subscriber, event: dict) -> float:
+    """Answer Janus's subscriber offer (``event``), start the feed and return the
+    monotonic time of the first decoded video frame."""
+    from aiortc import RTCSessionDescription
+
+    loop = asyncio.get_running_loop()
+    waiting = first_frame(subscriber)
+    await subscriber.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
+    await subscriber.setLocalDescription(await subscriber.createAnswer())
+    await loop.run_in_executor(None, lambda: signalling._message(
+        handle, {"request": "start"}, {"type": "answer", "sdp": subscriber.localDescription.sdp}))
+    return await asyncio.wait_for(waiting, TIMEOUT)
 
 
 class JanusWebSockets(JanusServer):
@@ -417,13 +425,7 @@ async def sws_aiortc(sws: SimpleWhipServer, target: dict, run: int) -> float:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"feed {label!r} never appeared in room {target['room']}")
             await asyncio.sleep(0.05)
-        waiting = first_frame(subscriber)
-        await subscriber.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
-        await subscriber.setLocalDescription(await subscriber.createAnswer())
-        await loop.run_in_executor(None, lambda: signalling._message(
-            handle, {"request": "start"},
-            {"type": "answer", "sdp": subscriber.localDescription.sdp}))
-        return await asyncio.wait_for(waiting, TIMEOUT) - t0
+        return await janus_first_frame(signalling, handle, subscriber, event) - t0
     finally:
         await subscriber.close()
         await pc.close()
