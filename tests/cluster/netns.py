@@ -24,6 +24,7 @@ address to the traffic guard (:data:`NETWORKS`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -40,6 +41,7 @@ from tests.interop.realtime_server import APP_ID, APP_SECRET, TWISTD, stop_proce
 ANYCAST = "10.99.99.1"
 MEDIA, API = 10000, 8080
 NETWORKS = ("10.96.0.0/16", "10.97.0.0/16", "10.98.0.0/16", f"{ANYCAST}/32")
+_BUILT = itertools.count()
 
 
 def sh(*args: str) -> None:
@@ -55,8 +57,12 @@ class Topology:
 
     def __init__(self, names: str = "abc", prefix: str | None = None) -> None:
         self.names = names
-        self.prefix = prefix or f"rt{os.getpid() % 10000}"
+        # A fresh prefix per topology: the kernel removes a deleted namespace's veths
+        # asynchronously, so the next test's ``ip link add`` of the same name could
+        # still find the last one's root-side end ("File exists").
+        self.prefix = prefix or f"rt{os.getpid() % 1000}{next(_BUILT) % 100:02d}"
         self.namespaces: list[str] = []
+        self.host_links: list[str] = []
 
     def node_ns(self, name: str) -> str:
         return f"{self.prefix}-{name}"
@@ -105,6 +111,7 @@ class Topology:
             in_ns(ns, "ip", "addr", "add", f"{ANYCAST}/32", "dev", "lo")
             host, inner = f"{self.prefix}h{name}", f"{self.prefix}n{name}"
             self._veth(host, None, inner, ns)
+            self.host_links.append(host)
             sh("ip", "addr", "add", f"10.98.{n}.1/24", "dev", host)
             sh("ip", "link", "set", host, "up")
             in_ns(ns, "ip", "addr", "add", f"10.98.{n}.2/24", "dev", inner)
@@ -123,6 +130,9 @@ class Topology:
         return self
 
     def destroy(self) -> None:
+        for link in self.host_links:     # at once, not when the namespace is reaped
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+        self.host_links.clear()
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.namespaces.clear()

@@ -73,7 +73,8 @@ class Namespace:
         _sh("ip", "netns", "exec", self.name, *args)
 
     def destroy(self) -> None:
-        if self.built:          # deleting the namespace deletes the veth pair with it
+        if self.built:          # the root side at once; the rest goes with the namespace
+            subprocess.run(["ip", "link", "del", f"{self.name}h"], capture_output=True, timeout=20)
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
             self.built = False
 
