@@ -409,7 +409,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             cluster=None if cluster is None or cluster_options is None else (
                 cluster_options.node_id, cluster.node.relay.link, cluster.datachannels),
             listen=lambda description, resource: _listener(
-                reactor, description, Site(resource), "metrics", reuse))
+                reactor, description, Site(resource), "metrics",
+                reuse and not description.startswith("unix:")))  # --workers: its own socket
         children += metered
     demo = None
     if options.get("demo"):  # the page at / and its proxy, in front of everything else

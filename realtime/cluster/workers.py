@@ -16,7 +16,10 @@ The parent does not serve anything itself.  :class:`WorkerSupervisor`:
    media, TURN and API ports with ``SO_REUSEPORT``
    (:mod:`realtime.cluster.reuseport`) and forwards its log lines here,
    prefixed with its id;
-4. on stop, sends every worker SIGTERM, waits for them, then stops Redis.
+4. with ``--metrics``, serves that endpoint itself: each worker serves its
+   registry on ``STATE_DIR/run/metrics-wI.sock`` and a scrape of the parent
+   gathers them, labelled by worker (:mod:`realtime.cluster.worker_metrics`);
+5. on stop, sends every worker SIGTERM, waits for them, then stops Redis.
 """
 
 from __future__ import annotations
@@ -27,23 +30,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+from twisted.web.server import Site
 
 from realtime.cluster.address import PASSWORD_VARIABLE, RedisAddress
 from realtime.cluster.launcher import (
     PrivateRedis, RedisDidNotStart, RedisNotInstalled, start_private_redis,
 )
 from realtime.cluster.options import SECRET_VARIABLE, default_node_id
+from realtime.cluster.worker_metrics import GatheredMetrics, worker_socket
 from realtime.dtls.certificate import Certificate
 
 log = Logger()
 
 #: Options the parent replaces with its own values for each worker (``--cluster``
 #: is never kept raw: its URL may hold a password).
-REPLACED = ("--workers", "--node-id", "--dtls-certificate", "--reuse-port", "--cluster")
+REPLACED = ("--workers", "--node-id", "--dtls-certificate", "--reuse-port", "--cluster",
+            "--metrics")
 #: Of those, the flags (no value).
 FLAGS = ("--reuse-port",)
 
@@ -90,11 +97,18 @@ def supervise(reactor: Any, options: Any, state_dir: Path) -> MultiService:
     """Return the parent's service tree for ``--workers N`` (N > 1): the supervisor alone."""
     cluster = options.get("cluster-options")
     parent = MultiService()
-    WorkerSupervisor(reactor, options["argv"], options["workers"], state_dir,
-                     options["node-id"] or default_node_id(),
-                     None if cluster is None else cluster.address,
-                     options.get("dtls-certificate")).setServiceParent(  # type: ignore[no-untyped-call]
-                         parent)
+    supervisor = WorkerSupervisor(reactor, options["argv"], options["workers"], state_dir,
+                                  options["node-id"] or default_node_id(),
+                                  None if cluster is None else cluster.address,
+                                  options.get("dtls-certificate"),
+                                  metrics=bool(options.get("metrics")))
+    supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
+    if options.get("metrics"):
+        gathered = GatheredMetrics(reactor, [(supervisor.name_of(i), supervisor.metrics_socket(i))
+                                             for i in range(supervisor.count)])
+        listener = strports.service(options["metrics"], Site(gathered), reactor=reactor)
+        listener.setName("metrics")
+        listener.setServiceParent(parent)
     return parent
 
 
@@ -126,14 +140,16 @@ class WorkerSupervisor(Service):
     :param argv: the parent's ``twistd realtime`` arguments.
     :param directory: the ``--cluster`` address, or None to start the private Redis.
     :param certificate: ``--dtls-certificate`` if given (else the state dir's cluster one).
+    :param metrics: ``--metrics`` was given: each worker serves its registry on its socket.
     """
 
     name = "workers"
 
     def __init__(self, reactor: Any, argv: list[str], count: int, state_dir: Path,
                  node_id: str, directory: RedisAddress | None = None,
-                 certificate: str | None = None) -> None:
+                 certificate: str | None = None, metrics: bool = False) -> None:
         self.reactor = reactor
+        self.metrics = metrics
         self.argv = worker_arguments(argv)
         self.count = count
         self.state_dir = state_dir
@@ -156,15 +172,25 @@ class WorkerSupervisor(Service):
             path = cluster_certificate(self.state_dir / "cluster-dtls.pem", self.reactor.seconds())
             self.certificate = str(path)
 
+    def name_of(self, index: int) -> str:
+        """Worker ``index``'s node id."""
+        return f"{self.node_id}-w{index}"
+
+    def metrics_socket(self, index: int) -> Path:
+        """Where worker ``index`` serves its metrics."""
+        return worker_socket(self.state_dir, index)
+
     def command(self, index: int) -> list[str]:
         """Return worker ``index``'s command line."""
         url = self.redis.url if self.redis is not None else (
             self.directory.redacted("") if self.directory is not None else "")
         directory = ["--cluster", url]
         certificate = [] if self.certificate is None else ["--dtls-certificate", self.certificate]
+        metrics = [] if not self.metrics else [
+            "--metrics", f"unix:{self.metrics_socket(index)}:mode=600"]
         return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", "realtime", *self.argv, "--reuse-port", *directory,
-                "--node-id", f"{self.node_id}-w{index}", *certificate]
+                "--node-id", self.name_of(index), *certificate, *metrics]
 
     def startService(self) -> None:  # noqa: N802 (Twisted name)
         """Start every worker."""
@@ -174,7 +200,10 @@ class WorkerSupervisor(Service):
         if self.directory is not None and self.directory.password is not None:
             env[PASSWORD_VARIABLE] = self.directory.password
         for index in range(self.count):
-            worker = _Worker(f"{self.node_id}-w{index}")
+            if self.metrics:   # a socket left by a worker that was killed
+                self.metrics_socket(index).parent.mkdir(mode=0o700, exist_ok=True)
+                self.metrics_socket(index).unlink(missing_ok=True)
+            worker = _Worker(self.name_of(index))
             command = self.command(index)
             self.transports.append(self.reactor.spawnProcess(
                 worker, command[0], command, env=env, path=os.getcwd()))

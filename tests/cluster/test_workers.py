@@ -4,6 +4,9 @@ on a Unix socket, two workers share the media and API ports (SO_REUSEPORT), and 
 sessions connect whichever worker the kernel hands the API request and the media to.  Each
 session's record shows the worker that made it (owner when created) and the one its
 PeerConnection lives on (owner once connected); the test needs both cases to occur.
+
+With ``--metrics``, the parent serves the port and a scrape gathers both workers' registries,
+each sample labelled with its worker (realtime/cluster/worker_metrics.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,9 +49,11 @@ def owner(socket_path: Path, session_id: str) -> str:
 def test_two_workers_share_the_ports_and_act_as_one(tmp_path) -> None:
     require_tool("redis-server")
     require_module("aiortc")
-    api = free_port()
+    from prometheus_client.parser import text_string_to_metric_families
+    api, metrics = free_port(), free_port()
     server = Server(tmp_path / "state", "--workers", "2", "--node-id", "box",
-                    "--api", f"tcp:{api}:interface=127.0.0.1", app=True)
+                    "--api", f"tcp:{api}:interface=127.0.0.1",
+                    "--metrics", f"tcp:{metrics}:interface=127.0.0.1", app=True)
     socket_path = tmp_path / "state" / "run" / "redis.sock"
     rows = []
     try:
@@ -63,6 +69,8 @@ def test_two_workers_share_the_ports_and_act_as_one(tmp_path) -> None:
             rows.append((result["session"][:8], result["created_by"],
                          owner(socket_path, result["session"]),
                          result["connected"], result["frames"]["video"]))
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as page:
+            families = {f.name: f for f in text_string_to_metric_families(page.read().decode())}
     finally:
         server.stop()
     print("\nsession   API worker  PeerConnection on  state      video frames")
@@ -74,3 +82,11 @@ def test_two_workers_share_the_ports_and_act_as_one(tmp_path) -> None:
     other = [r for r in rows if r[1] != r[2]]
     assert same and other, rows       # both cases happened (the kernel's hash decides)
     assert not socket_path.exists()   # the parent stopped its private redis-server
+    # one scrape of the parent: both workers answered, their series told apart by a label
+    up = {s.labels["worker"]: s.value for s in families["realtime_worker_scrape_up"].samples}
+    assert up == {"box-w0": 1.0, "box-w1": 1.0}, up
+    cpu = {s.labels["worker"] for s in families["process_cpu_seconds"].samples}
+    assert cpu == {"box-w0", "box-w1"}, cpu
+    made = sum(s.value for s in families["realtime_api_requests"].samples
+               if s.labels.get("route", "").endswith("/echo/new") and s.labels["status"] == "201")
+    assert made == SESSIONS, made     # the two workers' counts add up to the calls made
