@@ -71,3 +71,17 @@ class ClusterHooks(Protocol):
     def datachannel_stats(self) -> dict[str, Any] | None:
         """Return the DataChannel relay's node-wide counters (``/diagnostics``), or None."""
         ...
+
+    def stream_published(self, app_id: str, name: str, session_id: str) -> Awaitable[None]:
+        """Name ``session_id`` as WHIP stream ``name``'s publisher, for every node's WHEP."""
+        ...
+
+    def stream_ended(self, app_id: str, name: str, session_id: str) -> None:
+        """Forget WHIP stream ``name`` if ``session_id`` still publishes it (in the background)."""
+        ...
+
+    def stream_tracks(self, app_id: str, name: str,
+                      by_id: bool = True) -> Awaitable[tuple[str, list[str]] | None]:
+        """Return ``(session id, its pushed track names)`` of a WHIP stream (or, ``by_id``, of
+        a session whose id is ``name``) that the directory knows and whose session lives."""
+        ...

@@ -47,6 +47,7 @@ from twisted.web.iweb import IRequest
 from realtime.api.errors import ApiError, ErrorCode
 from realtime.api.http import MAX_BODY
 from realtime.api.sessions import SfuSessions, sdp_error
+from realtime.api.tracks import find_track
 from realtime.api.turn import TurnKeys
 from realtime.errors import DecodeError
 from realtime.ice.credentials import ice_credentials
@@ -122,6 +123,9 @@ class WhipRoutes:
         live = self.publishers.get((app.app_id, name))
         if live is not None and self.sessions.switchboard.get(live) is not None:
             raise ApiError(409, "conflict", f"Stream {name!r} already has a live WHIP publisher")
+        cluster = self.sessions.cluster
+        if cluster is not None and await cluster.stream_tracks(app.app_id, name, False):
+            raise ApiError(409, "conflict", f"Stream {name!r} already has a live WHIP publisher")
         publish: dict[str, str] = {}
         counts: dict[str, int] = {}
         for media in offer.media:
@@ -141,6 +145,8 @@ class WhipRoutes:
             raise sdp_error(error) from None
         self.sessions.start(session)
         self.publishers[(app.app_id, name)] = session.session_id
+        if cluster is not None:           # WHEP on any node finds the stream by its name
+            await cluster.stream_published(app.app_id, name, session.session_id)
         return self._created(request, Resource(INGEST, app.app_id, name, session.session_id,
                                                self._etag()), answer.serialize())
 
@@ -218,6 +224,8 @@ class WhipRoutes:
 
     def _resource(self, kind: str, app: App, name: str, resource_id: str) -> Resource:
         resource = self.resources.get(resource_id)
+        if resource is None and self.sessions.cluster is not None:
+            resource = self._adopted(kind, app, name, resource_id)
         if resource is None or (resource.kind, resource.app_id, resource.name) \
                 != (kind, app.app_id, name):
             raise ApiError.not_found("No such WHIP/WHEP session")
@@ -226,12 +234,31 @@ class WhipRoutes:
             raise ApiError.not_found("The session has ended")
         return resource
 
+    def _adopted(self, kind: str, app: App, name: str, resource_id: str) -> Resource | None:
+        """The resource of a session this node holds but another node's POST made.
+
+        Under ``--cluster`` a WHIP/WHEP session may be made by one node and
+        taken over by the node its media reached; the directory then forwards
+        the resource's ``PATCH``/``DELETE`` here (realtime/cluster/forward.py).
+        Its entity tag stayed with the first node: a fresh one is issued, and
+        the next ``If-Match`` names it (RFC 9725 §4.3 lets the server change it).
+        """
+        session = self.sessions.switchboard.get(resource_id)
+        if session is None or session.app_id != app.app_id:
+            return None
+        resource = Resource(kind, app.app_id, name, resource_id, "")  # "": any If-Match
+        self.resources[resource_id] = resource
+        if kind == INGEST:
+            self.publishers.setdefault((app.app_id, name), resource_id)
+        return resource
+
     def _patch(self, request: IRequest, app: App,
                resource: Resource) -> tuple[int, bytes | None]:
         session = self.sessions.load_session(app, resource.session_id)
         kind = _content_type(request)
         match = request.getHeader(b"if-match")
-        if match is not None and match.strip() not in (b"*", resource.etag.encode()):
+        if match is not None and resource.etag \
+                and match.strip() not in (b"*", resource.etag.encode()):
             raise ApiError(412, "precondition_failed", "If-Match names another ICE session")
         if kind == SDP and resource.kind == PLAY:
             try:
@@ -301,6 +328,15 @@ class WhipRoutes:
                     track = board.find(app.app_id, session_id, transceiver.track_name)
                     if track is not None:
                         tracks.append(track)
+        cluster = self.sessions.cluster
+        if not tracks and cluster is not None:   # published through another node
+            found = await cluster.stream_tracks(app.app_id, name)
+            if found is not None:
+                remote_id, names = found
+                for track_name in names:
+                    track = await find_track(self.sessions, app, remote_id, track_name)
+                    if track is not None:
+                        tracks.append(track)
         if tracks:
             sending = await self.sessions.first_packets(tracks)
             tracks = [track for track in tracks if track in sending]
@@ -343,10 +379,16 @@ class WhipRoutes:
         self.sessions.forget(session)
 
     def _forget(self, resource: Resource) -> None:
+        """Forget ``resource`` here; if its session *ended* (not moved to the node that took
+        it over), free its stream name cluster-wide too."""
         self.resources.pop(resource.session_id, None)
         key = (resource.app_id, resource.name)
         if resource.kind == INGEST and self.publishers.get(key) == resource.session_id:
             del self.publishers[key]
+            if self.sessions.cluster is not None \
+                    and self.sessions.switchboard.is_gone(resource.session_id):
+                self.sessions.cluster.stream_ended(resource.app_id, resource.name,
+                                                   resource.session_id)
 
     def _sweep(self) -> None:
         """Forget resources whose session ended on its own (timeouts, closed transport)."""

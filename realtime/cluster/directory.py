@@ -41,6 +41,10 @@ NODE_TTL = 10.0
 
 ControlCallback = Callable[[ControlMessage], None]
 
+#: Lua: delete KEYS[1] only if it holds ARGV[1] (one round trip, atomic in Redis).
+_DELETE_IF_EQUAL = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                    "return redis.call('DEL', KEYS[1]) end return 0")
+
 
 class Directory:
     """Read and write the cluster's shared state in Redis.
@@ -214,6 +218,21 @@ class Directory:
     async def get_datachannel(self, session_id: str, name: str) -> DataChannelRecord | None:
         """Return DataChannel ``name`` published by ``session_id`` or ``None``."""
         return await self._get(DataChannelRecord, self.keys.datachannel(session_id, name))
+
+    async def put_stream(self, app_id: str, name: str, session_id: str) -> None:
+        """Name ``session_id`` as the publisher of app ``app_id``'s WHIP stream ``name``."""
+        await self.redis.execute("SET", self.keys.whip_stream(app_id, name), session_id)
+
+    async def get_stream(self, app_id: str, name: str) -> str | None:
+        """Return the session id publishing WHIP stream ``name``, or ``None``."""
+        value = await self.redis.execute("GET", self.keys.whip_stream(app_id, name))
+        return None if value is None else value.decode(errors="replace")
+
+    async def delete_stream(self, app_id: str, name: str, session_id: str) -> None:
+        """Forget WHIP stream ``name`` if ``session_id`` still publishes it (compare-and-delete:
+        a newer publisher of the same name is left alone)."""
+        await self.redis.execute("EVAL", _DELETE_IF_EQUAL, 1,
+                                 self.keys.whip_stream(app_id, name), session_id)
 
     async def count_api_call(self, session_id: str, second: int) -> int:
         """Count one API call for ``session_id`` in ``second``; return the cluster-wide count."""

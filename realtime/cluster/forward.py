@@ -17,7 +17,7 @@ there).  So the public API of every node is :class:`PublicApiResource`::
         │   GET rt:node:{owner} ── absent (no heartbeat for 10 s) ──> 503 owner_unavailable
         │   Redis away ──> 503 directory_unavailable
         v
-    POST/GET/PUT https://{owner's api_address}{same path and query}   (TLS, pinned cert)
+    POST/GET/PUT/PATCH/DELETE https://{owner's api_address}{same path and query}   (TLS, pinned cert)
         Authorization: <the client's>     Content-Type: <the client's>
         Realtime-Forwarded: node=<us>; t=<ms>; n=<nonce>; mac=<HMAC>  (forward_auth)
         │ refused / reset ──> 503 owner_unreachable     no answer in 30 s ──> 504 owner_timeout
@@ -72,9 +72,10 @@ FORWARD_TIMEOUT = 30.0
 #: Seconds to open a connection to the owner's private address.
 CONNECT_TIMEOUT = 2.0
 #: Response headers relayed from the owner (the body and status always are).
-RELAYED = (b"content-type", b"location", b"retry-after")
+RELAYED = (b"content-type", b"location", b"retry-after", b"etag", b"accept-patch",
+           b"access-control-expose-headers", b"link")
 #: Request methods the API serves (OPTIONS preflights are answered where they land).
-METHODS = (b"GET", b"POST", b"PUT")
+METHODS = (b"GET", b"POST", b"PUT", b"PATCH", b"DELETE")  # PATCH, DELETE: WHIP/WHEP
 
 Authenticate = Callable[[str, "bytes | None"], Any]
 
@@ -182,7 +183,7 @@ class SessionForwarder:
         headers = Headers({HEADER: [self.proof.sign(
             self.node_id, self.reactor.seconds(), request.method, request.uri,
             authorization, body)]})
-        for name in (b"authorization", b"content-type"):
+        for name in (b"authorization", b"content-type", b"if-match"):   # If-Match: WHIP
             value = request.getHeader(name)
             if value is not None:
                 headers.setRawHeaders(name, [value])
@@ -212,9 +213,8 @@ class SessionForwarder:
         request.setResponseCode(response.code)
         apply_cors(request)
         for name in RELAYED:
-            values = response.headers.getRawHeaders(name)
-            if values:
-                request.setHeader(name, values[0])
+            for value in response.headers.getRawHeaders(name) or ():
+                request.responseHeaders.addRawHeader(name, value)   # WHIP: several Links
         request.write(reply)
         request.finish()
 

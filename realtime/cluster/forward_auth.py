@@ -81,6 +81,8 @@ def session_target(path: bytes, args: dict[bytes, list[bytes]]) -> SessionTarget
         return None
     if len(rest) >= 3 and rest[1] == b"sessions" and rest[2] not in (b"new", b""):
         session = rest[2]
+    elif len(rest) == 4 and rest[1] in (b"ingest", b"play") and rest[3]:
+        session = rest[3]               # a WHIP/WHEP resource: its id is the session's
     elif len(rest) == 2 and rest[1] == b"usage" and args.get(b"sessionId", [b""])[0]:
         session = args[b"sessionId"][0]
     else:

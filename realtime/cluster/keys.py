@@ -130,6 +130,10 @@ class Keys:
         """Return the pub/sub channel of control messages for ``node_id``."""
         return f"{self.namespace}:control:{node_id}"
 
+    def whip_stream(self, app_id: str, name: str) -> str:
+        """Return the key holding the session id of app ``app_id``'s WHIP stream ``name``."""
+        return f"{self.namespace}:whip-stream:{app_id}:{name}"
+
     def rate(self, session_id: str, second: int) -> str:
         """Return the counter of API calls for ``session_id`` in wall-clock ``second``."""
         return f"{self.namespace}:rate:{session_id}:{second}"

@@ -228,6 +228,36 @@ class ClusterSessions:
         """Return the DataChannel relay's node-wide counters, or None without one."""
         return None if self.datachannels is None else self.datachannels.counters()
 
+    # -- WHIP streams (realtime/api/whip.py) ------------------------------------------
+
+    async def stream_published(self, app_id: str, name: str, session_id: str) -> None:
+        """Write ``rt:whip-stream:APP:NAME`` -> ``session_id``; the 503 if Redis is away."""
+        try:
+            await self.directory.put_stream(app_id, name, session_id)
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+
+    def stream_ended(self, app_id: str, name: str, session_id: str) -> None:
+        """Forget the stream's name if ``session_id`` still holds it (background write)."""
+        self._write(self.directory.delete_stream(app_id, name, session_id))
+
+    async def stream_tracks(self, app_id: str, name: str,
+                            by_id: bool = True) -> tuple[str, list[str]] | None:
+        """Return the live session publishing ``name`` (``by_id``: else the session whose
+        id is ``name``) and its active tracks' names."""
+        try:
+            session_id = await self.directory.get_stream(app_id, name) or (name if by_id else "")
+            if not session_id:
+                return None
+            session = await self.directory.get_session(session_id)
+            if session is None or session.app_id != app_id:
+                return None
+            tracks = await self.directory.session_tracks(session_id)
+        except DirectoryUnavailable as error:
+            raise api_error(error) from None
+        return session_id, [t.track_name for t in tracks
+                            if t.status == "active" and t.media_kind in ("audio", "video")]
+
     # -- connected, ended -----------------------------------------------------------
 
     def session_connected(self, session: Any) -> None:

@@ -19,6 +19,10 @@ SID = "0123456789abcdef0123456789abcdef"
     (f"/apps/{APP}/sessions/{SID}/tracks/new", {}, SessionTarget(APP, SID)),
     (f"/v1/apps/{APP}/sessions/{SID}/datachannels/new", {}, SessionTarget(APP, SID)),
     (f"/v1/apps/{APP}/usage", {b"sessionId": [SID.encode()]}, SessionTarget(APP, SID)),
+    (f"/v1/apps/{APP}/ingest/cam/{SID}", {}, SessionTarget(APP, SID)),   # WHIP resource
+    (f"/apps/{APP}/play/cam/{SID}", {}, SessionTarget(APP, SID)),        # WHEP resource
+    (f"/v1/apps/{APP}/ingest/cam", {}, None),                  # a new WHIP publish
+    (f"/v1/apps/{APP}/play/cam/", {}, None),
     (f"/v1/apps/{APP}/usage", {}, None),                       # app-wide: served here
     (f"/v1/apps/{APP}/sessions/new", {}, None),                # names no session yet
     (f"/v1/apps/{APP}/sessions/", {}, None),
