@@ -276,7 +276,7 @@ def summarise(samples: list[dict], lifted_ms: float, end_ms: float) -> dict:
 
 
 def run_server(name: str, link, base: str, browsers: tuple[Tabs, Tabs], options,
-               record: Record, directory: Path) -> dict:
+               directory: Path) -> dict:
     """One pass of the scenario through ``name`` ("ours" or "janus"); return its figures."""
     publisher, subscriber = browsers
     shaped, lifted = options.shaped, options.lifted
@@ -287,8 +287,7 @@ def run_server(name: str, link, base: str, browsers: tuple[Tabs, Tabs], options,
         server = Server(directory / "state", "--media-interface", link.ours,
                         "--api", f"tcp:0:interface={link.ours}", app=True)
         stop = server.stop
-        server.wait_ready()
-        query = {"api": server.api_url(), "app": APP_ID, "secret": APP_SECRET}
+        query = {}
     else:
         janus = JanusServer(host=link.ours)
         Handler.bridge[0] = JanusBridge(janus.target["url"], janus.target["room"])
@@ -299,6 +298,9 @@ def run_server(name: str, link, base: str, browsers: tuple[Tabs, Tabs], options,
             janus.stop()
         query = {}
     try:
+        if name == "ours":
+            server.wait_ready()
+            query = {"api": server.api_url(), "app": APP_ID, "secret": APP_SECRET}
         hold = shaped + lifted + 12
         publisher.open(f"pub-{name}", f"{base}/shaped-publish.html?" + urllib.parse.urlencode(
             {**query, "server": name, "hold": int(hold * 1000)}), hold + 30)
@@ -421,7 +423,7 @@ def main(argv=None) -> int:
                          f"{options.lifted:.0f} s at {WIDE}")
             try:
                 runs[name] = run_server(name, link, base, (publisher, subscriber), options,
-                                        record, directory / name)
+                                        directory / name)
             except Exception as error:  # reported; the other server still runs
                 notes[name] = f"{type(error).__name__}: {error}"[:600]
                 record.print(f"{name}: failed: {notes[name]}")
