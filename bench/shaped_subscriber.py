@@ -372,9 +372,10 @@ def report(record: Record, runs: dict) -> None:
         layers = runs[name]["publisher_layers"]
         if len(layers) >= 2:
             first, last = layers[0], layers[-1]
+            ms = last["t"] - first["t"]
             rates = ", ".join(
-                f"{rid} {(last[rid]['bytes'] - first[rid]['bytes']) * 8 / (last['t'] - first['t']):.0f}"
-                f" kbit/s" for rid in ("f", "h", "q") if rid in first and rid in last)
+                f"{rid} {(last[rid]['bytes'] - first[rid]['bytes']) * 8 / ms:.0f} kbit/s"
+                for rid in ("f", "h", "q") if rid in first and rid in last)
             record.print(f"{name} publisher bytesSent per layer (mean over its run): {rates}")
 
 
