@@ -401,6 +401,10 @@ def main(argv=None) -> int:
             notes["janus"] = why
             servers.remove("janus")
     runs: dict[str, dict] = {}
+    if not servers:
+        record.save({"thin": THIN, "wide": WIDE, "settle_s": SETTLE_S, "runs": runs,
+                     "not_run": notes})
+        return 1
     directory = Path(tempfile.mkdtemp(prefix="bench-shaped-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, directory, ignore_errors=True)

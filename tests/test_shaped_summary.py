@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +50,18 @@ def test_recovery_is_timed_to_the_layer_reached() -> None:
     assert figures["lift_to_h_s"] == 5.5 and figures["lift_to_f_s"] == 8.0
     assert [w for _, w in figures["width_changes"]] == [320, 640, 1280]
     assert bench.layer(320) == "q" and bench.layer(640) == "h" and bench.layer(1280) == "f"
+
+
+def test_without_janus_the_bench_says_so(monkeypatch, tmp_path, capsys) -> None:
+    """Janus missing: the reason is printed and recorded (and ours alone would run)."""
+    bench = load_bench()
+    monkeypatch.setattr(bench.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(bench.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(bench.JanusServer, "available",
+                        staticmethod(lambda: "janus is not installed (apt-get install janus)"))
+    output = tmp_path / "shaped.json"
+    assert bench.main(["--servers", "janus", "--json", str(output)]) == 1
+    assert "janus: not run: janus is not installed" in capsys.readouterr().out
+    record = json.loads(output.read_text())
+    assert record["results"]["not_run"] == {"janus": "janus is not installed (apt-get install janus)"}
+    assert record["results"]["runs"] == {}
