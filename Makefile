@@ -47,6 +47,7 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/datachannel_relay.py
 	$(BIN)/python bench/cascade_sim.py
 	$(BIN)/python bench/whip.py
+	$(BIN)/python bench/shaped_subscriber.py
 	$(BIN)/python bench/forward.py --servers ours,ours-workers2 --subscribers 50,100,150,200 \
 		--seconds 8 --json bench/results/forward_workers.json
 	$(BIN)/python bench/report.py
