@@ -16,7 +16,12 @@ that is wired today:
 
 The relay link carries the tracks other nodes pull from this one and the
 tracks this one pulls from others (:mod:`realtime.cluster.remote_tracks`, given
-as ``on_relay`` / ``on_members``).
+as ``on_relay`` / ``on_members``), and the link's own ``PING``/``PONG``: every
+:data:`~realtime.cluster.rtt.PROBE_INTERVAL` the node probes each live member
+(and a new member at once), keeps the smoothed RTTs in an
+:class:`~realtime.cluster.rtt.RttTable` and writes them into its registry
+record with each heartbeat (``NodeRecord.rtts``), where the cascading trees
+read them (:mod:`realtime.cluster.cascade`).
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import NODE_TTL, Directory, NodeHeartbeat
 from realtime.cluster.options import ClusterOptionError, ClusterOptions, parse_relay_address
 from realtime.cluster.records import ControlMessage, NodeRecord
-from realtime.cluster.relay import Address, RelayLink, RelayPacketReceived
+from realtime.cluster.relay import Address, RelayKind, RelayLink, RelayPacketReceived
 from realtime.cluster.relay_port import RelayPort
+from realtime.cluster.rtt import PROBE_INTERVAL, RttTable
 from realtime.cluster.resp import NEED_MORE, RespError, RespReader, encode_command
 
 log = Logger()
@@ -97,6 +103,7 @@ class ClusterNodeService(Service):
     :param on_members: called with the live members' relay addresses at each refresh.
     :param private_api: returns where this node takes forwarded API calls (``HOST:PORT``)
         and the certificate (PEM) it presents there.
+    :param rtt: the table of round-trip times to the members (a fresh one by default).
     """
 
     name = "cluster"
@@ -107,7 +114,8 @@ class ClusterNodeService(Service):
                  on_relay: Callable[[RelayPacketReceived], None] | None = None,
                  ttl: float = NODE_TTL,
                  on_members: Callable[[dict[str, Address]], None] | None = None,
-                 private_api: Callable[[], tuple[str, str]] = lambda: ("", "")) -> None:
+                 private_api: Callable[[], tuple[str, str]] = lambda: ("", ""),
+                 rtt: RttTable | None = None) -> None:
         self.reactor = reactor
         self.private_api = private_api
         self.options = options
@@ -118,10 +126,16 @@ class ClusterNodeService(Service):
         self.heartbeat = NodeHeartbeat(self.directory, self.record, ttl)
         self.relay = RelayPort(
             RelayLink(options.node_id, options.secret, int(reactor.seconds() * 1000)),
-            reactor, on_relay or (lambda packet: None))
+            reactor, on_relay or (lambda packet: None), on_link=self._link_frame)
         self.relay_listener = None
         self._members = LoopingCall(self._refresh_tick)
         self._members.clock = reactor
+        #: smoothed RTT to each member, probed every PROBE_INTERVAL (realtime.cluster.rtt)
+        self.rtt = rtt if rtt is not None else RttTable()
+        self._probes = LoopingCall(self._probe_round)
+        self._probes.clock = reactor
+        #: link frames of a kind this node does not know (dropped)
+        self.unknown_link_frames = 0
         self.ttl = ttl
         self.on_members = on_members
         self.started: Deferred | None = None
@@ -140,9 +154,12 @@ class ClusterNodeService(Service):
 
     def record(self) -> NodeRecord:
         """Return this node's registry entry as of now."""
+        now = self.reactor.seconds()
+        members = self.members
+        rtts = {peer: ms for peer, ms in self.rtt.snapshot(now).items() if peer in members}
         return NodeRecord(self.options.node_id, self.relay_address,
-                          self.media_address(), float(self.load()), self.reactor.seconds(),
-                          *self.private_api())
+                          self.media_address(), float(self.load()), now,
+                          *self.private_api(), rtts=rtts)
 
     async def refresh_members(self) -> dict[str, tuple[str, int]]:
         """Give the relay link the live nodes of the registry (skipping unparsable entries).
@@ -158,14 +175,45 @@ class ClusterNodeService(Service):
         self.relay.link.set_members(members)
         if self.on_members is not None:
             self.on_members(members)
+        new = [m for m in members if m not in self.members and m != self.options.node_id]
         self.members = members
+        self.rtt.retain(m for m in members if m != self.options.node_id)
+        now = self.reactor.seconds()
+        for member in new:          # measured before the next round: placements use it sooner
+            self._ping(member, self.rtt.probe(member, now))
         return members
+
+    def _probe_round(self) -> None:
+        """Send every live member a PING (one per member per PROBE_INTERVAL)."""
+        me = self.options.node_id
+        for member, nonce in self.rtt.probes((m for m in self.members if m != me),
+                                             self.reactor.seconds()):
+            self._ping(member, nonce)
+
+    def _ping(self, member: str, nonce: bytes) -> None:
+        address = self.members.get(member)
+        if address is not None and self.relay.transport is not None:
+            self.relay.send(RelayKind.PING, 0, nonce, [address])
+
+    def _link_frame(self, packet: RelayPacketReceived) -> None:
+        """A PING (answer it) or a PONG (a sample) from a member; anything else dropped."""
+        if packet.kind == RelayKind.PING:
+            pong = self.rtt.ping_received(packet.payload)
+            address = self.members.get(packet.sender)
+            if pong is not None and address is not None:
+                self.relay.send(RelayKind.PONG, 0, pong, [address])
+        elif packet.kind == RelayKind.PONG:
+            self.rtt.pong_received(packet.sender, packet.payload, self.reactor.seconds())
+        else:
+            self.unknown_link_frames += 1
 
     def relay_stats(self) -> dict[str, Any]:
         """Return the relay link's counters: frames sealed, opened and dropped by reason."""
         link = self.relay.link
         return {"sealed": link.sealed, "opened": link.opened, "sent": link.sent,
-                "dropped": dict(link.dropped), "members": link.member_ids()}
+                "dropped": dict(link.dropped), "members": link.member_ids(),
+                "rtt": self.rtt.stats(self.reactor.seconds()),
+                "unknown_link_frames": self.unknown_link_frames}
 
     def refresh_now(self) -> Deferred:
         """Re-read the registry now (a Deferred that never fails: Redis away keeps the old list)."""
@@ -203,6 +251,8 @@ class ClusterNodeService(Service):
         self.heartbeat.start()
         self._members.start(self.ttl / 3, now=True).addErrback(
             lambda f: log.error("cluster: member refresh stopped: {e}", e=f.getErrorMessage()))
+        self._probes.start(PROBE_INTERVAL, now=False).addErrback(
+            lambda f: log.error("cluster: RTT probes stopped: {e}", e=f.getErrorMessage()))
         log.info("cluster: node {node} in directory {url}, relay address {relay}",
                  node=self.options.node_id, url=self.directory.url, relay=self.relay_address)
 
@@ -214,6 +264,8 @@ class ClusterNodeService(Service):
     async def _stop(self) -> None:
         if self._members.running:
             self._members.stop()
+        if self._probes.running:
+            self._probes.stop()
         await self.heartbeat.stop()
         await self.directory.stop()
         if self.relay_listener is not None:
