@@ -154,12 +154,16 @@ class ClusterNodeService(Service):
 
     def record(self) -> NodeRecord:
         """Return this node's registry entry as of now."""
-        now = self.reactor.seconds()
-        members = self.members
-        rtts = {peer: ms for peer, ms in self.rtt.snapshot(now).items() if peer in members}
         return NodeRecord(self.options.node_id, self.relay_address,
-                          self.media_address(), float(self.load()), now,
-                          *self.private_api(), rtts=rtts)
+                          self.media_address(), float(self.load()), self.reactor.seconds(),
+                          *self.private_api(), rtts=self.rtts())
+
+    def rtts(self) -> dict[str, float]:
+        """Return the smoothed RTT (ms) to each live member measured lately (what the record
+        carries; ``--metrics`` exports it too)."""
+        members = self.members
+        return {peer: ms for peer, ms in self.rtt.snapshot(self.reactor.seconds()).items()
+                if peer in members}
 
     async def refresh_members(self) -> dict[str, tuple[str, int]]:
         """Give the relay link the live nodes of the registry (skipping unparsable entries).
