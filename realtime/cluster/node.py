@@ -136,6 +136,8 @@ class ClusterNodeService(Service):
         self._probes.clock = reactor
         #: link frames of a kind this node does not know (dropped)
         self.unknown_link_frames = 0
+        #: PINGs and PONGs ``sendto`` refused (an unreachable member's address)
+        self.link_send_errors = 0
         self.ttl = ttl
         self.on_members = on_members
         self.started: Deferred | None = None
@@ -195,17 +197,24 @@ class ClusterNodeService(Service):
             self._ping(member, nonce)
 
     def _ping(self, member: str, nonce: bytes) -> None:
-        address = self.members.get(member)
-        if address is not None and self.relay.transport is not None:
-            self.relay.send(RelayKind.PING, 0, nonce, [address])
+        self._send_link(RelayKind.PING, nonce, self.members.get(member))
+
+    def _send_link(self, kind: RelayKind, payload: bytes, address: Address | None) -> None:
+        """Send a PING or PONG; an unreachable member (an OSError of ``sendto``) is counted,
+        so one bad address in the registry cannot stop the probe loop."""
+        if address is None or self.relay.transport is None:
+            return
+        try:
+            self.relay.send(kind, 0, payload, [address])
+        except OSError:
+            self.link_send_errors += 1
 
     def _link_frame(self, packet: RelayPacketReceived) -> None:
         """A PING (answer it) or a PONG (a sample) from a member; anything else dropped."""
         if packet.kind == RelayKind.PING:
             pong = self.rtt.ping_received(packet.payload)
-            address = self.members.get(packet.sender)
-            if pong is not None and address is not None:
-                self.relay.send(RelayKind.PONG, 0, pong, [address])
+            if pong is not None:
+                self._send_link(RelayKind.PONG, pong, self.members.get(packet.sender))
         elif packet.kind == RelayKind.PONG:
             self.rtt.pong_received(packet.sender, packet.payload, self.reactor.seconds())
         else:
@@ -217,7 +226,8 @@ class ClusterNodeService(Service):
         return {"sealed": link.sealed, "opened": link.opened, "sent": link.sent,
                 "dropped": dict(link.dropped), "members": link.member_ids(),
                 "rtt": self.rtt.stats(self.reactor.seconds()),
-                "unknown_link_frames": self.unknown_link_frames}
+                "unknown_link_frames": self.unknown_link_frames,
+                "link_send_errors": self.link_send_errors}
 
     def refresh_now(self) -> Deferred:
         """Re-read the registry now (a Deferred that never fails: Redis away keeps the old list)."""
