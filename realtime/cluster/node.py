@@ -18,7 +18,7 @@ The relay link carries the tracks other nodes pull from this one and the
 tracks this one pulls from others (:mod:`realtime.cluster.remote_tracks`, given
 as ``on_relay`` / ``on_members``), and the link's own ``PING``/``PONG``: every
 :data:`~realtime.cluster.rtt.PROBE_INTERVAL` the node probes each live member
-(and a new member at once), keeps the smoothed RTTs in an
+(a new one once it has surely learnt of this node: a refresh period later), keeps the smoothed RTTs in an
 :class:`~realtime.cluster.rtt.RttTable` and writes them into its registry
 record with each heartbeat (``NodeRecord.rtts``), where the cascading trees
 read them (:mod:`realtime.cluster.cascade`).
@@ -47,6 +47,9 @@ from realtime.cluster.rtt import PROBE_INTERVAL, RttTable
 from realtime.cluster.resp import NEED_MORE, RespError, RespReader, encode_command
 
 log = Logger()
+
+#: Seconds added to a member's refresh period before it is probed (Redis and timer jitter).
+SETTLE_MARGIN = 0.5
 
 
 def probe_directory(address: RedisAddress, timeout: float = 3.0) -> None:
@@ -134,9 +137,13 @@ class ClusterNodeService(Service):
         self.rtt = rtt if rtt is not None else RttTable()
         self._probes = LoopingCall(self._probe_round)
         self._probes.clock = reactor
+        #: member -> when this node first saw it in the registry (probed from TTL/3 later)
+        self._learnt: dict[str, float] = {}
         #: link frames of a kind this node does not know (dropped)
         self.unknown_link_frames = 0
-        #: PINGs and PONGs ``sendto`` refused (an unreachable member's address)
+        #: PINGs and PONGs sent (each sealed once: part of the link's ``sealed``), and
+        #: those ``sendto`` refused (an unreachable member's address)
+        self.link_frames_sent = 0
         self.link_send_errors = 0
         self.ttl = ttl
         self.on_members = on_members
@@ -181,19 +188,25 @@ class ClusterNodeService(Service):
         self.relay.link.set_members(members)
         if self.on_members is not None:
             self.on_members(members)
-        new = [m for m in members if m not in self.members and m != self.options.node_id]
+        now, learnt, me = self.reactor.seconds(), self._learnt, self.options.node_id
+        self._learnt = {m: learnt.get(m, now) for m in members if m != me}
         self.members = members
-        self.rtt.retain(m for m in members if m != self.options.node_id)
-        now = self.reactor.seconds()
-        for member in new:          # measured before the next round: placements use it sooner
-            self._ping(member, self.rtt.probe(member, now))
+        self.rtt.retain(self._learnt)
         return members
 
     def _probe_round(self) -> None:
-        """Send every live member a PING (one per member per PROBE_INTERVAL)."""
-        me = self.options.node_id
-        for member, nonce in self.rtt.probes((m for m in self.members if m != me),
-                                             self.reactor.seconds()):
+        """Send a PING to every live member known for one refresh period and a margin
+        (one per member per PROBE_INTERVAL).
+
+        The wait: a member learns of a new node at its own next refresh (TTL/3 at
+        most); a PING sent earlier would reach a link that does not know this node
+        yet and be dropped there as ``non_member``, blurring what that counter says
+        (outsiders).
+        """
+        now = self.reactor.seconds()
+        settle = self.ttl / 3 + SETTLE_MARGIN
+        ready = [m for m, since in self._learnt.items() if now - since >= settle]
+        for member, nonce in self.rtt.probes(ready, now):
             self._ping(member, nonce)
 
     def _ping(self, member: str, nonce: bytes) -> None:
@@ -208,6 +221,8 @@ class ClusterNodeService(Service):
             self.relay.send(kind, 0, payload, [address])
         except OSError:
             self.link_send_errors += 1
+        else:
+            self.link_frames_sent += 1
 
     def _link_frame(self, packet: RelayPacketReceived) -> None:
         """A PING (answer it) or a PONG (a sample) from a member; anything else dropped."""
@@ -226,6 +241,7 @@ class ClusterNodeService(Service):
         return {"sealed": link.sealed, "opened": link.opened, "sent": link.sent,
                 "dropped": dict(link.dropped), "members": link.member_ids(),
                 "rtt": self.rtt.stats(self.reactor.seconds()),
+                "link_frames_sent": self.link_frames_sent,
                 "unknown_link_frames": self.unknown_link_frames,
                 "link_send_errors": self.link_send_errors}
 

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.interop
 
 NODES = ("node-a", "node-b", "node-c")
 #: Seconds allowed for every record to carry both peers' RTTs: a member refresh (TTL/3,
-#: 3.3 s; a new member is probed at once) + a heartbeat (3.3 s), with margin for a loaded machine.
-WITHIN = 15.0
+#: 3.3 s), the wait before a new member is probed (3.8 s), the next probe round (2 s) and a
+#: heartbeat (3.3 s): 12.4 s at worst, with margin for a loaded machine.
+WITHIN = 16.0
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,7 @@ def test_every_node_record_shows_measured_rtts_to_the_others(tmp_path, redis_ser
         rtt = body["cluster"]["relay"]["rtt"]
         assert set(rtt["rtt_ms"]) == {"node-b", "node-c"}, rtt
         assert rtt["samples"] >= 2 and rtt["pings_answered"] >= 2 and rtt["dropped"] == {}, rtt
-        assert body["cluster"]["relay"]["dropped"] == {}
+        assert body["cluster"]["relay"]["dropped"] == {}    # no PING reached a node too early
     finally:
         for server in servers.values():
             server.stop()
