@@ -17,11 +17,11 @@ that is wired today:
 The relay link carries the tracks other nodes pull from this one and the
 tracks this one pulls from others (:mod:`realtime.cluster.remote_tracks`, given
 as ``on_relay`` / ``on_members``), and the link's own ``PING``/``PONG``: every
-:data:`~realtime.cluster.rtt.PROBE_INTERVAL` the node probes each live member
-(a new one once it has surely learnt of this node: a refresh period later), keeps the smoothed RTTs in an
-:class:`~realtime.cluster.rtt.RttTable` and writes them into its registry
-record with each heartbeat (``NodeRecord.rtts``), where the cascading trees
-read them (:mod:`realtime.cluster.cascade`).
+:data:`~realtime.cluster.rtt.PROBE_INTERVAL` the node probes each live member (a
+new one once it has surely learnt of this node: a refresh period later), keeps
+the smoothed RTTs in an :class:`~realtime.cluster.rtt.RttTable` and writes them
+into its registry record with each heartbeat (``NodeRecord.rtts``), where the
+cascading trees read them (:mod:`realtime.cluster.cascade`).
 """
 
 from __future__ import annotations
