@@ -28,8 +28,16 @@ Added latency of a subscriber = sum over the hops on its path of
 (hop p50 + loopback p50 + its position among its parent's children x sendto
 p50).  The inter-node network delay of a real deployment adds on top, once per
 hop (the star pays it once): ``--link-ms`` adds an assumed one-way delay per
-hop to a second latency column.  Writes ``bench/results/cascade_sim.json``
-(``bench/report.py`` puts the table in ``bench/README.md``).
+hop to a second latency column.
+
+Last, what the measured inter-node RTT buys (``realtime/cluster/rtt.py``): 300
+nodes in six regions (:data:`REGION_MS`, one-way delays), a publisher in one,
+every node subscribing; the tree at K = 8 placed with the RTTs the nodes would
+measure or without, on idle nodes (RTT decides among the equally deep) and
+with loads of 0-0.5 (load, in 0.1 steps, comes first); latency per subscribing
+node = the link delays of its path + the measured per-hop figures.  Writes
+``bench/results/cascade_sim.json`` (``bench/report.py`` puts the table in
+``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -251,6 +259,52 @@ def many_publishers(publishers: int, each: int, fanout: int | None, rng: random.
             "latency_link_max": max(v for v, _ in lat_link_all)}
 
 
+#: One-way delay (ms) between six regions (rough public figures, e.g. US east-west 30 ms,
+#: US east-Europe 38 ms, Europe-India 60 ms); within a region 1 ms.
+REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-east")
+REGION_MS = ((1, 30, 38, 45, 95, 80),
+             (30, 1, 65, 72, 110, 55),
+             (38, 65, 1, 10, 60, 105),
+             (45, 72, 10, 1, 55, 95),
+             (95, 110, 60, 55, 1, 35),
+             (80, 55, 105, 95, 35, 1))
+
+
+def geography(fanout: int | None, measured: bool, loads: str, rng: random.Random,
+              figures: dict) -> dict:
+    """1 publisher, every one of the 300 nodes (50 per region) subscribing, in random order:
+    the latency a subscriber's node sees (the link delays of its path + the measured per-hop
+    figures), with the placement given the RTTs the nodes would measure (``measured``) or not.
+
+    ``loads``: ``idle`` (every node 0.0: RTT decides among the equally deep) or ``random``
+    (0.0-0.5 as in the other cases: load comes first, RTT only within a 0.1 load step).
+    """
+    nodes = [f"n{i:03}" for i in range(NODES)]
+    region = {n: i % len(REGIONS) for i, n in enumerate(nodes)}
+    one_way = {(a, b): REGION_MS[region[a]][region[b]] / 1000 for a in nodes for b in nodes}
+    rtt = {pair: 2 * delay for pair, delay in one_way.items()} if measured else None
+    owner = nodes[0]
+    joins = nodes[1:]
+    rng.shuffle(joins)
+    load = {n: (0.0 if loads == "idle" else rng.uniform(0.0, 0.5)) for n in nodes}
+    tree = Tree(owner, fanout if fanout is not None else 10 ** 9)
+    for node in joins:
+        (move,) = tree.attach(node, load, rtt)
+        load[move.parent] += 0.001 if loads == "idle" else 0.01
+    if fanout is not None:
+        tree.check()
+    position = {kid: i for kids in tree.children.values() for i, kid in enumerate(kids)}
+    latency = []
+    for node in joins:
+        path = tree.path(node)
+        latency.append(sum(one_way[(parent, child)] + figures["hop"] + position[child]
+                           * figures["sendto"] for parent, child in zip(path, path[1:])))
+    ordered = sorted(latency)
+    return {"depth": tree.height(), "latency_mean": statistics.mean(latency),
+            "latency_p50": statistics.median(latency),
+            "latency_p99": ordered[int(len(ordered) * 0.99)], "latency_max": ordered[-1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=3000, help="packets per hop measurement")
@@ -311,6 +365,21 @@ def main() -> None:
                       f"were below it (all lose their feed); {r['repair_moves']} re-pull "
                       f"({r['moved_outside']} of them from outside its subtree), depth "
                       f"after repair {r['depth_after_repair']}")
+        print()
+        print(f"1 publisher at {REGIONS[0]}, all {NODES} nodes subscribing ({NODES // 6} per "
+              f"region, one-way delays of REGION_MS): latency per subscribing node")
+        print(f"{'K':>5} {'loads':>7} {'RTT':>9} {'depth':>5} {'mean':>8} {'p50':>8} "
+              f"{'p99':>8} {'max':>8}")
+        for k in (None, DEFAULT_FANOUT):
+            for loads in (("idle",) if k is None else ("idle", "random")):  # a star: no choice
+                for measured in ((False,) if k is None else (False, True)):
+                    result = geography(k, measured, loads, random.Random(args.seed), figures)
+                    label = "measured" if measured else "unknown"
+                    rows[f"geography K={k or 'star'} loads={loads} rtt={label}"] = result
+                    print(f"{k or 'star':>5} {loads:>7} {label:>9} {result['depth']:>5} "
+                          + " ".join(f"{result[q] * 1e3:>6.1f}ms" for q in
+                                     ("latency_mean", "latency_p50", "latency_p99",
+                                      "latency_max")))
         print()
         print(f"copies = relay frames a node sends per media packet (its children); "
               f"relays = nodes sending any; lat = added by the relay path, measured figures; "

@@ -407,7 +407,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             ports={"media": media, **{n: p for n, _, p in turn.udp},
                    **{n: f for n, _, f in turn.streams}},
             cluster=None if cluster is None or cluster_options is None else (
-                cluster_options.node_id, cluster.node.relay.link, cluster.datachannels),
+                cluster_options.node_id, cluster.node.relay.link, cluster.datachannels,
+                cluster.node.rtts),
             listen=lambda description, resource: _listener(
                 reactor, description, Site(resource), "metrics",
                 reuse and not description.startswith("unix:")))  # --workers: its own socket

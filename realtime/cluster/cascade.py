@@ -22,6 +22,12 @@ pipelined connection every part of the node shares (another coroutine's
 command would land inside the transaction).  The placement stays in Python,
 the same code the simulator drives; Lua only compares and writes.
 
+The placement's inputs come from the same registry read: each live node's
+``load`` and the round-trip times the nodes measured to each other on the relay
+link (``NodeRecord.rtts``, :mod:`realtime.cluster.rtt`), one value per pair
+(:func:`~realtime.cluster.rtt.pair_rtts`: the mean of both directions' when
+both nodes reported it).
+
 Each change first drops from the map the nodes no longer in the registry
 (:meth:`Tree.repair`) and rebuilds what a hostile or stale map holds
 (:meth:`Tree.from_parents`).  Every node whose parent changed, other than the
@@ -40,6 +46,7 @@ from typing import Callable
 from twisted.internet.task import deferLater
 
 from realtime.cluster.directory import Directory
+from realtime.cluster.rtt import pair_rtts
 from realtime.cluster.tree import DEFAULT_FANOUT, Tree
 
 __all__ = ["SCRIPT", "TreeBusy", "TreeDirectory"]
@@ -121,18 +128,19 @@ class TreeDirectory:
             version, stored = await self._read(key)
             live = await self.directory.live_nodes()
             load = {n.node_id: n.load for n in live}
-            tree, _ = Tree.from_parents(root, stored, self.fanout, load)
+            rtt = pair_rtts({n.node_id: n.rtts for n in live})
+            tree, _ = Tree.from_parents(root, stored, self.fanout, load, rtt)
             for gone in [n for n in tree.nodes if n not in load and n not in (root, node)]:
-                tree.repair(gone, load)
+                tree.repair(gone, load, rtt)
             if operation == "attach" and node != root:
-                tree.attach(node, load)
+                tree.attach(node, load, rtt)
             elif operation == "detach":
-                tree.detach(node, load)
+                tree.detach(node, load, rtt)
             elif operation == "move":
-                tree.move(node, avoid, load)
+                tree.move(node, avoid, load, rtt)
                 for silent in avoid - {root}:   # no other slot: take the silent node
                     if tree.parent.get(node) == silent:     # out (if it lives, its lease
-                        tree.repair(silent, load)           # check attaches it again)
+                        tree.repair(silent, load, rtt)      # check attaches it again)
             new = tree.parents()
             if new == stored:
                 self.counters["unchanged"] += 1

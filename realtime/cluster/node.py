@@ -16,7 +16,12 @@ that is wired today:
 
 The relay link carries the tracks other nodes pull from this one and the
 tracks this one pulls from others (:mod:`realtime.cluster.remote_tracks`, given
-as ``on_relay`` / ``on_members``).
+as ``on_relay`` / ``on_members``), and the link's own ``PING``/``PONG``: every
+:data:`~realtime.cluster.rtt.PROBE_INTERVAL` the node probes each live member (a
+new one once it has surely learnt of this node: a refresh period later), keeps
+the smoothed RTTs in an :class:`~realtime.cluster.rtt.RttTable` and writes them
+into its registry record with each heartbeat (``NodeRecord.rtts``), where the
+cascading trees read them (:mod:`realtime.cluster.cascade`).
 """
 
 from __future__ import annotations
@@ -36,11 +41,15 @@ from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.directory import NODE_TTL, Directory, NodeHeartbeat
 from realtime.cluster.options import ClusterOptionError, ClusterOptions, parse_relay_address
 from realtime.cluster.records import ControlMessage, NodeRecord
-from realtime.cluster.relay import Address, RelayLink, RelayPacketReceived
+from realtime.cluster.relay import Address, RelayKind, RelayLink, RelayPacketReceived
 from realtime.cluster.relay_port import RelayPort
+from realtime.cluster.rtt import PROBE_INTERVAL, RttTable
 from realtime.cluster.resp import NEED_MORE, RespError, RespReader, encode_command
 
 log = Logger()
+
+#: Seconds added to a member's refresh period before it is probed (Redis and timer jitter).
+SETTLE_MARGIN = 0.5
 
 
 def probe_directory(address: RedisAddress, timeout: float = 3.0) -> None:
@@ -97,6 +106,7 @@ class ClusterNodeService(Service):
     :param on_members: called with the live members' relay addresses at each refresh.
     :param private_api: returns where this node takes forwarded API calls (``HOST:PORT``)
         and the certificate (PEM) it presents there.
+    :param rtt: the table of round-trip times to the members (a fresh one by default).
     """
 
     name = "cluster"
@@ -107,7 +117,8 @@ class ClusterNodeService(Service):
                  on_relay: Callable[[RelayPacketReceived], None] | None = None,
                  ttl: float = NODE_TTL,
                  on_members: Callable[[dict[str, Address]], None] | None = None,
-                 private_api: Callable[[], tuple[str, str]] = lambda: ("", "")) -> None:
+                 private_api: Callable[[], tuple[str, str]] = lambda: ("", ""),
+                 rtt: RttTable | None = None) -> None:
         self.reactor = reactor
         self.private_api = private_api
         self.options = options
@@ -118,10 +129,22 @@ class ClusterNodeService(Service):
         self.heartbeat = NodeHeartbeat(self.directory, self.record, ttl)
         self.relay = RelayPort(
             RelayLink(options.node_id, options.secret, int(reactor.seconds() * 1000)),
-            reactor, on_relay or (lambda packet: None))
+            reactor, on_relay or (lambda packet: None), on_link=self._link_frame)
         self.relay_listener = None
         self._members = LoopingCall(self._refresh_tick)
         self._members.clock = reactor
+        #: smoothed RTT to each member, probed every PROBE_INTERVAL (realtime.cluster.rtt)
+        self.rtt = rtt if rtt is not None else RttTable()
+        self._probes = LoopingCall(self._probe_round)
+        self._probes.clock = reactor
+        #: member -> when this node first saw it in the registry (probed from TTL/3 later)
+        self._learnt: dict[str, float] = {}
+        #: link frames of a kind this node does not know (dropped)
+        self.unknown_link_frames = 0
+        #: PINGs and PONGs sent (each sealed once: part of the link's ``sealed``), and
+        #: those ``sendto`` refused (an unreachable member's address)
+        self.link_frames_sent = 0
+        self.link_send_errors = 0
         self.ttl = ttl
         self.on_members = on_members
         self.started: Deferred | None = None
@@ -142,7 +165,14 @@ class ClusterNodeService(Service):
         """Return this node's registry entry as of now."""
         return NodeRecord(self.options.node_id, self.relay_address,
                           self.media_address(), float(self.load()), self.reactor.seconds(),
-                          *self.private_api())
+                          *self.private_api(), rtts=self.rtts())
+
+    def rtts(self) -> dict[str, float]:
+        """Return the smoothed RTT (ms) to each live member measured lately (what the record
+        carries; ``--metrics`` exports it too)."""
+        members = self.members
+        return {peer: ms for peer, ms in self.rtt.snapshot(self.reactor.seconds()).items()
+                if peer in members}
 
     async def refresh_members(self) -> dict[str, tuple[str, int]]:
         """Give the relay link the live nodes of the registry (skipping unparsable entries).
@@ -158,14 +188,62 @@ class ClusterNodeService(Service):
         self.relay.link.set_members(members)
         if self.on_members is not None:
             self.on_members(members)
+        now, learnt, me = self.reactor.seconds(), self._learnt, self.options.node_id
+        self._learnt = {m: learnt.get(m, now) for m in members if m != me}
         self.members = members
+        self.rtt.retain(self._learnt)
         return members
+
+    def _probe_round(self) -> None:
+        """Send a PING to every live member known for one refresh period and a margin
+        (one per member per PROBE_INTERVAL).
+
+        The wait: a member learns of a new node at its own next refresh (TTL/3 at
+        most); a PING sent earlier would reach a link that does not know this node
+        yet and be dropped there as ``non_member``, blurring what that counter says
+        (outsiders).
+        """
+        now = self.reactor.seconds()
+        settle = self.ttl / 3 + SETTLE_MARGIN
+        ready = [m for m, since in self._learnt.items() if now - since >= settle]
+        for member, nonce in self.rtt.probes(ready, now):
+            self._ping(member, nonce)
+
+    def _ping(self, member: str, nonce: bytes) -> None:
+        self._send_link(RelayKind.PING, nonce, self.members.get(member))
+
+    def _send_link(self, kind: RelayKind, payload: bytes, address: Address | None) -> None:
+        """Send a PING or PONG; an unreachable member (an OSError of ``sendto``) is counted,
+        so one bad address in the registry cannot stop the probe loop."""
+        if address is None or self.relay.transport is None:
+            return
+        try:
+            self.relay.send(kind, 0, payload, [address])
+        except OSError:
+            self.link_send_errors += 1
+        else:
+            self.link_frames_sent += 1
+
+    def _link_frame(self, packet: RelayPacketReceived) -> None:
+        """A PING (answer it) or a PONG (a sample) from a member; anything else dropped."""
+        if packet.kind == RelayKind.PING:
+            pong = self.rtt.ping_received(packet.payload)
+            if pong is not None:
+                self._send_link(RelayKind.PONG, pong, self.members.get(packet.sender))
+        elif packet.kind == RelayKind.PONG:
+            self.rtt.pong_received(packet.sender, packet.payload, self.reactor.seconds())
+        else:
+            self.unknown_link_frames += 1
 
     def relay_stats(self) -> dict[str, Any]:
         """Return the relay link's counters: frames sealed, opened and dropped by reason."""
         link = self.relay.link
         return {"sealed": link.sealed, "opened": link.opened, "sent": link.sent,
-                "dropped": dict(link.dropped), "members": link.member_ids()}
+                "dropped": dict(link.dropped), "members": link.member_ids(),
+                "rtt": self.rtt.stats(self.reactor.seconds()),
+                "link_frames_sent": self.link_frames_sent,
+                "unknown_link_frames": self.unknown_link_frames,
+                "link_send_errors": self.link_send_errors}
 
     def refresh_now(self) -> Deferred:
         """Re-read the registry now (a Deferred that never fails: Redis away keeps the old list)."""
@@ -203,6 +281,8 @@ class ClusterNodeService(Service):
         self.heartbeat.start()
         self._members.start(self.ttl / 3, now=True).addErrback(
             lambda f: log.error("cluster: member refresh stopped: {e}", e=f.getErrorMessage()))
+        self._probes.start(PROBE_INTERVAL, now=False).addErrback(
+            lambda f: log.error("cluster: RTT probes stopped: {e}", e=f.getErrorMessage()))
         log.info("cluster: node {node} in directory {url}, relay address {relay}",
                  node=self.options.node_id, url=self.directory.url, relay=self.relay_address)
 
@@ -214,6 +294,8 @@ class ClusterNodeService(Service):
     async def _stop(self) -> None:
         if self._members.running:
             self._members.stop()
+        if self._probes.running:
+            self._probes.stop()
         await self.heartbeat.stop()
         await self.directory.stop()
         if self.relay_listener is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, cast
 
 from realtime.errors import DecodeError
@@ -58,6 +58,11 @@ def _check(name: str, kind: str, value: object, limit: int) -> object:
         if not isinstance(value, list) or len(value) > MAX_ITEMS:
             raise RecordDecodeError(f"field {name!r} is not a list of at most {MAX_ITEMS} items")
         return tuple(_check(name, kind[6:-6], item, MAX_TEXT) for item in value)
+    if kind.startswith("dict[str, ") and kind.endswith("]"):
+        if not isinstance(value, dict) or len(value) > MAX_ITEMS:
+            raise RecordDecodeError(f"field {name!r} is not an object of at most {MAX_ITEMS} items")
+        return {_check(name, "str", key, limit): _check(name, kind[10:-1], item, limit)
+                for key, item in value.items()}
     raise TypeError(f"record field type {kind!r} is not supported")  # our bug
 
 
@@ -92,7 +97,8 @@ class Record:
         values = {}
         for f in fields(cast(Any, cls)):
             if f.name not in body:
-                if f.default is not MISSING:   # added later: a record an older node wrote
+                if f.default is not MISSING or f.default_factory is not MISSING:
+                    # added later: a record an older node wrote
                     continue
                 raise RecordDecodeError(f"{cls.kind} record has no {f.name!r}")
             limit = cls.long_fields.get(f.name, MAX_TEXT)
@@ -209,6 +215,9 @@ class NodeRecord(Record):
     ``api_address`` (``HOST:PORT``) is where other nodes forward API calls for the
     sessions this node owns (:mod:`realtime.cluster.forward`), over TLS with
     ``api_certificate`` (PEM) pinned; both empty if it takes none.
+    ``rtts`` is the smoothed round-trip time, in milliseconds, from this node to
+    each member it measured recently (:mod:`realtime.cluster.rtt`), which the
+    cascading trees use; a record without it (an older node) decodes with ``{}``.
     """
 
     kind: ClassVar[str] = "node"
@@ -220,6 +229,8 @@ class NodeRecord(Record):
     heartbeat: float
     api_address: str = ""
     api_certificate: str = ""
+    #: peer node id -> smoothed RTT (ms), the live members measured (at most MAX_ITEMS)
+    rtts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

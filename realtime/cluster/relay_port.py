@@ -14,20 +14,25 @@ from typing import Any, Callable
 
 from twisted.internet.protocol import DatagramProtocol
 
-from realtime.cluster.relay import Address, RelayKind, RelayLink, RelayPacketReceived
+from realtime.cluster.relay import (LINK_KINDS, Address, RelayKind, RelayLink,
+                                    RelayPacketReceived)
 
 
 class RelayPort(DatagramProtocol):
     """Carry relay frames between this node's UDP port and ``link``.
 
     :param on_packet: called with every authenticated packet from a member.
+    :param on_link: called instead for the link's own kinds (``PING``, ``PONG``:
+        :data:`~realtime.cluster.relay.LINK_KINDS` and up); default ``on_packet``.
     """
 
     def __init__(self, link: RelayLink, reactor,
-                 on_packet: Callable[[RelayPacketReceived], None]) -> None:
+                 on_packet: Callable[[RelayPacketReceived], None],
+                 on_link: Callable[[RelayPacketReceived], None] | None = None) -> None:
         self.link = link
         self.reactor = reactor
         self.on_packet = on_packet
+        self.on_link = on_link or on_packet
 
     def send(self, kind: RelayKind, stream_id: int, payload: bytes,
              destinations: list[Address]) -> None:
@@ -42,4 +47,7 @@ class RelayPort(DatagramProtocol):
         link = self.link
         link.receive_datagram(data, addr, self.reactor.seconds())
         while (event := link.next_event()) is not None:
-            self.on_packet(event)
+            if event.kind < LINK_KINDS:
+                self.on_packet(event)
+            else:
+                self.on_link(event)

@@ -36,7 +36,7 @@ address, whose cardinality grows without bound.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -375,12 +375,16 @@ class ClusterCollector:
     :param node_id: this node's id (a bounded label: the cluster's members).
     :param relay: the :class:`realtime.cluster.relay.RelayLink`.
     :param datachannels: the :class:`realtime.cluster.datachannels.DataChannelRelay`, or None.
+    :param rtts: returns the measured RTT (ms) to each other node
+        (``ClusterNodeService.rtts``), or None.
     """
 
-    def __init__(self, node_id: str, relay: Any, datachannels: Any = None) -> None:
+    def __init__(self, node_id: str, relay: Any, datachannels: Any = None,
+                 rtts: Callable[[], dict[str, float]] | None = None) -> None:
         self.node_id = node_id
         self.relay = relay
         self.datachannels = datachannels
+        self.rtts = rtts
 
     def collect(self) -> Iterator[Metric]:
         """Yield the node info and relay link counters (prometheus-client protocol)."""
@@ -418,6 +422,14 @@ class ClusterCollector:
                     family.add_metric([self.node_id, peer, direction], count)
         yield link_frames
         yield link_bytes
+        if self.rtts is not None:
+            rtt = GaugeMetricFamily(
+                "realtime_relay_link_rtt_seconds", "Smoothed round-trip time to the other "
+                "node measured on the relay link (PING/PONG every 2 s, RFC 6298 SRTT).",
+                labels=["node", "peer"])
+            for peer, ms in sorted(self.rtts().items()):
+                rtt.add_metric([self.node_id, peer], ms / 1000)
+            yield rtt
         if self.datachannels is None:
             return
         messages = CounterMetricFamily(

@@ -200,12 +200,13 @@ def metrics_services(clock: IReactorTime, registry: CollectorRegistry,
 
 def build_metrics(description: str, clock: IReactorTime, *, peers: Any, switchboard: Any,
                   turn_server: Any, ports: dict[str, Any], api_root: IResource, url_map: Any,
-                  cluster: tuple[str, Any, Any] | None,
+                  cluster: tuple[str, Any, Any, Any] | None,
                   listen: Callable[[str, Resource], Service]) -> tuple[IResource, list[Service]]:
     """Return the API root wrapped by :class:`ApiMetrics` and the ``--metrics`` services.
 
     :param description: the ``--metrics`` endpoint string.
-    :param cluster: ``(node_id, relay_link, datachannel_relay)`` with ``--cluster``, else None.
+    :param cluster: ``(node_id, relay_link, datachannel_relay, rtts)`` with ``--cluster``,
+        else None.
     :param listen: makes the listener service of ``description`` serving a resource.
     """
     media = MediaCollector(peers, switchboard, ports)

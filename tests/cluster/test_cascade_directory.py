@@ -142,3 +142,38 @@ async def test_a_silent_parent_is_moved_away_from_or_taken_out_but_never_the_roo
         assert tree.parent == {"c": "a"} and trees["c"].counters["unchanged"] == 1
     finally:
         await directory.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_attach_prefers_the_lower_rtt_parent_among_equally_loaded_ones(redis_server):
+    # a (root) holds b and c (fan-out 2); d and e must go under b or c, equally loaded.
+    # The ids alone would put d under b; the registry says d is nearer c (b measured
+    # 9 ms to d, d measured 1 ms to c), and e nearer b (mean of both directions).
+    directory = await started(redis_server)
+    try:
+        rtts = {"a": {}, "b": {"d": 9.0, "e": 2.0}, "c": {"e": 20.0},
+                "d": {"c": 1.0}, "e": {"b": 4.0, "c": 10.0}}
+        for node, measured in rtts.items():
+            await directory.heartbeat(NodeRecord(node, "127.0.0.1:1", "127.0.0.1:2", 0.2, 0.0,
+                                                 rtts=measured))
+        for node in "bcde":
+            await TreeDirectory(directory, node, fanout=2).change("s1", "cam", "a", "attach")
+        assert await stored(directory) == {"b": "a", "c": "a", "d": "c", "e": "b", "~v": "4"}
+    finally:
+        await directory.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_load_still_comes_before_rtt(redis_server):
+    directory = await started(redis_server)
+    try:
+        records = [("a", 0.0, {}), ("b", 0.9, {"d": 0.5}), ("c", 0.2, {"d": 30.0}),
+                   ("d", 0.0, {})]
+        for node, load, measured in records:
+            await directory.heartbeat(NodeRecord(node, "127.0.0.1:1", "127.0.0.1:2", load, 0.0,
+                                                 rtts=measured))
+        for node in "bcd":
+            await TreeDirectory(directory, node, fanout=2).change("s1", "cam", "a", "attach")
+        assert (await stored(directory))["d"] == "c"
+    finally:
+        await directory.stop()

@@ -24,7 +24,8 @@ RECORDS = st.one_of(
               st.lists(st.integers(0, 2**32 - 1), max_size=4).map(tuple),
               st.lists(text, max_size=3).map(tuple), st.lists(text, max_size=3).map(tuple), text),
     st.builds(DataChannelRecord, text, text, st.integers(0, 65535), text, text),
-    st.builds(NodeRecord, text, text, text, floats, floats),
+    st.builds(NodeRecord, text, text, text, floats, floats, text, text,
+              st.dictionaries(text, floats, max_size=5)),
     st.builds(ControlMessage, st.sampled_from(["pull", "close", "keyframe_request"]), text, text,
               text, floats),
 )
@@ -153,3 +154,30 @@ def test_a_field_added_later_may_be_absent_but_a_required_one_may_not() -> None:
     del older["owner_node"]                 # required: still an error
     with pytest.raises(RecordDecodeError, match="has no 'owner_node'"):
         TrackRecord.decode(json.dumps(older).encode())
+
+
+def test_node_rtts_round_trip_and_an_older_record_without_them_decodes() -> None:
+    record = NodeRecord("a", "127.0.0.1:1", "127.0.0.1:2", 0.5, 1.0, rtts={"b": 0.123})
+    data = record.encode()
+    assert b'"rtts":{"b":0.123}' in data
+    assert NodeRecord.decode(data) == record
+    older = (b'{"api_address":"","api_certificate":"","heartbeat":1.0,"load":0.5,'
+             b'"media_address":"127.0.0.1:2","node_id":"a","relay_address":"127.0.0.1:1"}')
+    assert NodeRecord.decode(older).rtts == {}
+
+
+@pytest.mark.parametrize("rtts, message", [
+    (b'[]', "field 'rtts' is not an object of at most 256 items"),
+    (b'{"b":"1"}', "field 'rtts' is not a finite number"),
+    (b'{"b":null}', "field 'rtts' is not a finite number"),
+    (b'{"b":1e999}', "field 'rtts' is not a finite number"),
+    (b'{"' + b'x' * 1025 + b'":1}', "field 'rtts' is not a string of at most 1024 characters"),
+    (b'{' + b','.join(b'"n%d":1' % i for i in range(257)) + b'}',
+     "field 'rtts' is not an object of at most 256 items"),
+])
+def test_hostile_node_rtts(rtts, message) -> None:
+    data = (b'{"node_id":"a","relay_address":"","media_address":"","load":0,"heartbeat":0,'
+            b'"rtts":' + rtts + b'}')
+    with pytest.raises(RecordDecodeError) as caught:
+        NodeRecord.decode(data)
+    assert str(caught.value) == message

@@ -255,6 +255,14 @@ def test_a_cluster_node_exports_its_id_and_relay_link(tmp_path, monkeypatch) -> 
     assert samples["realtime_relay_drops_total"] == {
         (("node", "node-a"), ("reason", "authentication")): 2}
     assert "realtime_relay_link_frames_total" not in samples    # no link has carried a frame
+    assert "realtime_relay_link_rtt_seconds" not in samples     # nothing measured yet
+    node = service.parts.cluster.node
+    node.members = {"node-b": ("127.0.0.1", 9)}
+    node.rtt.pong_received("node-b", node.rtt.probe("node-b", 0.0), 0.0015)
+    node.rtt._peers["node-b"].updated = node.reactor.seconds()   # sampled just now
+    samples = scrape({"metrics": metrics})
+    assert samples["realtime_relay_link_rtt_seconds"] == {
+        (("node", "node-a"), ("peer", "node-b")): 0.0015}
     service.store.close()
 
 
