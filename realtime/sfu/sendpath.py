@@ -35,6 +35,32 @@ forwarder in the same state and send the same octets.
 (simulcast switches, VP8 picture renumbering, RTX answers to NACKs,
 transport-cc stamping) and requires byte-identical datagrams.
 
+**The byte work in C.**  Once the in-order case is decided, what is left
+of a copy no longer depends on Python objects, and where the C helper is
+built (``realtime/srtp/_fanout.c``, :mod:`realtime.srtp.fanout`) it is one
+call per copy::
+
+    Python (this closure)                        C (copy_protect)
+    window, segment deltas, out seq / ts         copy the template (one memcpy)
+    sender statistics, forwarded count           octet 1 (PT), seq, ts, SSRC
+    VP8 deltas (and the picture as sent,         VP8 PictureID / TL0PICIDX + deltas
+      for the next switch)
+    transport-cc number (stamp_next)             the number into its placeholder
+    touched, the connection's queue              srtp_protect in place -> bytes
+
+The *template* is the packet rewritten by the subscriber's extension plan
+(header fields still the publisher's), made once per packet for every
+subscriber of that plan (:class:`_Template`, with its header length,
+payload octets and the transport-cc placeholder's offset).  So per copy the
+C side does what the Python path does with a ``bytearray`` copy, a
+``pack_into``, item stores and :class:`~realtime.srtp.fast.FastProtect`'s
+copy in and slice out, and Python keeps every piece of state (one owner):
+the forwarder, the statistics and the estimate are the reference's objects,
+written exactly as the Python path writes them.  Without the helper (not
+compiled, or ``REALTIME_FANOUT_C=0``) the Python path runs; a copy too long
+for SRTP, a stamp without its placeholder or a ``bytearray`` packet takes
+it too.  The tests run both and compare SRTP octets with the reference's.
+
 The closure returns the size of the RTP packet queued (before SRTP), 0 if
 nothing was sent, or :data:`KEYFRAME_WANTED` when the forwarder started
 waiting for a key frame (the track asks the publisher for one).
