@@ -234,8 +234,11 @@ def test_c_path_sends_the_reference_srtp_datagrams(call, fast_copy, seed) -> Non
     send = bind_send_path(fast_forwarder, fast_session, fast_copy)
     results = [(send(*item), reference_send(ref_forwarder, ref_session, item)) for item in items]
     assert [fast for fast, _ in results] == [ref for _, ref in results]
+    counted = connection.packets_sent, connection.bytes_sent
     datagrams = [d for d, addr in connection.datagrams_to_send(NOW)]
     assert datagrams == [protect(rtp) for rtp in ref_wire.rtp]
+    assert (connection.packets_sent - counted[0], connection.bytes_sent - counted[1]) == \
+        (len(datagrams), sum(map(len, datagrams)))
     assert [client_srtp.unprotect(d) for d in datagrams] == ref_wire.rtp
     assert fast_forwarder.vp8.picture_delta  # the renumbering was exercised
     assert state(fast_forwarder, fast_estimate) == state(ref_forwarder, ref_estimate)
@@ -270,7 +273,10 @@ def test_maximal_and_oversized_packets(call, fast_copy) -> None:  # noqa: F811
         if not extra:
             assert send(data, stream, False, NOW) == \
                 reference_send(ref_forwarder, ref_session, [data, stream, False, NOW])
+            counted = connection.packets_sent, connection.bytes_sent
             [(datagram, _)] = connection.datagrams_to_send(NOW)
+            assert (connection.packets_sent, connection.bytes_sent) == \
+                (counted[0] + 1, counted[1] + len(datagram))
             rtp = client_srtp.unprotect(datagram)
             assert len(rtp) == fanout.MAX_RTP_SIZE and rtp == ref_session.connection.rtp[-1]
             assert datagram == protect(rtp)
