@@ -300,7 +300,7 @@ class _Addresses:
 
 def _send_batch_python(fd: int, vector: _Vector, datagrams: Any,
                        sock: socket.socket | None) -> list[tuple[tuple, int]]:
-    """:func:`send_batch`'s loop in Python: each datagram copied into the vector with memoryviews."""
+    """:func:`send_batch`'s loop in Python: each datagram copied in with memoryview stores."""
     data, names, words, sizes = vector.data, vector.name_bytes, vector.words, vector.sizes
     iov_len, namelen = vector.iov_len, vector.namelen
     failures: list = []

@@ -289,11 +289,10 @@ def test_maximal_and_oversized_packets(call, fast_copy) -> None:  # noqa: F811
 
 
 def test_c_helper_checks_every_offset() -> None:
-    """Hostile sizes and offsets raise; a truncated VP8 descriptor is left as the reference leaves it."""
+    """Hostile sizes and offsets raise; a truncated VP8 descriptor is left as the reference does."""
     helper = fanout.helper()
     require(helper is not None, "the C helper realtime/srtp/_fanout.c is not built")
     from realtime.media.vp8 import rewrite_picture_fields
-    from realtime.srtp import SrtpSession  # noqa: F401
     keys = (bytes(range(16)), bytes(range(14)))
     session = from_dtls_keying("SRTP_AES128_CM_SHA1_80", keys, keys)
     address = session.fast_protect.address
@@ -307,7 +306,7 @@ def test_c_helper_checks_every_offset() -> None:
         helper.copy_protect(address, ok, 1, 2, 3, 96, -1, 0, 0, len(ok) - 1, 0)
     with pytest.raises(TypeError):
         helper.copy_protect(address, bytearray(ok), 1, 2, 3, 96, -1, 0, 0, -1, 0)
-    # VP8 descriptors cut at every length, at the packet's end: same octets as rewrite_picture_fields
+    # VP8 descriptors cut at every length, at the packet's end: rewrite_picture_fields's octets
     full = bytes([0x90, 0xC0, 0x80 | 0x12, 0x34, 0x56])
     rx = from_dtls_keying("SRTP_AES128_CM_SHA1_80", keys, keys)
     seq = 4
@@ -317,7 +316,7 @@ def test_c_helper_checks_every_offset() -> None:
             rtp = bytes([0x80, 96]) + bytes(10) + full[:cut]
             expected = bytearray(rtp)
             rewrite_picture_fields(expected, offset, 100, 7)
-            expected[2:12] = (5).to_bytes(2, "big") + (6).to_bytes(4, "big") + (7).to_bytes(4, "big")
+            expected[4:12] = (6).to_bytes(4, "big") + (7).to_bytes(4, "big")
             expected[2:4] = seq.to_bytes(2, "big")
             out = helper.copy_protect(address, rtp, seq, 6, 7, 96, offset, 100, 7, -1, 0)
             assert rx.unprotect(out) == bytes(expected)
