@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import socket
 import struct
 import sys
@@ -232,6 +233,24 @@ def receive_batch(fd: int, limit: int = RECV_BATCH) -> list[tuple[bytes, tuple[s
     return out
 
 
+def _load_fill() -> Any:
+    """Return the C helper's ``fill`` (``realtime/net/_mmsg.c``), or None where it is not built.
+
+    ``REALTIME_FANOUT_C=0`` in the environment disables it (the tests compare both).
+    """
+    if os.environ.get("REALTIME_FANOUT_C", "1") == "0":
+        return None
+    try:
+        from realtime.net import _mmsg  # type: ignore[attr-defined]  # built by setup.py
+    except ImportError:
+        return None
+    return _mmsg.fill
+
+
+#: ``fill(headers, capacity, slot, name_room, datagrams, start, encoded) -> end`` or None
+_fill = _load_fill()
+
+
 def send_batch(fd: int, datagrams: list, sock: socket.socket | None = None) -> list[tuple[tuple, int]]:
     """Send ``[(bytes, (host, port)), ...]`` in order, ``SEND_BATCH`` per ``sendmmsg`` call.
 
@@ -240,8 +259,48 @@ def send_batch(fd: int, datagrams: list, sock: socket.socket | None = None) -> l
     ``EAGAIN`` (the socket's send buffer is full) fails the datagrams left in
     that call.  Datagrams that do not fit a slot, or whose address cannot be
     encoded, are sent with ``sock.sendto`` (so the kernel judges them).
+
+    Where the C helper is built, runs of datagrams whose address is already
+    encoded are copied into the vector by one ``_mmsg.fill`` call (the same
+    stores as the loop below, ``realtime/net/_mmsg.c``); the loop handles the
+    rest, one datagram at a time.
     """
     vector = _vectors()[1]
+    fill = _fill
+    if fill is None or type(datagrams) is not list:
+        return _send_batch_python(fd, vector, datagrams, sock)
+    failures: list = []
+    total = len(datagrams)
+    index = 0
+    while index < total:
+        end = fill(vector.pointer, vector.count, SLOT, NAME, datagrams, index, _encoded)
+        if end > index:
+            _flush(fd, vector, end - index, _Addresses(datagrams, index), failures)
+            index = end
+        else:  # one the C helper left: its address is new, or it goes alone
+            failures += _send_batch_python(fd, vector, datagrams[index:index + 1], sock)
+            index += 1
+    return failures
+
+
+class _Addresses:
+    """``addresses[k]`` of a run prepared by ``fill``, read only when a send fails."""
+
+    __slots__ = ("datagrams", "first")
+
+    def __init__(self, datagrams: list, first: int) -> None:
+        self.datagrams = datagrams
+        self.first = first
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [d[1] for d in self.datagrams[self.first + k.start:self.first + k.stop]]
+        return self.datagrams[self.first + k][1]
+
+
+def _send_batch_python(fd: int, vector: _Vector, datagrams: Any,
+                       sock: socket.socket | None) -> list[tuple[tuple, int]]:
+    """:func:`send_batch`'s loop in Python: each datagram copied in with memoryview stores."""
     data, names, words, sizes = vector.data, vector.name_bytes, vector.words, vector.sizes
     iov_len, namelen = vector.iov_len, vector.namelen
     failures: list = []
@@ -277,7 +336,7 @@ def send_batch(fd: int, datagrams: list, sock: socket.socket | None = None) -> l
     return failures
 
 
-def _flush(fd: int, vector: _Vector, filled: int, addresses: list, failures: list) -> None:
+def _flush(fd: int, vector: _Vector, filled: int, addresses: Any, failures: list) -> None:
     """Send the first ``filled`` prepared messages, skipping each one the kernel refuses."""
     done = 0
     while done < filled:

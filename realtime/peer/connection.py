@@ -339,8 +339,12 @@ class PeerConnection:
         """Return and forget the queued ``(datagram, address)`` pairs (counted as sent)."""
         out, self._outgoing = self._outgoing, []
         if out:
-            self.packets_sent += len(out)
-            self.bytes_sent += sum([len(datagram) for datagram, _ in out])
+            count = len(out)
+            self.packets_sent += count
+            if count == 1:  # the SFU fan-out: one copy per subscriber per packet
+                self.bytes_sent += len(out[0][0])
+            else:
+                self.bytes_sent += sum([len(datagram) for datagram, _ in out])
         return out
 
     def get_timer(self) -> float | None:

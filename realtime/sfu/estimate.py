@@ -143,6 +143,22 @@ class SubscriberEstimate:
         self._sizes[slot] = len(out)  # a UDP payload: always < 65536
         self._seqs[slot] = seq
 
+    def stamp_next(self, size: int, now: float) -> int:
+        """Record the next transport-wide number for a packet of ``size`` octets; return it.
+
+        :meth:`stamp` without the search for the placeholder and the write: for
+        the C send path (:mod:`realtime.sfu.sendpath`), which finds the
+        placeholder once per packet for every copy and writes the number itself.
+        """
+        count = self.stamped
+        self.stamped = count + 1
+        seq = count & 0xFFFF
+        slot = count & _MASK
+        self._sent[slot] = now
+        self._sizes[slot] = size
+        self._seqs[slot] = seq
+        return seq
+
     @property
     def last_sequence_number(self) -> int:
         """Return the transport-wide number stamped last."""

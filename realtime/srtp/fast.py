@@ -57,7 +57,7 @@ class FastProtect:
     refuses raises :class:`~realtime.errors.LocalProtocolError` here too.
     """
 
-    __slots__ = ("_context", "_srtp", "_cdata", "_buffer", "_length", "_protect")
+    __slots__ = ("_context", "_srtp", "_cdata", "_buffer", "_length", "_protect", "address")
 
     def __init__(self, context: Any) -> None:
         """``context``: the :class:`~realtime.srtp.context.OutboundSrtpContext` to protect with."""
@@ -68,6 +68,8 @@ class FastProtect:
         self._buffer = ffi.buffer(self._cdata)
         self._length = ffi.new("int *")
         self._protect = lib.srtp_protect
+        #: the ``srtp_t`` as an integer, for :func:`realtime.srtp.fanout.copy_protect`
+        self.address = int(ffi.cast("uintptr_t", self._srtp))
 
     def __call__(self, rtp: bytes | bytearray) -> bytes:
         """Return the SRTP packet for ``rtp`` (same octets as the reference)."""

@@ -55,9 +55,31 @@ def payloads() -> list[bytes]:
     return [os.urandom(n) for n in sizes]
 
 
-@pytest.fixture(autouse=True)
-def batched_calls_exist():
+@pytest.fixture(autouse=True, params=["python-fill", "c-fill"])
+def batched_calls_exist(request, monkeypatch):
+    """Every test twice: the vector filled by the Python loop, and by ``_mmsg.fill`` (C)."""
     require(mmsg.AVAILABLE, "recvmmsg/sendmmsg are not reachable (needs Linux and libc)")
+    if request.param == "python-fill":
+        monkeypatch.setattr(mmsg, "_fill", None)
+    else:
+        require(mmsg._fill is not None, "the C helper realtime/net/_mmsg.c is not built")
+
+
+def test_every_payload_type_and_odd_addresses_go_out_in_order() -> None:
+    """bytes, bytearray, memoryview; new, cached, unencodable and oversized entries mixed."""
+    a, b = pair(socket.AF_INET)
+    good = b.getsockname()
+    mmsg._encoded.pop(good, None)  # new to the cache: encoded on the way
+    datagrams = [(b"1", good), (bytearray(b"2"), good), (memoryview(b"3"), good),
+                 (b"x" * (mmsg.SLOT + 1), good), (b"4", ("localhost", good[1])),
+                 (b"5", good)] * 40
+    failed = mmsg.send_batch(a.fileno(), datagrams, a)
+    assert len(failed) == 40 and all(n > 0 for _, n in failed)  # a name: never resolved
+    got = [d for d, _ in drain_batched(b)]
+    assert got == [b"1", b"2", b"3", b"x" * mmsg.SLOT, b"5"] * 40
+    assert [addr for addr, _ in mmsg.send_plain(a, datagrams)] == [addr for addr, _ in failed]
+    a.close()
+    b.close()
 
 
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
@@ -243,3 +265,20 @@ async def test_reuse_port_lets_workers_bind_one_batched_port_and_both_read() -> 
             client.close()
         await a.stopListening()
         await b.stopListening()
+
+
+def test_fill_refuses_what_does_not_fit_its_buffers() -> None:
+    """``_mmsg.fill`` stops (returns the index) at a payload over a slot or a name over its room."""
+    fill = mmsg._load_fill()
+    require(fill is not None, "the C helper realtime/net/_mmsg.c is not built")
+    vector = mmsg._vectors()[1]
+    good = ("127.0.0.1", 9)
+    encoded = {good: mmsg.encode_address(good), ("::1", 9): b"x" * (mmsg.NAME + 1)}
+    ok = (b"x" * mmsg.SLOT, good)
+    args = (vector.pointer, vector.count, mmsg.SLOT, mmsg.NAME)
+    assert fill(*args, [ok, ok, (b"x" * (mmsg.SLOT + 1), good), ok], 0, encoded) == 2
+    assert fill(*args, [ok, (b"1", ("::1", 9))], 0, encoded) == 1
+    assert fill(*args, [ok, (b"1", ("::2", 9))], 1, encoded) == 1   # not encoded yet
+    assert fill(*args, [ok, [b"1", good]], 0, encoded) == 1        # not a 2-tuple
+    assert fill(*args, [ok] * (vector.count + 5), 3, encoded) == vector.count + 3
+    assert fill(vector.pointer, 2, mmsg.SLOT, mmsg.NAME, [ok] * 9, 0, encoded) == 2

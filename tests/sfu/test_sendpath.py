@@ -10,18 +10,31 @@ type, a publisher restart, RTX answers to NACKs afterwards, transport-cc
 stamping and the extension plan with an appended mid.  A second test sends
 through a real, DTLS-connected PeerConnection (our echo session) and
 requires the SRTP datagrams to decrypt to the reference's RTP octets.
+
+The bound path has two ways of doing a copy's byte work: Python, and the C
+helper (``realtime/srtp/_fanout.c``, :mod:`realtime.srtp.fanout`).  Every
+test here runs both (``fast_copy``); the C one only where the helper is
+built (required under ``REALTIME_INTEROP=required``), and
+``test_c_path_sends_the_reference_srtp_datagrams`` compares the SRTP octets
+themselves, protected by a twin of the connection's outbound context.
 """
 
 from __future__ import annotations
 
 import random as stdlib_random
 
+import pytest
+
+from realtime.errors import LocalProtocolError
 from realtime.media.keyframes import vp8_keyframe
 from realtime.rtp.extensions import ExtensionUri, HeaderExtension
 from realtime.rtp.packet import RtpPacket
 from realtime.sfu.estimate import SubscriberEstimate
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 from realtime.sfu.sendpath import KEYFRAME_WANTED, bind_send_path
+from realtime.srtp import fanout, from_dtls_keying
+
+from tests.conftest import require
 
 from tests.peer.test_connection import CLIENT, NOW, call  # noqa: F401  (fixture)
 
@@ -137,14 +150,23 @@ def state(forwarder: Forwarder, estimate: SubscriberEstimate) -> tuple:
             estimate.stamped, bytes(estimate._sent), bytes(estimate._sizes))
 
 
-def test_bound_path_sends_the_reference_octets() -> None:
+@pytest.fixture(params=["python", "c"])
+def fast_copy(request):
+    """The bound path's byte work: None (Python) or the C helper's copy_protect."""
+    if request.param == "python":
+        return None
+    require(fanout.AVAILABLE, "the C helper realtime/srtp/_fanout.c is not built")
+    return fanout.copy_protect
+
+
+def test_bound_path_sends_the_reference_octets(fast_copy) -> None:
     for seed in range(5):
         items = traffic(stdlib_random.Random(seed))
         ref_forwarder, ref_estimate = twin()
         fast_forwarder, fast_estimate = twin()
         ref_wire, fast_wire = Wire(), Wire()
         ref_session, fast_session = Session(ref_wire), Session(fast_wire)
-        send = bind_send_path(fast_forwarder, fast_session)
+        send = bind_send_path(fast_forwarder, fast_session, fast_copy)
         ref_results = [reference_send(ref_forwarder, ref_session, item) for item in items]
         fast_results = [send(*item) for item in items]
         assert fast_results == ref_results
@@ -160,7 +182,7 @@ def test_bound_path_sends_the_reference_octets() -> None:
         assert state(fast_forwarder, fast_estimate) == state(ref_forwarder, ref_estimate)
 
 
-def test_bound_path_through_a_connected_peer_connection(call) -> None:  # noqa: F811
+def test_bound_path_through_a_connected_peer_connection(call, fast_copy) -> None:  # noqa: F811
     echo, _client, client_srtp = call
     connection = echo.connection
     connection.datagrams_to_send(NOW)
@@ -170,7 +192,7 @@ def test_bound_path_through_a_connected_peer_connection(call) -> None:  # noqa: 
     ref_wire = Wire()
     ref_session = Session(ref_wire)
     fast_session = Session(connection)
-    send = bind_send_path(fast_forwarder, fast_session)
+    send = bind_send_path(fast_forwarder, fast_session, fast_copy)
     for item in items:
         assert send(*item) == reference_send(ref_forwarder, ref_session, item)
     datagrams = connection.datagrams_to_send(NOW)
@@ -184,3 +206,117 @@ def test_bound_path_through_a_connected_peer_connection(call) -> None:  # noqa: 
     assert send(nxt, stream, False, now) > 0
     assert fast_session.touched == {fast_session}
     assert len(connection.datagrams_to_send(NOW)) == 1
+
+
+def twin_protect(connection):
+    """A second SrtpSession with the connection's keys: the reference's own protect."""
+    return from_dtls_keying(connection.srtp_profile, *connection.srtp_keying)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_c_path_sends_the_reference_srtp_datagrams(call, fast_copy, seed) -> None:  # noqa: F811
+    """SRTP octets, counters and forwarder state equal the reference's, packet by packet.
+
+    The traffic has simulcast switches (VP8 PictureID/TL0PICIDX renumbered
+    after them), gaps, duplicates, reordering, an unmapped payload type, a
+    restart, padding and transport-cc stamping; RTX answers to NACKs follow.
+    """
+    echo, _client, client_srtp = call
+    connection = echo.connection
+    connection.datagrams_to_send(NOW)
+    protect = twin_protect(connection).protect
+    items = traffic(stdlib_random.Random(seed))
+    ref_forwarder, ref_estimate = twin()
+    fast_forwarder, fast_estimate = twin()
+    ref_wire = Wire()
+    ref_session = Session(ref_wire)
+    fast_session = Session(connection)
+    send = bind_send_path(fast_forwarder, fast_session, fast_copy)
+    results = [(send(*item), reference_send(ref_forwarder, ref_session, item)) for item in items]
+    assert [fast for fast, _ in results] == [ref for _, ref in results]
+    counted = connection.packets_sent, connection.bytes_sent
+    datagrams = [d for d, addr in connection.datagrams_to_send(NOW)]
+    assert datagrams == [protect(rtp) for rtp in ref_wire.rtp]
+    assert (connection.packets_sent - counted[0], connection.bytes_sent - counted[1]) == \
+        (len(datagrams), sum(map(len, datagrams)))
+    assert [client_srtp.unprotect(d) for d in datagrams] == ref_wire.rtp
+    assert fast_forwarder.vp8.picture_delta  # the renumbering was exercised
+    assert state(fast_forwarder, fast_estimate) == state(ref_forwarder, ref_estimate)
+    sent = [int.from_bytes(p[2:4], "big") for p in ref_wire.rtp]
+    wanted = sent[::5]
+    assert fast_forwarder.retransmit(wanted, NOW + 10) == ref_forwarder.retransmit(wanted, NOW + 10)
+    assert state(fast_forwarder, fast_estimate) == state(ref_forwarder, ref_estimate)
+
+
+def test_maximal_and_oversized_packets(call, fast_copy) -> None:  # noqa: F811
+    """The largest RTP packet SRTP takes is sent alike; one octet more is refused alike."""
+    echo, _client, client_srtp = call
+    connection = echo.connection
+    connection.datagrams_to_send(NOW)
+    protect = twin_protect(connection).protect
+    stream = PublishedStream(0x100, 90000, vp8_keyframe, "f")
+    ref_forwarder, _ = twin()
+    fast_forwarder, _ = twin()
+    send = bind_send_path(fast_forwarder, Session(connection), fast_copy)
+    ref_session = Session(Wire())
+    key = packet(1000, 0, 0x100, vp8_payload(7, 1, True))
+    assert send(key, stream, True, NOW) == reference_send(ref_forwarder, ref_session,
+                                                          [key, stream, True, NOW])
+    connection.datagrams_to_send(NOW)
+    plan = ref_forwarder.extensions
+    for seq, extra in ((1001, 0), (1002, 1)):
+        # a rewritten packet of exactly MAX_RTP_SIZE octets, then one more
+        short = packet(seq, 90 * seq, 0x100, vp8_payload(seq, 1, False))
+        grow = fanout.MAX_RTP_SIZE + extra - len(plan.apply(short))
+        data = packet(seq, 90 * seq, 0x100, vp8_payload(seq, 1, False) + bytes(grow))
+        assert len(plan.apply(data)) == fanout.MAX_RTP_SIZE + extra
+        if not extra:
+            assert send(data, stream, False, NOW) == \
+                reference_send(ref_forwarder, ref_session, [data, stream, False, NOW])
+            counted = connection.packets_sent, connection.bytes_sent
+            [(datagram, _)] = connection.datagrams_to_send(NOW)
+            assert (connection.packets_sent, connection.bytes_sent) == \
+                (counted[0] + 1, counted[1] + len(datagram))
+            rtp = client_srtp.unprotect(datagram)
+            assert len(rtp) == fanout.MAX_RTP_SIZE and rtp == ref_session.connection.rtp[-1]
+            assert datagram == protect(rtp)
+        else:
+            with pytest.raises(LocalProtocolError, match="cannot protect RTP packet"):
+                send(data, stream, False, NOW)
+            with pytest.raises(LocalProtocolError, match="cannot protect RTP packet"):
+                twin_protect(connection).protect(plan.apply(data))
+            assert connection.datagrams_to_send(NOW) == []
+
+
+def test_c_helper_checks_every_offset() -> None:
+    """Hostile sizes and offsets raise; a truncated VP8 descriptor is left as the reference does."""
+    helper = fanout.helper()
+    require(helper is not None, "the C helper realtime/srtp/_fanout.c is not built")
+    from realtime.media.vp8 import rewrite_picture_fields
+    keys = (bytes(range(16)), bytes(range(14)))
+    session = from_dtls_keying("SRTP_AES128_CM_SHA1_80", keys, keys)
+    address = session.fast_protect.address
+    ok = bytes([0x80, 96]) + bytes(10) + bytes(20)
+    assert len(helper.copy_protect(address, ok, 1, 2, 3, 96, -1, 0, 0, -1, 0)) == len(ok) + 10
+    with pytest.raises(ValueError):
+        helper.copy_protect(address, bytes(11), 1, 2, 3, 96, -1, 0, 0, -1, 0)
+    with pytest.raises(ValueError):
+        helper.copy_protect(address, bytes(fanout.MAX_RTP_SIZE + 1), 1, 2, 3, 96, -1, 0, 0, -1, 0)
+    with pytest.raises(ValueError):
+        helper.copy_protect(address, ok, 1, 2, 3, 96, -1, 0, 0, len(ok) - 1, 0)
+    with pytest.raises(TypeError):
+        helper.copy_protect(address, bytearray(ok), 1, 2, 3, 96, -1, 0, 0, -1, 0)
+    # VP8 descriptors cut at every length, at the packet's end: rewrite_picture_fields's octets
+    full = bytes([0x90, 0xC0, 0x80 | 0x12, 0x34, 0x56])
+    rx = from_dtls_keying("SRTP_AES128_CM_SHA1_80", keys, keys)
+    seq = 4
+    for cut in range(len(full) + 1):
+        for offset in (12, 12 + cut, 10 ** 6):
+            seq += 1
+            rtp = bytes([0x80, 96]) + bytes(10) + full[:cut]
+            expected = bytearray(rtp)
+            rewrite_picture_fields(expected, offset, 100, 7)
+            expected[4:12] = (6).to_bytes(4, "big") + (7).to_bytes(4, "big")
+            expected[2:4] = seq.to_bytes(2, "big")
+            out = helper.copy_protect(address, rtp, seq, 6, 7, 96, offset, 100, 7, -1, 0)
+            assert rx.unprotect(out) == bytes(expected)
