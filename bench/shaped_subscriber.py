@@ -76,6 +76,7 @@ THIN, WIDE = "400kbit", "3mbit"
 SETTLE_S = 5.0      # the first seconds are not judged (issue 15: "after the first 5 s")
 PAGES = {"shaped-publish.html": HERE / "pages" / "shaped-publish.html",
          "shaped-subscribe.html": HERE / "pages" / "shaped-subscribe.html",
+         "shaped-signal.js": HERE / "pages" / "shaped-signal.js",
          "cloudflare-api.js": ROOT / "tests" / "interop" / "pages" / "cloudflare-api.js"}
 Q_MAX, H_MAX = 400, 800   # frame widths: q <= 400 < h <= 800 < f (1280)
 

@@ -133,11 +133,7 @@ def test_every_call_succeeds_whichever_worker_answers(tmp_path) -> None:
     server = Server(tmp_path / "state", "--workers", "2", "--node-id", "box",
                     "--api", f"tcp:{free_port()}:interface=127.0.0.1", app=True)
     try:
-        server.wait_ready()
-        deadline = time.monotonic() + 20
-        while server.output().count("realtime API listening on") < 2:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        server.wait_workers(2)
         result = asyncio.run(flow(server))
     finally:
         server.stop()

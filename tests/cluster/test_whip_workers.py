@@ -13,7 +13,6 @@ owner.  The test plays until it has seen both kinds of player (at most :data:`MA
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.parse
 
 import pytest
@@ -101,11 +100,7 @@ def test_whep_plays_a_whip_stream_from_either_worker(tmp_path) -> None:
             await pc.close()
 
     try:
-        server.wait_ready()
-        deadline = time.monotonic() + 20
-        while server.output().count("realtime API listening on") < 2:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        server.wait_workers(2)
         home, deleted = asyncio.run(scenario())
         gone = request(f"{server.api_url()}/v1/apps/{APP_ID}/play/cam", content_type=None)[0]
     finally:

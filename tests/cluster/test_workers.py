@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -57,11 +56,7 @@ def test_two_workers_share_the_ports_and_act_as_one(tmp_path) -> None:
     socket_path = tmp_path / "state" / "run" / "redis.sock"
     rows = []
     try:
-        server.wait_ready()
-        deadline = time.monotonic() + 20
-        while server.output().count("realtime API listening on") < 2:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        server.wait_workers(2)
         assert ping(socket_path)
         for _ in range(SESSIONS):
             result = asyncio.run(echo_call(server, None, seconds=3.0, wanted_video=5,

@@ -95,6 +95,18 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError("twistd did not become ready:\n" + self.output())
 
+    def wait_workers(self, count: int = 2, timeout: float = 30.0) -> None:
+        """With ``--workers``: wait until ``count`` workers announce their API (``wait_ready``
+        returns at the first banner; until the others listen, the kernel hands every
+        connection to the first and nothing crosses workers)."""
+        self.wait_ready(timeout)
+        deadline = time.monotonic() + timeout
+        while self.output().count("realtime API listening on") < count:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"fewer than {count} workers listening:\n"
+                                   + self.output()[-3000:])
+            time.sleep(0.1)
+
     def value(self, prefix: str) -> str:
         for line in self.output().splitlines():
             if prefix in line:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 
@@ -44,13 +43,7 @@ def test_demo_calls_reach_the_sessions_worker(tmp_path) -> None:
     server = Server(tmp_path / "state", "--workers", "2",
                     "--api", f"tcp:{port}:interface=127.0.0.1")
     try:
-        server.wait_ready(60)
-        # wait_ready returns at the first worker's banner: the second may not listen yet,
-        # and then the kernel hands every connection to the first (nothing is forwarded)
-        deadline = time.monotonic() + 60
-        while server.output().count("realtime API listening on") < 2:
-            assert time.monotonic() < deadline, server.output()[-3000:]
-            time.sleep(0.1)
+        server.wait_workers(2, timeout=60)
         status, made = request(port, "POST", "/sessions/new")
         assert status == 201, made
         session = made["sessionId"]
