@@ -258,7 +258,8 @@ class FeedReceiver:
     later messages for at most :data:`HOLD_TIME` seconds and
     :data:`HOLD_FRAMES` fragments while :meth:`nack` names what is missing
     (the node sends that to its parent, :mod:`realtime.cluster.datachannel_repair`),
-    at once, then again every :meth:`retry_interval`, :data:`MAX_ASKS` times;
+    at once, then again every :meth:`retry_interval`, :data:`MAX_ASKS` times
+    (counted afresh while repairs of a message keep arriving);
     what has not arrived by then is skipped and counted ``lost``.  Fragments
     flagged ``unreliable`` are never held: a complete later message is
     delivered at once, past the gap (the old "ordered, not reliable" rule).
@@ -281,7 +282,8 @@ class FeedReceiver:
         self._highest = 0                     # the newest sequence held
         self._held: dict[int, _Held] = {}     # sequence -> message (arrival order)
         self._frames = 0                      # fragments held
-        self._asks: dict[int, tuple[int, float]] = {}   # sequence -> (times asked, last)
+        #: sequence -> (times asked, last asked, its fragments then)
+        self._asks: dict[int, tuple[int, float, int]] = {}
         #: when :meth:`nack` has something to ask (None: nothing missing or asked enough)
         self.nack_at: float | None = None
         self._nacked_at: float | None = None
@@ -463,20 +465,22 @@ class FeedReceiver:
             if held is not None and held.have == held.count:
                 run = False
                 continue
-            times, last = old_asks.get(sequence, (0, -1.0))
+            times, last, had = old_asks.get(sequence, (0, -1.0, 0))
+            if held is not None and held.have > had:
+                times = 0           # repairs arrive: keep asking for the rest (within the hold)
             runs = None
             if held is not None:    # the message arriving now: only the fragments already due
                 upto = self._next[1] if sequence == self._next[0] else held.count
                 runs = _missing_runs(sequence, held.parts[:upto], MAX_NACK_RANGES - len(entries))
             if times >= MAX_ASKS or last >= 0 and now - last < retry or runs == [] or (
                     len(entries) == MAX_NACK_RANGES and not (held is None and run)):
-                asks[sequence] = (times, last)
+                asks[sequence] = (times, last, had)
                 if times < MAX_ASKS:
                     due = max(now, last + retry)
                     due_again = due if due_again is None else min(due_again, due)
                 run = False
                 continue
-            asks[sequence] = (times + 1, now)
+            asks[sequence] = (times + 1, now, 0 if held is None else held.have)
             if times + 1 < MAX_ASKS:
                 due_again = now + retry if due_again is None else min(due_again, now + retry)
             if held is None and run:            # one more whole message: widen the range

@@ -24,8 +24,10 @@ only for its own gaps; a repair it receives is new to it, so it passes it on
 to its children like any new fragment.  A *tail* loss (the last message of a
 burst, after which nothing arrives to reveal the gap) is caught by a tail
 probe (RFC 8985 §7, TLP's idea): a hop that sent nothing for
-:data:`PROBE_DELAY` resends the last fragment it sent once; a receiver that
-had it counts it ``late``, one that lost the message sees the gap.
+:data:`PROBE_DELAY` resends the last fragment it sent, and again after twice
+and four times that (:data:`PROBES` in all, so a lost probe is not the end of
+it); a receiver that had it counts it ``late``, one that lost the message
+sees the gap.
 
 Bounds, all counted when hit: the buffer keeps :data:`BUFFER_FRAMES` fragments,
 :data:`BUFFER_BYTES` bytes and :data:`BUFFER_AGE` seconds per feed and hop; a
@@ -79,7 +81,7 @@ from realtime.errors import DecodeError, LocalProtocolError
 from realtime.turn.policy import TokenBucket
 
 __all__ = ["BUFFER_AGE", "BUFFER_BYTES", "BUFFER_FRAMES", "DataChannelNack", "MAX_LOOKUPS",
-           "MAX_RANGE", "PROBE_DELAY", "RESEND_BURST", "RESEND_RATE", "ResendBudget",
+           "MAX_RANGE", "PROBE_DELAY", "PROBES", "RESEND_BURST", "RESEND_RATE", "ResendBudget",
            "RetransmissionBuffer"]
 
 #: A hop keeps at most this many fragments per feed for its receivers' NACKs ...
@@ -88,8 +90,10 @@ BUFFER_FRAMES = 512
 BUFFER_BYTES = 1 << 20
 #: ... for at most this long (seconds).
 BUFFER_AGE = 5.0
-#: A hop that sent nothing for this long resends its last fragment once (a tail probe).
+#: A hop that sent nothing for this long resends its last fragment (a tail probe) ...
 PROBE_DELAY = 0.1
+#: ... this many times at most, each after twice the wait before it (0.1, 0.3, 0.7 s).
+PROBES = 3
 #: Sequence numbers one range covers at most (a longer one is cut, ``nack-range-cut``).
 MAX_RANGE = 512
 #: Messages one NACK looks up at most, over all its ranges.
@@ -168,7 +172,7 @@ class RetransmissionBuffer:
     """
 
     __slots__ = ("max_frames", "max_bytes", "max_age", "_messages", "frames", "size",
-                 "last", "probe_at", "counters")
+                 "last", "probe_at", "_probes", "counters")
 
     def __init__(self, max_frames: int = BUFFER_FRAMES, max_bytes: int = BUFFER_BYTES,
                  max_age: float = BUFFER_AGE) -> None:
@@ -182,6 +186,7 @@ class RetransmissionBuffer:
         #: the payload sent last (what a tail probe resends) and when to probe (None: done)
         self.last: bytes | None = None
         self.probe_at: float | None = None
+        self._probes = 0
         self.counters: Counter[str] = Counter()
 
     def keep(self, sequence: int, index: int, payload: bytes, now: float) -> None:
@@ -194,7 +199,7 @@ class RetransmissionBuffer:
             self.frames += 1
             self.size += len(payload)
             self.counters["kept"] += 1
-        self.last, self.probe_at = payload, now + PROBE_DELAY
+        self.last, self.probe_at, self._probes = payload, now + PROBE_DELAY, 0
         self._evict(now)
 
     def _evict(self, now: float) -> None:
@@ -244,10 +249,13 @@ class RetransmissionBuffer:
         return out
 
     def probe(self, now: float) -> bytes | None:
-        """Return the last payload once if nothing was sent for :data:`PROBE_DELAY`."""
+        """Return the last payload if a tail probe is due (nothing sent for
+        :data:`PROBE_DELAY`, then twice and four times that), else None."""
         if self.probe_at is None or now < self.probe_at or self.last is None:
             return None
-        self.probe_at = None
+        self._probes += 1
+        self.probe_at = None if self._probes >= PROBES else \
+            now + PROBE_DELAY * (1 << self._probes)
         self.counters["probes"] += 1
         return self.last
 

@@ -12,7 +12,7 @@ from realtime.cluster.datachannel_frames import (
     DataChannelFragment, FeedReceiver, FeedSender,
 )
 from realtime.cluster.datachannel_repair import (
-    BUFFER_AGE, MAX_RANGE, PROBE_DELAY, RESEND_BURST, DataChannelNack, ResendBudget,
+    BUFFER_AGE, MAX_RANGE, PROBE_DELAY, PROBES, RESEND_BURST, DataChannelNack, ResendBudget,
     RetransmissionBuffer,
 )
 from realtime.errors import DecodeError
@@ -227,13 +227,20 @@ def test_hostile_nacks_cost_bounded_work_and_are_counted() -> None:
     assert len(buffer.find(every, 1.0, budget.bucket("b", 1.0))) == 100   # B's forgotten
 
 
-def test_a_tail_probe_resends_the_last_fragment_once_after_silence() -> None:
+def test_tail_probes_resend_the_last_fragment_after_silence_a_few_times() -> None:
     sender, receiver = pair()
     payloads = [sender.fragments(str(i), now=0.0)[0] for i in range(3)]
     buffer = sender.buffer
     assert buffer.probe(PROBE_DELAY / 2) is None
     probe = buffer.probe(PROBE_DELAY)
-    assert probe == payloads[2] and buffer.probe(1.0) is None   # once
+    assert probe == payloads[2] and buffer.probe(PROBE_DELAY) is None
+    sent = [PROBE_DELAY]
+    while buffer.probe_at is not None:
+        at = buffer.probe_at
+        assert buffer.probe(at) == probe
+        sent.append(at)
+    assert sent == pytest.approx([PROBE_DELAY, 3 * PROBE_DELAY, 7 * PROBE_DELAY])
+    assert len(sent) == PROBES and buffer.probe(100.0) is None
     give(receiver, payloads[:2], 0.0)             # the last message was lost...
     assert give(receiver, [probe], 0.2) == ["2"]  # ...the probe brings it
     assert give(receiver, [probe], 0.3) == [] and receiver.counters["late"] == 1

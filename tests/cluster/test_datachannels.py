@@ -416,3 +416,38 @@ async def test_hostile_nacks_are_dropped_counted_and_bounded(redis_server) -> No
         assert a.relay.repair["lookups-cut"] >= 1
     finally:
         await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_replies_lost_on_the_way_to_the_publishers_node_are_resent(redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    lost = iter(range(10_000))
+    nodes["a"].drop = lambda frame: frame[1] == RelayKind.DATACHANNEL and next(lost) % 3 == 1
+    try:
+        a, c = nodes["a"], nodes["c"]
+        publisher, chat = await publish_chat(nodes)
+        session, copy = await subscribe(c, publisher.session_id)
+        session.datachannels.grant_reply(copy, True)
+        sender = None
+
+        def granted():
+            nonlocal sender
+            sender = next(iter(a.relay._senders.values()), None)
+            return sender is not None and sender.replier_node == "c"
+
+        await until(granted)
+        replies = [f"reply {i}" for i in range(20)]
+        for reply in replies:
+            session.connection.client.send(copy.id, reply, 0.0)
+        pump([session], 0.0)
+
+        def arrived():
+            deliver(network, nodes)
+            pump([publisher], 0.0)
+            return publisher.connection.received.get(chat.id) == replies
+
+        await until(arrived, 3.0)
+        assert a.relay.repair["nacksSent"] >= 1 and c.relay.repair["resent"] >= 1
+        assert a.relay.replies_delivered == 20
+    finally:
+        await stop(nodes)
