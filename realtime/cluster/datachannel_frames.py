@@ -17,7 +17,8 @@ The payload (inside the relay frame's AES-GCM ciphertext)::
     +---------------+---------------+---------------+---------------+
     | flags (b0:    |          sequence (32 bits, per publication   |
     | binary, b1:   |          and direction)                       |
-    | reply)        +---------------+---------------+---------------+
+    | reply, b2:    |                                               |
+    | unreliable)   +---------------+---------------+---------------+
     +---------------+ fragment index (16)           | fragment      |
     | count (16)    | session id    | session id (n bytes) ...      |
     +---------------+ length n      +-------------------------------+
@@ -31,7 +32,8 @@ name) in every fragment: one dict lookup at the receiver, no state to agree
 on beforehand.  ``flags`` bit 0 keeps the message's type (RFC 8831 §8: a
 string is sent as UTF-8 with PPID 51, binary with PPID 53; empty ones too);
 bit 1 marks a *reply*: a ``canReply`` subscriber's message going back from
-its node to the publisher's, with a sequence of its own.
+its node to the publisher's, with a sequence of its own; bit 2 marks a
+partially reliable publication's frames (below).
 
 Fragmentation.  The relay link is UDP between nodes; a datagram larger than
 the path MTU would be fragmented by IP, and losing one IP fragment loses the
@@ -43,14 +45,33 @@ docs/datachannels.md; Cloudflare documents no DataChannel message limit of
 its own, browsers send up to the ``a=max-message-size`` we announce); a
 larger one is dropped and counted (``too-large``), never cut short.
 
-What holds across the link (say it honestly): the relay link is **not
-reliable**.  A lost datagram loses its whole message; nothing retransmits
-it.  Order **is** kept: the receiver never delivers a message older than
-one it already delivered (a late one is dropped and counted ``late``), so
-each subscriber sees the publisher's messages in send order, possibly with
-holes.  Every hole is counted (``lost``, from the sequence numbers) at the
-receiving node.  On loopback or a LAN the link loses nothing in practice; a
-reliable link (retransmission from a buffer at the sender) is not built.
+What holds across the link (say it honestly).  The relay link is UDP; on
+top of it:
+
+* **Order, always.**  The receiver never delivers a message older than one
+  it delivered or skipped (a late one, a second repair, a tail probe is
+  dropped and counted ``late``), so each subscriber sees the publisher's
+  messages in send order.
+* **Reliable channels (the default): reliable within bounds.**  Each hop
+  keeps what it sent (:mod:`realtime.cluster.datachannel_repair`: 512
+  fragments, 1 MiB, 5 s per feed); the receiver holds what follows a gap
+  (:data:`HOLD_TIME` 0.5 s, :data:`HOLD_FRAMES` fragments) and asks again
+  (``DATACHANNEL_NACK``) at once and every :meth:`FeedReceiver.retry_interval`;
+  a silent tail is probed.  A message lost for longer than the hold (a link
+  down for more than ~0.5 s, a burst of more than 512 messages, a hop that
+  restarted and lost its buffer) is skipped and counted ``lost``: the feed
+  goes on rather than block forever.  So "reliable" across nodes means
+  "every message, unless a relay link is lost for about half a second",
+  which SCTP's own retransmission towards the subscriber cannot hide.
+* **Partially reliable channels** (``maxRetransmits`` / ``maxPacketLifeTime``,
+  RFC 8831 §6.1, which the owner reads from the publication's
+  :class:`~realtime.sfu.datachannels.ChannelPolicy`): their frames carry the
+  ``unreliable`` flag (bit 2); they are not kept, never held, never asked
+  for: a complete message is delivered at once, past any gap, which is
+  counted ``lost`` (the publisher asked for timeliness over completeness).
+
+Every hole is counted (``lost``, ``incomplete``) at the receiving node,
+every repair (``recovered``) too.
 """
 
 from __future__ import annotations
