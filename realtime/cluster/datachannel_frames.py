@@ -251,22 +251,26 @@ class _Held:
         self.arrived = arrived
 
 
-def _missing_runs(sequence: int, parts: list[bytes | None], room: int
-                  ) -> list[tuple[int, int, int, int]]:
-    """Return a message's runs of missing fragments as ranges (at most ``room``)."""
+def _missing_runs(sequence: int, parts: list[bytes | None], begin: int, end: int,
+                  room: int) -> list[tuple[int, int, int, int]]:
+    """Return the runs of missing fragments among ``parts[begin:end]`` as ranges (at most
+    ``room``)."""
     runs: list[tuple[int, int, int, int]] = []
-    if room <= 0:
-        return runs
     start = None
-    for i, part in enumerate([*parts, b""]):
-        if part is None and start is None:
+    for i in range(begin, end + 1):
+        missing = i < end and parts[i] is None
+        if missing and start is None:
             start = i
-        elif part is not None and start is not None:
-            runs.append((sequence, sequence, start, i - 1))
-            start = None
+        elif not missing and start is not None:
             if len(runs) == room:
                 break
+            runs.append((sequence, sequence, start, i - 1))
+            start = None
     return runs
+
+
+def _earliest(at: float | None, other: float) -> float:
+    return other if at is None or other < at else at
 
 
 class FeedReceiver:
@@ -303,8 +307,8 @@ class FeedReceiver:
         self._highest = 0                     # the newest sequence held
         self._held: dict[int, _Held] = {}     # sequence -> message (arrival order)
         self._frames = 0                      # fragments held
-        #: sequence -> (times asked, last asked, its fragments then)
-        self._asks: dict[int, tuple[int, float, int]] = {}
+        #: sequence -> (times asked, last asked, its fragments then, fragments due then)
+        self._asks: dict[int, tuple[int, float, int, int]] = {}
         #: when :meth:`nack` has something to ask (None: nothing missing or asked enough)
         self.nack_at: float | None = None
         self._nacked_at: float | None = None
@@ -475,42 +479,55 @@ class FeedReceiver:
         if not self._held or expected is None or self.unreliable:
             return []
         retry = self.retry_interval()
-        asks, old_asks = {}, self._asks
+        asks: dict[int, tuple[int, float, int, int]] = {}
+        old_asks, held_messages, (next_sequence, next_index) = self._asks, self._held, self._next
         entries: list[tuple[int, int, int, int]] = []
         span = (self._highest - expected) % SEQUENCE_SPACE + 1
         due_again = None
         run = False             # the last range is of whole messages up to the one before
         for offset in range(min(span, MAX_SPAN)):
             sequence = (expected + offset) % SEQUENCE_SPACE
-            held = self._held.get(sequence)
+            held = held_messages.get(sequence)
             if held is not None and held.have == held.count:
                 run = False
                 continue
-            times, last, had = old_asks.get(sequence, (0, -1.0, 0))
-            if held is not None and held.have > had:
-                times = 0           # repairs arrive: keep asking for the rest (within the hold)
-            runs = None
-            if held is not None:    # the message arriving now: only the fragments already due
-                upto = self._next[1] if sequence == self._next[0] else held.count
-                runs = _missing_runs(sequence, held.parts[:upto], MAX_NACK_RANGES - len(entries))
-            if times >= MAX_ASKS or last >= 0 and now - last < retry or runs == [] or (
-                    len(entries) == MAX_NACK_RANGES and not (held is None and run)):
-                asks[sequence] = (times, last, had)
-                if times < MAX_ASKS:
-                    due = max(now, last + retry)
-                    due_again = due if due_again is None else min(due_again, due)
+            times, last, had, covered = old_asks.get(sequence, (0, -1.0, 0, 0))
+            asks[sequence] = (times, last, had, covered)
+            room = MAX_NACK_RANGES - len(entries)
+            recent = last >= 0 and now - last < retry
+            if times >= MAX_ASKS and not (held is not None and held.have > had):
                 run = False
-                continue
-            asks[sequence] = (times + 1, now, 0 if held is None else held.have)
-            if times + 1 < MAX_ASKS:
-                due_again = now + retry if due_again is None else min(due_again, now + retry)
-            if held is None and run:            # one more whole message: widen the range
-                entries[-1] = (entries[-1][0], sequence, 0, WHOLE)
-            elif held is None:
-                entries.append((sequence, sequence, 0, WHOLE))
-            else:
-                entries.extend(runs or ())
-            run = held is None
+                continue                # asked enough: the hold deadline decides
+            if held is None:            # a whole message
+                if recent or room == 0 and not run:
+                    due_again = _earliest(due_again, last + retry)
+                    run = False
+                    continue
+                if run:
+                    entries[-1] = (entries[-1][0], sequence, 0, WHOLE)
+                else:
+                    entries.append((sequence, sequence, 0, WHOLE))
+                asks[sequence] = (times + 1, now, 0, 0)
+                run = True
+            else:                       # some fragments: only those already due
+                run = False
+                if held.have > had:
+                    times = 0           # repairs arrive: keep asking for the rest
+                upto = next_index if sequence == next_sequence else held.count
+                if recent and times < MAX_ASKS:    # only what fell due since the last ask
+                    runs = _missing_runs(sequence, held.parts, covered, upto, room)
+                    due_again = _earliest(due_again, last + retry)
+                    if runs:
+                        entries += runs
+                        asks[sequence] = (times, last, had, upto)
+                    continue
+                runs = _missing_runs(sequence, held.parts, 0, upto, room)
+                if not runs:
+                    continue
+                entries += runs
+                asks[sequence] = (times + 1, now, held.have, upto)
+            if asks[sequence][0] < MAX_ASKS:
+                due_again = _earliest(due_again, now + retry)
         self._asks = asks
         self.nack_at = due_again
         if entries:

@@ -166,7 +166,7 @@ class RetransmissionBuffer:
     payload bytes, so a repair is sealed and judged like the original).
     Eviction is oldest message first, by count, bytes and age.
 
-    :ivar counters: ``kept`` fragments, ``evicted`` (over a bound),
+    :ivar counters: ``evicted`` fragments (over a bound),
         ``resent``, ``not-buffered`` (asked for but never sent, or gone),
         ``probes``.
     """
@@ -190,17 +190,21 @@ class RetransmissionBuffer:
         self.counters: Counter[str] = Counter()
 
     def keep(self, sequence: int, index: int, payload: bytes, now: float) -> None:
-        """Keep one fragment sent now (and arm the tail probe)."""
-        entry = self._messages.get(sequence)
+        """Keep one fragment sent now (and arm the tail probe).  Over the count or bytes
+        bound the oldest messages go now; past their age, when next looked up."""
+        messages = self._messages
+        entry = messages.get(sequence)
         if entry is None:
-            entry = self._messages[sequence] = (now, {})
-        if index not in entry[1]:
+            messages[sequence] = (now, {index: payload})
+        elif index in entry[1]:
+            return
+        else:
             entry[1][index] = payload
-            self.frames += 1
-            self.size += len(payload)
-            self.counters["kept"] += 1
+        self.frames += 1
+        self.size += len(payload)
         self.last, self.probe_at, self._probes = payload, now + PROBE_DELAY, 0
-        self._evict(now)
+        if self.frames > self.max_frames or self.size > self.max_bytes:
+            self._evict(now)
 
     def _evict(self, now: float) -> None:
         messages = self._messages

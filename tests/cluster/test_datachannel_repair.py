@@ -124,6 +124,21 @@ def test_each_run_of_missing_fragments_is_one_range_and_none_not_yet_due() -> No
     assert give(receiver, repairs, 0.0) == [b"q" * 12000, "next"]
 
 
+def test_a_second_gap_in_the_message_arriving_is_asked_for_at_once() -> None:
+    sender, receiver = pair()
+    parts = sender.fragments(b"w" * 20000)
+    assert len(parts) > 12
+    give(receiver, parts[:3] + parts[4:8], now=0.0)
+    assert receiver.nack(0.0) == [(0, 0, 3, 3)]
+    give(receiver, parts[9:12], now=0.001)            # 8 lost too, well before a retry
+    assert receiver.nack_at == 0.001
+    assert receiver.nack(0.001) == [(0, 0, 8, 8)]     # only the new one
+    assert receiver.nack(0.002) == []
+    retry = receiver.nack_at
+    assert retry == pytest.approx(receiver.retry_interval())
+    assert receiver.nack(retry) == [(0, 0, 3, 3), (0, 0, 8, 8)]   # both again, later
+
+
 def test_runs_of_lost_messages_make_one_range_and_complete_ones_split_them() -> None:
     sender, receiver = pair()
     payloads = [sender.fragments(str(i))[0] for i in range(12)]
