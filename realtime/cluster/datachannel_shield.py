@@ -150,6 +150,7 @@ class RepairShield:
         self._repair_call, self._repair_at = None, None
         now = self.clock.seconds()
         addresses = self.addresses()
+        self.budget.prune(addresses)        # the buckets of nodes gone
         timers: list[float | None] = []
         for (session_id, name), follow in list(self._remote.items()):
             receiver = follow.receiver
