@@ -63,6 +63,9 @@ top of it:
   goes on rather than block forever.  So "reliable" across nodes means
   "every message, unless a relay link is lost for about half a second",
   which SCTP's own retransmission towards the subscriber cannot hide.
+  A receiving node starts at the first fragment it hears after subscribing:
+  a message lost before that one is not seen as missing (the owner does not
+  say where a new subscriber's feed starts).
 * **Partially reliable channels** (``maxRetransmits`` / ``maxPacketLifeTime``,
   RFC 8831 §6.1, which the owner reads from the publication's
   :class:`~realtime.sfu.datachannels.ChannelPolicy`): their frames carry the
@@ -79,7 +82,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from realtime.errors import DecodeError, LocalProtocolError
 
@@ -318,11 +321,13 @@ class FeedReceiver:
         self.ready: list[bytes | str] = []
         self.counters: Counter[str] = Counter()
 
-    def take(self) -> list[bytes | str]:
-        """Return the messages ready for delivery, in order, and forget them."""
+    def take(self) -> Sequence[bytes | str]:
+        """Return the messages ready for delivery, in order, and forget them (an empty
+        tuple, never the live list, when there are none)."""
         ready = self.ready
-        if ready:
-            self.ready = []
+        if not ready:
+            return ()
+        self.ready = []
         return ready
 
     def receive(self, fragment: DataChannelFragment, now: float = 0.0) -> bool:
