@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass
 
 from realtime.cluster.datachannel_frames import (
@@ -280,7 +281,7 @@ class ResendBudget:
             bucket = self._buckets[node] = TokenBucket(RESEND_RATE, RESEND_BURST, now)
         return bucket
 
-    def prune(self, members: set[str] | dict[str, object]) -> None:
+    def prune(self, members: Container[str]) -> None:
         """Forget the buckets of nodes no longer members."""
         for node in [n for n in self._buckets if n not in members]:
             del self._buckets[node]
