@@ -36,7 +36,9 @@ that counts only gaps in what the publisher itself delivered.  With
 ``--cluster``, ``clusterDataChannels`` has this node's DataChannel relay
 counters (node-wide, :meth:`realtime.cluster.datachannels.DataChannelRelay.counters`):
 messages sent per subscribing node, frames sealed, messages received per
-publishing node, local deliveries, drops and gaps.  Counters only; no SDP or keys.
+publishing node, local deliveries, drops and gaps, and the per-hop
+retransmission's (``repair``: NACKs, resent fragments, tail probes).  Counters
+only; no SDP or keys.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ under :func:`tree_name`), subscribes to the parent it is given, and keeps it rig
 
 The relay frames a parent passes on are the owner's, unchanged: the receiver's order
 and gap checks (:class:`~realtime.cluster.datachannel_frames.FeedReceiver`) hold end to
-end, across a change of parent too.
+end, across a change of parent too.  A parent passes on only fragments new to it, keeps
+them for its children's NACKs and answers those itself
+(:mod:`realtime.cluster.datachannel_shield`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Awaitable, Callable
 
 from realtime.cluster.cascade import TreeBusy, TreeDirectory
 from realtime.cluster.datachannel_frames import FeedReceiver
+from realtime.cluster.datachannel_repair import RetransmissionBuffer
 from realtime.cluster.pulls import KEEPALIVE_ACK
 from realtime.cluster.relay import Address, RelayKind
 from realtime.sfu.datachannels import RemotePublication
@@ -61,11 +64,14 @@ def tree_name(name: str) -> str:
 class Follow:
     """A publication of another node this node follows: where it comes from, where it goes."""
 
-    __slots__ = ("publication", "receiver", "owner", "parent", "children", "left", "since")
+    __slots__ = ("publication", "receiver", "buffer", "owner", "parent", "children", "left",
+                 "since")
 
     def __init__(self, publication: RemotePublication, owner: str, now: float) -> None:
         self.publication = publication
         self.receiver = FeedReceiver()
+        #: what we passed on to our children, for their NACKs (kept while we have children)
+        self.buffer = RetransmissionBuffer()
         self.owner = owner
         #: the node that feeds us (the owner without trees)
         self.parent = owner

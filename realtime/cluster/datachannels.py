@@ -54,7 +54,14 @@ With ``--cluster`` the two sessions may live on different nodes::
    last local subscriber left detaches; it keeps relaying until its children have
    re-subscribed elsewhere.  :mod:`realtime.cluster.datachannel_tree` holds that part.
 
-Semantics across the link: ordered, not reliable (see
+7. **Retransmission per hop** (:mod:`realtime.cluster.datachannel_repair`, moved by
+   :mod:`realtime.cluster.datachannel_shield`): every hop keeps what it sent of a reliable
+   publication; a receiving node holds messages behind a gap and sends its feeding hop a
+   ``DATACHANNEL_NACK``; that hop resends from its buffer; a tail probe catches a lost
+   last message.
+
+Semantics across the link: ordered always; reliable for reliable channels within the
+bounds of :mod:`realtime.cluster.datachannel_repair` (see
 :mod:`realtime.cluster.datachannel_frames`).  The directory is touched only by API calls and
 control messages, never per message (DESIGN.md §6).
 """
@@ -70,6 +77,8 @@ from twisted.logger import Logger
 from realtime.cluster.cascade import TreeBusy, TreeDirectory
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.datachannel_frames import DataChannelFragment, FeedReceiver, FeedSender
+from realtime.cluster.datachannel_repair import RetransmissionBuffer
+from realtime.cluster.datachannel_shield import RepairShield, unreliable
 from realtime.cluster.datachannel_tree import (LEASE, PARENT_SILENCE, REPARENT, SUBSCRIBE,
                                                UNSUBSCRIBE, Follow, TreeFollowing, tree_name)
 from realtime.cluster.directory import Directory, _first_error
@@ -88,7 +97,7 @@ DATACHANNEL_CONTROL = frozenset({SUBSCRIBE, UNSUBSCRIBE, CLOSED, REPLY, UNREPLY,
 SendRelay = Callable[[RelayKind, int, bytes, list[Address]], None]
 
 
-class DataChannelRelay(TreeFollowing):
+class DataChannelRelay(TreeFollowing, RepairShield):
     """This node's DataChannel publications seen by other nodes, and theirs seen here.
 
     :param node_id: this node.
@@ -133,6 +142,8 @@ class DataChannelRelay(TreeFollowing):
         #: subscriber side: (session id, name) -> what we follow of another node's
         self._remote: dict[tuple[str, str], Follow] = {}
         self._followed: dict[RemotePublication, Follow] = {}
+        #: the receivers' counters of publications no longer followed (kept for ``receivers``)
+        self._followed_before: Counter[str] = Counter()
         #: subscriber side: the sequence of a canReply subscriber's replies
         self._replies: dict[RemotePublication, FeedSender] = {}
         #: replies sent to publishers' nodes, and replies delivered to our publishers
@@ -154,6 +165,7 @@ class DataChannelRelay(TreeFollowing):
         self.delivered = 0
         #: drops and failures by reason
         self.dropped: Counter[str] = Counter()
+        self._shield_init()
 
     # -- the API's side (through ClusterSessions) ------------------------------------
 
@@ -240,13 +252,15 @@ class DataChannelRelay(TreeFollowing):
         if len(nodes) < len(sender.nodes):   # some left the registry (stopped, or lost)
             self.dropped["node-gone"] += len(sender.nodes) - len(nodes)
             sender.nodes.intersection_update(nodes)
-        payloads = sender.fragments(data) if destinations else []
+        payloads = sender.fragments(data, self.clock.seconds()) if destinations else []
         for node in nodes if payloads else ():
             self.sent[node] += 1
         for payload in payloads:
             self.send_relay(RelayKind.DATACHANNEL, publication.id, payload, destinations)
         self.sealed += len(payloads)
         self.relayed += bool(payloads)
+        if payloads:
+            self._kept(sender.buffer)
         self.dropped.update(sender.dropped)
         sender.dropped.clear()
 
@@ -361,15 +375,20 @@ class DataChannelRelay(TreeFollowing):
         """Return (making it on first use) what feeds ``publication`` to other nodes."""
         sender = self._senders.get(publication)
         if sender is None:
-            sender = self._senders[publication] = FeedSender(publication.session_id,
-                                                             publication.name)
+            sender = self._senders[publication] = FeedSender(
+                publication.session_id, publication.name,
+                unreliable=unreliable(publication.policy), buffer=RetransmissionBuffer())
             self._published[(publication.session_id, publication.name)] = publication
         return sender
 
     # -- subscriber side: relayed messages ---------------------------------------------
 
     def receive(self, packet: RelayPacketReceived) -> None:
-        """Deliver one relayed DataChannel message to this node's subscribers."""
+        """Take one relayed DataChannel fragment (or a NACK: :meth:`nacked`): pass it on to
+        our children if new, deliver what it completes in order to this node's subscribers."""
+        if packet.kind == RelayKind.DATACHANNEL_NACK:
+            self.nacked(packet)
+            return
         try:
             fragment = DataChannelFragment.decode(packet.payload)
         except DecodeError:
@@ -382,6 +401,10 @@ class DataChannelRelay(TreeFollowing):
         if follow is None or follow.parent != packet.sender:
             self.dropped["not-subscribed"] += 1
             return
+        now = self.clock.seconds()
+        receiver = follow.receiver
+        if not receiver.receive(fragment, now):
+            return                          # old or a duplicate: not passed on again
         if follow.children:                 # a relay node: pass it on, sealed once
             addresses = self.addresses()
             children = [n for n in sorted(follow.children) if n in addresses]
@@ -390,14 +413,26 @@ class DataChannelRelay(TreeFollowing):
                                 [addresses[n] for n in children])
                 self.sealed += 1
                 self.forwarded.update(children)
+                if not fragment.unreliable:     # kept for the children's NACKs
+                    follow.buffer.keep(fragment.sequence, fragment.index, packet.payload, now)
+                    self._kept(follow.buffer)
+        if receiver.ready:
+            self._deliver_ready(follow, packet.sender)
+        if receiver.get_timer() is not None:
+            self._asked(receiver, fragment.session_id, fragment.name, follow.parent, now)
+
+    def _deliver_ready(self, follow: Follow, node: str) -> None:
+        """Deliver the messages ``follow``'s receiver has ready, in order."""
+        messages = follow.receiver.take()
         publication = follow.publication
-        message = follow.receiver.receive(fragment)
-        if message is None or publication.closed:
+        if not messages or publication.closed:
             return
-        self.received[packet.sender] += 1
+        now = self.clock.seconds()
+        self.received[node] += len(messages)
         subscribers = publication.subscribers
-        self.delivered += len(subscribers)
-        publication.deliver(message, self.clock.seconds())
+        self.delivered += len(subscribers) * len(messages)
+        for message in messages:
+            publication.deliver(message, now)
         self.flush([s.session for s in subscribers])
 
     def released(self, publication: RemotePublication) -> None:
@@ -426,6 +461,7 @@ class DataChannelRelay(TreeFollowing):
         key = (publication.session_id, publication.name)
         if follow is not None and self._remote.get(key) is follow:
             del self._remote[key]
+            self._followed_before.update(follow.receiver.counters)
         self._replies.pop(publication, None)
         return follow
 
@@ -462,10 +498,12 @@ class DataChannelRelay(TreeFollowing):
         sender = self._replies.get(publication)
         if sender is None:
             sender = self._replies[publication] = FeedSender(
-                publication.session_id, publication.name, reply=True)
-        for payload in sender.fragments(data):
+                publication.session_id, publication.name, reply=True,
+                buffer=RetransmissionBuffer())
+        for payload in sender.fragments(data, self.clock.seconds()):
             self.send_relay(RelayKind.DATACHANNEL, 0, payload, [address])
         self.replies_sent += 1
+        self._kept(sender.buffer)
 
     def _replied(self, node: str, fragment: DataChannelFragment) -> None:
         publication = self._published.get((fragment.session_id, fragment.name))
@@ -473,19 +511,29 @@ class DataChannelRelay(TreeFollowing):
         if publication is None or sender is None or sender.replier_node != node:
             self.dropped["reply-not-allowed"] += 1
             return
-        message = sender.replies.receive(fragment)
-        if message is None:
+        now = self.clock.seconds()
+        receiver = sender.replies
+        receiver.receive(fragment, now)
+        self._replies_ready(publication, sender)
+        if receiver.get_timer() is not None:
+            self._asked(receiver, fragment.session_id, fragment.name, node, now, reply=True)
+
+    def _replies_ready(self, publication: PublishedChannel, sender: FeedSender) -> None:
+        """Hand the replies ready in order to the publisher."""
+        messages = sender.replies.take()
+        if not messages:
             return
-        session = publication.session
-        session.datachannels._deliver(session, publication.id, message, self.clock.seconds())
-        self.replies_delivered += 1
+        session, now = publication.session, self.clock.seconds()
+        for message in messages:
+            session.datachannels._deliver(session, publication.id, message, now)
+        self.replies_delivered += len(messages)
         self.flush([session])
 
     # -- figures -----------------------------------------------------------------------
 
     def counters(self) -> dict[str, Any]:
         """Return what an operator (or a test) reads in ``GET .../diagnostics``."""
-        gaps: Counter[str] = Counter()
+        gaps: Counter[str] = Counter(self._followed_before)
         for follow in self._remote.values():
             gaps.update(follow.receiver.counters)
         return {"sentPerNode": dict(self.sent), "messagesRelayed": self.relayed,
@@ -502,9 +550,15 @@ class DataChannelRelay(TreeFollowing):
                     **(dict(self.trees.counters) if self.trees is not None else {})},
                 "parents": {f"{s}/{n}": f.parent for (s, n), f in self._remote.items()},
                 "children": {f"{s}/{n}": sorted(f.children)
-                             for (s, n), f in self._remote.items() if f.children}}
+                             for (s, n), f in self._remote.items() if f.children},
+                "repair": dict(self.repair)}
 
     # -- plumbing ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the keepalive/repair timer and the retransmission timer (the service stops)."""
+        TreeFollowing.stop(self)
+        self.stop_repair()
 
     def _record(self, channel: PublishedChannel, status: str) -> Any:
         return self.directory.put_datachannel(DataChannelRecord(

@@ -86,6 +86,8 @@ class RelayKind(IntEnum):
     RTP_REPAIR = 4   #: an RTP packet resent from the owner's buffer for a node's NACK (pulls.py)
     KEEPALIVE = 5    #: empty: "I still relay to you", 4 per second to each child node (pulls.py)
     LAYERS = 6       #: child -> parent: the simulcast rids its subtree wants of a track (mirror.py)
+    #: child -> parent: resend these DataChannel fragments (datachannel_repair.py)
+    DATACHANNEL_NACK = 9
     # Kinds of the link itself (not of a track) from 16 up: their own range.
     PING = 16        #: an 8-byte nonce to a member, every 2 s: "echo this" (rtt.py)
     PONG = 17        #: the nonce of a member's PING echoed back to it (rtt.py)

@@ -138,7 +138,7 @@ class ClusterInbound:
     def relay(self, packet: RelayPacketReceived) -> None:
         """A packet another node relayed here: a DataChannel message or a pulled track's."""
         parts = self.parts.get()
-        if packet.kind == RelayKind.DATACHANNEL:
+        if packet.kind == RelayKind.DATACHANNEL or packet.kind == RelayKind.DATACHANNEL_NACK:
             parts.datachannels.receive(packet)
         else:
             parts.remote.on_relay(packet)

@@ -8,8 +8,12 @@ after the first ``REALTIME_TEST_RELAY_DROP_AFTER`` and at most
 ``REALTIME_TEST_RELAY_DROP_LIMIT`` of them, is sealed (its relay sequence
 number is spent, as on a real lossy path) and then not sent; each drop prints
 one line ``relay-test-drop STREAM_ID SSRC SEQ`` so the test knows what was
-lost.  Retransmissions (``RTP_REPAIR``) are never dropped.  Test code only:
-nothing in ``realtime`` knows about it.
+lost.  Retransmissions (``RTP_REPAIR``) are never dropped.
+
+With ``REALTIME_TEST_RELAY_DROP_KIND=datachannel`` it drops ``DATACHANNEL``
+frames instead (fragments, their retransmissions and tail probes alike: a
+repair may be lost too), the same way, printing ``relay-test-drop-datachannel
+SEQUENCE INDEX`` per drop.  Test code only: nothing in ``realtime`` knows about it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from realtime.cluster.relay import RelayKind
 EVERY = int(os.environ.get("REALTIME_TEST_RELAY_DROP_EVERY", "40"))
 AFTER = int(os.environ.get("REALTIME_TEST_RELAY_DROP_AFTER", "100"))
 LIMIT = int(os.environ.get("REALTIME_TEST_RELAY_DROP_LIMIT", "12"))
+KIND = os.environ.get("REALTIME_TEST_RELAY_DROP_KIND", "rtp")
 PT = int(os.environ["REALTIME_TEST_RELAY_DROP_PT"]) if "REALTIME_TEST_RELAY_DROP_PT" in os.environ \
     else None
 
@@ -31,7 +36,19 @@ _state = {"rtp": 0, "dropped": 0}
 
 
 def lossy_send(self, kind, stream_id, payload, destinations) -> None:
-    if kind == RelayKind.RTP and (PT is None or len(payload) > 1 and payload[1] & 0x7F == PT):
+    if KIND == "datachannel":
+        if kind == RelayKind.DATACHANNEL:
+            _state["rtp"] += 1
+            n = _state["rtp"]
+            if n > AFTER and n % EVERY == 0 and _state["dropped"] < LIMIT:
+                _state["dropped"] += 1
+                self.link.send(kind, stream_id, payload, destinations)
+                self.link.datagrams_to_send(0.0)        # sealed, then lost on the way
+                sequence = int.from_bytes(payload[1:5], "big")
+                index = int.from_bytes(payload[5:7], "big")
+                print(f"relay-test-drop-datachannel {sequence} {index}", flush=True)
+                return
+    elif kind == RelayKind.RTP and (PT is None or len(payload) > 1 and payload[1] & 0x7F == PT):
         _state["rtp"] += 1
         n = _state["rtp"]
         if n > AFTER and n % EVERY == 0 and _state["dropped"] < LIMIT:

@@ -38,7 +38,7 @@ def test_annotated_bytes() -> None:
 
 @pytest.mark.parametrize("data, message", [
     (b"\x00" * 8, "too short"),
-    (b"\x04" + struct.pack("!IHHB", 0, 0, 1, 1) + b"s\x00\x01n", "flags 0x04 unknown"),
+    (b"\x08" + struct.pack("!IHHB", 0, 0, 1, 1) + b"s\x00\x01n", "flags 0x08 unknown"),
     (b"\x00" + struct.pack("!IHHB", 0, 1, 1, 1) + b"s\x00\x01n", "fragment 1/1 out of range"),
     (b"\x00" + struct.pack("!IHHB", 0, 0, 0, 1) + b"s\x00\x01n", "fragment 0/0 out of range"),
     (b"\x00" + struct.pack("!IHHB", 0, 0, 1, 0) + b"\x00\x01n", "session id truncated"),
@@ -63,13 +63,13 @@ def test_hostile_bytes_raise_only_decode_error(data: bytes) -> None:
 
 
 def relay(sender: FeedSender, receiver: FeedReceiver, data, keep=lambda i, frame: True):
-    """Send one message through the pair; return what the receiver delivers (or None)."""
-    out = None
+    """Send one message through the pair; return the last message the receiver delivers (or
+    None)."""
     for i, payload in enumerate(sender.fragments(data)):
         if keep(i, payload):
-            result = receiver.receive(DataChannelFragment.decode(payload))
-            out = result if result is not None else out
-    return out
+            receiver.receive(DataChannelFragment.decode(payload))
+    ready = receiver.take()
+    return ready[-1] if ready else None
 
 
 @pytest.mark.parametrize("message", ["", b"", "héllo", b"\x00\xff" * 10,
@@ -95,20 +95,20 @@ def test_a_message_over_the_limit_is_dropped_and_counted() -> None:
     assert sender.dropped["too-large"] == 1 and sender.sequence == 0
 
 
-def test_gaps_are_counted_and_order_is_kept() -> None:
-    sender, receiver = FeedSender(SESSION, "chat"), FeedReceiver()
+def test_an_unreliable_feed_counts_gaps_and_keeps_order_without_holding() -> None:
+    sender, receiver = FeedSender(SESSION, "chat", unreliable=True), FeedReceiver()
     payloads = [sender.fragments(str(i))[0] for i in range(10)]
     got = []
     for i in (0, 1, 4, 2, 5, 9, 3, 8):          # 6, 7 lost; 2, 3, 8 arrive late
-        message = receiver.receive(DataChannelFragment.decode(payloads[i]))
-        if message is not None:
-            got.append(message)
+        receiver.receive(DataChannelFragment.decode(payloads[i]))
+        got += receiver.take()
+        assert receiver.nack_at is None          # never asks
     assert got == ["0", "1", "4", "5", "9"]      # in order, with holes
     assert receiver.counters["lost"] == 5 and receiver.counters["late"] == 3  # 2 3 6 7 8 lost
 
 
-def test_a_missing_fragment_loses_that_message_only() -> None:
-    sender, receiver = FeedSender(SESSION, "chat"), FeedReceiver()
+def test_a_missing_fragment_loses_that_message_only_when_unreliable() -> None:
+    sender, receiver = FeedSender(SESSION, "chat", unreliable=True), FeedReceiver()
     assert relay(sender, receiver, "first") == "first"
     assert relay(sender, receiver, b"a" * 5000, keep=lambda i, _: i != 2) is None
     assert relay(sender, receiver, b"b" * 5000) == b"b" * 5000
@@ -127,5 +127,6 @@ def test_fragments_that_disagree_on_their_count_are_dropped() -> None:
     parts = [DataChannelFragment(SESSION, "chat", 0, 0, 2, True, b"a"),
              DataChannelFragment(SESSION, "chat", 0, 1, 3, True, b"b"),
              DataChannelFragment(SESSION, "chat", 0, 2, 3, True, b"c")]
-    assert [receiver.receive(p) for p in parts] == [None, None, None]
-    assert receiver.counters["incomplete"] == 1 and receiver.counters["messages"] == 0
+    assert [receiver.receive(p) for p in parts] == [True, False, False]
+    assert receiver.counters["mismatched"] == 2 and receiver.counters["messages"] == 0
+    assert not receiver.take()

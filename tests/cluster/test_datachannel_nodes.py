@@ -9,18 +9,26 @@ the publisher.  Every message the publisher sends reaches all three, in order; A
 counters show each message went once to B (which has two subscribers) and once to C.
 C's subscriber holds ``canReply``: its message goes back to the publisher at A; B's
 (without it) goes nowhere.
+
+Node A runs under ``lossy_twistd.py`` (a user-space hook of the test): one DataChannel
+relay frame in :data:`DROP_EVERY` it sends is sealed and then lost (repairs and tail
+probes too), :data:`DROPS` in all.  Every message still reaches every subscriber in
+order: B and C ask A again (``DATACHANNEL_NACK``) and A resends from its buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from realtime.cluster.options import SECRET_VARIABLE
 from tests.cluster.test_jit import node, wait_registered
 from tests.conftest import require_module
+from tests.interop.realtime_server import Server
 from tests.interop.test_sfu_aiortc import api
 
 pytestmark = pytest.mark.interop
@@ -29,11 +37,18 @@ pytestmark = pytest.mark.interop
 MESSAGES = 100
 #: sent among them: empty ones of both types, and one binary message cut into ~50 fragments
 SPECIAL = {30: "", 31: b"", 60: bytes(range(256)) * 234}
+LOSSY = [sys.executable, str(Path(__file__).with_name("lossy_twistd.py"))]
+#: node A loses one DataChannel relay frame in DROP_EVERY after the first 10, DROPS in all
+DROP_EVERY = 9
+DROPS = 16
 
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch):
     monkeypatch.setenv(SECRET_VARIABLE, "a cluster secret for the tests")
+    for name, value in (("KIND", "datachannel"), ("EVERY", DROP_EVERY), ("AFTER", 10),
+                        ("LIMIT", DROPS)):
+        monkeypatch.setenv(f"REALTIME_TEST_RELAY_DROP_{name}", str(value))
 
 
 async def datachannel_session(server):
@@ -133,8 +148,10 @@ async def publish_to_other_nodes(a, b, c) -> dict:
 def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
         tmp_path, redis_server) -> None:
     require_module("aiortc")
-    nodes = [node(tmp_path, redis_server, name) for name in ("node-a", "node-b", "node-c")]
-    a, b, c = nodes
+    a = Server(tmp_path / "node-a", "--cluster", redis_server.url, "--node-id", "node-a",
+               "--relay-address", "127.0.0.1:0", app=True, program=LOSSY)
+    nodes = [a] + [node(tmp_path, redis_server, name) for name in ("node-b", "node-c")]
+    b, c = nodes[1:]
     try:
         for server in nodes:
             server.wait_ready()
@@ -159,6 +176,13 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
     assert at_a["messagesRelayed"] == max(at_a["sentPerNode"].values())
     assert at_a["framesSealed"] >= at_a["messagesRelayed"] + len(SPECIAL[60]) // 1200
     assert at_b["receivers"].get("lost", 0) == 0 and at_c["receivers"].get("lost", 0) == 0
+    # frames were lost on A's relay link, and repaired: NACKs from B and C, resent by A
+    drops = [line for line in a.output().splitlines() if "relay-test-drop-datachannel" in line]
+    assert len(drops) == DROPS, drops
+    recovered = at_b["receivers"].get("recovered", 0) + at_c["receivers"].get("recovered", 0)
+    assert recovered >= DROPS // 2, (at_b["receivers"], at_c["receivers"])
+    assert at_b["repair"]["nacksSent"] > 0 and at_c["repair"]["nacksSent"] > 0
+    assert at_a["repair"]["nacksReceived"] > 0 and at_a["repair"]["resent"] > 0
     # canReply across nodes: C's subscriber reached the publisher at A, B's did not
     assert result["replies"] == ["reply from c"]
     assert at_c["repliesSent"] == 1 and at_a["repliesDelivered"] == 1
@@ -168,4 +192,6 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
           f"{result['elapsed'] * 1000:.0f} ms after {result['warm']} warm-up messages; "
           f"A: {at_a['sentPerNode']}, {at_a['messagesRelayed']} messages in "
           f"{at_a['framesSealed']} sealed frames; "
-          f"B delivered {at_b['delivered']}, C {at_c['delivered']}")
+          f"B delivered {at_b['delivered']}, C {at_c['delivered']}; {DROPS} frames lost "
+          f"at A, repairs: A {at_a['repair']}, B {at_b['repair']}, C {at_c['repair']}; "
+          f"B's receiver {at_b['receivers']}")

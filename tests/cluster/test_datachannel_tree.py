@@ -9,11 +9,14 @@ to C, C's subscriber gets every message in order.  B killed (its frames stop, it
 registered): C stops hearing B's keepalives, moves to A within PARENT_SILENCE and is fed
 again.  B's last subscriber leaving instead: B detaches, C is told to re-read its parent.
 C killed: its acknowledgements stop and B stops relaying to it after CHILD_SILENCE.
+Frames lost on both links: B answers C's NACKs from its own buffer and asks A only for
+its own gaps.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -216,5 +219,68 @@ async def test_a_parent_stops_relaying_to_a_killed_child_within_a_second(redis_s
         assert sum(b.relay.forwarded.values()) == forwarded     # nothing more sent to C
         assert a.relay.sent["b"] >= 1 and "c" not in a.relay.sent
         print(f"B stopped relaying to the killed C {cut:.2f} s after the kill")
+    finally:
+        await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_relay_node_answers_its_childs_nacks_and_asks_its_parent_for_its_own(
+        redis_server) -> None:
+    nodes, network = await chain(redis_server)
+    a, b, c = nodes["a"], nodes["b"], nodes["c"]
+    ab, bc = (ADDRESSES["a"], ADDRESSES["b"]), (ADDRESSES["b"], ADDRESSES["c"])
+    seen: Counter = Counter()
+    lost: Counter = Counter()
+
+    def lose() -> list:
+        """Take the frames sent so far, but one DATACHANNEL frame in 6 from A to B and one
+        in 4 from B to C (the frames' clear header says their kind): repairs and probes
+        are lost alike."""
+        kept = []
+        for frame, source, destination in network:
+            link = (source, destination)
+            if frame[1] == RelayKind.DATACHANNEL and link in (ab, bc):
+                seen[link] += 1
+                if seen[link] % (6 if link == ab else 4) == 0:
+                    lost[link] += 1
+                    continue
+            kept.append((frame, source, destination))
+        network.clear()
+        return kept
+
+    try:
+        publisher, chat = await publish_chat(nodes)
+        b_session, b_copy = await subscribe(b, publisher.session_id)
+        c_session, c_copy = await subscribe(c, publisher.session_id)
+        fed = a.relay._senders
+        await pumping(nodes, network, 5, lambda: fed and next(iter(fed.values())).nodes == {"b"}
+                      and b.relay._remote[(publisher.session_id, "chat")].children == {"c"})
+        messages = [f"m{i}" for i in range(60)] + [bytes(range(256)) * 40, "end"]
+        for message in messages:
+            publisher.connection.client.send(chat.id, message, 0.0)
+        pump([publisher], 0.0)
+
+        def arrived() -> bool:
+            while network:              # what the nodes send meanwhile goes round again
+                deliver(lose(), nodes)
+            pump([b_session, c_session], 0.0)
+            return all(s.connection.received.get(copy.id) == messages
+                       for s, copy in ((b_session, b_copy), (c_session, c_copy)))
+
+        deadline = time.monotonic() + 5
+        while not arrived() and time.monotonic() < deadline:
+            await sleep(0.01)
+        for session, copy in ((b_session, b_copy), (c_session, c_copy)):
+            assert session.connection.received[copy.id] == messages   # all, in order
+        assert lost[ab] >= 5 and lost[bc] >= 8
+        at_a, at_b, at_c = (n.relay.counters() for n in (a, b, c))
+        # B answered C's NACKs from its own buffer; A heard NACKs from B only, for B's gaps
+        assert at_c["repair"]["nacksSent"] >= 1 and at_b["repair"]["resent"] >= lost[bc] - 2
+        assert at_b["repair"]["nacksSent"] >= 1 and at_a["repair"]["resent"] >= 1
+        assert at_a["repair"]["nacksReceived"] == at_b["repair"]["nacksSent"]
+        assert at_a["repair"]["resent"] < lost[ab] + 20          # not C's losses too
+        assert at_c["receivers"].get("lost", 0) == at_b["receivers"].get("lost", 0) == 0
+        print(f"lost A->B {lost[ab]}, B->C {lost[bc]}: A {at_a['repair']}, B {at_b['repair']}, "
+              f"C {at_c['repair']}")
     finally:
         await stop(nodes)

@@ -17,12 +17,13 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from realtime.cluster.datachannel_frames import DataChannelFragment
+from realtime.cluster.datachannel_repair import RESEND_BURST, DataChannelNack
 from realtime.cluster.client import DirectoryUnavailable
 from realtime.cluster.datachannels import DataChannelRelay
 from realtime.cluster.directory import Directory
 from realtime.cluster.keys import Keys
 from realtime.cluster.records import DataChannelRecord
-from realtime.cluster.relay import RelayLink
+from realtime.cluster.relay import RelayKind, RelayLink
 from realtime.sfu.datachannels import ChannelPolicy, RemotePublication
 from realtime.sfu.switchboard import Switchboard
 from tests.cluster.test_directory import SESSION, sleep
@@ -103,10 +104,10 @@ async def three_nodes(redis_server, drop_to_b=lambda frame: False):
     return nodes, network
 
 
-async def publish_chat(nodes):
+async def publish_chat(nodes, policy: ChannelPolicy = ChannelPolicy()):
     a = nodes["a"]
     publisher = a.session()
-    chat = publisher.datachannels.publish("chat", ChannelPolicy(), 0.0, feeds=(a.relay,))
+    chat = publisher.datachannels.publish("chat", policy, 0.0, feeds=(a.relay,))
     await a.relay.published(chat)
     client_open(publisher.connection, chat)
     pump([publisher], 0.0)
@@ -127,6 +128,7 @@ async def subscribe(node: Node, publisher_id: str):
 
 async def stop(nodes) -> None:
     for node in nodes.values():
+        node.relay.stop()
         await node.directory.stop()
 
 
@@ -182,23 +184,62 @@ async def test_each_message_crosses_once_per_node_and_reaches_every_subscriber(
         await stop(nodes)
 
 
-@pytest_twisted.ensureDeferred
-async def test_frames_lost_between_nodes_are_counted_and_order_holds(redis_server) -> None:
-    lost = iter(range(1000))
+async def lossy_feed(redis_server, policy: ChannelPolicy, messages: list):
+    """A publishes; B's subscriber follows; every 7th frame towards B is lost (repairs,
+    NACKs' answers and tail probes too).  Move frames with the real reactor running the
+    relays' timers for up to 3 s or until ``messages`` arrived; return (nodes, received)."""
+    lost = iter(range(10_000))
     nodes, network = await three_nodes(
         redis_server, drop_to_b=lambda frame: next(lost) % 7 == 3)
-    try:
-        publisher, chat = await publish_chat(nodes)
-        session, copy = await subscribe(nodes["b"], publisher.session_id)
-        await until(lambda: nodes["a"].relay._senders)
-        for i in range(70):
-            publisher.connection.client.send(chat.id, str(i), 0.0)
-        pump([publisher], 0.0)
+    publisher, chat = await publish_chat(nodes, policy)
+    session, copy = await subscribe(nodes["b"], publisher.session_id)
+    await until(lambda: nodes["a"].relay._senders)
+    for message in messages:
+        publisher.connection.client.send(chat.id, message, 0.0)
+    pump([publisher], 0.0)
+
+    def arrived():
         deliver(network, nodes)
         pump([session], 0.0)
-        got = [int(m) for m in session.connection.received[copy.id]]
-        assert got == sorted(got) and len(got) == 60    # every 7th frame lost, order kept
-        assert nodes["b"].relay.counters()["receivers"]["lost"] == 10 - (got[0] != 0)
+        return session.connection.received.get(copy.id, []) == messages
+
+    try:
+        await until(arrived, 3.0)
+    except AssertionError:
+        pass
+    await sleep(0.3)                      # the last tail probes and late repairs settle
+    arrived()
+    return nodes, session.connection.received.get(copy.id, [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_lost_between_nodes_are_resent_and_every_message_arrives_in_order(
+        redis_server) -> None:
+    messages = [str(i) for i in range(70)] + ["x" * 5000, b"\x00" * 3000, "last"]
+    nodes, got = await lossy_feed(redis_server, ChannelPolicy(), messages)
+    try:
+        assert got == messages                          # every message, in order
+        a, b = nodes["a"].relay.counters(), nodes["b"].relay.counters()
+        assert b["receivers"].get("lost", 0) == 0 and b["receivers"]["recovered"] >= 10
+        assert b["repair"]["nacksSent"] >= 1 and a["repair"]["nacksReceived"] >= 1
+        assert a["repair"]["resent"] >= 10
+        print(f"72 messages over a link losing 1 frame in 7: A {a['repair']}, "
+              f"B {b['repair']}, B's receiver {b['receivers']}")
+    finally:
+        await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreliable_publication_is_not_resent_its_losses_counted_order_kept(
+        redis_server) -> None:
+    messages = [str(i) for i in range(70)]
+    nodes, got = await lossy_feed(redis_server, ChannelPolicy(max_retransmits=0), messages)
+    try:
+        numbers = [int(m) for m in got]
+        assert numbers == sorted(numbers) and len(numbers) < 70   # holes, in order
+        b = nodes["b"].relay.counters()
+        assert b["receivers"]["lost"] >= 70 - len(numbers) - 1
+        assert "nacksSent" not in b["repair"] and "resent" not in nodes["a"].relay.repair
     finally:
         await stop(nodes)
 
@@ -338,5 +379,75 @@ async def test_another_apps_session_never_follows_a_publication(redis_server) ->
         await subscribe(nodes["b"], publisher.session_id)       # B follows it for "app"
         assert await nodes["b"].relay.find("other-app", publisher.session_id, "chat") is None
         assert await nodes["c"].relay.find("other-app", publisher.session_id, "chat") is None
+    finally:
+        await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostile_nacks_are_dropped_counted_and_bounded(redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    try:
+        a, b, c = nodes["a"], nodes["b"], nodes["c"]
+        publisher, chat = await publish_chat(nodes)
+        await subscribe(b, publisher.session_id)
+        await until(lambda: a.relay._senders)
+        for i in range(20):
+            publisher.connection.client.send(chat.id, str(i), 0.0)
+        pump([publisher], 0.0)
+        deliver(network, nodes)
+        whole = DataChannelNack(publisher.session_id, "chat", ((0, 2**32 - 1, 0, 0xFFFF),) * 32)
+        c.send(RelayKind.DATACHANNEL_NACK, 0, b"\x00junk", [ADDRESSES["a"]])
+        c.send(RelayKind.DATACHANNEL_NACK, 0, whole.encode(), [ADDRESSES["a"]])  # not fed
+        deliver(network, nodes)
+        assert a.relay.repair == {"nack-malformed": 1, "nacksReceived": 1, "nack-not-child": 1}
+        assert network == []
+        for _ in range(100):                     # B (fed) floods: one burst of resends at most
+            b.send(RelayKind.DATACHANNEL_NACK, 0, whole.encode(), [ADDRESSES["a"]])
+        resent = []
+        while network:
+            frame, source, destination = network.pop(0)
+            a.link.receive_datagram(frame, source, 0.0)
+            while (packet := a.link.next_event()) is not None:
+                a.relay.receive(packet)
+            resent += [f for f in network if f[2] == ADDRESSES["b"]]
+            network[:] = [f for f in network if f[2] != ADDRESSES["b"]]
+        assert len(resent) == a.relay.repair["resent"] <= RESEND_BURST + 100
+        assert a.relay.repair["over-budget"] >= 1 and a.relay.repair["range-cut"] >= 32
+        assert a.relay.repair["lookups-cut"] >= 1
+    finally:
+        await stop(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_replies_lost_on_the_way_to_the_publishers_node_are_resent(redis_server) -> None:
+    nodes, network = await three_nodes(redis_server)
+    lost = iter(range(10_000))
+    nodes["a"].drop = lambda frame: frame[1] == RelayKind.DATACHANNEL and next(lost) % 3 == 1
+    try:
+        a, c = nodes["a"], nodes["c"]
+        publisher, chat = await publish_chat(nodes)
+        session, copy = await subscribe(c, publisher.session_id)
+        session.datachannels.grant_reply(copy, True)
+        sender = None
+
+        def granted():
+            nonlocal sender
+            sender = next(iter(a.relay._senders.values()), None)
+            return sender is not None and sender.replier_node == "c"
+
+        await until(granted)
+        replies = [f"reply {i}" for i in range(20)]
+        for reply in replies:
+            session.connection.client.send(copy.id, reply, 0.0)
+        pump([session], 0.0)
+
+        def arrived():
+            deliver(network, nodes)
+            pump([publisher], 0.0)
+            return publisher.connection.received.get(chat.id) == replies
+
+        await until(arrived, 3.0)
+        assert a.relay.repair["nacksSent"] >= 1 and c.relay.repair["resent"] >= 1
+        assert a.relay.replies_delivered == 20
     finally:
         await stop(nodes)

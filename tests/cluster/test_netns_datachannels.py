@@ -8,6 +8,11 @@ media lands on A; two subscribers in client namespace b subscribe through node B
 one in c through node C's.  Neither B nor C holds the publisher: each asks A once over
 the directory's pub/sub, and A relays each message once to each of them over the
 backbone (the encrypted relay link).  Addresses exist only inside the namespaces.
+
+Once every subscriber is ready, nftables in B's namespace drops :data:`LOSS_PERCENT` % of
+the relay datagrams A sends to B (``numgen random``, as tests/cluster/test_netns_cascade.py
+does for media): B's subscribers still get every message in order, B asking A again
+(``DATACHANNEL_NACK``) for what was lost.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.netns import Node, Topology, running_cluster
+from tests.cluster.netns import Node, Topology, in_ns, running_cluster
+from tests.conftest import require_tool
 from tests.interop.realtime_server import ROOT
 
 pytestmark = pytest.mark.interop
 
 MESSAGES = 100
+#: share of A's relay datagrams to B lost in B's namespace once the subscribers are ready
+LOSS_PERCENT = 10
 SCRIPT = Path(__file__).with_name("netns_datachannel_client.py")
 
 
@@ -53,8 +61,35 @@ class Client:
         self.process.wait(10)
 
 
+def lose_relay_frames(topology: Topology, redis_server, sender: str, receiver: str) -> str:
+    """Drop LOSS_PERCENT % of ``sender``'s relay datagrams to ``receiver`` in the latter's
+    namespace; return that namespace (for :func:`dropped`)."""
+    def relay(node: str) -> tuple[str, str]:
+        raw = redis_server.command("GET", f"rt:node:node-{node}")
+        return tuple(json.loads(raw)["relay_address"].rsplit(":", 1))
+    (host, port), (_, to_port) = relay(sender), relay(receiver)
+    ns = topology.node_ns(receiver)
+    in_ns(ns, "nft", "add", "table", "inet", "rtloss")
+    in_ns(ns, "nft", "add", "chain", "inet", "rtloss", "input",
+          "{ type filter hook input priority 0 ; }")
+    in_ns(ns, "nft", "add", "rule", "inet", "rtloss", "input", "ip", "saddr", host, "udp",
+          "sport", port, "udp", "dport", to_port, "numgen", "random", "mod", "100", "<",
+          str(LOSS_PERCENT), "counter", "drop")
+    return ns
+
+
+def dropped(ns: str) -> int:
+    """Return how many datagrams the rule of :func:`lose_relay_frames` dropped."""
+    rules = json.loads(subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-j", "list", "table", "inet", "rtloss"],
+        capture_output=True, text=True, timeout=10).stdout)
+    return sum(x["counter"]["packets"] for e in rules["nftables"] if "rule" in e
+               for x in e["rule"]["expr"] if "counter" in x)
+
+
 def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
         tmp_path, redis_server, monkeypatch, traffic_guard, namespaces) -> None:
+    require_tool("nft")
     clients: list[Client] = []
     with running_cluster(tmp_path, redis_server.url) as (topology, nodes):
         try:
@@ -68,10 +103,12 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
             ready = [{**s.read(), **s.read()} for s in subscribers]   # in either order:
             for r in ready:                       # channel open, and the warm-up crossed
                 assert r["ready"] and r["warm"], ready
+            lossy = lose_relay_frames(topology, redis_server, "a", "b")
             publisher.write({"count": MESSAGES})
             results = [s.read() for s in subscribers]
             assert publisher.read() == {"sent": MESSAGES}
             elapsed = time.monotonic() - started
+            lost = dropped(lossy)
             counters = {n: node.call("GET", "/diagnostics")[1]["clusterDataChannels"]
                         for n, node in nodes.items()}
             owners = {session: json.loads(redis_server.command(
@@ -91,6 +128,10 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
     # crossed while B's second subscriber was still being made went to the first alone
     assert 2 * (MESSAGES + 1) <= at_b["delivered"] <= 2 * at_b["receivedPerNode"]["node-a"]
     assert at_a["messagesRelayed"] == max(at_a["sentPerNode"].values())
+    # datagrams were lost on the way to B (each 1 in 10: none in 100+ has p < 3e-5), and
+    # B asked A again; C's link lost nothing
+    assert lost > 0 and at_b["repair"]["nacksSent"] > 0 and at_a["repair"]["resent"] > 0
+    assert at_b["receivers"].get("lost", 0) == 0 and at_b["receivers"]["recovered"] > 0
     # each PeerConnection lives on the node its namespace's route leads to
     assert list(owners.values()) == ["node-a", "node-b", "node-b", "node-c"], owners
     print("\nclient namespace  API node  PeerConnection on  role")
@@ -100,4 +141,6 @@ def test_a_datachannel_published_at_a_reaches_subscribers_at_b_and_c(
         print(f"{topology.client_ns(client):<17} node-{client}    {owner:<18} {role}")
     print(f"{MESSAGES} messages to 3 subscribers on 2 other nodes; A sent "
           f"{at_a['sentPerNode']}, {at_a['messagesRelayed']} relayed; B delivered "
-          f"{at_b['delivered']}, C {at_c['delivered']}; {elapsed:.1f} s in all")
+          f"{at_b['delivered']}, C {at_c['delivered']}; {elapsed:.1f} s in all; "
+          f"{lost} relay datagrams to B dropped by nft: B {at_b['repair']}, "
+          f"A {at_a['repair']}, B's receiver {at_b['receivers']}")
