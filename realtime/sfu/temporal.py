@@ -46,9 +46,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from realtime.errors import DecodeError
 from realtime.media.vp8 import rewrite_picture_fields
+from realtime.rtp.packet import payload_offset
 
-__all__ = ["TemporalFilter", "choose_layer", "temporal_fields"]
+__all__ = ["ALL", "TemporalFilter", "choose_layer", "temporal_fields", "temporal_layer"]
 
 ALL = 0xFF
 """The target that forwards every temporal layer."""
@@ -94,15 +96,23 @@ class TemporalFilter:
     """Drop the frames above a target TID for one subscriber of one VP8 stream; renumber.
 
     :attr:`target` is what is forwarded now (:data:`ALL`: everything); :meth:`set_target`
-    asks for a change, applied at the next frame where it is safe.
+    asks for a change, applied at the next frame start where it is safe.  :attr:`active`
+    is False while everything is forwarded and nothing else is asked for: the bound send
+    path (realtime/sfu/sendpath.py) may then skip the filter.
+
+    Two ways to use it: :meth:`keep` (the per-frame decision; the forwarder turns
+    each dropped packet and picture into a new segment's deltas, so its NACK map
+    stays exact: realtime/sfu/forwarder.py), or :meth:`accept` + :meth:`rewrite`
+    (the decision and the renumbering in one, for a path without segments).
     """
 
-    __slots__ = ("target", "wanted", "dropped_packets", "dropped_pictures", "picture_delta",
-                 "_forwarding", "_picture")
+    __slots__ = ("target", "wanted", "active", "dropped_packets", "dropped_pictures",
+                 "picture_delta", "_forwarding", "_picture")
 
     def __init__(self) -> None:
         self.target = ALL
         self.wanted = ALL
+        self.active = False
         self.dropped_packets = 0
         self.dropped_pictures = 0
         #: what :meth:`rewrite` subtracts from PictureIDs (mod 2^15 or 2^7)
@@ -113,18 +123,29 @@ class TemporalFilter:
     def set_target(self, tid: int) -> None:
         """Forward TIDs up to ``tid`` from the next safe frame on (:data:`ALL`: every one)."""
         self.wanted = tid
+        self.active = tid != ALL or self.target != ALL
 
-    def accept(self, packet: bytes | bytearray, offset: int, seq: int) -> int:
-        """Return the sequence number to send ``packet`` (source ``seq``) with; -1: drop it."""
+    def keep(self, packet: bytes | bytearray, offset: int) -> bool:
+        """Return whether to forward ``packet`` (its VP8 descriptor at ``offset``); count drops.
+
+        The target moves only at a frame's first packet (S=1, partition 0), so a
+        frame is forwarded or dropped whole: down at once, up at a TID 0 frame or a
+        layer-sync frame (Y=1) at or under the new target.  A frame whose start was
+        not seen (lost, or forwarded before the filter was consulted) is judged by
+        its TID against the current target.
+        """
         fields = temporal_fields(packet, offset)
         if fields is None:
-            return (seq - self.dropped_packets) & 0xFFFF
+            return True
         tid, sync, picture_id, start = fields
         if start or picture_id != self._picture:  # a new frame: decide once for all of it
-            if self.wanted < self.target:
-                self.target = self.wanted  # down: at once
-            elif self.wanted > self.target and tid <= self.wanted and (tid == 0 or sync):
-                self.target = self.wanted  # up: where nothing dropped is referred to
+            if start:
+                wanted = self.wanted
+                if wanted < self.target:
+                    self.target = wanted  # down: at once
+                elif wanted > self.target and tid <= wanted and (tid == 0 or sync):
+                    self.target = wanted  # up: where nothing dropped is referred to
+                self.active = wanted != ALL or self.target != ALL
             forwarding = tid <= self.target
             if not forwarding and picture_id != self._picture and picture_id >= 0:
                 self.dropped_pictures += 1
@@ -132,6 +153,12 @@ class TemporalFilter:
             self._picture = picture_id
         if not self._forwarding:
             self.dropped_packets += 1
+            return False
+        return True
+
+    def accept(self, packet: bytes | bytearray, offset: int, seq: int) -> int:
+        """Return the sequence number to send ``packet`` (source ``seq``) with; -1: drop it."""
+        if not self.keep(packet, offset):
             return -1
         self.picture_delta = -self.dropped_pictures
         return (seq - self.dropped_packets) & 0xFFFF
@@ -140,6 +167,20 @@ class TemporalFilter:
         """Renumber the PictureID of a packet being sent (in place), past the dropped pictures."""
         if self.picture_delta:
             rewrite_picture_fields(packet, offset, self.picture_delta & 0x7FFF, 0)
+
+
+def temporal_layer(packet: bytes | bytearray) -> int:
+    """Return the TID of a VP8 RTP packet (-1: none, or a malformed header or descriptor).
+
+    Read once per publisher packet for the per-layer rates
+    (:meth:`SimulcastLayers.packet_received <realtime.media.simulcast.SimulcastLayers.packet_received>`).
+    """
+    try:
+        offset = payload_offset(packet)
+    except DecodeError:
+        return -1
+    fields = temporal_fields(packet, offset)
+    return -1 if fields is None else fields[0]
 
 
 def choose_layer(layers: Sequence[tuple[str, Sequence[float]]], available: float,
