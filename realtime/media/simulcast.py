@@ -395,8 +395,8 @@ class LayerSelector:
         return ALL_TIDS if best == top else best
 
     def upgrade_bitrate(self) -> float | None:
-        """Return the bitrate the best layer allowed (the ceiling) needs, if not the target
-        (or the target at a reduced frame rate).
+        """Return the bitrate the best layer allowed (the ceiling) needs, if not the target;
+        with the target at a reduced frame rate, what its next temporal layer needs.
 
         What the allocator asks the estimate to prove (a probe) before moving up.
         """
@@ -404,6 +404,12 @@ class LayerSelector:
         if target is None or ceiling is None or target < ceiling or (
                 target == ceiling and self.target_tid == ALL_TIDS):
             return None
+        if self.target_tid != ALL_TIDS:
+            # a layer at a reduced frame rate: its next temporal layer is the next step (a
+            # probe for the ceiling's whole rate would flood the link that thinned it)
+            rates = self.layers.rates(target)
+            if rates is not None and self.target_tid + 1 < len(rates):
+                return rates[self.target_tid + 1] * UPGRADE_HEADROOM
         rate = self.layers.bitrate(ceiling)
         return None if rate is None else rate * UPGRADE_HEADROOM
 
