@@ -182,10 +182,16 @@ class SimulcastLayers:
             counted = layer.tid_bytes
             top = max((t for t in range(TEMPORAL_LAYERS) if counted[t]), default=-1)
             if top > 0:
+                # smoothed over windows (half the last): a layer's rate per TID swings with
+                # its key frames, and one high window should not move a subscriber down
+                before = layer.tid_rates
                 rates, total = [], 0
                 for t in range(top + 1):
                     total += counted[t]
-                    rates.append(total * 8 / elapsed)
+                    rate = total * 8 / elapsed
+                    if before is not None and len(before) == top + 1:
+                        rate = (rate + before[t]) / 2
+                    rates.append(rate)
                 layer.tid_rates = rates
             else:
                 layer.tid_rates = None

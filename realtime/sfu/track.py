@@ -414,9 +414,13 @@ class PublishedTrack:
             if rid is None:
                 rid = self._bind_layer(stream, packet)
             if rid is not None:
-                tid = temporal_layer(packet) if packet[1] & 0x7F in self.vp8_payload_types \
-                    else -1
-                layers.packet_received(rid, len(packet), now, tid)
+                if retransmission:  # RTX (Chromium pads its uplink probes with old packets
+                    # of the lowest layer: counted, they made q measure 1.2 Mbit/s)
+                    layers.packet_received(rid, 0, now)
+                else:
+                    tid = temporal_layer(packet) \
+                        if packet[1] & 0x7F in self.vp8_payload_types else -1
+                    layers.packet_received(rid, len(packet), now, tid)
                 if self.keyframes_wanted and rid in self.keyframes_wanted:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)

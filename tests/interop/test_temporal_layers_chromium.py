@@ -12,7 +12,7 @@ layers, TID 0 / 1 / 2 at 1/4, 1/4, 1/2 of the frames) and its microphone.
 1. The publisher's ``outbound-rtp`` stats say every encoding runs L1T3 (Chromium
    honours the mode on simulcast VP8 encodings).
 2. The SFU's measured rates per layer and TID (``/diagnostics``, the allocator's
-   input) give the shaping: a rate where h at TID <= 1 fits with the upgrade
+   input), once the publisher's ramp-up has settled, give the shaping: a rate where h at TID <= 1 fits with the upgrade
    headroom and h whole does not (so between q's rate and h's).
 3. The subscriber pulls with no preference: from 5 s on it receives h's width
    (641 > w > 320 for a 1280-wide source) at a frame rate at most MAX_FPS_SHARE of
@@ -48,6 +48,7 @@ HOLD_S = 24.0
 SETTLE_S = 8.0
 """The first seconds (estimate from 300 kbit/s, probes, q -> h) are not judged for the layer."""
 MAX_FPS_SHARE = 0.6
+RAMP_S = 20.0
 AUDIO = 64_000  # realtime.sfu.allocator.AUDIO_RESERVE
 HEADROOM = 1.15  # realtime.media.simulcast.UPGRADE_HEADROOM
 
@@ -101,8 +102,21 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
             sfu = diagnostics["sessions"].get(published["sessionId"], {}).get("sfu", {})
             return next((v["rates"] for v in sfu.get("layers", {}).values() if "rates" in v), {})
 
-        rates = layer_rates()
-        print("SFU layer rates (bit/s of TID <= 0, 1, 2):", rates)
+        # Chromium ramps its layers up over several seconds: wait until h and f are steady
+        # (three readings 1 s apart within 20 %, f at least twice h), at most RAMP_S
+        readings: list[dict[str, list[int]]] = []
+        deadline = time.monotonic() + RAMP_S
+        while time.monotonic() < deadline:
+            readings.append(layer_rates())
+            last = readings[-3:]
+            if len(last) == 3 and all(
+                    all(rid in r for r in last) and max(r[rid][-1] for r in last)
+                    <= 1.2 * min(r[rid][-1] for r in last) for rid in ("f", "h")) \
+                    and last[-1]["f"][-1] >= 2 * last[-1]["h"][-1]:  # f is starved first
+                break
+            time.sleep(1)
+        rates = readings[-1]
+        print(f"SFU layer rates (bit/s of TID <= 0, 1, 2) after {len(readings)} s:", rates)
         assert set(rates) == {"f", "h", "q"} and all(len(r) == 3 for r in rates.values()), rates
         thin = thin_rate(rates)
         print(f"tbf: {thin} bit/s")
@@ -131,6 +145,7 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
             trace.append({"t": round(time.monotonic() - start, 1), **layer,
                           **(sfu.get("estimate") or {})})
             time.sleep(0.5)
+        print("SFU layer rates at the end:", layer_rates())
         result = json.loads(subscriber.wait_for("RESULT ", 60))
         logged = server.output()
         if "Traceback" in logged:
