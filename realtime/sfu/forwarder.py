@@ -274,6 +274,7 @@ class Forwarder:
         self.ssrc = ssrc
         self.temporal = temporal
         self._resegment = False  # frames were dropped: the next packet sent starts a segment
+        self._after_drop = False  # the last packet of the current source was dropped
         self.stamp = stamp
         self.vp8_payload_types = frozenset(vp8_payload_types)
         self.vp8 = PictureNumbering() if self.vp8_payload_types else None
@@ -361,9 +362,16 @@ class Forwarder:
                     # taken out of the numbering: the packets after it come one number earlier
                     self._out_ext += d - 1
                     self._seq_delta = (self._seq_delta - 1) & 0xFFFF
-                    self._resegment = True
+                    self._resegment = self._after_drop = True
                     self._drop("temporal-layer")
                     return None
+                if self._after_drop:
+                    self._after_drop = False
+                    if d > 1 and temporal is not None and temporal.start:
+                        # missing between a dropped packet and a frame start: the dropped
+                        # frame's tail, taken out too (else a gap the subscriber NACKs)
+                        self._seq_delta = (self._seq_delta - d + 1) & 0xFFFF
+                        d = 1
                 self._out_ext += d
                 self._out_ts = (ts + self._ts_delta) & 0xFFFFFFFF
                 self._last_time = now
@@ -398,7 +406,7 @@ class Forwarder:
         temporal = self.temporal
         if temporal is not None and temporal.active:
             self._temporal_keep(packet, temporal)  # a key frame (TID 0): it notes the frame
-        self._resegment = False
+        self._resegment = self._after_drop = False
         start = self._out_ext + 1
         if self._last_time is None:
             out_ts = self._out_ts
@@ -467,6 +475,13 @@ class Forwarder:
             later = segment
         self._drop("temporal-layer")
         return None
+
+    def _dropped_frame(self, packet: bytes) -> bool:
+        """Return whether a NACKed number's original is above the temporal target (a frame
+        dropped whose number stayed: a gap before it); its PictureID would collide."""
+        temporal = self.temporal
+        return temporal is not None and temporal.active and \
+            not self._late_tid_fits(packet, temporal.target)
 
     def _late_tid_fits(self, packet: bytes, target: int) -> bool:
         if packet[1] & PAYLOAD_TYPE_MASK not in self.vp8_payload_types:
@@ -551,7 +566,8 @@ class Forwarder:
             packet = None
             if segment is not None:
                 packet = segment.source.buffer.get((seq - segment.seq_delta) & 0xFFFF)
-            if packet is None or segment is None:
+            if packet is None or segment is None or (
+                    self.temporal is not None and self._dropped_frame(packet)):
                 self.unanswered += 1
                 continue
             ts = timestamp(packet) + segment.ts_delta

@@ -107,7 +107,7 @@ class TemporalFilter:
     """
 
     __slots__ = ("target", "wanted", "active", "dropped_packets", "dropped_pictures",
-                 "picture_delta", "_forwarding", "_picture")
+                 "picture_delta", "start", "_forwarding", "_picture")
 
     def __init__(self) -> None:
         self.target = ALL
@@ -117,6 +117,8 @@ class TemporalFilter:
         self.dropped_pictures = 0
         #: what :meth:`rewrite` subtracts from PictureIDs (mod 2^15 or 2^7)
         self.picture_delta = 0
+        #: whether the last packet :meth:`keep` judged starts a frame
+        self.start = False
         self._forwarding = True  # the decision for the current frame
         self._picture = -1  # the current frame's PictureID
 
@@ -136,8 +138,10 @@ class TemporalFilter:
         """
         fields = temporal_fields(packet, offset)
         if fields is None:
+            self.start = False
             return True
         tid, sync, picture_id, start = fields
+        self.start = start
         if start or picture_id != self._picture:  # a new frame: decide once for all of it
             if start:
                 wanted = self.wanted
