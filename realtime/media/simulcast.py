@@ -37,6 +37,9 @@ Target choice (:meth:`LayerSelector.target_for`)::
          step down a-z while the layer's measured bitrate exceeds it (a better
          layer than the current one needs 15 % headroom); the last layer is
          always allowed: video is thinned, never cut
+         a layer with VP8 temporal layers fits if its rate at TID <= 1 does, and
+         is sent at the highest TID that fits (target_tid, told to the
+         subscriber's TemporalFilter): width before frame rate, down to half
 
 The older vocabularies of the contract (docs/cloudflare-api.md §1.6) are accepted by
 :meth:`SimulcastPreferences.from_json`: ``ridUnavailableStrategy:

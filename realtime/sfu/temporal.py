@@ -29,14 +29,18 @@ only at a TID 0 frame or a layer-sync frame (Y=1) at or under the new
 target, where nothing that was dropped is referred to.  A stream without the
 T bit (no temporal layers) is forwarded whole.
 
-Where it sits (docs/bandwidth.md, "Temporal layers"): the allocator picks a
-``(rid, tid)`` with :func:`choose_layer`; the per-subscriber send path makes one
-call, ``seq = temporal.accept(packet, offset, seq)`` (negative: drop), before
-its own sequence-number mapping, and ``temporal.rewrite(packet, offset)`` on
-what it sends while ``picture_delta`` is not zero.  Retransmissions of packets
-sent before a target change get today's offset: an RTX of a packet older than
-the last drop may be renumbered off by the drops since (a known gap; NACK for
-a dropped frame is never answered, which is right).
+Where it sits (docs/bandwidth.md, "Temporal layers"): the track reads each
+publisher packet's TID once (:func:`temporal_layer`) for the per-layer rates;
+the subscriber's :class:`~realtime.media.simulcast.LayerSelector` chooses a
+``(rid, tid)`` and calls :meth:`TemporalFilter.set_target`; the forwarder's
+reference path asks :meth:`TemporalFilter.keep` per packet while the filter
+is :attr:`~TemporalFilter.active`, and turns each dropped packet and picture
+into lower deltas of a new segment, so NACKs map back to the original packets
+(:mod:`realtime.sfu.forwarder`); the bound send path hands those packets to
+the reference.  :func:`choose_layer` is the choice in its plainest form (the
+selector adds the hysteresis); :meth:`TemporalFilter.accept` and
+:meth:`~TemporalFilter.rewrite` renumber on their own, for a path without
+segments.
 
 Hostile input: a descriptor shorter than its flags announce counts as
 "no temporal information" and the packet is forwarded unchanged.

@@ -12,16 +12,18 @@ layers, TID 0 / 1 / 2 at 1/4, 1/4, 1/2 of the frames) and its microphone.
 1. The publisher's ``outbound-rtp`` stats say every encoding runs L1T3 (Chromium
    honours the mode on simulcast VP8 encodings).
 2. The SFU's measured rates per layer and TID (``/diagnostics``, the allocator's
-   input), once the publisher's ramp-up has settled, give the shaping: a rate where h at TID <= 1 fits with the upgrade
-   headroom and h whole does not (so between q's rate and h's).
-3. The subscriber pulls with no preference: from 5 s on it receives h's width
-   (641 > w > 320 for a 1280-wide source) at a frame rate at most MAX_FPS_SHARE of
-   the publisher's, its ``freezeCount`` does not grow, and ``GET`` session names
-   the temporal layer and the frame-rate fraction.
+   input), once the publisher's ramp-up has settled, give the shaping: a rate
+   where h at TID <= 1 fits with the upgrade headroom and h whole does not (so
+   between q's rate and h's; about 500 kbit/s).
+3. The subscriber pulls with no preference: from SETTLE_S on it receives h's
+   width (320 < w <= 640 for a 1280-wide source) at a frame rate at most
+   MAX_FPS_SHARE of the publisher's and at least 8 frames a second, and ``GET``
+   session names the temporal layer and a frame-rate fraction below 1; its
+   ``freezeCount`` does not grow after the first 5 s.
 
-Without the temporal filter (``REALTIME_TEMPORAL=off`` is not an option: the check
-was made by disabling the wiring, see the commit) the same link gives q, or h at
-the full rate with freezes.
+Checked to fail without the wiring: with the subscription's TemporalFilter not made
+and the selector given each layer's whole rate only (the allocator before this
+test), the same link gave q (320 wide) at 30 fps for the whole run.
 """
 
 from __future__ import annotations
@@ -156,11 +158,11 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
     print("t(s)  width  fps  frames  freezes  kbit/s")
     previous = None
     for s in samples:
-        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (
+        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (  # ms: kbit/s
             s["t"] - previous["t"])
         previous = s
         print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s.get('fps', 0):4} {s['frames']:7}"
-              f" {s['freezes']:8} {rate / 1000:7.0f}")
+              f" {s['freezes']:8} {rate:7.0f}")
     print("SFU  t(s) rid target tid(sent/want) fraction reason  estimate  acked  probes/ok")
     for v in trace:
         print(f"{v['t']:9.1f} {v.get('rid')!s:>3} {v.get('target')!s:>6}"
