@@ -50,9 +50,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from realtime.errors import DecodeError
 from realtime.media.vp8 import rewrite_picture_fields
-from realtime.rtp.packet import payload_offset
 
 __all__ = ["ALL", "TemporalFilter", "choose_layer", "temporal_fields", "temporal_layer"]
 
@@ -181,14 +179,36 @@ def temporal_layer(packet: bytes | bytearray) -> int:
     """Return the TID of a VP8 RTP packet (-1: none, or a malformed header or descriptor).
 
     Read once per publisher packet for the per-layer rates
-    (:meth:`SimulcastLayers.packet_received <realtime.media.simulcast.SimulcastLayers.packet_received>`).
+    (:meth:`SimulcastLayers.packet_received <realtime.media.simulcast.SimulcastLayers.packet_received>`),
+    so in one pass without objects: the payload offset (RFC 3550 §5.1: CSRCs,
+    the extension block's length), then the descriptor's X, I/M, L and T/K
+    octets (RFC 7741 §4.2) -- what ``payload_offset`` and :func:`temporal_fields`
+    read (tests/sfu/test_temporal_delivery.py compares them on random bytes).
     """
-    try:
-        offset = payload_offset(packet)
-    except DecodeError:
+    n = len(packet)
+    if n < 12:
         return -1
-    fields = temporal_fields(packet, offset)
-    return -1 if fields is None else fields[0]
+    b0 = packet[0]
+    pos = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        if pos + 4 > n:
+            return -1
+        pos += 4 + 4 * (packet[pos + 2] << 8 | packet[pos + 3])
+    if pos + 2 > n or not packet[pos] & 0x80:
+        return -1
+    x = packet[pos + 1]
+    if not x & 0x20:  # T: no TID
+        return -1
+    i = pos + 2
+    if x & 0x80:  # I: PictureID, 7 or 15 bits (M)
+        if i >= n:
+            return -1
+        i += 2 if packet[i] & 0x80 else 1
+    if x & 0x40:  # L: TL0PICIDX
+        i += 1
+    if i >= n:
+        return -1
+    return packet[i] >> 6
 
 
 def choose_layer(layers: Sequence[tuple[str, Sequence[float]]], available: float,

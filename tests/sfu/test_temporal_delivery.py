@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import random as stdlib_random
 
+from hypothesis import given, strategies as st
+
 from realtime.media.keyframes import vp8_keyframe
 from realtime.media.simulcast import ALL_TIDS, LayerSelector, SimulcastLayers
 from realtime.rtp.packet import RtpPacket
 from realtime.rtp.rtx import unwrap_rtx
 from realtime.sfu.forwarder import Forwarder, PublishedStream
 from realtime.sfu.sendpath import bind_send_path
-from realtime.sfu.temporal import ALL, TemporalFilter, temporal_layer
+from realtime.errors import DecodeError
+from realtime.rtp.packet import payload_offset
+from realtime.sfu.temporal import ALL, TemporalFilter, temporal_fields, temporal_layer
 
 from tests.sfu.test_sendpath import Session, Wire, reference_send
 
@@ -70,6 +74,18 @@ def test_temporal_layer_of_packets() -> None:
     assert temporal_layer(b"\x80\x60" + bytes(10)) == -1  # header only
     assert temporal_layer(rtp(1, 1, 1, b"\x10\x00", False)) == -1  # no X: no TID
     assert temporal_layer(b"\x90\x60" + bytes(14)) == -1  # extension overruns
+
+
+@given(st.binary(max_size=40), st.sampled_from([0x80, 0x90, 0x91, 0xA0]))
+def test_temporal_layer_reads_what_the_parsers_read(tail: bytes, b0: int) -> None:
+    """Hostile bytes: the one-pass reader agrees with payload_offset + temporal_fields."""
+    packet = bytes([b0]) + tail
+    try:
+        fields = temporal_fields(packet, payload_offset(packet))
+        expected = -1 if fields is None else fields[0]
+    except DecodeError:
+        expected = -1
+    assert temporal_layer(packet) == expected
 
 
 def test_forwarder_drops_tid2_and_renumbers_byte_exact() -> None:
