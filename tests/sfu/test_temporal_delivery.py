@@ -289,3 +289,79 @@ def test_without_temporal_layers_the_choice_is_unchanged() -> None:
     s.set_available_bitrate(400e3)
     assert (s.target, s.target_tid) == ("q", ALL_TIDS)
     assert s.temporal.wanted == ALL
+
+
+# -- through the SFU session: measured, chosen, filtered, shown --------------------------
+
+
+def test_session_sends_h_at_tid1_and_shows_it(shared) -> None:
+    """A Chromium simulcast publish carrying L1T3, a subscriber with no preference and a
+    REMB between h's TID <= 1 rate and h's whole: B gets h without its TID 2 frames, and
+    GET session's layer names the temporal layer and the frame-rate fraction."""
+    import struct
+
+    from realtime.demux import PacketKind
+    from realtime.sdp import SessionDescription
+    from realtime.sfu.session import MediaRequest
+    from realtime.sfu.switchboard import Switchboard
+    from tests.sfu.client import Wire as SessionWire, answer_sfu_offer
+    from tests.sfu.test_session import counting_random, new
+
+    board = Switchboard(random=counting_random())
+    sdp = (shared / "pcaps/generated/webrtc/webrtc-chromium-aiortc-simulcast.offer.sdp").read_text()
+    offer = SessionDescription.parse(sdp)
+    mid = next(m.mid for m in offer.media if m.kind == "video")
+    media = offer.media_by_mid(mid)
+    ids = {e.uri.rsplit(":", 1)[-1]: e.id for e in media.extensions}
+    pt = next(c.payload_type for c in media.codecs if c.name == "VP8")
+    a = new(board)
+    a.answer_offer(sdp, 0.0, publish={mid: "cam"})
+    a.connection = SessionWire()
+    cam = board.find("app", a.session_id, "cam")
+    b = new(board)
+    b.offer_media([MediaRequest("video", "subscribe", cam)], 0.0)
+    b.apply_answer(answer_sfu_offer(b.pending_offer), 0.0)
+    b.connection = SessionWire()
+    subscription = b.transceiver("0").subscription
+
+    def packet(rid: str, ssrc: int, seq: int, frame: int, part: int) -> bytes:
+        ext = bytes([ids["mid"] << 4 | len(mid) - 1]) + mid.encode() + \
+            bytes([ids["rtp-stream-id"] << 4 | 0]) + rid.encode()
+        ext += bytes(-len(ext) % 4)
+        tid = PATTERN[frame % 4]
+        size = {"f": 3000, "h": 900, "q": 250}[rid] * (2 if tid == 0 else 1)
+        key = frame % 60 == 0 and part == 0
+        payload = vp8(frame & 0x7FFF, frame // 4, tid, part == 0, key)
+        payload += bytes(size)
+        head = struct.pack("!BBHIIHH", 0x90 | 0, pt | (0x80 if part else 0), seq & 0xFFFF,
+                           3000 * frame, ssrc, 0xBEDE, len(ext) // 4)
+        return head + ext + payload
+
+    def publish(frames: range, t0: float) -> None:
+        for frame in frames:
+            now = t0 + frame / 30
+            for rid, ssrc in (("f", 51), ("h", 52), ("q", 53)):
+                for part in range(2):
+                    a.receive_media(PacketKind.RTP, packet(rid, ssrc, 2 * frame + part,
+                                                           frame, part), now)
+
+    publish(range(0, 60), 1.0)  # two seconds: the rates per layer and TID
+    rates = cam.layers.rates("h")
+    assert rates is not None and len(rates) == 3
+    assert cam.layers.rates("f")[1] > rates[2] * 1.5  # f at 15 fps does not fit below
+    b.rtcp.estimate.receive_remb(int((rates[1] * 1.2 + rates[2]) / 2))
+    b.rtcp.allocate(3.0)
+    assert (subscription.selector.target, subscription.selector.target_tid) == ("h", 1)
+    assert subscription.layer_state()["targetTemporalLayer"] == 1
+    sent_before = len(b.connection.rtp)
+    publish(range(60, 120), 3.0)  # h's key frame at frame 60: the switch, then TID <= 1
+    state = subscription.layer_state()
+    assert state is not None and state["rid"] == "h" and state["reason"] == "bandwidth"
+    assert state["temporalLayer"] == 1 and state["frameRateFraction"] == 0.5
+    sent = b.connection.rtp[sent_before:]
+    seqs = [int.from_bytes(p[2:4], "big") for p in sent]
+    # frame 60: f's key frame (TID 0) still goes out, f being sent (at TID <= 1) until
+    # h's key frame of the same frame; then 60 frames of h, the 30 of TID 2 dropped
+    assert [len(p) > 2500 for p in sent] == [True] * 2 + [False] * 60
+    assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:]))
+    assert subscription.forwarder.drops["temporal-layer"] >= 2 * 30
