@@ -83,6 +83,9 @@ class DiagnosticsRoutes:
                 entry["sfu"] = {**session.rtcp.counters(), "mediaDrops": media_drops(session)}
                 if session.rtcp.estimate is not None:
                     entry["sfu"]["estimate"] = session.rtcp.estimate.diagnostics()
+                layers = simulcast_layers(session)
+                if layers:
+                    entry["sfu"]["layers"] = layers
             sessions[session_id] = entry
         port = self.peers.port
         out: dict[str, Any] = {
@@ -107,3 +110,26 @@ def media_drops(session: SfuSession) -> dict[str, int]:
         for reason, count in forwarder.drops.items():
             drops[reason] = drops.get(reason, 0) + count
     return drops
+
+
+def simulcast_layers(session: SfuSession) -> dict[str, Any]:
+    """Return, by mid, each published simulcast track's measured layer rates and each pulled
+    one's layer state (GET session's ``layer``: rid, temporal layer, frame-rate fraction).
+
+    ``rates``: rid -> bit/s of TID <= 0, 1, ... (one entry: no temporal layers), the
+    inputs of the allocator's choice (realtime/media/simulcast.py).
+    """
+    out: dict[str, Any] = {}
+    for transceiver in session.transceivers:
+        track = transceiver.track
+        if track is not None and track.layers is not None:
+            layers = track.layers
+            out[transceiver.mid] = {"trackName": track.name, "rates": {
+                rid: [int(r) for r in rates] for rid in layers.ordered()
+                if (rates := layers.rates(rid)) is not None}}
+        subscription = transceiver.subscription
+        if subscription is not None:
+            state = subscription.layer_state()
+            if state is not None:
+                out[transceiver.mid] = state
+    return out

@@ -107,13 +107,18 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string", "enum": ["active", "inactive"]},
         "layer": {"type": "object", "description":
                   "A pulled simulcast track: the layer sent (rid), the layer wanted (target) "
-                  "and why (auto|preferred|fallback|bandwidth), docs/bandwidth.md.",
+                  "and why (auto|preferred|fallback|bandwidth), the VP8 temporal layer "
+                  "forwarded and wanted (null: every frame) and the share of frames sent, "
+                  "docs/bandwidth.md.",
                   "properties": {
                       "rid": {"type": "string", "nullable": True},
                       "target": {"type": "string", "nullable": True},
                       "reason": {"type": "string",
                                  "enum": ["auto", "preferred", "fallback", "bandwidth"]},
-                      "availableBitrate": {"type": "integer", "nullable": True}}}}}]},
+                      "availableBitrate": {"type": "integer", "nullable": True},
+                      "temporalLayer": {"type": "integer", "nullable": True},
+                      "targetTemporalLayer": {"type": "integer", "nullable": True},
+                      "frameRateFraction": {"type": "number"}}}}}]},
     "NewSessionRequest": {"type": "object", "properties": {
         "sessionDescription": _ref("SessionDescription")}},
     "NewSessionResponse": {"type": "object", "required": ["sessionId"], "properties": {

@@ -37,6 +37,9 @@ Target choice (:meth:`LayerSelector.target_for`)::
          step down a-z while the layer's measured bitrate exceeds it (a better
          layer than the current one needs 15 % headroom); the last layer is
          always allowed: video is thinned, never cut
+         a layer with VP8 temporal layers fits if its rate at TID <= 1 does, and
+         is sent at the highest TID that fits (target_tid, told to the
+         subscriber's TemporalFilter): width before frame rate, down to half
 
 The older vocabularies of the contract (docs/cloudflare-api.md §1.6) are accepted by
 :meth:`SimulcastPreferences.from_json`: ``ridUnavailableStrategy:
@@ -112,8 +115,18 @@ class SimulcastPreferences:
         return out
 
 
+TEMPORAL_LAYERS = 4
+"""TIDs counted per layer (VP8's TID is two bits: 0-3)."""
+MIN_TID = 1
+"""The lowest temporal layer a better spatial layer is taken at (L1T3: TID <= 1 is half the
+frame rate); below it the smaller layer at its full frame rate is preferred."""
+ALL_TIDS = 0xFF
+"""Every temporal layer (:data:`realtime.sfu.temporal.ALL`)."""
+
+
 class _Layer:
-    __slots__ = ("rid", "last_seen", "active", "window_start", "window_bytes", "bitrate")
+    __slots__ = ("rid", "last_seen", "active", "window_start", "window_bytes", "bitrate",
+                 "tid_bytes", "tid_rates")
 
     def __init__(self, rid: str, now: float | None) -> None:
         self.rid = rid
@@ -122,6 +135,10 @@ class _Layer:
         self.window_start = now or 0.0
         self.window_bytes = 0
         self.bitrate: float | None = None
+        #: octets per TID in the current window; bit/s of TID <= t, for t up to the top
+        #: TID seen in the last window (None: no temporal layers seen)
+        self.tid_bytes = [0] * TEMPORAL_LAYERS
+        self.tid_rates: list[float] | None = None
 
 
 class SimulcastLayers:
@@ -144,8 +161,11 @@ class SimulcastLayers:
         self.generation = 0
         self._next_check: float | None = None
 
-    def packet_received(self, rid: str, size: int, now: float) -> None:
-        """Account for one packet of layer ``rid`` (once per packet, for all subscribers)."""
+    def packet_received(self, rid: str, size: int, now: float, tid: int = -1) -> None:
+        """Account for one packet of layer ``rid`` (once per packet, for all subscribers).
+
+        ``tid``: its temporal layer (VP8 payload descriptor, RFC 7741 §4.2), -1 if none.
+        """
         layer = self.layers.get(rid)
         if layer is None:
             layer = self.layers[rid] = _Layer(rid, now)
@@ -156,10 +176,29 @@ class SimulcastLayers:
             self.generation += 1
         layer.last_seen = now
         layer.window_bytes += size
+        if tid >= 0:
+            layer.tid_bytes[tid] += size
         elapsed = now - layer.window_start
         if elapsed >= self.window:
             layer.bitrate = layer.window_bytes * 8 / elapsed
             layer.window_start, layer.window_bytes = now, 0
+            counted = layer.tid_bytes
+            top = max((t for t in range(TEMPORAL_LAYERS) if counted[t]), default=-1)
+            if top > 0:
+                # smoothed over windows (half the last): a layer's rate per TID swings with
+                # its key frames, and one high window should not move a subscriber down
+                before = layer.tid_rates
+                rates, total = [], 0
+                for t in range(top + 1):
+                    total += counted[t]
+                    rate = total * 8 / elapsed
+                    if before is not None and len(before) == top + 1:
+                        rate = (rate + before[t]) / 2
+                    rates.append(rate)
+                layer.tid_rates = rates
+            else:
+                layer.tid_rates = None
+            layer.tid_bytes = [0] * TEMPORAL_LAYERS
         if self._next_check is None:
             self._next_check = now + self.inactive_after
         elif now >= self._next_check:
@@ -197,6 +236,22 @@ class SimulcastLayers:
         layer = self.layers.get(rid)
         return layer.bitrate if layer else None
 
+    def rates(self, rid: str) -> list[float] | None:
+        """Return ``rid``'s bit/s of TID <= 0, 1, ... (the last: the whole layer), or None.
+
+        A layer without temporal layers has one entry, its bitrate.
+        """
+        layer = self.layers.get(rid)
+        if layer is None or layer.bitrate is None:
+            return None
+        return layer.tid_rates or [layer.bitrate]
+
+    def top_tid(self, rid: str | None) -> int:
+        """Return the highest TID ``rid`` carried in the last window (0: no temporal layers)."""
+        layer = self.layers.get(rid) if rid is not None else None
+        rates = layer.tid_rates if layer is not None else None
+        return 0 if rates is None else len(rates) - 1
+
 
 class LayerSelector:
     """Choose and switch the simulcast layer one subscriber receives.
@@ -216,6 +271,8 @@ class LayerSelector:
         "reason",
         "current",
         "target",
+        "target_tid",
+        "temporal",
         "switches",
         "_generation",
         "_keyframe_request",
@@ -223,9 +280,14 @@ class LayerSelector:
     )
 
     def __init__(
-        self, layers: SimulcastLayers, preferences: SimulcastPreferences | None = None
+        self, layers: SimulcastLayers, preferences: SimulcastPreferences | None = None,
+        temporal: Any = None,
     ) -> None:
         self.layers = layers
+        #: the subscriber's temporal-layer filter (realtime/sfu/temporal.py), told the TID
+        #: chosen with the layer (:attr:`target_tid`); None: every frame is forwarded
+        self.temporal = temporal
+        self.target_tid = ALL_TIDS
         self.preferences = preferences or SimulcastPreferences()
         self.available_bitrate: float | None = None
         self.upgrade_bitrate_limit: float | None = None
@@ -260,7 +322,14 @@ class LayerSelector:
         Sets :attr:`reason`: ``preferred`` (the preferred layer), ``auto`` (no
         preference: the best layer), ``fallback`` (the preferred layer is not
         arriving), ``bandwidth`` (a lower layer, because the available bitrate
-        does not carry the better one).
+        does not carry the better one).  Sets :attr:`target_tid`: the highest
+        temporal layer to forward (:data:`ALL_TIDS`: every one).
+
+        Temporal layers (a layer whose packets carry VP8 TIDs): a layer fits when
+        its rate at TID <= :data:`MIN_TID` does (half the frame rate in L1T3), and
+        is then sent at the highest TID that fits; so a better spatial layer at a
+        lower frame rate is preferred to the smaller one at its full rate.  The
+        last layer is sent at the TID that fits, TID 0 at least.
         """
         prefs = self.preferences
         preferred = prefs.preferred_rid
@@ -278,35 +347,78 @@ class LayerSelector:
             choice, reason = preferred, "preferred"
         budget = self.available_bitrate
         self.ceiling = choice
+        tid = ALL_TIDS
         if budget is not None and choice in active and (
                 preferred is None or prefs.priority_ordering == ASCIIBETICAL):
-            current = self.current
             limit = self.upgrade_bitrate_limit
             up_budget = budget if limit is None else min(budget, limit)
+            fitted = None
             for rid in active[active.index(choice) :]:
-                rate = self.layers.bitrate(rid)
-                if rate is None:
+                rates = self.layers.rates(rid)
+                if rates is None:
                     break
                 # moving up needs headroom (UPGRADE_HEADROOM) within what has been shown to
                 # arrive; staying or moving down needs the estimate only
-                if current is None or rid >= current:
-                    if rate <= budget:
-                        break
-                elif rate * UPGRADE_HEADROOM <= up_budget:
+                fitted = self._fitting_tid(rid, rates, budget, up_budget, rid == active[-1])
+                if fitted is not None:
                     break
-            if rid != choice:
+            if fitted is not None:
+                tid = fitted
+            if rid != choice or tid != ALL_TIDS:
                 choice, reason = rid, "bandwidth"
         self.reason = reason
+        self.target_tid = tid
         return choice
 
+    def _fitting_tid(self, rid: str, rates: list[float], budget: float, up_budget: float,
+                     last: bool) -> int | None:
+        """Return the highest TID of layer ``rid`` (``rates`` cumulated per TID) that fits, or
+        None; :data:`ALL_TIDS` for the top one.
+
+        What is sent now (this layer up to :attr:`target_tid`) stays while it fits
+        ``budget``; anything more (a better layer, a higher TID) needs
+        :data:`UPGRADE_HEADROOM` within ``up_budget``.  The layer fits if its rate at
+        :data:`MIN_TID` does (at TID 0 for the ``last`` layer, which is always sent).
+        """
+        top = len(rates) - 1
+        current = self.current
+        if current is None or rid > current or (rid == current and self.target != rid):
+            held = top  # moving down, or staying where a switch away was wanted
+        elif rid == current:
+            held = top if self.target_tid == ALL_TIDS else self.target_tid
+        else:
+            held = -1  # a better layer than the one sent
+        best = -1
+        for t in range(top + 1):
+            if t <= held:
+                fits = rates[t] <= budget
+            else:
+                fits = rates[t] * UPGRADE_HEADROOM <= up_budget
+            if not fits:
+                break
+            best = t
+        if best < (0 if last else min(MIN_TID, top)):
+            if not last:
+                return None
+            best = 0  # the least there is: a lower frame rate rather than a freeze
+        return ALL_TIDS if best == top else best
+
     def upgrade_bitrate(self) -> float | None:
-        """Return the bitrate the best layer allowed (the ceiling) needs, if not the target.
+        """Return the bitrate the best layer allowed (the ceiling) needs, if not the target;
+        with the target at a reduced frame rate, what its next temporal layer needs.
 
         What the allocator asks the estimate to prove (a probe) before moving up.
         """
         target, ceiling = self.target, self.ceiling
-        if target is None or ceiling is None or target <= ceiling:
+        if target is None or ceiling is None or target < ceiling or (
+                target == ceiling and self.target_tid == ALL_TIDS):
             return None
+        if self.target_tid != ALL_TIDS:
+            # a layer at a reduced frame rate: its next temporal layer is the next step (a
+            # probe for the ceiling's whole rate would flood the link that thinned it)
+            rates = self.layers.rates(target)
+            if rates is not None and self.target_tid + 1 < len(rates):
+                return rates[self.target_tid + 1] * UPGRADE_HEADROOM
         rate = self.layers.bitrate(ceiling)
         return None if rate is None else rate * UPGRADE_HEADROOM
 
@@ -317,6 +429,16 @@ class LayerSelector:
             self.target = target
             if target is not None and target != self.current:
                 self._keyframe_request = self._requested_for = target
+        self._tell_temporal()
+
+    def _tell_temporal(self) -> None:
+        """Give the filter the TID chosen, for the layer being sent: while a better layer's
+        key frame is awaited, the current (smaller) one goes on at its full frame rate."""
+        temporal = self.temporal
+        if temporal is not None:
+            current, target = self.current, self.target
+            up = current is not None and target is not None and target < current
+            temporal.set_target(ALL_TIDS if up else self.target_tid)
 
     def accept(self, rid: str, keyframe: bool, now: float) -> bool:
         """Return True if this subscriber should receive this packet of layer ``rid``."""
@@ -332,6 +454,7 @@ class LayerSelector:
                 self._requested_for = None
                 if self._keyframe_request == rid:
                     self._keyframe_request = None
+                self._tell_temporal()
                 return True
             if self._requested_for != rid:
                 self._keyframe_request = self._requested_for = rid

@@ -12,7 +12,9 @@ number of tracks.  After every estimate update the allocator shares it::
         -> the best layer, up to the ceiling its preferences allow (preferredRid, or the
            best layer when there is none), whose measured bitrate fits the share; a
            better one than the current needs 15 % headroom within what has been *shown*
-           to arrive (acknowledged, or delivered by a probe); the lowest layer always
+           to arrive (acknowledged, or delivered by a probe); the lowest layer always;
+           with VP8 temporal layers a (rid, tid): the layer's rate at TID <= 1 must fit,
+           and frames above the TID chosen are dropped (realtime/sfu/temporal.py)
     want   = what the next better layer of any track would need, times the tracks
            -> SubscriberEstimate.want(): a probe may show the path carries it
 

@@ -88,6 +88,7 @@ from realtime.rtp.packet import (
 from realtime.rtp.rewrite import ExtensionRewrite
 from realtime.rtp.rtx import wrap_rtx
 from realtime.rtp.statistics import SenderStatistics
+from realtime.sfu.temporal import TemporalFilter, temporal_fields
 
 __all__ = ["ExtensionPlan", "Forwarder", "PublishedStream", "Segment"]
 
@@ -248,6 +249,11 @@ class Forwarder:
         TL0PICIDX are renumbered across switches (:mod:`realtime.media.vp8`).
     :param stamp: called with every packet sent (and resent) and ``now``: the
         subscriber's transport-wide numbering (:mod:`realtime.sfu.estimate`).
+    :param temporal: the subscriber's :class:`~realtime.sfu.temporal.TemporalFilter`
+        for a VP8 track (its target is set by the allocator's layer choice); while it
+        is active, each frame above its target is dropped and the packets after it
+        continue in a new segment (sequence number and PictureID deltas one packet /
+        one picture lower), so NACKs still map to the original packets.
     """
 
     def __init__(
@@ -263,8 +269,12 @@ class Forwarder:
         random: Callable[[int], bytes] = os.urandom,
         vp8_payload_types: Iterable[int] = (),
         stamp: Callable[[bytearray, float], None] | None = None,
+        temporal: TemporalFilter | None = None,
     ) -> None:
         self.ssrc = ssrc
+        self.temporal = temporal
+        self._resegment = False  # frames were dropped: the next packet sent starts a segment
+        self._after_drop = False  # the last packet of the current source was dropped
         self.stamp = stamp
         self.vp8_payload_types = frozenset(vp8_payload_types)
         self.vp8 = PictureNumbering() if self.vp8_payload_types else None
@@ -291,7 +301,8 @@ class Forwarder:
         self._keyframe_unasked = False
         self.forwarded = 0
         #: packets not forwarded, in all and by reason (``/diagnostics``): "duplicate",
-        #: "before-segment", "awaiting-keyframe", "payload-type-not-negotiated"
+        #: "before-segment", "awaiting-keyframe", "payload-type-not-negotiated",
+        #: "temporal-layer" (a frame above the subscriber's temporal layer)
         self.dropped = 0
         self.drops: Counter[str] = Counter()
         self.retransmitted = 0
@@ -341,12 +352,31 @@ class Forwarder:
             if d < 0x8000:
                 if d > MAX_JUMP:
                     return self._start_segment(packet, source, seq, ts, keyframe, now)
+                temporal = self.temporal
+                dropping = temporal is not None and temporal.active and \
+                    not self._temporal_keep(packet, temporal)
                 self._in_highest = seq
                 self._span += d
                 self._seen = (self._seen << d | 1) & _WINDOW_MASK
+                if dropping:
+                    # taken out of the numbering: the packets after it come one number earlier
+                    self._out_ext += d - 1
+                    self._seq_delta = (self._seq_delta - 1) & 0xFFFF
+                    self._resegment = self._after_drop = True
+                    self._drop("temporal-layer")
+                    return None
+                if self._after_drop:
+                    self._after_drop = False
+                    if d > 1 and temporal is not None and temporal.start:
+                        # missing between a dropped packet and a frame start: the dropped
+                        # frame's tail, taken out too (else a gap the subscriber NACKs)
+                        self._seq_delta = (self._seq_delta - d + 1) & 0xFFFF
+                        d = 1
                 self._out_ext += d
                 self._out_ts = (ts + self._ts_delta) & 0xFFFFFFFF
                 self._last_time = now
+                if self._resegment:
+                    self._continue_segment(source)
             else:
                 back = 0x10000 - d
                 if back > MAX_JUMP:
@@ -359,6 +389,8 @@ class Forwarder:
                         self._drop("duplicate")  # say, original and RTX both arrived
                         return None
                     self._seen |= 1 << back
+                if self.temporal is not None:  # frames may have been dropped since
+                    return self._emit_late(packet, seq, ts, back, now)
             return self._emit(packet, seq, ts, now)
         return self._start_segment(packet, source, seq, ts, keyframe, now)
 
@@ -371,6 +403,10 @@ class Forwarder:
                 self.keyframe_wanted = self._keyframe_unasked = True
             return None
         self.keyframe_wanted = self._keyframe_unasked = False
+        temporal = self.temporal
+        if temporal is not None and temporal.active:
+            self._temporal_keep(packet, temporal)  # a key frame (TID 0): it notes the frame
+        self._resegment = self._after_drop = False
         start = self._out_ext + 1
         if self._last_time is None:
             out_ts = self._out_ts
@@ -395,20 +431,87 @@ class Forwarder:
         self._last_time = now
         return self._emit(packet, seq, ts, now)
 
-    def _emit(self, packet: bytes, seq: int, ts: int, now: float) -> bytearray | None:
-        out = self._rewrite(
-            packet, (seq + self._seq_delta) & 0xFFFF, (ts + self._ts_delta) & 0xFFFFFFFF
-        )
+    # -- temporal layers (realtime/sfu/temporal.py) -----------------------------------
+
+    def _temporal_keep(self, packet: bytes, temporal: TemporalFilter) -> bool:
+        """Ask the filter about a VP8 packet; a newly dropped picture lowers the PictureID delta."""
+        if packet[1] & PAYLOAD_TYPE_MASK not in self.vp8_payload_types:
+            return True
+        pictures = temporal.dropped_pictures
+        keep = temporal.keep(packet, payload_offset(packet))
+        vp8 = self.vp8
+        if temporal.dropped_pictures != pictures and vp8 is not None:
+            vp8.picture_delta = (vp8.picture_delta - 1) & 0x7FFF
+        return keep
+
+    def _continue_segment(self, source: PublishedStream) -> None:
+        """Start a segment of the same source at the packet being sent, with today's deltas."""
+        self._resegment = False
+        vp8 = self.vp8
+        if vp8 is not None:
+            self.segments.append(Segment(self._out_ext, self._seq_delta, self._ts_delta, source,
+                                         vp8.picture_delta, vp8.tl0_delta))
+        else:
+            self.segments.append(Segment(self._out_ext, self._seq_delta, self._ts_delta, source))
+
+    def _emit_late(self, packet: bytes, seq: int, ts: int, back: int,
+                   now: float) -> bytearray | None:
+        """Send a late packet with the deltas of the segment it arrived in (frames were
+        dropped since); drop it if it is of a dropped frame's numbers."""
+        source = self.source
+        later: Segment | None = None
+        for segment in reversed(self.segments):
+            if segment.source is not source:
+                break
+            first_in = (segment.start - segment.seq_delta) & 0xFFFF
+            if (self._in_highest - first_in) & 0xFFFF >= back:
+                out_ext = self._out_ext - ((self._out_ext - seq - segment.seq_delta) & 0xFFFF)
+                temporal = self.temporal
+                if (later is not None and out_ext >= later.start) or (
+                        temporal is not None and temporal.active
+                        and not self._late_tid_fits(packet, temporal.target)):
+                    break
+                return self._emit(packet, seq, ts, now, segment)
+            later = segment
+        self._drop("temporal-layer")
+        return None
+
+    def _dropped_frame(self, packet: bytes) -> bool:
+        """Return whether a NACKed number's original is above the temporal target (a frame
+        dropped whose number stayed: a gap before it); its PictureID would collide."""
+        temporal = self.temporal
+        return temporal is not None and temporal.active and \
+            not self._late_tid_fits(packet, temporal.target)
+
+    def _late_tid_fits(self, packet: bytes, target: int) -> bool:
+        if packet[1] & PAYLOAD_TYPE_MASK not in self.vp8_payload_types:
+            return True
+        fields = temporal_fields(packet, payload_offset(packet))
+        return fields is None or fields[0] <= target
+
+    def _emit(self, packet: bytes, seq: int, ts: int, now: float,
+              segment: Segment | None = None) -> bytearray | None:
+        if segment is None:
+            out = self._rewrite(
+                packet, (seq + self._seq_delta) & 0xFFFF, (ts + self._ts_delta) & 0xFFFFFFFF
+            )
+        else:  # a late packet of an earlier segment of this source (_emit_late)
+            out = self._rewrite(packet, (seq + segment.seq_delta) & 0xFFFF,
+                                (ts + segment.ts_delta) & 0xFFFFFFFF)
         if out is None:
             return None
         self.forwarded += 1
         head = header_length(out)  # validated: ExtensionRewrite.apply or payload_offset checked it
         vp8 = self.vp8
         if vp8 is not None and packet[1] & PAYLOAD_TYPE_MASK in self.vp8_payload_types:
-            if vp8.picture_delta or vp8.tl0_delta:
-                rewrite_picture_fields(out, head, vp8.picture_delta, vp8.tl0_delta)
-            vp8.last_packet = out
-            vp8.last_offset = head
+            if segment is not None:
+                if segment.picture_delta or segment.tl0_delta:
+                    rewrite_picture_fields(out, head, segment.picture_delta, segment.tl0_delta)
+            else:
+                if vp8.picture_delta or vp8.tl0_delta:
+                    rewrite_picture_fields(out, head, vp8.picture_delta, vp8.tl0_delta)
+                vp8.last_packet = out
+                vp8.last_offset = head
         size = len(out) - head - padding_size(out)
         self.sender.sent(size, self._out_ts, now)
         stamp = self.stamp  # the one transport-wide stamping hook
@@ -463,7 +566,8 @@ class Forwarder:
             packet = None
             if segment is not None:
                 packet = segment.source.buffer.get((seq - segment.seq_delta) & 0xFFFF)
-            if packet is None or segment is None:
+            if packet is None or segment is None or (
+                    self.temporal is not None and self._dropped_frame(packet)):
                 self.unanswered += 1
                 continue
             ts = timestamp(packet) + segment.ts_delta

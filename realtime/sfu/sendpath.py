@@ -27,7 +27,8 @@ libsrtp's protect (:class:`~realtime.srtp.fast.FastProtect`, re-bound when
 the connection's SRTP session changes), one append to the queue that
 ``sendmmsg`` drains.  Every other case (a new segment: simulcast switch,
 publisher restart, awaiting a key frame; late, duplicate or unmapped
-packets; not connected) is handed to the reference,
+packets; not connected; a VP8 temporal layer being filtered, ``temporal.active``:
+realtime/sfu/temporal.py) is handed to the reference,
 :meth:`Forwarder.forward <realtime.sfu.forwarder.Forwarder.forward>` and
 ``session.send_rtp``, with no state touched first, so both paths leave the
 forwarder in the same state and send the same octets.
@@ -178,6 +179,7 @@ def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default
     sender = f.sender
     stamp = f.stamp
     drops = f.drops
+    temporal = f.temporal  # realtime/sfu/temporal.py: while it filters, the reference path
     touched = session.touched
     read_seq_ts = _SEQ_TS.unpack_from
     write_seq_ts_ssrc = _SEQ_TS_SSRC.pack_into
@@ -207,6 +209,10 @@ def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default
             drops["subscriber-not-connected"] += 1
             return 0
         if source is not f.source or len(packet) < HEADER_LENGTH:
+            return reference(packet, source, keyframe, now)
+        # a temporal layer is being filtered (or the filter waits to move): frames are
+        # dropped and renumbered by Forwarder.forward, the reference
+        if temporal is not None and temporal.active:
             return reference(packet, source, keyframe, now)
         seq, ts = read_seq_ts(packet, 2)
         d = (seq - f._in_highest) & 0xFFFF

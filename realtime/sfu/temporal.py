@@ -29,14 +29,18 @@ only at a TID 0 frame or a layer-sync frame (Y=1) at or under the new
 target, where nothing that was dropped is referred to.  A stream without the
 T bit (no temporal layers) is forwarded whole.
 
-Where it sits (docs/bandwidth.md, "Temporal layers"): the allocator picks a
-``(rid, tid)`` with :func:`choose_layer`; the per-subscriber send path makes one
-call, ``seq = temporal.accept(packet, offset, seq)`` (negative: drop), before
-its own sequence-number mapping, and ``temporal.rewrite(packet, offset)`` on
-what it sends while ``picture_delta`` is not zero.  Retransmissions of packets
-sent before a target change get today's offset: an RTX of a packet older than
-the last drop may be renumbered off by the drops since (a known gap; NACK for
-a dropped frame is never answered, which is right).
+Where it sits (docs/bandwidth.md, "Temporal layers"): the track reads each
+publisher packet's TID once (:func:`temporal_layer`) for the per-layer rates;
+the subscriber's :class:`~realtime.media.simulcast.LayerSelector` chooses a
+``(rid, tid)`` and calls :meth:`TemporalFilter.set_target`; the forwarder's
+reference path asks :meth:`TemporalFilter.keep` per packet while the filter
+is :attr:`~TemporalFilter.active`, and turns each dropped packet and picture
+into lower deltas of a new segment, so NACKs map back to the original packets
+(:mod:`realtime.sfu.forwarder`); the bound send path hands those packets to
+the reference.  :func:`choose_layer` is the choice in its plainest form (the
+selector adds the hysteresis); :meth:`TemporalFilter.accept` and
+:meth:`~TemporalFilter.rewrite` renumber on their own, for a path without
+segments.
 
 Hostile input: a descriptor shorter than its flags announce counts as
 "no temporal information" and the packet is forwarded unchanged.
@@ -48,7 +52,7 @@ from typing import Sequence
 
 from realtime.media.vp8 import rewrite_picture_fields
 
-__all__ = ["TemporalFilter", "choose_layer", "temporal_fields"]
+__all__ = ["ALL", "TemporalFilter", "choose_layer", "temporal_fields", "temporal_layer"]
 
 ALL = 0xFF
 """The target that forwards every temporal layer."""
@@ -94,37 +98,60 @@ class TemporalFilter:
     """Drop the frames above a target TID for one subscriber of one VP8 stream; renumber.
 
     :attr:`target` is what is forwarded now (:data:`ALL`: everything); :meth:`set_target`
-    asks for a change, applied at the next frame where it is safe.
+    asks for a change, applied at the next frame start where it is safe.  :attr:`active`
+    is False while everything is forwarded and nothing else is asked for: the bound send
+    path (realtime/sfu/sendpath.py) may then skip the filter.
+
+    Two ways to use it: :meth:`keep` (the per-frame decision; the forwarder turns
+    each dropped packet and picture into a new segment's deltas, so its NACK map
+    stays exact: realtime/sfu/forwarder.py), or :meth:`accept` + :meth:`rewrite`
+    (the decision and the renumbering in one, for a path without segments).
     """
 
-    __slots__ = ("target", "wanted", "dropped_packets", "dropped_pictures", "picture_delta",
-                 "_forwarding", "_picture")
+    __slots__ = ("target", "wanted", "active", "dropped_packets", "dropped_pictures",
+                 "picture_delta", "start", "_forwarding", "_picture")
 
     def __init__(self) -> None:
         self.target = ALL
         self.wanted = ALL
+        self.active = False
         self.dropped_packets = 0
         self.dropped_pictures = 0
         #: what :meth:`rewrite` subtracts from PictureIDs (mod 2^15 or 2^7)
         self.picture_delta = 0
+        #: whether the last packet :meth:`keep` judged starts a frame
+        self.start = False
         self._forwarding = True  # the decision for the current frame
         self._picture = -1  # the current frame's PictureID
 
     def set_target(self, tid: int) -> None:
         """Forward TIDs up to ``tid`` from the next safe frame on (:data:`ALL`: every one)."""
         self.wanted = tid
+        self.active = tid != ALL or self.target != ALL
 
-    def accept(self, packet: bytes | bytearray, offset: int, seq: int) -> int:
-        """Return the sequence number to send ``packet`` (source ``seq``) with; -1: drop it."""
+    def keep(self, packet: bytes | bytearray, offset: int) -> bool:
+        """Return whether to forward ``packet`` (its VP8 descriptor at ``offset``); count drops.
+
+        The target moves only at a frame's first packet (S=1, partition 0), so a
+        frame is forwarded or dropped whole: down at once, up at a TID 0 frame or a
+        layer-sync frame (Y=1) at or under the new target.  A frame whose start was
+        not seen (lost, or forwarded before the filter was consulted) is judged by
+        its TID against the current target.
+        """
         fields = temporal_fields(packet, offset)
         if fields is None:
-            return (seq - self.dropped_packets) & 0xFFFF
+            self.start = False
+            return True
         tid, sync, picture_id, start = fields
+        self.start = start
         if start or picture_id != self._picture:  # a new frame: decide once for all of it
-            if self.wanted < self.target:
-                self.target = self.wanted  # down: at once
-            elif self.wanted > self.target and tid <= self.wanted and (tid == 0 or sync):
-                self.target = self.wanted  # up: where nothing dropped is referred to
+            if start:
+                wanted = self.wanted
+                if wanted < self.target:
+                    self.target = wanted  # down: at once
+                elif wanted > self.target and tid <= wanted and (tid == 0 or sync):
+                    self.target = wanted  # up: where nothing dropped is referred to
+                self.active = wanted != ALL or self.target != ALL
             forwarding = tid <= self.target
             if not forwarding and picture_id != self._picture and picture_id >= 0:
                 self.dropped_pictures += 1
@@ -132,6 +159,12 @@ class TemporalFilter:
             self._picture = picture_id
         if not self._forwarding:
             self.dropped_packets += 1
+            return False
+        return True
+
+    def accept(self, packet: bytes | bytearray, offset: int, seq: int) -> int:
+        """Return the sequence number to send ``packet`` (source ``seq``) with; -1: drop it."""
+        if not self.keep(packet, offset):
             return -1
         self.picture_delta = -self.dropped_pictures
         return (seq - self.dropped_packets) & 0xFFFF
@@ -140,6 +173,42 @@ class TemporalFilter:
         """Renumber the PictureID of a packet being sent (in place), past the dropped pictures."""
         if self.picture_delta:
             rewrite_picture_fields(packet, offset, self.picture_delta & 0x7FFF, 0)
+
+
+def temporal_layer(packet: bytes | bytearray) -> int:
+    """Return the TID of a VP8 RTP packet (-1: none, or a malformed header or descriptor).
+
+    Read once per publisher packet for the per-layer rates
+    (:meth:`SimulcastLayers.packet_received <realtime.media.simulcast.SimulcastLayers.packet_received>`),
+    so in one pass without objects: the payload offset (RFC 3550 §5.1: CSRCs,
+    the extension block's length), then the descriptor's X, I/M, L and T/K
+    octets (RFC 7741 §4.2) -- what ``payload_offset`` and :func:`temporal_fields`
+    read (tests/sfu/test_temporal_delivery.py compares them on random bytes).
+    """
+    n = len(packet)
+    if n < 12:
+        return -1
+    b0 = packet[0]
+    pos = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        if pos + 4 > n:
+            return -1
+        pos += 4 + 4 * (packet[pos + 2] << 8 | packet[pos + 3])
+    if pos + 2 > n or not packet[pos] & 0x80:
+        return -1
+    x = packet[pos + 1]
+    if not x & 0x20:  # T: no TID
+        return -1
+    i = pos + 2
+    if x & 0x80:  # I: PictureID, 7 or 15 bits (M)
+        if i >= n:
+            return -1
+        i += 2 if packet[i] & 0x80 else 1
+    if x & 0x40:  # L: TL0PICIDX
+        i += 1
+    if i >= n:
+        return -1
+    return packet[i] >> 6
 
 
 def choose_layer(layers: Sequence[tuple[str, Sequence[float]]], available: float,

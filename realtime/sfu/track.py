@@ -48,11 +48,15 @@ from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 from realtime.sfu.sendpath import SendPath, bind_send_path
+from realtime.sfu.temporal import ALL, TemporalFilter, temporal_layer
 
 __all__ = ["PublishedTrack", "RtxRepair", "Subscription", "payload_type_map"]
 
 #: most RTP streams (layers, restarts) one track learns before it ignores new SSRCs
 MAX_STREAMS = 8
+#: segments a forwarder with a temporal filter remembers for NACKs: each run of dropped
+#: frames starts one (L1T3 at TID <= 1: 15 a second), so about 4 s
+TEMPORAL_HISTORY = 64
 
 
 def payload_type_map(publisher: Iterable[Codec], subscriber: Iterable[Codec]) -> dict[int, int]:
@@ -140,18 +144,24 @@ class Subscription:
             {e.id: e.uri for e in track.extensions}, {e.id: e.uri for e in media.extensions},
             mid=self.mid, transport_cc=twcc if stamping else None)
         options: dict[str, Any] = {} if self.random is None else {"random": self.random}
+        vp8 = {c.payload_type for c in track.codecs if c.name.upper() == "VP8"}
+        # a simulcast VP8 track: the allocator may also thin its temporal layers
+        # (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
+        temporal = TemporalFilter() if vp8 and track.layers is not None else None
+        if temporal is not None:
+            options["history"] = TEMPORAL_HISTORY
         self.forwarder = Forwarder(
             self.ssrc, track.clock_rate, payload_types=pts, extensions=plan,
             rtx_ssrc=self.rtx_ssrc if rtx_pts else None, rtx_payload_types=rtx_pts,
             require_keyframe=track.kind == "video",
-            vp8_payload_types={c.payload_type for c in track.codecs if c.name.upper() == "VP8"},
+            vp8_payload_types=vp8,
             stamp=estimate.stamp if stamping and estimate is not None else None,
-            **options)
+            temporal=temporal, **options)
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if self.fast_send:  # one call per packet in the fan-out (realtime.sfu.sendpath)
             self.send_path = bind_send_path(self.forwarder, self.session)
         if track.layers is not None:
-            self.selector = LayerSelector(track.layers, self.preferences)
+            self.selector = LayerSelector(track.layers, self.preferences, temporal)
             self.session.rtcp.allocate(now)  # the first layer fits the estimate too
         track.attach(self, now)
 
@@ -178,14 +188,29 @@ class Subscription:
         ``reason``: ``auto`` (no preference: the best layer), ``preferred``,
         ``fallback`` (the preferred layer is not arriving) or ``bandwidth``
         (the subscriber's estimate does not carry a better layer);
-        ``availableBitrate``: the share of the estimate this track was given.
+        ``availableBitrate``: the share of the estimate this track was given;
+        ``temporalLayer``: the highest VP8 temporal layer (TID) forwarded, None when
+        every frame is (or the stream has no temporal layers); ``targetTemporalLayer``:
+        the one the allocator chose (reached at the next TID 0 or layer-sync frame);
+        ``frameRateFraction``: the share of the layer's frames sent (L1T3: 1, 0.5 at
+        TID <= 1, 0.25 at TID 0).
         """
         selector = self.selector
         if selector is None:
             return None
         budget = selector.available_bitrate
-        return {"rid": selector.current, "target": selector.target, "reason": selector.reason,
-                "availableBitrate": None if budget is None else int(budget)}
+        state: dict[str, Any] = {
+            "rid": selector.current, "target": selector.target, "reason": selector.reason,
+            "availableBitrate": None if budget is None else int(budget)}
+        forwarder = self.forwarder
+        temporal = forwarder.temporal if forwarder is not None else None
+        sent = ALL if temporal is None else temporal.target
+        wanted = ALL if temporal is None else temporal.wanted
+        top = self.track.layers.top_tid(selector.current) if self.track.layers else 0
+        state["temporalLayer"] = None if sent == ALL or sent >= top else sent
+        state["targetTemporalLayer"] = None if wanted == ALL or wanted >= top else wanted
+        state["frameRateFraction"] = 1.0 if sent == ALL or sent >= top else 0.5 ** (top - sent)
+        return state
 
     def receive_keyframe_request(self, now: float) -> None:
         """Handle the subscriber's PLI or FIR: ask the publisher for a key frame of our layer."""
@@ -297,6 +322,9 @@ class PublishedTrack:
         self.clock_rate = primary.clock_rate if primary else 90000
         self.detector = keyframe_detector(primary.name) \
             if primary is not None and self.kind == "video" else None
+        #: VP8 payload types: their TIDs are read for the per-layer rates
+        self.vp8_payload_types = frozenset(
+            c.payload_type for c in media.codecs if c.name.upper() == "VP8")
         #: RFC 8852 §3.1 RtpStreamId element id: names the layer of a signalled SSRC
         self.rid_extension_id = media.extension_id(ExtensionUri.RTP_STREAM_ID)
         rids = media.remote_rids
@@ -386,7 +414,13 @@ class PublishedTrack:
             if rid is None:
                 rid = self._bind_layer(stream, packet)
             if rid is not None:
-                layers.packet_received(rid, len(packet), now)
+                if retransmission:  # RTX (Chromium pads its uplink probes with old packets
+                    # of the lowest layer: counted, they made q measure 1.2 Mbit/s)
+                    layers.packet_received(rid, 0, now)
+                else:
+                    tid = temporal_layer(packet) \
+                        if packet[1] & 0x7F in self.vp8_payload_types else -1
+                    layers.packet_received(rid, len(packet), now, tid)
                 if self.keyframes_wanted and rid in self.keyframes_wanted:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)

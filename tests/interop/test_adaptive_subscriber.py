@@ -4,8 +4,9 @@ Issue 15's shaped test: a Chromium subscriber on a thin downlink gets the layer 
 A network namespace of the test's own holds the subscriber (headless Chromium);
 a veth pair joins it to the root namespace, where ``twistd realtime`` listens on
 the veth's address and a second headless Chromium publishes its fake camera
-(1280x720) as three-layer simulcast (f, h = 1/2, q = 1/4) and its fake
-microphone (Opus); the subscriber pulls both.  ``tc tbf`` on the
+(1280x720) as three-layer simulcast (f, h = 1/2, q = 1/4; ``scalabilityMode:
+"L1T1"``: no temporal layers, docs/bandwidth.md) and its fake microphone
+(Opus); the subscriber pulls both.  ``tc tbf`` on the
 root side of the veth shapes the subscriber's downlink (netem is absent here).
 
 1. Shaped to 400 kbit/s, the subscriber pulls the track with no preference
@@ -73,7 +74,11 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
         api = server.api_url()
         env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
         query = urllib.parse.urlencode({"api": api, "app": APP_ID, "secret": APP_SECRET,
-                                        "audio": 1, "hold": int((SHAPED_S + LIFTED_S + 20) * 1000)})
+                                        "audio": 1, "hold": int((SHAPED_S + LIFTED_S + 20) * 1000),
+                                        # spatial layers only: Chromium's VP8 simulcast has three
+                                        # temporal layers by default, and with them 400 kbit/s buys
+                                        # h at 15 fps (test_temporal_layers_chromium.py), not q
+                                        "scalability": "L1T1"})
         publisher = Lines([node, str(HERE / "run_page.js"),
                            f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
                           cwd=HERE, env=env)

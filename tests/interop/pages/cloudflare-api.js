@@ -53,11 +53,13 @@ async function pushTracks(tracks, names) {
 // Simulcast pages: A publishes one camera track in three layers (f, h = 1/2, q = 1/4)
 // and waits for ICE; returns what the pages report about the offer and the answer.
 // With `withAudio`, the stream's audio track is pushed too (`audioTrackName`).
-async function pushSimulcast(stream, withAudio) {
+async function pushSimulcast(stream, withAudio, scalabilityMode) {
   const local = new RTCPeerConnection({bundlePolicy: 'max-bundle'});
+  // scalabilityMode (W3C webrtc-svc), e.g. 'L1T3': on each encoding
+  const mode = scalabilityMode ? {scalabilityMode} : {};
   const transceiver = local.addTransceiver(stream.getVideoTracks()[0], {direction: 'sendonly',
-    sendEncodings: [{rid: 'f'}, {rid: 'h', scaleResolutionDownBy: 2.0},
-                    {rid: 'q', scaleResolutionDownBy: 4.0}]});
+    sendEncodings: [{rid: 'f', ...mode}, {rid: 'h', scaleResolutionDownBy: 2.0, ...mode},
+                    {rid: 'q', scaleResolutionDownBy: 4.0, ...mode}]});
   const audio = withAudio ? local.addTransceiver(stream.getAudioTracks()[0], {direction: 'sendonly'}) : null;
   const localId = (await call('POST', '/sessions/new')).sessionId;
   await local.setLocalDescription(await local.createOffer());

@@ -1,0 +1,196 @@
+"""
+Issue 15's temporal-layer test: a link between two simulcast layers' rates gets the
+better layer at a lower frame rate, not the smaller one, and no freezes.
+
+Set up as ``test_adaptive_subscriber.py`` (a namespace of the test's own, a veth,
+``tc tbf`` on the root side shaping the subscriber's downlink, ``twistd realtime``
+on the veth's address); the publisher (root namespace, headless Chromium) sends
+its fake camera (1280x720) as three-layer simulcast f, h, q with
+``scalabilityMode: "L1T3"`` on each encoding (W3C webrtc-svc: three temporal
+layers, TID 0 / 1 / 2 at 1/4, 1/4, 1/2 of the frames) and its microphone.
+
+1. The publisher's ``outbound-rtp`` stats say every encoding runs L1T3 (Chromium
+   honours the mode on simulcast VP8 encodings).
+2. The SFU's measured rates per layer and TID (``/diagnostics``, the allocator's
+   input), once the publisher's ramp-up has settled, give the shaping: a rate
+   where h at TID <= 1 fits with the upgrade headroom and h whole does not (so
+   between q's rate and h's; about 505 kbit/s).
+3. The subscriber pulls with no preference: from SETTLE_S on it receives h's
+   width (320 < w <= 640 for a 1280-wide source) at a frame rate at most
+   MAX_FPS_SHARE of the publisher's (in MOSTLY of the samples) and at least 8
+   frames a second, and ``GET`` session names the temporal layer and a frame-rate
+   fraction below 1 (in MOSTLY of its samples); its
+   ``freezeCount`` does not grow after the first 5 s.
+
+Checked to fail without the wiring: with the subscription's TemporalFilter not made
+and the selector given each layer's whole rate only (the allocator before this
+test), the same link gave q (320 wide) at 30 fps for the whole run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require, require_tool
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
+from tests.interop.shaped import shaped_link
+from tests.processes import Lines
+
+pytestmark = pytest.mark.interop
+
+HERE = Path(__file__).resolve().parent
+HOLD_S = 24.0
+SETTLE_S = 8.0
+"""The first seconds (estimate from 300 kbit/s, probes, q -> h) are not judged for the layer."""
+MAX_FPS_SHARE = 0.6
+MOSTLY = 0.8
+"""Share of the judged samples that must be at the reduced frame rate (run 7 of 9 went
+back to h whole for 2 s of 16 while GCC's estimate overshot the link at 1.35x)."""
+RAMP_S = 20.0
+AUDIO = 64_000  # realtime.sfu.allocator.AUDIO_RESERVE
+HEADROOM = 1.15  # realtime.media.simulcast.UPGRADE_HEADROOM
+
+
+def thin_rate(rates: dict[str, list[int]]) -> int:
+    """Return bit/s for the tbf: h at TID <= 1 fits with headroom, h whole does not."""
+    low = (rates["h"][1] * HEADROOM + AUDIO) / 0.8  # GCC settles under the tbf rate
+    high = rates["h"][-1] + AUDIO
+    # the middle: at the low end (tried: ~470 kbit/s, 2 of 3 runs froze) the estimate's
+    # overshoot after a probe measured through the bucket (docs/bandwidth.md) sends h
+    # whole over a link further below it, and the losses drop the subscriber to q
+    return int(min(max(low, (low + high) / 2), high * 0.95))
+
+
+def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) -> None:
+    require_tool("ip")
+    require_tool("tc")
+    require_tool("chromium", "/usr/bin/chromium")
+    node = require_tool("node")
+    require((HERE / "node_modules" / "playwright-core").is_dir(),
+            "playwright-core is not installed (scripts/install-interop-tools)")
+    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    children: list[Lines] = []
+    with contextlib.ExitStack() as stack:
+        link = stack.enter_context(shaped_link())
+        stack.callback(lambda: [child.stop() for child in children])
+        ns, ours = link.ns, link.ours
+        traffic_guard.allow(link.network())
+        link.shape_downlink("3mbit")
+        server = Server(tmp_path / "state", "--media-interface", ours,
+                        "--api", f"tcp:0:interface={ours}", app=True)
+        stack.callback(server.stop)
+        stack.callback(lambda: server.process.poll() is not None and print(
+            "twistd exited:\n" + server.output()[-6000:]))
+        server.wait_ready()
+        api = server.api_url()
+        env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
+        query = urllib.parse.urlencode({"api": api, "app": APP_ID, "secret": APP_SECRET,
+                                        "audio": 1, "scalability": "L1T3",
+                                        "hold": int((HOLD_S + 20) * 1000)})
+        publisher = Lines([node, str(HERE / "run_page.js"),
+                           f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
+                          cwd=HERE, env=env)
+        children.append(publisher)
+        published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
+        encodings = json.loads(publisher.wait_for("CONSOLE ENCODINGS ", 30))
+        print("\npublisher outbound-rtp:", encodings)
+        assert {rid: e.get("scalabilityMode") for rid, e in encodings.items()} == {
+            "f": "L1T3", "h": "L1T3", "q": "L1T3"}, encodings
+        publisher_fps = max(e.get("fps") or 0 for e in encodings.values())
+
+        def layer_rates() -> dict[str, list[int]]:
+            _, diagnostics = server.get("/diagnostics")
+            sfu = diagnostics["sessions"].get(published["sessionId"], {}).get("sfu", {})
+            return next((v["rates"] for v in sfu.get("layers", {}).values() if "rates" in v), {})
+
+        # Chromium ramps its layers up over several seconds: wait until h and f are steady
+        # (three readings 1 s apart within 20 %, f at least twice h), at most RAMP_S
+        readings: list[dict[str, list[int]]] = []
+        deadline = time.monotonic() + RAMP_S
+        while time.monotonic() < deadline:
+            readings.append(layer_rates())
+            last = readings[-3:]
+            if len(last) == 3 and all(
+                    all(rid in r for r in last) and max(r[rid][-1] for r in last)
+                    <= 1.2 * min(r[rid][-1] for r in last) for rid in ("f", "h")) \
+                    and last[-1]["f"][-1] >= 2 * last[-1]["h"][-1]:  # f is starved first
+                break
+            time.sleep(1)
+        rates = readings[-1]
+        print(f"SFU layer rates (bit/s of TID <= 0, 1, 2) after {len(readings)} s:", rates)
+        assert set(rates) == {"f", "h", "q"} and all(len(r) == 3 for r in rates.values()), rates
+        thin = thin_rate(rates)
+        print(f"tbf: {thin} bit/s")
+        link.shape_downlink(f"{thin}bit", change=True)
+        pages_port = free_port()
+        children.append(Lines(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
+                               str(pages_port), "--bind", "127.0.0.1",
+                               "--directory", str(HERE / "pages")]))
+        time.sleep(0.5)
+        query = urllib.parse.urlencode({
+            "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
+            "track": published["trackName"], "audio": published["audioTrackName"],
+            "hold": int(HOLD_S * 1000)})
+        subscriber = Lines(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
+                            f"http://127.0.0.1:{pages_port}/sfu-adaptive-subscribe.html?{query}",
+                            str(int((HOLD_S + 40) * 1000))], cwd=HERE, env=env)
+        children.append(subscriber)
+        pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))
+        start = time.monotonic()
+        trace: list[dict] = []
+        while time.monotonic() - start < HOLD_S - 1:
+            _, state = server.get(f"/sessions/{pulled['sessionId']}")
+            _, diagnostics = server.get("/diagnostics")
+            sfu = diagnostics["sessions"].get(pulled["sessionId"], {}).get("sfu", {})
+            layer = next((t["layer"] for t in state.get("tracks", []) if "layer" in t), {})
+            trace.append({"t": round(time.monotonic() - start, 1), **layer,
+                          **(sfu.get("estimate") or {})})
+            time.sleep(0.5)
+        print("SFU layer rates at the end:", layer_rates())
+        result = json.loads(subscriber.wait_for("RESULT ", 60))
+        logged = server.output()
+        if "Traceback" in logged:
+            print("twistd logged:\n" + logged[logged.index("Traceback") - 200:][:4000])
+    assert "error" not in result, result
+    samples = result["samples"]
+    print(f"publisher {publisher_fps} fps; tbf {thin} bit/s")
+    print("t(s)  width  fps  frames  freezes  kbit/s")
+    previous = None
+    for s in samples:
+        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (  # ms: kbit/s
+            s["t"] - previous["t"])
+        previous = s
+        print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s.get('fps', 0):4} {s['frames']:7}"
+              f" {s['freezes']:8} {rate:7.0f}")
+    print("SFU  t(s) rid target tid(sent/want) fraction reason  estimate  acked  probes/ok")
+    for v in trace:
+        print(f"{v['t']:9.1f} {v.get('rid')!s:>3} {v.get('target')!s:>6}"
+              f" {v.get('temporalLayer')!s:>4}/{v.get('targetTemporalLayer')!s:<4}"
+              f" {v.get('frameRateFraction')!s:>5} {v.get('reason')!s:<10}"
+              f" {v.get('estimate')!s:>8} {v.get('ackedBitrate')!s:>7}"
+              f" {v.get('probes')!s:>4}/{v.get('probesSucceeded')!s:<4}")
+    judged = [s for s in samples if s["t"] >= SETTLE_S * 1000]
+    assert judged, samples
+    assert all(320 < s["width"] <= 640 for s in judged), judged  # h of a 1280-wide source
+    fps = sorted(s["fps"] for s in judged if s.get("fps"))
+    # mostly at a reduced frame rate: a brief return to the whole layer when the estimate
+    # overshoots the link is allowed (it is the better picture; a freeze would be caught)
+    reduced = [f for f in fps if f <= MAX_FPS_SHARE * publisher_fps]
+    assert fps and len(reduced) >= MOSTLY * len(fps), (fps, publisher_fps)
+    assert judged[-1]["frames"] - judged[0]["frames"] >= 8 * (
+        judged[-1]["t"] - judged[0]["t"]) / 1000, judged  # ~15 fps: not a slide show
+    after5 = [s for s in samples if s["t"] >= 5000]
+    assert after5[-1]["freezes"] == after5[0]["freezes"], after5
+    late = [v for v in trace if v["t"] >= SETTLE_S]
+    assert late and all(v.get("rid") == "h" for v in late), late
+    thinned = [v for v in late if v.get("temporalLayer") is not None
+               and v.get("frameRateFraction", 1) < 1]
+    assert len(thinned) >= MOSTLY * len(late), late
