@@ -32,9 +32,10 @@ timer)::
                  pause, at most BURST seconds' worth leaves back to back.
 
 The queue is bounded in time.  While it holds more than DRAIN_TARGET seconds
-of data at the pacing rate, the rate rises to drain it in DRAIN_TARGET (a
-video track the allocator cannot thin, or an estimate far below the media,
-must not make the pacer the bottleneck); a packet older than
+of data at the pacing rate, the rate rises so that its oldest packet leaves
+within DRAIN_TARGET of its arrival (a video track the allocator cannot thin,
+or an estimate far below the media, must not make the pacer the
+bottleneck); a packet older than
 MAX_QUEUE_DELAY is dropped (counted in :attr:`dropped`) and
 :attr:`keyframe_wanted` asks the session for a key frame, since the
 decoder cannot continue past the hole.
@@ -150,20 +151,21 @@ class Pacer:
         queue = self._queue
         assert queue is not None
         oldest = now - MAX_QUEUE_DELAY
-        while queue and queue[0][1] < oldest:
+        while queue and queue[0][1] <= oldest:
             item, _ = queue.popleft()
             self._queued_bytes -= len(item[0])
             self.dropped += 1
             self.keyframe_wanted = True
         spb = self._spb
-        if spb and self._queued_bytes * spb > DRAIN_TARGET:
-            spb = DRAIN_TARGET / self._queued_bytes  # drain the queue within DRAIN_TARGET
         departed = self.departed
         while queue and free <= now:
             item, _ = queue.popleft()
             data = item[0]
-            self._queued_bytes -= len(data)
+            queued = self._queued_bytes
+            self._queued_bytes = queued - len(data)
             sent.append(item)
+            if queue and queued * spb > DRAIN_TARGET:  # send faster: no packet waits longer
+                spb = max(DRAIN_TARGET - (now - queue[0][1]), 0.0) / queued
             free += len(data) * spb
             if departed is not None:
                 departed(data, now)
