@@ -156,9 +156,13 @@ class SubscriberEstimate:
     @property
     def pacing_bitrate(self) -> float | None:
         """Return the bitrate the pacer paces at a factor of (realtime/sfu/pacer.py): the
-        estimate, or a probe's rate while one is sent (None: no estimate, no pacing)."""
+        larger of the estimate, the acknowledged rate and a probe's rate while one is sent;
+        None (no pacing) without transport-cc feedback."""
         estimate = self.estimate
-        if estimate is None:
+        if estimate is None or not self.transport_cc or not self.feedback_received:
+            # REMB is the receiver's own estimate of what it receives: pacing to it would
+            # hold the media back and the receiver would estimate the holding (measured:
+            # a Chromium subscriber forced to f fell to 4 frames/s); no pacing then
             return None
         acked = self.gcc.acked  # what the media needs: the pacer must not be the bottleneck
         if acked is not None and acked > estimate:
