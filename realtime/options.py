@@ -142,6 +142,9 @@ class Options(usage.Options):
         ["no-transport-cc", None,
          "Do not negotiate transport-wide congestion control (transport-cc) with clients: "
          "publishers then follow the SFU's REMB only (docs/bandwidth.md)."],
+        ["no-pacer", None,
+         "Do not pace the video sent to subscribers: a key frame leaves as one burst "
+         "(docs/bandwidth.md, \"Pacer\")."],
         ["allow-loopback-peers", None,
          "Let TURN relay to 127.0.0.0/8 and ::1 (tests only; refused by default)."],
         ["allow-loopback-adapters", None,

@@ -358,7 +358,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # with --cluster: the node and what hangs off it (realtime.cluster.wiring, docs/cluster.md)
     cluster_options = options.get("cluster-options")
     fallback = BindingRouter()
-    board = Switchboard(transport_cc=not options.get("no-transport-cc"))
+    board = Switchboard(transport_cc=not options.get("no-transport-cc"),
+                        pacing=not options.get("no-pacer"))
     cluster = None if cluster_options is None else build_cluster(
         reactor, cluster_options, board=board, fallback=fallback, certificate=certificate,
         config=config, keylog=keylog, own_certificate=options.get("dtls-certificate") is None)

@@ -17,6 +17,8 @@ NACK shield's and keyframe requests' counters under ``sfu``:
                                   ``ackedBitrate`` (bit/s), ``lossFraction``, ``delaySignal``,
                                   ``wanted`` (what a better layer needs), ``probes``,
                                   ``probesSucceeded``, ``feedbackReceived`` (docs/bandwidth.md)
+    pacer                         (with an estimate) the video pacer: ``rate`` (bit/s, 0: not
+                                  pacing), ``queued``, ``deferred`` and ``dropped`` packets
     mediaDrops                    RTP packets dropped, by reason: what the session sent
                                   us that no track takes (``rtp-unrouted``,
                                   ``rtp-malformed``, ``rtcp-malformed``), and what
@@ -83,6 +85,8 @@ class DiagnosticsRoutes:
                 entry["sfu"] = {**session.rtcp.counters(), "mediaDrops": media_drops(session)}
                 if session.rtcp.estimate is not None:
                     entry["sfu"]["estimate"] = session.rtcp.estimate.diagnostics()
+                    if session.pacer is not None:
+                        entry["sfu"]["pacer"] = session.pacer.diagnostics()
                 layers = simulcast_layers(session)
                 if layers:
                     entry["sfu"]["layers"] = layers

@@ -356,7 +356,9 @@ class LayerSelector:
             for rid in active[active.index(choice) :]:
                 rates = self.layers.rates(rid)
                 if rates is None:
-                    break
+                    # not measured yet (its first window): with an estimate known it is
+                    # not chosen (it may be f: a freeze), unless it is the last layer left
+                    continue
                 # moving up needs headroom (UPGRADE_HEADROOM) within what has been shown to
                 # arrive; staying or moving down needs the estimate only
                 fitted = self._fitting_tid(rid, rates, budget, up_budget, rid == active[-1])

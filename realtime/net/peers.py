@@ -30,6 +30,11 @@ re-armed together, once per :data:`REARM_DELAY`, not after every packet::
                                                      mark stale ──┐
     REARM_DELAY later (one delayed call for all) ─> rearm() each <┘
 
+A subscriber's pacer (realtime/sfu/pacer.py) sits in ``datagrams_to_send``:
+video beyond its budget waits in the pacer, whose deadline folds into the
+connection's timer like the session's; a fan-out that starts a queue has
+that subscriber's timer armed at once (``_waking``), not REARM_DELAY later.
+
 Re-arming costs a ``get_timer()`` of the connection (ICE, DTLS, SCTP) and of
 the session (its RTCP legs); at 100 subscribers that was ~18 % of the
 server's CPU per forwarded packet (docs/performance.md).  Forwarding RTP
@@ -108,11 +113,13 @@ class _Timed:
         fire:      connection.handle_timer(now); session.handle_timer(now); drain
     """
 
-    __slots__ = ("host", "session")
+    __slots__ = ("host", "session", "pacer")
 
     def __init__(self, host: PeerHost, session: HostedSession) -> None:
         self.host = host
         self.session = session
+        #: the session's video pacer (realtime/sfu/pacer.py), if it has one
+        self.pacer = getattr(session, "pacer", None)
 
     def handle_timer(self, now: float) -> None:
         session = self.session
@@ -124,13 +131,26 @@ class _Timed:
         self.host._drain(session, now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
-        return self.session.connection.datagrams_to_send(now)
+        out = self.session.connection.datagrams_to_send(now)
+        pacer = self.pacer
+        if pacer is None:
+            return out
+        out = pacer.admit(out, now)  # video beyond the pacing budget waits
+        if pacer.woke:  # it started a queue: arm the timer now, not REARM_DELAY later
+            pacer.woke = False
+            self.host._waking.add(self.session)
+        return out
 
     def get_timer(self) -> float | None:
         deadline = self.session.connection.get_timer()
         other = self.session.get_timer()
         if other is not None and (deadline is None or other < deadline):
-            return other
+            deadline = other
+        pacer = self.pacer
+        if pacer is not None:
+            other = pacer.get_timer()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
         return deadline
 
 
@@ -181,6 +201,8 @@ class PeerHost:
         #: sessions a fan-out sent on whose timers are not re-armed yet, and the call that will
         self._stale: set[HostedSession] = set()
         self._rearm_call: Any = None
+        #: sessions whose pacer started a queue in a fan-out (their timers are armed at once)
+        self._waking: set[HostedSession] = set()
 
     def attach(self, port: Any) -> None:
         """Send through ``port`` (a :class:`~realtime.net.media_port.MediaPort`)."""
@@ -355,6 +377,12 @@ class PeerHost:
                         stale.add(other)
             if stale and self._rearm_call is None:
                 self._rearm_call = self.reactor.callLater(REARM_DELAY, self._rearm_stale)
+        if self._waking:
+            waking, self._waking = self._waking, set()
+            for other in waking:
+                other_driver = self._drivers.get(other)
+                if other_driver is not None:
+                    other_driver.rearm()
 
     def _rearm_stale(self) -> None:
         """Re-arm the timers of the sessions fan-outs sent on since the last time."""

@@ -40,7 +40,12 @@ AUDIO_RESERVE = 64_000
 def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: float) -> None:
     """Share ``estimate`` among ``subscriptions`` (a session's, each once); ask for probes."""
     total = estimate.estimate
-    if total is None:
+    if total is None:  # none (transport-cc never answered, no REMB): the best layers
+        for subscription in subscriptions:
+            if subscription.forwarder is not None and subscription.selector is not None:
+                subscription.selector.set_available_bitrate(None)
+                _ask_keyframe(subscription, now)
+        estimate.want(None, now)
         return
     budget = total
     simulcast = []
@@ -64,14 +69,18 @@ def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: fl
     for subscription in simulcast:
         selector = subscription.selector
         selector.set_available_bitrate(share, min(share, up))
-        # before DTLS is done the key frame would be lost: the track's loop asks once
-        # the subscriber can receive (the request stays pending in the selector)
-        if subscription.session.can_send_media:
-            rid = selector.take_keyframe_request()
-            if rid is not None:
-                subscription.track.request_keyframe(rid, now)
+        _ask_keyframe(subscription, now)
         better = selector.upgrade_bitrate()
         if better is not None:
             need = budget + (better - share) * len(simulcast)
             wanted = need if wanted is None else max(wanted, need)
     estimate.want(wanted, now)
+
+
+def _ask_keyframe(subscription: Any, now: float) -> None:
+    # before DTLS is done the key frame would be lost: the track's loop asks once
+    # the subscriber can receive (the request stays pending in the selector)
+    if subscription.session.can_send_media:
+        rid = subscription.selector.take_keyframe_request()
+        if rid is not None:
+            subscription.track.request_keyframe(rid, now)

@@ -18,18 +18,34 @@ transport-wide-cc-extensions-01)::
 Probing (``probe_due``): the rate sent is what the allocated layers need,
 so the estimate cannot show that a better layer would fit (GCC keeps it
 under 1.5x what is acknowledged).  When the allocator wants more than the
-estimate (a better layer waits), the session
-sends a *probe*: padding-only RTP packets on the RTX SSRC of one of the
-subscriber's video streams (RFC 4588 streams may carry padding; browsers
-discard them after counting them), paced in bursts every 10 ms over 200 ms
-at the rate wanted (at most 3x the estimate).  Their transport-wide numbers
-are marked; when the feedback of the whole probe arrived, the rate at which
-the second half of its packets *arrived* (bytes over the span of their
-arrivals: the train's dispersion, what the bottleneck carried once a token
-bucket's burst was spent) is handed to
-:meth:`GoogCc.probe_result`, which raises the estimate to 95 % of it.  A
-probe the path carried in full is followed by the next 1 s later; one it
-did not (a queue, and loss, for the media) by the next 6 s later.
+estimate (a better layer waits), the session sends a *probe*: padding-only
+RTP packets on the RTX SSRC of one of the subscriber's video streams (RFC
+4588 streams may carry padding; browsers discard them after counting them),
+paced in bursts every 10 ms, that top the media (its acknowledged rate) up
+to 1.1 x the rate wanted (at most PROBE_FACTOR x the estimate).
+
+A probe is sized by *duration*, not by volume: a token bucket passes any
+burst smaller than its depth at line rate, so a short probe (0.2 s at 0.9
+Mbit/s is 22.5 kB: less than a 15 kB bucket plus what refills it) reads as
+success on a 400 kbit/s link.  A probe therefore runs PROBE_DURATION (0.5 s)
+and is judged from what the feedback says about *every* packet sent while it
+ran (media and padding), the way draft-ietf-rmcat-gcc-02 §5 judges any
+traffic, by the one-way delay::
+
+    delay(i) = arrival(i) - sent(i)              (clocks need not agree: only growth counts)
+    growth   = delay now - the smallest delay seen since the probe started
+    growth > PROBE_DELAY_GROWTH or a loss  ─> failed: stop sending at once (the bottleneck
+                  queues, and the audio behind it waits); GCC's delay-based part sees the
+                  same queue and decreases the estimate (§5.5)
+    the probe ran its course without growth ─> carried: the acknowledged receive rate over
+                  the probe (bytes over the span of their arrivals) raises the estimate
+                  to 95 % of it (:meth:`GoogCc.probe_result`)
+
+A probe that carried is followed by the next PROBE_AGAIN later, at up to
+PROBE_FACTOR_AFTER_SUCCESS x the estimate; one that failed (it cost the media
+a queue) by PROBE_INTERVAL, then MAX_PROBE_INTERVAL after each further failure,
+each at most halfway between the estimate and the rate that failed: the
+excess over a thin path, hence the queue a failure costs, shrinks.
 """
 
 from __future__ import annotations
@@ -47,17 +63,30 @@ start (browsers start their own sends at 300 kbit/s), raised by probes within se
 SILENT_AFTER = 300
 """Packets stamped without any feedback after which transport-cc is taken as unanswered
 (the estimate falls back to REMB, or to none: the best layer)."""
+SILENT_FOR = 1.0
+"""Seconds from the first packet stamped without any feedback after which the same holds
+(:meth:`SubscriberEstimate.check_silent`; browsers answer within 100 ms)."""
 RING = 1024
 """Packets remembered for feedback (20 Mbit/s of 1200-byte packets for 0.5 s)."""
 _MASK = RING - 1
 PLACEHOLDER = b"\xff\xff"
 """The value the ExtensionPlan appends; stamp() overwrites it."""
-PROBE_INTERVAL = 3.0
-"""Seconds from a probe to the next (doubled after each that failed, up to MAX_PROBE_INTERVAL)."""
-MAX_PROBE_INTERVAL = 6.0
-PROBE_AGAIN = 1.0
+PROBE_INTERVAL = 2.0
+"""Seconds from a failed probe to the next (doubled after each failure, up to
+MAX_PROBE_INTERVAL)."""
+MAX_PROBE_INTERVAL = 4.0
+PROBE_AGAIN = 0.5
 """Seconds to the next probe after one that the path carried in full."""
-PROBE_DURATION = 0.2
+PROBE_DURATION = 0.5
+"""Seconds a probe runs unless its feedback shows a queue first: long enough that the
+excess over a thin path exceeds a token bucket's depth (see the module docstring)."""
+PROBE_FACTOR = 2.0
+"""A probe sends at most this times the estimate (PROBE_FACTOR_AFTER_SUCCESS right after a
+probe that carried: a path just lifted is climbed in few steps), and after a failure at
+most halfway between the estimate and the rate that failed."""
+PROBE_FACTOR_AFTER_SUCCESS = 2.5
+PROBE_DELAY_GROWTH = 0.02
+"""Seconds of one-way delay growth during a probe that mean the path queues: it failed."""
 PROBE_BURST = 0.01
 PADDING = 240
 """Padding octets per probe packet (RFC 3550 §5.1: the last octet counts them, <= 255)."""
@@ -70,8 +99,8 @@ class SubscriberEstimate:
     """
 
     __slots__ = ("gcc", "_sent", "_sizes", "_seqs", "remb", "transport_cc",
-                 "feedback_received", "stamped", "unstampable", "_probe", "_next_probe",
-                 "_probe_backoff",
+                 "feedback_received", "stamped", "unstampable", "silent", "_probe", "_next_probe",
+                 "_probe_backoff", "_failed_rate",
                  "probes_sent", "probes_succeeded", "wanted")
 
     def __init__(self, initial: float = INITIAL_BITRATE, transport_cc: bool = True) -> None:
@@ -84,10 +113,13 @@ class SubscriberEstimate:
         self.feedback_received = 0
         self.stamped = 0
         self.unstampable = 0
+        #: transport-cc negotiated but unanswered for SILENT_FOR seconds
+        self.silent = False
         #: the probe in flight, if any
         self._probe: _Probe | None = None
         self._next_probe = 0.0
-        self._probe_backoff = PROBE_INTERVAL
+        self._probe_backoff = 1.0  # neither after a success nor after a failure
+        self._failed_rate: float | None = None  # the rate of the last probe, if it failed
         self.probes_sent = 0
         self.probes_succeeded = 0
         #: what the allocator would use if the estimate allowed it (bit/s), or None
@@ -97,7 +129,7 @@ class SubscriberEstimate:
     def estimate(self) -> float | None:
         """Return the available bitrate towards the subscriber in bit/s, or None if unknown."""
         if self.transport_cc:
-            if not self.feedback_received and self.stamped > SILENT_AFTER:
+            if not self.feedback_received and (self.silent or self.stamped > SILENT_AFTER):
                 return self.remb  # negotiated but never answered: as if without it
             return self.gcc.estimate  # INITIAL_BITRATE until feedback says more
         return self.remb
@@ -112,6 +144,33 @@ class SubscriberEstimate:
         if gcc.acked is None and not gcc.rate.proven:
             return None
         return max(gcc.acked or 0.0, gcc.rate.proven)
+
+    def check_silent(self, now: float) -> bool:
+        """Return whether transport-cc went unanswered SILENT_FOR seconds after the first
+        packet stamped (the session's timer asks while no feedback came)."""
+        if not self.silent and self.stamped and not self.feedback_received \
+                and now - self._sent[0] >= SILENT_FOR:  # slot 0: the first packet's time
+            self.silent = True
+        return self.silent
+
+    @property
+    def pacing_bitrate(self) -> float | None:
+        """Return the bitrate the pacer paces at a factor of (realtime/sfu/pacer.py): the
+        larger of the estimate, the acknowledged rate and a probe's rate while one is sent;
+        None (no pacing) without transport-cc feedback."""
+        estimate = self.estimate
+        if estimate is None or not self.transport_cc or not self.feedback_received:
+            # REMB is the receiver's own estimate of what it receives: pacing to it would
+            # hold the media back and the receiver would estimate the holding (measured:
+            # a Chromium subscriber forced to f fell to 4 frames/s); no pacing then
+            return None
+        acked = self.gcc.acked  # what the media needs: the pacer must not be the bottleneck
+        if acked is not None and acked > estimate:
+            estimate = acked
+        probe = self._probe
+        if probe is None or probe.sent_all:
+            return estimate
+        return max(estimate, probe.rate)
 
     # -- per packet ------------------------------------------------------------------
 
@@ -159,6 +218,31 @@ class SubscriberEstimate:
         self._seqs[slot] = seq
         return seq
 
+    def departed(self, data: bytes, now: float) -> None:
+        """A packet the pacer held left at ``now``: make that its send time.
+
+        The number was stamped when the packet was forwarded, before SRTP (the
+        authentication tag covers the header, so it cannot be stamped later);
+        the header extension block stays in the clear (RFC 3711 §3.1), so the
+        number is read back from it, found as :meth:`stamp` found the
+        placeholder.  Without this, time spent in our own pacer would read as
+        queueing on the path (draft-ietf-rmcat-gcc-02 §5: send times are
+        departure times).
+        """
+        if len(data) < 16 or not data[0] & 0x10 or not self.transport_cc:
+            return
+        head = 12 + 4 * (data[0] & 0x0F)
+        start = head + 4
+        pos = start + 4 * (data[head + 2] << 8 | data[head + 3]) - 1
+        if pos >= len(data):
+            return
+        while pos > start and data[pos] == 0:
+            pos -= 1
+        seq = data[pos - 1] << 8 | data[pos]
+        slot = seq & _MASK
+        if self._seqs[slot] == seq and now > self._sent[slot]:
+            self._sent[slot] = now
+
     @property
     def last_sequence_number(self) -> int:
         """Return the transport-wide number stamped last."""
@@ -178,10 +262,11 @@ class SubscriberEstimate:
                 continue  # older than the ring, or never sent
             packets.append((sent[slot], None if arrival_us is None else arrival_us / 1e6,
                             sizes[slot]))
-            self._probe_feedback(seq, arrival_us, sizes[slot])
         if packets:
             self.feedback_received += 1
             self.gcc.update(packets, now)
+            if self._probe is not None:
+                self._probe_feedback(packets, now)
         self._finish_probe(now)
         return self.estimate
 
@@ -201,8 +286,17 @@ class SubscriberEstimate:
         self.wanted = bitrate
         if bitrate is not None and self._probe is None and now >= self._next_probe \
                 and self.transport_cc and self.feedback_received:
-            # at most three times the estimate per step: a thin link is not flooded
-            self._probe = _Probe(now, min(bitrate * 1.1, 3 * self.gcc.estimate))
+            # at most PROBE_FACTOR times the estimate per step: a thin link is not flooded;
+            # the padding tops up what the media sends (acknowledged) to that rate
+            factor = PROBE_FACTOR_AFTER_SUCCESS if self._probe_backoff == PROBE_AGAIN \
+                else PROBE_FACTOR
+            estimate = self.gcc.estimate
+            rate = min(bitrate * 1.1, factor * estimate)
+            failed = self._failed_rate
+            if failed is not None:  # bisect towards the rate that queued last time
+                rate = min(rate, max((estimate + failed) / 2, 1.2 * estimate))
+            media = self.gcc.acked or 0.0
+            self._probe = _Probe(now, rate, max(rate - media, 0.25 * rate))
 
     def get_timer(self) -> float | None:
         """Return when the next probe burst is due, or None."""
@@ -214,11 +308,11 @@ class SubscriberEstimate:
         probe = self._probe
         if probe is None or probe.sent_all or now < probe.next_burst:
             return []
-        elapsed = min(now, probe.end) - probe.start
-        owed = int(probe.rate * elapsed / 8) - probe.octets  # what it should have sent by now
-        count = max(0, owed // (PADDING + 40))
-        probe.octets += count * (PADDING + 40)
-        if now >= probe.end:
+        elapsed = min(now, probe.stop) - probe.start
+        owed = int(probe.padding_rate * elapsed / 8) - probe.octets  # what it should have sent by now
+        count = max(0, owed // (PADDING + 20))  # RTP header and the extension block
+        probe.octets += count * (PADDING + 20)
+        if now >= probe.stop:
             probe.sent_all = True  # now wait for its feedback
             self.probes_sent += 1
         else:
@@ -229,44 +323,62 @@ class SubscriberEstimate:
         """Note that the packet just stamped with ``seq`` belongs to the probe."""
         probe = self._probe
         if probe is not None:
-            if probe.first is None:
-                probe.first = seq
-            probe.last = seq
+            probe.packets += 1
 
-    def _probe_feedback(self, seq: int, arrival_us: int | None, size: int) -> None:
+    def _probe_feedback(self, packets: list[tuple[float, float | None, int]],
+                        now: float) -> None:
+        """Keep what the feedback says of packets sent while the probe ran; stop the probe
+        at once if their one-way delay grew (the path queues: see the module docstring)."""
         probe = self._probe
-        if probe is None or probe.first is None or probe.last is None:
-            return
-        if (seq - probe.first) & 0xFFFF <= (probe.last - probe.first) & 0xFFFF:
-            probe.results.append((arrival_us, size))
+        assert probe is not None
+        start, stop = probe.start, probe.stop
+        results = probe.results
+        for sent, arrived, size in packets:
+            if sent < start or sent > stop:
+                if sent > stop:
+                    probe.after = True  # the feedback has passed the probe's end
+                continue
+            results.append((sent, arrived, size))
+            if arrived is None:
+                probe.lost += 1
+                continue
+            delay = arrived - sent
+            if delay < probe.min_delay:
+                probe.min_delay = delay
+            elif delay - probe.min_delay > probe.growth:
+                probe.growth = delay - probe.min_delay
+        if probe.growth > PROBE_DELAY_GROWTH and not probe.sent_all:
+            probe.sent_all = True  # failed: no more padding into the queue
+            probe.stop = now
+            self.probes_sent += 1
 
     def _finish_probe(self, now: float) -> None:
         probe = self._probe
         if probe is None or not probe.sent_all:
             return
-        if probe.first is None or probe.last is None:
+        if not probe.packets:
             self._end_probe(now)  # nothing could be sent
             return
-        expected = ((probe.last - probe.first) & 0xFFFF) + 1
-        if len(probe.results) < expected and now < probe.end + 1.0:
+        if not probe.after and now < probe.stop + 1.0:
             return  # more feedback to come
-        arrived = sorted((t, s) for t, s in probe.results if t is not None)
+        arrived = sorted((a, a - t, s) for t, a, s in probe.results if a is not None)
+        failed = probe.growth > PROBE_DELAY_GROWTH or probe.lost > 0.1 * len(probe.results)
         delivered = 0.0
-        if len(arrived) >= 10:
-            # the train's dispersion over its second half: what the path carried once a
-            # token bucket's burst (which passes the first packets at line rate) was spent
-            half = arrived[len(arrived) // 2 :]
-            span = (half[-1][0] - half[0][0]) / 1e6
+        if not failed and len(arrived) >= 10:
+            span = arrived[-1][0] - arrived[0][0]
             if span > 0:
-                delivered = min(sum(s for _, s in half[1:]) * 8 / span, probe.rate)
+                # the acknowledged receive rate over the probe (no more than it aimed at)
+                delivered = min(sum(s for _, _, s in arrived[1:]) * 8 / span, probe.rate)
         if delivered > self.gcc.estimate:
             self.gcc.probe_result(delivered)
             self.probes_succeeded += 1
-        if delivered >= 0.8 * probe.rate:
+        if not failed:
             self._probe_backoff = PROBE_AGAIN  # it carried all: go on soon
-        else:  # it did not: a queue (and loss) for the media, so not again soon
-            self._probe_backoff = min(max(self._probe_backoff, PROBE_INTERVAL) * 2,
-                                      MAX_PROBE_INTERVAL)
+            self._failed_rate = None
+        else:
+            self._failed_rate = probe.rate  # it did not: a queue for the media, so not again soon
+            self._probe_backoff = (PROBE_INTERVAL if self._probe_backoff < PROBE_INTERVAL
+                                   else MAX_PROBE_INTERVAL)
         self._end_probe(now)
 
     def _end_probe(self, now: float) -> None:
@@ -292,21 +404,27 @@ class SubscriberEstimate:
 
 
 class _Probe:
-    """One probe: paced padding at ``rate`` from ``start`` to ``end``, and what came back."""
+    """One probe: paced padding that tops the media up to ``rate`` from ``start`` to ``stop``,
+    and what came back."""
 
-    __slots__ = ("start", "end", "rate", "next_burst", "octets", "sent_all", "first", "last",
-                 "results")
+    __slots__ = ("start", "stop", "rate", "padding_rate", "next_burst", "octets", "sent_all", "packets",
+                 "results", "min_delay", "growth", "lost", "after")
 
-    def __init__(self, now: float, rate: float) -> None:
+    def __init__(self, now: float, rate: float, padding_rate: float) -> None:
         self.start = now
-        self.end = now + PROBE_DURATION
-        self.rate = rate
+        self.stop = now + PROBE_DURATION  # moved earlier when the probe fails
+        self.rate = rate  # what media and padding together send
+        self.padding_rate = padding_rate
         self.next_burst = now
         self.octets = 0
         self.sent_all = False
-        self.first: int | None = None  # transport-wide numbers of its packets
-        self.last: int | None = None
-        self.results: list[tuple[int | None, int]] = []  # (arrival µs | None, size)
+        self.packets = 0  # padding packets sent
+        #: (sent, arrived | None, size) of every packet sent while the probe ran
+        self.results: list[tuple[float, float | None, int]] = []
+        self.min_delay = float("inf")  # the smallest one-way delay seen (arrived - sent)
+        self.growth = 0.0  # the largest delay growth over it
+        self.lost = 0
+        self.after = False  # feedback on a packet sent after the probe came in
 
 
 def padding_packet(ssrc: int, payload_type: int, sequence_number: int, timestamp: int,

@@ -156,8 +156,19 @@ class RtcpLegs:
             rtt = self.subscriber.rtt
             if rtt is not None:
                 estimate.set_rtt(rtt)
-            allocate({id(s): s for s in self.session.subscriptions.values()}.values(),
-                     estimate, now)
+            subscriptions = self.session.subscriptions
+            allocate({id(s): s for s in subscriptions.values()}.values(), estimate, now)
+            pacer = getattr(self.session, "pacer", None)
+            if pacer is not None:  # video (and its RTX: probes) at 2.5x the estimate
+                pacer.set_rate(estimate.pacing_bitrate)
+                pacer.video = frozenset(ssrc for ssrc, s in subscriptions.items()
+                                        if s.track.kind == "video")
+
+    def departed(self, data: bytes, now: float) -> None:
+        """A packet the pacer held left at ``now`` (its send time for the estimate)."""
+        estimate = self.estimate
+        if estimate is not None:
+            estimate.departed(data, now)
 
     def request_keyframe(self, ssrc: int, now: float) -> None:
         """Ask the publisher for a key frame of ``ssrc`` (sent now unless debounced)."""
@@ -180,6 +191,14 @@ class RtcpLegs:
             padding = estimate.probe_due(now)
             if padding:
                 self._send_probe(padding, now)
+            if estimate.transport_cc and not estimate.feedback_received \
+                    and not estimate.silent and estimate.check_silent(now):
+                self.allocate(now)  # unanswered: REMB or the best layers
+        pacer = getattr(self.session, "pacer", None)
+        if pacer is not None and pacer.take_keyframe_wanted():  # it dropped stale video
+            for subscription in {id(s): s for s in self.session.subscriptions.values()}.values():
+                if subscription.track.kind == "video":
+                    subscription.receive_keyframe_request(now)
         self.flush(now)
 
     def _send_probe(self, padding: list[int], now: float) -> None:

@@ -62,6 +62,7 @@ from realtime.sdp.offer import MediaOffer, create_offer
 from realtime.sdp.session import MediaDescription, SessionDescription
 from realtime.sfu.datachannels import SessionDataChannels
 from realtime.sfu.estimate import SubscriberEstimate
+from realtime.sfu.pacer import Pacer
 from realtime.sfu.routing import MediaRouting
 from realtime.sfu.rtcp_legs import RtcpLegs
 from realtime.sfu.track import PublishedTrack, Subscription
@@ -128,7 +129,7 @@ class SfuSession:
                  keylog: Callable[[bytes], None] | None = None,
                  random: Callable[[int], bytes] = os.urandom,
                  credentials: tuple[str, str] | None = None,
-                 transport_cc: bool = True) -> None:
+                 transport_cc: bool = True, pacing: bool = True) -> None:
         self.session_id = session_id
         #: negotiate transport-wide congestion control (feedback to publishers, our
         #: own numbering and estimate towards subscribers)
@@ -160,6 +161,8 @@ class SfuSession:
         self.exchange: tuple[bytes, bytes, bool] | None = None
         self.rtcp_ssrc = self._new_ssrc()
         self.rtcp = RtcpLegs(self, self.rtcp_ssrc, f"realtime-{session_id[:8]}", random=random)
+        #: paces the video sent to this client (realtime/sfu/pacer.py; None: ``--no-pacer``)
+        self.pacer: Pacer | None = Pacer(self.rtcp.departed) if pacing else None
         self.subscriptions: dict[int, Subscription] = {}
         #: media packets dropped, by reason (the routing counts them)
         self.counters: Counter[str] = Counter()

@@ -49,8 +49,10 @@ class Switchboard:
     """
 
     def __init__(self, random: Callable[[int], bytes] = os.urandom,
-                 transport_cc: bool = True) -> None:
+                 transport_cc: bool = True, pacing: bool = True) -> None:
         self.random = random
+        #: sessions pace the video they send (``--no-pacer``: off; realtime/sfu/pacer.py)
+        self.pacing = pacing
         #: sessions negotiate transport-wide congestion control (``--no-transport-cc``: off)
         self.transport_cc = transport_cc
         self.sessions: dict[str, SfuSession] = {}
@@ -84,7 +86,7 @@ class Switchboard:
         session = SfuSession(session_id, app_id, now=now, publish=self.publish,
                              touched=self.touched, random=self.random,
                              credentials=credentials, transport_cc=self.transport_cc,
-                             **transport)
+                             pacing=self.pacing, **transport)
         self.sessions[session_id] = session
         for observe in self.observers:
             observe(session)

@@ -176,6 +176,21 @@ def test_no_preference_moves_up_only_within_what_was_shown_to_arrive() -> None:
     assert (selector.target, selector.reason) == ("f", "auto")
 
 
+def test_an_unmeasured_layer_is_not_chosen_over_one_known_not_to_fit() -> None:
+    """Issue 15: f just (re)started, no rate yet; h is measured and too big: q, not f."""
+    layers = SimulcastLayers(window=0.1)
+    selector = LayerSelector(layers, P(None))
+    for step in range(30):
+        layers.packet_received("h", 800, step * 0.01)  # 640 kbit/s
+        layers.packet_received("q", 200, step * 0.01)  # 160 kbit/s
+    layers.packet_received("f", 2500, 0.3)  # active, not measured
+    assert layers.active() == ["f", "h", "q"] and layers.bitrate("f") is None
+    selector.set_available_bitrate(300_000)
+    assert (selector.target, selector.reason) == ("q", "bandwidth")
+    selector.set_available_bitrate(None)  # no estimate at all: the best layer
+    assert selector.target == "f"
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from("fhq"), st.booleans(), st.floats(0, 0.3)), max_size=80),

@@ -152,3 +152,33 @@ def test_a_session_removed_before_the_rearm_is_left_alone() -> None:
     clock.advance(1.0)
     assert gone.connection.fired == []
     assert gone not in host._drivers
+
+
+def test_a_paced_subscriber_spreads_a_burst_from_its_own_timer() -> None:
+    """A subscriber's pacer (realtime/sfu/pacer.py) in the host's drain: the fan-out's
+    burst leaves at the pacing rate, the first held packet without waiting for
+    REARM_DELAY (the host arms a timer the fan-out made necessary at once)."""
+    import struct
+
+    from realtime.sfu.pacer import Pacer
+
+    clock, host, port, publisher = world(2)
+    paced, plain = publisher.subscribers
+    pacer = Pacer()
+    pacer.video = frozenset({0x1234})
+    pacer.set_rate(400_000)  # 1 Mbit/s: a 1200-byte packet every 9.6 ms
+    paced.pacer = pacer
+    host.remove(paced)
+    host.add(paced)  # the host looks the pacer up when the session is added
+    start = clock.seconds()
+    for seq in range(20):  # a key frame: one burst
+        publish(clock, host, publisher, struct.pack("!BBHII", 0x80, 96, seq, 0, 0x1234)
+                + bytes(1187))
+    for _ in range(400):
+        clock.advance(0.001)
+    to = {addr: [t for t, _, a in port.sent if a == addr] for addr in {a for _, _, a in port.sent}}
+    fast, slow = to[("127.0.0.1", 9001)], to[("127.0.0.1", 9000)]
+    assert len(fast) == len(slow) == 20
+    assert fast == [start] * 20  # the subscriber without a pacer: at once
+    assert slow[1] - start < REARM_DELAY / 2, slow[:3]
+    assert slow[-1] - start >= 0.15  # 24 kB at 1 Mbit/s

@@ -74,9 +74,11 @@ class Call:
         body = (VP8_KEY if key else VP8_DELTA)
         return head + ext + body + bytes(size - len(body))
 
-    def run(self, seconds: float, capacity: float | None = None, remb: int | None = None) -> None:
+    def run(self, seconds: float, capacity: float | None = None, remb: int | None = None,
+            bucket: int = 0) -> None:
         """Publish all layers for ``seconds`` (a key frame per layer each second); deliver B's
-        packets through a link of ``capacity`` bit/s (None: unlimited) to its "browser"."""
+        packets through a link of ``capacity`` bit/s (None: unlimited) to its "browser",
+        with a token bucket of ``bucket`` octets (tc tbf: a burst that size passes at once)."""
         end = self.now + seconds
         step = 0.004
         link_free = self.now
@@ -96,14 +98,16 @@ class Call:
                 if self.twcc_id is None:
                     continue
                 value = find_extension(out, self.twcc_id)
-                begin = max(self.now, link_free)
                 if capacity is not None:
-                    if begin - self.now > 0.2:
+                    # tokens at time t: (t - link_free) * capacity, at most the bucket
+                    link_free = max(link_free, self.now - bucket * 8 / capacity)
+                    depart = max(self.now, link_free + len(out) * 8 / capacity)
+                    if depart - self.now > 0.2:
                         continue  # the bottleneck's queue is full: lost
-                    link_free = begin + len(out) * 8 / capacity
+                    link_free += len(out) * 8 / capacity
                 else:
-                    link_free = begin
-                self.browser.receive(value[0] << 8 | value[1], link_free + 0.01)
+                    depart = link_free = self.now
+                self.browser.receive(value[0] << 8 | value[1], depart + 0.01)
             if self.now >= next_feedback:
                 next_feedback += 0.1
                 packets = [p.encode() for p in self.browser.feedback_due(self.now)]
@@ -146,6 +150,42 @@ def test_a_thin_link_gets_the_low_layer_and_a_wide_one_the_full_layer(shared: Pa
     assert call.subscription.current_rid() == "f", estimate.diagnostics()
     assert call.subscription.selector.reason == "auto"
     assert estimate.probes_succeeded >= 1  # probes carried it past 1.5x what q sends
+
+
+def test_a_token_bucket_does_not_pass_a_probe_off_as_capacity(shared: Path) -> None:
+    """Issue 15: a 15 kB bucket on a 400 kbit/s link.  A probe of 0.2 s at 0.9 Mbit/s fits
+    the bucket and read as success (h chosen, a freeze); probes now run until the delay
+    grows, and the estimate stays under the link."""
+    call = Call(shared, transport_cc=True)
+    call.run(12.0, capacity=400_000, bucket=15_000)
+    estimate = call.b.rtcp.estimate
+    print("bucket:", estimate.diagnostics())
+    assert estimate.probes_sent >= 2
+    assert estimate.estimate < 450_000
+    assert estimate.gcc.rate.proven < 450_000
+    assert call.subscription.current_rid() == "q"
+
+
+def test_a_probe_that_queues_is_stopped_early(shared: Path, monkeypatch) -> None:
+    """A probe whose feedback shows the delay growing stops at once, not after
+    PROBE_DURATION: the queue it leaves in front of the media (and the audio) is short."""
+    from realtime.sfu import estimate as module
+
+    spans: list[tuple[float, float, float]] = []
+    end_probe = module.SubscriberEstimate._end_probe
+
+    def record(self, now):
+        probe = self._probe
+        if probe is not None and probe.packets:
+            spans.append((probe.start, probe.stop, probe.growth))
+        end_probe(self, now)
+
+    monkeypatch.setattr(module.SubscriberEstimate, "_end_probe", record)
+    call = Call(shared, transport_cc=True)
+    call.run(12.0, capacity=400_000, bucket=15_000)
+    failed = [span for span in spans if span[2] > module.PROBE_DELAY_GROWTH]
+    assert failed, spans
+    assert all(stop - start < module.PROBE_DURATION for start, stop, _ in failed), spans
 
 
 def test_preferred_rid_is_the_ceiling(shared: Path) -> None:
