@@ -15,7 +15,8 @@ number of tracks.  After every estimate update the allocator shares it::
            to arrive (acknowledged, or delivered by a probe); the lowest layer always;
            with VP8 temporal layers a (rid, tid): the layer's rate at TID <= 1 must fit,
            and frames above the TID chosen are dropped (realtime/sfu/temporal.py)
-    want   = what the next better layer of any track would need, times the tracks
+    want   = the audio reserves + what the next better layer of any track would need,
+             times the tracks (the whole link must carry it)
            -> SubscriberEstimate.want(): a probe may show the path carries it
 
 A video track without simulcast cannot be thinned and is not counted (its
@@ -72,7 +73,7 @@ def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: fl
         _ask_keyframe(subscription, now)
         better = selector.upgrade_bitrate()
         if better is not None:
-            need = budget + (better - share) * len(simulcast)
+            need = total + (better - share) * len(simulcast)   # the audio reserve included
             wanted = need if wanted is None else max(wanted, need)
     estimate.want(wanted, now)
 
