@@ -58,6 +58,20 @@ MAX_STREAMS = 8
 #: frames starts one (L1T3 at TID <= 1: 15 a second), so about 4 s
 TEMPORAL_HISTORY = 64
 
+#: payload-type sets shared by the tracks that have the same one (an idle session's two
+#: tracks held two ~200-octet frozensets; issue 14's memory goal); at most 256 are kept
+_SHARED_SETS: dict[frozenset[int], frozenset[int]] = {}
+
+
+def _shared(types: frozenset[int]) -> frozenset[int]:
+    """Return the shared copy of ``types`` (``types`` itself once 256 distinct sets exist)."""
+    shared = _SHARED_SETS.get(types)
+    if shared is None:
+        if len(_SHARED_SETS) >= 256:
+            return types
+        shared = _SHARED_SETS[types] = types
+    return shared
+
 
 def payload_type_map(publisher: Iterable[Codec], subscriber: Iterable[Codec]) -> dict[int, int]:
     """Return publisher payload type -> subscriber payload type for every matching codec.
@@ -323,8 +337,8 @@ class PublishedTrack:
         self.detector = keyframe_detector(primary.name) \
             if primary is not None and self.kind == "video" else None
         #: VP8 payload types: their TIDs are read for the per-layer rates
-        self.vp8_payload_types = frozenset(
-            c.payload_type for c in media.codecs if c.name.upper() == "VP8")
+        self.vp8_payload_types = _shared(frozenset(
+            c.payload_type for c in media.codecs if c.name.upper() == "VP8"))
         #: RFC 8852 §3.1 RtpStreamId element id: names the layer of a signalled SSRC
         self.rid_extension_id = media.extension_id(ExtensionUri.RTP_STREAM_ID)
         rids = media.remote_rids

@@ -10,8 +10,10 @@ them hold; bench/idle_sessions.py measures the server's resident set for 10,000.
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 
 from realtime.media.nack import RetransmissionBuffer
 from realtime.storage import StateStore
@@ -19,6 +21,7 @@ from tests.api.test_sessions import Api
 from tests.sfu.client import audio, push_offer, video
 
 GOAL = 25_000  # bytes per idle session
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_retransmission_buffer_makes_its_rings_on_the_first_store() -> None:
@@ -32,8 +35,9 @@ def test_a_retransmission_buffer_makes_its_rings_on_the_first_store() -> None:
     assert buffer.get(7) is None
 
 
-def test_an_idle_session_holds_less_than_25_kb(tmp_path) -> None:
-    store = StateStore(tmp_path / "state.sqlite3")
+def per_idle_session(state: str) -> float:
+    """Return the bytes 200 idle sessions hold each (Python's allocation tracer)."""
+    store = StateStore(Path(state) / "state.sqlite3")
     api = Api(store)
     offer = push_offer(audio("0", 1111), video("1", 2222))
 
@@ -59,8 +63,19 @@ def test_an_idle_session_holds_less_than_25_kb(tmp_path) -> None:
         finally:
             tracemalloc.stop()
         assert len(api.board.sessions) == 220
-        per_session = held / 200
-        print(f"{per_session / 1024:.1f} KiB per idle session")
-        assert per_session <= GOAL, per_session
+        return held / 200
     finally:
         store.close()
+
+
+def test_an_idle_session_holds_less_than_25_kb(tmp_path) -> None:
+    # in a fresh interpreter, as a server process is: what earlier tests left in this one
+    # (caches, free lists) moved the figure by ~0.7 KiB either way
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.sfu.test_idle_memory import "
+         "per_idle_session; print(per_idle_session(sys.argv[1]))", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    per_session = float(done.stdout.split()[-1])
+    print(f"{per_session / 1024:.1f} KiB per idle session")
+    assert per_session <= GOAL, per_session
