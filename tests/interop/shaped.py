@@ -15,10 +15,13 @@ veth are removed on exit; tests declare 10.95.N.0/30 to the traffic guard.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
+import urllib.parse
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 
 def sh(*args: str) -> None:
@@ -73,3 +76,54 @@ def shaped_link() -> Iterator[ShapedLink]:
         subprocess.run(["ip", "netns", "del", link.ns], capture_output=True)
         subprocess.run(["ip", "link", "del", link.host], capture_output=True)
 
+
+
+@dataclass
+class ShapedScene:
+    """A shaped link, ``twistd realtime`` on its root side and a Chromium publisher
+    (tests/interop/pages/sfu-simulcast-publish.html) pushing three simulcast layers."""
+
+    link: ShapedLink
+    server: Any                 # tests.interop.realtime_server.Server
+    node: str                   # the node binary that runs the pages
+    env: dict[str, str]         # the pages' environment (Chromium, excluded interfaces)
+    publisher: Any              # tests.processes.Lines of the publishing page
+    published: dict[str, Any]   # what the page printed: sessionId, trackName, ...
+
+
+def shaped_scene(stack: contextlib.ExitStack, tmp_path: Path, pages: str, traffic_guard: Any,
+                 children: list, downlink: str, **publish: Any) -> ShapedScene:
+    """Check the tools, make the shaped link (downlink ``downlink``), start the server and
+    the publishing page with query ``publish`` (``hold``, ``scalability`` ...); everything
+    stops with ``stack`` (pages through ``children``)."""
+    from tests.conftest import require, require_tool
+    from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+    from tests.processes import Lines
+
+    here = Path(__file__).resolve().parent
+    require_tool("ip")
+    require_tool("tc")
+    require_tool("chromium", "/usr/bin/chromium")
+    node = require_tool("node")
+    require((here / "node_modules" / "playwright-core").is_dir(),
+            "playwright-core is not installed (scripts/install-interop-tools)")
+    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    link = stack.enter_context(shaped_link())
+    stack.callback(lambda: [child.stop() for child in children])
+    traffic_guard.allow(link.network())
+    link.shape_downlink(downlink)
+    server = Server(tmp_path / "state", "--media-interface", link.ours,
+                    "--api", f"tcp:0:interface={link.ours}", app=True)
+    stack.callback(server.stop)
+    stack.callback(lambda: server.process.poll() is not None and print(
+        "twistd exited:\n" + server.output()[-6000:]))
+    server.wait_ready()
+    env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": link.ours}
+    query = urllib.parse.urlencode({"api": server.api_url(), "app": APP_ID,
+                                    "secret": APP_SECRET, "audio": 1, **publish})
+    publisher = Lines([node, str(here / "run_page.js"),
+                       f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
+                      cwd=here, env=env)
+    children.append(publisher)
+    published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
+    return ShapedScene(link, server, node, env, publisher, published)

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require, require_tool
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
-from tests.interop.shaped import shaped_link
+from tests.interop.realtime_server import APP_ID, APP_SECRET, free_port
+from tests.interop.shaped import shaped_scene
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -52,37 +51,17 @@ MAX_CONCEALED = 0.05
 
 
 def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) -> None:
-    require_tool("ip")
-    require_tool("tc")
-    require_tool("chromium", "/usr/bin/chromium")
-    node = require_tool("node")
-    require((HERE / "node_modules" / "playwright-core").is_dir(),
-            "playwright-core is not installed (scripts/install-interop-tools)")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
     children: list[Lines] = []
     with contextlib.ExitStack() as stack:
-        link = stack.enter_context(shaped_link())
-        stack.callback(lambda: [child.stop() for child in children])
-        ns, ours = link.ns, link.ours
-        traffic_guard.allow(link.network())
-        link.shape_downlink(THIN)
-        server = Server(tmp_path / "state", "--media-interface", ours,
-                        "--api", f"tcp:0:interface={ours}", app=True)
-        stack.callback(server.stop)
-        server.wait_ready()
-        api = server.api_url()
-        env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
-        query = urllib.parse.urlencode({"api": api, "app": APP_ID, "secret": APP_SECRET,
-                                        "audio": 1, "hold": int((SHAPED_S + LIFTED_S + 20) * 1000),
-                                        # spatial layers only: Chromium's VP8 simulcast has three
-                                        # temporal layers by default, and with them 400 kbit/s buys
-                                        # h at 15 fps (test_temporal_layers_chromium.py), not q
-                                        "scalability": "L1T1"})
-        publisher = Lines([node, str(HERE / "run_page.js"),
-                           f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
-                          cwd=HERE, env=env)
-        children.append(publisher)
-        published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
+        scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, THIN,
+                             hold=int((SHAPED_S + LIFTED_S + 20) * 1000),
+                             # spatial layers only: Chromium's VP8 simulcast has three
+                             # temporal layers by default, and with them 400 kbit/s buys
+                             # h at 15 fps (test_temporal_layers_chromium.py), not q
+                             scalability="L1T1")
+        link, server, node, env, published = (scene.link, scene.server, scene.node,
+                                              scene.env, scene.published)
+        ns, api = link.ns, server.api_url()
         time.sleep(2)  # the layers start
         pages_port = free_port()
         children.append(Lines(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",

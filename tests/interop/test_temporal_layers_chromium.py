@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 import urllib.parse
@@ -39,9 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require, require_tool
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
-from tests.interop.shaped import shaped_link
+from tests.interop.realtime_server import APP_ID, APP_SECRET, free_port
+from tests.interop.shaped import shaped_scene
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -72,36 +70,13 @@ def thin_rate(rates: dict[str, list[int]]) -> int:
 
 
 def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) -> None:
-    require_tool("ip")
-    require_tool("tc")
-    require_tool("chromium", "/usr/bin/chromium")
-    node = require_tool("node")
-    require((HERE / "node_modules" / "playwright-core").is_dir(),
-            "playwright-core is not installed (scripts/install-interop-tools)")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
     children: list[Lines] = []
     with contextlib.ExitStack() as stack:
-        link = stack.enter_context(shaped_link())
-        stack.callback(lambda: [child.stop() for child in children])
-        ns, ours = link.ns, link.ours
-        traffic_guard.allow(link.network())
-        link.shape_downlink("3mbit")
-        server = Server(tmp_path / "state", "--media-interface", ours,
-                        "--api", f"tcp:0:interface={ours}", app=True)
-        stack.callback(server.stop)
-        stack.callback(lambda: server.process.poll() is not None and print(
-            "twistd exited:\n" + server.output()[-6000:]))
-        server.wait_ready()
-        api = server.api_url()
-        env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": ours}
-        query = urllib.parse.urlencode({"api": api, "app": APP_ID, "secret": APP_SECRET,
-                                        "audio": 1, "scalability": "L1T3",
-                                        "hold": int((HOLD_S + 20) * 1000)})
-        publisher = Lines([node, str(HERE / "run_page.js"),
-                           f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
-                          cwd=HERE, env=env)
-        children.append(publisher)
-        published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
+        scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, "3mbit",
+                             scalability="L1T3", hold=int((HOLD_S + 20) * 1000))
+        link, server, node, env, publisher, published = (
+            scene.link, scene.server, scene.node, scene.env, scene.publisher, scene.published)
+        ns, api = link.ns, server.api_url()
         encodings = json.loads(publisher.wait_for("CONSOLE ENCODINGS ", 30))
         print("\npublisher outbound-rtp:", encodings)
         assert {rid: e.get("scalabilityMode") for rid, e in encodings.items()} == {
