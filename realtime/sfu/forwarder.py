@@ -22,7 +22,9 @@ a gap (the subscriber NACKs it, and the packet may yet arrive through the
 SFU's own NACK upstream) and nothing else is ever skipped.  Packets older
 than the segment's first packet, and packets of any other source, are
 dropped: their numbers belong to the previous segment.  A bit window over
-the last 256 numbers drops duplicates (the original and its RTX copy).
+the last 256 numbers drops duplicates (the original and its RTX copy); a packet
+older than that window is dropped too (`too-late`): it may have been sent already,
+and a second copy would reuse an SRTP index the subscriber drops as a replay.
 
 The segments double as the map *outgoing seq -> original packet* the NACK
 shield needs: :meth:`Forwarder.retransmit` finds the segment an outgoing
@@ -384,11 +386,17 @@ class Forwarder:
                 if back > self._span:
                     self._drop("before-segment")  # its number belongs to the last one
                     return None
-                if back < _WINDOW:
-                    if self._seen >> back & 1:
-                        self._drop("duplicate")  # say, original and RTX both arrived
-                        return None
-                    self._seen |= 1 << back
+                if back >= _WINDOW:
+                    # older than the window: whether it was sent cannot be told, and a copy
+                    # sent again reuses its SRTP index, which the subscriber drops as a
+                    # replay (RFC 3711 §3.3.2) and reports lost in transport-cc feedback
+                    # (Chromium's RTX padding repeats one old packet for seconds)
+                    self._drop("too-late")
+                    return None
+                if self._seen >> back & 1:
+                    self._drop("duplicate")  # say, original and RTX both arrived
+                    return None
+                self._seen |= 1 << back
                 if self.temporal is not None:  # frames may have been dropped since
                     return self._emit_late(packet, seq, ts, back, now)
             return self._emit(packet, seq, ts, now)

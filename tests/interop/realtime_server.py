@@ -122,20 +122,23 @@ class Server:
 
     def get(self, path: str, secret: str = APP_SECRET) -> tuple[int, dict]:
         """GET ``{api}/v1/apps/{APP_ID}{path}``; return (status, body)."""
-        request = urllib.request.Request(
-            f"{self.api_url()}/v1/apps/{APP_ID}{path}",
-            headers={"Authorization": f"Bearer {secret}"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
+        return self.call("GET", path, None, secret)
 
     def post(self, path: str, body: dict, secret: str = APP_SECRET) -> tuple[int, dict]:
         """POST JSON to ``{api}/v1/apps/{APP_ID}{path}``; return (status, body)."""
+        return self.call("POST", path, body, secret)
+
+    def put(self, path: str, body: dict, secret: str = APP_SECRET) -> tuple[int, dict]:
+        """PUT JSON to ``{api}/v1/apps/{APP_ID}{path}``; return (status, body)."""
+        return self.call("PUT", path, body, secret)
+
+    def call(self, method: str, path: str, body: dict | None,
+             secret: str = APP_SECRET) -> tuple[int, dict]:
+        """``method`` ``{api}/v1/apps/{APP_ID}{path}`` with a JSON ``body``; (status, body)."""
         request = urllib.request.Request(
-            f"{self.api_url()}/v1/apps/{APP_ID}{path}", data=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {secret}"}, method="POST")
+            f"{self.api_url()}/v1/apps/{APP_ID}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {secret}"}, method=method)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read() or b"{}")

@@ -17,7 +17,9 @@ root side of the veth shapes the subscriber's downlink (netem is absent here).
    received (webrtc-stats ``concealedSamples / totalSamplesReceived``) over
    that time.
 2. The shaping lifted to 3 Mbit/s: within 10 s it receives f (width > 800).
-3. The SFU's pacer (``/diagnostics`` ``pacer``) spread bursts: packets were deferred.
+3. ``tracks/update`` with ``preferredRid: "h"`` (still 3 Mbit/s): it stays at h
+   (320 < width <= 640) and ``GET`` session says ``reason: preferred``.
+4. The SFU's pacer (``/diagnostics`` ``pacer``) spread bursts: packets were deferred.
 
 The SFU's own view (``/diagnostics``: the subscriber's estimate and probes) is
 printed with the samples; with ``REALTIME_BANDWIDTH_RECORD=path.json`` both are
@@ -43,7 +45,7 @@ from tests.processes import Lines
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
-SHAPED_S, LIFTED_S = 12.0, 12.0
+SHAPED_S, LIFTED_S, HELD_S = 12.0, 12.0, 7.0
 THIN, WIDE = "400kbit", "3mbit"
 MAX_CONCEALED = 0.05
 """Issue 15: <= 5 %.  Before probes were judged by delay growth and stopped early
@@ -54,7 +56,7 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
     children: list[Lines] = []
     with contextlib.ExitStack() as stack:
         scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, THIN,
-                             hold=int((SHAPED_S + LIFTED_S + 20) * 1000),
+                             hold=int((SHAPED_S + LIFTED_S + HELD_S + 20) * 1000),
                              # spatial layers only: Chromium's VP8 simulcast has three
                              # temporal layers by default, and with them 400 kbit/s buys
                              # h at 15 fps (test_temporal_layers_chromium.py), not q
@@ -71,10 +73,10 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
         query = urllib.parse.urlencode({
             "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
             "track": published["trackName"], "audio": published["audioTrackName"],
-            "hold": int((SHAPED_S + LIFTED_S) * 1000)})
+            "hold": int((SHAPED_S + LIFTED_S + HELD_S) * 1000)})
         subscriber = Lines(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
                             f"http://127.0.0.1:{pages_port}/sfu-adaptive-subscribe.html?{query}",
-                            str(int((SHAPED_S + LIFTED_S + 40) * 1000))], cwd=HERE, env=env)
+                            str(int((SHAPED_S + LIFTED_S + HELD_S + 40) * 1000))], cwd=HERE, env=env)
         children.append(subscriber)
         pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))
         start = time.monotonic()
@@ -88,11 +90,18 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
             return {"t": round(time.monotonic() - start, 1), **layer,
                     **(sfu.get("estimate") or {}), "pacer": sfu.get("pacer")}
 
-        lifted = None
-        while time.monotonic() - start < SHAPED_S + LIFTED_S - 1:
+        lifted = held = None
+        while time.monotonic() - start < SHAPED_S + LIFTED_S + HELD_S - 1:
             if lifted is None and time.monotonic() - start >= SHAPED_S:
                 link.shape_downlink(WIDE, change=True)
                 lifted = time.monotonic() - start
+            if held is None and time.monotonic() - start >= SHAPED_S + LIFTED_S:
+                _, state = server.get(f"/sessions/{pulled['sessionId']}")
+                mid = next(t["mid"] for t in state["tracks"] if "layer" in t)
+                status, body = server.put(f"/sessions/{pulled['sessionId']}/tracks/update", {
+                    "tracks": [{"mid": mid, "simulcast": {"preferredRid": "h"}}]})
+                assert status == 200, body
+                held = time.monotonic() - start
             trace.append(view())
             time.sleep(0.5)
         result = json.loads(subscriber.wait_for("RESULT ", 60))
@@ -111,10 +120,11 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
         previous = s
         print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s['frames']:7} {s['freezes']:8} {rate:7.0f}"
               f"  {s.get('concealed')}/{s.get('audioSamples')}")
-    print("SFU  t(s) rid target reason      estimate   acked  probes/ok  wanted  pacer")
+    print("SFU  t(s) rid target reason      estimate   acked  loss  signal  probes/ok  wanted  pacer")
     for v in trace:
         print(f"{v['t']:9.1f} {v.get('rid')!s:>3} {v.get('target')!s:>6} {v.get('reason')!s:<10}"
               f" {v.get('estimate')!s:>9} {v.get('ackedBitrate')!s:>7}"
+              f" {v.get('lossFraction')!s:>5} {v.get('delaySignal')!s:>7}"
               f" {v.get('probes')!s:>4}/{v.get('probesSucceeded')!s:<4} {v.get('wanted')}"
               f"  {v.get('pacer')}")
     shaped = [s for s in samples if 5000 <= s["t"] <= SHAPED_S * 1000 - 500]
@@ -130,6 +140,13 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
     assert lifted is not None
     after = [s for s in samples if lifted * 1000 < s["t"] <= (lifted + 10) * 1000]
     assert any(s["width"] > 800 for s in after), after
+    # preferredRid "h" under 3 Mbit/s: h, as asked (a key frame of h, then h only)
+    assert held is not None
+    kept = [s for s in samples if (held + 2.5) * 1000 < s["t"]]
+    assert kept and all(320 < s["width"] <= 640 for s in kept), kept
+    assert kept[-1]["freezes"] == kept[0]["freezes"], kept
+    assert all(v["reason"] == "preferred" and v["rid"] == "h"
+               for v in trace if v["t"] >= held + 2.5), trace
     # the pacer spread the key frames' bursts (docs/bandwidth.md, "The pacer")
     pacer = trace[-1]["pacer"]
     assert pacer and pacer["deferred"] > 0, trace[-1]

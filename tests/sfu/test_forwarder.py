@@ -364,3 +364,19 @@ def test_rtx_keeps_a_non_zero_timestamp() -> None:
     (rtx,) = forwarder.retransmit([first[2] << 8 | first[3]], 0.1)
     assert rtx[4:8] == first[4:8]
     assert rtx[8:12] == b"\x00\x00\x00\xb0" and rtx[12:14] == first[2:4]
+
+
+def test_a_packet_older_than_the_window_is_not_sent_again() -> None:
+    """Chromium pads its probes with RTX copies of one old packet for seconds: unwrapped,
+    each copy is that packet again.  Within the 256-number window the duplicate is seen;
+    older, it was sent with the same SRTP index the subscriber has already taken, so it
+    would be dropped there as a replay and reported lost in transport-cc feedback (the
+    estimate then fell to its floor under a steady 60 % "loss")."""
+    source = PublishedStream(1, 90000)
+    forwarder = Forwarder(2, 90000, payload_types={96: 96}, random=zeros)
+    for seq in range(1, 301):
+        assert forwarder.forward(rtp(seq, seq * 3000, 1), source, False, 0.0) is not None
+    assert forwarder.forward(rtp(200, 200 * 3000, 1), source, False, 0.0) is None  # in window
+    assert forwarder.drops["duplicate"] == 1
+    assert forwarder.forward(rtp(10, 10 * 3000, 1), source, False, 0.0) is None  # older
+    assert forwarder.drops["too-late"] == 1
