@@ -107,18 +107,21 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string", "enum": ["active", "inactive"]},
         "layer": {"type": "object", "description":
                   "A pulled simulcast track: the layer sent (rid), the layer wanted (target) "
-                  "and why (auto|preferred|fallback|bandwidth), the VP8 temporal layer "
+                  "and why (auto|preferred|fallback|bandwidth|degraded), the layers starved "
+                  "(arriving at under half the best one's frame rate), the VP8 temporal layer "
                   "forwarded and wanted (null: every frame) and the share of frames sent, "
                   "docs/bandwidth.md.",
                   "properties": {
                       "rid": {"type": "string", "nullable": True},
                       "target": {"type": "string", "nullable": True},
                       "reason": {"type": "string",
-                                 "enum": ["auto", "preferred", "fallback", "bandwidth"]},
+                                 "enum": ["auto", "preferred", "fallback", "bandwidth",
+                                          "degraded"]},
                       "availableBitrate": {"type": "integer", "nullable": True},
                       "temporalLayer": {"type": "integer", "nullable": True},
                       "targetTemporalLayer": {"type": "integer", "nullable": True},
-                      "frameRateFraction": {"type": "number"}}}}}]},
+                      "frameRateFraction": {"type": "number"},
+                      "starvedLayers": {"type": "array", "items": {"type": "string"}}}}}}]},
     "NewSessionRequest": {"type": "object", "properties": {
         "sessionDescription": _ref("SessionDescription")}},
     "NewSessionResponse": {"type": "object", "required": ["sessionId"], "properties": {

@@ -32,6 +32,9 @@ Target choice (:meth:`LayerSelector.target_for`)::
          ridNotAvailable = asciibetical     -> next active layer after it in a-z order,
                                                else the nearest active one before it
          fallbackStrategy = leastBandwidth  -> the last active layer in a-z order
+    a *starved* layer (arriving at under half the frame rate of the track's best:
+    a publisher short of uplink thins its better layers so) is passed over as if
+    it were not arriving ("degraded"), unless preferred with ridNotAvailable = none
     then, with an available bitrate known (the subscriber's estimate,
     realtime/sfu/allocator.py) and no preference or priorityOrdering = asciibetical:
          step down a-z while the layer's measured bitrate exceeds it (a better
@@ -122,11 +125,15 @@ MIN_TID = 1
 frame rate); below it the smaller layer at its full frame rate is preferred."""
 ALL_TIDS = 0xFF
 """Every temporal layer (:data:`realtime.sfu.temporal.ALL`)."""
+STARVED_BELOW = 0.5
+"""A layer whose frame rate falls under this fraction of the track's best layer's is *starved*."""
+RECOVERED_AT = 0.75
+"""... and is no longer starved once its frame rate is back at this fraction (hysteresis)."""
 
 
 class _Layer:
     __slots__ = ("rid", "last_seen", "active", "window_start", "window_bytes", "bitrate",
-                 "tid_bytes", "tid_rates")
+                 "tid_bytes", "tid_rates", "window_frames", "frame_rate", "starved")
 
     def __init__(self, rid: str, now: float | None) -> None:
         self.rid = rid
@@ -139,6 +146,10 @@ class _Layer:
         #: TID seen in the last window (None: no temporal layers seen)
         self.tid_bytes = [0] * TEMPORAL_LAYERS
         self.tid_rates: list[float] | None = None
+        #: frames ended (RTP marker bit, RFC 3550 §5.1) in the window; frames/s, smoothed
+        self.window_frames = 0
+        self.frame_rate: float | None = None
+        self.starved = False
 
 
 class SimulcastLayers:
@@ -161,10 +172,12 @@ class SimulcastLayers:
         self.generation = 0
         self._next_check: float | None = None
 
-    def packet_received(self, rid: str, size: int, now: float, tid: int = -1) -> None:
+    def packet_received(self, rid: str, size: int, now: float, tid: int = -1,
+                        frame_end: bool = False) -> None:
         """Account for one packet of layer ``rid`` (once per packet, for all subscribers).
 
-        ``tid``: its temporal layer (VP8 payload descriptor, RFC 7741 §4.2), -1 if none.
+        ``tid``: its temporal layer (VP8 payload descriptor, RFC 7741 §4.2), -1 if none;
+        ``frame_end``: its marker bit (the last packet of a video frame, RFC 3550 §5.1).
         """
         layer = self.layers.get(rid)
         if layer is None:
@@ -176,12 +189,17 @@ class SimulcastLayers:
             self.generation += 1
         layer.last_seen = now
         layer.window_bytes += size
+        if frame_end:
+            layer.window_frames += 1
         if tid >= 0:
             layer.tid_bytes[tid] += size
         elapsed = now - layer.window_start
         if elapsed >= self.window:
             layer.bitrate = layer.window_bytes * 8 / elapsed
-            layer.window_start, layer.window_bytes = now, 0
+            fps = layer.window_frames / elapsed
+            layer.frame_rate = fps if layer.frame_rate is None else (fps + layer.frame_rate) / 2
+            layer.window_start, layer.window_bytes, layer.window_frames = now, 0, 0
+            self._judge_frame_rates()
             counted = layer.tid_bytes
             top = max((t for t in range(TEMPORAL_LAYERS) if counted[t]), default=-1)
             if top > 0:
@@ -203,6 +221,35 @@ class SimulcastLayers:
             self._next_check = now + self.inactive_after
         elif now >= self._next_check:
             self.handle_timer(now)
+
+    def _judge_frame_rates(self) -> None:
+        """Mark the layers starved whose frame rate fell far below the track's best layer's.
+
+        A publisher whose uplink (or CPU) cannot carry every layer thins the better
+        ones first: Chromium, its send-side estimate under a layer's need, keeps that
+        layer alive at 2-7 frames/s rather than pausing it (measured, a 1 Mbit/s
+        uplink: f at 2-7 fps, h and q at 30; tests/interop/test_shaped_publisher_chromium.py).
+        Such a layer still arrives, so it is *active*, but a subscriber sent it sees a
+        freeze at every gap; the selector passes over it, as over a layer whose rate
+        does not fit.  Starved below :data:`STARVED_BELOW` of the best frame rate of the
+        track's active layers, recovered at :data:`RECOVERED_AT`; the last layer is
+        never starved (there is nothing under it).
+        """
+        layers = self.layers
+        best = max((layer.frame_rate for layer in layers.values()
+                    if layer.active and layer.frame_rate), default=0.0)
+        last = max((rid for rid, layer in layers.items() if layer.active), default=None)
+        for rid, layer in layers.items():
+            fps = layer.frame_rate
+            if fps is None or rid == last:
+                starved = False
+            elif layer.starved:
+                starved = fps < best * RECOVERED_AT
+            else:
+                starved = fps < best * STARVED_BELOW
+            if starved != layer.starved:
+                layer.starved = starved
+                self.generation += 1
 
     def handle_timer(self, now: float) -> None:
         """Mark layers silent for ``inactive_after`` as inactive."""
@@ -230,6 +277,16 @@ class SimulcastLayers:
     def active(self) -> list[str]:
         """Return the active rids, best first."""
         return sorted(rid for rid, layer in self.layers.items() if layer.active)
+
+    def starved(self, rid: str) -> bool:
+        """Return True if ``rid`` arrives at a frame rate far below the track's best layer's."""
+        layer = self.layers.get(rid)
+        return layer is not None and layer.starved
+
+    def frame_rate(self, rid: str) -> float | None:
+        """Return ``rid``'s measured frames/s (smoothed over windows), or None."""
+        layer = self.layers.get(rid)
+        return None if layer is None else layer.frame_rate
 
     def bitrate(self, rid: str) -> float | None:
         """Return the last measured bitrate of ``rid`` in bit/s, or None."""
@@ -321,8 +378,9 @@ class LayerSelector:
 
         Sets :attr:`reason`: ``preferred`` (the preferred layer), ``auto`` (no
         preference: the best layer), ``fallback`` (the preferred layer is not
-        arriving), ``bandwidth`` (a lower layer, because the available bitrate
-        does not carry the better one).  Sets :attr:`target_tid`: the highest
+        arriving, or starved), ``bandwidth`` (a lower layer, because the available
+        bitrate does not carry the better one), ``degraded`` (no preference, and the
+        better layers arrive starved: :meth:`SimulcastLayers.starved`).  Sets :attr:`target_tid`: the highest
         temporal layer to forward (:data:`ALL_TIDS`: every one).
 
         Temporal layers (a layer whose packets carry VP8 TIDs): a layer fits when
@@ -333,27 +391,34 @@ class LayerSelector:
         """
         prefs = self.preferences
         preferred = prefs.preferred_rid
+        # a starved layer (SimulcastLayers._judge_frame_rates) is passed over as if it
+        # were not arriving: sent, it would freeze at every gap
+        usable = [rid for rid in active if not self.layers.starved(rid)]
         if preferred is None:
-            choice, reason = (active[0] if active else self.target), "auto"
-        elif preferred in active:
+            choice, reason = (usable[0] if usable else self.target), "auto"
+            if usable and usable[0] != active[0]:
+                reason = "degraded"
+        elif preferred in active and (preferred in usable or prefs.rid_not_available == NONE):
             choice, reason = preferred, "preferred"
-        elif prefs.rid_not_available == ASCIIBETICAL and active:
-            after = [rid for rid in active if rid > preferred]
-            before = [rid for rid in active if rid < preferred]
+        elif prefs.rid_not_available == ASCIIBETICAL and usable:
+            after = [rid for rid in usable if rid > preferred]
+            before = [rid for rid in usable if rid < preferred]
             choice, reason = (after[0] if after else before[-1]), "fallback"
-        elif prefs.rid_not_available == LEAST_BANDWIDTH and active:
-            choice, reason = active[-1], "fallback"
+        elif prefs.rid_not_available == LEAST_BANDWIDTH and usable:
+            choice, reason = usable[-1], "fallback"
         else:
             choice, reason = preferred, "preferred"
         budget = self.available_bitrate
         self.ceiling = choice
         tid = ALL_TIDS
-        if budget is not None and choice in active and (
+        # the preferred layer kept though starved (ridNotAvailable none) steps down as before
+        candidates = usable if choice in usable else active
+        if budget is not None and choice in candidates and (
                 preferred is None or prefs.priority_ordering == ASCIIBETICAL):
             limit = self.upgrade_bitrate_limit
             up_budget = budget if limit is None else min(budget, limit)
             fitted = None
-            for rid in active[active.index(choice) :]:
+            for rid in candidates[candidates.index(choice) :]:
                 rates = self.layers.rates(rid)
                 if rates is None:
                     # not measured yet (its first window): with an estimate known it is
@@ -361,7 +426,7 @@ class LayerSelector:
                     continue
                 # moving up needs headroom (UPGRADE_HEADROOM) within what has been shown to
                 # arrive; staying or moving down needs the estimate only
-                fitted = self._fitting_tid(rid, rates, budget, up_budget, rid == active[-1])
+                fitted = self._fitting_tid(rid, rates, budget, up_budget, rid == candidates[-1])
                 if fitted is not None:
                     break
             if fitted is not None:

@@ -200,8 +200,11 @@ class Subscription:
         ``rid``: the layer being sent (None before the first key frame);
         ``target``: the layer wanted (switched to on its next key frame);
         ``reason``: ``auto`` (no preference: the best layer), ``preferred``,
-        ``fallback`` (the preferred layer is not arriving) or ``bandwidth``
-        (the subscriber's estimate does not carry a better layer);
+        ``fallback`` (the preferred layer is not arriving, or starved), ``bandwidth``
+        (the subscriber's estimate does not carry a better layer) or ``degraded`` (a
+        better layer arrives, but at under half the best layer's frame rate: the
+        publisher thins it, realtime/media/simulcast.py);
+        ``starvedLayers``: those layers, best first;
         ``availableBitrate``: the share of the estimate this track was given;
         ``temporalLayer``: the highest VP8 temporal layer (TID) forwarded, None when
         every frame is (or the stream has no temporal layers); ``targetTemporalLayer``:
@@ -215,7 +218,9 @@ class Subscription:
         budget = selector.available_bitrate
         state: dict[str, Any] = {
             "rid": selector.current, "target": selector.target, "reason": selector.reason,
-            "availableBitrate": None if budget is None else int(budget)}
+            "availableBitrate": None if budget is None else int(budget),
+            "starvedLayers": [rid for rid in selector.layers.active()
+                              if selector.layers.starved(rid)]}
         forwarder = self.forwarder
         temporal = forwarder.temporal if forwarder is not None else None
         sent = ALL if temporal is None else temporal.target
@@ -434,7 +439,7 @@ class PublishedTrack:
                 else:
                     tid = temporal_layer(packet) \
                         if packet[1] & 0x7F in self.vp8_payload_types else -1
-                    layers.packet_received(rid, len(packet), now, tid)
+                    layers.packet_received(rid, len(packet), now, tid, packet[1] > 0x7F)
                 if self.keyframes_wanted and rid in self.keyframes_wanted:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)

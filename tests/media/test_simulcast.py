@@ -191,6 +191,48 @@ def test_an_unmeasured_layer_is_not_chosen_over_one_known_not_to_fit() -> None:
     assert selector.target == "f"
 
 
+def _frames(layers: SimulcastLayers, fps: dict[str, float], start: float, seconds: float) -> float:
+    """Feed one packet per frame (marker set) of each layer at its frame rate; return the end."""
+    t, step = start, 0.001
+    due = {rid: start for rid in fps}
+    while t < start + seconds:
+        for rid, rate in fps.items():
+            if rate and t >= due[rid]:
+                layers.packet_received(rid, 1000, t, frame_end=True)
+                due[rid] += 1 / rate
+        t += step
+    return t
+
+
+def test_a_starved_layer_is_passed_over_until_it_recovers() -> None:
+    """Issue 15, a publisher short of uplink: Chromium keeps f at a few frames/s (measured
+    2-8 fps on a 1 Mbit/s uplink, tests/interop/test_shaped_publisher_chromium.py); sent f,
+    the subscriber froze at every gap.  f is starved under half h's frame rate, back at 3/4."""
+    layers = SimulcastLayers(window=0.5)
+    auto = LayerSelector(layers, P(None))
+    preferred = LayerSelector(layers, P("f", rid_not_available="asciibetical"))
+    stubborn = LayerSelector(layers, P("f"))  # ridNotAvailable none: f, even starved
+    t = _frames(layers, {"f": 30, "h": 30, "q": 30}, 0.0, 2.0)
+    assert [auto.target_for(layers.active()), auto.reason] == ["f", "auto"]
+    t = _frames(layers, {"f": 4, "h": 30, "q": 30}, t, 3.0)
+    assert layers.starved("f") and not layers.starved("h")
+    assert layers.frame_rate("f") == pytest.approx(4, abs=3)  # smoothed over windows
+    assert [auto.target_for(layers.active()), auto.reason] == ["h", "degraded"]
+    assert [preferred.target_for(layers.active()), preferred.reason] == ["h", "fallback"]
+    assert stubborn.target_for(layers.active()) == "f"
+    # the generation moved: a selector retargets at its next packet
+    assert not auto.accept("q", False, t) and auto.target == "h"
+    # 20 fps is above half, not yet at 3/4 of 30: still starved (no flapping at the line)
+    t = _frames(layers, {"f": 20, "h": 30, "q": 30}, t, 3.0)
+    assert layers.starved("f")
+    t = _frames(layers, {"f": 28, "h": 30, "q": 30}, t, 3.0)
+    assert not layers.starved("f")
+    assert [auto.target_for(layers.active()), auto.reason] == ["f", "auto"]
+    # the last layer is never starved: it is all there is under the others
+    _frames(layers, {"f": 30, "h": 30, "q": 3}, t, 3.0)
+    assert not layers.starved("q")
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from("fhq"), st.booleans(), st.floats(0, 0.3)), max_size=80),
