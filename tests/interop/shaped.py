@@ -91,23 +91,48 @@ class ShapedScene:
     published: dict[str, Any]   # what the page printed: sessionId, trackName, ...
 
 
+def serve_pages_inside(link: ShapedLink, children: list) -> str:
+    """Serve tests/interop/pages on 127.0.0.1 inside ``link``'s namespace, for a browser
+    that runs there; the server joins ``children`` (stopped with them).  Return its URL."""
+    import sys
+    import time
+
+    from tests.interop.realtime_server import free_port
+    from tests.processes import Lines
+
+    port = free_port()
+    children.append(Lines(["ip", "netns", "exec", link.ns, sys.executable, "-m", "http.server",
+                           str(port), "--bind", "127.0.0.1",
+                           "--directory", str(Path(__file__).resolve().parent / "pages")]))
+    time.sleep(0.5)
+    return f"http://127.0.0.1:{port}"
+
+
+def require_shaping_tools() -> str:
+    """Check what a shaped Chromium test needs (root, ip, tc, Chromium, playwright-core);
+    return the node binary that runs the pages."""
+    from tests.conftest import require, require_tool
+
+    require_tool("ip")
+    require_tool("tc")
+    require_tool("chromium", "/usr/bin/chromium")
+    node = require_tool("node")
+    require((Path(__file__).resolve().parent / "node_modules" / "playwright-core").is_dir(),
+            "playwright-core is not installed (scripts/install-interop-tools)")
+    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    return node
+
+
 def shaped_scene(stack: contextlib.ExitStack, tmp_path: Path, pages: str, traffic_guard: Any,
                  children: list, downlink: str, **publish: Any) -> ShapedScene:
     """Check the tools, make the shaped link (downlink ``downlink``), start the server and
     the publishing page with query ``publish`` (``hold``, ``scalability`` ...); everything
     stops with ``stack`` (pages through ``children``)."""
-    from tests.conftest import require, require_tool
     from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
     from tests.processes import Lines
 
     here = Path(__file__).resolve().parent
-    require_tool("ip")
-    require_tool("tc")
-    require_tool("chromium", "/usr/bin/chromium")
-    node = require_tool("node")
-    require((here / "node_modules" / "playwright-core").is_dir(),
-            "playwright-core is not installed (scripts/install-interop-tools)")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    node = require_shaping_tools()
     link = stack.enter_context(shaped_link())
     stack.callback(lambda: [child.stop() for child in children])
     traffic_guard.allow(link.network())

@@ -31,15 +31,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from tests.interop.realtime_server import APP_ID, APP_SECRET, free_port
-from tests.interop.shaped import shaped_scene
+from tests.interop.realtime_server import APP_ID, APP_SECRET
+from tests.interop.shaped import serve_pages_inside, shaped_scene
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -65,17 +64,13 @@ def test_thin_downlink_gets_q_and_f_once_lifted(tmp_path, pages, traffic_guard) 
                                               scene.env, scene.published)
         ns, api = link.ns, server.api_url()
         time.sleep(2)  # the layers start
-        pages_port = free_port()
-        children.append(Lines(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
-                               str(pages_port), "--bind", "127.0.0.1",
-                               "--directory", str(HERE / "pages")]))
-        time.sleep(0.5)
+        inside = serve_pages_inside(link, children)
         query = urllib.parse.urlencode({
             "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
             "track": published["trackName"], "audio": published["audioTrackName"],
             "hold": int((SHAPED_S + LIFTED_S + HELD_S) * 1000)})
         subscriber = Lines(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
-                            f"http://127.0.0.1:{pages_port}/sfu-adaptive-subscribe.html?{query}",
+                            f"{inside}/sfu-adaptive-subscribe.html?{query}",
                             str(int((SHAPED_S + LIFTED_S + HELD_S + 40) * 1000))], cwd=HERE, env=env)
         children.append(subscriber)
         pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))

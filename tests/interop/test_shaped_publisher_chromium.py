@@ -26,16 +26,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require, require_tool
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
-from tests.interop.shaped import shaped_link
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+from tests.interop.shaped import require_shaping_tools, serve_pages_inside, shaped_link
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -48,13 +46,7 @@ SETTLE_S = 8
 
 def test_a_shaped_publisher_thins_f_and_its_subscriber_gets_h(tmp_path, pages,
                                                              traffic_guard) -> None:
-    require_tool("ip")
-    require_tool("tc")
-    require_tool("chromium", "/usr/bin/chromium")
-    node = require_tool("node")
-    require((HERE / "node_modules" / "playwright-core").is_dir(),
-            "playwright-core is not installed (scripts/install-interop-tools)")
-    require(os.geteuid() == 0, "network namespaces need root (CI runs as root)")
+    node = require_shaping_tools()
     children: list[Lines] = []
     trace: list[dict] = []  # the SFU's view of the subscriber's layer, every 0.5 s
     with contextlib.ExitStack() as stack:
@@ -66,17 +58,13 @@ def test_a_shaped_publisher_thins_f_and_its_subscriber_gets_h(tmp_path, pages,
                         "--api", f"tcp:0:interface={link.ours}", app=True)
         stack.callback(server.stop)
         server.wait_ready()
-        port = free_port()
-        children.append(Lines(["ip", "netns", "exec", link.ns, sys.executable, "-m",
-                               "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(HERE / "pages")]))
-        time.sleep(0.5)
+        inside = serve_pages_inside(link, children)
         env = {**os.environ, "CHROMIUM": "/usr/bin/chromium", "REALTIME_EXCLUDE": link.ours}
         query = urllib.parse.urlencode({"api": server.api_url(), "app": APP_ID,
                                         "secret": APP_SECRET, "audio": 1, "sample": 1,
                                         "hold": HOLD_S * 1000})
         publisher = Lines(["ip", "netns", "exec", link.ns, node, str(HERE / "run_page.js"),
-                           f"http://127.0.0.1:{port}/sfu-simulcast-publish.html?{query}",
+                           f"{inside}/sfu-simulcast-publish.html?{query}",
                            str((HOLD_S + 40) * 1000)], cwd=HERE, env=env)
         children.append(publisher)
         published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
@@ -121,7 +109,10 @@ def test_a_shaped_publisher_thins_f_and_its_subscriber_gets_h(tmp_path, pages,
     # the send-side estimate follows the 1 Mbit/s shaping (transport-cc feedback)
     settled = [s for s in sent["samples"] if s["t"] >= SETTLE_S * 1000]
     available = [s.get("available") for s in settled]
-    assert settled and all(a and a <= 2_000_000 for a in available), available
+    # (one sample in ~50 comes without it: Chromium's stats skip the pair for a moment)
+    present = [a for a in available if a]
+    assert settled and len(present) >= 0.8 * len(available), available
+    assert all(a <= 2_000_000 for a in present), available
 
     # f is thinned by the publisher: a few frames/s at most, h and q at full rate
     def mean_fps(rid: str) -> float:

@@ -25,7 +25,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -35,8 +34,8 @@ import pytest
 from realtime.sfu.rtcp_legs import DEFAULT_MAX_BITRATE
 from tests.interop.conftest import run_page
 from tests.conftest import require, require_tool
-from tests.interop.realtime_server import APP_ID, APP_SECRET, Server, free_port
-from tests.interop.shaped import shaped_link
+from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
+from tests.interop.shaped import serve_pages_inside, shaped_link
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -107,15 +106,13 @@ def publish_shaped(tmp_path, *extra: str) -> list[float | None]:
                         "--api", f"tcp:0:interface={link.ours}", *extra, app=True)
         stack.callback(server.stop)
         server.wait_ready()
-        port = free_port()
-        pages_server = Lines(["ip", "netns", "exec", link.ns, sys.executable, "-m", "http.server",
-                              str(port), "--bind", "127.0.0.1", "--directory", str(HERE / "pages")])
-        stack.callback(pages_server.stop)
-        time.sleep(0.5)
+        children: list[Lines] = []
+        stack.callback(lambda: [child.stop() for child in children])
+        inside = serve_pages_inside(link, children)
         query = urllib.parse.urlencode({"api": server.api_url(), "app": APP_ID,
                                         "secret": APP_SECRET, "hold": 12000})
         page = Lines(["ip", "netns", "exec", link.ns, node, str(HERE / "run_page.js"),
-                      f"http://127.0.0.1:{port}/sfu-twcc.html?{query}", "60000"],
+                      f"{inside}/sfu-twcc.html?{query}", "60000"],
                      cwd=HERE, env={**os.environ, "CHROMIUM": "/usr/bin/chromium",
                                     "REALTIME_EXCLUDE": link.ours})
         stack.callback(page.stop)
