@@ -35,26 +35,27 @@ _send = relay_port.RelayPort.send
 _state = {"rtp": 0, "dropped": 0}
 
 
+def _lose(self, kind, stream_id, payload, destinations) -> bool:
+    """Count the packet; every EVERY-th after AFTER (at most LIMIT) is sealed, then lost."""
+    _state["rtp"] += 1
+    n = _state["rtp"]
+    if n > AFTER and n % EVERY == 0 and _state["dropped"] < LIMIT:
+        _state["dropped"] += 1
+        self.link.send(kind, stream_id, payload, destinations)
+        self.link.datagrams_to_send(0.0)        # sealed, then lost on the way
+        return True
+    return False
+
+
 def lossy_send(self, kind, stream_id, payload, destinations) -> None:
     if KIND == "datachannel":
-        if kind == RelayKind.DATACHANNEL:
-            _state["rtp"] += 1
-            n = _state["rtp"]
-            if n > AFTER and n % EVERY == 0 and _state["dropped"] < LIMIT:
-                _state["dropped"] += 1
-                self.link.send(kind, stream_id, payload, destinations)
-                self.link.datagrams_to_send(0.0)        # sealed, then lost on the way
-                sequence = int.from_bytes(payload[1:5], "big")
-                index = int.from_bytes(payload[5:7], "big")
-                print(f"relay-test-drop-datachannel {sequence} {index}", flush=True)
-                return
+        if kind == RelayKind.DATACHANNEL and _lose(self, kind, stream_id, payload, destinations):
+            sequence = int.from_bytes(payload[1:5], "big")
+            index = int.from_bytes(payload[5:7], "big")
+            print(f"relay-test-drop-datachannel {sequence} {index}", flush=True)
+            return
     elif kind == RelayKind.RTP and (PT is None or len(payload) > 1 and payload[1] & 0x7F == PT):
-        _state["rtp"] += 1
-        n = _state["rtp"]
-        if n > AFTER and n % EVERY == 0 and _state["dropped"] < LIMIT:
-            _state["dropped"] += 1
-            self.link.send(kind, stream_id, payload, destinations)
-            self.link.datagrams_to_send(0.0)            # sealed, then lost on the way
+        if _lose(self, kind, stream_id, payload, destinations):
             ssrc = int.from_bytes(payload[8:12], "big")
             seq = int.from_bytes(payload[2:4], "big")
             print(f"relay-test-drop {stream_id} {ssrc} {seq}", flush=True)

@@ -120,19 +120,28 @@ def send(publisher, chat, messages, nodes, network) -> None:
     deliver(network, nodes)
 
 
+async def chained_chat(nodes, network):
+    """Publish a chat on A, subscribe B and C; wait until A feeds B and B feeds C.
+    Return (publisher, chat, (b_session, b_copy), (c_session, c_copy), A's senders)."""
+    a, b, c = nodes["a"], nodes["b"], nodes["c"]
+    publisher, chat = await publish_chat(nodes)
+    b_pull = await subscribe(b, publisher.session_id)
+    c_pull = await subscribe(c, publisher.session_id)
+    fed = a.relay._senders
+    await pumping(nodes, network, 5, lambda: fed and next(iter(fed.values())).nodes == {"b"}
+                  and b.relay._remote[(publisher.session_id, "chat")].children == {"c"})
+    return publisher, chat, b_pull, c_pull, fed
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_chain_relays_every_message_in_order_and_survives_a_killed_middle_node(
         redis_server) -> None:
     nodes, network = await chain(redis_server)
     a, b, c = nodes["a"], nodes["b"], nodes["c"]
     try:
-        publisher, chat = await publish_chat(nodes)
-        b_session, b_copy = await subscribe(b, publisher.session_id)
-        c_session, c_copy = await subscribe(c, publisher.session_id)
+        publisher, chat, (b_session, b_copy), (c_session, c_copy), fed = await chained_chat(
+            nodes, network)
         assert await tree_of(a.directory, publisher.session_id) == {"b": "a", "c": "b"}
-        fed = a.relay._senders
-        await pumping(nodes, network, 5, lambda: fed and next(iter(fed.values())).nodes == {"b"}
-                      and b.relay._remote[(publisher.session_id, "chat")].children == {"c"})
         messages = ["hello", b"\x00\x01", "", b"", "x" * 3000, bytes(range(256)) * 256]
         messages += [str(i) for i in range(50)]
         send(publisher, chat, messages, nodes, network)
@@ -172,12 +181,8 @@ async def test_a_relay_whose_last_subscriber_left_hands_its_child_over_then_stop
     nodes, network = await chain(redis_server)
     a, b, c = nodes["a"], nodes["b"], nodes["c"]
     try:
-        publisher, chat = await publish_chat(nodes)
-        b_session, b_copy = await subscribe(b, publisher.session_id)
-        c_session, c_copy = await subscribe(c, publisher.session_id)
-        fed = a.relay._senders
-        await pumping(nodes, network, 5, lambda: fed and next(iter(fed.values())).nodes == {"b"}
-                      and b.relay._remote[(publisher.session_id, "chat")].children == {"c"})
+        publisher, chat, (b_session, b_copy), (c_session, c_copy), fed = await chained_chat(
+            nodes, network)
         send(publisher, chat, ["one"], nodes, network)
         b_session.datachannels.close(b_copy.id, 0.0)   # B's last subscriber leaves
         follow = c.relay._remote[(publisher.session_id, "chat")]
@@ -249,12 +254,8 @@ async def test_a_relay_node_answers_its_childs_nacks_and_asks_its_parent_for_its
         return kept
 
     try:
-        publisher, chat = await publish_chat(nodes)
-        b_session, b_copy = await subscribe(b, publisher.session_id)
-        c_session, c_copy = await subscribe(c, publisher.session_id)
-        fed = a.relay._senders
-        await pumping(nodes, network, 5, lambda: fed and next(iter(fed.values())).nodes == {"b"}
-                      and b.relay._remote[(publisher.session_id, "chat")].children == {"c"})
+        publisher, chat, (b_session, b_copy), (c_session, c_copy), fed = await chained_chat(
+            nodes, network)
         messages = [f"m{i}" for i in range(60)] + [bytes(range(256)) * 40, "end"]
         for message in messages:
             publisher.connection.client.send(chat.id, message, 0.0)
