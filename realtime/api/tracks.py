@@ -416,5 +416,8 @@ class TrackRoutes:
                     continue
                 subscription.update_preferences(preferences, now)
             results.append(echo)
+        cluster = self.sessions.cluster
+        if cluster is not None and session.connection is not None:
+            cluster.session_negotiated(session)  # the plan changed (realtime/sfu/restore.py)
         self.sessions.flush(session)
         return {"requiresImmediateRenegotiation": False, "tracks": results}

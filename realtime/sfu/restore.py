@@ -15,16 +15,18 @@ rebuilds it from two things the making node stored:
     {"mid": "0", "kind": "audio", "role": "publish",   "trackName": "mic"}
     {"mid": "1", "kind": "video", "role": "subscribe", "trackName": null,
      "pull": ["<publisher session id>", "cam"],
-     "offeredPayloadTypes": [[96, 96], [97, 97]]}     (publisher's PT -> ours)
+     "offeredPayloadTypes": [[96, 96], [97, 97]],     (publisher's PT -> ours)
+     "simulcast": {"preferredRid": "h", ...}}          (the pull's preferences, if any)
 
 Our own sources (the SSRCs we send a subscriber, RFC 5576) are read back
 from our description, so a subscriber keeps receiving the SSRCs it was told.
 A pushed track is published again under the same (session, name); a pulled
 track is looked up through ``find`` (this node's switchboard, then a
 cross-node pull); a pull whose track is nowhere leaves its section silent.
-Not replayed: DataChannel publications/subscriptions of the API, simulcast
-preferences of pulls (back to the defaults), ``#name`` pulls on a
-bidirectional section.
+The plan is stored again after ``tracks/update`` (a pull's preferences or the
+track a section carries may change there).  Not replayed: DataChannel
+publications/subscriptions of the API, ``#name`` pulls on a bidirectional
+section.
 
 Pure code: the session is given, nothing here does I/O.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from realtime.media.simulcast import SimulcastPreferences
 from realtime.sdp.errors import NegotiationError
 from realtime.sdp.negotiated import apply_answer
 from realtime.sdp.negotiation import RtpStream
@@ -69,6 +72,11 @@ def plan_of(session: SfuSession) -> list[dict[str, Any]]:
             offered = subscription.offered_payload_types
             entry["offeredPayloadTypes"] = (None if offered is None
                                             else sorted([k, v] for k, v in offered.items()))
+            if track.layers is not None:  # exact: ridNotAvailable may be leastBandwidth
+                wishes = subscription.preferences
+                entry["simulcast"] = {"preferredRid": wishes.preferred_rid or "",
+                                      "priorityOrdering": wishes.priority_ordering,
+                                      "ridNotAvailable": wishes.rid_not_available}
         plan.append(entry)
     return plan
 
@@ -120,7 +128,9 @@ def _transceiver(session: SfuSession, local: SessionDescription, entry: Any,
             and len(pull) == 2 and all(isinstance(p, str) for p in pull):
         track = find(session.app_id, pull[0], pull[1])
         if track is not None and track.kind == kind:
-            session._subscribe(transceiver, track, None)
+            preferences = entry.get("simulcast")
+            session._subscribe(transceiver, track, SimulcastPreferences.from_json(preferences)
+                               if isinstance(preferences, dict) else None)
             offered = entry.get("offeredPayloadTypes")
             if offered is not None:
                 if not isinstance(offered, list) or not all(

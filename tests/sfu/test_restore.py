@@ -96,3 +96,29 @@ def test_a_bad_plan_or_description_keeps_nothing() -> None:
                       **{**record, "exchange": ("v=0\r\n", "x", False)}, now=1.0,
                       certificate=certificate(), address="127.0.0.1", port=1)
     assert board.sessions == {} and board.tracks == {} and not board.is_gone(a_pub.session_id)
+
+
+def test_a_pulls_simulcast_preferences_are_replayed(shared) -> None:
+    """Nothing the user set is lost on a take-over: the preferences of a simulcast pull
+    (tracks/new or tracks/update) come back exactly, leastBandwidth included."""
+    from realtime.media.simulcast import SimulcastPreferences
+    from realtime.sdp.session import SessionDescription
+    from realtime.sfu.session import MediaRequest
+    from tests.sfu.test_session import answer_sfu_offer, new
+
+    sdp = (shared / "pcaps/generated/webrtc/webrtc-chromium-aiortc-simulcast.offer.sdp").read_text()
+    video_mid = next(m.mid for m in SessionDescription.parse(sdp).media if m.kind == "video")
+    a_board = Switchboard(random=counting_random())
+    a_pub = new(a_board)
+    a_pub.answer_offer(sdp, 0.0, publish={video_mid: "cam"})
+    wishes = SimulcastPreferences("h", "asciibetical", "leastBandwidth")
+    a_sub = new(a_board)
+    a_sub.offer_media([MediaRequest("video", "subscribe", a_board.find(
+        "app", a_pub.session_id, "cam"), preferences=wishes)], 1.0)
+    a_sub.apply_answer(answer_sfu_offer(a_sub.pending_offer), 1.0)
+    b_board = Switchboard()
+    restore(b_board, a_pub)
+    b_sub = restore(b_board, a_sub)
+    assert b_sub.transceiver("0").subscription.preferences == wishes
+    assert stored(a_sub)["plan"][0]["simulcast"] == {
+        "preferredRid": "h", "priorityOrdering": "asciibetical", "ridNotAvailable": "leastBandwidth"}
