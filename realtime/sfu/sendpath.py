@@ -76,7 +76,7 @@ from realtime.media.vp8 import rewrite_picture_fields
 from realtime.peer.connection import PeerConnection
 from realtime.rtp.packet import HEADER_LENGTH
 from realtime.sfu.forwarder import _WINDOW_MASK, MAX_JUMP, ExtensionPlan, Forwarder, PublishedStream
-from realtime.srtp.fanout import MAX_RTP_SIZE, copy_protect
+from realtime.srtp.fanout import MAX_RTP_SIZE, configure_sender, copy_protect
 
 __all__ = ["KEYFRAME_WANTED", "SendPath", "bind_send_path"]
 
@@ -315,4 +315,13 @@ def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default
         touched.add(session)
         return size
 
+    if template is not None and fast_copy is copy_protect and configure_sender is not None \
+            and (payload_types is None or type(payload_types) is dict):
+        # the in-order C branch above, whole, in C (realtime/srtp/_fanout_send.h): the same
+        # decisions and writes, and this closure for every other case
+        return configure_sender(
+            send, f, session, template, plan, payload_types, ssrc, vp8,
+            vp8_payload_types if vp8_payload_types is not None else frozenset(), sender,
+            stamp_next if stamp is not None else None, temporal, touched, PeerConnection,
+            _WINDOW_MASK, MAX_JUMP)
     return send

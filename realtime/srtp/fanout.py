@@ -41,7 +41,7 @@ from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # com
 from realtime.errors import LocalProtocolError
 from realtime.srtp.fast import MAX_RTP_SIZE
 
-__all__ = ["AVAILABLE", "MAX_RTP_SIZE", "copy_protect"]
+__all__ = ["AVAILABLE", "MAX_RTP_SIZE", "configure_sender", "copy_protect"]
 
 #: ``copy_protect(srtp, template, seq, ts, ssrc, octet1, vp8_at, picture_delta, tl0_delta,
 #: stamp_at, stamp) -> bytes`` (see ``_fanout.c``), or None without the C helper.
@@ -68,6 +68,14 @@ def _load() -> Callable[..., bytes] | None:
 copy_protect = _load()
 AVAILABLE = copy_protect is not None
 """True when the C helper is built and in use."""
+
+#: ``configure_sender(fallback, forwarder, session, template, ...) -> Sender`` (see
+#: ``_fanout_send.h``): a subscriber's whole in-order copy in one C call, for
+#: :func:`realtime.sfu.sendpath.bind_send_path`; None without the C helper.
+configure_sender: Callable[..., Any] | None = None
+if copy_protect is not None:
+    from realtime.srtp import _fanout as _module  # type: ignore[attr-defined]
+    configure_sender = getattr(_module, "configure_sender", None)  # None: a build before it
 
 
 def helper() -> Any:
