@@ -54,6 +54,12 @@ typedef struct {
     PyObject *window_mask;        /* forwarder._WINDOW_MASK */
     PyObject *srtp;               /* the SrtpSession last seen, and its srtp_t */
     void *srtp_address;
+    PyObject *connection;         /* the PeerConnection last seen, and its ICE agent */
+    PyObject *ice;
+    PyObject *made_for;           /* the packet the template fields below were read for */
+    PyObject *octets;             /* template.octets */
+    long long head, payload, stamp_at;
+    int fits;
     unsigned long ssrc;
     long max_jump;
 } Sender;
@@ -203,8 +209,15 @@ sender_copy(Sender *self, PyObject *packet, PyObject *source, PyObject *now, lon
     } else {
         mapped = pt;
     }
-    if ((ice = PyObject_GetAttr(conn, s_ice)) == NULL
-            || (addr = PyObject_GetAttr(ice, s_selected_address)) == NULL)
+    if (conn != self->connection) {   /* its ICE agent is the connection's for life */
+        if ((ice = PyObject_GetAttr(conn, s_ice)) == NULL)
+            goto done;
+        Py_INCREF(conn);
+        Py_XSETREF(self->connection, conn);
+        Py_XSETREF(self->ice, ice);
+        ice = NULL;
+    }
+    if ((addr = PyObject_GetAttr(self->ice, s_selected_address)) == NULL)
         goto done;
     if (addr == Py_None)
         goto fallback;
@@ -223,14 +236,30 @@ sender_copy(Sender *self, PyObject *packet, PyObject *source, PyObject *now, lon
         }
     }
     Py_CLEAR(x);
-    if ((x = PyObject_GetAttr(self->template, s_fits)) == NULL)
-        goto done;
-    int fits = PyObject_IsTrue(x);
-    if (fits < 0 || get_ll(self->template, s_stamp_at, &stamp_at) < 0)
-        goto done;
-    if (!fits || (self->stamp_next != Py_None && stamp_at < 0))
+    if (packet != self->made_for) {   /* the template's fields, read once per packet */
+        Py_CLEAR(self->made_for);
+        Py_CLEAR(self->octets);
+        if ((x = PyObject_GetAttr(self->template, s_fits)) == NULL)
+            goto done;
+        self->fits = PyObject_IsTrue(x);
+        if (self->fits < 0 || get_ll(self->template, s_stamp_at, &self->stamp_at) < 0
+                || get_ll(self->template, s_head, &self->head) < 0
+                || get_ll(self->template, s_payload, &self->payload) < 0
+                || (self->octets = PyObject_GetAttr(self->template, s_octets)) == NULL)
+            goto done;
+        Py_CLEAR(x);
+        if (!PyBytes_CheckExact(self->octets) || self->head < 12
+                || self->head > PyBytes_GET_SIZE(self->octets)) {
+            PyErr_SetString(PyExc_ValueError, "Sender: a template that is not a packet");
+            Py_CLEAR(self->octets);
+            goto done;
+        }
+        Py_INCREF(packet);
+        self->made_for = packet;
+    }
+    stamp_at = self->stamp_at;
+    if (!self->fits || (self->stamp_next != Py_None && stamp_at < 0))
         goto fallback;
-    Py_CLEAR(x);
 
     /* decided: from here on the same writes as sendpath's closure, in its order */
     if (set_ll(f, s_in_highest, seq) < 0 || add_ll(f, s_span, d, 0) < 0
@@ -241,14 +270,10 @@ sender_copy(Sender *self, PyObject *packet, PyObject *source, PyObject *now, lon
     if (set_ll(f, s_out_ts, out_ts) < 0 || PyObject_SetAttr(f, s_last_time, now) < 0
             || add_ll(f, s_forwarded, 1, 0) < 0)
         goto done;
-    if ((octets = PyObject_GetAttr(self->template, s_octets)) == NULL
-            || get_ll(self->template, s_head, &head) < 0
-            || get_ll(self->template, s_payload, &payload) < 0)
-        goto done;
-    if (!PyBytes_CheckExact(octets) || head < 12 || head > PyBytes_GET_SIZE(octets)) {
-        PyErr_SetString(PyExc_ValueError, "Sender: a template that is not a packet");
-        goto done;
-    }
+    octets = self->octets;
+    Py_INCREF(octets);
+    head = self->head;
+    payload = self->payload;
     Py_ssize_t size = PyBytes_GET_SIZE(octets);
     Py_ssize_t vp8_at = -1;
     long long picture_delta = 0, tl0_delta = 0;
@@ -364,7 +389,8 @@ sender_traverse(Sender *self, visitproc visit, void *arg)
     Py_VISIT(self->template); Py_VISIT(self->plan); Py_VISIT(self->payload_types); Py_VISIT(self->vp8);
     Py_VISIT(self->vp8_payload_types); Py_VISIT(self->sender); Py_VISIT(self->stamp_next);
     Py_VISIT(self->temporal); Py_VISIT(self->touched); Py_VISIT(self->peer_type);
-    Py_VISIT(self->window_mask); Py_VISIT(self->srtp);
+    Py_VISIT(self->window_mask); Py_VISIT(self->srtp); Py_VISIT(self->connection);
+    Py_VISIT(self->ice); Py_VISIT(self->made_for); Py_VISIT(self->octets);
     return 0;
 }
 
@@ -375,7 +401,8 @@ sender_clear(Sender *self)
     Py_CLEAR(self->template); Py_CLEAR(self->plan); Py_CLEAR(self->payload_types); Py_CLEAR(self->vp8);
     Py_CLEAR(self->vp8_payload_types); Py_CLEAR(self->sender); Py_CLEAR(self->stamp_next);
     Py_CLEAR(self->temporal); Py_CLEAR(self->touched); Py_CLEAR(self->peer_type);
-    Py_CLEAR(self->window_mask); Py_CLEAR(self->srtp);
+    Py_CLEAR(self->window_mask); Py_CLEAR(self->srtp); Py_CLEAR(self->connection);
+    Py_CLEAR(self->ice); Py_CLEAR(self->made_for); Py_CLEAR(self->octets);
     return 0;
 }
 
@@ -446,6 +473,9 @@ fanout_configure_sender(PyObject *module, PyObject *const *args, Py_ssize_t narg
     }
     self->srtp = NULL;
     self->srtp_address = NULL;
+    self->connection = self->ice = self->made_for = self->octets = NULL;
+    self->head = self->payload = self->stamp_at = 0;
+    self->fits = 0;
     self->ssrc = ssrc & 0xFFFFFFFFUL;
     self->max_jump = max_jump;
     PyObject_GC_Track(self);
