@@ -23,6 +23,10 @@ pylibsrtp's (:data:`FastProtect.address <realtime.srtp.fast.FastProtect>`),
 so rollover counters are shared with the reference path and either may
 protect the next packet.
 
+:data:`configure_sender` makes the bound send path's whole in-order copy
+one call (``_fanout_send.h``: the decisions and the Python attribute writes
+of :mod:`realtime.sfu.sendpath`, then the same byte work).
+
 The helper is compiled when the package is installed (``setup.py``,
 ``optional``); where it is missing :data:`AVAILABLE` is False,
 :data:`copy_protect` is None and the send path does the same steps in
