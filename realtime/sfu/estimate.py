@@ -106,6 +106,8 @@ class SubscriberEstimate:
     def __init__(self, initial: float = INITIAL_BITRATE, transport_cc: bool = True) -> None:
         self.gcc = GoogCc(initial=initial)
         self.transport_cc = transport_cc
+        # the ring: assigned here only (realtime.srtp._fanout.Sender writes these arrays as
+        # stamp_next does, holding them from bind_send_path on)
         self._sent = array("d", bytes(8 * RING)) if transport_cc else array("d")
         self._sizes = array("H", bytes(2 * RING)) if transport_cc else array("H")
         self._seqs = array("l", [-1]) * RING if transport_cc else array("l")
@@ -202,6 +204,8 @@ class SubscriberEstimate:
         :meth:`stamp` without the search for the placeholder and the write: for
         the C send path (:mod:`realtime.sfu.sendpath`), which finds the
         placeholder once per packet for every copy and writes the number itself.
+        ``realtime/srtp/_fanout_send.h`` (``ring_store``) does these same writes
+        in C per copy; change both together (tests/sfu/test_sendpath.py compares).
         """
         count = self.stamped
         self.stamped = count + 1

@@ -79,11 +79,13 @@ waiting for a key frame (the track asks the publisher for one).
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Any, Callable
 
 from realtime.media.vp8 import rewrite_picture_fields
 from realtime.peer.connection import PeerConnection
 from realtime.rtp.packet import HEADER_LENGTH
+from realtime.sfu.estimate import SubscriberEstimate
 from realtime.sfu.forwarder import _WINDOW_MASK, MAX_JUMP, ExtensionPlan, Forwarder, PublishedStream
 from realtime.srtp.fanout import MAX_RTP_SIZE, configure_sender, copy_protect
 
@@ -165,6 +167,22 @@ def _template_of(plan: ExtensionPlan) -> _Template:
             _TEMPLATES.clear()
         kept = _TEMPLATES[id(plan)] = (plan, _Template())
     return kept[1]
+
+
+def _ring_of(stamp_next: Any) -> tuple | None:
+    """Return ``(estimate, sent, sizes, seqs)`` for the C sender to do ``stamp_next``'s
+    bookkeeping itself, or None (it then calls ``stamp_next``): only for
+    :class:`~realtime.sfu.estimate.SubscriberEstimate`'s own method and ring."""
+    estimate = getattr(stamp_next, "__self__", None)
+    if type(estimate) is not SubscriberEstimate or \
+            getattr(stamp_next, "__func__", None) is not SubscriberEstimate.stamp_next:
+        return None
+    arrays = (estimate._sent, estimate._sizes, estimate._seqs)
+    if [type(a) for a in arrays] != [array] * 3 or [a.typecode for a in arrays] != ["d", "H", "l"] \
+            or len({len(a) for a in arrays}) != 1 or not len(arrays[0]) \
+            or len(arrays[0]) & (len(arrays[0]) - 1):
+        return None
+    return (estimate, *arrays)
 
 
 def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default") -> SendPath:
@@ -332,5 +350,5 @@ def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default
             send, f, session, template, plan, payload_types, ssrc, vp8,
             vp8_payload_types if vp8_payload_types is not None else frozenset(), sender,
             stamp_next if stamp is not None else None, temporal, touched, PeerConnection,
-            _WINDOW_MASK, MAX_JUMP)
+            _WINDOW_MASK, MAX_JUMP, _ring_of(stamp_next) if stamp is not None else None)
     return send

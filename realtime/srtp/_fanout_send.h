@@ -22,8 +22,10 @@
  *     write, in sendpath's order, the same Python attributes
  *         Forwarder: _in_highest, _span, _seen, _out_ext, _out_ts, _last_time,
  *                    forwarded; VP8 last_packet / last_offset (RFC 7741 §4.2);
- *         SenderStatistics (RFC 3550 §6.4.1); stamp_next(size, now) -- the
- *         estimate's own method, the one owner of the transport-wide ring
+ *         SenderStatistics (RFC 3550 §6.4.1); the transport-wide number:
+ *         SubscriberEstimate.stamp_next's bookkeeping (stamped, and the ring's
+ *         three arrays) written here as that method writes it, or the method
+ *         itself called where the ring is not the expected three arrays
  *     copy_one (template, header, VP8, stamp, srtp_protect) -> bytes
  *     append (bytes, address) to the connection's queue; touched.add(session)
  *
@@ -48,6 +50,9 @@ typedef struct {
     PyObject *vp8_payload_types;  /* frozenset */
     PyObject *sender;             /* SenderStatistics */
     PyObject *stamp_next;         /* SubscriberEstimate.stamp_next or None */
+    PyObject *estimate;           /* its estimate and ring arrays ('d', 'H', 'l'), or NULL */
+    PyObject *ring_sent, *ring_sizes, *ring_seqs;
+    long long ring_mask;
     PyObject *temporal;           /* TemporalFilter or None */
     PyObject *touched;            /* the session's set */
     PyObject *peer_type;          /* PeerConnection */
@@ -69,7 +74,7 @@ static PyObject *s_connection, *s_srtp, *s_source, *s_active, *s_in_highest, *s_
     *s_picture_delta, *s_tl0_delta, *s_last_packet, *s_last_offset, *s_packet_count,
     *s_octet_count, *s_last_rtp_timestamp, *s_last_send_time, *s_fast_protect, *s_address,
     *s_ice, *s_selected_address, *s_outgoing, *s_packet, *s_octets, *s_head, *s_payload,
-    *s_stamp_at, *s_fits, *s_refresh, *one;
+    *s_stamp_at, *s_fits, *s_refresh, *s_stamped, *one;
 
 static int
 intern_names(void)
@@ -88,7 +93,7 @@ intern_names(void)
     NAME(s_selected_address, "selected_address"); NAME(s_outgoing, "_outgoing");
     NAME(s_packet, "packet"); NAME(s_octets, "octets"); NAME(s_head, "head");
     NAME(s_payload, "payload"); NAME(s_stamp_at, "stamp_at"); NAME(s_fits, "fits");
-    NAME(s_refresh, "refresh");
+    NAME(s_refresh, "refresh"); NAME(s_stamped, "stamped");
 #undef NAME
     one = PyLong_FromLong(1);
     return one == NULL ? -1 : 0;
@@ -146,6 +151,41 @@ shift_window(PyObject *f, long d, PyObject *mask)
 done:
     Py_XDECREF(seen); Py_XDECREF(shift); Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(c);
     return result;
+}
+
+/* One slot of the estimate's ring: _sent[slot] = now, _sizes[slot] = size, _seqs[slot] = seq. */
+static int
+ring_store(Sender *self, long long slot, double now, Py_ssize_t size, long long seq)
+{
+    if (now == -1.0 && PyErr_Occurred())
+        return -1;
+    Py_buffer b;
+    int ok;
+    if (PyObject_GetBuffer(self->ring_sent, &b, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+        return -1;
+    ok = b.itemsize == sizeof(double) && (slot + 1) * (long long)sizeof(double) <= b.len;
+    if (ok)
+        ((double *)b.buf)[slot] = now;
+    PyBuffer_Release(&b);
+    if (!ok || PyObject_GetBuffer(self->ring_sizes, &b, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+        goto bad;
+    ok = b.itemsize == sizeof(unsigned short) && size <= 0xFFFF
+        && (slot + 1) * (long long)sizeof(unsigned short) <= b.len;
+    if (ok)
+        ((unsigned short *)b.buf)[slot] = (unsigned short)size;
+    PyBuffer_Release(&b);
+    if (!ok || PyObject_GetBuffer(self->ring_seqs, &b, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+        goto bad;
+    ok = b.itemsize == sizeof(long) && (slot + 1) * (long long)sizeof(long) <= b.len;
+    if (ok)
+        ((long *)b.buf)[slot] = (long)seq;
+    PyBuffer_Release(&b);
+    if (ok)
+        return 0;
+bad:
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "Sender: the transport-wide ring changed shape");
+    return -1;
 }
 
 /* The in-order copy (see the comment at the top).  Returns 1 when sent (*size set),
@@ -310,7 +350,15 @@ sender_copy(Sender *self, PyObject *packet, PyObject *source, PyObject *now, lon
             || set_ll(stats, s_last_rtp_timestamp, out_ts) < 0
             || PyObject_SetAttr(stats, s_last_send_time, now) < 0)
         goto done;
-    if (self->stamp_next != Py_None) {
+    if (self->estimate != NULL) {   /* stamp_next(size, now), in its order */
+        long long count;
+        if (get_ll(self->estimate, s_stamped, &count) < 0
+                || set_ll(self->estimate, s_stamped, count + 1) < 0)
+            goto done;
+        number = count & 0xFFFF;
+        if (ring_store(self, count & self->ring_mask, PyFloat_AsDouble(now), size, number) < 0)
+            goto done;
+    } else if (self->stamp_next != Py_None) {
         PyObject *args[2] = {NULL, now};
         if ((args[0] = PyLong_FromSsize_t(size)) == NULL)
             goto done;
@@ -391,6 +439,8 @@ sender_traverse(Sender *self, visitproc visit, void *arg)
     Py_VISIT(self->temporal); Py_VISIT(self->touched); Py_VISIT(self->peer_type);
     Py_VISIT(self->window_mask); Py_VISIT(self->srtp); Py_VISIT(self->connection);
     Py_VISIT(self->ice); Py_VISIT(self->made_for); Py_VISIT(self->octets);
+    Py_VISIT(self->estimate); Py_VISIT(self->ring_sent); Py_VISIT(self->ring_sizes);
+    Py_VISIT(self->ring_seqs);
     return 0;
 }
 
@@ -403,6 +453,8 @@ sender_clear(Sender *self)
     Py_CLEAR(self->temporal); Py_CLEAR(self->touched); Py_CLEAR(self->peer_type);
     Py_CLEAR(self->window_mask); Py_CLEAR(self->srtp); Py_CLEAR(self->connection);
     Py_CLEAR(self->ice); Py_CLEAR(self->made_for); Py_CLEAR(self->octets);
+    Py_CLEAR(self->estimate); Py_CLEAR(self->ring_sent); Py_CLEAR(self->ring_sizes);
+    Py_CLEAR(self->ring_seqs);
     return 0;
 }
 
@@ -431,15 +483,17 @@ static PyTypeObject SenderType = {
 PyDoc_STRVAR(configure_sender_doc,
 "configure_sender(fallback, forwarder, session, template, plan, payload_types, ssrc, vp8,\n"
 "                 vp8_payload_types, sender, stamp_next, temporal, touched, peer_type,\n"
-"                 window_mask, max_jump) -> Sender\n\n"
+"                 window_mask, max_jump, ring) -> Sender\n\n"
+"``ring``: (estimate, sent, sizes, seqs) -- stamp_next's bookkeeping done in C on\n"
+"those arrays ('d', 'H', 'l', one power-of-two length) -- or None to call stamp_next.\n"
 "Return ``send(packet, source, keyframe, now) -> int`` doing the in-order copy in C and\n"
 "calling ``fallback`` (the same signature) for every other case (see _fanout_send.h).");
 
 static PyObject *
 fanout_configure_sender(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 16) {
-        PyErr_SetString(PyExc_TypeError, "configure_sender() takes 16 arguments");
+    if (nargs != 17) {
+        PyErr_SetString(PyExc_TypeError, "configure_sender() takes 17 arguments");
         return NULL;
     }
     if (protect == NULL) {
@@ -476,6 +530,32 @@ fanout_configure_sender(PyObject *module, PyObject *const *args, Py_ssize_t narg
     self->connection = self->ice = self->made_for = self->octets = NULL;
     self->head = self->payload = self->stamp_at = 0;
     self->fits = 0;
+    self->estimate = self->ring_sent = self->ring_sizes = self->ring_seqs = NULL;
+    self->ring_mask = 0;
+    PyObject *ring = args[16];
+    if (ring != Py_None) {
+        Py_ssize_t length = -1;
+        int ok = PyTuple_Check(ring) && PyTuple_GET_SIZE(ring) == 4;
+        for (Py_ssize_t i = 1; ok && i < 4; i++) {
+            Py_ssize_t n = PyObject_Size(PyTuple_GET_ITEM(ring, i));
+            ok = n > 0 && (n & (n - 1)) == 0 && (length < 0 || n == length);
+            length = n;
+        }
+        if (!ok) {
+            PyErr_Clear();
+            Py_DECREF(self);
+            PyErr_SetString(PyExc_ValueError,
+                            "configure_sender(): ring is (estimate, three arrays of one length)");
+            return NULL;
+        }
+        PyObject **ring_fields[] = {&self->estimate, &self->ring_sent, &self->ring_sizes,
+                                    &self->ring_seqs};
+        for (Py_ssize_t i = 0; i < 4; i++) {
+            Py_INCREF(PyTuple_GET_ITEM(ring, i));
+            *ring_fields[i] = PyTuple_GET_ITEM(ring, i);
+        }
+        self->ring_mask = length - 1;
+    }
     self->ssrc = ssrc & 0xFFFFFFFFUL;
     self->max_jump = max_jump;
     PyObject_GC_Track(self);

@@ -147,7 +147,8 @@ def state(forwarder: Forwarder, estimate: SubscriberEstimate) -> tuple:
             forwarder.unanswered, s.packet_count, s.octet_count, s.last_rtp_timestamp,
             forwarder._out_ext, forwarder._out_ts, forwarder._seen, forwarder._span,
             list(forwarder.segments), forwarder.vp8.picture_delta, forwarder.vp8.tl0_delta,
-            estimate.stamped, bytes(estimate._sent), bytes(estimate._sizes))
+            estimate.stamped, bytes(estimate._sent), bytes(estimate._sizes),
+            bytes(estimate._seqs))
 
 
 @pytest.fixture(params=["python", "c"])
@@ -371,3 +372,41 @@ def test_subscribers_sharing_a_plan_send_the_reference_srtp_datagrams(call, fast
     for (fast, fast_estimate), (ref, ref_estimate) in zip(fasts, refs):
         assert state(fast, fast_estimate) == state(ref, ref_estimate)
     assert fasts[1][0].drops["temporal-layer"] > 20  # the filter was exercised
+
+
+def test_the_c_sender_stamps_in_the_estimates_ring_or_calls_its_method(call, fast_copy) -> None:  # noqa: F811
+    """Where the estimate's ring is its own three arrays the C sender does stamp_next's
+    bookkeeping itself; a stamp hook of another kind is called (same numbers either way)."""
+    from realtime.sfu.sendpath import _ring_of
+
+    estimate = SubscriberEstimate()
+    assert _ring_of(estimate.stamp_next) == (estimate, estimate._sent, estimate._sizes,
+                                             estimate._seqs)
+
+    class Counting(SubscriberEstimate):
+        calls = 0
+
+        def stamp_next(self, size: int, now: float) -> int:
+            Counting.calls += 1
+            return super().stamp_next(size, now)
+
+    assert _ring_of(Counting().stamp_next) is None
+    assert _ring_of(SubscriberEstimate(transport_cc=False).stamp_next) is None
+    echo, _client, _ = call
+    connection = echo.connection
+    connection.datagrams_to_send(NOW)
+    protect = twin_protect(connection).protect
+    plan = ExtensionPlan.between(PUBLISHER_EXT, SUBSCRIBER_EXT, mid="7", transport_cc=5)
+    ref_estimate, fast_estimate = SubscriberEstimate(), Counting()
+    same = {"payload_types": {96: 100, 111: 111}, "extensions": plan, "require_keyframe": True,
+            "vp8_payload_types": {96}, "random": lambda n: bytes(range(3, 3 + n))}
+    ref = Forwarder(0xB1, 90000, stamp=ref_estimate.stamp, **same)
+    fast = Forwarder(0xB1, 90000, stamp=fast_estimate.stamp, **same)
+    ref_wire = Wire()
+    send = bind_send_path(fast, Session(connection), fast_copy)
+    items = traffic(stdlib_random.Random(5))
+    for item in items:
+        assert send(*item) == reference_send(ref, Session(ref_wire), item)
+    assert [d for d, _ in connection.datagrams_to_send(NOW)] == [protect(r) for r in ref_wire.rtp]
+    assert state(fast, fast_estimate) == state(ref, ref_estimate)
+    assert Counting.calls == fast_estimate.stamped  # every number through the method
