@@ -323,7 +323,7 @@ def test_c_helper_checks_every_offset() -> None:
             assert rx.unprotect(out) == bytes(expected)
 
 
-def test_subscribers_sharing_a_plan_send_the_reference_srtp_datagrams(call, fast_copy) -> None:  # noqa: F811
+def test_subscribers_of_one_plan_send_the_reference_srtp(call, fast_copy) -> None:  # noqa: F811
     """Three subscribers of one plan on one connection (the server's case: the first copy of a
     packet makes the plan's template, the others reuse it); one subscriber's temporal filter
     turns on half-way (those packets take the reference inside the bound path)."""
@@ -374,7 +374,7 @@ def test_subscribers_sharing_a_plan_send_the_reference_srtp_datagrams(call, fast
     assert fasts[1][0].drops["temporal-layer"] > 20  # the filter was exercised
 
 
-def test_the_c_sender_stamps_in_the_estimates_ring_or_calls_its_method(call, fast_copy) -> None:  # noqa: F811
+def test_the_c_sender_stamps_in_the_ring_or_calls_stamp_next(call, fast_copy) -> None:  # noqa: F811
     """Where the estimate's ring is its own three arrays the C sender does stamp_next's
     bookkeeping itself; a stamp hook of another kind is called (same numbers either way)."""
     from realtime.sfu.sendpath import _ring_of
