@@ -23,7 +23,8 @@ typecheck: $(VENV)/.installed
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg setup.py pyproject.toml realtime/srtp/_fanout.c realtime/net/_mmsg.c
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml realtime/srtp/_fanout.c realtime/srtp/_fanout_send.h \
+		realtime/net/_mmsg.c
 	scripts/bootstrap-python $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

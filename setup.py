@@ -11,6 +11,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("realtime.srtp._fanout", ["realtime/srtp/_fanout.c"], optional=True,
+                  depends=["realtime/srtp/_fanout_send.h"],
                   extra_compile_args=["-O2", "-Wall"]),
         Extension("realtime.net._mmsg", ["realtime/net/_mmsg.c"], optional=True,
                   extra_compile_args=["-O2", "-Wall"]),

@@ -140,6 +140,19 @@ class MediaPort(DatagramProtocol):
         except (OSError, MessageLengthError) as error:
             self.drop("send-error", addr, str(error))
 
+    def send_list(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        """Send ``[(bytes, address), ...]`` as :meth:`send` sends each: queued while corked.
+
+        The SFU fan-out hands each subscriber connection's queue over whole.
+        """
+        pending = self._pending
+        if pending is not None:
+            pending += datagrams
+        elif len(datagrams) == 1:
+            self.send(*datagrams[0])
+        else:
+            self.send_many(datagrams)
+
     def send_many(self, datagrams: list[tuple[bytes, Address]]) -> None:
         """Write ``[(bytes, address), ...]`` in order: one ``sendmmsg`` on a batched port.
 

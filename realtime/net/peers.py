@@ -369,11 +369,19 @@ class PeerHost:
             driver.pump()
         if take_touched is not None:  # its input may have queued output on others (SFU fan-out)
             drivers, stale = self._drivers, self._stale
+            # the queues go to the corked port as they are (MediaPort.send_list): no call
+            # and no new tuple per datagram (docs/performance.md, fifth round)
+            send_list = getattr(self.port, "send_list", None)
             for other in take_touched():
                 if other is not session:
                     other_driver = drivers.get(other)
                     if other_driver is not None:
-                        other_driver.send_queued()
+                        if send_list is not None:
+                            out = other_driver.machine.datagrams_to_send(now)
+                            if out:
+                                send_list(out)
+                        else:
+                            other_driver.send_queued()
                         stale.add(other)
             if stale and self._rearm_call is None:
                 self._rearm_call = self.reactor.callLater(REARM_DELAY, self._rearm_stale)

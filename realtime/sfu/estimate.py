@@ -106,6 +106,8 @@ class SubscriberEstimate:
     def __init__(self, initial: float = INITIAL_BITRATE, transport_cc: bool = True) -> None:
         self.gcc = GoogCc(initial=initial)
         self.transport_cc = transport_cc
+        # the ring: assigned here only (realtime.srtp._fanout.Sender writes these arrays as
+        # stamp_next does, holding them from bind_send_path on)
         self._sent = array("d", bytes(8 * RING)) if transport_cc else array("d")
         self._sizes = array("H", bytes(2 * RING)) if transport_cc else array("H")
         self._seqs = array("l", [-1]) * RING if transport_cc else array("l")
@@ -192,15 +194,9 @@ class SubscriberEstimate:
         if not ok or out[pos] != 0xFF:
             self.unstampable += 1
             return
-        count = self.stamped  # every number ever stamped: the low 16 bits are the wire's
-        self.stamped = count + 1
-        seq = count & 0xFFFF
+        seq = self.stamp_next(len(out), now)  # a UDP payload: always < 65536
         out[pos - 1] = seq >> 8
-        out[pos] = count & 0xFF
-        slot = count & _MASK
-        self._sent[slot] = now
-        self._sizes[slot] = len(out)  # a UDP payload: always < 65536
-        self._seqs[slot] = seq
+        out[pos] = seq & 0xFF
 
     def stamp_next(self, size: int, now: float) -> int:
         """Record the next transport-wide number for a packet of ``size`` octets; return it.
@@ -208,6 +204,8 @@ class SubscriberEstimate:
         :meth:`stamp` without the search for the placeholder and the write: for
         the C send path (:mod:`realtime.sfu.sendpath`), which finds the
         placeholder once per packet for every copy and writes the number itself.
+        ``realtime/srtp/_fanout_send.h`` (``ring_store``) does these same writes
+        in C per copy; change both together (tests/sfu/test_sendpath.py compares).
         """
         count = self.stamped
         self.stamped = count + 1
@@ -218,27 +216,54 @@ class SubscriberEstimate:
         self._seqs[slot] = seq
         return seq
 
-    def departed(self, data: bytes, now: float) -> None:
-        """A packet the pacer held left at ``now``: make that its send time.
+    def stamped_number(self, data: bytes) -> int:
+        """Return the transport-wide number stamped in ``data`` (an SRTP packet), or -1.
 
-        The number was stamped when the packet was forwarded, before SRTP (the
-        authentication tag covers the header, so it cannot be stamped later);
-        the header extension block stays in the clear (RFC 3711 §3.1), so the
-        number is read back from it, found as :meth:`stamp` found the
-        placeholder.  Without this, time spent in our own pacer would read as
-        queueing on the path (draft-ietf-rmcat-gcc-02 §5: send times are
-        departure times).
+        Read once, when the pacer holds the packet back (it keeps the number
+        with the packet for :meth:`departed`).  The number was stamped before
+        SRTP (the authentication tag covers the header, so it cannot be stamped
+        later); the header extension block stays in the clear (RFC 3711 §3.1),
+        so it is found as :meth:`stamp` found the placeholder.
         """
-        if len(data) < 16 or not data[0] & 0x10 or not self.transport_cc:
-            return
+        size = len(data)
+        if size < 16 or not data[0] & 0x10 or not self.transport_cc:
+            return -1
         head = 12 + 4 * (data[0] & 0x0F)
-        start = head + 4
-        pos = start + 4 * (data[head + 2] << 8 | data[head + 3]) - 1
-        if pos >= len(data):
-            return
-        while pos > start and data[pos] == 0:
-            pos -= 1
-        seq = data[pos - 1] << 8 | data[pos]
+        if head + 4 > size:
+            return -1
+        one_byte = data[head] == 0xBE and data[head + 1] == 0xDE
+        i = head + 4
+        end = i + 4 * (data[head + 2] << 8 | data[head + 3])
+        if end > size:
+            return -1
+        # the plan appends the number last; walk the elements forward (RFC 8285 §4.2, §4.3):
+        # a number with a zero octet looks like the block's zero padding from the end
+        last = length = -1
+        while i < end:
+            if data[i] == 0:  # padding between or after elements
+                i += 1
+                continue
+            if one_byte:
+                if data[i] >> 4 == 15:  # reserved: stop (§4.2)
+                    break
+                length = (data[i] & 0x0F) + 1
+                last = i + 1
+            else:
+                if i + 1 >= end:
+                    break
+                length = data[i + 1]
+                last = i + 2
+            i = last + length
+        if length != 2 or last + 2 > end:
+            return -1
+        return data[last] << 8 | data[last + 1]
+
+    def departed(self, seq: int, now: float) -> None:
+        """The packet stamped ``seq`` that the pacer held left at ``now``: its send time.
+
+        Without this, time spent in our own pacer would read as queueing on the
+        path (draft-ietf-rmcat-gcc-02 §5: send times are departure times).
+        """
         slot = seq & _MASK
         if self._seqs[slot] == seq and now > self._sent[slot]:
             self._sent[slot] = now

@@ -65,26 +65,32 @@ class Pacer:
     """Pace one connection's video; let everything else through (see the module docstring).
 
     :attr:`video`: the SSRCs paced (the subscriber's video streams and their
-    RTX streams), set by the session.  ``departed(datagram, now)`` is told when a
-    held packet leaves (its send time, for the estimate).  :meth:`set_rate` takes the estimate;
+    RTX streams), set by the session.  ``number_of(datagram)`` reads a packet's
+    transport-wide number once, when it is held back (-1: none), and the number
+    stays with the held packet; ``departed(number, now)`` is told when it leaves
+    (its send time, for the estimate).  :meth:`set_rate` takes the estimate;
     ``None`` (no estimate) turns pacing off.
     """
 
-    __slots__ = ("departed", "video", "rate", "_spb", "_free", "_queue", "_queued_bytes", "dropped",
-                 "deferred", "keyframe_wanted", "woke")
+    __slots__ = ("departed", "number_of", "video", "rate", "_spb", "_free", "_queue",
+                 "_queued_bytes", "dropped", "deferred", "keyframe_wanted", "woke")
 
-    def __init__(self, departed: Callable[[bytes, float], None] | None = None) -> None:
-        #: told ``(datagram, now)`` when a held packet leaves: the transport-wide number was
+    def __init__(self, departed: Callable[[int, float], None] | None = None,
+                 number_of: Callable[[bytes], int] | None = None) -> None:
+        #: told ``(number, now)`` when a held packet leaves: the transport-wide number was
         #: stamped with the forwarding time, and the estimate wants the departure time
         self.departed = departed
+        #: the transport-wide number of a packet being held back (-1: none)
+        self.number_of = number_of if departed is not None else None
         #: SSRCs whose packets are paced
         self.video: frozenset[int] | set[int] = frozenset()
         #: the pacing rate in bit/s (0: off)
         self.rate = 0.0
         self._spb = 0.0  # seconds per octet at the pacing rate (0: unlimited)
         self._free = 0.0  # the virtual clock: when the budget is no longer spent
-        #: (datagram, queued at); made at the first deferral (an idle session holds none)
-        self._queue: deque[tuple[tuple[bytes, object], float]] | None = None
+        #: (datagram, queued at, transport-wide number or -1); made at the first deferral
+        #: (an idle session holds none)
+        self._queue: deque[tuple[tuple[bytes, object], float, int]] | None = None
         self._queued_bytes = 0
         #: video packets dropped after MAX_QUEUE_DELAY in the queue
         self.dropped = 0
@@ -136,7 +142,8 @@ class Pacer:
                 if queue or free > now:
                     if not queue:
                         self.woke = True
-                    queue.append((item, now))
+                    number_of = self.number_of
+                    queue.append((item, now, number_of(data) if number_of is not None else -1))
                     self._queued_bytes += len(data)
                     self.deferred += 1
                     continue
@@ -152,14 +159,14 @@ class Pacer:
         assert queue is not None
         oldest = now - MAX_QUEUE_DELAY
         while queue and queue[0][1] <= oldest:
-            item, _ = queue.popleft()
+            item, _, _ = queue.popleft()
             self._queued_bytes -= len(item[0])
             self.dropped += 1
             self.keyframe_wanted = True
         spb = self._spb
         departed = self.departed
         while queue and free <= now:
-            item, _ = queue.popleft()
+            item, _, number = queue.popleft()
             data = item[0]
             queued = self._queued_bytes
             self._queued_bytes = queued - len(data)
@@ -167,8 +174,8 @@ class Pacer:
             if queue and queued * spb > DRAIN_TARGET:  # send faster: no packet waits longer
                 spb = max(DRAIN_TARGET - (now - queue[0][1]), 0.0) / queued
             free += len(data) * spb
-            if departed is not None:
-                departed(data, now)
+            if departed is not None and number >= 0:
+                departed(number, now)
         return free
 
     def get_timer(self) -> float | None:

@@ -164,11 +164,16 @@ class RtcpLegs:
                 pacer.video = frozenset(ssrc for ssrc, s in subscriptions.items()
                                         if s.track.kind == "video")
 
-    def departed(self, data: bytes, now: float) -> None:
-        """A packet the pacer held left at ``now`` (its send time for the estimate)."""
+    def stamped_number(self, data: bytes) -> int:
+        """Return the transport-wide number in a packet the pacer holds back, or -1."""
+        estimate = self.estimate
+        return estimate.stamped_number(data) if estimate is not None else -1
+
+    def departed(self, seq: int, now: float) -> None:
+        """The packet stamped ``seq`` the pacer held left at ``now`` (its send time)."""
         estimate = self.estimate
         if estimate is not None:
-            estimate.departed(data, now)
+            estimate.departed(seq, now)
 
     def request_keyframe(self, ssrc: int, now: float) -> None:
         """Ask the publisher for a key frame of ``ssrc`` (sent now unless debounced)."""

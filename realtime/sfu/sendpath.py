@@ -62,6 +62,15 @@ compiled, or ``REALTIME_FANOUT_C=0``) the Python path runs; a copy too long
 for SRTP, a stamp without its placeholder or a ``bytearray`` packet takes
 it too.  The tests run both and compare SRTP octets with the reference's.
 
+**The whole in-order copy in C.**  Where the helper is built,
+:func:`bind_send_path` returns a :class:`realtime.srtp._fanout.Sender`
+(``realtime/srtp/_fanout_send.h``) instead of the closure: the C branch
+above, decisions and writes alike, in one C call that sets the same Python
+attributes (the forwarder's window, the statistics, VP8's last picture,
+``stamp_next``) and calls the closure, before writing anything, for every
+other case.  At 100 subscribers the closure's own bytecode was the largest
+part of a forwarded packet (docs/performance.md, fifth round).
+
 The closure returns the size of the RTP packet queued (before SRTP), 0 if
 nothing was sent, or :data:`KEYFRAME_WANTED` when the forwarder started
 waiting for a key frame (the track asks the publisher for one).
@@ -70,13 +79,15 @@ waiting for a key frame (the track asks the publisher for one).
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Any, Callable
 
 from realtime.media.vp8 import rewrite_picture_fields
 from realtime.peer.connection import PeerConnection
 from realtime.rtp.packet import HEADER_LENGTH
+from realtime.sfu.estimate import SubscriberEstimate
 from realtime.sfu.forwarder import _WINDOW_MASK, MAX_JUMP, ExtensionPlan, Forwarder, PublishedStream
-from realtime.srtp.fanout import MAX_RTP_SIZE, copy_protect
+from realtime.srtp.fanout import MAX_RTP_SIZE, configure_sender, copy_protect
 
 __all__ = ["KEYFRAME_WANTED", "SendPath", "bind_send_path"]
 
@@ -156,6 +167,22 @@ def _template_of(plan: ExtensionPlan) -> _Template:
             _TEMPLATES.clear()
         kept = _TEMPLATES[id(plan)] = (plan, _Template())
     return kept[1]
+
+
+def _ring_of(stamp_next: Any) -> tuple | None:
+    """Return ``(estimate, sent, sizes, seqs)`` for the C sender to do ``stamp_next``'s
+    bookkeeping itself, or None (it then calls ``stamp_next``): only for
+    :class:`~realtime.sfu.estimate.SubscriberEstimate`'s own method and ring."""
+    estimate = getattr(stamp_next, "__self__", None)
+    if type(estimate) is not SubscriberEstimate or \
+            getattr(stamp_next, "__func__", None) is not SubscriberEstimate.stamp_next:
+        return None
+    arrays = (estimate._sent, estimate._sizes, estimate._seqs)
+    if [type(a) for a in arrays] != [array] * 3 or [a.typecode for a in arrays] != ["d", "H", "l"] \
+            or len({len(a) for a in arrays}) != 1 or not len(arrays[0]) \
+            or len(arrays[0]) & (len(arrays[0]) - 1):
+        return None
+    return (estimate, *arrays)
 
 
 def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default") -> SendPath:
@@ -315,4 +342,13 @@ def bind_send_path(forwarder: Forwarder, session: Any, fast_copy: Any = "default
         touched.add(session)
         return size
 
+    if template is not None and fast_copy is copy_protect and configure_sender is not None \
+            and (payload_types is None or type(payload_types) is dict):
+        # the in-order C branch above, whole, in C (realtime/srtp/_fanout_send.h): the same
+        # decisions and writes, and this closure for every other case
+        return configure_sender(
+            send, f, session, template, plan, payload_types, ssrc, vp8,
+            vp8_payload_types if vp8_payload_types is not None else frozenset(), sender,
+            stamp_next if stamp is not None else None, temporal, touched, PeerConnection,
+            _WINDOW_MASK, MAX_JUMP, _ring_of(stamp_next) if stamp is not None else None)
     return send

@@ -162,7 +162,8 @@ class SfuSession:
         self.rtcp_ssrc = self._new_ssrc()
         self.rtcp = RtcpLegs(self, self.rtcp_ssrc, f"realtime-{session_id[:8]}", random=random)
         #: paces the video sent to this client (realtime/sfu/pacer.py; None: ``--no-pacer``)
-        self.pacer: Pacer | None = Pacer(self.rtcp.departed) if pacing else None
+        self.pacer: Pacer | None = Pacer(self.rtcp.departed, self.rtcp.stamped_number) \
+            if pacing else None
         self.subscriptions: dict[int, Subscription] = {}
         #: media packets dropped, by reason (the routing counts them)
         self.counters: Counter[str] = Counter()

@@ -36,6 +36,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -133,30 +134,16 @@ PyDoc_STRVAR(copy_protect_doc,
 "(marker | payload type); ``vp8_at``: the VP8 descriptor's offset, or -1 to leave it;\n"
 "``stamp_at``: the offset of the two-octet transport-wide number, or -1.");
 
+/* The byte work of one copy (see the file comment); returns a new bytes object or NULL. */
 static PyObject *
-fanout_copy_protect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+copy_one(void *srtp, PyObject *template, unsigned long seq, unsigned long ts,
+         unsigned long ssrc, unsigned long octet1, Py_ssize_t vp8_at, long picture_delta,
+         long tl0_delta, Py_ssize_t stamp_at, unsigned long stamp)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "copy_protect() takes 11 arguments");
-        return NULL;
-    }
     if (protect == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "copy_protect() before bind()");
         return NULL;
     }
-    void *srtp = PyLong_AsVoidPtr(args[0]);
-    PyObject *template = args[1];
-    unsigned long seq = PyLong_AsUnsignedLongMask(args[2]);
-    unsigned long ts = PyLong_AsUnsignedLongMask(args[3]);
-    unsigned long ssrc = PyLong_AsUnsignedLongMask(args[4]);
-    unsigned long octet1 = PyLong_AsUnsignedLongMask(args[5]);
-    Py_ssize_t vp8_at = PyLong_AsSsize_t(args[6]);
-    long picture_delta = PyLong_AsLong(args[7]);
-    long tl0_delta = PyLong_AsLong(args[8]);
-    Py_ssize_t stamp_at = PyLong_AsSsize_t(args[9]);
-    unsigned long stamp = PyLong_AsUnsignedLongMask(args[10]);
-    if (PyErr_Occurred())
-        return NULL;
     if (srtp == NULL || !PyBytes_CheckExact(template)) {
         PyErr_SetString(PyExc_TypeError, "copy_protect(): srtp address and bytes template");
         return NULL;
@@ -200,10 +187,37 @@ fanout_copy_protect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBytes_FromStringAndSize((const char *)p, length);
 }
 
+static PyObject *
+fanout_copy_protect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "copy_protect() takes 11 arguments");
+        return NULL;
+    }
+    void *srtp = PyLong_AsVoidPtr(args[0]);
+    unsigned long seq = PyLong_AsUnsignedLongMask(args[2]);
+    unsigned long ts = PyLong_AsUnsignedLongMask(args[3]);
+    unsigned long ssrc = PyLong_AsUnsignedLongMask(args[4]);
+    unsigned long octet1 = PyLong_AsUnsignedLongMask(args[5]);
+    Py_ssize_t vp8_at = PyLong_AsSsize_t(args[6]);
+    long picture_delta = PyLong_AsLong(args[7]);
+    long tl0_delta = PyLong_AsLong(args[8]);
+    Py_ssize_t stamp_at = PyLong_AsSsize_t(args[9]);
+    unsigned long stamp = PyLong_AsUnsignedLongMask(args[10]);
+    if (PyErr_Occurred())
+        return NULL;
+    return copy_one(srtp, args[1], seq, ts, ssrc, octet1, vp8_at, picture_delta, tl0_delta,
+                    stamp_at, stamp);
+}
+
+#include "_fanout_send.h"
+
 static PyMethodDef fanout_methods[] = {
     {"bind", (PyCFunction)(void (*)(void))fanout_bind, METH_FASTCALL, bind_doc},
     {"copy_protect", (PyCFunction)(void (*)(void))fanout_copy_protect, METH_FASTCALL,
      copy_protect_doc},
+    {"configure_sender", (PyCFunction)(void (*)(void))fanout_configure_sender, METH_FASTCALL,
+     configure_sender_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -216,5 +230,16 @@ static struct PyModuleDef fanout_module = {
 PyMODINIT_FUNC
 PyInit__fanout(void)
 {
-    return PyModule_Create(&fanout_module);
+    if (PyType_Ready(&SenderType) < 0 || intern_names() < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&fanout_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&SenderType);
+    if (PyModule_AddObject(module, "Sender", (PyObject *)&SenderType) < 0) {
+        Py_DECREF(&SenderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -23,6 +23,10 @@ pylibsrtp's (:data:`FastProtect.address <realtime.srtp.fast.FastProtect>`),
 so rollover counters are shared with the reference path and either may
 protect the next packet.
 
+:data:`configure_sender` makes the bound send path's whole in-order copy
+one call (``_fanout_send.h``: the decisions and the Python attribute writes
+of :mod:`realtime.sfu.sendpath`, then the same byte work).
+
 The helper is compiled when the package is installed (``setup.py``,
 ``optional``); where it is missing :data:`AVAILABLE` is False,
 :data:`copy_protect` is None and the send path does the same steps in
@@ -41,7 +45,7 @@ from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # com
 from realtime.errors import LocalProtocolError
 from realtime.srtp.fast import MAX_RTP_SIZE
 
-__all__ = ["AVAILABLE", "MAX_RTP_SIZE", "copy_protect"]
+__all__ = ["AVAILABLE", "MAX_RTP_SIZE", "configure_sender", "copy_protect"]
 
 #: ``copy_protect(srtp, template, seq, ts, ssrc, octet1, vp8_at, picture_delta, tl0_delta,
 #: stamp_at, stamp) -> bytes`` (see ``_fanout.c``), or None without the C helper.
@@ -68,6 +72,14 @@ def _load() -> Callable[..., bytes] | None:
 copy_protect = _load()
 AVAILABLE = copy_protect is not None
 """True when the C helper is built and in use."""
+
+#: ``configure_sender(fallback, forwarder, session, template, ...) -> Sender`` (see
+#: ``_fanout_send.h``): a subscriber's whole in-order copy in one C call, for
+#: :func:`realtime.sfu.sendpath.bind_send_path`; None without the C helper.
+configure_sender: Callable[..., Any] | None = None
+if copy_protect is not None:
+    from realtime.srtp import _fanout as _module  # type: ignore[attr-defined]
+    configure_sender = getattr(_module, "configure_sender", None)  # None: a build before it
 
 
 def helper() -> Any:

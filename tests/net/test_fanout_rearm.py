@@ -94,11 +94,29 @@ class Port:
         self.sent.append((self.clock.seconds(), data, addr))
 
 
-def world(subscribers: int = 10):
+class ListPort(Port):
+    """A port with MediaPort.send_list: the host hands it each subscriber's queue whole."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        super().__init__(clock)
+        self.lists = 0
+
+    def send_list(self, datagrams: list) -> None:
+        self.lists += 1
+        for data, addr in datagrams:
+            self.send(data, addr)
+
+
+@pytest.fixture(params=[Port, ListPort])
+def port_class(request):
+    return request.param
+
+
+def world(subscribers: int = 10, port_class: type = Port):
     clock = task.Clock()
     clock.advance(100.0)
     host = PeerHost(clock, BindingRouter(), certificate=Certificate.generate(0.0))
-    port = Port(clock)
+    port = port_class(clock)
     host.attach(port)
     publisher = Session(0)
     publisher.subscribers = [Session(n + 1) for n in range(subscribers)]
@@ -114,8 +132,8 @@ def publish(clock, host, publisher, packet: bytes) -> None:
     host._after_input(publisher)  # what PeerRouter calls after the publisher's datagram
 
 
-def test_fan_out_is_sent_at_once_and_timers_are_read_once_per_rearm_delay() -> None:
-    clock, host, port, publisher = world(10)
+def test_fan_out_is_sent_at_once_and_timers_are_read_once_per_rearm_delay(port_class) -> None:
+    clock, host, port, publisher = world(10, port_class)
     for i in range(100):  # 100 packets within one REARM_DELAY
         publish(clock, host, publisher, b"rtp%03d" % i)
         clock.advance(REARM_DELAY / 200)
@@ -128,6 +146,8 @@ def test_fan_out_is_sent_at_once_and_timers_are_read_once_per_rearm_delay() -> N
     clock.advance(REARM_DELAY)
     reads = [s.connection.timer_reads for s in publisher.subscribers]
     assert reads == [1] * 10, "each touched session's deadline is read once per REARM_DELAY"
+    if port_class is ListPort:
+        assert port.lists == 100 * 10  # one list per subscriber per fan-out, none per datagram
 
 
 def test_a_deadline_the_fan_out_moved_earlier_fires_at_most_rearm_delay_late() -> None:
@@ -154,7 +174,7 @@ def test_a_session_removed_before_the_rearm_is_left_alone() -> None:
     assert gone not in host._drivers
 
 
-def test_a_paced_subscriber_spreads_a_burst_from_its_own_timer() -> None:
+def test_a_paced_subscriber_spreads_a_burst_from_its_own_timer(port_class) -> None:
     """A subscriber's pacer (realtime/sfu/pacer.py) in the host's drain: the fan-out's
     burst leaves at the pacing rate, the first held packet without waiting for
     REARM_DELAY (the host arms a timer the fan-out made necessary at once)."""
@@ -162,7 +182,7 @@ def test_a_paced_subscriber_spreads_a_burst_from_its_own_timer() -> None:
 
     from realtime.sfu.pacer import Pacer
 
-    clock, host, port, publisher = world(2)
+    clock, host, port, publisher = world(2, port_class)
     paced, plain = publisher.subscribers
     pacer = Pacer()
     pacer.video = frozenset({0x1234})

@@ -225,3 +225,31 @@ def test_a_port_that_is_not_listening_counts_what_it_cannot_send() -> None:
     port.send(b"x", SOURCE)
     port.send_many([(b"y", SOURCE), (b"z", SOURCE)])
     assert port.drops["not-listening"] == 3
+
+
+class ListFanOutRouter(FanOutRouter):
+    """The same fan-out handed over as lists (what PeerHost does with each connection's queue)."""
+
+    def route(self, kind, data, addr, now):
+        self.port.send(data + b"#first", addr)
+        for subscriber in self.subscribers:
+            self.port.send_list([(data + b"@" + subscriber[0].encode(), subscriber),
+                                 (data + b"+" + subscriber[0].encode(), subscriber)])
+        return [(b"reply:" + data, addr)]
+
+
+def test_send_list_queues_in_order_while_corked_and_sends_at_once_otherwise() -> None:
+    subscribers = [("192.0.2.%d" % i, 5000 + i) for i in range(1, 3)]
+    router = ListFanOutRouter(subscribers)
+    port = MediaPort(router, Clock())
+    router.port = port
+    port.makeConnection(BatchTransport())
+    port.datagramReceived(RTP, SOURCE)
+    assert port.transport.calls == [[(RTP + b"#first", SOURCE)] + [
+        (RTP + mark + s[0].encode(), s) for s in subscribers for mark in (b"@", b"+")] + [
+        (b"reply:" + RTP, SOURCE)]]
+    assert port.transport.written == []
+    port.send_list([(b"one", SOURCE)])                          # outside a batch: at once
+    assert port.transport.written == [(b"one", SOURCE)]
+    port.send_list([(b"two", SOURCE), (b"three", SOURCE)])      # several: one write_many
+    assert port.transport.calls[-1] == [(b"two", SOURCE), (b"three", SOURCE)]

@@ -236,3 +236,45 @@ def test_hostile_feedback_never_raises() -> None:
             estimate.want(rng.choice([None, 5e6]), i * 0.001)
             estimate.probe_due(i * 0.001)
     assert estimate.estimate is None or estimate.estimate > 0
+
+
+def test_a_held_packets_number_is_read_once_and_its_departure_becomes_its_send_time() -> None:
+    """stamp() numbers through stamp_next (one bookkeeping); the pacer reads a held packet's
+    number with stamped_number and reports it with its departure time (departed)."""
+    from realtime.sfu.estimate import padding_packet, transport_cc_block
+
+    estimate = SubscriberEstimate()
+    estimate.transport_cc = True
+    block = transport_cc_block(3)
+    packets = []
+    for i in range(5):
+        out = padding_packet(1, 97, i, 0, block, 40)
+        estimate.stamp(out, 10.0 + i)
+        packets.append(bytes(out) + bytes(10))  # an SRTP tag: the block stays in the clear
+    assert estimate.stamped == 5
+    assert [estimate.stamped_number(p) for p in packets] == [0, 1, 2, 3, 4]
+    assert list(estimate._seqs[:5]) == [0, 1, 2, 3, 4]
+    assert list(estimate._sizes[:5]) == [len(p) - 10 for p in packets]
+    estimate.departed(2, 12.5)   # held 0.5 s in the pacer
+    estimate.departed(3, 12.0)   # not later than its stamp: unchanged
+    estimate.departed(4 + 0x10000 * 0 + 7, 99.0)  # a number never stamped: nothing
+    assert list(estimate._sent[:5]) == [10.0, 11.0, 12.5, 13.0, 14.0]
+    assert estimate.stamped_number(bytes(padding_packet(1, 97, 9, 0, b"", 40))) == -1
+    estimate.transport_cc = False
+    assert estimate.stamped_number(packets[0]) == -1
+
+
+def test_stamped_number_takes_hostile_bytes() -> None:
+    import random
+
+    rng = random.Random(3)
+    estimate = SubscriberEstimate()
+    estimate.transport_cc = True
+    for _ in range(5000):
+        data = bytearray(rng.randbytes(rng.randrange(0, 60)))
+        if len(data) > 16 and rng.random() < 0.7:
+            data[0] |= 0x10
+            data[12:14] = rng.choice([b"\xbe\xde", b"\x10\x00", data[12:14]])
+            data[14:16] = rng.randrange(0, 4).to_bytes(2, "big")
+        number = estimate.stamped_number(bytes(data))
+        assert -1 <= number <= 0xFFFF

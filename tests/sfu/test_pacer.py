@@ -118,11 +118,21 @@ def test_a_long_queue_drains_faster_than_the_estimate() -> None:
 
 
 def test_departures_are_reported_for_held_packets() -> None:
-    left: list[tuple[bytes, float]] = []
-    p = Pacer(lambda data, now: left.append((data, now)))
+    """The number is read once, as a packet is held back, and reported with its departure."""
+    left: list[tuple[int, float]] = []
+    read: list[bytes] = []
+
+    def number_of(data: bytes) -> int:  # a stand-in: the RTP sequence number + 100
+        read.append(data)
+        return struct.unpack_from("!H", data, 2)[0] + 100 if data[3] != 3 else -1
+
+    p = Pacer(lambda number, now: left.append((number, now)), number_of)
     p.video = frozenset({VIDEO})
     p.set_rate(400_000)
     frame = [(0.0, rtp(VIDEO, 1200, seq)) for seq in range(5)]
     out = run(p, frame, 1.0)
     held = [(d, t) for t, d in out if t > 0]
-    assert held and left == held
+    assert held and read == [d for d, _ in held]  # once per held packet, none for the rest
+    assert left == [(struct.unpack_from("!H", d, 2)[0] + 100, t) for d, t in held
+                    if d[3] != 3]  # -1 (no number): nothing reported
+    assert len(left) == len(held) - 1

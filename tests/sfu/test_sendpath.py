@@ -147,7 +147,8 @@ def state(forwarder: Forwarder, estimate: SubscriberEstimate) -> tuple:
             forwarder.unanswered, s.packet_count, s.octet_count, s.last_rtp_timestamp,
             forwarder._out_ext, forwarder._out_ts, forwarder._seen, forwarder._span,
             list(forwarder.segments), forwarder.vp8.picture_delta, forwarder.vp8.tl0_delta,
-            estimate.stamped, bytes(estimate._sent), bytes(estimate._sizes))
+            estimate.stamped, bytes(estimate._sent), bytes(estimate._sizes),
+            bytes(estimate._seqs))
 
 
 @pytest.fixture(params=["python", "c"])
@@ -320,3 +321,92 @@ def test_c_helper_checks_every_offset() -> None:
             expected[2:4] = seq.to_bytes(2, "big")
             out = helper.copy_protect(address, rtp, seq, 6, 7, 96, offset, 100, 7, -1, 0)
             assert rx.unprotect(out) == bytes(expected)
+
+
+def test_subscribers_of_one_plan_send_the_reference_srtp(call, fast_copy) -> None:  # noqa: F811
+    """Three subscribers of one plan on one connection (the server's case: the first copy of a
+    packet makes the plan's template, the others reuse it); one subscriber's temporal filter
+    turns on half-way (those packets take the reference inside the bound path)."""
+    from realtime.sfu.temporal import TemporalFilter
+
+    echo, _client, _ = call
+    connection = echo.connection
+    connection.datagrams_to_send(NOW)
+    protect = twin_protect(connection).protect
+    plan = ExtensionPlan.between(PUBLISHER_EXT, SUBSCRIBER_EXT, mid="7", transport_cc=5)
+
+    def forwarder(ssrc: int, temporal=None) -> tuple[Forwarder, SubscriberEstimate]:
+        estimate = SubscriberEstimate()
+        return Forwarder(ssrc, 90000, payload_types={96: 100, 111: 111}, extensions=plan,
+                         require_keyframe=True, random=lambda n: bytes(range(3, 3 + n)),
+                         vp8_payload_types={96}, stamp=estimate.stamp,
+                         temporal=temporal), estimate
+
+    ssrcs = (0xA1, 0xA2, 0xA3)
+    filters = {ssrc: TemporalFilter() for ssrc in ssrcs}
+    refs = [forwarder(ssrc, filters[ssrc] if ssrc == 0xA2 else None) for ssrc in ssrcs]
+    fasts = [forwarder(ssrc, TemporalFilter() if ssrc == 0xA2 else None) for ssrc in ssrcs]
+    ref_wire = Wire()
+    ref_session, fast_session = Session(ref_wire), Session(connection)
+    sends = [bind_send_path(f, fast_session, fast_copy) for f, _ in fasts]
+    items = traffic(stdlib_random.Random(11))
+    stream = PublishedStream(0x200, 90000, vp8_keyframe, "f")
+    for frame in range(60):  # then L1T2 frames (T=1 in the descriptor), S=1 on the first packet
+        tid = frame % 2
+        for part in range(2):
+            descriptor = bytes([0x90 if part == 0 else 0x80, 0xE0, 0x80, frame, frame // 2,
+                                tid << 6 | (0x20 if tid else 0)])
+            data = packet(7000 + 2 * frame + part, 3000 * frame, 0x200,
+                          descriptor + (b"\x50\xaa" if frame == 0 else b"\x51\xbb") + bytes(40),
+                          marker=part == 1)
+            items.append([data, stream, stream.receive(data) or (frame == 0 and part == 0),
+                          NOW + 10 + frame / 30])
+    for number, item in enumerate(items):
+        if number == len(items) - 60:  # the allocator thins the middle subscriber's layers
+            refs[1][0].temporal.set_target(0)
+            fasts[1][0].temporal.set_target(0)
+        for send, (ref, _) in zip(sends, refs):
+            assert send(*item) == reference_send(ref, ref_session, item)
+    datagrams = [d for d, addr in connection.datagrams_to_send(NOW)]
+    assert datagrams == [protect(rtp) for rtp in ref_wire.rtp]
+    for (fast, fast_estimate), (ref, ref_estimate) in zip(fasts, refs):
+        assert state(fast, fast_estimate) == state(ref, ref_estimate)
+    assert fasts[1][0].drops["temporal-layer"] > 20  # the filter was exercised
+
+
+def test_the_c_sender_stamps_in_the_ring_or_calls_stamp_next(call, fast_copy) -> None:  # noqa: F811
+    """Where the estimate's ring is its own three arrays the C sender does stamp_next's
+    bookkeeping itself; a stamp hook of another kind is called (same numbers either way)."""
+    from realtime.sfu.sendpath import _ring_of
+
+    estimate = SubscriberEstimate()
+    assert _ring_of(estimate.stamp_next) == (estimate, estimate._sent, estimate._sizes,
+                                             estimate._seqs)
+
+    class Counting(SubscriberEstimate):
+        calls = 0
+
+        def stamp_next(self, size: int, now: float) -> int:
+            Counting.calls += 1
+            return super().stamp_next(size, now)
+
+    assert _ring_of(Counting().stamp_next) is None
+    assert _ring_of(SubscriberEstimate(transport_cc=False).stamp_next) is None
+    echo, _client, _ = call
+    connection = echo.connection
+    connection.datagrams_to_send(NOW)
+    protect = twin_protect(connection).protect
+    plan = ExtensionPlan.between(PUBLISHER_EXT, SUBSCRIBER_EXT, mid="7", transport_cc=5)
+    ref_estimate, fast_estimate = SubscriberEstimate(), Counting()
+    same = {"payload_types": {96: 100, 111: 111}, "extensions": plan, "require_keyframe": True,
+            "vp8_payload_types": {96}, "random": lambda n: bytes(range(3, 3 + n))}
+    ref = Forwarder(0xB1, 90000, stamp=ref_estimate.stamp, **same)
+    fast = Forwarder(0xB1, 90000, stamp=fast_estimate.stamp, **same)
+    ref_wire = Wire()
+    send = bind_send_path(fast, Session(connection), fast_copy)
+    items = traffic(stdlib_random.Random(5))
+    for item in items:
+        assert send(*item) == reference_send(ref, Session(ref_wire), item)
+    assert [d for d, _ in connection.datagrams_to_send(NOW)] == [protect(r) for r in ref_wire.rtp]
+    assert state(fast, fast_estimate) == state(ref, ref_estimate)
+    assert Counting.calls == fast_estimate.stamped  # every number through the method
