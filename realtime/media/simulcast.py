@@ -51,7 +51,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-__all__ = ["LayerSelector", "SimulcastLayers", "SimulcastPreferences", "UPGRADE_HEADROOM"]
+__all__ = ["SINGLE", "LayerSelector", "SimulcastLayers", "SimulcastPreferences",
+           "UPGRADE_HEADROOM"]
 
 UPGRADE_HEADROOM = 1.15
 """A better layer is taken when the budget exceeds its bitrate by this factor (no flapping
@@ -122,6 +123,10 @@ MIN_TID = 1
 frame rate); below it the smaller layer at its full frame rate is preferred."""
 ALL_TIDS = 0xFF
 """Every temporal layer (:data:`realtime.sfu.temporal.ALL`)."""
+SINGLE = ""
+"""The one layer of a video track published without simulcast: its rates are measured in a
+:class:`SimulcastLayers` of this one name, and a :class:`LayerSelector` made ``single``
+chooses only its temporal layer (docs/bandwidth.md, "Temporal layers")."""
 
 
 class _Layer:
@@ -281,7 +286,7 @@ class LayerSelector:
 
     def __init__(
         self, layers: SimulcastLayers, preferences: SimulcastPreferences | None = None,
-        temporal: Any = None,
+        temporal: Any = None, single: bool = False,
     ) -> None:
         self.layers = layers
         #: the subscriber's temporal-layer filter (realtime/sfu/temporal.py), told the TID
@@ -300,6 +305,10 @@ class LayerSelector:
         self._generation = -1
         self._keyframe_request: str | None = None
         self._requested_for: str | None = None
+        if single:
+            # a track without simulcast: its one layer (SINGLE) is what is sent from the
+            # start (the forwarder waits for its key frame); only the TID is chosen
+            self.current = self.target = SINGLE
 
     def set_preferences(self, preferences: SimulcastPreferences) -> None:
         """Apply new preferences (``tracks/update``); a switch follows on the next key frame."""
@@ -404,6 +413,16 @@ class LayerSelector:
                 return None
             best = 0  # the least there is: a lower frame rate rather than a freeze
         return ALL_TIDS if best == top else best
+
+    def fixed_rate(self) -> float | None:
+        """Return the measured bit/s of a track that cannot be thinned (a ``single`` layer
+        without temporal layers), 0 before it is measured; None when there is a choice."""
+        if self.current != SINGLE or self.target != SINGLE:
+            return None
+        rates = self.layers.rates(SINGLE)
+        if rates is None:
+            return 0.0
+        return rates[0] if len(rates) == 1 else None
 
     def upgrade_bitrate(self) -> float | None:
         """Return the bitrate the best layer allowed (the ceiling) needs, if not the target;

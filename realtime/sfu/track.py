@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 
 from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import keyframe_detector
-from realtime.media.simulcast import LayerSelector, SimulcastLayers, SimulcastPreferences
+from realtime.media.simulcast import SINGLE, LayerSelector, SimulcastLayers, SimulcastPreferences
 from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import HEADER_LENGTH, find_extension, sequence_number_and_timestamp
 from realtime.rtp.rtx import unwrap_rtx
@@ -159,9 +159,10 @@ class Subscription:
             mid=self.mid, transport_cc=twcc if stamping else None)
         options: dict[str, Any] = {} if self.random is None else {"random": self.random}
         vp8 = {c.payload_type for c in track.codecs if c.name.upper() == "VP8"}
-        # a simulcast VP8 track: the allocator may also thin its temporal layers
+        # a VP8 track, simulcast or not: the allocator may also thin its temporal layers
         # (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
-        temporal = TemporalFilter() if vp8 and track.layers is not None else None
+        layers = track.layers if track.layers is not None else track.single
+        temporal = TemporalFilter() if vp8 and layers is not None else None
         if temporal is not None:
             options["history"] = TEMPORAL_HISTORY
         self.forwarder = Forwarder(
@@ -174,8 +175,10 @@ class Subscription:
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if self.fast_send:  # one call per packet in the fan-out (realtime.sfu.sendpath)
             self.send_path = bind_send_path(self.forwarder, self.session)
-        if track.layers is not None:
-            self.selector = LayerSelector(track.layers, self.preferences, temporal)
+        if layers is not None:  # without simulcast: one layer, only its TID is chosen
+            single = track.layers is None
+            self.selector = LayerSelector(layers, None if single else self.preferences,
+                                          temporal, single=single)
             self.session.rtcp.allocate(now)  # the first layer fits the estimate too
         track.attach(self, now)
 
@@ -192,12 +195,14 @@ class Subscription:
         """Return the simulcast layer this subscriber receives (or awaits), if any."""
         if self.selector is None:
             return None
-        return self.selector.current or self.selector.target
+        return self.selector.current or self.selector.target or None  # SINGLE: None
 
     def layer_state(self) -> dict[str, Any] | None:
         """Return the simulcast layer sent and why (``GET`` session), or None without simulcast.
 
-        ``rid``: the layer being sent (None before the first key frame);
+        ``rid``: the layer being sent (None before the first key frame, and for a track
+        without simulcast, whose one layer is thinned by temporal layers only: None
+        is returned for it when it has none);
         ``target``: the layer wanted (switched to on its next key frame);
         ``reason``: ``auto`` (no preference: the best layer), ``preferred``,
         ``fallback`` (the preferred layer is not arriving) or ``bandwidth``
@@ -212,15 +217,18 @@ class Subscription:
         selector = self.selector
         if selector is None:
             return None
+        top = selector.layers.top_tid(selector.current)
+        if selector.current == SINGLE and top == 0:
+            return None  # no simulcast, no temporal layers: nothing is chosen
         budget = selector.available_bitrate
         state: dict[str, Any] = {
-            "rid": selector.current, "target": selector.target, "reason": selector.reason,
+            "rid": selector.current or None, "target": selector.target or None,
+            "reason": selector.reason,
             "availableBitrate": None if budget is None else int(budget)}
         forwarder = self.forwarder
         temporal = forwarder.temporal if forwarder is not None else None
         sent = ALL if temporal is None else temporal.target
         wanted = ALL if temporal is None else temporal.wanted
-        top = self.track.layers.top_tid(selector.current) if self.track.layers else 0
         state["temporalLayer"] = None if sent == ALL or sent >= top else sent
         state["targetTemporalLayer"] = None if wanted == ALL or wanted >= top else wanted
         state["frameRateFraction"] = 1.0 if sent == ALL or sent >= top else 0.5 ** (top - sent)
@@ -303,6 +311,9 @@ class PublishedTrack:
         self.name = name
         self.kind = media.kind
         self.layers: SimulcastLayers | None = None
+        #: a video track without simulcast: the rates of its one layer (SINGLE) per TID,
+        #: for the allocator's choice of a temporal layer; None with simulcast
+        self.single: SimulcastLayers | None = None
         self.configure(media)
         self.streams: dict[int, PublishedStream] = {}
         self.by_rid: dict[str, PublishedStream] = {}
@@ -346,6 +357,10 @@ class PublishedTrack:
             self.layers = SimulcastLayers(rids)
         elif not rids:
             self.layers = None
+        if rids or not self.vp8_payload_types:
+            self.single = None
+        elif self.single is None:
+            self.single = SimulcastLayers([SINGLE])
 
     # -- streams -------------------------------------------------------------
 
@@ -438,6 +453,13 @@ class PublishedTrack:
                 if self.keyframes_wanted and rid in self.keyframes_wanted:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)
+        elif self.single is not None:  # no simulcast: the one layer's rates per TID
+            if retransmission:
+                self.single.packet_received(SINGLE, 0, now)
+            else:
+                tid = temporal_layer(packet) \
+                    if packet[1] & 0x7F in self.vp8_payload_types else -1
+                self.single.packet_received(SINGLE, len(packet), now, tid)
         for subscription in self.subscriptions:
             forwarder = subscription.forwarder
             if forwarder is None:  # stopped (it leaves the list as it stops)

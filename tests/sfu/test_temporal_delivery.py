@@ -365,3 +365,75 @@ def test_session_sends_h_at_tid1_and_shows_it(shared) -> None:
     assert [len(p) > 2500 for p in sent] == [True] * 2 + [False] * 60
     assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:]))
     assert subscription.forwarder.drops["temporal-layer"] >= 2 * 30
+
+
+def test_track_without_simulcast_is_thinned_by_tid(shared) -> None:
+    """One encoding with L1T3 (no a=simulcast): the one layer's rates are measured per TID,
+    a REMB between its TID <= 1 rate and its whole rate sends it at TID <= 1 (the
+    allocator ignored tracks without simulcast before: everything was sent), and GET
+    session's layer names the temporal layer without a rid."""
+    import struct
+
+    from realtime.demux import PacketKind
+    from realtime.media.simulcast import SINGLE
+    from realtime.sdp import SessionDescription
+    from realtime.sfu.session import MediaRequest
+    from realtime.sfu.switchboard import Switchboard
+    from tests.sfu.client import Wire as SessionWire, answer_sfu_offer
+    from tests.sfu.test_session import counting_random, new
+
+    board = Switchboard(random=counting_random())
+    sdp = (shared / "pcaps/generated/webrtc/webrtc-chromium-aiortc-simulcast.offer.sdp").read_text()
+    sdp = "".join(line for line in sdp.splitlines(keepends=True)
+                  if not line.startswith(("a=rid:", "a=simulcast:")))
+    offer = SessionDescription.parse(sdp)
+    mid = next(m.mid for m in offer.media if m.kind == "video")
+    media = offer.media_by_mid(mid)
+    ids = {e.uri.rsplit(":", 1)[-1]: e.id for e in media.extensions}
+    pt = next(c.payload_type for c in media.codecs if c.name == "VP8")
+    a = new(board)
+    a.answer_offer(sdp, 0.0, publish={mid: "cam"})
+    a.connection = SessionWire()
+    cam = board.find("app", a.session_id, "cam")
+    assert cam.layers is None and cam.single is not None
+    b = new(board)
+    b.offer_media([MediaRequest("video", "subscribe", cam)], 0.0)
+    b.apply_answer(answer_sfu_offer(b.pending_offer), 0.0)
+    b.connection = SessionWire()
+    subscription = b.transceiver("0").subscription
+    assert subscription.selector is not None and subscription.current_rid() is None
+
+    def packet(seq: int, frame: int, part: int) -> bytes:
+        ext = bytes([ids["mid"] << 4 | len(mid) - 1]) + mid.encode()
+        ext += bytes(-len(ext) % 4)
+        tid = PATTERN[frame % 4]
+        key = frame % 60 == 0 and part == 0
+        payload = vp8(frame & 0x7FFF, frame // 4, tid, part == 0, key)
+        payload += bytes(3000 * (2 if tid == 0 else 1))
+        head = struct.pack("!BBHIIHH", 0x90, pt | (0x80 if part else 0), seq & 0xFFFF,
+                           3000 * frame, 77, 0xBEDE, len(ext) // 4)
+        return head + ext + payload
+
+    def publish(frames: range, t0: float) -> None:
+        for frame in frames:
+            for part in range(2):
+                a.receive_media(PacketKind.RTP, packet(2 * frame + part, frame, part),
+                                t0 + frame / 30)
+
+    publish(range(0, 60), 1.0)
+    rates = cam.single.rates(SINGLE)
+    assert rates is not None and len(rates) == 3
+    assert subscription.layer_state()["rid"] is None
+    sent_before = len(b.connection.rtp)
+    assert sent_before >= 100  # everything, while no estimate is known
+    b.rtcp.estimate.receive_remb(int((rates[1] * 1.2 + rates[2]) / 2))
+    b.rtcp.allocate(3.0)
+    assert subscription.selector.target_tid == 1
+    publish(range(60, 120), 3.0)
+    state = subscription.layer_state()
+    assert state["rid"] is None and state["reason"] == "bandwidth"
+    assert state["temporalLayer"] == 1 and state["frameRateFraction"] == 0.5
+    sent = b.connection.rtp[sent_before:]
+    assert len(sent) == 2 * 30  # the 30 TID 2 frames of 60 dropped
+    seqs = [int.from_bytes(p[2:4], "big") for p in sent]
+    assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:]))
