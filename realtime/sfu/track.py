@@ -48,6 +48,7 @@ from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 from realtime.sfu.sendpath import SendPath, bind_send_path
+from realtime.media.vp9 import MALFORMED, temporal_layer as vp9_temporal_layer
 from realtime.sfu.temporal import ALL, TemporalFilter, temporal_layer
 
 __all__ = ["PublishedTrack", "RtxRepair", "Subscription", "payload_type_map"]
@@ -159,10 +160,14 @@ class Subscription:
             mid=self.mid, transport_cc=twcc if stamping else None)
         options: dict[str, Any] = {} if self.random is None else {"random": self.random}
         vp8 = {c.payload_type for c in track.codecs if c.name.upper() == "VP8"}
-        # a VP8 track, simulcast or not: the allocator may also thin its temporal layers
-        # (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
+        # a VP8 or VP9 track, simulcast or not: the allocator may also thin its temporal
+        # layers (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
         layers = track.layers if track.layers is not None else track.single
-        temporal = TemporalFilter() if vp8 and layers is not None else None
+        temporal = None
+        if layers is not None and track.codec_name == "VP9" and track.vp9_payload_types:
+            temporal = TemporalFilter(vp9=True, payload_types=track.vp9_payload_types)
+        elif layers is not None and vp8:
+            temporal = TemporalFilter()
         if temporal is not None:
             options["history"] = TEMPORAL_HISTORY
         self.forwarder = Forwarder(
@@ -344,12 +349,16 @@ class PublishedTrack:
         self.codecs = media.codecs
         self.extensions = media.extensions
         primary = next((c for c in media.codecs if not c.is_rtx), None)
+        #: the codec the publisher sends (the first of its negotiated formats)
+        self.codec_name = primary.name.upper() if primary is not None else None
         self.clock_rate = primary.clock_rate if primary else 90000
         self.detector = keyframe_detector(primary.name) \
             if primary is not None and self.kind == "video" else None
-        #: VP8 payload types: their TIDs are read for the per-layer rates
+        #: VP8 and VP9 payload types: their TIDs are read for the per-layer rates
         self.vp8_payload_types = _shared(frozenset(
             c.payload_type for c in media.codecs if c.name.upper() == "VP8"))
+        self.vp9_payload_types = _shared(frozenset(
+            c.payload_type for c in media.codecs if c.name.upper() == "VP9"))
         #: RFC 8852 §3.1 RtpStreamId element id: names the layer of a signalled SSRC
         self.rid_extension_id = media.extension_id(ExtensionUri.RTP_STREAM_ID)
         rids = media.remote_rids
@@ -357,7 +366,7 @@ class PublishedTrack:
             self.layers = SimulcastLayers(rids)
         elif not rids:
             self.layers = None
-        if rids or not self.vp8_payload_types:
+        if rids or not (self.vp8_payload_types or self.vp9_payload_types):
             self.single = None
         elif self.single is None:
             self.single = SimulcastLayers([SINGLE])
@@ -447,9 +456,7 @@ class PublishedTrack:
                     # of the lowest layer: counted, they made q measure 1.2 Mbit/s)
                     layers.packet_received(rid, 0, now)
                 else:
-                    tid = temporal_layer(packet) \
-                        if packet[1] & 0x7F in self.vp8_payload_types else -1
-                    layers.packet_received(rid, len(packet), now, tid)
+                    layers.packet_received(rid, len(packet), now, self._tid(packet, stream))
                 if self.keyframes_wanted and rid in self.keyframes_wanted:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)
@@ -457,9 +464,7 @@ class PublishedTrack:
             if retransmission:
                 self.single.packet_received(SINGLE, 0, now)
             else:
-                tid = temporal_layer(packet) \
-                    if packet[1] & 0x7F in self.vp8_payload_types else -1
-                self.single.packet_received(SINGLE, len(packet), now, tid)
+                self.single.packet_received(SINGLE, len(packet), now, self._tid(packet, stream))
         for subscription in self.subscriptions:
             forwarder = subscription.forwarder
             if forwarder is None:  # stopped (it leaves the list as it stops)
@@ -496,6 +501,20 @@ class PublishedTrack:
                     forwarder.drops["not-sent"] += 1
             elif forwarder.take_keyframe_wanted():
                 self.session.rtcp.request_keyframe(stream.ssrc, now)
+
+    def _tid(self, packet: bytes, stream: PublishedStream) -> int:
+        """Return the TID of a VP8 (RFC 7741) or VP9 (RFC 9628) packet, -1 if none; a VP9
+        descriptor cut short is counted in the stream's ``malformed``."""
+        pt = packet[1] & 0x7F
+        if pt in self.vp8_payload_types:
+            return temporal_layer(packet)
+        if pt in self.vp9_payload_types:
+            tid = vp9_temporal_layer(packet)
+            if tid == MALFORMED:
+                stream.malformed += 1
+                return -1
+            return tid
+        return -1
 
     # -- keyframes ---------------------------------------------------------------
 

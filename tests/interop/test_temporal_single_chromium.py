@@ -58,7 +58,7 @@ def thin_rate(rates: list[int]) -> int:
     return int(min(max(low, (low + high) / 2), high * 0.95))
 
 
-@pytest.mark.parametrize("codec", ["VP8"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9"])
 def test_one_encoding_l1t3_gets_full_width_at_a_lower_frame_rate(
         codec, tmp_path, pages, traffic_guard) -> None:
     children: list[Lines] = []
