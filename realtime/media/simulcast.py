@@ -37,7 +37,7 @@ Target choice (:meth:`LayerSelector.target_for`)::
          step down a-z while the layer's measured bitrate exceeds it (a better
          layer than the current one needs 15 % headroom); the last layer is
          always allowed: video is thinned, never cut
-         a layer with VP8 temporal layers fits if its rate at TID <= 1 does, and
+         a layer with VP8 or VP9 temporal layers fits if its rate at TID <= 1 does, and
          is sent at the highest TID that fits (target_tid, told to the
          subscriber's TemporalFilter): width before frame rate, down to half
 
@@ -263,7 +263,9 @@ class LayerSelector:
 
     Call :meth:`accept` for every packet of the track (after
     :meth:`SimulcastLayers.packet_received`); forward the packet when it
-    returns True.  :meth:`take_keyframe_request` names a layer whose key
+    returns True.  ``single``: the track has no simulcast, ``layers`` holds its one
+    layer (:data:`SINGLE`), which is current from the start; only the TID is chosen
+    and :meth:`accept` is not called.  :meth:`take_keyframe_request` names a layer whose key
     frame is awaited (ask its publisher stream for one).
     """
 
