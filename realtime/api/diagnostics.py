@@ -117,7 +117,8 @@ def media_drops(session: SfuSession) -> dict[str, int]:
 
 
 def simulcast_layers(session: SfuSession) -> dict[str, Any]:
-    """Return, by mid, each published simulcast track's measured layer rates and each pulled
+    """Return, by mid, each published simulcast track's measured layer rates (a video
+    track without simulcast: its one layer, rid ``""``) and each pulled
     one's layer state (GET session's ``layer``: rid, temporal layer, frame-rate fraction).
 
     ``rates``: rid -> bit/s of TID <= 0, 1, ... (one entry: no temporal layers), the
@@ -126,8 +127,8 @@ def simulcast_layers(session: SfuSession) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for transceiver in session.transceivers:
         track = transceiver.track
-        if track is not None and track.layers is not None:
-            layers = track.layers
+        layers = None if track is None else track.layers or track.single
+        if track is not None and layers is not None:  # single: the one rid "" (SINGLE)
             out[transceiver.mid] = {"trackName": track.name, "rates": {
                 rid: [int(r) for r in rates] for rid in layers.ordered()
                 if (rates := layers.rates(rid)) is not None}}

@@ -8,6 +8,9 @@ The SFU media plane's pure pieces: no sockets, no clock, ``now`` passed in.
   aggregation and debounce per published stream).
 * :mod:`~realtime.media.simulcast` -- :class:`SimulcastLayers` (which rids
   arrive) and :class:`LayerSelector` (which rid one subscriber gets).
+* :mod:`~realtime.media.vp8`, :mod:`~realtime.media.vp9`, :mod:`~realtime.media.dependency_descriptor`
+  -- the payload descriptors (RFC 7741, RFC 9628) and AV1's dependency descriptor:
+  picture numbers and temporal layers (realtime/sfu/temporal.py).
 
 Per packet, for one published stream and its subscribers::
 

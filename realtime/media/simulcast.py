@@ -40,7 +40,7 @@ Target choice (:meth:`LayerSelector.target_for`)::
          step down a-z while the layer's measured bitrate exceeds it (a better
          layer than the current one needs 15 % headroom); the last layer is
          always allowed: video is thinned, never cut
-         a layer with VP8 temporal layers fits if its rate at TID <= 1 does, and
+         a layer with VP8 or VP9 temporal layers fits if its rate at TID <= 1 does, and
          is sent at the highest TID that fits (target_tid, told to the
          subscriber's TemporalFilter): width before frame rate, down to half
 
@@ -54,7 +54,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-__all__ = ["LayerSelector", "SimulcastLayers", "SimulcastPreferences", "UPGRADE_HEADROOM"]
+__all__ = ["SINGLE", "LayerSelector", "SimulcastLayers", "SimulcastPreferences",
+           "UPGRADE_HEADROOM"]
 
 UPGRADE_HEADROOM = 1.15
 """A better layer is taken when the budget exceeds its bitrate by this factor (no flapping
@@ -129,6 +130,10 @@ STARVED_BELOW = 0.5
 """A layer whose frame rate falls under this fraction of the track's best layer's is *starved*."""
 RECOVERED_AT = 0.75
 """... and is no longer starved once its frame rate is back at this fraction (hysteresis)."""
+SINGLE = ""
+"""The one layer of a video track published without simulcast: its rates are measured in a
+:class:`SimulcastLayers` of this one name, and a :class:`LayerSelector` made ``single``
+chooses only its temporal layer (docs/bandwidth.md, "Temporal layers")."""
 
 
 class _Layer:
@@ -315,7 +320,9 @@ class LayerSelector:
 
     Call :meth:`accept` for every packet of the track (after
     :meth:`SimulcastLayers.packet_received`); forward the packet when it
-    returns True.  :meth:`take_keyframe_request` names a layer whose key
+    returns True.  ``single``: the track has no simulcast, ``layers`` holds its one
+    layer (:data:`SINGLE`), which is current from the start; only the TID is chosen
+    and :meth:`accept` is not called.  :meth:`take_keyframe_request` names a layer whose key
     frame is awaited (ask its publisher stream for one).
     """
 
@@ -338,7 +345,7 @@ class LayerSelector:
 
     def __init__(
         self, layers: SimulcastLayers, preferences: SimulcastPreferences | None = None,
-        temporal: Any = None,
+        temporal: Any = None, single: bool = False,
     ) -> None:
         self.layers = layers
         #: the subscriber's temporal-layer filter (realtime/sfu/temporal.py), told the TID
@@ -357,6 +364,10 @@ class LayerSelector:
         self._generation = -1
         self._keyframe_request: str | None = None
         self._requested_for: str | None = None
+        if single:
+            # a track without simulcast: its one layer (SINGLE) is what is sent from the
+            # start (the forwarder waits for its key frame); only the TID is chosen
+            self.current = self.target = SINGLE
 
     def set_preferences(self, preferences: SimulcastPreferences) -> None:
         """Apply new preferences (``tracks/update``); a switch follows on the next key frame."""
@@ -469,6 +480,16 @@ class LayerSelector:
                 return None
             best = 0  # the least there is: a lower frame rate rather than a freeze
         return ALL_TIDS if best == top else best
+
+    def fixed_rate(self) -> float | None:
+        """Return the measured bit/s of a track that cannot be thinned (a ``single`` layer
+        without temporal layers), 0 before it is measured; None when there is a choice."""
+        if self.current != SINGLE or self.target != SINGLE:
+            return None
+        rates = self.layers.rates(SINGLE)
+        if rates is None:
+            return 0.0
+        return rates[0] if len(rates) == 1 else None
 
     def upgrade_bitrate(self) -> float | None:
         """Return the bitrate the best layer allowed (the ceiling) needs, if not the target;

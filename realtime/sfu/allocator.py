@@ -7,7 +7,9 @@ number of tracks.  After every estimate update the allocator shares it::
 
     budget = estimate
            - AUDIO_RESERVE per audio track        (audio first: it is never starved for video)
-    share  = budget / number of simulcast video tracks          (equal shares)
+           - the measured rate of each video track that cannot be thinned (one layer,
+             no temporal layers)
+    share  = budget / number of the other video tracks          (equal shares)
     each simulcast track: LayerSelector.set_available_bitrate(share)
         -> the best layer, up to the ceiling its preferences allow (preferredRid, or the
            best layer when there is none), whose measured bitrate fits the share; a
@@ -19,8 +21,10 @@ number of tracks.  After every estimate update the allocator shares it::
              times the tracks (the whole link must carry it)
            -> SubscriberEstimate.want(): a probe may show the path carries it
 
-A video track without simulcast cannot be thinned and is not counted (its
-rate is not measured here yet: a known gap).  Equal shares are the simplest fair policy among competing video tracks (a
+A video track without simulcast is one layer (``SINGLE``): with temporal layers
+(VP8 ``L1T3``) it takes a share and is sent at the TID that fits it; without, its
+measured rate is set aside first.  (Codecs whose TID is not read, H.264, are not
+counted: a known gap.)  Equal shares are the simplest fair policy among competing video tracks (a
 speaker view would weight them; the Cloudflare API has no vocabulary for
 that).  The layer moves on the new layer's next key frame, asked for at once
 (:class:`~realtime.media.simulcast.LayerSelector`).
@@ -55,7 +59,11 @@ def allocate(subscriptions: Iterable[Any], estimate: SubscriberEstimate, now: fl
             continue
         track = subscription.track
         if subscription.selector is not None:
-            simulcast.append(subscription)
+            fixed = subscription.selector.fixed_rate()
+            if fixed is None:
+                simulcast.append(subscription)
+            else:  # one layer, no temporal layers: nothing to choose, its rate is taken
+                budget -= fixed
         elif track.kind == "audio":
             budget -= AUDIO_RESERVE
     if not simulcast:

@@ -71,9 +71,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from realtime.errors import DecodeError, Truncated
-from realtime.media.keyframes import KeyframeDetector, packet_starts_keyframe
-from realtime.media.nack import RetransmissionBuffer
+from realtime.errors import Truncated
 from realtime.media.vp8 import PictureNumbering, rewrite_picture_fields
 from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import (
@@ -83,14 +81,14 @@ from realtime.rtp.packet import (
     padding_size,
     payload_offset,
     rewrite_header,
-    sequence_number,
     sequence_number_and_timestamp,
     timestamp,
 )
 from realtime.rtp.rewrite import ExtensionRewrite
 from realtime.rtp.rtx import wrap_rtx
 from realtime.rtp.statistics import SenderStatistics
-from realtime.sfu.temporal import TemporalFilter, temporal_fields
+from realtime.sfu.stream import PublishedStream
+from realtime.sfu.temporal import TemporalFilter
 
 __all__ = ["ExtensionPlan", "Forwarder", "PublishedStream", "Segment"]
 
@@ -109,68 +107,6 @@ PER_HOP_URIS = frozenset(
     }
 )
 """Extensions whose values describe one hop, never forwarded as received."""
-
-
-class PublishedStream:
-    """One RTP stream a publisher sends (one SSRC; one simulcast layer): what its subscribers share.
-
-    :param ssrc: the publisher's SSRC.
-    :param clock_rate: RTP timestamp units per second.
-    :param detector: key frame detector of the codec, None for audio.
-    :param rid: the simulcast layer name, if any.
-    """
-
-    __slots__ = (
-        "ssrc",
-        "clock_rate",
-        "detector",
-        "rid",
-        "buffer",
-        "packets",
-        "keyframes",
-        "malformed",
-    )
-
-    def __init__(
-        self,
-        ssrc: int,
-        clock_rate: int,
-        detector: KeyframeDetector | None = None,
-        rid: str | None = None,
-        buffer_capacity: int = 1024,
-    ) -> None:
-        self.ssrc = ssrc
-        self.clock_rate = clock_rate
-        self.detector = detector
-        self.rid = rid
-        self.buffer = RetransmissionBuffer(buffer_capacity)
-        self.packets = 0
-        self.keyframes = 0
-        self.malformed = 0
-
-    def receive(self, packet: bytes) -> bool:
-        """Store a (decrypted) packet for retransmission; return True if it starts a key frame.
-
-        A datagram too short for its RTP header raises :class:`DecodeError`;
-        a malformed payload descriptor is counted in :attr:`malformed` and
-        treated as "not a key frame".
-        """
-        if len(packet) < HEADER_LENGTH:
-            raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
-        self.buffer.store(sequence_number(packet), packet)
-        self.packets += 1
-        detector = self.detector
-        if detector is None:
-            return False
-        offset = payload_offset(packet)
-        try:
-            key = packet_starts_keyframe(packet, detector, offset)
-        except DecodeError:
-            self.malformed += 1
-            return False
-        if key:
-            self.keyframes += 1
-        return key
 
 
 class ExtensionPlan(ExtensionRewrite):
@@ -252,7 +188,7 @@ class Forwarder:
     :param stamp: called with every packet sent (and resent) and ``now``: the
         subscriber's transport-wide numbering (:mod:`realtime.sfu.estimate`).
     :param temporal: the subscriber's :class:`~realtime.sfu.temporal.TemporalFilter`
-        for a VP8 track (its target is set by the allocator's layer choice); while it
+        for a VP8 or VP9 track (its target is set by the allocator's layer choice); while it
         is active, each frame above its target is dropped and the packets after it
         continue in a new segment (sequence number and PictureID deltas one packet /
         one picture lower), so NACKs still map to the original packets.
@@ -279,6 +215,9 @@ class Forwarder:
         self._after_drop = False  # the last packet of the current source was dropped
         self.stamp = stamp
         self.vp8_payload_types = frozenset(vp8_payload_types)
+        #: the payload types the temporal filter judges (its codec's; VP8's by default)
+        self._temporal_types = self.vp8_payload_types if temporal is None or \
+            temporal.payload_types is None else temporal.payload_types
         self.vp8 = PictureNumbering() if self.vp8_payload_types else None
         self.clock_rate = clock_rate
         self.payload_types = payload_types
@@ -442,13 +381,14 @@ class Forwarder:
     # -- temporal layers (realtime/sfu/temporal.py) -----------------------------------
 
     def _temporal_keep(self, packet: bytes, temporal: TemporalFilter) -> bool:
-        """Ask the filter about a VP8 packet; a newly dropped picture lowers the PictureID delta."""
-        if packet[1] & PAYLOAD_TYPE_MASK not in self.vp8_payload_types:
+        """Ask the filter about a packet of its codec; a newly dropped VP8 picture lowers the
+        PictureID delta (VP9's PictureIDs keep their gaps: realtime/sfu/temporal.py)."""
+        if packet[1] & PAYLOAD_TYPE_MASK not in self._temporal_types:
             return True
         pictures = temporal.dropped_pictures
         keep = temporal.keep(packet, payload_offset(packet))
         vp8 = self.vp8
-        if temporal.dropped_pictures != pictures and vp8 is not None:
+        if temporal.dropped_pictures != pictures and vp8 is not None and not temporal.vp9:
             vp8.picture_delta = (vp8.picture_delta - 1) & 0x7FFF
         return keep
 
@@ -492,9 +432,9 @@ class Forwarder:
             not self._late_tid_fits(packet, temporal.target)
 
     def _late_tid_fits(self, packet: bytes, target: int) -> bool:
-        if packet[1] & PAYLOAD_TYPE_MASK not in self.vp8_payload_types:
+        if packet[1] & PAYLOAD_TYPE_MASK not in self._temporal_types or self.temporal is None:
             return True
-        fields = temporal_fields(packet, payload_offset(packet))
+        fields = self.temporal.read_fields(packet, payload_offset(packet))
         return fields is None or fields[0] <= target
 
     def _emit(self, packet: bytes, seq: int, ts: int, now: float,

@@ -1,5 +1,6 @@
 """
-Temporal layers: which frames of a VP8 L1T3 stream a subscriber is sent (RFC 7741 §4.2).
+Temporal layers: which frames of a VP8 or VP9 L1T3 stream a subscriber is sent
+(RFC 7741 §4.2, RFC 9628 §4.2).
 
 A VP8 encoder asked for ``scalabilityMode: "L1T3"`` (W3C webrtc-svc) numbers
 its frames in three temporal layers: TID 0 at a quarter of the frame rate,
@@ -42,14 +43,24 @@ selector adds the hysteresis); :meth:`TemporalFilter.accept` and
 :meth:`~TemporalFilter.rewrite` renumber on their own, for a path without
 segments.
 
+VP9 (RFC 9628 §4.2, :mod:`realtime.media.vp9`) differs in two rules, made with
+``TemporalFilter(vp9=True)``: the switching-up bit U says the frame *after* the
+one carrying it may go up (VP8's Y: the frame carrying it), so the target moves
+up at the frame right after a forwarded frame with U=1 (nothing dropped in
+between); and PictureIDs are not renumbered, since VP9 names references by
+PictureID differences (P_DIFF) that a renumbering would point at the wrong
+picture: the receiver sees gaps where the dropped pictures were.  Sequence
+numbers are renumbered for both.
+
 Hostile input: a descriptor shorter than its flags announce counts as
 "no temporal information" and the packet is forwarded unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
+from realtime.media import vp9
 from realtime.media.vp8 import rewrite_picture_fields
 
 __all__ = ["ALL", "TemporalFilter", "choose_layer", "temporal_fields", "temporal_layer"]
@@ -95,7 +106,12 @@ def temporal_fields(payload: bytes | bytearray, offset: int) -> tuple[int, bool,
 
 
 class TemporalFilter:
-    """Drop the frames above a target TID for one subscriber of one VP8 stream; renumber.
+    """Drop the frames above a target TID for one subscriber of one VP8 or VP9 stream; renumber.
+
+    :param vp9: the stream is VP9 (RFC 9628): its descriptor, its switching-up rule,
+        its PictureIDs left alone (the module docstring).
+    :param payload_types: the publisher's payload types of that codec (None: the
+        forwarder's VP8 payload types); packets of others are forwarded unjudged.
 
     :attr:`target` is what is forwarded now (:data:`ALL`: everything); :meth:`set_target`
     asks for a change, applied at the next frame start where it is safe.  :attr:`active`
@@ -109,9 +125,15 @@ class TemporalFilter:
     """
 
     __slots__ = ("target", "wanted", "active", "dropped_packets", "dropped_pictures",
-                 "picture_delta", "start", "_forwarding", "_picture")
+                 "picture_delta", "start", "vp9", "payload_types", "read_fields",
+                 "_forwarding", "_picture", "_up_next")
 
-    def __init__(self) -> None:
+    def __init__(self, vp9: bool = False, payload_types: Iterable[int] | None = None) -> None:
+        self.vp9 = vp9
+        self.payload_types = None if payload_types is None else frozenset(payload_types)
+        #: ``(TID, switch bit, PictureID, frame start?)`` of a descriptor, or None
+        self.read_fields = _vp9_fields if vp9 else temporal_fields
+        self._up_next = False  # VP9: the last frame was forwarded with U=1
         self.target = ALL
         self.wanted = ALL
         self.active = False
@@ -132,13 +154,14 @@ class TemporalFilter:
     def keep(self, packet: bytes | bytearray, offset: int) -> bool:
         """Return whether to forward ``packet`` (its VP8 descriptor at ``offset``); count drops.
 
-        The target moves only at a frame's first packet (S=1, partition 0), so a
-        frame is forwarded or dropped whole: down at once, up at a TID 0 frame or a
-        layer-sync frame (Y=1) at or under the new target.  A frame whose start was
+        The target moves only at a frame's first packet (VP8: S=1, partition 0; VP9:
+        B=1), so a frame is forwarded or dropped whole: down at once; up, for VP8 at a
+        TID 0 frame or a layer-sync frame (Y=1) at or under the new target, for VP9 at
+        the frame right after a forwarded one with U=1.  A frame whose start was
         not seen (lost, or forwarded before the filter was consulted) is judged by
         its TID against the current target.
         """
-        fields = temporal_fields(packet, offset)
+        fields = self.read_fields(packet, offset)
         if fields is None:
             self.start = False
             return True
@@ -149,12 +172,15 @@ class TemporalFilter:
                 wanted = self.wanted
                 if wanted < self.target:
                     self.target = wanted  # down: at once
-                elif wanted > self.target and tid <= wanted and (tid == 0 or sync):
+                elif wanted > self.target and (
+                        self._up_next if self.vp9 else tid <= wanted and (tid == 0 or sync)):
                     self.target = wanted  # up: where nothing dropped is referred to
                 self.active = wanted != ALL or self.target != ALL
             forwarding = tid <= self.target
             if not forwarding and picture_id != self._picture and picture_id >= 0:
                 self.dropped_pictures += 1
+            # VP9's U: the next frame may go up if this one is forwarded (RFC 9628 §4.2)
+            self._up_next = forwarding and sync and start
             self._forwarding = forwarding
             self._picture = picture_id
         if not self._forwarding:
@@ -166,13 +192,16 @@ class TemporalFilter:
         """Return the sequence number to send ``packet`` (source ``seq``) with; -1: drop it."""
         if not self.keep(packet, offset):
             return -1
-        self.picture_delta = -self.dropped_pictures
+        self.picture_delta = 0 if self.vp9 else -self.dropped_pictures
         return (seq - self.dropped_packets) & 0xFFFF
 
     def rewrite(self, packet: bytearray, offset: int) -> None:
         """Renumber the PictureID of a packet being sent (in place), past the dropped pictures."""
         if self.picture_delta:
             rewrite_picture_fields(packet, offset, self.picture_delta & 0x7FFF, 0)
+
+
+_vp9_fields = vp9.temporal_fields
 
 
 def temporal_layer(packet: bytes | bytearray) -> int:

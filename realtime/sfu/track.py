@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 
 from realtime.errors import DecodeError, Truncated
 from realtime.media.keyframes import keyframe_detector
-from realtime.media.simulcast import LayerSelector, SimulcastLayers, SimulcastPreferences
+from realtime.media.simulcast import SINGLE, LayerSelector, SimulcastLayers, SimulcastPreferences
 from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import HEADER_LENGTH, find_extension, sequence_number_and_timestamp
 from realtime.rtp.rtx import unwrap_rtx
@@ -48,6 +48,7 @@ from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 from realtime.sfu.sendpath import SendPath, bind_send_path
+from realtime.media.vp9 import MALFORMED, temporal_layer as vp9_temporal_layer
 from realtime.sfu.temporal import ALL, TemporalFilter, temporal_layer
 
 __all__ = ["PublishedTrack", "RtxRepair", "Subscription", "payload_type_map"]
@@ -159,9 +160,14 @@ class Subscription:
             mid=self.mid, transport_cc=twcc if stamping else None)
         options: dict[str, Any] = {} if self.random is None else {"random": self.random}
         vp8 = {c.payload_type for c in track.codecs if c.name.upper() == "VP8"}
-        # a simulcast VP8 track: the allocator may also thin its temporal layers
-        # (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
-        temporal = TemporalFilter() if vp8 and track.layers is not None else None
+        # a VP8 or VP9 track, simulcast or not: the allocator may also thin its temporal
+        # layers (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
+        layers = track.layers if track.layers is not None else track.single
+        temporal = None
+        if layers is not None and track.codec_name == "VP9" and track.vp9_payload_types:
+            temporal = TemporalFilter(vp9=True, payload_types=track.vp9_payload_types)
+        elif layers is not None and vp8:
+            temporal = TemporalFilter()
         if temporal is not None:
             options["history"] = TEMPORAL_HISTORY
         self.forwarder = Forwarder(
@@ -174,8 +180,10 @@ class Subscription:
         self.session.rtcp.add_forwarder(self.forwarder, now)
         if self.fast_send:  # one call per packet in the fan-out (realtime.sfu.sendpath)
             self.send_path = bind_send_path(self.forwarder, self.session)
-        if track.layers is not None:
-            self.selector = LayerSelector(track.layers, self.preferences, temporal)
+        if layers is not None:  # without simulcast: one layer, only its TID is chosen
+            single = track.layers is None
+            self.selector = LayerSelector(layers, None if single else self.preferences,
+                                          temporal, single=single)
             self.session.rtcp.allocate(now)  # the first layer fits the estimate too
         track.attach(self, now)
 
@@ -192,12 +200,14 @@ class Subscription:
         """Return the simulcast layer this subscriber receives (or awaits), if any."""
         if self.selector is None:
             return None
-        return self.selector.current or self.selector.target
+        return self.selector.current or self.selector.target or None  # SINGLE: None
 
     def layer_state(self) -> dict[str, Any] | None:
         """Return the simulcast layer sent and why (``GET`` session), or None without simulcast.
 
-        ``rid``: the layer being sent (None before the first key frame);
+        ``rid``: the layer being sent (None before the first key frame, and for a track
+        without simulcast, whose one layer is thinned by temporal layers only: None
+        is returned for it when it has none);
         ``target``: the layer wanted (switched to on its next key frame);
         ``reason``: ``auto`` (no preference: the best layer), ``preferred``,
         ``fallback`` (the preferred layer is not arriving, or starved), ``bandwidth``
@@ -215,9 +225,13 @@ class Subscription:
         selector = self.selector
         if selector is None:
             return None
+        top = selector.layers.top_tid(selector.current)
+        if selector.current == SINGLE and top == 0:
+            return None  # no simulcast, no temporal layers: nothing is chosen
         budget = selector.available_bitrate
         state: dict[str, Any] = {
-            "rid": selector.current, "target": selector.target, "reason": selector.reason,
+            "rid": selector.current or None, "target": selector.target or None,
+            "reason": selector.reason,
             "availableBitrate": None if budget is None else int(budget),
             "starvedLayers": [rid for rid in selector.layers.active()
                               if selector.layers.starved(rid)]}
@@ -225,7 +239,6 @@ class Subscription:
         temporal = forwarder.temporal if forwarder is not None else None
         sent = ALL if temporal is None else temporal.target
         wanted = ALL if temporal is None else temporal.wanted
-        top = self.track.layers.top_tid(selector.current) if self.track.layers else 0
         state["temporalLayer"] = None if sent == ALL or sent >= top else sent
         state["targetTemporalLayer"] = None if wanted == ALL or wanted >= top else wanted
         state["frameRateFraction"] = 1.0 if sent == ALL or sent >= top else 0.5 ** (top - sent)
@@ -308,6 +321,9 @@ class PublishedTrack:
         self.name = name
         self.kind = media.kind
         self.layers: SimulcastLayers | None = None
+        #: a video track without simulcast: the rates of its one layer (SINGLE) per TID,
+        #: for the allocator's choice of a temporal layer; None with simulcast
+        self.single: SimulcastLayers | None = None
         self.configure(media)
         self.streams: dict[int, PublishedStream] = {}
         self.by_rid: dict[str, PublishedStream] = {}
@@ -338,12 +354,16 @@ class PublishedTrack:
         self.codecs = media.codecs
         self.extensions = media.extensions
         primary = next((c for c in media.codecs if not c.is_rtx), None)
+        #: the codec the publisher sends (the first of its negotiated formats)
+        self.codec_name = primary.name.upper() if primary is not None else None
         self.clock_rate = primary.clock_rate if primary else 90000
         self.detector = keyframe_detector(primary.name) \
             if primary is not None and self.kind == "video" else None
-        #: VP8 payload types: their TIDs are read for the per-layer rates
+        #: VP8 and VP9 payload types: their TIDs are read for the per-layer rates
         self.vp8_payload_types = _shared(frozenset(
             c.payload_type for c in media.codecs if c.name.upper() == "VP8"))
+        self.vp9_payload_types = _shared(frozenset(
+            c.payload_type for c in media.codecs if c.name.upper() == "VP9"))
         #: RFC 8852 §3.1 RtpStreamId element id: names the layer of a signalled SSRC
         self.rid_extension_id = media.extension_id(ExtensionUri.RTP_STREAM_ID)
         rids = media.remote_rids
@@ -351,6 +371,10 @@ class PublishedTrack:
             self.layers = SimulcastLayers(rids)
         elif not rids:
             self.layers = None
+        if rids or not (self.vp8_payload_types or self.vp9_payload_types):
+            self.single = None
+        elif self.single is None:
+            self.single = SimulcastLayers([SINGLE])
 
     # -- streams -------------------------------------------------------------
 
@@ -437,12 +461,16 @@ class PublishedTrack:
                     # of the lowest layer: counted, they made q measure 1.2 Mbit/s)
                     layers.packet_received(rid, 0, now)
                 else:
-                    tid = temporal_layer(packet) \
-                        if packet[1] & 0x7F in self.vp8_payload_types else -1
-                    layers.packet_received(rid, len(packet), now, tid, packet[1] > 0x7F)
+                    layers.packet_received(rid, len(packet), now, self._tid(packet, stream),
+                                           packet[1] > 0x7F)
                 if self.keyframes_wanted and rid in self.keyframes_wanted:
                     self.keyframes_wanted.discard(rid)
                     self.session.rtcp.request_keyframe(stream.ssrc, now)
+        elif self.single is not None:  # no simulcast: the one layer's rates per TID
+            if retransmission:
+                self.single.packet_received(SINGLE, 0, now)
+            else:
+                self.single.packet_received(SINGLE, len(packet), now, self._tid(packet, stream))
         for subscription in self.subscriptions:
             forwarder = subscription.forwarder
             if forwarder is None:  # stopped (it leaves the list as it stops)
@@ -479,6 +507,20 @@ class PublishedTrack:
                     forwarder.drops["not-sent"] += 1
             elif forwarder.take_keyframe_wanted():
                 self.session.rtcp.request_keyframe(stream.ssrc, now)
+
+    def _tid(self, packet: bytes, stream: PublishedStream) -> int:
+        """Return the TID of a VP8 (RFC 7741) or VP9 (RFC 9628) packet, -1 if none; a VP9
+        descriptor cut short is counted in the stream's ``malformed``."""
+        pt = packet[1] & 0x7F
+        if pt in self.vp8_payload_types:
+            return temporal_layer(packet)
+        if pt in self.vp9_payload_types:
+            tid = vp9_temporal_layer(packet)
+            if tid == MALFORMED:
+                stream.malformed += 1
+                return -1
+            return tid
+        return -1
 
     # -- keyframes ---------------------------------------------------------------
 

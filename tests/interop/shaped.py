@@ -124,9 +124,10 @@ def require_shaping_tools() -> str:
 
 
 def shaped_scene(stack: contextlib.ExitStack, tmp_path: Path, pages: str, traffic_guard: Any,
-                 children: list, downlink: str, **publish: Any) -> ShapedScene:
+                 children: list, downlink: str, page: str = "sfu-simulcast-publish.html",
+                 **publish: Any) -> ShapedScene:
     """Check the tools, make the shaped link (downlink ``downlink``), start the server and
-    the publishing page with query ``publish`` (``hold``, ``scalability`` ...); everything
+    the publishing ``page`` with query ``publish`` (``hold``, ``scalability`` ...); everything
     stops with ``stack`` (pages through ``children``)."""
     from tests.interop.realtime_server import APP_ID, APP_SECRET, Server
     from tests.processes import Lines
@@ -147,7 +148,7 @@ def shaped_scene(stack: contextlib.ExitStack, tmp_path: Path, pages: str, traffi
     query = urllib.parse.urlencode({"api": server.api_url(), "app": APP_ID,
                                     "secret": APP_SECRET, "audio": 1, **publish})
     publisher = Lines([node, str(here / "run_page.js"),
-                       f"{pages}/sfu-simulcast-publish.html?{query}", "90000"],
+                       f"{pages}/{page}?{query}", "90000"],
                       cwd=here, env=env)
     children.append(publisher)
     published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))

@@ -255,3 +255,36 @@ def test_forwarded_packets_belong_to_one_layer_between_keyframes(
                 assert key, "a layer change must start on a key frame"
                 current = rid
         assert selector.current == current
+
+
+def test_a_single_layer_chooses_only_its_temporal_layer() -> None:
+    """A track without simulcast (SINGLE): current from the start, no key frame asked for;
+    with temporal layers the TID that fits, with headroom to go up; without, its rate is
+    fixed (the allocator sets it aside)."""
+    from realtime.media.simulcast import ALL_TIDS, SINGLE
+
+    layers = SimulcastLayers([SINGLE])
+    selector = LayerSelector(layers, None, single=True)
+    assert (selector.current, selector.target) == (SINGLE, SINGLE)
+    assert selector.fixed_rate() == 0.0  # not measured yet
+    for i in range(40):  # 1 s of L1T3: TID 0 / 1 / 2 of 4000 / 2000 / 1000 octets a frame
+        tid = (0, 2, 1, 2)[i % 4]
+        layers.packet_received(SINGLE, (4000, 2000, 1000)[tid], i / 30, tid)
+    rates = layers.rates(SINGLE)
+    assert rates is not None and len(rates) == 3 and selector.fixed_rate() is None
+    selector.set_available_bitrate((rates[1] + rates[2]) / 2)
+    assert (selector.target, selector.target_tid) == (SINGLE, 1)
+    assert selector.take_keyframe_request() is None
+    selector.set_available_bitrate(rates[2] * 1.05)  # fits, but not with the headroom
+    assert selector.target_tid == 1
+    selector.set_available_bitrate(rates[2] * 1.2)
+    assert selector.target_tid == ALL_TIDS
+    assert selector.upgrade_bitrate() is None
+    selector.set_available_bitrate(rates[0] / 2)  # the least there is: TID 0
+    assert selector.target_tid == 0 and selector.upgrade_bitrate() == rates[1] * 1.15
+
+    plain = SimulcastLayers([SINGLE])
+    for i in range(40):
+        plain.packet_received(SINGLE, 1000, i / 30)
+    fixed = LayerSelector(plain, None, single=True).fixed_rate()
+    assert fixed is not None and fixed > 0

@@ -21,6 +21,9 @@ class Selector:
     def upgrade_bitrate(self):
         return self.better
 
+    def fixed_rate(self):
+        return None
+
     def take_keyframe_request(self):
         return None
 
@@ -53,3 +56,14 @@ def test_nothing_better_wants_nothing() -> None:
     estimate = SubscriberEstimate()
     allocate([pull("audio", None), pull("video", Selector(better=None))], estimate, 0.0)
     assert estimate.wanted is None
+
+
+def test_a_video_track_that_cannot_be_thinned_is_set_aside() -> None:
+    """A track without simulcast or temporal layers (fixed_rate) takes its measured rate
+    off the budget; the simulcast track shares what is left."""
+    estimate = SubscriberEstimate()
+    fixed, shared = Selector(better=None), Selector(better=None)
+    fixed.fixed_rate = lambda: 100_000  # type: ignore[method-assign]
+    allocate([pull("audio", None), pull("video", fixed), pull("video", shared)], estimate, 0.0)
+    assert fixed.shares == []
+    assert shared.shares[-1][0] == INITIAL_BITRATE - AUDIO_RESERVE - 100_000
