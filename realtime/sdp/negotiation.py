@@ -62,6 +62,9 @@ TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-exte
 AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 VIDEO_ORIENTATION = "urn:3gpp:video-orientation"
 TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
+#: AV1 RTP specification, Appendix A (realtime/media/dependency_descriptor.py)
+DEPENDENCY_DESCRIPTOR = (
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension")
 
 #: header extensions we accept, by URI, with the media kinds they apply to
 #: (transport-wide-cc only where :attr:`MediaChoice.transport_cc` says so: its
@@ -74,6 +77,7 @@ SUPPORTED_EXTENSIONS: dict[str, frozenset[str]] = {
     AUDIO_LEVEL: frozenset({"audio"}),
     VIDEO_ORIENTATION: frozenset({"video"}),
     TOFFSET: frozenset({"video"}),
+    DEPENDENCY_DESCRIPTOR: frozenset({"video"}),
 }
 
 RTP_PROTOCOLS = frozenset({"UDP/TLS/RTP/SAVPF", "TCP/DTLS/RTP/SAVPF"})

@@ -10,12 +10,17 @@ payload descriptor.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from realtime.errors import DecodeError
 from realtime.media.dependency_descriptor import (
-    SWITCH, DependencyDescriptor, DependencyStructure, DescriptorReader)
+    SWITCH, DependencyDescriptor, DependencyStructure, DescriptorReader, parse)
 from realtime.rtp.packet import find_extension
 
-__all__ = ["DescriptorFields"]
+__all__ = ["DescriptorFields", "Fields"]
+
+#: a reader of ``(TID, switch point?, frame or picture number, frame start?)``, or None
+Fields = Callable[[bytes | bytearray, int], "tuple[int, bool, int, bool] | None"]
 
 
 class DescriptorFields:
@@ -35,30 +40,41 @@ class DescriptorFields:
       :func:`realtime.sfu.temporal.temporal_fields`, read once: the packet last
       observed is answered from what :meth:`observe` read.  A *switch point*
       is a frame whose indication for the decode target of its own layer is
-      ``S`` (§A.8.3.2): a subscriber may move up to that layer there.
+      ``S`` (§A.8.3.2): a subscriber may move up to that layer there.  A packet
+      without the descriptor is read by ``fallback`` (the codec's own payload
+      descriptor reader, if any): negotiated is not sent.
 
     :param ext_id: the descriptor's extension id in the publisher's packets.
+    :param payload_types: the track's payload types the filters judge (its media's).
+    :param fallback: the codec's reader for packets without the descriptor, or None.
     """
 
-    __slots__ = ("ext_id", "readers", "_packet", "_fields")
+    __slots__ = ("ext_id", "payload_types", "fallback", "readers", "_packet", "_fields",
+                 "_found")
 
-    def __init__(self, ext_id: int) -> None:
+    def __init__(self, ext_id: int, payload_types: frozenset[int] = frozenset(),
+                 fallback: Fields | None = None) -> None:
         self.ext_id = ext_id
+        self.payload_types = payload_types
+        self.fallback = fallback
         self.readers: dict[int, DescriptorReader] = {}
         self._packet: object = None
         self._fields: tuple[int, bool, int, bool] | None = None
+        self._found = False  # the packet last observed carried the descriptor
 
     def observe(self, packet: bytes) -> int:
         """Read ``packet``'s descriptor (keeping a structure it attaches); return its
         temporal id, or -1 (no descriptor, no structure yet, or malformed)."""
         self._packet = packet
         self._fields = None
+        self._found = False
         try:
             data = find_extension(packet, self.ext_id)
         except DecodeError:
             return -1
         if data is None:
             return -1
+        self._found = True
         ssrc = int.from_bytes(packet[8:12], "big")
         reader = self.readers.get(ssrc)
         if reader is None:
@@ -73,9 +89,23 @@ class DescriptorFields:
 
     def __call__(self, packet: bytes | bytearray, offset: int) -> tuple[int, bool, int, bool] | None:
         if packet is self._packet:
-            return self._fields
-        self.observe(bytes(packet))
-        return self._fields
+            if self._found or self.fallback is None:
+                return self._fields
+            return self.fallback(packet, offset)
+        # another packet (a NACKed one, from the history): read against its stream's
+        # structure as it is now, changing nothing
+        try:
+            data = find_extension(packet, self.ext_id)
+            if data is None:
+                return None if self.fallback is None else self.fallback(packet, offset)
+            reader = self.readers.get(int.from_bytes(packet[8:12], "big"))
+            structure = reader.structure if reader is not None else None
+            descriptor = parse(data, structure)
+        except DecodeError:
+            return None
+        if descriptor.temporal_id is None:
+            return None
+        return _fields_of(descriptor, descriptor.structure or structure)
 
 
 def _fields_of(descriptor: DependencyDescriptor, structure: DependencyStructure | None

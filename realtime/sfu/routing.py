@@ -44,7 +44,8 @@ from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import HEADER_LENGTH, PAYLOAD_TYPE_MASK, SSRC_OFFSET, find_extension
 from realtime.sdp.negotiation import RtpStream
 from realtime.sfu.rtcp_legs import RtcpLegs
-from realtime.sfu.track import PublishedStream, PublishedTrack, RtxRepair
+from realtime.sfu.rtx_repair import RtxRepair
+from realtime.sfu.track import PublishedStream, PublishedTrack
 from realtime.sfu.transceiver import BIDIRECTIONAL, PUBLISH, Transceiver
 
 __all__ = ["MAX_ROUTES", "MediaRouting", "Route"]

@@ -58,7 +58,7 @@ Hostile input: a descriptor shorter than its flags announce counts as
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from realtime.media import vp9
 from realtime.media.vp8 import rewrite_picture_fields
@@ -112,6 +112,10 @@ class TemporalFilter:
         its PictureIDs left alone (the module docstring).
     :param payload_types: the publisher's payload types of that codec (None: the
         forwarder's VP8 payload types); packets of others are forwarded unjudged.
+    :param fields: where ``(TID, switch point?, frame number, frame start?)`` are read
+        instead of the payload descriptor: the track's Dependency Descriptor reader
+        (realtime/sfu/dependency.py), whatever the codec.  A switch point is then the
+        frame that may itself be the first of the higher layer (as VP8's Y).
 
     :attr:`target` is what is forwarded now (:data:`ALL`: everything); :meth:`set_target`
     asks for a change, applied at the next frame start where it is safe.  :attr:`active`
@@ -125,14 +129,19 @@ class TemporalFilter:
     """
 
     __slots__ = ("target", "wanted", "active", "dropped_packets", "dropped_pictures",
-                 "picture_delta", "start", "vp9", "payload_types", "read_fields",
+                 "picture_delta", "start", "vp9", "payload_types", "read_fields", "up_after",
                  "_forwarding", "_picture", "_up_next")
 
-    def __init__(self, vp9: bool = False, payload_types: Iterable[int] | None = None) -> None:
+    def __init__(self, vp9: bool = False, payload_types: Iterable[int] | None = None,
+                 fields: Callable[[bytes | bytearray, int],
+                                  tuple[int, bool, int, bool] | None] | None = None) -> None:
         self.vp9 = vp9
         self.payload_types = None if payload_types is None else frozenset(payload_types)
         #: ``(TID, switch bit, PictureID, frame start?)`` of a descriptor, or None
-        self.read_fields = _vp9_fields if vp9 else temporal_fields
+        self.read_fields = fields if fields is not None else (
+            _vp9_fields if vp9 else temporal_fields)
+        #: VP9's U (its own descriptor): the frame *after* a switch point may go up
+        self.up_after = vp9 and fields is None
         self._up_next = False  # VP9: the last frame was forwarded with U=1
         self.target = ALL
         self.wanted = ALL
@@ -173,7 +182,7 @@ class TemporalFilter:
                 if wanted < self.target:
                     self.target = wanted  # down: at once
                 elif wanted > self.target and (
-                        self._up_next if self.vp9 else tid <= wanted and (tid == 0 or sync)):
+                        self._up_next if self.up_after else tid <= wanted and (tid == 0 or sync)):
                     self.target = wanted  # up: where nothing dropped is referred to
                 self.active = wanted != ALL or self.target != ALL
             forwarding = tid <= self.target

@@ -38,26 +38,30 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from realtime.errors import DecodeError, Truncated
+from realtime.errors import DecodeError
 from realtime.media.keyframes import keyframe_detector
 from realtime.media.simulcast import SINGLE, LayerSelector, SimulcastLayers, SimulcastPreferences
 from realtime.rtp.extensions import ExtensionUri
-from realtime.rtp.packet import HEADER_LENGTH, find_extension, sequence_number_and_timestamp
-from realtime.rtp.rtx import unwrap_rtx
+from realtime.rtp.packet import find_extension, sequence_number_and_timestamp
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
+from realtime.sdp.negotiation import DEPENDENCY_DESCRIPTOR
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 from realtime.sfu.sendpath import SendPath, bind_send_path
-from realtime.media.vp9 import MALFORMED, temporal_layer as vp9_temporal_layer
-from realtime.sfu.temporal import ALL, TemporalFilter, temporal_layer
+from realtime.media.vp9 import MALFORMED, temporal_fields as vp9_fields
+from realtime.media.vp9 import temporal_layer as vp9_temporal_layer
+from realtime.sfu.dependency import DescriptorFields
+from realtime.sfu.temporal import ALL, TemporalFilter, temporal_fields, temporal_layer
 
-__all__ = ["PublishedTrack", "RtxRepair", "Subscription", "payload_type_map"]
+__all__ = ["PublishedTrack", "Subscription", "payload_type_map"]
 
 #: most RTP streams (layers, restarts) one track learns before it ignores new SSRCs
 MAX_STREAMS = 8
 #: segments a forwarder with a temporal filter remembers for NACKs: each run of dropped
 #: frames starts one (L1T3 at TID <= 1: 15 a second), so about 4 s
 TEMPORAL_HISTORY = 64
+#: codecs that carry no video of their own (RFC 4588 RTX is told by ``is_rtx``)
+_NOT_MEDIA = frozenset({"RED", "ULPFEC", "FLEXFEC-03"})
 
 #: payload-type sets shared by the tracks that have the same one (an idle session's two
 #: tracks held two ~200-octet frozensets; issue 14's memory goal); at most 256 are kept
@@ -164,7 +168,11 @@ class Subscription:
         # layers (realtime/sfu/temporal.py); each dropped run starts a segment, so keep more
         layers = track.layers if track.layers is not None else track.single
         temporal = None
-        if layers is not None and track.codec_name == "VP9" and track.vp9_payload_types:
+        if layers is not None and track.dependency is not None:  # any codec: AV1, VP8, VP9
+            vp9 = track.codec_name == "VP9"
+            temporal = TemporalFilter(vp9=vp9, payload_types=track.dependency.payload_types,
+                                      fields=track.dependency)
+        elif layers is not None and track.codec_name == "VP9" and track.vp9_payload_types:
             temporal = TemporalFilter(vp9=True, payload_types=track.vp9_payload_types)
         elif layers is not None and vp8:
             temporal = TemporalFilter()
@@ -263,46 +271,6 @@ class Subscription:
         self.selector = None
 
 
-class RtxRepair:
-    """Turn a publisher's RTX packets (RFC 4588 §4) back into the packets they repair.
-
-    The route of an RTX SSRC (signalled with ``a=ssrc-group:FID`` or learned
-    from a RepairedRtpStreamId) points here instead of at the track.  The
-    packet the SFU's upstream NACK asked for arrives as::
-
-        RTX:      | V P X CC M PT=rtx | seq (rtx)  | ts | SSRC (rtx) | ext | OSN | payload |
-        repaired: | V P X CC M PT=apt | seq = OSN  | ts | SSRC       | ext |       payload |
-
-    and goes through :meth:`PublishedTrack.receive_rtp` as a retransmission:
-    it fills the gap in the retransmission buffer and, when still in time,
-    reaches subscribers under the sequence number they expect.  RTX packets
-    without an OSN (Chromium's padding-only bandwidth probes) are dropped.
-
-    :param track: the repaired track.
-    :param apt: RTX payload type -> the media payload type it repairs.
-    """
-
-    __slots__ = ("track", "apt", "probes")
-
-    def __init__(self, track: "PublishedTrack", apt: dict[int, int]) -> None:
-        self.track = track
-        self.apt = apt
-        self.probes = 0
-
-    def receive_rtp(self, packet: bytes, stream: PublishedStream, now: float) -> None:
-        """Unwrap an RTX packet of ``stream``'s repair stream and hand the original to the track.
-
-        :raises DecodeError: the header is truncated or its extension block malformed.
-        """
-        if len(packet) < HEADER_LENGTH:
-            raise Truncated(f"RTP header truncated: need 12 bytes, have {len(packet)}")
-        original = unwrap_rtx(packet, self.apt, stream.ssrc)
-        if original is None:
-            self.probes += 1
-            return
-        self.track.receive_rtp(bytes(original), stream, now, retransmission=True)
-
-
 class PublishedTrack:
     """One m= section a publisher sends, under a name, with its subscriptions.
 
@@ -324,6 +292,7 @@ class PublishedTrack:
         #: a video track without simulcast: the rates of its one layer (SINGLE) per TID,
         #: for the allocator's choice of a temporal layer; None with simulcast
         self.single: SimulcastLayers | None = None
+        self.dependency: DescriptorFields | None = None
         self.configure(media)
         self.streams: dict[int, PublishedStream] = {}
         self.by_rid: dict[str, PublishedStream] = {}
@@ -354,8 +323,6 @@ class PublishedTrack:
         self.codecs = media.codecs
         self.extensions = media.extensions
         primary = next((c for c in media.codecs if not c.is_rtx), None)
-        #: the codec the publisher sends (the first of its negotiated formats)
-        self.codec_name = primary.name.upper() if primary is not None else None
         self.clock_rate = primary.clock_rate if primary else 90000
         self.detector = keyframe_detector(primary.name) \
             if primary is not None and self.kind == "video" else None
@@ -371,10 +338,30 @@ class PublishedTrack:
             self.layers = SimulcastLayers(rids)
         elif not rids:
             self.layers = None
-        if rids or not (self.vp8_payload_types or self.vp9_payload_types):
+        #: the Dependency Descriptor's reader, when the publisher negotiated it: temporal
+        #: layers are read there for every codec (realtime/sfu/dependency.py)
+        dependency_id = media.extension_id(DEPENDENCY_DESCRIPTOR)
+        if dependency_id is None:
+            self.dependency = None
+        else:  # judged for the payload types of the media itself (not RTX, RED or FEC);
+            # a packet without the descriptor is read by its codec's payload descriptor
+            codec = primary.name.upper() if primary is not None else None
+            self.dependency = DescriptorFields(dependency_id, _shared(frozenset(
+                c.payload_type for c in media.codecs
+                if not c.is_rtx and c.name.upper() not in _NOT_MEDIA)),
+                vp9_fields if codec == "VP9" else temporal_fields if codec == "VP8" else None)
+        if rids or not (self.vp8_payload_types or self.vp9_payload_types or self.dependency):
             self.single = None
         elif self.single is None:
             self.single = SimulcastLayers([SINGLE])
+
+    @property
+    def codec_name(self) -> str | None:
+        """The codec the publisher sends (the first of its negotiated formats), upper case.
+        (A property: one more attribute per track cost ~1.3 KiB per idle track, its
+        instance dict growing a size; tests/sfu/test_idle_memory.py.)"""
+        primary = next((c for c in self.codecs if not c.is_rtx), None)
+        return primary.name.upper() if primary is not None else None
 
     # -- streams -------------------------------------------------------------
 
@@ -511,6 +498,11 @@ class PublishedTrack:
     def _tid(self, packet: bytes, stream: PublishedStream) -> int:
         """Return the TID of a VP8 (RFC 7741) or VP9 (RFC 9628) packet, -1 if none; a VP9
         descriptor cut short is counted in the stream's ``malformed``."""
+        dependency = self.dependency
+        if dependency is not None:
+            tid = dependency.observe(packet)
+            if tid >= 0:
+                return tid
         pt = packet[1] & 0x7F
         if pt in self.vp8_payload_types:
             return temporal_layer(packet)

@@ -70,7 +70,7 @@ def test_answer_to_chromium_simulcast_offer(shared):
                               ("nack", None), ("nack", "pli"))
                for c in video.codecs if not c.is_rtx)
     assert video.direction == "recvonly"
-    assert {e.id for e in video.extensions} == {14, 2, 13, 4, 10, 11}  # not 3 (twcc), 5-9, 12
+    assert {e.id for e in video.extensions} == {14, 2, 13, 4, 10, 11, 12}  # 12: the DD; not 3 (twcc), 5-9
     # simulcast mirrored
     assert [r.line() for r in video.rids] == ["a=rid:f recv", "a=rid:h recv", "a=rid:q recv"]
     assert video.simulcast.line() == "a=simulcast:recv f;h;q"
