@@ -183,3 +183,38 @@ def test_the_track_reader_keeps_a_structure_per_stream_and_answers_the_filters()
     assert fields.observe(rtp(1111, 9, None)) == -1           # no descriptor in it
     assert fields.observe(rtp(1111, 10, b"\x80")) == -1       # malformed: counted
     assert fields.readers[1111].malformed == 1
+
+
+def test_a_temporal_filter_thins_an_av1_stream_by_its_descriptor() -> None:
+    """AV1 carries no TID of its own: the filter drops T2 frames by the descriptor, renumbers
+    the rest, and moves back up only at a switch point (realtime/sfu/temporal.py)."""
+    from realtime.sfu.temporal import TemporalFilter
+
+    fields = DescriptorFields(12, frozenset({45}))
+    keep = TemporalFilter(payload_types={45}, fields=fields)
+    keep.set_target(1)
+    # frames in the L1T3 order T0 T2 T1 T2 T0 ..., the first a key frame with the structure
+    order = [0, 3, 2, 3, 1, 3, 2, 3, 1]  # template indexes: 0 key, 1 T0, 2 T1, 3 T2
+    sent = []
+    for n, index in enumerate(order):
+        descriptor = key_frame_descriptor(1000) if n == 0 else frame_descriptor(index, 1000 + n)
+        packet = rtp(1111, 500 + n, descriptor)
+        fields.observe(packet)
+        out = keep.accept(packet, 12, 500 + n)
+        if out >= 0:
+            sent.append((n, out))
+    assert sent == [(0, 500), (2, 501), (4, 502), (6, 503), (8, 504)]  # T2 gone, no holes
+    assert keep.dropped_pictures == 4
+    keep.set_target(0xFF)
+    # up again: not at a T2 frame (a T2 frame refers to the T1 or T0 before it, forwarded,
+    # but its own indication for DT2 is D, not S), at the next T0 (S for every target)
+    t2 = rtp(1111, 509, frame_descriptor(3, 1009))
+    fields.observe(t2)
+    assert keep.accept(t2, 12, 509) == -1
+    t0 = rtp(1111, 510, frame_descriptor(1, 1010))
+    fields.observe(t0)
+    assert keep.accept(t0, 12, 510) == 510 - 5 and keep.target == 0xFF
+    # a packet without the descriptor, no fallback: forwarded unjudged
+    bare = rtp(1111, 511, None)
+    fields.observe(bare)
+    assert keep.accept(bare, 12, 511) == 511 - 5
