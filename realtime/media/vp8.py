@@ -45,6 +45,23 @@ from __future__ import annotations
 __all__ = ["PictureNumbering", "picture_fields", "rewrite_picture_fields"]
 
 
+def read_picture_id(payload: bytes | bytearray, i: int) -> tuple[int, int]:
+    """Return ``(PictureID, the offset after it)`` of the PictureID field at ``i``, or
+    ``(-1, -1)`` when it is cut short.
+
+    M=1: 15 bits over two octets, else 7 (RFC 7741 §4.2; VP9's descriptor carries
+    the same field, RFC 9628 §4.2).
+    """
+    end = len(payload)
+    if i >= end:
+        return -1, -1
+    if payload[i] & 0x80:
+        if i + 1 >= end:
+            return -1, -1
+        return (payload[i] & 0x7F) << 8 | payload[i + 1], i + 2
+    return payload[i], i + 1
+
+
 def _field_offsets(payload: bytes | bytearray, offset: int) -> tuple[int, bool, int] | None:
     """Return ``(PictureID index, 15-bit?, TL0PICIDX index or -1)``; None without a PictureID."""
     end = len(payload)

@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from realtime.errors import Truncated
+from realtime.media.vp8 import read_picture_id
 
 __all__ = ["PictureGroupEntry", "Scalability", "Vp9Descriptor", "temporal_fields",
            "temporal_layer"]
@@ -200,16 +201,9 @@ def temporal_fields(payload: bytes | bytearray, offset: int) -> tuple[int, bool,
     i = offset + 1
     picture_id = -1
     if b0 & 0x80:  # I
-        if i >= end:
+        picture_id, i = read_picture_id(payload, i)
+        if i < 0:
             return None
-        if payload[i] & 0x80:
-            if i + 1 >= end:
-                return None
-            picture_id = (payload[i] & 0x7F) << 8 | payload[i + 1]
-            i += 2
-        else:
-            picture_id = payload[i]
-            i += 1
     if i >= end:
         return None
     layer = payload[i]

@@ -61,7 +61,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 from realtime.media import vp9
-from realtime.media.vp8 import rewrite_picture_fields
+from realtime.media.vp8 import read_picture_id, rewrite_picture_fields
 
 __all__ = ["ALL", "TemporalFilter", "choose_layer", "temporal_fields", "temporal_layer"]
 
@@ -87,16 +87,9 @@ def temporal_fields(payload: bytes | bytearray, offset: int) -> tuple[int, bool,
     i = offset + 2
     picture_id = -1
     if x & 0x80:  # I
-        if i >= end:
+        picture_id, i = read_picture_id(payload, i)
+        if i < 0:
             return None
-        if payload[i] & 0x80:
-            if i + 1 >= end:
-                return None
-            picture_id = (payload[i] & 0x7F) << 8 | payload[i + 1]
-            i += 2
-        else:
-            picture_id = payload[i]
-            i += 1
     if x & 0x40:  # L: TL0PICIDX
         i += 1
     if i >= end:

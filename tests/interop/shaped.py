@@ -153,3 +153,57 @@ def shaped_scene(stack: contextlib.ExitStack, tmp_path: Path, pages: str, traffi
     children.append(publisher)
     published = json.loads(publisher.wait_for("CONSOLE PUBLISHED ", 40))
     return ShapedScene(link, server, node, env, publisher, published)
+
+
+def pull_shaped(scene: ShapedScene, children: list, hold_s: float) -> tuple[dict, list[dict]]:
+    """Pull the scene's published video and audio from a Chromium in the namespace (behind
+    the shaped downlink) for ``hold_s`` seconds (tests/interop/pages/sfu-adaptive-subscribe.html).
+
+    Return the page's result (its samples) and the SFU's view of the subscriber every
+    0.5 s meanwhile: ``GET`` session's ``layer`` merged with ``/diagnostics``'s estimate.
+    """
+    import time
+
+    from tests.interop.realtime_server import APP_ID, APP_SECRET
+    from tests.processes import Lines
+
+    server, published = scene.server, scene.published
+    inside = serve_pages_inside(scene.link, children)
+    query = urllib.parse.urlencode({
+        "api": server.api_url(), "app": APP_ID, "secret": APP_SECRET,
+        "session": published["sessionId"], "track": published["trackName"],
+        "audio": published["audioTrackName"], "hold": int(hold_s * 1000)})
+    subscriber = Lines(["ip", "netns", "exec", scene.link.ns, scene.node,
+                        str(Path(__file__).resolve().parent / "run_page.js"),
+                        f"{inside}/sfu-adaptive-subscribe.html?{query}",
+                        str(int((hold_s + 40) * 1000))],
+                       cwd=Path(__file__).resolve().parent, env=scene.env)
+    children.append(subscriber)
+    pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))["sessionId"]
+    start = time.monotonic()
+    trace: list[dict] = []
+    while time.monotonic() - start < hold_s - 1:
+        _, state = server.get(f"/sessions/{pulled}")
+        _, diagnostics = server.get("/diagnostics")
+        sfu = diagnostics["sessions"].get(pulled, {}).get("sfu", {})
+        layer = next((t["layer"] for t in state.get("tracks", []) if "layer" in t), {})
+        trace.append({"t": round(time.monotonic() - start, 1), **layer,
+                      **(sfu.get("estimate") or {})})
+        time.sleep(0.5)
+    result = json.loads(subscriber.wait_for("RESULT ", 60))
+    logged = server.output()
+    if "Traceback" in logged:
+        print("twistd logged:\n" + logged[logged.index("Traceback") - 200:][:4000])
+    return result, trace
+
+
+def print_received(samples: list[dict]) -> None:
+    """Print the subscriber page's samples: width, fps, frames, freezes, kbit/s."""
+    print("t(s)  width  fps  frames  freezes  kbit/s")
+    previous = None
+    for s in samples:
+        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (  # ms: kbit/s
+            s["t"] - previous["t"])
+        previous = s
+        print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s.get('fps', 0):4} {s['frames']:7}"
+              f" {s['freezes']:8} {rate:7.0f}")

@@ -31,20 +31,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
-import urllib.parse
-from pathlib import Path
 
 import pytest
 
-from tests.interop.realtime_server import APP_ID, APP_SECRET, free_port
-from tests.interop.shaped import shaped_scene
+from tests.interop.shaped import print_received, pull_shaped, shaped_scene
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
 
-HERE = Path(__file__).resolve().parent
 HOLD_S = 28.0
 SETTLE_S = 12.0
 """The first seconds (estimate from 300 kbit/s, probes, q -> h) are not judged for the layer:
@@ -74,9 +69,8 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
     with contextlib.ExitStack() as stack:
         scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, "3mbit",
                              scalability="L1T3", hold=int((HOLD_S + 20) * 1000))
-        link, server, node, env, publisher, published = (
-            scene.link, scene.server, scene.node, scene.env, scene.publisher, scene.published)
-        ns, api = link.ns, server.api_url()
+        link, server, publisher, published = (
+            scene.link, scene.server, scene.publisher, scene.published)
         encodings = json.loads(publisher.wait_for("CONSOLE ENCODINGS ", 30))
         print("\npublisher outbound-rtp:", encodings)
         assert {rid: e.get("scalabilityMode") for rid, e in encodings.items()} == {
@@ -107,46 +101,12 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
         thin = thin_rate(rates)
         print(f"tbf: {thin} bit/s")
         link.shape_downlink(f"{thin}bit", change=True)
-        pages_port = free_port()
-        children.append(Lines(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
-                               str(pages_port), "--bind", "127.0.0.1",
-                               "--directory", str(HERE / "pages")]))
-        time.sleep(0.5)
-        query = urllib.parse.urlencode({
-            "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
-            "track": published["trackName"], "audio": published["audioTrackName"],
-            "hold": int(HOLD_S * 1000)})
-        subscriber = Lines(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
-                            f"http://127.0.0.1:{pages_port}/sfu-adaptive-subscribe.html?{query}",
-                            str(int((HOLD_S + 40) * 1000))], cwd=HERE, env=env)
-        children.append(subscriber)
-        pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))
-        start = time.monotonic()
-        trace: list[dict] = []
-        while time.monotonic() - start < HOLD_S - 1:
-            _, state = server.get(f"/sessions/{pulled['sessionId']}")
-            _, diagnostics = server.get("/diagnostics")
-            sfu = diagnostics["sessions"].get(pulled["sessionId"], {}).get("sfu", {})
-            layer = next((t["layer"] for t in state.get("tracks", []) if "layer" in t), {})
-            trace.append({"t": round(time.monotonic() - start, 1), **layer,
-                          **(sfu.get("estimate") or {})})
-            time.sleep(0.5)
+        result, trace = pull_shaped(scene, children, HOLD_S)
         print("SFU layer rates at the end:", layer_rates())
-        result = json.loads(subscriber.wait_for("RESULT ", 60))
-        logged = server.output()
-        if "Traceback" in logged:
-            print("twistd logged:\n" + logged[logged.index("Traceback") - 200:][:4000])
     assert "error" not in result, result
     samples = result["samples"]
     print(f"publisher {publisher_fps} fps; tbf {thin} bit/s")
-    print("t(s)  width  fps  frames  freezes  kbit/s")
-    previous = None
-    for s in samples:
-        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (  # ms: kbit/s
-            s["t"] - previous["t"])
-        previous = s
-        print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s.get('fps', 0):4} {s['frames']:7}"
-              f" {s['freezes']:8} {rate:7.0f}")
+    print_received(samples)
     print("SFU  t(s) rid target tid(sent/want) fraction reason  estimate  acked  probes/ok")
     for v in trace:
         print(f"{v['t']:9.1f} {v.get('rid')!s:>3} {v.get('target')!s:>6}"

@@ -36,18 +36,14 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.parse
-from pathlib import Path
 
 import pytest
 
-from tests.interop.realtime_server import APP_ID, APP_SECRET
-from tests.interop.shaped import serve_pages_inside, shaped_scene
+from tests.interop.shaped import print_received, pull_shaped, shaped_scene
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
 
-HERE = Path(__file__).resolve().parent
 HOLD_S = 24.0
 SETTLE_S = 8.0
 MAX_FPS_SHARE = 0.6
@@ -75,9 +71,8 @@ def test_one_encoding_l1t3_gets_full_width_at_a_lower_frame_rate(
         scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, "3mbit",
                              page="sfu-temporal-publish.html", scalability="L1T3",
                              codec=codec, hold=int((HOLD_S + RAMP_S + 20) * 1000))
-        link, server, node, env, publisher, published = (
-            scene.link, scene.server, scene.node, scene.env, scene.publisher, scene.published)
-        ns, api = link.ns, server.api_url()
+        link, server, publisher, published = (
+            scene.link, scene.server, scene.publisher, scene.published)
         encodings = json.loads(publisher.wait_for("CONSOLE ENCODINGS ", 30))
         print("\npublisher outbound-rtp:", encodings)
         sent = encodings.get("", {})
@@ -109,42 +104,12 @@ def test_one_encoding_l1t3_gets_full_width_at_a_lower_frame_rate(
         thin = thin_rate(rates)
         print(f"tbf: {thin} bit/s")
         link.shape_downlink(f"{thin}bit", change=True)
-        inside = serve_pages_inside(link, children)
-        query = urllib.parse.urlencode({
-            "api": api, "app": APP_ID, "secret": APP_SECRET, "session": published["sessionId"],
-            "track": published["trackName"], "audio": published["audioTrackName"],
-            "hold": int(HOLD_S * 1000)})
-        subscriber = Lines(["ip", "netns", "exec", ns, node, str(HERE / "run_page.js"),
-                            f"{inside}/sfu-adaptive-subscribe.html?{query}",
-                            str(int((HOLD_S + 40) * 1000))], cwd=HERE, env=env)
-        children.append(subscriber)
-        pulled = json.loads(subscriber.wait_for("CONSOLE PULLED ", 40))
-        start = time.monotonic()
-        trace: list[dict] = []
-        while time.monotonic() - start < HOLD_S - 1:
-            _, state = server.get(f"/sessions/{pulled['sessionId']}")
-            _, diagnostics = server.get("/diagnostics")
-            sfu = diagnostics["sessions"].get(pulled["sessionId"], {}).get("sfu", {})
-            layer = next((t["layer"] for t in state.get("tracks", []) if "layer" in t), {})
-            trace.append({"t": round(time.monotonic() - start, 1), **layer,
-                          **(sfu.get("estimate") or {})})
-            time.sleep(0.5)
+        result, trace = pull_shaped(scene, children, HOLD_S)
         print("SFU rates at the end:", layer_rates())
-        result = json.loads(subscriber.wait_for("RESULT ", 60))
-        logged = server.output()
-        if "Traceback" in logged:
-            print("twistd logged:\n" + logged[logged.index("Traceback") - 200:][:4000])
     assert "error" not in result, result
     samples = result["samples"]
     print(f"{codec}: publisher {publisher_fps} fps; tbf {thin} bit/s")
-    print("t(s)  width  fps  frames  freezes  kbit/s")
-    previous = None
-    for s in samples:
-        rate = 0 if previous is None else (s["bytes"] - previous["bytes"]) * 8 / (  # ms: kbit/s
-            s["t"] - previous["t"])
-        previous = s
-        print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s.get('fps', 0):4} {s['frames']:7}"
-              f" {s['freezes']:8} {rate:7.0f}")
+    print_received(samples)
     print("SFU  t(s) tid(sent/want) fraction reason  estimate  acked  probes/ok")
     for v in trace:
         print(f"{v['t']:9.1f} {v.get('temporalLayer')!s:>4}/{v.get('targetTemporalLayer')!s:<4}"

@@ -61,9 +61,17 @@ async function pushSimulcast(stream, withAudio, scalabilityMode) {
     sendEncodings: [{rid: 'f', ...mode}, {rid: 'h', scaleResolutionDownBy: 2.0, ...mode},
                     {rid: 'q', scaleResolutionDownBy: 4.0, ...mode}]});
   const audio = withAudio ? local.addTransceiver(stream.getAudioTracks()[0], {direction: 'sendonly'}) : null;
+  const {localId, trackName, audioTrackName, push} = await pushTransceivers(local, transceiver, audio);
+  const offerSsrcLines = local.localDescription.sdp.split('\n').filter(l => /^a=ssrc/.test(l)).length;
+  const answerSimulcast = push.sessionDescription.sdp.split('\n').filter(l => /^a=(rid|simulcast)/.test(l)).map(l => l.trim());
+  return {local, localId, trackName, audioTrackName, offerSsrcLines, answerSimulcast};
+}
+
+// Push `transceiver` (and `audio`, if not null) of `local` on a new session: the
+// offer through tracks/new, the SFU's answer applied, ICE connected.
+async function pushTransceivers(local, transceiver, audio) {
   const localId = (await call('POST', '/sessions/new')).sessionId;
   await local.setLocalDescription(await local.createOffer());
-  const offerSsrcLines = local.localDescription.sdp.split('\n').filter(l => /^a=ssrc/.test(l)).length;
   const trackName = transceiver.sender.track.id;
   const push = await call('POST', `/sessions/${localId}/tracks/new`, {
     sessionDescription: {sdp: local.localDescription.sdp, type: 'offer'},
@@ -72,9 +80,8 @@ async function pushSimulcast(stream, withAudio, scalabilityMode) {
   });
   await local.setRemoteDescription(new RTCSessionDescription(push.sessionDescription));
   await iceConnected(local);
-  const answerSimulcast = push.sessionDescription.sdp.split('\n').filter(l => /^a=(rid|simulcast)/.test(l)).map(l => l.trim());
   const audioTrackName = audio ? audio.sender.track.id : undefined;
-  return {local, localId, trackName, audioTrackName, offerSsrcLines, answerSimulcast};
+  return {localId, trackName, audioTrackName, push};
 }
 
 // B pulls that track asking for layer `rid` (the SFU's offer, B's answer through
