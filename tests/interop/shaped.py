@@ -207,3 +207,17 @@ def print_received(samples: list[dict]) -> None:
         previous = s
         print(f"{s['t'] / 1000:5.1f} {s['width']:6} {s.get('fps', 0):4} {s['frames']:7}"
               f" {s['freezes']:8} {rate:7.0f}")
+
+
+def print_trace(trace: list[dict], rids: bool = True) -> None:
+    """Print :func:`pull_shaped`'s view of the SFU: layer (``rids``), temporal layer sent
+    and wanted, frame-rate fraction, reason, estimate, acknowledged rate, probes."""
+    print("SFU  t(s)" + (" rid target" if rids else "")
+          + " tid(sent/want) fraction reason  estimate  acked  probes/ok")
+    for v in trace:
+        layer = f" {v.get('rid')!s:>3} {v.get('target')!s:>6}" if rids else ""
+        print(f"{v['t']:9.1f}{layer}"
+              f" {v.get('temporalLayer')!s:>4}/{v.get('targetTemporalLayer')!s:<4}"
+              f" {v.get('frameRateFraction')!s:>5} {v.get('reason')!s:<10}"
+              f" {v.get('estimate')!s:>8} {v.get('ackedBitrate')!s:>7}"
+              f" {v.get('probes')!s:>4}/{v.get('probesSucceeded')!s:<4}")

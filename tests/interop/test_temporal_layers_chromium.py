@@ -35,7 +35,7 @@ import time
 
 import pytest
 
-from tests.interop.shaped import print_received, pull_shaped, shaped_scene
+from tests.interop.shaped import print_received, print_trace, pull_shaped, shaped_scene
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -107,13 +107,7 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
     samples = result["samples"]
     print(f"publisher {publisher_fps} fps; tbf {thin} bit/s")
     print_received(samples)
-    print("SFU  t(s) rid target tid(sent/want) fraction reason  estimate  acked  probes/ok")
-    for v in trace:
-        print(f"{v['t']:9.1f} {v.get('rid')!s:>3} {v.get('target')!s:>6}"
-              f" {v.get('temporalLayer')!s:>4}/{v.get('targetTemporalLayer')!s:<4}"
-              f" {v.get('frameRateFraction')!s:>5} {v.get('reason')!s:<10}"
-              f" {v.get('estimate')!s:>8} {v.get('ackedBitrate')!s:>7}"
-              f" {v.get('probes')!s:>4}/{v.get('probesSucceeded')!s:<4}")
+    print_trace(trace)
     judged = [s for s in samples if s["t"] >= SETTLE_S * 1000]
     assert judged, samples
     assert all(320 < s["width"] <= 640 for s in judged), judged  # h of a 1280-wide source
