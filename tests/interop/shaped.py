@@ -221,3 +221,27 @@ def print_trace(trace: list[dict], rids: bool = True) -> None:
               f" {v.get('frameRateFraction')!s:>5} {v.get('reason')!s:<10}"
               f" {v.get('estimate')!s:>8} {v.get('ackedBitrate')!s:>7}"
               f" {v.get('probes')!s:>4}/{v.get('probesSucceeded')!s:<4}")
+
+
+def assert_thinned(samples: list[dict], trace: list[dict], settle_s: float, publisher_fps: float,
+                   max_share: float, mostly: float) -> list[dict]:
+    """The temporal-layer tests' common verdict, from ``settle_s`` on: the subscriber's frame
+    rate at most ``max_share`` of the publisher's in ``mostly`` of the samples, yet >= 8
+    frames a second; no freeze after the first 5 s; the SFU saying a reduced temporal layer
+    in ``mostly`` of its views.  Return the judged samples (the caller checks the width)."""
+    judged = [s for s in samples if s["t"] >= settle_s * 1000]
+    assert judged, samples
+    fps = sorted(s["fps"] for s in judged if s.get("fps"))
+    # mostly at a reduced frame rate: a brief return to the whole layer when the estimate
+    # overshoots the link is allowed (it is the better picture; a freeze would be caught)
+    reduced = [f for f in fps if f <= max_share * publisher_fps]
+    assert fps and len(reduced) >= mostly * len(fps), (fps, publisher_fps)
+    assert judged[-1]["frames"] - judged[0]["frames"] >= 8 * (
+        judged[-1]["t"] - judged[0]["t"]) / 1000, judged  # ~15 fps: not a slide show
+    after5 = [s for s in samples if s["t"] >= 5000]
+    assert after5[-1]["freezes"] == after5[0]["freezes"], after5
+    late = [v for v in trace if v["t"] >= settle_s]
+    thinned = [v for v in late if v.get("temporalLayer") is not None
+               and v.get("frameRateFraction", 1) < 1]
+    assert late and len(thinned) >= mostly * len(late), late
+    return judged
