@@ -43,17 +43,25 @@ Measured over a window of ``--seconds`` (after ``--warmup`` seconds):
   ~245 packets/s, so at N = 1 it is the cost of one packet in and one out;
 * p50 / p99 added latency: per video frame, arrival of its first packet at a
   subscriber minus the publisher's send time of that frame, both on
-  CLOCK_MONOTONIC.  Frames are matched by RTP timestamp: the publisher's
-  frame intervals are jittered so the timestamp differences identify each
-  frame even when the server rewrote the timestamp base (aiortc re-stamps,
-  Janus and ours may offset); the offset per subscriber is the value most
-  of its first 40 frames agree on;
+  CLOCK_MONOTONIC.  Arrival is the kernel's receive timestamp of the
+  datagram at the subscriber's socket (SO_TIMESTAMPNS).  "As read by load"
+  is the time the one subscriber process got round to reading it, which
+  adds that process's own queue: 100 sockets served by one Python loop
+  read a server that sends a packet to all subscribers at once (one
+  sendmmsg) last at the last socket, and one that trickles copies out
+  (Janus's threads) as they come.  Frames are matched by RTP timestamp:
+  the publisher's frame intervals are jittered so the timestamp
+  differences identify each frame even when the server rewrote the
+  timestamp base (aiortc re-stamps, Janus and ours may offset); the offset
+  per subscriber is the value most of its first 40 frames agree on;
 * delivered: per subscriber, the share of the video frames the publisher
   sent in the window (from its own send log, less the window's last second,
   whose frames may still be in flight) that reached it, matched by RTP
   timestamp; averaged over subscribers (aiortc drops frames when its
   encoders fall behind).
 
+The load processes run SCHED_BATCH (sched(7)), so that one woken by a
+datagram does not preempt the server on its core (see ``_batch_load``).
 Each (server, N) gets a fresh server process; only 127.0.0.1 is used
 (aiortc also announces this host's other addresses; our endpoint binds
 127.0.0.1, so its packets never leave the host).  Everything stops by
@@ -89,13 +97,23 @@ MAX_LATENCY = 30.0
 TOLERANCE = 150  # 90 kHz ticks, see nearest()
 
 
+def _batch_load() -> None:  # runs in the child between fork and exec
+    # SCHED_BATCH (sched(7)): a load process woken by the server's datagrams does not preempt
+    # the server.  A wakeup from a socket is "sync", so the scheduler puts the woken load on
+    # the server's own core; as a normal task it then preempted the server mid-sendmmsg for
+    # 0.5-2 ms while the other core sat idle (perf sched timehist), which remote subscribers
+    # never do.  Both servers get the same load.
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 class Child:
     """A load process spoken to in JSON lines over stdin/stdout."""
 
     def __init__(self, args: list[str]) -> None:
         self.errors = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen([sys.executable, str(LOAD), *args], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self.errors, text=True)
+                                        stdout=subprocess.PIPE, stderr=self.errors, text=True,
+                                        preexec_fn=_batch_load)
         self.pid = self.process.pid
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -133,7 +151,7 @@ def match_offset(sent_times: list[float], sent_ts: list[int], frames: list) -> i
     """Return the RTP timestamp offset (received - sent) most early frames agree on."""
     votes: Counter[int] = Counter()
     sample = frames[:MATCH_SAMPLE]  # a relay may lag by seconds: search MAX_LATENCY back
-    for ts, arrival in sample:
+    for ts, arrival, *_ in sample:
         low = bisect.bisect_left(sent_times, arrival - MAX_LATENCY)
         high = bisect.bisect_right(sent_times, arrival)
         for p in sent_ts[low:high]:
@@ -210,6 +228,7 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
     sent_times = [t for _, t in sent]
     by_ts = dict(sent)
     latencies: list[float] = []
+    read_latencies: list[float] = []
     delivered = []
     unmatched = 0
     # frames delivered: of the frames the publisher sent in the window (its own log, CLOCK_MONOTONIC
@@ -229,7 +248,7 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
             delivered.append(0.0)  # frames that cannot be matched to a sent frame are not counted
             continue
         received = set()
-        for ts, arrival in frames:
+        for ts, arrival, read in frames:
             match = nearest(ordered_ts, (ts - offset) & 0xFFFFFFFF)
             if match is None:
                 continue
@@ -237,6 +256,7 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
             t = by_ts[match]
             if arrival >= t:
                 latencies.append(arrival - t)
+                read_latencies.append(read - t)
         delivered.append(len(received & in_window) / len(in_window))
     return {
         "connected": joined["ready"], "subscribers": count, "failures": joined["failures"],
@@ -246,6 +266,8 @@ def summarize(count: int, joined: dict, counted: dict, sent: list, cpu: float, l
         "server_cpu": cpu / window, "load_cpu": load,
         "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
         "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
+        "read_p50_ms": percentile(read_latencies, 50) * 1000 if read_latencies else None,
+        "read_p99_ms": percentile(read_latencies, 99) * 1000 if read_latencies else None,
         "delivered": statistics.mean(delivered) if delivered else None,
         "frames_sent": len(in_window),
         "received_fps": statistics.mean(len(leg["frames"]) for leg in legs) / window if legs else None,
@@ -262,6 +284,8 @@ ROWS = [
     ("server_cpu", "server CPU (cores)", "{:.2f}"),
     ("p50_ms", "p50 added latency ms", "{:.1f}"),
     ("p99_ms", "p99 added latency ms", "{:.1f}"),
+    ("read_p50_ms", "p50 as read by load ms", "{:.1f}"),
+    ("read_p99_ms", "p99 as read by load ms", "{:.1f}"),
     ("delivered", "frames delivered", "{:.0%}"),
     ("sent_fps", "video frames/s sent", "{:.1f}"),
     ("received_fps", "video frames/s received", "{:.1f}"),
@@ -320,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         unavailable["janus"] = why
         record.print(f"janus: not run: {why}")
     record.print(f"{os.cpu_count()} CPUs; window {options.seconds:g} s after {options.warmup:g} s"
-                 f" warm-up; servers {', '.join(servers)}")
+                 f" warm-up; servers {', '.join(servers)}; load processes SCHED_BATCH")
     everything = {}
     for count in counts:
         results: dict[str, dict | str] = {}

@@ -20,6 +20,9 @@ in JSON lines::
 Publisher pacing: video frame *k* leaves at ``t0 + ts_k / 90000`` (all its
 packets back to back, as an encoder would), audio every 20 ms.  Times are
 ``time.monotonic()`` (CLOCK_MONOTONIC, shared by all processes on the host).
+A subscriber's arrival time is the kernel's receive timestamp of the datagram
+(SO_TIMESTAMPNS) brought onto that clock; the time this process read it is
+kept beside it.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import socket
+import struct
 import sys
 import time
+from typing import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +45,36 @@ from forward_signal import publisher_media, signalling_for  # noqa: E402
 from realtime.dtls.certificate import Certificate  # noqa: E402
 
 CONNECT_TIMEOUT = 15.0
+
+# The kernel's receive time of each datagram (socket(7) SO_TIMESTAMPNS: a struct timespec on
+# CLOCK_REALTIME in a SCM_TIMESTAMPNS control message).  It is when the packet reached the
+# subscriber's socket, before this process - one Python loop over 100 sockets - gets round to
+# reading it: the server's added latency, not the load's own queue.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("@qq")
+ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+def read_stamped(sock: socket.socket, now: float) -> Iterator[tuple[bytes, tuple[str, int], float]]:
+    """Yield ``(datagram, address, arrival)`` for every datagram waiting on ``sock``.
+
+    ``arrival`` is the kernel's receive time (SO_TIMESTAMPNS, set by :meth:`Loop.add`) on
+    ``time.monotonic()``'s clock, or ``now`` (the time of reading) if the kernel gave none.
+    """
+    realtime_to_monotonic = time.time() - time.monotonic()  # drift over a run: microseconds
+    while True:
+        try:
+            data, ancillary, _, addr = sock.recvmsg(2048, ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        arrived = now
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+                seconds, nanoseconds = TIMESPEC.unpack_from(value)
+                arrived = seconds + nanoseconds * 1e-9 - realtime_to_monotonic
+        yield data, addr, arrived
 
 
 def say(message: dict) -> None:
@@ -61,6 +97,7 @@ class Loop:
     def add(self, leg: Leg) -> None:
         """Service ``leg``'s socket from now on."""
         self.legs.append(leg)
+        leg.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.selector.register(leg.sock, selectors.EVENT_READ, leg)
 
     def run_once(self, timeout: float, remb: bool = False) -> None:
@@ -74,15 +111,8 @@ class Loop:
                 self.commands += [line.decode().strip() for line in lines if line.strip()]
                 continue
             now = time.monotonic()
-            sock = leg.sock
-            while True:
-                try:
-                    data, addr = sock.recvfrom(2048)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break
-                leg.receive(data, addr, now)
+            for data, addr, arrived in read_stamped(leg.sock, now):
+                leg.receive(data, addr, arrived, now)
         now = time.monotonic()
         for leg in self.legs:
             leg.tick(now, remb)

@@ -164,7 +164,7 @@ class Leg:
         self.counting = False
         self.packets = {"audio": 0, "video": 0, "other": 0}
         self.octets = 0
-        self.frames: list[tuple[int, float]] = []
+        self.frames: list[tuple[int, float, float]] = []
         self._last_ts = -1
         self.auth_failures = 0
 
@@ -281,8 +281,8 @@ class Leg:
             elif isinstance(event, HandshakeFailed):
                 self.state, self.error = "failed", f"DTLS: {event.reason}"
 
-    def receive(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        """Handle one datagram from the server."""
+    def receive(self, data: bytes, addr: tuple[str, int], now: float, read_at: float | None = None) -> None:
+        """Handle one datagram from the server that arrived at ``now`` and was read at ``read_at``."""
         kind = classify(data)
         if kind is PacketKind.RTP:
             if not self.counting:
@@ -294,7 +294,7 @@ class Leg:
                 ts = int.from_bytes(data[4:8], "big")
                 if ts != self._last_ts:
                     self._last_ts = ts
-                    self.frames.append((ts, now))
+                    self.frames.append((ts, now, now if read_at is None else read_at))
                 if self.verify:
                     try:
                         self.srtp.unprotect(data)
