@@ -405,6 +405,18 @@ def find_extension(data: bytes | bytearray | memoryview, ext_id: int) -> bytes |
     return None
 
 
+def last_extension(data: bytes | bytearray | memoryview) -> bytes | None:
+    """Return the data of the last element of the RFC 8285 block, or None (no block, or an
+    empty one); what a writer that appends an element last finds it by."""
+    block = _extension_block(data)
+    if block is None:
+        return None
+    last = None
+    for _, _, start, size in extension_elements(data, *block):
+        last = (start, size)
+    return None if last is None else bytes(data[last[0] : last[0] + last[1]])
+
+
 def rewrite_extension_ids(buf: bytearray, mapping: Mapping[int, int]) -> None:
     """Renumber the RFC 8285 elements of ``buf`` in place: id ``k`` becomes ``mapping[k]``.
 

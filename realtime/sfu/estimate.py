@@ -51,8 +51,10 @@ excess over a thin path, hence the queue a failure costs, shrinks.
 from __future__ import annotations
 
 from array import array
+from realtime.errors import DecodeError
 from realtime.media.gcc import GoogCc
 from realtime.rtcp.transport_cc import TransportFeedback
+from realtime.rtp.packet import last_extension
 
 __all__ = ["INITIAL_BITRATE", "PROBE_DURATION", "PROBE_INTERVAL", "RING", "SubscriberEstimate",
            "padding_packet", "transport_cc_block"]
@@ -223,40 +225,16 @@ class SubscriberEstimate:
         with the packet for :meth:`departed`).  The number was stamped before
         SRTP (the authentication tag covers the header, so it cannot be stamped
         later); the header extension block stays in the clear (RFC 3711 §3.1),
-        so it is found as :meth:`stamp` found the placeholder.
+        and the plan appends the number as the block's last element
+        (:func:`~realtime.rtp.packet.last_extension`, the RFC 8285 walk).
         """
-        size = len(data)
-        if size < 16 or not data[0] & 0x10 or not self.transport_cc:
+        if not self.transport_cc:
             return -1
-        head = 12 + 4 * (data[0] & 0x0F)
-        if head + 4 > size:
+        try:
+            value = last_extension(data)
+        except DecodeError:
             return -1
-        one_byte = data[head] == 0xBE and data[head + 1] == 0xDE
-        i = head + 4
-        end = i + 4 * (data[head + 2] << 8 | data[head + 3])
-        if end > size:
-            return -1
-        # the plan appends the number last; walk the elements forward (RFC 8285 §4.2, §4.3):
-        # a number with a zero octet looks like the block's zero padding from the end
-        last = length = -1
-        while i < end:
-            if data[i] == 0:  # padding between or after elements
-                i += 1
-                continue
-            if one_byte:
-                if data[i] >> 4 == 15:  # reserved: stop (§4.2)
-                    break
-                length = (data[i] & 0x0F) + 1
-                last = i + 1
-            else:
-                if i + 1 >= end:
-                    break
-                length = data[i + 1]
-                last = i + 2
-            i = last + length
-        if length != 2 or last + 2 > end:
-            return -1
-        return data[last] << 8 | data[last + 1]
+        return value[0] << 8 | value[1] if value is not None and len(value) == 2 else -1
 
     def departed(self, seq: int, now: float) -> None:
         """The packet stamped ``seq`` that the pacer held left at ``now``: its send time.
