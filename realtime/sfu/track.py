@@ -41,16 +41,16 @@ from typing import Any, Callable, Iterable
 from realtime.errors import DecodeError
 from realtime.media.keyframes import keyframe_detector
 from realtime.media.simulcast import SINGLE, LayerSelector, SimulcastLayers, SimulcastPreferences
+from realtime.media.vp9 import MALFORMED, temporal_fields as vp9_fields
+from realtime.media.vp9 import temporal_layer as vp9_temporal_layer
 from realtime.rtp.extensions import ExtensionUri
 from realtime.rtp.packet import find_extension, sequence_number_and_timestamp
 from realtime.sdp.codecs import Codec, codecs_match
 from realtime.sdp.negotiated import NegotiatedMedia
 from realtime.sdp.negotiation import DEPENDENCY_DESCRIPTOR
+from realtime.sfu.dependency import DescriptorFields
 from realtime.sfu.forwarder import ExtensionPlan, Forwarder, PublishedStream
 from realtime.sfu.sendpath import SendPath, bind_send_path
-from realtime.media.vp9 import MALFORMED, temporal_fields as vp9_fields
-from realtime.media.vp9 import temporal_layer as vp9_temporal_layer
-from realtime.sfu.dependency import DescriptorFields
 from realtime.sfu.temporal import ALL, TemporalFilter, temporal_fields, temporal_layer
 
 __all__ = ["PublishedTrack", "Subscription", "payload_type_map"]
@@ -172,7 +172,7 @@ class Subscription:
             vp9 = track.codec_name == "VP9"
             temporal = TemporalFilter(vp9=vp9, payload_types=track.dependency.payload_types,
                                       fields=track.dependency)
-        elif layers is not None and track.codec_name == "VP9" and track.vp9_payload_types:
+        elif layers is not None and track.codec_name == "VP9":
             temporal = TemporalFilter(vp9=True, payload_types=track.vp9_payload_types)
         elif layers is not None and vp8:
             temporal = TemporalFilter()
@@ -345,7 +345,7 @@ class PublishedTrack:
             self.dependency = None
         else:  # judged for the payload types of the media itself (not RTX, RED or FEC);
             # a packet without the descriptor is read by its codec's payload descriptor
-            codec = primary.name.upper() if primary is not None else None
+            codec = self.codec_name
             self.dependency = DescriptorFields(dependency_id, _shared(frozenset(
                 c.payload_type for c in media.codecs
                 if not c.is_rtx and c.name.upper() not in _NOT_MEDIA)),
