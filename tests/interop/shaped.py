@@ -21,7 +21,7 @@ import subprocess
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def sh(*args: str) -> None:
@@ -195,6 +195,19 @@ def pull_shaped(scene: ShapedScene, children: list, hold_s: float) -> tuple[dict
     if "Traceback" in logged:
         print("twistd logged:\n" + logged[logged.index("Traceback") - 200:][:4000])
     return result, trace
+
+
+def pull_thinned(scene: ShapedScene, children: list, thin: int, hold_s: float,
+                 layer_rates: Callable[[], Any]) -> tuple[list[dict], list[dict]]:
+    """Shape the scene's downlink to ``thin`` bit/s (between a reduced temporal layer's
+    rate and the whole stream's), pull through it (:func:`pull_shaped`) and return the
+    subscriber's samples and the SFU's trace; ``layer_rates()`` is printed at the end."""
+    print(f"tbf: {thin} bit/s")
+    scene.link.shape_downlink(f"{thin}bit", change=True)
+    result, trace = pull_shaped(scene, children, hold_s)
+    print("SFU layer rates at the end:", layer_rates())
+    assert "error" not in result, result
+    return result["samples"], trace
 
 
 def print_received(samples: list[dict]) -> None:

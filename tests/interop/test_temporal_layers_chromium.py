@@ -36,7 +36,7 @@ import time
 import pytest
 
 from tests.interop.shaped import (
-    assert_thinned, print_received, print_trace, pull_shaped, shaped_scene)
+    assert_thinned, print_received, print_trace, pull_thinned, shaped_scene)
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -70,8 +70,7 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
     with contextlib.ExitStack() as stack:
         scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, "3mbit",
                              scalability="L1T3", hold=int((HOLD_S + 20) * 1000))
-        link, server, publisher, published = (
-            scene.link, scene.server, scene.publisher, scene.published)
+        server, publisher, published = scene.server, scene.publisher, scene.published
         encodings = json.loads(publisher.wait_for("CONSOLE ENCODINGS ", 30))
         print("\npublisher outbound-rtp:", encodings)
         assert {rid: e.get("scalabilityMode") for rid, e in encodings.items()} == {
@@ -100,12 +99,7 @@ def test_thin_link_gets_h_at_a_lower_frame_rate(tmp_path, pages, traffic_guard) 
         print(f"SFU layer rates (bit/s of TID <= 0, 1, 2) after {len(readings)} s:", rates)
         assert set(rates) == {"f", "h", "q"} and all(len(r) == 3 for r in rates.values()), rates
         thin = thin_rate(rates)
-        print(f"tbf: {thin} bit/s")
-        link.shape_downlink(f"{thin}bit", change=True)
-        result, trace = pull_shaped(scene, children, HOLD_S)
-        print("SFU layer rates at the end:", layer_rates())
-    assert "error" not in result, result
-    samples = result["samples"]
+        samples, trace = pull_thinned(scene, children, thin, HOLD_S, layer_rates)
     print(f"publisher {publisher_fps} fps; tbf {thin} bit/s")
     print_received(samples)
     print_trace(trace)

@@ -40,7 +40,7 @@ import time
 import pytest
 
 from tests.interop.shaped import (
-    assert_thinned, print_received, print_trace, pull_shaped, shaped_scene)
+    assert_thinned, print_received, print_trace, pull_thinned, shaped_scene)
 from tests.processes import Lines
 
 pytestmark = pytest.mark.interop
@@ -72,8 +72,7 @@ def test_one_encoding_l1t3_gets_full_width_at_a_lower_frame_rate(
         scene = shaped_scene(stack, tmp_path, pages, traffic_guard, children, "3mbit",
                              page="sfu-temporal-publish.html", scalability="L1T3",
                              codec=codec, hold=int((HOLD_S + RAMP_S + 20) * 1000))
-        link, server, publisher, published = (
-            scene.link, scene.server, scene.publisher, scene.published)
+        server, publisher, published = scene.server, scene.publisher, scene.published
         encodings = json.loads(publisher.wait_for("CONSOLE ENCODINGS ", 30))
         print("\npublisher outbound-rtp:", encodings)
         sent = encodings.get("", {})
@@ -103,12 +102,7 @@ def test_one_encoding_l1t3_gets_full_width_at_a_lower_frame_rate(
         print(f"SFU rates (bit/s of TID <= 0, 1, 2) after {len(readings)} s:", rates)
         assert len(rates) == 3, readings
         thin = thin_rate(rates)
-        print(f"tbf: {thin} bit/s")
-        link.shape_downlink(f"{thin}bit", change=True)
-        result, trace = pull_shaped(scene, children, HOLD_S)
-        print("SFU rates at the end:", layer_rates())
-    assert "error" not in result, result
-    samples = result["samples"]
+        samples, trace = pull_thinned(scene, children, thin, HOLD_S, layer_rates)
     print(f"{codec}: publisher {publisher_fps} fps; tbf {thin} bit/s")
     print_received(samples)
     print_trace(trace, rids=False)
